@@ -1,0 +1,151 @@
+"""Prunable channel groups found with Torch-Pruning's dependency graph (DepGraph, Fang et al. 2023).
+
+Coupled layers (a conv, its BN, the next layers' inputs, every layer tied by a residual add or a
+depthwise conv) form one :class:`PrunableGroup`, named by its first producing layer's module name.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass, field, replace
+from typing import Iterable
+
+import torch
+import torch_pruning as tp
+from torch import nn
+
+from autoprune.analysis.layers import LayerSpec, trace_layers
+from autoprune.errors import AnalysisError
+
+
+@dataclass(frozen=True)
+class PrunableGroup:
+    """Channels that must be pruned together; the unit a policy gives one ratio to."""
+
+    name: str
+    channels: int
+    kind: str  # "conv", "depthwise" (feeds a depthwise conv), "linear" or "residual" (tied by adds)
+    producers: tuple[str, ...]  # Conv/Linear layers whose output channels are removed
+    consumers: tuple[str, ...]  # Conv/Linear layers whose input channels are removed
+    members: tuple[str, ...] = field(default=())  # every module touched (BN, depthwise convs, ...)
+
+
+@dataclass
+class ModelAnalysis:
+    """What the rest of the tool knows about a model: groups, layers, and the dependency graph."""
+
+    model: nn.Module
+    example_input: torch.Tensor
+    groups: list[PrunableGroup]
+    layers: list[LayerSpec]
+    output_layer: str | None
+    graph: tp.DependencyGraph
+
+    def group(self, name: str) -> PrunableGroup:
+        """The group called ``name``."""
+        for g in self.groups:
+            if g.name == name:
+                return g
+        raise KeyError(name)
+
+    @property
+    def group_names(self) -> list[str]:
+        """Group names in network order."""
+        return [g.name for g in self.groups]
+
+    def tp_group(self, name: str, idxs: Iterable[int] | None = None) -> tp.Group:
+        """The Torch-Pruning group rooted at group ``name`` for ``idxs`` (all channels when None)."""
+        g = self.group(name)
+        root = self.model.get_submodule(g.name)
+        pruner = self.graph.get_pruner_of_module(root)
+        idxs = list(range(g.channels)) if idxs is None else [int(i) for i in idxs]
+        return self.graph.get_pruning_group(root, pruner.prune_out_channels, idxs)
+
+
+def _compute_layers(model: nn.Module) -> dict[nn.Module, str]:
+    return {m: n for n, m in model.named_modules() if isinstance(m, (nn.Conv2d, nn.Linear))}
+
+
+def _describe(tp_group: tp.Group, graph: tp.DependencyGraph, names: dict[nn.Module, str],
+              order: dict[str, int]) -> PrunableGroup:
+    producers, consumers, members = [], [], []
+    for dep, _ in tp_group:
+        module = dep.target.module
+        name = graph._module2name.get(module)
+        if name is None:
+            continue
+        members.append(name)
+        if module in names:
+            (producers if graph.is_out_channel_pruning_fn(dep.handler) else consumers).append(name)
+    producers = sorted(set(producers), key=order.__getitem__)
+    consumers = sorted(set(consumers) - set(producers), key=order.__getitem__)
+    root = producers[0]
+    root_module = graph.model.get_submodule(root)
+    depthwise = [p for p in producers if _is_depthwise(graph.model.get_submodule(p))]
+    if len(producers) - len(depthwise) > 1:
+        kind = "residual"
+    elif isinstance(root_module, nn.Linear):
+        kind = "linear"
+    else:
+        kind = "depthwise" if depthwise else "conv"
+    channels = len(tp_group[0].idxs)
+    return PrunableGroup(root, channels, kind, tuple(producers), tuple(consumers),
+                         tuple(sorted(set(members), key=lambda n: order.get(n, 1 << 30))))
+
+
+def _is_depthwise(m: nn.Module) -> bool:
+    return isinstance(m, nn.Conv2d) and m.groups > 1 and m.groups == m.in_channels == m.out_channels
+
+
+def analyse_model(model: nn.Module, example_input: torch.Tensor,
+                  exclude: Iterable[str | type] = (), prune_output_layer: bool = False) -> ModelAnalysis:
+    """Find the prunable groups of ``model``.
+
+    Args:
+        example_input: one batch of input (batch size 1 is enough) for tracing.
+        exclude: module names or module types whose output channels must not be pruned.
+        prune_output_layer: never set in normal use; the output layer's classes are not prunable.
+
+    Raises:
+        AnalysisError: when tracing fails or nothing is prunable.
+    """
+    exclude = list(exclude)
+    module_names = {n for n, _ in model.named_modules()}
+    unknown = [e for e in exclude if isinstance(e, str) and e not in module_names]
+    if unknown:
+        raise AnalysisError(f"cannot exclude {unknown[0]!r}: no such module; names look like "
+                            f"{', '.join(list(_compute_layers(model).values())[:3])}")
+    layers, output_layer = trace_layers(model, example_input)
+    ignored = [m for n, m in model.named_modules()
+               if n in exclude or any(isinstance(e, type) and isinstance(m, e) for e in exclude)]
+    if output_layer and not prune_output_layer:
+        ignored.append(model.get_submodule(output_layer))
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            graph = tp.DependencyGraph().build_dependency(model, example_inputs=example_input, verbose=False)
+            tp_groups = list(graph.get_all_groups(ignored_layers=ignored,
+                                                  root_module_types=[nn.Conv2d, nn.Linear]))
+    except Exception as exc:  # tracing errors from arbitrary user models
+        raise AnalysisError(f"cannot trace the model for pruning: {type(exc).__name__}: {exc}") from exc
+    names = _compute_layers(model)
+    order = {n: i for i, (n, _) in enumerate(model.named_modules())}
+    groups = [_describe(g, graph, names, order) for g in tp_groups]
+    groups = [g for g in groups if g.channels > 1]
+    groups.sort(key=lambda g: order[g.name])
+    if not groups:
+        raise AnalysisError("nothing to prune: the model has no Conv2d/Linear layer whose output "
+                            "channels can be removed (the output layer never is)")
+    layers = _link_layers(layers, groups)
+    return ModelAnalysis(model, example_input, groups, layers, output_layer, graph)
+
+
+def _link_layers(layers: list[LayerSpec], groups: list[PrunableGroup]) -> list[LayerSpec]:
+    out_of = {p: g.name for g in groups for p in g.producers}
+    in_of = {c: g.name for g in groups for c in g.consumers}
+    linked = []
+    for spec in layers:
+        out_g = out_of.get(spec.name)
+        in_g = out_g if spec.kind == "depthwise" else in_of.get(spec.name)
+        linked.append(replace(spec, in_group=in_g, out_group=out_g))
+    return linked

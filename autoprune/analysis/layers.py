@@ -1,0 +1,78 @@
+"""Per-layer shape records of the compute layers (Conv/Linear), traced with forward hooks."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+
+@dataclass(frozen=True)
+class LayerSpec:
+    """One Conv/Linear layer as the cost models see it; ``in_group``/``out_group`` link it to groups."""
+
+    name: str
+    kind: str  # "conv", "depthwise" or "linear"
+    in_channels: int
+    out_channels: int
+    groups: int
+    kernel: tuple[int, int]
+    stride: int
+    in_hw: tuple[int, int]
+    out_hw: tuple[int, int]
+    in_group: str | None = None
+    out_group: str | None = None
+
+    def macs(self, c_in: int | None = None, c_out: int | None = None) -> int:
+        """Multiply-accumulates with ``c_in``/``c_out`` channels (default: the dense widths)."""
+        c_in = self.in_channels if c_in is None else c_in
+        c_out = self.out_channels if c_out is None else c_out
+        groups = c_in if self.kind == "depthwise" else self.groups
+        return c_out * (c_in // max(groups, 1)) * self.kernel[0] * self.kernel[1] * self.out_hw[0] * self.out_hw[1]
+
+    def params(self, c_in: int | None = None, c_out: int | None = None) -> int:
+        """Weight count (bias excluded) with ``c_in``/``c_out`` channels."""
+        c_in = self.in_channels if c_in is None else c_in
+        c_out = self.out_channels if c_out is None else c_out
+        groups = c_in if self.kind == "depthwise" else self.groups
+        return c_out * (c_in // max(groups, 1)) * self.kernel[0] * self.kernel[1]
+
+
+def _hw(t: torch.Tensor) -> tuple[int, int]:
+    return (int(t.shape[-2]), int(t.shape[-1])) if t.dim() == 4 else (1, 1)
+
+
+def _spec(name: str, m: nn.Module, x: torch.Tensor, y: torch.Tensor) -> LayerSpec:
+    if isinstance(m, nn.Conv2d):
+        depthwise = m.groups == m.in_channels == m.out_channels and m.groups > 1
+        return LayerSpec(name, "depthwise" if depthwise else "conv", m.in_channels, m.out_channels,
+                         m.groups, tuple(m.kernel_size), int(m.stride[0]), _hw(x), _hw(y))
+    return LayerSpec(name, "linear", m.in_features, m.out_features, 1, (1, 1), 1, (1, 1), (1, 1))
+
+
+@torch.no_grad()
+def trace_layers(model: nn.Module, example: torch.Tensor) -> tuple[list[LayerSpec], str | None]:
+    """Specs of every Conv2d/Linear in execution order, and the name of the output layer.
+
+    The output layer is the compute layer whose output tensor is the model's output (or, when the
+    output passes through a functional op, the last compute layer executed).
+    """
+    records: list[tuple[str, nn.Module, torch.Tensor, torch.Tensor]] = []
+    hooks = [m.register_forward_hook(lambda mod, inp, out, n=n: records.append((n, mod, inp[0], out)))
+             for n, m in model.named_modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+    was_training = model.training
+    model.eval()
+    try:
+        output = model(example)
+    finally:
+        for h in hooks:
+            h.remove()
+        model.train(was_training)
+    specs, seen = [], set()
+    for name, mod, x, y in records:
+        if name not in seen:  # a module called twice is recorded once
+            seen.add(name)
+            specs.append(_spec(name, mod, x, y))
+    out_layer = next((n for n, _, _, y in records if y is output), records[-1][0] if records else None)
+    return specs, out_layer

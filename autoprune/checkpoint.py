@@ -1,0 +1,81 @@
+"""Model checkpoints that load without unpickling arbitrary objects (``torch.load(weights_only=True)``).
+
+A checkpoint holds the built-in model name, its constructor arguments, the state dict and metadata
+(plain JSON-able values). Loading rebuilds the model from the registry, so no code is ever unpickled.
+"""
+
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from autoprune.errors import ConfigError
+from autoprune.models import create_model
+
+FORMAT = "autoprune-checkpoint"
+FORMAT_VERSION = 1
+
+
+def save_checkpoint(path: str | Path, model: nn.Module, model_name: str, in_channels: int = 1,
+                    num_classes: int = 10, meta: dict[str, Any] | None = None) -> Path:
+    """Write ``model``'s weights plus what is needed to rebuild it (atomically: tmp file + rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    payload = {
+        "format": FORMAT, "format_version": FORMAT_VERSION, "model": model_name,
+        "in_channels": in_channels, "num_classes": num_classes,
+        "state_dict": model.state_dict(), "meta": meta or {},
+    }
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(payload, tmp)
+    tmp.replace(path)
+    return path
+
+
+def read_checkpoint(path: str | Path) -> dict[str, Any]:
+    """Read and validate a checkpoint dict; refuses pickled code (``weights_only=True``)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"checkpoint {path} does not exist; pass the path of a file written by autoprune")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else "unsafe content"
+        raise ConfigError(f"refusing to load {path}: it holds objects other than weights ({first[:120]})") from exc
+    except Exception as exc:
+        raise ConfigError(f"cannot read checkpoint {path}: {type(exc).__name__}; is it a torch file?") from exc
+    if isinstance(payload, dict) and payload.get("format") == FORMAT:
+        if payload.get("format_version", 0) > FORMAT_VERSION:
+            raise ConfigError(f"{path} was written by a newer autoprune (format "
+                              f"{payload['format_version']}); upgrade autoprune to read it")
+        return payload
+    if isinstance(payload, dict) and all(isinstance(v, torch.Tensor) for v in payload.values()):
+        return {"format": FORMAT, "model": None, "state_dict": payload, "meta": {}}
+    raise ConfigError(f"{path} is not an autoprune checkpoint or a state dict")
+
+
+def load_state_into(model: nn.Module, state_dict: dict[str, torch.Tensor], source: str) -> nn.Module:
+    """Load ``state_dict`` into ``model`` with a one-line error when shapes or keys disagree."""
+    try:
+        model.load_state_dict(state_dict)
+    except RuntimeError as exc:
+        detail = str(exc).splitlines()[0] if str(exc) else "mismatch"
+        raise ConfigError(f"weights in {source} do not fit the model ({detail[:160]}); "
+                          f"pass the model they were trained for") from exc
+    return model
+
+
+def load_model(path: str | Path, model_name: str | None = None) -> tuple[nn.Module, dict[str, Any]]:
+    """Rebuild a dense built-in model from a checkpoint; returns ``(model, payload)``."""
+    payload = read_checkpoint(path)
+    name = model_name or payload.get("model")
+    if not name:
+        raise ConfigError(f"{path} is a bare state dict; also pass --model NAME")
+    model = create_model(name, payload.get("in_channels", 1), payload.get("num_classes", 10))
+    load_state_into(model, payload["state_dict"], str(path))
+    model.eval()
+    return model, payload

@@ -1,0 +1,1 @@
+"""The ``autoprune`` command line: one module per sub-command, kept thin over the library."""

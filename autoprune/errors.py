@@ -1,0 +1,23 @@
+"""User-facing errors: one clear line naming the problem and the fix (the CLI prints it, exits 2)."""
+
+from __future__ import annotations
+
+
+class AutopruneError(Exception):
+    """Base class for every error the tool reports to a user as one line."""
+
+
+class ConfigError(AutopruneError):
+    """A setting, name or argument is invalid."""
+
+
+class DataError(AutopruneError):
+    """A data set cannot be found or read."""
+
+
+class PolicyError(AutopruneError):
+    """A policy file is malformed or does not match the model."""
+
+
+class AnalysisError(AutopruneError):
+    """The model cannot be analysed for pruning."""

@@ -1,0 +1,73 @@
+"""Measured latency: ONNX Runtime or torch, batch size, threads, warm-up and median of repeats."""
+
+from __future__ import annotations
+
+import statistics
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+import onnxruntime as ort
+import torch
+from torch import nn
+
+from autoprune.onnx_export import to_onnx_bytes
+
+
+@dataclass(frozen=True)
+class LatencySettings:
+    """How latency is measured; part of a cost model's identity (tables record it)."""
+
+    backend: str = "onnxruntime"  # or "torch"
+    batch_size: int = 1
+    threads: int = 1
+    warmup: int = 20
+    repeats: int = 100
+
+
+def ort_session(onnx_bytes: bytes, threads: int = 1) -> ort.InferenceSession:
+    """An ONNX Runtime CPU session with full graph optimisation and a fixed thread count."""
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads
+    opts.inter_op_num_threads = 1
+    opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    opts.log_severity_level = 3
+    return ort.InferenceSession(onnx_bytes, opts, providers=["CPUExecutionProvider"])
+
+
+def median_ms(fn: Callable[[], object], warmup: int, repeats: int) -> float:
+    """Median wall time of ``fn()`` in milliseconds after ``warmup`` untimed calls."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times) * 1e3
+
+
+def measure_latency(model: nn.Module, input_shape: tuple[int, ...],
+                    settings: LatencySettings = LatencySettings()) -> float:
+    """Median latency (ms) of one forward pass of ``model`` at ``settings.batch_size``."""
+    x = torch.randn(settings.batch_size, *input_shape)
+    if settings.backend == "onnxruntime":
+        session = ort_session(to_onnx_bytes(model, x[:1]), settings.threads)
+        feed = {"input": x.numpy().astype(np.float32)}
+        return median_ms(lambda: session.run(None, feed), settings.warmup, settings.repeats)
+    if settings.backend == "torch":
+        previous = torch.get_num_threads()
+        torch.set_num_threads(settings.threads)
+        was_training = model.training
+        model.eval()
+        try:
+            with torch.inference_mode():
+                return median_ms(lambda: model(x), settings.warmup, settings.repeats)
+        finally:
+            torch.set_num_threads(previous)
+            model.train(was_training)
+    from autoprune.errors import ConfigError
+
+    raise ConfigError(f"unknown latency backend {settings.backend!r}; use onnxruntime or torch")

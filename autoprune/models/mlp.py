@@ -1,0 +1,31 @@
+"""A multi-layer perceptron on flattened images (the smallest model, for tests and quick checks)."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from autoprune.models.registry import register_model
+
+
+class MLP(nn.Module):
+    """Flatten -> Linear-ReLU hidden layers -> Linear classifier."""
+
+    def __init__(self, in_features: int, hidden: tuple[int, ...], num_classes: int) -> None:
+        super().__init__()
+        layers: list[nn.Module] = []
+        c = in_features
+        for h in hidden:
+            layers += [nn.Linear(c, h), nn.ReLU()]
+            c = h
+        self.body = nn.Sequential(*layers)
+        self.head = nn.Linear(c, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.body(torch.flatten(x, 1)))
+
+
+@register_model("mlp")
+def mlp(in_channels: int = 1, num_classes: int = 10, image_size: int = 28) -> nn.Module:
+    """MLP 784-256-128-10 for 28x28 single-channel images."""
+    return MLP(in_channels * image_size * image_size, (256, 128), num_classes)

@@ -1,0 +1,164 @@
+"""``PruningPolicy``: group -> ratio plus what it was found for; a versioned JSON file.
+
+Schema (version 1), every key but ``ratios`` and ``schema_version`` optional::
+
+    {"format": "autoprune-policy", "schema_version": 1,
+     "model": "resnet20", "fingerprint": "sha256:…",      # structural, see analysis.fingerprint
+     "ratios": {"conv1": 0.25, "layer1.0.conv1": 0.5, …},  # every prunable group, in [0, 1)
+     "channels": {"conv1": 12, …},                         # channels kept (derived, for reading)
+     "round_to": 1, "importance": "l1",
+     "budget": {"metric": "latency_ms", "value": 0.15, "fraction": 0.5},
+     "cost_model": "ort-lut", "predicted_cost": {"latency_ms": 0.149, "flops": …, "params": …},
+     "accuracy": {"val": 0.91}, "created": "…", "tool_version": "0.1.0", "torch_version": "…"}
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from autoprune import __version__
+from autoprune.analysis.fingerprint import model_fingerprint
+from autoprune.analysis.groups import ModelAnalysis
+from autoprune.errors import PolicyError
+from autoprune.pruning.ratios import architecture_for
+
+FORMAT = "autoprune-policy"
+SCHEMA_VERSION = 1
+MAX_BYTES = 10 * 1024 * 1024
+
+
+@dataclass
+class PruningPolicy:
+    """Per-group pruning ratios and their provenance."""
+
+    ratios: dict[str, float]
+    model: str | None = None
+    fingerprint: str | None = None
+    round_to: int = 1
+    importance: str = "l1"
+    budget: dict[str, Any] | None = None
+    cost_model: str | None = None
+    predicted_cost: dict[str, float] | None = None
+    accuracy: dict[str, float] | None = None
+    channels: dict[str, int] = field(default_factory=dict)
+    created: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
+    tool_version: str = __version__
+    torch_version: str = torch.__version__
+    schema_version: int = SCHEMA_VERSION
+
+    @classmethod
+    def for_model(cls, analysis: ModelAnalysis, ratios: dict[str, float], model_name: str | None = None,
+                  round_to: int = 1, **provenance: Any) -> "PruningPolicy":
+        """A policy for ``analysis``'s model, with fingerprint and channels filled in."""
+        full = {g.name: float(ratios.get(g.name, 0.0)) for g in analysis.groups}
+        policy = cls(full, model=model_name, fingerprint=model_fingerprint(analysis.model),
+                     round_to=round_to, **provenance)
+        policy.channels = architecture_for(analysis.groups, full, round_to)
+        policy.validate_for(analysis)
+        return policy
+
+    def architecture(self, analysis: ModelAnalysis) -> dict[str, int]:
+        """Channels kept per group of ``analysis``'s model."""
+        return architecture_for(analysis.groups, self.ratios, self.round_to)
+
+    def validate_for(self, analysis: ModelAnalysis, source: str = "policy") -> None:
+        """Raise :class:`PolicyError` unless this policy fits ``analysis``'s model exactly."""
+        fp = model_fingerprint(analysis.model)
+        if self.fingerprint and self.fingerprint != fp:
+            raise PolicyError(f"{source} was made for another model (fingerprint {self.fingerprint}, "
+                              f"model {self.model or '?'}), this one is {fp}; apply it to the model it "
+                              f"was found for")
+        names = set(analysis.group_names)
+        unknown = sorted(set(self.ratios) - names)
+        if unknown:
+            raise PolicyError(f"{source} names group {unknown[0]!r} that this model does not have; "
+                              f"its groups are {', '.join(analysis.group_names[:4])}, …")
+        missing = [n for n in analysis.group_names if n not in self.ratios]
+        if missing:
+            raise PolicyError(f"{source} gives no ratio for group {missing[0]!r} "
+                              f"({len(missing)} missing); add it (0.0 keeps every channel)")
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON document (``format`` first)."""
+        return {"format": FORMAT, **asdict(self)}
+
+    def save(self, path: str | Path) -> Path:
+        """Write the policy atomically (tmp file + rename)."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+        os.replace(tmp, path)
+        return path
+
+    @classmethod
+    def from_dict(cls, data: Any, source: str = "policy") -> "PruningPolicy":
+        """Validate a parsed JSON document and build the policy."""
+        if not isinstance(data, dict):
+            raise PolicyError(f"{source} must hold a JSON object, found {type(data).__name__}")
+        version = data.get("schema_version")
+        if not isinstance(version, int) or isinstance(version, bool):
+            raise PolicyError(f"{source} has no integer 'schema_version'; is it an autoprune policy file?")
+        if version > SCHEMA_VERSION:
+            raise PolicyError(f"{source} has schema version {version}, newer than this autoprune "
+                              f"reads ({SCHEMA_VERSION}); upgrade autoprune")
+        ratios = data.get("ratios")
+        if not isinstance(ratios, dict) or not ratios:
+            raise PolicyError(f"{source} needs a non-empty 'ratios' object of group name -> ratio")
+        for name, r in ratios.items():
+            if isinstance(r, bool) or not isinstance(r, (int, float)) or not math.isfinite(r):
+                raise PolicyError(f"{source}: ratio of group {name!r} must be a number, got {r!r}")
+            if not 0.0 <= r < 1.0:
+                raise PolicyError(f"{source}: ratio of group {name!r} is {r}, outside [0, 1); "
+                                  f"1.0 would remove every channel")
+        kwargs = {k: data[k] for k in cls.__dataclass_fields__ if k in data}
+        kwargs["ratios"] = {str(k): float(v) for k, v in ratios.items()}
+        _check_types(kwargs, source)
+        return cls(**kwargs)
+
+    @classmethod
+    def load(cls, path: str | Path, analysis: ModelAnalysis | None = None) -> "PruningPolicy":
+        """Read, validate and (given ``analysis``) check the policy against a model."""
+        path = Path(path)
+        if not path.is_file():
+            raise PolicyError(f"policy file {path} does not exist")
+        if path.stat().st_size > MAX_BYTES:
+            raise PolicyError(f"policy file {path} is {path.stat().st_size} bytes, over the "
+                              f"{MAX_BYTES // 2**20} MiB limit; is it the right file?")
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"), parse_constant=_reject_constant)
+        except json.JSONDecodeError as exc:
+            raise PolicyError(f"policy file {path} is not valid JSON (line {exc.lineno}, column "
+                              f"{exc.colno}: {exc.msg})") from exc
+        except (UnicodeDecodeError, ValueError) as exc:
+            raise PolicyError(f"policy file {path} cannot be read: {exc}") from exc
+        policy = cls.from_dict(data, source=f"policy {path}")
+        if analysis is not None:
+            policy.validate_for(analysis, source=f"policy {path}")
+        return policy
+
+
+def _reject_constant(name: str) -> float:
+    raise ValueError(f"{name} is not allowed (ratios and costs must be finite numbers)")
+
+
+_TYPES = {"model": (str, type(None)), "fingerprint": (str, type(None)), "round_to": int,
+          "importance": str, "budget": (dict, type(None)), "cost_model": (str, type(None)),
+          "predicted_cost": (dict, type(None)), "accuracy": (dict, type(None)), "channels": dict,
+          "created": str, "tool_version": str, "torch_version": str}
+
+
+def _check_types(kwargs: dict[str, Any], source: str) -> None:
+    for key, types in _TYPES.items():
+        if key in kwargs and not isinstance(kwargs[key], types):
+            raise PolicyError(f"{source}: field {key!r} has the wrong type ({type(kwargs[key]).__name__})")
+    if isinstance(kwargs.get("round_to"), bool) or kwargs.get("round_to", 1) < 1:
+        raise PolicyError(f"{source}: 'round_to' must be a positive integer")

@@ -1,0 +1,95 @@
+"""Masked pruning: fast, reversible candidate evaluation without copying the model.
+
+Forward hooks zero the removed channels at the output of every layer that produces them (convs,
+linears and their norms). Downstream layers then see zeros, which is exactly what physical removal
+computes, so masked and physical models give the same outputs for the same policy.
+"""
+
+from __future__ import annotations
+
+from typing import Mapping
+
+import torch
+from torch import nn
+
+from autoprune.analysis.groups import ModelAnalysis
+
+
+class MaskedPruner:
+    """Applies and removes channel masks on ``analysis.model``; also snapshots BN statistics.
+
+    Usage::
+
+        pruner = MaskedPruner(analysis, ranking)
+        with pruner.applied(kept):       # kept: group name -> channels kept
+            recalibrate_bn(model, ...)   # BN stats are restored on exit
+            acc = evaluate(model, ...)
+    """
+
+    def __init__(self, analysis: ModelAnalysis, ranking: Mapping[str, torch.Tensor]) -> None:
+        self.analysis = analysis
+        self.ranking = ranking
+        self._handles: list[torch.utils.hooks.RemovableHandle] = []
+        self._bn_state: dict[str, torch.Tensor] | None = None
+        self._members = {g.name: self._out_members(g.name) for g in analysis.groups}
+
+    def _out_members(self, group: str) -> list[str]:
+        """Modules whose output channels belong to ``group`` (producers and their norms)."""
+        tp_group = self.analysis.tp_group(group)
+        graph = self.analysis.graph
+        names = []
+        for dep, _ in tp_group:
+            name = graph._module2name.get(dep.target.module)
+            if name is not None and graph.is_out_channel_pruning_fn(dep.handler):
+                names.append(name)
+        return list(dict.fromkeys(names))
+
+    def apply(self, kept: Mapping[str, int]) -> None:
+        """Mask every group down to ``kept[group]`` channels (its most important ones)."""
+        self.remove()
+        masks: dict[str, torch.Tensor] = {}
+        for g in self.analysis.groups:
+            n_keep = int(kept.get(g.name, g.channels))
+            if n_keep >= g.channels:
+                continue
+            mask = torch.ones(g.channels)
+            mask[self.ranking[g.name][: g.channels - n_keep]] = 0.0
+            for member in self._members[g.name]:
+                masks[member] = masks[member] * mask if member in masks else mask
+        model = self.analysis.model
+        for name, mask in masks.items():
+            self._handles.append(model.get_submodule(name).register_forward_hook(_mask_hook(mask)))
+        self._bn_state = {k: v.clone() for k, v in model.state_dict().items() if "running_" in k
+                          or "num_batches_tracked" in k}
+
+    def remove(self) -> None:
+        """Remove every mask and restore the BN statistics saved at :meth:`apply`."""
+        for h in self._handles:
+            h.remove()
+        self._handles.clear()
+        if self._bn_state is not None:
+            self.analysis.model.load_state_dict(self._bn_state, strict=False)
+            self._bn_state = None
+
+    def applied(self, kept: Mapping[str, int]) -> "_Applied":
+        """Context manager: masks applied inside, removed (and BN restored) on exit."""
+        return _Applied(self, kept)
+
+
+class _Applied:
+    def __init__(self, pruner: MaskedPruner, kept: Mapping[str, int]) -> None:
+        self.pruner, self.kept = pruner, kept
+
+    def __enter__(self) -> MaskedPruner:
+        self.pruner.apply(self.kept)
+        return self.pruner
+
+    def __exit__(self, *exc) -> None:
+        self.pruner.remove()
+
+
+def _mask_hook(mask: torch.Tensor):
+    def hook(module: nn.Module, inputs, output: torch.Tensor) -> torch.Tensor:
+        shape = [1, -1] + [1] * (output.dim() - 2)
+        return output * mask.view(shape)
+    return hook

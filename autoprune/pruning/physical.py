@@ -1,0 +1,36 @@
+"""Physical pruning: channels really removed with Torch-Pruning, so the model is smaller and faster."""
+
+from __future__ import annotations
+
+import copy
+import warnings
+from typing import Mapping
+
+import torch
+import torch_pruning as tp
+from torch import nn
+
+from autoprune.analysis.groups import ModelAnalysis
+
+
+def prune_physically(analysis: ModelAnalysis, ranking: Mapping[str, torch.Tensor], kept: Mapping[str, int],
+                     inplace: bool = False) -> nn.Module:
+    """Return ``analysis.model`` (a copy unless ``inplace``) with each group cut to ``kept[group]`` channels.
+
+    The removed channels are the least important ones of ``ranking``, the same ones
+    :class:`~autoprune.pruning.MaskedPruner` masks.
+    """
+    model = analysis.model if inplace else copy.deepcopy(analysis.model)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        graph = tp.DependencyGraph().build_dependency(model, example_inputs=analysis.example_input,
+                                                      verbose=False)
+    for g in analysis.groups:
+        n_remove = g.channels - int(kept.get(g.name, g.channels))
+        if n_remove <= 0:
+            continue
+        root = model.get_submodule(g.name)
+        idxs = sorted(int(i) for i in ranking[g.name][:n_remove])
+        group = graph.get_pruning_group(root, graph.get_pruner_of_module(root).prune_out_channels, idxs)
+        group.prune(record_history=False)
+    return model

@@ -1,0 +1,25 @@
+"""From a pruning ratio to a channel count: the single rule every part of the tool shares."""
+
+from __future__ import annotations
+
+from typing import Mapping
+
+from autoprune.analysis.groups import PrunableGroup
+
+
+def channels_kept(channels: int, ratio: float, round_to: int = 1) -> int:
+    """Channels kept when ``ratio`` of ``channels`` is pruned, rounded to a multiple of ``round_to``.
+
+    At least one channel (or ``round_to``, if the layer is that wide) is always kept.
+    """
+    if not 0.0 <= ratio < 1.0:
+        raise ValueError(f"ratio must be in [0, 1), got {ratio}")
+    step = max(1, int(round_to))
+    kept = int(round(channels * (1.0 - ratio) / step)) * step
+    return max(min(step, channels), min(kept, channels))
+
+
+def architecture_for(groups: list[PrunableGroup], ratios: Mapping[str, float],
+                     round_to: int = 1) -> dict[str, int]:
+    """Channels kept per group for ``ratios`` (groups not named keep every channel)."""
+    return {g.name: channels_kept(g.channels, float(ratios.get(g.name, 0.0)), round_to) for g in groups}

@@ -1,0 +1,31 @@
+import pytest
+import torch
+
+from autoprune.errors import ConfigError
+from autoprune.models import MODELS, create_model, list_models
+
+
+def test_builtin_models_are_listed():
+    assert {"resnet20", "resnet56", "vgg_small", "mobilenetv2_small", "mlp"} <= set(list_models())
+
+
+@pytest.mark.parametrize("name", ["resnet20", "resnet56", "vgg_small", "mobilenetv2_small", "mlp"])
+def test_builtin_models_forward(name):
+    model = create_model(name, in_channels=1, num_classes=7)
+    assert model(torch.randn(3, 1, 28, 28)).shape == (3, 7)
+
+
+def test_resnet_depths():
+    convs = lambda m: sum(isinstance(x, torch.nn.Conv2d) and x.kernel_size == (3, 3) for x in m.modules())
+    assert convs(create_model("resnet20")) == 19
+    assert convs(create_model("resnet56")) == 55
+
+
+def test_mobilenet_has_depthwise_convs():
+    m = create_model("mobilenetv2_small")
+    assert any(isinstance(x, torch.nn.Conv2d) and x.groups == x.in_channels > 1 for x in m.modules())
+
+
+def test_unknown_model_lists_known_names():
+    with pytest.raises(ConfigError, match="unknown model 'resnet99'; known: .*resnet20"):
+        MODELS.get("resnet99")

@@ -1,0 +1,92 @@
+import pytest
+import torch
+from torch import nn
+
+from autoprune.analysis import analyse_model
+from autoprune.models import create_model
+from autoprune.pruning import (Importance, MaskedPruner, architecture_for, channels_kept,
+                               prune_physically, rank_channels)
+from autoprune.training import recalibrate_bn
+from conftest import randomise_bn
+
+
+def test_channels_kept_rounding_and_bounds():
+    assert channels_kept(64, 0.5) == 32 and channels_kept(64, 0.0) == 64
+    assert channels_kept(64, 0.99) == 1 and channels_kept(60, 0.5, round_to=8) == 32
+    assert channels_kept(64, 0.99, round_to=8) == 8 and channels_kept(4, 0.5, round_to=8) == 4
+    with pytest.raises(ValueError):
+        channels_kept(64, 1.0)
+
+
+@pytest.mark.parametrize("name", ["resnet20", "vgg_small", "mobilenetv2_small", "mlp"])
+def test_masked_and_physical_give_same_outputs(name):
+    torch.manual_seed(1)
+    model = randomise_bn(create_model(name))
+    x = torch.randn(4, 1, 28, 28)
+    a = analyse_model(model, x[:1])
+    gen = torch.Generator().manual_seed(2)
+    ratios = {g.name: float(torch.rand(1, generator=gen)) * 0.9 for g in a.groups}
+    kept = architecture_for(a.groups, ratios)
+    ranking = rank_channels(a, "l2")
+    pruned = prune_physically(a, ranking, kept).eval()
+    with torch.no_grad():
+        dense = model(x)
+        with MaskedPruner(a, ranking).applied(kept):
+            masked = model(x)
+        assert torch.allclose(masked, pruned(x), atol=1e-5)
+        assert torch.equal(model(x), dense)  # masks fully removed
+    assert sum(p.numel() for p in pruned.parameters()) < sum(p.numel() for p in model.parameters())
+
+
+def test_physical_pruning_shrinks_layers_to_kept_channels(tiny_analysis):
+    kept = architecture_for(tiny_analysis.groups, {"stem.0": 0.5, "expand.0": 0.3}, round_to=4)
+    pruned = prune_physically(tiny_analysis, rank_channels(tiny_analysis), kept)
+    assert pruned.stem[0].out_channels == 4 and pruned.conv_b[0].out_channels == 4
+    assert pruned.expand[0].out_channels == 12 and pruned.dw[0].groups == 12
+    assert pruned.project[0].in_channels == 12
+    assert tiny_analysis.model.stem[0].out_channels == 8  # the original is untouched
+
+
+def test_masked_pruner_restores_bn_statistics(tiny_analysis, splits):
+    model = tiny_analysis.model
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    pruner = MaskedPruner(tiny_analysis, rank_channels(tiny_analysis))
+    with pruner.applied({"stem.0": 3}):
+        recalibrate_bn(model, splits.train(32), max_batches=2)
+        assert not torch.equal(model.stem[1].running_mean, before["stem.1.running_mean"])
+    assert all(torch.equal(v, model.state_dict()[k]) for k, v in before.items())
+
+
+def test_l1_ranking_removes_smallest_norm_channels():
+    model = nn.Sequential(nn.Conv2d(1, 4, 3), nn.ReLU(), nn.Conv2d(4, 2, 3))
+    with torch.no_grad():
+        for i, scale in enumerate([3.0, 0.1, 2.0, 0.5]):
+            model[0].weight[i].fill_(scale)
+            model[2].weight[:, i].fill_(scale)
+    a = analyse_model(model, torch.randn(1, 1, 8, 8))
+    assert rank_channels(a, "l1")["0"][:2].tolist() == [1, 3]
+
+
+class IndexImportance(Importance):
+    """A user criterion: later channels are more important."""
+
+    def __call__(self, group):
+        return torch.arange(len(group[0].idxs), dtype=torch.float)
+
+
+def test_user_importance_plugs_in(tiny_analysis):
+    ranking = rank_channels(tiny_analysis, IndexImportance())
+    pruned = prune_physically(tiny_analysis, ranking, {"expand.0": 10})
+    assert torch.equal(pruned.expand[0].weight, tiny_analysis.model.expand[0].weight[6:])
+
+
+@pytest.mark.parametrize("criterion", ["l1", "l2", "bn_scale", "taylor"])
+def test_every_builtin_criterion_ranks_every_group(tiny_analysis, splits, criterion):
+    ranking = rank_channels(tiny_analysis, criterion, batches=splits.train(32))
+    for g in tiny_analysis.groups:
+        assert sorted(ranking[g.name].tolist()) == list(range(g.channels))
+
+
+def test_taylor_needs_batches(tiny_analysis):
+    with pytest.raises(ValueError, match="needs training batches"):
+        rank_channels(tiny_analysis, "taylor")

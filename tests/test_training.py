@@ -1,0 +1,28 @@
+import torch
+
+from autoprune.models import create_model
+from autoprune.training import TrainConfig, cosine_lr, evaluate, recalibrate_bn, train
+
+
+def test_training_learns_synthetic_data(splits):
+    torch.manual_seed(0)
+    model = create_model("mlp")
+    before = evaluate(model, splits.val())
+    cfg = TrainConfig(epochs=3, lr=0.05, batch_size=32, augment=False)
+    history = train(model, lambda e: splits.train(32, seed=e), cfg,
+                    evaluate_fn=lambda m: evaluate(m, splits.val()), progress=False)
+    assert len(history) == 3 and history[-1]["val_acc"] > max(0.8, before + 0.3)
+
+
+def test_cosine_schedule_ends_at_zero():
+    assert cosine_lr(0, 10, 0.1) == 0.1 and abs(cosine_lr(10, 10, 0.1)) < 1e-12
+    assert cosine_lr(5, 10, 0.1) == 0.05
+
+
+def test_bn_recalibration_matches_data_statistics(tiny_model, splits):
+    recalibrate_bn(tiny_model, splits.train(64, shuffle=False), max_batches=4)
+    bn = tiny_model.stem[1]
+    with torch.no_grad():
+        feats = torch.cat([tiny_model.stem[0](x) for x, _ in splits.train(64, shuffle=False)])
+    assert torch.allclose(bn.running_mean, feats.mean((0, 2, 3)), atol=1e-4)
+    assert bn.momentum == 0.1 and not tiny_model.training
