@@ -21,6 +21,7 @@ class LayerSpec:
     stride: int
     in_hw: tuple[int, int]
     out_hw: tuple[int, int]
+    padding: tuple[int, int] = (0, 0)
     in_group: str | None = None
     out_group: str | None = None
 
@@ -47,7 +48,8 @@ def _spec(name: str, m: nn.Module, x: torch.Tensor, y: torch.Tensor) -> LayerSpe
     if isinstance(m, nn.Conv2d):
         depthwise = m.groups == m.in_channels == m.out_channels and m.groups > 1
         return LayerSpec(name, "depthwise" if depthwise else "conv", m.in_channels, m.out_channels,
-                         m.groups, tuple(m.kernel_size), int(m.stride[0]), _hw(x), _hw(y))
+                         m.groups, tuple(m.kernel_size), int(m.stride[0]), _hw(x), _hw(y),
+                         tuple(int(p) for p in m.padding) if not isinstance(m.padding, str) else (0, 0))
     return LayerSpec(name, "linear", m.in_features, m.out_features, 1, (1, 1), 1, (1, 1), (1, 1))
 
 

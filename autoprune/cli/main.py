@@ -8,7 +8,7 @@ import sys
 from autoprune import __version__
 from autoprune.errors import AutopruneError
 
-COMMANDS = ("train_cmd",)
+COMMANDS = ("train_cmd", "analyse_cmd", "profile_cmd")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -36,6 +36,9 @@ def main(argv: list[str] | None = None) -> int:
     except AutopruneError as exc:
         print(f"autoprune: error: {exc}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # output piped into `head` and the like
+        sys.stderr.close()
+        return 0
     except KeyboardInterrupt:
         print("autoprune: interrupted; everything finished so far is saved", file=sys.stderr)
         return 130

@@ -1,0 +1,44 @@
+"""Resolve what the user named on the command line into a model and its analysis."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from autoprune.analysis import ModelAnalysis, analyse_model
+from autoprune.checkpoint import load_model
+from autoprune.errors import ConfigError
+from autoprune.models import MODELS, create_model
+
+WEIGHTS_DIR = Path(__file__).resolve().parents[1] / "weights"
+SHIPPED = {"resnet20": WEIGHTS_DIR / "resnet20_fmnist.pt"}
+
+
+def add_model_args(p: argparse.ArgumentParser, default: str = "resnet20") -> None:
+    """``--model`` (built-in name) and ``--weights`` (checkpoint) options."""
+    p.add_argument("--model", default=default, help=f"built-in model name (default: {default})")
+    p.add_argument("--weights", default=None,
+                   help="checkpoint to load (default: the shipped Fashion-MNIST weights where there are some)")
+    p.add_argument("--exclude", nargs="*", default=[], help="module names whose channels must not be pruned")
+
+
+def resolve_model(args: argparse.Namespace, need_weights: bool = False) -> tuple[nn.Module, str]:
+    """The model named by ``--model``/``--weights`` (weights: given, shipped, or random)."""
+    MODELS.get(args.model)  # one-line error listing known names
+    weights = args.weights or (SHIPPED.get(args.model) if SHIPPED.get(args.model, Path()).is_file() else None)
+    if weights:
+        model, _ = load_model(weights, args.model)
+        return model, args.model
+    if need_weights:
+        raise ConfigError(f"no trained weights for {args.model!r}; pass --weights FILE "
+                          f"(train one with 'autoprune train --model {args.model}')")
+    return create_model(args.model).eval(), args.model
+
+
+def resolve_analysis(model: nn.Module, args: argparse.Namespace,
+                     input_shape: tuple[int, ...] = (1, 28, 28)) -> ModelAnalysis:
+    """Analyse ``model`` for pruning with the user's exclusions."""
+    return analyse_model(model, torch.randn(1, *input_shape), exclude=getattr(args, "exclude", []) or [])

@@ -1,0 +1,50 @@
+"""Single-layer ONNX graphs (Conv+ReLU or Gemm) built with ``onnx.helper``, for latency profiling.
+
+Building the graph directly takes about a millisecond, against ~30 ms for a torch export.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+from autoprune.analysis.layers import LayerSpec
+
+OPSET = 17
+
+
+def layer_graph(spec: LayerSpec, c_in: int, c_out: int, batch: int = 1, relu: bool = True) -> bytes:
+    """An ONNX model computing ``spec`` with ``c_in``/``c_out`` channels (random weights)."""
+    rng = np.random.default_rng(0)
+    if spec.kind == "linear":
+        w = rng.standard_normal((c_out, c_in), dtype=np.float32)
+        nodes = [helper.make_node("Gemm", ["x", "w", "b"], ["y0"], transB=1)]
+        x_shape, y_shape = [batch, c_in], [batch, c_out]
+    else:
+        groups = c_in if spec.kind == "depthwise" else spec.groups
+        w = rng.standard_normal((c_out, c_in // groups, *spec.kernel), dtype=np.float32)
+        pads = [spec.padding[0], spec.padding[1], spec.padding[0], spec.padding[1]]
+        nodes = [helper.make_node("Conv", ["x", "w", "b"], ["y0"], group=groups, kernel_shape=list(spec.kernel),
+                                  strides=[spec.stride, spec.stride], pads=pads)]
+        x_shape, y_shape = [batch, c_in, *spec.in_hw], [batch, c_out, *spec.out_hw]
+    b = rng.standard_normal(c_out, dtype=np.float32)
+    nodes.append(helper.make_node("Relu" if relu else "Identity", ["y0"], ["y"]))
+    graph = helper.make_graph(
+        nodes, "layer", [helper.make_tensor_value_info("x", TensorProto.FLOAT, x_shape)],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, y_shape)],
+        initializer=[numpy_helper.from_array(w, "w"), numpy_helper.from_array(b, "b")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)])
+    model.ir_version = 8
+    return model.SerializeToString()
+
+
+def layer_input(spec: LayerSpec, c_in: int, batch: int = 1) -> np.ndarray:
+    """A random input for :func:`layer_graph`."""
+    shape = (batch, c_in) if spec.kind == "linear" else (batch, c_in, *spec.in_hw)
+    return np.random.default_rng(1).standard_normal(shape, dtype=np.float32)
+
+
+def check_graph(data: bytes) -> None:
+    """Validate a graph with ``onnx.checker`` (used by tests)."""
+    onnx.checker.check_model(onnx.load_from_string(data))

@@ -1,0 +1,277 @@
+"""Latency lookup tables (NetAdapt, Yang et al. 2018; HALP, Shen et al. 2022).
+
+Every Conv/Linear layer is profiled alone on the target device over a grid of input/output
+channel counts; a model's latency is the calibrated sum of its layers' interpolated latencies:
+``latency = scale * sum(layer) + offset``, with ``scale``/``offset`` fitted on a few whole-model
+measurements (they absorb element-wise ops, pooling and per-op overheads the layers do not show).
+Tables are CSV files (metadata on the first ``#`` line), so a table profiled on one machine
+drives a search on another.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import platform
+import time
+from bisect import bisect_right
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnxruntime as ort
+import pandas as pd
+from tqdm.auto import tqdm
+
+from autoprune.analysis.architecture import Architecture, layer_channels
+from autoprune.analysis.fingerprint import model_fingerprint
+from autoprune.analysis.groups import ModelAnalysis
+from autoprune.analysis.layers import LayerSpec
+from autoprune.costs.base import Cost, CostModel, analytic_counts
+from autoprune.costs.layer_graphs import layer_graph, layer_input
+from autoprune.errors import ConfigError
+from autoprune.latency import LatencySettings, median_ms, ort_session
+
+FORMAT = "autoprune-latency-table"
+TABLE_VERSION = 1
+COLUMNS = ["layer", "group_in", "group_out", "c_in", "c_out", "latency_ms"]
+
+
+def channel_levels(channels: int, linked: bool, n: int) -> list[int]:
+    """Grid points for one channel dimension: ``n`` points from 1 to ``channels`` when prunable."""
+    if not linked or channels <= 1:
+        return [channels]
+    return sorted({max(1, int(round(v))) for v in np.linspace(1, channels, min(n, channels))})
+
+
+@dataclass
+class LayerTable:
+    """One layer's latency grid ``ms[i, j]`` at ``c_in = ins[i]``, ``c_out = outs[j]`` (monotone)."""
+
+    ins: list[int]
+    outs: list[int]
+    ms: np.ndarray
+
+    def __post_init__(self) -> None:
+        # Removing channels must never add latency: enforce monotonicity against measurement noise.
+        self.ms = np.maximum.accumulate(np.maximum.accumulate(np.asarray(self.ms, float), axis=0), axis=1)
+        self._rows = self.ms.tolist()
+
+    def predict(self, c_in: float, c_out: float) -> float:
+        """Bilinear interpolation (clamped to the grid)."""
+        i, fi = _bracket(self.ins, c_in)
+        j, fj = _bracket(self.outs, c_out)
+        r0, r1 = self._rows[i], self._rows[min(i + 1, len(self.ins) - 1)]
+        j1 = min(j + 1, len(self.outs) - 1)
+        top = r0[j] + (r0[j1] - r0[j]) * fj
+        bottom = r1[j] + (r1[j1] - r1[j]) * fj
+        return top + (bottom - top) * fi
+
+
+def _bracket(levels: list[int], x: float) -> tuple[int, float]:
+    if len(levels) == 1 or x <= levels[0]:
+        return 0, 0.0
+    if x >= levels[-1]:
+        return len(levels) - 1, 0.0
+    i = bisect_right(levels, x) - 1
+    return i, (x - levels[i]) / (levels[i + 1] - levels[i])
+
+
+@dataclass
+class LatencyTable:
+    """Per-layer latency tables plus calibration and provenance."""
+
+    tables: dict[str, LayerTable]
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def scale(self) -> float:
+        return float(self.meta.get("calibration", {}).get("scale", 1.0))
+
+    @property
+    def offset(self) -> float:
+        return float(self.meta.get("calibration", {}).get("offset", 0.0))
+
+    def layer_sum(self, layers: list[LayerSpec], arch: Architecture) -> float:
+        """Uncalibrated sum of the layers' interpolated latencies (ms)."""
+        total = 0.0
+        for spec in layers:
+            c_in, c_out = layer_channels(spec, arch)
+            total += self.tables[spec.name].predict(c_in, c_out)
+        return total
+
+    def check_matches(self, analysis: ModelAnalysis, source: str = "latency table") -> None:
+        """Raise a one-line error unless the table covers every layer of ``analysis`` at its widths."""
+        for spec in analysis.layers:
+            t = self.tables.get(spec.name)
+            group = spec.out_group or spec.in_group or "none"
+            if t is None:
+                raise ConfigError(f"{source} has no entry for layer {spec.name!r} (group {group!r}); "
+                                  f"profile this model with 'autoprune profile'")
+            if t.ins[-1] < spec.in_channels or t.outs[-1] < spec.out_channels:
+                raise ConfigError(f"{source} covers layer {spec.name!r} up to {t.ins[-1]}x{t.outs[-1]} "
+                                  f"channels, the model has {spec.in_channels}x{spec.out_channels}; "
+                                  f"profile this model again")
+
+    def to_frame(self) -> pd.DataFrame:
+        rows = []
+        for name, t in self.tables.items():
+            for i, c_in in enumerate(t.ins):
+                for j, c_out in enumerate(t.outs):
+                    rows.append((name, c_in, c_out, float(t.ms[i, j])))
+        return pd.DataFrame(rows, columns=["layer", "c_in", "c_out", "latency_ms"])
+
+    def save(self, path: str | Path) -> Path:
+        """Write CSV with a ``# {json metadata}`` first line (atomic)."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        buf = io.StringIO()
+        buf.write("# " + json.dumps({"format": FORMAT, "version": TABLE_VERSION, **self.meta}) + "\n")
+        self.to_frame().to_csv(buf, index=False, float_format="%.6g")
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(buf.getvalue())
+        os.replace(tmp, path)
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> "LatencyTable":
+        """Read a table written by :meth:`save`; one-line errors for anything else."""
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"latency table {path} does not exist; create it with 'autoprune profile'")
+        try:
+            with path.open() as f:
+                first = f.readline()
+            meta = json.loads(first[1:]) if first.startswith("#") else None
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            meta = None
+        if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+            raise ConfigError(f"{path} is not an autoprune latency table (no metadata line); "
+                              f"create one with 'autoprune profile'")
+        if int(meta.get("version", 0)) > TABLE_VERSION:
+            raise ConfigError(f"{path} was written by a newer autoprune; upgrade to read it")
+        try:
+            frame = pd.read_csv(path, comment="#")
+            frame = frame.astype({"layer": str, "c_in": int, "c_out": int, "latency_ms": float})
+        except (ValueError, KeyError, pd.errors.ParserError) as exc:
+            raise ConfigError(f"latency table {path} is malformed ({str(exc).splitlines()[0][:100]})") from exc
+        if not np.isfinite(frame["latency_ms"]).all() or (frame["latency_ms"] < 0).any():
+            raise ConfigError(f"latency table {path} holds negative or non-finite latencies")
+        tables = {}
+        for name, rows in frame.groupby("layer", sort=False):
+            grid = rows.pivot(index="c_in", columns="c_out", values="latency_ms").sort_index().sort_index(axis=1)
+            if grid.isna().any().any():
+                raise ConfigError(f"latency table {path}: layer {name!r} has an incomplete grid")
+            tables[name] = LayerTable(list(grid.index), list(grid.columns), grid.to_numpy())
+        meta.pop("format", None)
+        return cls(tables, meta)
+
+
+def _profile_point(spec: LayerSpec, c_in: int, c_out: int, settings: LatencySettings) -> float:
+    session = ort_session(layer_graph(spec, c_in, c_out, settings.batch_size), settings.threads)
+    feed = {"x": layer_input(spec, c_in, settings.batch_size)}
+    return median_ms(lambda: session.run(None, feed), settings.warmup, settings.repeats)
+
+
+def profile_latency_table(analysis: ModelAnalysis, model_name: str | None = None, levels: int = 9,
+                          settings: LatencySettings = LatencySettings(warmup=10, repeats=50),
+                          calibration_samples: int = 20, seed: int = 0, progress: bool = True) -> LatencyTable:
+    """Profile every layer of ``analysis`` on this machine with ONNX Runtime and calibrate the sum.
+
+    Layers with the same shape and grid are profiled once. Calibration measures the dense model
+    and ``calibration_samples`` random architectures end to end.
+    """
+    if settings.backend != "onnxruntime":
+        raise ConfigError("latency tables are profiled with ONNX Runtime; use backend onnxruntime")
+    start = time.perf_counter()
+    plans, unique = {}, {}
+    for spec in analysis.layers:
+        ins = channel_levels(spec.in_channels, spec.in_group is not None and spec.kind != "depthwise", levels)
+        outs = channel_levels(spec.out_channels, spec.out_group is not None, levels)
+        key = (spec.kind, spec.kernel, spec.stride, spec.padding, spec.in_hw, spec.groups, tuple(ins), tuple(outs))
+        plans[spec.name] = key
+        unique.setdefault(key, (spec, ins, outs))
+    points = sum(len(ins) * len(outs) for _, ins, outs in unique.values())
+    measured: dict[tuple, LayerTable] = {}
+    with tqdm(total=points, desc="profiling layers", unit="pt", disable=not progress) as bar:
+        for key, (spec, ins, outs) in unique.items():
+            grid = np.zeros((len(ins), len(outs)))
+            for i, c_in in enumerate(ins):
+                for j, c_out in enumerate(outs):
+                    c_in_eff = c_out if spec.kind == "depthwise" else c_in
+                    grid[i, j] = _profile_point(spec, c_in_eff, c_out, settings)
+                    bar.update()
+            measured[key] = LayerTable(ins, outs, grid)
+    # Depthwise layers have c_in == c_out: their table is indexed by c_out, any c_in reads the same row.
+    table = LatencyTable({name: measured[key] for name, key in plans.items()})
+    table.meta = {
+        "model": model_name, "fingerprint": model_fingerprint(analysis.model),
+        "input_shape": list(analysis.example_input.shape[1:]), "settings": settings.__dict__,
+        "levels": levels, "device": device_info(),
+    }
+    table.meta["calibration"] = calibrate(table, analysis, settings, calibration_samples, seed, progress)
+    table.meta["profile_seconds"] = round(time.perf_counter() - start, 1)
+    return table
+
+
+def calibrate(table: LatencyTable, analysis: ModelAnalysis, settings: LatencySettings, samples: int,
+              seed: int, progress: bool = True) -> dict[str, float]:
+    """Least-squares ``scale``/``offset`` mapping the layer sum to whole-model latency."""
+    from autoprune.costs.measured import MeasuredLatencyCostModel
+
+    measured = MeasuredLatencyCostModel(analysis, LatencySettings(
+        "onnxruntime", settings.batch_size, settings.threads, warmup=20, repeats=100))
+    rng = np.random.default_rng(seed)
+    archs = [{}] + [{g.name: max(1, int(round(g.channels * (1 - rng.uniform(0, 0.8)))))
+                     for g in analysis.groups} for _ in range(samples)]
+    xs, ys = [], []
+    for arch in tqdm(archs, desc="calibrating", disable=not progress):
+        xs.append(table.layer_sum(analysis.layers, arch))
+        ys.append(measured.measure(arch))
+    if len(archs) < 3:
+        return {"scale": ys[0] / xs[0], "offset": 0.0, "samples": len(archs)}
+    scale, offset = np.polyfit(xs, ys, 1)
+    if scale <= 0:  # a degenerate fit would break monotonicity; fall back to a pure ratio
+        scale, offset = float(np.mean(ys) / np.mean(xs)), 0.0
+    return {"scale": float(scale), "offset": float(offset), "samples": len(archs)}
+
+
+def device_info() -> dict[str, Any]:
+    """Where a table was profiled (it only predicts well on a similar machine)."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {"cpu": cpu, "cores": os.cpu_count(), "machine": platform.machine(),
+            "onnxruntime": ort.__version__, "python": platform.python_version()}
+
+
+class LookupTableCostModel(CostModel):
+    """Latency from a profiled :class:`LatencyTable` (fast: ~0.1 ms a prediction)."""
+
+    name = "lut"
+
+    def __init__(self, analysis: ModelAnalysis, table: LatencyTable | str | Path) -> None:
+        super().__init__(analysis.layers)
+        source = f"latency table {table}" if not isinstance(table, LatencyTable) else "latency table"
+        self.table = table if isinstance(table, LatencyTable) else LatencyTable.load(table)
+        self.table.check_matches(analysis, source)
+        self.path = None if isinstance(table, LatencyTable) else str(table)
+
+    def latency(self, arch: Architecture) -> float:
+        """Predicted latency (ms) of ``arch``."""
+        return self.table.scale * self.table.layer_sum(self.layers, arch) + self.table.offset
+
+    def cost(self, arch: Architecture) -> Cost:
+        flops, params = analytic_counts(self.layers, arch)
+        return Cost(flops=flops, params=params, latency_ms=self.latency(arch))
+
+    def describe(self) -> dict:
+        return {**super().describe(), "table": self.path, "device": self.table.meta.get("device"),
+                "settings": self.table.meta.get("settings")}
