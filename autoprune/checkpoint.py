@@ -13,6 +13,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from autoprune.atomic import atomic_path
 from autoprune.errors import ConfigError
 from autoprune.models import create_model
 
@@ -23,17 +24,14 @@ FORMAT_VERSION = 1
 def save_checkpoint(path: str | Path, model: nn.Module, model_name: str, in_channels: int = 1,
                     num_classes: int = 10, meta: dict[str, Any] | None = None) -> Path:
     """Write ``model``'s weights plus what is needed to rebuild it (atomically: tmp file + rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     payload = {
         "format": FORMAT, "format_version": FORMAT_VERSION, "model": model_name,
         "in_channels": in_channels, "num_classes": num_classes,
         "state_dict": model.state_dict(), "meta": meta or {},
     }
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(payload, tmp)
-    tmp.replace(path)
-    return path
+    with atomic_path(path) as tmp:
+        torch.save(payload, tmp)
+    return Path(path)
 
 
 def read_checkpoint(path: str | Path) -> dict[str, Any]:

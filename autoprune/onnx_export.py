@@ -11,6 +11,7 @@ import onnx
 import torch
 from torch import nn
 
+from autoprune.atomic import write_bytes_atomic
 from autoprune.errors import AutopruneError
 
 EXPORTERS = ("torchscript", "dynamo")
@@ -49,12 +50,7 @@ def export_onnx(model: nn.Module, example_input: torch.Tensor, path: str | Path,
     if diff > atol:
         raise AutopruneError(f"ONNX outputs differ from torch by {diff:.2e} (> {atol}); "
                              f"try --exporter dynamo")
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(data)
-    tmp.replace(path)
-    return path
+    return write_bytes_atomic(path, data)
 
 
 def max_output_difference(onnx_bytes: bytes, model: nn.Module, example_input: torch.Tensor) -> float:

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -25,6 +24,7 @@ from typing import Any
 import torch
 
 from autoprune import __version__
+from autoprune.atomic import write_json_atomic
 from autoprune.analysis.fingerprint import model_fingerprint
 from autoprune.analysis.groups import ModelAnalysis
 from autoprune.errors import PolicyError
@@ -92,12 +92,7 @@ class PruningPolicy:
 
     def save(self, path: str | Path) -> Path:
         """Write the policy atomically (tmp file + rename)."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(json.dumps(self.to_dict(), indent=2) + "\n")
-        os.replace(tmp, path)
-        return path
+        return write_json_atomic(path, self.to_dict())
 
     @classmethod
     def from_dict(cls, data: Any, source: str = "policy") -> "PruningPolicy":

@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import json
-import os
 import shlex
 import sys
 from pathlib import Path
-from typing import Any
-
+from autoprune.atomic import write_json_atomic
 from autoprune.errors import ConfigError
 
 
@@ -30,10 +27,4 @@ def ensure_writable_dir(path: str | Path) -> Path:
     return path
 
 
-def write_json(path: str | Path, data: Any) -> Path:
-    """Write JSON atomically (tmp file + rename), so a crash never leaves half a file."""
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=False, default=str) + "\n")
-    os.replace(tmp, path)
-    return path
+write_json = write_json_atomic

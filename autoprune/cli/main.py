@@ -8,7 +8,7 @@ import sys
 from autoprune import __version__
 from autoprune.errors import AutopruneError
 
-COMMANDS = ("train_cmd", "analyse_cmd", "profile_cmd")
+COMMANDS = ("train_cmd", "analyse_cmd", "profile_cmd", "search_cmd")
 
 
 def build_parser() -> argparse.ArgumentParser:

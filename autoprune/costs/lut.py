@@ -25,6 +25,7 @@ import onnxruntime as ort
 import pandas as pd
 from tqdm.auto import tqdm
 
+from autoprune.atomic import write_text_atomic
 from autoprune.analysis.architecture import Architecture, layer_channels
 from autoprune.analysis.fingerprint import model_fingerprint
 from autoprune.analysis.groups import ModelAnalysis
@@ -125,15 +126,10 @@ class LatencyTable:
 
     def save(self, path: str | Path) -> Path:
         """Write CSV with a ``# {json metadata}`` first line (atomic)."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
         buf = io.StringIO()
         buf.write("# " + json.dumps({"format": FORMAT, "version": TABLE_VERSION, **self.meta}) + "\n")
         self.to_frame().to_csv(buf, index=False, float_format="%.6g")
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(buf.getvalue())
-        os.replace(tmp, path)
-        return path
+        return write_text_atomic(path, buf.getvalue())
 
     @classmethod
     def load(cls, path: str | Path) -> "LatencyTable":

@@ -1,0 +1,186 @@
+"""Searchers: SB3 agents and simple baselines behind one interface, so results compare side by side.
+
+A searcher runs ``episodes`` episodes of a :class:`~autoprune.envs.PruningEnv` and calls
+``on_episode(info)`` after each one; with ``state_dir`` it saves what it needs to resume.
+"""
+
+from __future__ import annotations
+
+import abc
+import json
+import os
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+from stable_baselines3 import PPO
+from stable_baselines3.common.base_class import BaseAlgorithm
+from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.on_policy_algorithm import OnPolicyAlgorithm
+
+from autoprune.agents.amc import AMCDDPG, AMCSAC, AMCTD3
+from autoprune.agents.noise import DecayingTruncatedNormalNoise
+from autoprune.envs.pruning_env import PruningEnv
+from autoprune.errors import ConfigError
+from autoprune.pruning.ratios import channels_kept
+
+EpisodeHook = Callable[[dict[str, Any]], None]
+
+
+class Searcher(abc.ABC):
+    """Proposes one candidate per episode."""
+
+    name = "searcher"
+
+    def __init__(self, seed: int = 0, **params: Any) -> None:
+        self.seed, self.params = seed, params
+
+    @abc.abstractmethod
+    def run(self, env: PruningEnv, episodes: int, on_episode: EpisodeHook, start_episode: int = 0,
+            state_dir: Path | None = None) -> None:
+        """Run episodes ``start_episode .. episodes - 1``."""
+
+    def play(self, env: PruningEnv, actions: Callable[[int], float], seed: int | None = None) -> dict[str, Any]:
+        """One episode with ``actions(step) -> action``; returns the final info."""
+        env.reset(seed=seed)
+        t, done, info = 0, False, {}
+        while not done:
+            _, _, done, _, info = env.step(np.array([actions(t)], np.float32))
+            t += 1
+        return info
+
+
+class RandomSearcher(Searcher):
+    """Uniformly random actions; with BN recalibration this is EagleEye's search (Li et al. 2020)."""
+
+    name = "random"
+
+    def run(self, env, episodes, on_episode, start_episode=0, state_dir=None) -> None:
+        for e in range(start_episode, episodes):
+            rng = np.random.default_rng([self.seed, e])  # per-episode stream: resumable, reproducible
+            on_episode(self.play(env, lambda t: float(rng.uniform(-1, 1)), seed=self.seed + e))
+
+
+class UniformSearcher(Searcher):
+    """The same ratio for every group: the smallest one that meets the budget (one candidate)."""
+
+    name = "uniform"
+
+    def run(self, env, episodes, on_episode, start_episode=0, state_dir=None) -> None:
+        if start_episode >= 1:
+            return
+        action = self.smallest_action(env)
+        on_episode(self.play(env, lambda t: action))
+
+    @staticmethod
+    def smallest_action(env: PruningEnv, iters: int = 40) -> float:
+        """Bisection on one shared action (hence one ratio) against the cost model.
+
+        Works on the float32 action through the env's own mapping, so rounding to whole
+        channels is exactly what the episode will do.
+        """
+        def fits(a: float) -> bool:
+            a32 = float(np.float32(a))
+            kept = {g.name: channels_kept(g.channels, env.ratio_for(a32, t), env.round_to)
+                    for t, g in enumerate(env.groups)}
+            return env.wall.cost_of(kept) <= env.budget.value
+
+        lo, hi = -1.0, 1.0
+        if fits(lo):
+            return lo
+        for _ in range(iters):
+            mid = (lo + hi) / 2
+            lo, hi = (lo, mid) if fits(mid) else (mid, hi)
+        return float(np.float32(hi)) if fits(float(np.float32(hi))) else 1.0
+
+
+class _EpisodeCallback(BaseCallback):
+    """Reports finished episodes; saves agent state after each rollout.
+
+    SB3 calls ``on_step`` before it stores the step's transition, so off-policy runs end on their
+    exact step count instead of being stopped here (which would drop the last transition); only
+    on-policy runs, whose rollouts come in fixed blocks, are stopped by the callback.
+    """
+
+    def __init__(self, on_episode: EpisodeHook, target: int, done: int, save: Callable[[int], None] | None,
+                 stop_at_target: bool) -> None:
+        super().__init__()
+        self.on_episode, self.target, self.count, self.save = on_episode, target, done, save
+        self.stop_at_target = stop_at_target
+
+    def _on_step(self) -> bool:
+        for done, info in zip(self.locals["dones"], self.locals["infos"]):
+            if done and self.count < self.target:
+                self.count += 1
+                self.on_episode(info)
+        return not (self.stop_at_target and self.count >= self.target)
+
+    def _on_rollout_end(self) -> None:
+        if self.save:
+            self.save(self.count)
+
+
+ALGORITHMS: dict[str, type[BaseAlgorithm]] = {"amc-ddpg": AMCDDPG, "td3": AMCTD3, "sac": AMCSAC, "ppo": PPO}
+
+
+class SB3Searcher(Searcher):
+    """A stable-baselines3 agent; hyper-parameters come from a preset (see ``presets/*.yml``)."""
+
+    def __init__(self, algo: str, seed: int = 0, **params: Any) -> None:
+        super().__init__(seed, **params)
+        if algo not in ALGORITHMS:
+            raise ConfigError(f"unknown agent {algo!r}; known: {', '.join(ALGORITHMS)}")
+        self.algo, self.name = algo, algo
+        self.model: BaseAlgorithm | None = None
+
+    def build(self, env: PruningEnv) -> BaseAlgorithm:
+        """Create the SB3 model for ``env`` from the preset parameters."""
+        p = dict(self.params)
+        steps = len(env.groups)
+        net_arch = p.pop("net_arch", [64, 64])
+        common = dict(policy="MlpPolicy", env=env, seed=self.seed, verbose=0, device="cpu",
+                      policy_kwargs={"net_arch": net_arch})
+        try:
+            if self.algo == "ppo":
+                n_steps = int(p.pop("n_episodes_per_update", 8)) * steps
+                return PPO(n_steps=n_steps, batch_size=p.pop("batch_size", n_steps), **common, **p)
+            warmup = int(p.pop("warmup_episodes", 100))
+            sigma, decay = p.pop("noise_sigma", None), p.pop("noise_decay", 0.95)
+            noise = None if sigma is None else DecayingTruncatedNormalNoise(sigma, decay, warmup, seed=self.seed)
+            return ALGORITHMS[self.algo](learning_starts=warmup * steps, train_freq=(1, "episode"),
+                                         gradient_steps=-1, action_noise=noise, **common, **p)
+        except TypeError as exc:
+            raise ConfigError(f"bad hyper-parameter for {self.algo}: {exc}") from exc
+
+    def run(self, env, episodes, on_episode, start_episode=0, state_dir=None) -> None:
+        model = self._restore(env, state_dir, start_episode) or self.build(env)
+        self.model = model
+        remaining = episodes - start_episode
+        if remaining <= 0:
+            return
+        save = (lambda count: self._save(model, state_dir, count)) if state_dir else None
+        callback = _EpisodeCallback(on_episode, episodes, start_episode, save,
+                                    stop_at_target=isinstance(model, OnPolicyAlgorithm))
+        model.learn(total_timesteps=remaining * len(env.groups), callback=callback,
+                    reset_num_timesteps=start_episode == 0, progress_bar=False)
+        if save:
+            save(callback.count)
+
+    def _save(self, model: BaseAlgorithm, state_dir: Path, episodes: int) -> None:
+        state_dir.mkdir(parents=True, exist_ok=True)
+        tmp = state_dir / "agent.tmp.zip"
+        model.save(tmp)
+        os.replace(tmp, state_dir / "agent.zip")
+        if hasattr(model, "replay_buffer") and model.replay_buffer is not None:
+            model.save_replay_buffer(state_dir / "replay.tmp.pkl")
+            os.replace(state_dir / "replay.tmp.pkl", state_dir / "replay.pkl")
+        (state_dir / "agent.json.tmp").write_text(json.dumps({"episodes": episodes, "algo": self.algo}))
+        os.replace(state_dir / "agent.json.tmp", state_dir / "agent.json")
+
+    def _restore(self, env: PruningEnv, state_dir: Path | None, start_episode: int) -> BaseAlgorithm | None:
+        if not state_dir or start_episode == 0 or not (state_dir / "agent.zip").is_file():
+            return None
+        model = ALGORITHMS[self.algo].load(state_dir / "agent.zip", env=env, device="cpu")
+        if (state_dir / "replay.pkl").is_file() and hasattr(model, "load_replay_buffer"):
+            model.load_replay_buffer(state_dir / "replay.pkl")
+        return model

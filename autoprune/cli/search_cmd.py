@@ -1,0 +1,79 @@
+"""``autoprune search``: find per-group pruning ratios that meet a budget (RL agent or baseline)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from autoprune.agents import list_searchers, parse_overrides
+from autoprune.cli.common import command_line, ensure_writable_dir
+from autoprune.search import SearchConfig, SearchRun
+
+D = SearchConfig()
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("search", help="search pruning ratios for a budget (writes a run folder)")
+    p.add_argument("--model", default=D.model, help="built-in model (default: resnet20, shipped weights)")
+    p.add_argument("--weights", default=None, help="checkpoint of the trained model")
+    p.add_argument("--data", default=D.data, help="fashion-mnist or synthetic")
+    p.add_argument("--data-dir", default=None, help="folder with the Fashion-MNIST IDX files")
+    p.add_argument("--cost-model", default=D.cost_model,
+                   help="lut (profiled on this machine when no --table), flops, roofline, ort-measured, or a plug-in")
+    p.add_argument("--table", default=None, help="latency table CSV for --cost-model lut")
+    p.add_argument("--device", default=None, help="device profile for --cost-model roofline (name or YAML)")
+    p.add_argument("--budget", default=D.budget, help="fraction of dense (50%% or 0.5) or absolute (0.15ms)")
+    p.add_argument("--agent", default=D.agent, help=f"one of {', '.join(list_searchers())}")
+    p.add_argument("--preset", default=D.preset, help="hyper-parameter preset of the agent")
+    p.add_argument("--agent-param", action="append", default=[], metavar="KEY=VALUE",
+                   help="override one preset hyper-parameter (repeatable)")
+    p.add_argument("--episodes", type=int, default=D.episodes)
+    p.add_argument("--seed", type=int, default=D.seed)
+    p.add_argument("--val-size", type=int, default=D.val_size, help="validation images per candidate")
+    p.add_argument("--bn-batches", type=int, default=D.bn_batches, help="BN recalibration batches")
+    p.add_argument("--min-ratio", type=float, default=D.min_ratio)
+    p.add_argument("--max-ratio", type=float, default=D.max_ratio)
+    p.add_argument("--round-to", type=int, default=D.round_to, help="keep channel counts a multiple of this")
+    p.add_argument("--importance", default=D.importance, help="l1, l2, bn_scale or taylor")
+    p.add_argument("--reward", default=D.reward, help="accuracy, amc or penalty")
+    p.add_argument("--exclude", nargs="*", default=[], help="module names never pruned")
+    p.add_argument("--out", default=D.out, help="run folder")
+    p.add_argument("--resume", action="store_true", help="continue the search in --out")
+    p.set_defaults(func=run)
+
+
+def config_from_args(args: argparse.Namespace) -> SearchConfig:
+    """The run's settings: from ``--out``'s config.yaml when resuming, else from the arguments."""
+    if args.resume:
+        config = SearchConfig.load(Path(args.out) / "config.yaml")
+        if args.episodes != D.episodes:
+            config.episodes = args.episodes  # a resumed run may be extended
+        return config.validate()
+    return SearchConfig(
+        model=args.model, weights=args.weights, data=args.data, data_dir=args.data_dir,
+        cost_model=args.cost_model, table=args.table, device=args.device, budget=args.budget,
+        agent=args.agent, preset=args.preset, agent_params=parse_overrides(args.agent_param),
+        episodes=args.episodes, seed=args.seed, val_size=args.val_size, bn_batches=args.bn_batches,
+        min_ratio=args.min_ratio, max_ratio=args.max_ratio, round_to=args.round_to,
+        importance=args.importance, reward=args.reward, exclude=args.exclude, out=args.out).validate()
+
+
+def run(args: argparse.Namespace) -> int:
+    config = config_from_args(args)
+    ensure_writable_dir(config.out)
+    try:
+        summary = SearchRun(config, command_line()).run(resume=args.resume)
+    except KeyboardInterrupt:
+        print(f"autoprune: interrupted; every finished episode is in {config.out}/history.csv; continue "
+              f"with: autoprune search --resume --out {config.out}")
+        return 130
+    best = summary["best"]
+    if best is None:
+        print(f"no feasible candidate found; see {config.out}/history.csv")
+        return 1
+    cost = f"{best['latency_ms']:.4f} ms" if best.get("latency_ms") is not None else f"{best['flops'] / 1e6:.2f} M MACs"
+    print(f"best: val accuracy {best['accuracy']:.4f} at {cost} (budget {summary['budget']['value']:.4g} "
+          f"{summary['budget']['metric']}); policy saved to {config.out}/best_policy.json")
+    print(f"time: {summary['wall_s']:.0f} s total, scoring {summary['scoring_s']:.0f} s, "
+          f"environment {summary['env_s']:.1f} s, agent {summary['agent_s']:.1f} s")
+    return 0

@@ -1,0 +1,74 @@
+"""The resolved settings of a search run, saved as ``config.yaml`` in its folder."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from autoprune.atomic import write_text_atomic
+from autoprune.errors import ConfigError
+
+
+@dataclass
+class SearchConfig:
+    """Everything that defines a search; a run folder's ``config.yaml`` reproduces it."""
+
+    model: str = "resnet20"
+    weights: str | None = None
+    data: str = "fashion-mnist"
+    data_dir: str | None = None
+    cost_model: str = "lut"
+    table: str | None = None
+    device: str | None = None
+    budget: str = "50%"
+    agent: str = "amc-ddpg"
+    preset: str = "default"
+    agent_params: dict[str, Any] = field(default_factory=dict)
+    episodes: int = 300
+    seed: int = 0
+    val_size: int = 2000
+    bn_batches: int = 5
+    min_ratio: float = 0.0
+    max_ratio: float = 0.8
+    round_to: int = 1
+    importance: str = "l1"
+    reward: str = "accuracy"
+    exclude: list[str] = field(default_factory=list)
+    out: str = "runs/search"
+
+    def validate(self) -> "SearchConfig":
+        """One-line errors for values out of range."""
+        if self.episodes < 1:
+            raise ConfigError(f"--episodes must be >= 1, got {self.episodes}")
+        if not 0.0 <= self.min_ratio <= self.max_ratio < 1.0:
+            raise ConfigError(f"need 0 <= --min-ratio <= --max-ratio < 1, got {self.min_ratio}, {self.max_ratio}")
+        if self.val_size < 1 or self.bn_batches < 0 or self.round_to < 1:
+            raise ConfigError("--val-size and --round-to must be >= 1, --bn-batches >= 0")
+        return self
+
+    def save(self, path: str | Path) -> None:
+        write_text_atomic(path, yaml.safe_dump(asdict(self), sort_keys=False))
+
+    @classmethod
+    def load(cls, path: str | Path) -> "SearchConfig":
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"no search to resume in {path.parent} (missing {path.name}); "
+                              f"start one without --resume")
+        try:
+            data = yaml.safe_load(path.read_text())
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{path} is not valid YAML ({str(exc).splitlines()[0]})") from exc
+        if not isinstance(data, dict):
+            raise ConfigError(f"{path} must hold a mapping of settings")
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ConfigError(f"{path}: unknown setting {unknown[0]!r}")
+        try:
+            return cls(**data).validate()
+        except TypeError as exc:
+            raise ConfigError(f"{path}: {exc}") from exc

@@ -1,0 +1,66 @@
+"""The search history: one CSV row per finished episode, appended and flushed as it happens."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+COLUMNS = ["episode", "accuracy", "reward", "cost", "latency_ms", "flops", "params", "feasible",
+           "score_s", "wall_s", "ratios", "kept"]
+
+
+class HistoryWriter:
+    """Appends rows to ``history.csv``; each row is flushed and fsynced before the next episode."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        new = not self.path.exists() or self.path.stat().st_size == 0
+        self._repair_partial_last_line()
+        self._file = self.path.open("a", newline="")
+        self._writer = csv.DictWriter(self._file, fieldnames=COLUMNS)
+        if new:
+            self._writer.writeheader()
+            self._flush()
+
+    def _repair_partial_last_line(self) -> None:
+        """Drop a line cut short by a crash mid-write (never a finished row)."""
+        if not self.path.exists():
+            return
+        data = self.path.read_bytes()
+        if complete_lines(data) != data:
+            self.path.write_bytes(complete_lines(data))
+
+    def append(self, episode: int, info: dict[str, Any], wall_s: float) -> None:
+        row = {k: info.get(k) for k in COLUMNS}
+        row.update(episode=episode, wall_s=round(wall_s, 4), score_s=round(info.get("score_seconds", 0.0), 4),
+                   ratios=json.dumps({k: round(v, 6) for k, v in info["ratios"].items()}),
+                   kept=json.dumps(info["kept"]))
+        self._writer.writerow(row)
+        self._flush()
+
+    def _flush(self) -> None:
+        self._file.flush()
+        os.fsync(self._file.fileno())
+
+    def close(self) -> None:
+        self._file.close()
+
+
+def complete_lines(data: bytes) -> bytes:
+    """``data`` without a last line that a crash cut short (no trailing newline)."""
+    return data if not data or data.endswith(b"\n") else data[: data.rfind(b"\n") + 1]
+
+
+def read_history(path: str | Path) -> pd.DataFrame:
+    """The finished episodes as a DataFrame (empty, with the right columns, when there are none)."""
+    path = Path(path)
+    data = complete_lines(path.read_bytes()) if path.exists() else b""
+    if not data.strip():
+        return pd.DataFrame(columns=COLUMNS)
+    return pd.read_csv(io.BytesIO(data))

@@ -1,0 +1,178 @@
+"""A search run: builds model, data, cost model, env and agent from a config; writes its folder.
+
+Folder layout: ``config.yaml`` (resolved settings), ``command.txt``, ``history.csv`` (one row per
+episode, written as it happens), ``best_policy.json`` (rewritten whenever the best feasible
+candidate improves), ``agent/`` (agent state for ``--resume``), ``summary.json`` (timings).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import torch
+from tqdm.auto import tqdm
+
+from autoprune.agents import make_searcher
+from autoprune.analysis import ModelAnalysis, analyse_model, group_features
+from autoprune.atomic import write_json_atomic, write_text_atomic
+from autoprune.checkpoint import load_model
+from autoprune.costs import CostModel, LatencyTable, create_cost_model, profile_latency_table
+from autoprune.data import DataSplits, load_splits
+from autoprune.envs import Budget, PruningEnv
+from autoprune.errors import ConfigError
+from autoprune.evaluation import CandidateEvaluator
+from autoprune.models import create_model
+from autoprune.policy import PruningPolicy
+from autoprune.pruning import rank_channels
+from autoprune.search.config import SearchConfig
+from autoprune.search.history import HistoryWriter, read_history
+
+SHIPPED_WEIGHTS = Path(__file__).resolve().parents[1] / "weights"
+
+
+def default_weights(model: str) -> Path | None:
+    """The shipped trained weights for a built-in model, when there are some."""
+    path = SHIPPED_WEIGHTS / f"{model}_fmnist.pt"
+    return path if path.is_file() else None
+
+
+class SearchRun:
+    """Prepare once, then :meth:`run`; resumable from its folder."""
+
+    def __init__(self, config: SearchConfig, command: str = "", splits: DataSplits | None = None,
+                 progress: bool = True) -> None:
+        self.config = config.validate()
+        self.out = Path(config.out)
+        self.command, self.progress = command, progress
+        self._splits = splits
+        self.best: dict[str, Any] | None = None
+
+    # -- preparation -------------------------------------------------------------------------
+    def _model(self) -> torch.nn.Module:
+        weights = self.config.weights or default_weights(self.config.model)
+        if weights:
+            return load_model(weights, self.config.model)[0]
+        if self.config.data != "synthetic":
+            raise ConfigError(f"no trained weights for {self.config.model!r}; pass --weights FILE "
+                              f"(train one with 'autoprune train --model {self.config.model}')")
+        return create_model(self.config.model).eval()
+
+    def _cost_model(self, analysis: ModelAnalysis) -> CostModel:
+        c = self.config
+        if c.cost_model == "lut" and not c.table:
+            table_path = self.out / "latency_table.csv"
+            if not table_path.is_file():
+                tqdm.write(f"no --table given: profiling {c.model} on this machine into {table_path}")
+                profile_latency_table(analysis, c.model, progress=self.progress).save(table_path)
+            c.table = str(table_path)
+        options = {"table": c.table, "device": c.device} if c.cost_model in ("lut", "roofline") else {}
+        return create_cost_model(c.cost_model, analysis, **{k: v for k, v in options.items() if v})
+
+    def prepare(self) -> PruningEnv:
+        """Load everything and build the environment (fails fast, before any search time)."""
+        c = self.config
+        torch.manual_seed(c.seed)
+        splits = self._splits or load_splits(c.data, **({"path": c.data_dir} if c.data == "fashion-mnist" else {}))
+        model = self._model()
+        self.analysis = analyse_model(model, torch.randn(1, *splits.input_shape), exclude=c.exclude)
+        ranking = rank_channels(self.analysis, c.importance, batches=splits.train(64, shuffle=False))
+        self.cost_model = self._cost_model(self.analysis)
+        self.budget = Budget.from_spec(self.cost_model, c.budget)
+        self.evaluator = CandidateEvaluator(self.analysis, ranking, splits, c.val_size, c.bn_batches)
+        self.env = PruningEnv(self.analysis.groups, group_features(self.analysis), self.cost_model, self.budget,
+                              self.evaluator, c.min_ratio, c.max_ratio, c.round_to, c.reward)
+        self.searcher = make_searcher(c.agent, c.seed, c.preset, c.agent_params)
+        return self.env
+
+    # -- running -----------------------------------------------------------------------------
+    def run(self, resume: bool = False) -> dict[str, Any]:
+        """Run (or continue) the search; returns the summary."""
+        self.out.mkdir(parents=True, exist_ok=True)
+        history = read_history(self.out / "history.csv") if resume else None
+        if not resume and (self.out / "history.csv").exists():
+            raise ConfigError(f"{self.out} already holds a search; pass --resume to continue it or "
+                              f"choose another --out")
+        env = self.prepare()
+        self.config.save(self.out / "config.yaml")
+        if self.command:
+            write_text_atomic(self.out / "command.txt", self.command + "\n")
+        done = 0 if history is None else len(history)
+        if history is not None and done:
+            self._restore_best(history)
+        writer = HistoryWriter(self.out / "history.csv")
+        bar = tqdm(total=self.config.episodes, initial=done, desc=f"search {self.config.agent}",
+                   unit="ep", disable=not self.progress)
+        state = {"episode": done, "last": time.perf_counter()}
+        start = time.perf_counter()
+
+        def on_episode(info: dict[str, Any]) -> None:
+            now = time.perf_counter()
+            writer.append(state["episode"], info, now - state["last"])
+            self._consider(state["episode"], info)
+            state["episode"] += 1
+            state["last"] = now
+            bar.update()
+            best = self.best["accuracy"] if self.best else float("nan")
+            bar.set_postfix(best=f"{best:.4f}", budget=f"{self.budget.value:.4g}{_unit(self.budget.metric)}")
+
+        try:
+            self.searcher.run(env, self.config.episodes, on_episode, done, self.out / "agent")
+        finally:
+            bar.close()
+            writer.close()
+            summary = self._summary(time.perf_counter() - start, state["episode"] - done)
+        return summary
+
+    def _consider(self, episode: int, info: dict[str, Any]) -> None:
+        acc = info["accuracy"]
+        if math.isnan(acc) or not info["feasible"]:
+            return
+        if self.best is None or acc > self.best["accuracy"]:
+            self.best = {"episode": episode, "accuracy": acc, "ratios": info["ratios"], "cost": info["cost"],
+                         "latency_ms": info["latency_ms"], "flops": info["flops"], "params": info["params"]}
+            self._policy().save(self.out / "best_policy.json")
+
+    def _restore_best(self, history) -> None:
+        ok = history[history["feasible"].astype(bool) & history["accuracy"].notna()]
+        if len(ok):
+            row = ok.loc[ok["accuracy"].idxmax()]
+            self.best = {"episode": int(row["episode"]), "accuracy": float(row["accuracy"]),
+                         "ratios": json.loads(row["ratios"]), "cost": float(row["cost"]),
+                         "latency_ms": None if _nan(row["latency_ms"]) else float(row["latency_ms"]),
+                         "flops": int(row["flops"]), "params": int(row["params"])}
+
+    def _policy(self) -> PruningPolicy:
+        b = self.best
+        predicted = {"flops": b["flops"], "params": b["params"]}
+        if b["latency_ms"] is not None:
+            predicted["latency_ms"] = b["latency_ms"]
+        return PruningPolicy.for_model(
+            self.analysis, b["ratios"], model_name=self.config.model, round_to=self.config.round_to,
+            importance=self.config.importance, budget=self.budget.to_dict(),
+            cost_model=self.cost_model.name, predicted_cost=predicted,
+            accuracy={"val": b["accuracy"], "val_images": self.config.val_size, "episode": b["episode"]})
+
+    def _summary(self, seconds: float, episodes: int) -> dict[str, Any]:
+        scoring, env = self.evaluator.seconds, self.env.env_seconds
+        summary = {
+            "episodes_this_session": episodes, "wall_s": round(seconds, 2),
+            "scoring_s": round(scoring, 2), "env_s": round(env, 2),
+            "agent_s": round(max(seconds - scoring - env, 0.0), 2),
+            "best": self.best, "budget": self.budget.to_dict(), "cost_model": self.cost_model.describe(),
+            "config": asdict(self.config),
+        }
+        write_json_atomic(self.out / "summary.json", summary)
+        return summary
+
+
+def _unit(metric: str) -> str:
+    return "ms" if metric == "latency_ms" else ""
+
+
+def _nan(v: Any) -> bool:
+    return v is None or (isinstance(v, float) and math.isnan(v))

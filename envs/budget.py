@@ -1,0 +1,117 @@
+"""Budgets and AMC's action wall, generalised to any monotone cost model.
+
+Before group ``t`` is decided, the wall finds the most channels it may keep such that, even if
+every later group is pruned as hard as its bounds allow, the model still meets the budget.
+Clipping each action to that wall makes every finished episode feasible by construction.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from autoprune.analysis.groups import PrunableGroup
+from autoprune.costs.base import CostModel
+from autoprune.errors import ConfigError
+from autoprune.pruning.ratios import channels_kept
+
+
+@dataclass(frozen=True)
+class Budget:
+    """A ceiling on one cost metric: absolute ``value`` (ms for latency, MACs for flops)."""
+
+    metric: str
+    value: float
+    dense: float
+
+    @classmethod
+    def from_spec(cls, cost_model: CostModel, spec: str | float) -> "Budget":
+        """``"50%"``/``0.5`` -> fraction of the dense cost; ``"0.15ms"``/``"12M"`` -> absolute."""
+        dense = cost_model.dense_cost().value(cost_model.metric)
+        text = str(spec).strip().lower()
+        try:
+            if text.endswith("%"):
+                value = dense * float(text[:-1]) / 100
+            elif text.endswith("ms"):
+                if cost_model.metric != "latency_ms":
+                    raise ConfigError(f"budget {spec!r} is in ms but cost model {cost_model.name!r} "
+                                      f"predicts {cost_model.metric}; give a fraction like 50%")
+                value = float(text[:-2])
+            elif text.endswith(("m", "g")):
+                value = float(text[:-1]) * (1e6 if text.endswith("m") else 1e9)
+            else:
+                value = float(text)
+                value = dense * value if value <= 1.0 else value
+        except ValueError:
+            raise ConfigError(f"cannot read budget {spec!r}; use a fraction (0.5 or 50%), or ms "
+                              f"(0.15ms) for latency cost models") from None
+        if not value > 0:
+            raise ConfigError(f"budget must be positive, got {spec!r}")
+        return cls(cost_model.metric, value, dense)
+
+    @property
+    def fraction(self) -> float:
+        return self.value / self.dense
+
+    def to_dict(self) -> dict:
+        return {"metric": self.metric, "value": self.value, "fraction": round(self.fraction, 6),
+                "dense": self.dense}
+
+
+class BudgetWall:
+    """Most channels group ``t`` may keep so the budget stays reachable (binary search on the cost)."""
+
+    def __init__(self, groups: list[PrunableGroup], cost_model: CostModel, budget: Budget,
+                 min_ratio: list[float], max_ratio: list[float], round_to: int = 1) -> None:
+        self.groups, self.cost_model, self.budget = groups, cost_model, budget
+        self.round_to = round_to
+        self.min_keep = [channels_kept(g.channels, hi, round_to) for g, hi in zip(groups, max_ratio)]
+        self.max_keep = [channels_kept(g.channels, lo, round_to) for g, lo in zip(groups, min_ratio)]
+        self.step = [max(1, round_to) if g.channels >= round_to else 1 for g in groups]
+
+    def cost_of(self, kept: dict[str, int]) -> float:
+        return self.cost_model.cost(kept).value(self.budget.metric)
+
+    def smallest_cost(self) -> float:
+        """Cost with every group pruned to its upper ratio bound."""
+        return self.cost_of({g.name: k for g, k in zip(self.groups, self.min_keep)})
+
+    def check_reachable(self) -> None:
+        """Raise a one-line error when even the hardest pruning allowed misses the budget."""
+        smallest = self.smallest_cost()
+        if smallest > self.budget.value * (1 + 1e-9):
+            raise ConfigError(
+                f"budget {self.budget.value:.6g} {self.budget.metric} cannot be met: the smallest "
+                f"reachable cost with the ratio bounds is {smallest:.6g} "
+                f"({smallest / self.budget.dense:.1%} of dense); raise the budget or the max ratio")
+
+    def worst_case(self, t: int, decided: dict[str, int]) -> float:
+        """Cost if groups ``t..`` were all pruned to their upper ratio bound."""
+        arch = dict(decided)
+        for g, k in zip(self.groups[t:], self.min_keep[t:]):
+            arch[g.name] = k
+        return self.cost_of(arch)
+
+    def limit(self, t: int, decided: dict[str, int]) -> int:
+        """Max channels group ``t`` may keep given the ``decided`` earlier groups."""
+        arch = dict(decided)
+        for g, k in zip(self.groups[t + 1:], self.min_keep[t + 1:]):
+            arch[g.name] = k
+        name = self.groups[t].name
+        lo, hi, step = self.min_keep[t], self.max_keep[t], self.step[t]
+
+        def fits(k: int) -> bool:
+            arch[name] = k
+            return self.cost_of(arch) <= self.budget.value
+
+        if fits(hi):
+            return hi
+        # Invariant: fits(lo) (guaranteed by induction from check_reachable); find the largest fit.
+        n = (hi - lo) // step
+        left, right = 0, n  # fits(lo + left*step), not fits(lo + right*step) unless right == n
+        while right - left > 1:
+            mid = (left + right) // 2
+            if fits(lo + mid * step):
+                left = mid
+            else:
+                right = mid
+        return lo + left * step

@@ -1,0 +1,160 @@
+"""The channel-pruning environment (AMC's MDP as a Gymnasium env)."""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Any, Callable, Mapping
+
+import gymnasium as gym
+import numpy as np
+import pandas as pd
+
+from autoprune.analysis.groups import PrunableGroup
+from autoprune.costs.base import CostModel
+from autoprune.envs.budget import Budget, BudgetWall
+from autoprune.envs.observation import OBS_NAMES, observation, static_features
+from autoprune.envs.rewards import Reward, make_reward
+from autoprune.pruning.ratios import channels_kept
+
+Evaluator = Callable[[Mapping[str, int]], float]
+
+
+class PruningEnv(gym.Env):
+    """Pick a pruning ratio for each prunable channel group of a model, one group per step.
+
+    ## Description
+    An episode walks the model's prunable groups in network order (AMC, He et al. 2018). At each
+    step the agent chooses how much of the current group to prune. The action is clipped so the
+    budget stays reachable whatever later groups do (the "action wall"), so every finished
+    episode meets the budget under the cost model. At the end, the candidate is scored by
+    ``evaluator`` (in autoprune: masked pruning, batch-norm recalibration, validation accuracy).
+
+    ## Action Space
+    ``Box(-1, 1, (1,), float32)``: mapped linearly to a ratio in ``[min_ratio, max_ratio]`` of the
+    current group, then rounded to whole channels (a multiple of ``round_to``) and clipped.
+
+    ## Observation Space
+    ``Box(0, 1, (13,), float32)``, every entry scaled to [0, 1]:
+
+    | Num | Observation      | Meaning                                                     |
+    |-----|------------------|-------------------------------------------------------------|
+    | 0   | index            | position of the group in the network                        |
+    | 1   | kind             | conv / depthwise-feeding / linear / residual, as code / 3   |
+    | 2   | channels         | output channels of the group (over the widest group)        |
+    | 3   | in_channels      | input channels of the group's first layer                   |
+    | 4   | kernel           | kernel size                                                 |
+    | 5   | stride           | stride                                                      |
+    | 6   | fmap             | output feature-map area                                     |
+    | 7   | cost_share       | share of the model's FLOPs the group touches                |
+    | 8   | reduced          | cost removed so far, over the dense cost                    |
+    | 9   | remaining        | FLOPs share of the groups still to decide                   |
+    | 10  | previous_action  | ratio actually applied at the previous step                 |
+    | 11  | budget           | budget over the dense cost                                  |
+    | 12  | slack            | budget headroom if all undecided groups took their max ratio |
+
+    ## Rewards
+    0 on every step but the last; then ``reward(accuracy, cost, budget)`` from
+    :mod:`autoprune.envs.rewards` (default: validation accuracy). A candidate whose score is NaN
+    (failed forward pass) gets reward 0 and ``info["accuracy"] = nan``.
+
+    ## Episode End
+    Terminates after the last group. Never truncates.
+
+    ## Arguments
+    ``groups``, ``features`` (from :func:`autoprune.analysis.group_features`), ``cost_model``,
+    ``budget``, ``evaluator`` (kept channels -> accuracy), ``min_ratio``/``max_ratio`` (a float
+    or a group -> float mapping), ``round_to``, ``reward`` (name or callable) and
+    ``enforce_budget`` (False = soft budget, use with the ``penalty`` reward).
+
+    ``info`` at the end holds ``ratios``, ``kept``, ``cost`` (predicted, in the budget's metric),
+    ``latency_ms``, ``flops``, ``accuracy`` and ``feasible``.
+
+    ## Version History
+    * v0: initial version.
+    """
+
+    metadata = {"render_modes": []}
+
+    def __init__(self, groups: list[PrunableGroup], features: pd.DataFrame, cost_model: CostModel,
+                 budget: Budget, evaluator: Evaluator, min_ratio: float | Mapping[str, float] = 0.0,
+                 max_ratio: float | Mapping[str, float] = 0.8, round_to: int = 1,
+                 reward: str | Reward = "accuracy", enforce_budget: bool = True) -> None:
+        super().__init__()
+        self.groups, self.cost_model, self.budget, self.evaluator = groups, cost_model, budget, evaluator
+        self.round_to, self.enforce_budget = round_to, enforce_budget
+        self.reward_fn = make_reward(reward) if isinstance(reward, str) else reward
+        self.min_ratio = _per_group(min_ratio, groups, "min_ratio")
+        self.max_ratio = _per_group(max_ratio, groups, "max_ratio")
+        self.wall = BudgetWall(groups, cost_model, budget, self.min_ratio, self.max_ratio, round_to)
+        if enforce_budget:
+            self.wall.check_reachable()
+        self.static = static_features(features.loc[[g.name for g in groups]])
+        flops = features.loc[[g.name for g in groups], "flops"].to_numpy(float)
+        self.remaining_share = (flops[::-1].cumsum()[::-1] - flops) / max(flops.sum(), 1.0)
+        self.action_space = gym.spaces.Box(-1.0, 1.0, (1,), np.float32)
+        self.observation_space = gym.spaces.Box(0.0, 1.0, (len(OBS_NAMES),), np.float32)
+        self.env_seconds = 0.0  # time in the env itself, scoring excluded
+        self._t, self._kept, self._prev = 0, {}, 0.0
+
+    def _obs(self) -> np.ndarray:
+        if self._t >= len(self.groups):
+            return np.zeros(self.observation_space.shape, np.float32)
+        dense = self.budget.dense
+        reduced = 1.0 - self.wall.cost_of(self._kept) / dense
+        slack = (self.budget.value - self.wall.worst_case(self._t, self._kept)) / dense
+        return observation(self.static[self._t], reduced, self.remaining_share[self._t], self._prev,
+                           self.budget.fraction, slack)
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None) -> tuple[np.ndarray, dict]:
+        super().reset(seed=seed)
+        self._t, self._kept, self._prev = 0, {}, 0.0
+        return self._obs(), {}
+
+    def ratio_for(self, action: float, t: int) -> float:
+        """The ratio an action in [-1, 1] asks for at step ``t`` (before rounding and clipping)."""
+        a = float(np.clip(action, -1.0, 1.0))
+        return self.min_ratio[t] + (a + 1.0) / 2.0 * (self.max_ratio[t] - self.min_ratio[t])
+
+    def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
+        start = time.perf_counter()
+        t, g = self._t, self.groups[self._t]
+        kept = channels_kept(g.channels, self.ratio_for(float(np.asarray(action).reshape(-1)[0]), t),
+                             self.round_to)
+        kept = int(np.clip(kept, self.wall.min_keep[t], self.wall.max_keep[t]))
+        if self.enforce_budget:
+            kept = min(kept, self.wall.limit(t, self._kept))
+        self._kept[g.name] = kept
+        self._prev = 1.0 - kept / g.channels
+        self._t += 1
+        if self._t < len(self.groups):
+            obs = self._obs()
+            self.env_seconds += time.perf_counter() - start
+            return obs, 0.0, False, False, {}
+        info = self._finish()
+        self.env_seconds += time.perf_counter() - start - info["score_seconds"]
+        return self._obs(), info["reward"], True, False, info
+
+    def _finish(self) -> dict[str, Any]:
+        cost = self.cost_model.cost(self._kept)
+        value = cost.value(self.budget.metric)
+        s0 = time.perf_counter()
+        accuracy = float(self.evaluator(dict(self._kept)))
+        score_seconds = time.perf_counter() - s0
+        reward = 0.0 if math.isnan(accuracy) else float(self.reward_fn(accuracy, value, self.budget.value))
+        return {
+            "ratios": {g.name: 1.0 - self._kept[g.name] / g.channels for g in self.groups},
+            "kept": dict(self._kept), "cost": value, "latency_ms": cost.latency_ms, "flops": cost.flops,
+            "params": cost.params, "accuracy": accuracy, "reward": reward,
+            "feasible": bool(value <= self.budget.value * (1 + 1e-9)), "score_seconds": score_seconds,
+        }
+
+
+def _per_group(value: float | Mapping[str, float], groups: list[PrunableGroup], what: str) -> list[float]:
+    from autoprune.errors import ConfigError
+
+    values = [float(value.get(g.name, 0.0 if what == "min_ratio" else 0.8)) if isinstance(value, Mapping)
+              else float(value) for g in groups]
+    if any(not 0.0 <= v < 1.0 for v in values):
+        raise ConfigError(f"{what} must be in [0, 1), got {value}")
+    return values

@@ -1,0 +1,112 @@
+import itertools
+
+import numpy as np
+import pytest
+import torch
+
+from autoprune.agents import (DecayingTruncatedNormalNoise, load_preset, make_searcher, parse_overrides)
+from autoprune.analysis import analyse_model, group_features
+from autoprune.costs import FlopsCostModel
+from autoprune.envs import Budget, PruningEnv
+from autoprune.errors import ConfigError
+from autoprune.pruning import channels_kept
+from conftest import TinyResNet
+
+WEIGHTS = {"stem.0": 4.0, "conv_a.0": 0.2, "expand.0": 0.1, "project.0": 2.0}
+
+
+def toy_problem():
+    """4 groups, FLOPs budget 45%; pruning stem/project is costly, the others nearly free."""
+    torch.manual_seed(0)
+    a = analyse_model(TinyResNet().eval(), torch.randn(1, 1, 28, 28))
+    cost = FlopsCostModel(a.layers)
+    budget = Budget.from_spec(cost, "45%")
+
+    def accuracy(kept):
+        return 1.0 - sum(WEIGHTS[g.name] * (1 - kept[g.name] / g.channels) ** 2 for g in a.groups) / 4
+
+    options = [range(channels_kept(g.channels, 0.8), g.channels + 1) for g in a.groups]
+    best = max(accuracy(dict(zip(a.group_names, ks))) for ks in itertools.product(*options)
+               if cost.cost(dict(zip(a.group_names, ks))).flops <= budget.value)
+    env = PruningEnv(a.groups, group_features(a), cost, budget, accuracy)
+    return env, best
+
+
+@pytest.mark.parametrize("agent", ["amc-ddpg", "td3"])
+def test_agent_solves_toy_problem_with_known_optimum(agent):
+    env, optimum = toy_problem()
+    searcher = make_searcher(agent, seed=0, preset="quick", overrides={"warmup_episodes": 20})
+    found = []
+    searcher.run(env, 200, lambda info: found.append(info["accuracy"]))
+    # what the search returns, its best candidate, is within 1.5 points of the brute-force optimum
+    assert max(found) >= optimum - 0.015, (max(found), optimum)
+    # and the learned noise-free policy has escaped the "keep everything, let the wall cut the
+    # last groups" trap (0.863 here), which is where a collapsed actor ends
+    obs, _ = env.reset()
+    done = False
+    while not done:
+        action, _ = searcher.model.predict(obs, deterministic=True)
+        obs, _, done, _, info = env.step(action)
+    assert info["accuracy"] >= 0.9, info
+
+
+def test_random_and_uniform_share_the_interface():
+    env, optimum = toy_problem()
+    for name, episodes in (("random", 30), ("uniform", 5)):
+        infos = []
+        make_searcher(name, seed=1).run(env, episodes, infos.append)
+        assert len(infos) == (episodes if name == "random" else 1)
+        assert all(i["feasible"] and i["accuracy"] <= optimum + 1e-9 for i in infos)
+    ratios = list(infos[0]["ratios"].values())
+    assert max(ratios) - min(ratios) < 0.15  # uniform: one ratio everywhere (up to rounding)
+
+
+def test_noise_is_truncated_and_decays():
+    noise = DecayingTruncatedNormalNoise(sigma=0.5, decay=0.5, warmup_episodes=1, seed=0)
+    samples = np.array([noise.sample_around(np.array([0.95])) for _ in range(500)])
+    assert samples.max() <= 1.0 and samples.min() >= -1.0 and samples.mean() < 0.95
+    noise.reset()
+    assert noise.sigma == 0.5
+    noise.reset()
+    assert noise.sigma == 0.25
+
+
+@pytest.mark.parametrize("broadcast", [False, True])
+def test_amc_reward_baseline_and_broadcast(broadcast):
+    env, _ = toy_problem()
+    finals = []
+    searcher = make_searcher("amc-ddpg", seed=0, preset="quick",
+                             overrides={"warmup_episodes": 5, "broadcast_reward": broadcast})
+    searcher.run(env, 3, lambda info: finals.append(info["reward"]))
+    buf, steps = searcher.model.replay_buffer, len(env.groups)
+    assert buf.pos == 3 * steps
+    baseline = finals[0]
+    for e in range(3):
+        if e:
+            baseline = 0.9 * baseline + 0.1 * finals[e]
+        rewards = buf.rewards[e * steps:(e + 1) * steps, 0]
+        assert rewards[-1] == pytest.approx(finals[e] - baseline, abs=1e-6)
+        assert np.allclose(rewards[:-1], rewards[-1] if broadcast else 0.0)
+        assert buf.dones[(e + 1) * steps - 1] == 1 and not buf.dones[e * steps:(e + 1) * steps - 1].any()
+
+
+def test_presets_and_overrides(tmp_path):
+    p = load_preset("amc-ddpg")
+    assert p["net_arch"] == [300, 300] and p["tau"] == 0.01 and p["batch_size"] == 64
+    assert p["learning_rate"] == 1e-4 and p["critic_learning_rate"] == 1e-3 and p["warmup_episodes"] == 100
+    assert load_preset("amc-ddpg", overrides={"tau": 0.5})["tau"] == 0.5
+    assert parse_overrides(["net_arch=[8, 8]", "tau=0.1"]) == {"net_arch": [8, 8], "tau": 0.1}
+    with pytest.raises(ConfigError, match="key=value"):
+        parse_overrides(["tau"])
+    with pytest.raises(ConfigError, match="no preset 'fast'"):
+        load_preset("td3", "fast")
+    with pytest.raises(ConfigError, match="unknown agent 'a2c'"):
+        make_searcher("a2c")
+    (tmp_path / "mine.yml").write_text("default:\n  warmup_episodes: 3\n  net_arch: [16]\n")
+    assert load_preset("td3", path=tmp_path / "mine.yml") == {"warmup_episodes": 3, "net_arch": [16]}
+
+
+def test_bad_hyper_parameter_is_one_line():
+    env, _ = toy_problem()
+    with pytest.raises(ConfigError, match="bad hyper-parameter for td3"):
+        make_searcher("td3", overrides={"no_such_knob": 1}).run(env, 1, lambda i: None)

@@ -1,0 +1,124 @@
+import math
+import warnings
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+from gymnasium.utils.env_checker import check_env
+from stable_baselines3.common.env_checker import check_env as sb3_check_env
+
+from autoprune.analysis import analyse_model, group_features
+from autoprune.costs import FlopsCostModel, RooflineCostModel
+from autoprune.envs import ENV_ID, Budget, PruningEnv, make_reward
+from autoprune.envs.rewards import amc_flops_reward, make_penalty_reward
+from autoprune.errors import ConfigError
+from autoprune.models import create_model
+from autoprune.pruning import channels_kept
+
+
+@pytest.fixture(scope="module")
+def resnet():
+    return analyse_model(create_model("resnet20"), torch.randn(1, 1, 28, 28))
+
+
+def make_env(analysis, budget="50%", cost=None, evaluator=None, **kw):
+    cost = cost or FlopsCostModel(analysis.layers)
+    evaluator = evaluator or (lambda kept: sum(kept.values()) / 1000)
+    return PruningEnv(analysis.groups, group_features(analysis), cost, Budget.from_spec(cost, budget),
+                      evaluator, **kw)
+
+
+def rollout(env, actions, seed=None):
+    env.reset(seed=seed)
+    done, info, t = False, {}, 0
+    while not done:
+        _, _, done, _, info = env.step(np.array([actions(t)], np.float32))
+        t += 1
+    return info
+
+
+def test_env_checkers_are_clean(resnet):
+    env = gym.make(ENV_ID, groups=resnet.groups, features=group_features(resnet),
+                   cost_model=FlopsCostModel(resnet.layers),
+                   budget=Budget.from_spec(FlopsCostModel(resnet.layers), 0.5), evaluator=lambda k: 0.5)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # any checker warning fails the test
+        check_env(env.unwrapped)
+        sb3_check_env(env.unwrapped, warn=True)
+
+
+@pytest.mark.parametrize("budget", ["30%", "50%", "80%"])
+@pytest.mark.parametrize("round_to", [1, 4])
+def test_budget_never_exceeded(resnet, budget, round_to):
+    env = make_env(resnet, budget, round_to=round_to)
+    rng = np.random.default_rng(0)
+    for _ in range(60):
+        info = rollout(env, lambda t: rng.uniform(-1, 1))
+        assert info["feasible"] and info["cost"] <= env.budget.value
+    greedy = rollout(env, lambda t: -1.0)  # asks to keep everything: the wall must step in
+    assert greedy["feasible"] and greedy["cost"] <= env.budget.value
+
+
+def test_budget_holds_for_latency_cost_models(resnet):
+    env = make_env(resnet, "40%", cost=RooflineCostModel(resnet, "cortex-a53"), max_ratio=0.9)
+    rng = np.random.default_rng(1)
+    for _ in range(40):
+        info = rollout(env, lambda t: rng.uniform(-1, 1))
+        assert info["latency_ms"] <= env.budget.value + 1e-12
+
+
+def test_same_seed_same_rollout(resnet):
+    a, b = make_env(resnet), make_env(resnet)
+    for env in (a, b):
+        env.action_space.seed(3)
+    infos = [rollout(env, lambda t, env=env: env.action_space.sample()[0], seed=3) for env in (a, b)]
+    assert infos[0]["kept"] == infos[1]["kept"]
+
+
+def test_unreachable_budget_states_the_smallest_cost(resnet):
+    with pytest.raises(ConfigError, match=r"cannot be met: the smallest reachable cost .* of dense\)") as err:
+        make_env(resnet, "1%")
+    cost = FlopsCostModel(resnet.layers)
+    smallest = cost.cost({g.name: channels_kept(g.channels, 0.8) for g in resnet.groups}).flops
+    assert f"{smallest:.6g}" in str(err.value)
+
+
+def test_action_maps_to_ratio_bounds(resnet):
+    env = make_env(resnet, "99%", min_ratio=0.2, max_ratio=0.6)
+    assert env.ratio_for(-1, 0) == pytest.approx(0.2) and env.ratio_for(1, 0) == pytest.approx(0.6)
+    info = rollout(env, lambda t: -1.0)
+    assert all(abs(r - 0.2) < 0.07 for r in info["ratios"].values())
+
+
+def test_observation_is_in_bounds_and_tracks_progress(resnet):
+    env = make_env(resnet)
+    obs, _ = env.reset()
+    assert env.observation_space.contains(obs) and obs[8] == 0.0  # nothing removed yet
+    obs, *_ = env.step(np.array([1.0], np.float32))
+    assert obs[8] > 0 and obs[10] > 0  # cost removed, previous action recorded
+
+
+def test_failed_candidate_gets_zero_reward(resnet):
+    env = make_env(resnet, evaluator=lambda kept: math.nan)
+    info = rollout(env, lambda t: 0.0)
+    assert math.isnan(info["accuracy"]) and info["reward"] == 0.0
+
+
+def test_rewards():
+    assert make_reward("accuracy")(0.9, 5, 10) == 0.9
+    assert amc_flops_reward(0.9, math.e, 10) == pytest.approx(-0.1)
+    assert make_penalty_reward(2.0)(0.9, 12, 10) == pytest.approx(0.5)
+    with pytest.raises(ConfigError, match="unknown reward"):
+        make_reward("speed")
+
+
+def test_budget_parsing(resnet):
+    cost = FlopsCostModel(resnet.layers)
+    dense = cost.dense_cost().flops
+    assert Budget.from_spec(cost, "50%").value == Budget.from_spec(cost, 0.5).value == dense / 2
+    assert Budget.from_spec(cost, "12M").value == 12e6
+    with pytest.raises(ConfigError, match="in ms but cost model 'flops'"):
+        Budget.from_spec(cost, "0.2ms")
+    with pytest.raises(ConfigError, match="cannot read budget"):
+        Budget.from_spec(cost, "fast")

@@ -1,0 +1,99 @@
+import json
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+
+from autoprune.cli.main import main
+from autoprune.policy import PruningPolicy
+from autoprune.search import SearchConfig, SearchRun, read_history
+
+TINY = ["--model", "mlp", "--data", "synthetic", "--cost-model", "flops", "--budget", "40%",
+        "--val-size", "64", "--bn-batches", "1"]
+
+
+def run_cli(*args):
+    return subprocess.run([sys.executable, "-m", "autoprune.cli.main", *args], capture_output=True, text=True,
+                          timeout=300)
+
+
+def test_cli_search_completes_and_resumes(tmp_path):
+    out = tmp_path / "run"
+    first = run_cli("search", *TINY, "--agent", "amc-ddpg", "--preset", "quick",
+                    "--agent-param", "warmup_episodes=3", "--episodes", "6", "--out", str(out))
+    assert first.returncode == 0, first.stderr
+    assert "best: val accuracy" in first.stdout
+    for name in ("config.yaml", "command.txt", "history.csv", "best_policy.json", "summary.json",
+                 "agent/agent.zip"):
+        assert (out / name).is_file(), name
+    assert len(read_history(out / "history.csv")) == 6
+    again = run_cli("search", *TINY, "--episodes", "6", "--out", str(out))
+    assert again.returncode == 2 and "pass --resume" in again.stderr and "Traceback" not in again.stderr
+    resumed = run_cli("search", "--resume", "--episodes", "10", "--out", str(out))
+    assert resumed.returncode == 0, resumed.stderr
+    history = read_history(out / "history.csv")
+    assert list(history["episode"]) == list(range(10))
+    policy = json.loads((out / "best_policy.json").read_text())
+    assert policy["accuracy"]["val"] == history.loc[history["feasible"], "accuracy"].max()
+    assert policy["budget"]["fraction"] == pytest.approx(0.4)
+    assert all(history["cost"] <= policy["budget"]["value"])
+
+
+def config(tmp_path, agent, name, **kw):
+    return SearchConfig(model="mlp", data="synthetic", cost_model="flops", budget="40%", agent=agent,
+                        preset="quick", agent_params={"warmup_episodes": 2}, episodes=5, val_size=64,
+                        bn_batches=1, out=str(tmp_path / name), **kw)
+
+
+@pytest.mark.parametrize("agent", ["random", "amc-ddpg"])
+def test_same_seed_same_history(tmp_path, splits, agent):
+    frames = []
+    for name in ("a", "b"):
+        SearchRun(config(tmp_path, agent, name), splits=splits, progress=False).run()
+        frames.append(read_history(tmp_path / name / "history.csv").drop(columns=["score_s", "wall_s"]))
+    pd.testing.assert_frame_equal(frames[0], frames[1])
+
+
+def test_best_policy_reapplies_to_the_model(tmp_path, splits):
+    run = SearchRun(config(tmp_path, "random", "r"), splits=splits, progress=False)
+    summary = run.run()
+    policy = PruningPolicy.load(tmp_path / "r" / "best_policy.json", run.analysis)
+    assert policy.architecture(run.analysis) == json.loads(
+        read_history(tmp_path / "r" / "history.csv").loc[summary["best"]["episode"], "kept"])
+    assert policy.predicted_cost["flops"] <= policy.budget["value"]
+
+
+def test_interrupted_history_line_is_repaired(tmp_path, splits):
+    cfg = config(tmp_path, "random", "cut")
+    SearchRun(cfg, splits=splits, progress=False).run()
+    path = tmp_path / "cut" / "history.csv"
+    path.write_text(path.read_text() + "5,0.3,0.3,123")  # a row cut short by a crash
+    cfg.episodes = 7
+    SearchRun(cfg, splits=splits, progress=False).run(resume=True)
+    assert list(read_history(path)["episode"]) == list(range(7))
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--agent", "a2c"], "unknown agent 'a2c'"),
+    (["--budget", "fast"], "cannot read budget"),
+    (["--budget", "1%"], "cannot be met"),
+    (["--cost-model", "npu"], "unknown cost model 'npu'"),
+    (["--episodes", "0"], "--episodes must be >= 1"),
+    (["--agent-param", "tau"], "key=value"),
+])
+def test_bad_search_input_is_one_line_exit_2(tmp_path, capsys, args, message):
+    code = main(["search", *TINY, "--out", str(tmp_path / "bad"), *args])
+    err = capsys.readouterr().err
+    assert code == 2 and message in err and len(err.strip().splitlines()) == 1
+
+
+def test_resume_without_a_run_says_so(tmp_path, capsys):
+    assert main(["search", "--resume", "--out", str(tmp_path / "none")]) == 2
+    assert "no search to resume" in capsys.readouterr().err
+
+
+def test_missing_weights_for_real_data(tmp_path, capsys):
+    code = main(["search", "--model", "vgg_small", "--cost-model", "flops", "--out", str(tmp_path / "v"),
+                 "--data-dir", str(tmp_path)])
+    assert code == 2 and "Fashion-MNIST not found" in capsys.readouterr().err
