@@ -17,8 +17,15 @@ from autoprune.atomic import atomic_path
 from autoprune.errors import ConfigError
 from autoprune.models import create_model
 
+WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 FORMAT = "autoprune-checkpoint"
 FORMAT_VERSION = 1
+
+
+def shipped_weights(model_name: str) -> Path | None:
+    """The trained Fashion-MNIST weights shipped for a built-in model, when there are some."""
+    path = WEIGHTS_DIR / f"{model_name}_fmnist.pt"
+    return path if path.is_file() else None
 
 
 def save_checkpoint(path: str | Path, model: nn.Module, model_name: str, in_channels: int = 1,

@@ -29,7 +29,7 @@ def tiny_table(request):
 
     torch.manual_seed(0)
     a = analyse_model(TinyResNet().eval(), torch.randn(1, 1, 28, 28))
-    return a, profile_latency_table(a, "tiny", levels=3, settings=FAST, calibration_samples=3, progress=False)
+    return a, profile_latency_table(a, "tiny", round_to=4, settings=FAST, calibration_samples=3, progress=False)
 
 
 def test_flops_cost_halves_with_half_the_channels_of_a_plain_net():
@@ -66,9 +66,12 @@ def test_layer_graphs_are_valid_onnx(tiny_analysis):
         check_graph(layer_graph(spec, 4 if spec.in_group else spec.in_channels, c_out))
 
 
-def test_channel_levels():
-    assert channel_levels(64, True, 9) == [1, 9, 17, 25, 32, 40, 48, 56, 64]
-    assert channel_levels(3, False, 9) == [3] and channel_levels(4, True, 9) == [1, 2, 3, 4]
+def test_channel_levels_are_the_reachable_counts():
+    assert channel_levels(64, True, 8) == [8, 16, 24, 32, 40, 48, 56, 64]
+    assert channel_levels(20, True, 8) == [8, 16, 20] and channel_levels(4, True, 8) == [4]
+    assert channel_levels(3, False, 8) == [3]
+    thinned = channel_levels(256, True, 1)
+    assert len(thinned) == 17 and thinned[0] == 1 and thinned[-1] == 256
 
 
 def test_layer_table_interpolates_and_is_monotone():
@@ -134,7 +137,7 @@ def test_entry_point_plugin_is_used_by_name(monkeypatch, tiny_analysis):
 def test_cli_profile_and_plugin_by_name(tmp_path):
     env = {**os.environ, "PYTHONPATH": str(PLUGIN_DIST)}
     out = subprocess.run([sys.executable, "-m", "autoprune.cli.main", "profile", "--model", "mlp",
-                          "--levels", "2", "--calibration", "2", "--out", str(tmp_path / "mlp.csv")],
+                          "--round-to", "128", "--calibration", "2", "--out", str(tmp_path / "mlp.csv")],
                          capture_output=True, text=True, env=env, timeout=120)
     assert out.returncode == 0, out.stderr
     assert "profiled 3 layers of mlp" in out.stdout and (tmp_path / "mlp.csv").is_file()

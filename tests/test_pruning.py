@@ -90,3 +90,36 @@ def test_every_builtin_criterion_ranks_every_group(tiny_analysis, splits, criter
 def test_taylor_needs_batches(tiny_analysis):
     with pytest.raises(ValueError, match="needs training batches"):
         rank_channels(tiny_analysis, "taylor")
+
+
+class ConcatNet(nn.Module):
+    """Two branches concatenated, then a conv feeding a grouped (non-depthwise) conv."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.a = nn.Sequential(nn.Conv2d(1, 6, 3, padding=1), nn.BatchNorm2d(6), nn.ReLU())
+        self.b = nn.Sequential(nn.Conv2d(1, 10, 3, padding=1), nn.BatchNorm2d(10), nn.ReLU())
+        self.mix = nn.Sequential(nn.Conv2d(16, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU())
+        self.grouped = nn.Sequential(nn.Conv2d(8, 8, 3, padding=1, groups=2), nn.BatchNorm2d(8), nn.ReLU())
+        self.fc = nn.Linear(8, 10)
+
+    def forward(self, x):
+        x = self.mix(torch.cat([self.a(x), self.b(x)], 1))
+        return self.fc(self.grouped(x).mean((2, 3)))
+
+
+def test_concatenation_and_grouped_conv():
+    torch.manual_seed(0)
+    model = randomise_bn(ConcatNet())
+    x = torch.randn(3, 1, 12, 12)
+    a = analyse_model(model, x[:1])
+    assert set(a.group_names) == {"a.0", "b.0"}  # each concatenated branch is its own group
+    # grouped (non-depthwise) convs would need balanced removal per group: kept whole, with a reason
+    assert set(a.kept_whole) == {"mix.0", "grouped.0"} and "grouped.0" in a.kept_whole["mix.0"]
+    assert "mix.0" in a.group("a.0").consumers and "mix.0" in a.group("b.0").consumers
+    kept = {"a.0": 3, "b.0": 4}
+    ranking = rank_channels(a, "l1")
+    pruned = prune_physically(a, ranking, kept).eval()
+    assert pruned.mix[0].in_channels == 7
+    with torch.no_grad(), MaskedPruner(a, ranking).applied(kept):
+        assert torch.allclose(model(x), pruned(x), atol=1e-5)

@@ -40,6 +40,7 @@ class ModelAnalysis:
     layers: list[LayerSpec]
     output_layer: str | None
     graph: tp.DependencyGraph
+    kept_whole: dict[str, str] = field(default_factory=dict)  # group name -> why it is not prunable
 
     def group(self, name: str) -> PrunableGroup:
         """The group called ``name``."""
@@ -93,6 +94,11 @@ def _describe(tp_group: tp.Group, graph: tp.DependencyGraph, names: dict[nn.Modu
                          tuple(sorted(set(members), key=lambda n: order.get(n, 1 << 30))))
 
 
+def _is_grouped(m: nn.Module) -> bool:
+    """A grouped convolution that is not depthwise: its channels cannot be pruned independently."""
+    return isinstance(m, nn.Conv2d) and m.groups > 1 and not _is_depthwise(m)
+
+
 def _is_depthwise(m: nn.Module) -> bool:
     return isinstance(m, nn.Conv2d) and m.groups > 1 and m.groups == m.in_channels == m.out_channels
 
@@ -131,13 +137,15 @@ def analyse_model(model: nn.Module, example_input: torch.Tensor,
     names = _compute_layers(model)
     order = {n: i for i, (n, _) in enumerate(model.named_modules())}
     groups = [_describe(g, graph, names, order) for g in tp_groups]
-    groups = [g for g in groups if g.channels > 1]
+    kept_whole = {g.name: f"touches grouped convolution {n!r}, which is kept whole"
+                  for g in groups for n in g.producers + g.consumers if _is_grouped(model.get_submodule(n))}
+    groups = [g for g in groups if g.channels > 1 and g.name not in kept_whole]
     groups.sort(key=lambda g: order[g.name])
     if not groups:
         raise AnalysisError("nothing to prune: the model has no Conv2d/Linear layer whose output "
                             "channels can be removed (the output layer never is)")
     layers = _link_layers(layers, groups)
-    return ModelAnalysis(model, example_input, groups, layers, output_layer, graph)
+    return ModelAnalysis(model, example_input, groups, layers, output_layer, graph, kept_whole)
 
 
 def _link_layers(layers: list[LayerSpec], groups: list[PrunableGroup]) -> list[LayerSpec]:

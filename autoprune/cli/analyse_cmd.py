@@ -26,6 +26,8 @@ def run(args: argparse.Namespace) -> int:
     print(f"{name}: {len(analysis.groups)} prunable groups, {dense.flops / 1e6:.1f} M MACs, "
           f"{dense.params / 1e3:.1f} k weights; output layer {analysis.output_layer} is kept whole")
     print(features.drop(columns=["kind"]).to_string())
+    for name, why in analysis.kept_whole.items():
+        print(f"not prunable: {name} ({why})")
     if args.csv:
         features.to_csv(args.csv)
     return 0

@@ -3,19 +3,13 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
-
 import torch
 from torch import nn
 
 from autoprune.analysis import ModelAnalysis, analyse_model
-from autoprune.checkpoint import load_model
+from autoprune.checkpoint import load_model, shipped_weights
 from autoprune.errors import ConfigError
 from autoprune.models import MODELS, create_model
-
-WEIGHTS_DIR = Path(__file__).resolve().parents[1] / "weights"
-SHIPPED = {"resnet20": WEIGHTS_DIR / "resnet20_fmnist.pt"}
-
 
 def add_model_args(p: argparse.ArgumentParser, default: str = "resnet20") -> None:
     """``--model`` (built-in name) and ``--weights`` (checkpoint) options."""
@@ -28,7 +22,7 @@ def add_model_args(p: argparse.ArgumentParser, default: str = "resnet20") -> Non
 def resolve_model(args: argparse.Namespace, need_weights: bool = False) -> tuple[nn.Module, str]:
     """The model named by ``--model``/``--weights`` (weights: given, shipped, or random)."""
     MODELS.get(args.model)  # one-line error listing known names
-    weights = args.weights or (SHIPPED.get(args.model) if SHIPPED.get(args.model, Path()).is_file() else None)
+    weights = args.weights or shipped_weights(args.model)
     if weights:
         model, _ = load_model(weights, args.model)
         return model, args.model

@@ -15,10 +15,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("profile", help="profile a latency lookup table with ONNX Runtime (CSV)")
     add_model_args(p)
     p.add_argument("--out", default=None, help="table file (default: runs/tables/MODEL.csv)")
-    p.add_argument("--levels", type=int, default=9, help="grid points per channel dimension")
+    p.add_argument("--round-to", type=int, default=8,
+                   help="profile channel counts that are multiples of this (use the search's --round-to)")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--batch-size", type=int, default=1)
-    p.add_argument("--calibration", type=int, default=20, help="whole-model measurements for calibration")
+    p.add_argument("--calibration", type=int, default=30, help="whole-model measurements for calibration")
     p.set_defaults(func=run)
 
 
@@ -27,14 +28,14 @@ def run(args: argparse.Namespace) -> int:
 
     from autoprune.errors import ConfigError
 
-    if args.levels < 2 or args.threads < 1 or args.batch_size < 1 or args.calibration < 0:
-        raise ConfigError("--levels must be >= 2, --threads and --batch-size >= 1, --calibration >= 0")
+    if args.round_to < 1 or args.threads < 1 or args.batch_size < 1 or args.calibration < 0:
+        raise ConfigError("--round-to must be >= 1, --threads and --batch-size >= 1, --calibration >= 0")
     out = Path(args.out or f"runs/tables/{args.model}.csv")
     ensure_writable_dir(out.parent)
     model, name = resolve_model(args)
     analysis = resolve_analysis(model, args)
     start = time.perf_counter()
-    table = profile_latency_table(analysis, name, levels=args.levels, settings=LatencySettings(
+    table = profile_latency_table(analysis, name, round_to=args.round_to, settings=LatencySettings(
         batch_size=args.batch_size, threads=args.threads, warmup=10, repeats=50),
         calibration_samples=args.calibration)
     table.save(out)

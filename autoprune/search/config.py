@@ -33,7 +33,7 @@ class SearchConfig:
     bn_batches: int = 5
     min_ratio: float = 0.0
     max_ratio: float = 0.8
-    round_to: int = 1
+    round_to: int = 8  # ONNX Runtime CPU kernels are fast for multiples of 8 channels
     importance: str = "l1"
     reward: str = "accuracy"
     exclude: list[str] = field(default_factory=list)

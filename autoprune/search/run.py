@@ -20,8 +20,8 @@ from tqdm.auto import tqdm
 from autoprune.agents import make_searcher
 from autoprune.analysis import ModelAnalysis, analyse_model, group_features
 from autoprune.atomic import write_json_atomic, write_text_atomic
-from autoprune.checkpoint import load_model
-from autoprune.costs import CostModel, LatencyTable, create_cost_model, profile_latency_table
+from autoprune.checkpoint import load_model, shipped_weights
+from autoprune.costs import CostModel, create_cost_model, profile_latency_table
 from autoprune.data import DataSplits, load_splits
 from autoprune.envs import Budget, PruningEnv
 from autoprune.errors import ConfigError
@@ -31,15 +31,6 @@ from autoprune.policy import PruningPolicy
 from autoprune.pruning import rank_channels
 from autoprune.search.config import SearchConfig
 from autoprune.search.history import HistoryWriter, read_history
-
-SHIPPED_WEIGHTS = Path(__file__).resolve().parents[1] / "weights"
-
-
-def default_weights(model: str) -> Path | None:
-    """The shipped trained weights for a built-in model, when there are some."""
-    path = SHIPPED_WEIGHTS / f"{model}_fmnist.pt"
-    return path if path.is_file() else None
-
 
 class SearchRun:
     """Prepare once, then :meth:`run`; resumable from its folder."""
@@ -54,7 +45,7 @@ class SearchRun:
 
     # -- preparation -------------------------------------------------------------------------
     def _model(self) -> torch.nn.Module:
-        weights = self.config.weights or default_weights(self.config.model)
+        weights = self.config.weights or shipped_weights(self.config.model)
         if weights:
             return load_model(weights, self.config.model)[0]
         if self.config.data != "synthetic":
@@ -68,7 +59,8 @@ class SearchRun:
             table_path = self.out / "latency_table.csv"
             if not table_path.is_file():
                 tqdm.write(f"no --table given: profiling {c.model} on this machine into {table_path}")
-                profile_latency_table(analysis, c.model, progress=self.progress).save(table_path)
+                profile_latency_table(analysis, c.model, round_to=c.round_to,
+                                      progress=self.progress).save(table_path)
             c.table = str(table_path)
         options = {"table": c.table, "device": c.device} if c.cost_model in ("lut", "roofline") else {}
         return create_cost_model(c.cost_model, analysis, **{k: v for k, v in options.items() if v})

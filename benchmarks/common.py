@@ -1,0 +1,30 @@
+"""Helpers shared by the benchmark scripts: result folders that record how they were made."""
+
+from __future__ import annotations
+
+import platform
+import shlex
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+
+import onnxruntime
+import torch
+
+from autoprune.atomic import write_json_atomic, write_text_atomic
+from autoprune.costs.lut import device_info
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def result_dir(name: str) -> Path:
+    """``results/<name>/`` with ``command.txt`` and ``machine.json`` written."""
+    out = ROOT / "results" / name
+    out.mkdir(parents=True, exist_ok=True)
+    script = Path(sys.argv[0]).resolve().relative_to(ROOT)
+    args = " ".join(shlex.quote(a) for a in [str(script), *sys.argv[1:]])
+    write_text_atomic(out / "command.txt", f"python {args}   # from the repository root\n")
+    write_json_atomic(out / "machine.json", {
+        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"), **device_info(),
+        "torch": torch.__version__, "onnxruntime": onnxruntime.__version__, "platform": platform.platform()})
+    return out
