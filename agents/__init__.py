@@ -7,7 +7,14 @@ from typing import Any
 from autoprune.agents.amc import AMCDDPG, AMCSAC, AMCTD3, AMCMixin
 from autoprune.agents.noise import DecayingTruncatedNormalNoise
 from autoprune.agents.presets_io import load_preset, parse_overrides
-from autoprune.agents.searchers import ALGORITHMS, RandomSearcher, SB3Searcher, Searcher, UniformSearcher
+from autoprune.agents.searchers import (
+    ALGORITHMS,
+    RandomSearcher,
+    SB3Searcher,
+    Searcher,
+    UniformSearcher,
+)
+
 from autoprune.errors import ConfigError
 
 BASELINES = {"random": RandomSearcher, "uniform": UniformSearcher}

@@ -13,14 +13,14 @@ from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
+from autoprune.agents.amc import AMCDDPG, AMCSAC, AMCTD3
+from autoprune.agents.noise import DecayingTruncatedNormalNoise
+from autoprune.envs.pruning_env import PruningEnv
 from stable_baselines3 import PPO
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.on_policy_algorithm import OnPolicyAlgorithm
 
-from autoprune.agents.amc import AMCDDPG, AMCSAC, AMCTD3
-from autoprune.agents.noise import DecayingTruncatedNormalNoise
-from autoprune.envs.pruning_env import PruningEnv
 from autoprune.errors import ConfigError
 from autoprune.pruning.ratios import channels_kept
 

@@ -11,6 +11,7 @@ import torch
 from autoprune.analysis.groups import ModelAnalysis
 from autoprune.data.batches import DataSplits
 from autoprune.pruning.masked import MaskedPruner
+from autoprune.pruning.physical import prune_physically
 from autoprune.training import evaluate, recalibrate_bn
 
 
@@ -19,10 +20,19 @@ class CandidateEvaluator:
 
     The validation images come from the held-out split (never the test set); the recalibration
     batches are a fixed slice of the training split, so the same candidate always gets the same score.
+
+    ``mode="physical"`` scores a physically pruned copy (~20 ms to build for ResNet-20), whose
+    forward pass is as much faster as the candidate is; ``mode="masked"`` scores the dense model
+    with channel masks (~2 ms to apply, but dense compute). Both give the same accuracy; physical
+    is faster once scoring a candidate takes more than a few tens of milliseconds.
     """
 
     def __init__(self, analysis: ModelAnalysis, ranking: Mapping[str, torch.Tensor], splits: DataSplits,
-                 val_size: int = 2000, bn_batches: int = 5, batch_size: int = 128) -> None:
+                 val_size: int = 2000, bn_batches: int = 5, batch_size: int = 128,
+                 mode: str = "physical") -> None:
+        if mode not in ("physical", "masked"):
+            raise ValueError(f"mode must be physical or masked, got {mode!r}")
+        self.analysis, self.ranking, self.mode = analysis, ranking, mode
         self.pruner = MaskedPruner(analysis, ranking)
         self.model = analysis.model
         n_bn = bn_batches * batch_size
@@ -37,9 +47,14 @@ class CandidateEvaluator:
         """Validation accuracy of the model pruned to ``kept`` channels per group (NaN on failure)."""
         start = time.perf_counter()
         try:
-            with self.pruner.applied(kept):
-                recalibrate_bn(self.model, self.bn_data, self.bn_batches)
-                acc = evaluate(self.model, self.val_data)
+            if self.mode == "physical":
+                model = prune_physically(self.analysis, self.ranking, kept)
+                recalibrate_bn(model, self.bn_data, self.bn_batches)
+                acc = evaluate(model, self.val_data)
+            else:
+                with self.pruner.applied(kept):
+                    recalibrate_bn(self.model, self.bn_data, self.bn_batches)
+                    acc = evaluate(self.model, self.val_data)
         except (RuntimeError, ValueError):
             acc = math.nan  # recorded and skipped by the search
         self.seconds += time.perf_counter() - start

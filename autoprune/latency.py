@@ -12,6 +12,7 @@ import onnxruntime as ort
 import torch
 from torch import nn
 
+from autoprune.errors import ConfigError
 from autoprune.onnx_export import to_onnx_bytes
 
 
@@ -96,6 +97,4 @@ def measure_latency(model: nn.Module, input_shape: tuple[int, ...],
         finally:
             torch.set_num_threads(previous)
             model.train(was_training)
-    from autoprune.errors import ConfigError
-
     raise ConfigError(f"unknown latency backend {settings.backend!r}; use onnxruntime or torch")

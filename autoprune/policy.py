@@ -24,9 +24,9 @@ from typing import Any
 import torch
 
 from autoprune import __version__
-from autoprune.atomic import write_json_atomic
 from autoprune.analysis.fingerprint import model_fingerprint
 from autoprune.analysis.groups import ModelAnalysis
+from autoprune.atomic import write_json_atomic
 from autoprune.errors import PolicyError
 from autoprune.pruning.ratios import architecture_for
 

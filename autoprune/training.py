@@ -10,6 +10,8 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from autoprune.errors import ConfigError
+
 Batches = Iterable[tuple[torch.Tensor, torch.Tensor]]
 
 
@@ -74,8 +76,6 @@ def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
         return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=True)
     if cfg.optimizer == "adamw":
         return torch.optim.AdamW(groups, lr=cfg.lr)
-    from autoprune.errors import ConfigError
-
     raise ConfigError(f"unknown optimizer {cfg.optimizer!r}; use sgd or adamw")
 
 

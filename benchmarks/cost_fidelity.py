@@ -18,16 +18,20 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import torch  # noqa: E402
+from common import result_dir  # noqa: E402
 from tqdm.auto import tqdm  # noqa: E402
 
 from autoprune.analysis import analyse_model  # noqa: E402
 from autoprune.atomic import write_json_atomic  # noqa: E402
-from autoprune.costs import FlopsCostModel, LookupTableCostModel, MeasuredLatencyCostModel  # noqa: E402
-from autoprune.costs import profile_latency_table  # noqa: E402
+from autoprune.costs import (  # noqa: E402
+    FlopsCostModel,
+    LookupTableCostModel,
+    MeasuredLatencyCostModel,
+    profile_latency_table,  # noqa: E402
+)
 from autoprune.latency import LatencySettings  # noqa: E402
 from autoprune.models import create_model  # noqa: E402
 from autoprune.pruning import architecture_for  # noqa: E402
-from common import result_dir  # noqa: E402
 
 
 def fidelity(pred: np.ndarray, true: np.ndarray) -> dict:
@@ -42,7 +46,7 @@ def run_model(name: str, policies: int, out, seed: int, round_to: int) -> dict:
     torch.manual_seed(0)
     analysis = analyse_model(create_model(name).eval(), torch.randn(1, 1, 28, 28))
     start = time.perf_counter()
-    table = profile_latency_table(analysis, name, round_to=round_to, calibration_samples=30, seed=1000 + seed)
+    table = profile_latency_table(analysis, name, round_to=round_to, calibration_samples=60, seed=1000 + seed)
     profile_s = time.perf_counter() - start
     table.save(out / f"{name}_table.csv")
     lut = LookupTableCostModel(analysis, table)

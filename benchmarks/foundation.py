@@ -11,6 +11,7 @@ import statistics
 import time
 
 import torch
+from common import result_dir
 
 from autoprune.analysis import analyse_model, group_features
 from autoprune.atomic import write_json_atomic
@@ -19,7 +20,6 @@ from autoprune.data import load_splits
 from autoprune.latency import LatencySettings, measure_latency
 from autoprune.pruning import MaskedPruner, architecture_for, prune_physically, rank_channels
 from autoprune.training import evaluate
-from common import result_dir
 
 
 def timed(fn, repeats: int) -> float:

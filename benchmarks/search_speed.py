@@ -11,11 +11,11 @@ from __future__ import annotations
 import argparse
 
 import torch
+from common import ROOT, result_dir
 
 from autoprune.atomic import write_json_atomic
 from autoprune.data import load_splits
 from autoprune.search import SearchConfig, SearchRun
-from common import ROOT, result_dir
 
 
 def main() -> None:

@@ -1,10 +1,9 @@
 """``autoprune.envs``: the Gymnasium environment in which an agent picks per-group pruning ratios."""
 
-from gymnasium.envs.registration import register, registry
-
 from autoprune.envs.budget import Budget, BudgetWall
 from autoprune.envs.pruning_env import PruningEnv
 from autoprune.envs.rewards import REWARDS, make_reward
+from gymnasium.envs.registration import register, registry
 
 ENV_ID = "autoprune/ChannelPruning-v0"
 if ENV_ID not in registry:

@@ -9,12 +9,13 @@ from typing import Any, Callable, Mapping
 import gymnasium as gym
 import numpy as np
 import pandas as pd
-
-from autoprune.analysis.groups import PrunableGroup
-from autoprune.costs.base import CostModel
 from autoprune.envs.budget import Budget, BudgetWall
 from autoprune.envs.observation import OBS_NAMES, observation, static_features
 from autoprune.envs.rewards import Reward, make_reward
+
+from autoprune.analysis.groups import PrunableGroup
+from autoprune.costs.base import CostModel
+from autoprune.errors import ConfigError
 from autoprune.pruning.ratios import channels_kept
 
 Evaluator = Callable[[Mapping[str, int]], float]
@@ -151,8 +152,6 @@ class PruningEnv(gym.Env):
 
 
 def _per_group(value: float | Mapping[str, float], groups: list[PrunableGroup], what: str) -> list[float]:
-    from autoprune.errors import ConfigError
-
     values = [float(value.get(g.name, 0.0 if what == "min_ratio" else 0.8)) if isinstance(value, Mapping)
               else float(value) for g in groups]
     if any(not 0.0 <= v < 1.0 for v in values):

@@ -3,14 +3,19 @@ import itertools
 import numpy as np
 import pytest
 import torch
+from autoprune.agents import (
+    DecayingTruncatedNormalNoise,
+    load_preset,
+    make_searcher,
+    parse_overrides,
+)
+from autoprune.envs import Budget, PruningEnv
+from conftest import TinyResNet
 
-from autoprune.agents import (DecayingTruncatedNormalNoise, load_preset, make_searcher, parse_overrides)
 from autoprune.analysis import analyse_model, group_features
 from autoprune.costs import FlopsCostModel
-from autoprune.envs import Budget, PruningEnv
 from autoprune.errors import ConfigError
 from autoprune.pruning import channels_kept
-from conftest import TinyResNet
 
 WEIGHTS = {"stem.0": 4.0, "conv_a.0": 0.2, "expand.0": 0.1, "project.0": 2.0}
 

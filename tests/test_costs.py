@@ -9,9 +9,18 @@ import pytest
 import torch
 
 from autoprune.analysis import analyse_model
-from autoprune.costs import (COST_MODELS, DeviceProfile, FlopsCostModel, LatencyTable, LookupTableCostModel,
-                             RooflineCostModel, create_cost_model, list_cost_models, load_device_profile,
-                             profile_latency_table)
+from autoprune.costs import (
+    COST_MODELS,
+    DeviceProfile,
+    FlopsCostModel,
+    LatencyTable,
+    LookupTableCostModel,
+    RooflineCostModel,
+    create_cost_model,
+    list_cost_models,
+    load_device_profile,
+    profile_latency_table,
+)
 from autoprune.costs.layer_graphs import check_graph, layer_graph
 from autoprune.costs.lut import LayerTable, channel_levels
 from autoprune.errors import ConfigError
@@ -144,3 +153,17 @@ def test_cli_profile_and_plugin_by_name(tmp_path):
     code = ("from autoprune.costs import list_cost_models; print(list_cost_models())")
     names = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=60)
     assert "channel-count" in names.stdout
+
+
+def test_per_layer_calibration_recovers_nonnegative_weights():
+    from autoprune.costs.lut import _fit_layer_weights
+
+    rng = np.random.default_rng(0)
+    x = rng.uniform(0, 0.1, (80, 5))
+    true = np.array([0.5, 1.0, 1.5, 0.0, 2.0])
+    y = x @ true + 0.05
+    weights, offset = _fit_layer_weights(x, y, scale=1.0, ridge=1e-6)
+    assert np.allclose(weights, true, atol=0.02) and offset == pytest.approx(0.05, abs=0.005)
+    noisy = y + rng.normal(0, 0.01, len(y))
+    weights, _ = _fit_layer_weights(x, noisy - 10 * x[:, 3], scale=1.0, ridge=1e-6)
+    assert min(weights) >= 0.0  # never negative, so the prediction stays monotone in channels

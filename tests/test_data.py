@@ -5,7 +5,13 @@ import numpy as np
 import pytest
 import torch
 
-from autoprune.data import ENV_VAR, fashion_mnist_splits, find_fashion_mnist, read_idx, synthetic_splits
+from autoprune.data import (
+    ENV_VAR,
+    fashion_mnist_splits,
+    find_fashion_mnist,
+    read_idx,
+    synthetic_splits,
+)
 from autoprune.data.fashion_mnist import FILES
 from autoprune.errors import DataError
 

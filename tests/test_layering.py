@@ -17,12 +17,18 @@ def imported_modules(folder: Path) -> set[tuple[str, str]]:
     return found
 
 
+ORCHESTRATION = ("autoprune/cli", "autoprune/search")  # the top layer: may import everything
+
+
 def test_core_does_not_import_envs_or_agents():
-    core = [(f, m) for f, m in imported_modules(ROOT / "autoprune") if not f.startswith("autoprune/cli")]
+    core = [(f, m) for f, m in imported_modules(ROOT / "autoprune") if not f.startswith(ORCHESTRATION)]
     bad = [(f, m) for f, m in core if m.startswith(("autoprune.envs", "autoprune.agents"))]
     assert core and not bad
 
 
-def test_envs_do_not_import_agents():
+def test_envs_and_agents_do_not_import_orchestration():
     envs = imported_modules(ROOT / "envs")
-    assert not [(f, m) for f, m in envs if m.startswith("autoprune.agents")]
+    assert envs and not [(f, m) for f, m in envs if m.startswith(("autoprune.agents", "autoprune.search",
+                                                                   "autoprune.cli"))]
+    agents = imported_modules(ROOT / "agents")
+    assert agents and not [(f, m) for f, m in agents if m.startswith(("autoprune.search", "autoprune.cli"))]

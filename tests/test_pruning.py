@@ -1,13 +1,19 @@
 import pytest
 import torch
+from conftest import randomise_bn
 from torch import nn
 
 from autoprune.analysis import analyse_model
 from autoprune.models import create_model
-from autoprune.pruning import (Importance, MaskedPruner, architecture_for, channels_kept,
-                               prune_physically, rank_channels)
+from autoprune.pruning import (
+    Importance,
+    MaskedPruner,
+    architecture_for,
+    channels_kept,
+    prune_physically,
+    rank_channels,
+)
 from autoprune.training import recalibrate_bn
-from conftest import randomise_bn
 
 
 def test_channels_kept_rounding_and_bounds():
@@ -123,3 +129,16 @@ def test_concatenation_and_grouped_conv():
     assert pruned.mix[0].in_channels == 7
     with torch.no_grad(), MaskedPruner(a, ranking).applied(kept):
         assert torch.allclose(model(x), pruned(x), atol=1e-5)
+
+
+def test_candidate_evaluator_modes_agree(tiny_analysis, splits):
+    from autoprune.evaluation import CandidateEvaluator
+
+    ranking = rank_channels(tiny_analysis)
+    kept = {"stem.0": 4, "expand.0": 8, "project.0": 6}
+    scores = [CandidateEvaluator(tiny_analysis, ranking, splits, val_size=128, bn_batches=2, batch_size=32,
+                                 mode=mode)(kept) for mode in ("physical", "masked")]
+    assert scores[0] == scores[1]
+    before = {k: v.clone() for k, v in tiny_analysis.model.state_dict().items()}
+    CandidateEvaluator(tiny_analysis, ranking, splits, val_size=64, mode="physical")(kept)
+    assert all(torch.equal(v, tiny_analysis.model.state_dict()[k]) for k, v in before.items())

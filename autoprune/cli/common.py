@@ -5,6 +5,7 @@ from __future__ import annotations
 import shlex
 import sys
 from pathlib import Path
+
 from autoprune.atomic import write_json_atomic
 from autoprune.errors import ConfigError
 

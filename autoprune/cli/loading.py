@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+
 import torch
 from torch import nn
 
@@ -10,6 +11,7 @@ from autoprune.analysis import ModelAnalysis, analyse_model
 from autoprune.checkpoint import load_model, shipped_weights
 from autoprune.errors import ConfigError
 from autoprune.models import MODELS, create_model
+
 
 def add_model_args(p: argparse.ArgumentParser, default: str = "resnet20") -> None:
     """``--model`` (built-in name) and ``--weights`` (checkpoint) options."""

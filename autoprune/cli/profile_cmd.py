@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import argparse
 import time
+from pathlib import Path
 
 from autoprune.cli.common import ensure_writable_dir
 from autoprune.cli.loading import add_model_args, resolve_analysis, resolve_model
 from autoprune.costs import profile_latency_table
+from autoprune.errors import ConfigError
 from autoprune.latency import LatencySettings
 
 
@@ -19,15 +21,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="profile channel counts that are multiples of this (use the search's --round-to)")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--batch-size", type=int, default=1)
-    p.add_argument("--calibration", type=int, default=30, help="whole-model measurements for calibration")
+    p.add_argument("--calibration", type=int, default=60, help="whole-model measurements for calibration")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
-    from autoprune.errors import ConfigError
-
     if args.round_to < 1 or args.threads < 1 or args.batch_size < 1 or args.calibration < 0:
         raise ConfigError("--round-to must be >= 1, --threads and --batch-size >= 1, --calibration >= 0")
     out = Path(args.out or f"runs/tables/{args.model}.csv")

@@ -31,6 +31,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=D.seed)
     p.add_argument("--val-size", type=int, default=D.val_size, help="validation images per candidate")
     p.add_argument("--bn-batches", type=int, default=D.bn_batches, help="BN recalibration batches")
+    p.add_argument("--eval-mode", default=D.eval_mode, choices=["physical", "masked"],
+                   help="score candidates on a pruned copy (default) or with masks on the dense model")
     p.add_argument("--min-ratio", type=float, default=D.min_ratio)
     p.add_argument("--max-ratio", type=float, default=D.max_ratio)
     p.add_argument("--round-to", type=int, default=D.round_to, help="keep channel counts a multiple of this")
@@ -53,7 +55,7 @@ def config_from_args(args: argparse.Namespace) -> SearchConfig:
         model=args.model, weights=args.weights, data=args.data, data_dir=args.data_dir,
         cost_model=args.cost_model, table=args.table, device=args.device, budget=args.budget,
         agent=args.agent, preset=args.preset, agent_params=parse_overrides(args.agent_param),
-        episodes=args.episodes, seed=args.seed, val_size=args.val_size, bn_batches=args.bn_batches,
+        episodes=args.episodes, seed=args.seed, val_size=args.val_size, bn_batches=args.bn_batches, eval_mode=args.eval_mode,
         min_ratio=args.min_ratio, max_ratio=args.max_ratio, round_to=args.round_to,
         importance=args.importance, reward=args.reward, exclude=args.exclude, out=args.out).validate()
 

@@ -4,8 +4,18 @@ from autoprune.costs.base import Cost, CostModel, analytic_counts
 from autoprune.costs.flops import FlopsCostModel
 from autoprune.costs.lut import LatencyTable, LookupTableCostModel, profile_latency_table
 from autoprune.costs.measured import MeasuredLatencyCostModel
-from autoprune.costs.registry import COST_MODELS, create_cost_model, list_cost_models, register_cost_model
-from autoprune.costs.roofline import DEVICE_PROFILES, DeviceProfile, RooflineCostModel, load_device_profile
+from autoprune.costs.registry import (
+           COST_MODELS,
+           create_cost_model,
+           list_cost_models,
+           register_cost_model,
+)
+from autoprune.costs.roofline import (
+           DEVICE_PROFILES,
+           DeviceProfile,
+           RooflineCostModel,
+           load_device_profile,
+)
 
 __all__ = ["COST_MODELS", "Cost", "CostModel", "DEVICE_PROFILES", "DeviceProfile", "FlopsCostModel",
            "LatencyTable", "LookupTableCostModel", "MeasuredLatencyCostModel", "RooflineCostModel",

@@ -1,9 +1,12 @@
 """Latency lookup tables (NetAdapt, Yang et al. 2018; HALP, Shen et al. 2022).
 
 Every Conv/Linear layer is profiled alone on the target device over a grid of input/output
-channel counts; a model's latency is the calibrated sum of its layers' interpolated latencies:
-``latency = scale * sum(layer) + offset``, with ``scale``/``offset`` fitted on a few whole-model
-measurements (they absorb element-wise ops, pooling and per-op overheads the layers do not show).
+channel counts; a model's latency is a calibrated weighted sum of its layers' latencies above
+their smallest configuration: ``latency = offset + sum_l w_l * layer_l``. The weights and offset
+are fitted by non-negative least squares on whole-model measurements of random architectures
+(ridge-regularised toward one shared scale); they absorb element-wise ops, pooling, fusion and
+per-op overheads that standalone layers do not show. Non-negative weights on monotone terms keep
+the prediction monotone, which budget-aware action clipping relies on.
 Tables are CSV files (metadata on the first ``#`` line), so a table profiled on one machine
 drives a search on another.
 """
@@ -23,18 +26,19 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 import pandas as pd
+from scipy.optimize import nnls
 from tqdm.auto import tqdm
 
-from autoprune.atomic import write_text_atomic
 from autoprune.analysis.architecture import Architecture, layer_channels
 from autoprune.analysis.fingerprint import model_fingerprint
 from autoprune.analysis.groups import ModelAnalysis
 from autoprune.analysis.layers import LayerSpec
+from autoprune.atomic import write_text_atomic
 from autoprune.costs.base import Cost, CostModel, analytic_counts
 from autoprune.costs.layer_graphs import layer_graph, layer_input
 from autoprune.errors import ConfigError
-from autoprune.pruning.ratios import architecture_for
 from autoprune.latency import LatencySettings, min_round_ms, ort_session
+from autoprune.pruning.ratios import architecture_for
 
 FORMAT = "autoprune-latency-table"
 TABLE_VERSION = 1
@@ -107,19 +111,31 @@ class LatencyTable:
     def offset(self) -> float:
         return float(self.meta.get("calibration", {}).get("offset", 0.0))
 
-    def layer_sum(self, layers: list[LayerSpec], arch: Architecture) -> float:
-        """Uncalibrated sum of the layers' latencies above their smallest configuration (ms).
+    def layer_terms(self, layers: list[LayerSpec], arch: Architecture) -> list[float]:
+        """Each layer's latency above its smallest configuration (ms), uncalibrated.
 
         A layer's smallest configuration is mostly fixed per-call overhead, which a standalone
         layer pays and a fused whole model does not; it belongs in the calibrated offset, not
         in the part that scales with channels.
         """
-        total = 0.0
+        terms = []
         for spec in layers:
             c_in, c_out = layer_channels(spec, arch)
             table = self.tables[spec.name]
-            total += table.predict(c_in, c_out) - table.floor
-        return total
+            terms.append(table.predict(c_in, c_out) - table.floor)
+        return terms
+
+    def layer_sum(self, layers: list[LayerSpec], arch: Architecture) -> float:
+        """Uncalibrated sum of :meth:`layer_terms`."""
+        return sum(self.layer_terms(layers, arch))
+
+    def predict(self, layers: list[LayerSpec], arch: Architecture) -> float:
+        """Calibrated whole-model latency (ms)."""
+        weights = self.meta.get("calibration", {}).get("layer_weights")
+        terms = self.layer_terms(layers, arch)
+        if weights:
+            return self.offset + sum(weights.get(s.name, self.scale) * t for s, t in zip(layers, terms))
+        return self.scale * sum(terms) + self.offset
 
     def check_matches(self, analysis: ModelAnalysis, source: str = "latency table") -> None:
         """Raise a one-line error unless the table covers every layer of ``analysis`` at its widths."""
@@ -191,7 +207,7 @@ def _profile_point(spec: LayerSpec, c_in: int, c_out: int, settings: LatencySett
 
 def profile_latency_table(analysis: ModelAnalysis, model_name: str | None = None, round_to: int = 8,
                           settings: LatencySettings = LatencySettings(warmup=10, repeats=50),
-                          calibration_samples: int = 30, seed: int = 0, progress: bool = True) -> LatencyTable:
+                          calibration_samples: int = 60, seed: int = 0, progress: bool = True) -> LatencyTable:
     """Profile every layer of ``analysis`` on this machine with ONNX Runtime and calibrate the sum.
 
     The grid holds the channel counts reachable with ``round_to`` (see :func:`channel_levels`);
@@ -232,8 +248,8 @@ def profile_latency_table(analysis: ModelAnalysis, model_name: str | None = None
 
 
 def calibrate(table: LatencyTable, analysis: ModelAnalysis, settings: LatencySettings, samples: int,
-              seed: int, progress: bool = True) -> dict[str, float]:
-    """Least-squares ``scale``/``offset`` mapping the layer sum to whole-model latency."""
+              seed: int, progress: bool = True, ridge: float = 0.05) -> dict[str, Any]:
+    """Fit ``offset`` and per-layer weights (NNLS, ridge toward a shared ``scale``) on measurements."""
     from autoprune.costs.measured import MeasuredLatencyCostModel
 
     measured = MeasuredLatencyCostModel(analysis, LatencySettings(
@@ -242,16 +258,32 @@ def calibrate(table: LatencyTable, analysis: ModelAnalysis, settings: LatencySet
     round_to = int(table.meta.get("round_to", 1))
     archs = [{}] + [architecture_for(analysis.groups, {g.name: rng.uniform(0, 0.8) for g in analysis.groups},
                                      round_to) for _ in range(samples)]
-    xs, ys = [], []
+    terms, ys = [], []
     for arch in tqdm(archs, desc="calibrating", disable=not progress):
-        xs.append(table.layer_sum(analysis.layers, arch))
+        terms.append(table.layer_terms(analysis.layers, arch))
         ys.append(measured.measure(arch))
+    x, y = np.asarray(terms), np.asarray(ys)
+    sums = x.sum(axis=1)
     if len(archs) < 3:
-        return {"scale": ys[0] / xs[0], "offset": 0.0, "samples": len(archs)}
-    scale, offset = np.polyfit(xs, ys, 1)
+        return {"scale": float(y[0] / max(sums[0], 1e-9)), "offset": 0.0, "samples": len(archs)}
+    scale, offset = np.polyfit(sums, y, 1)
     if scale <= 0:  # a degenerate fit would break monotonicity; fall back to a pure ratio
-        scale, offset = float(np.mean(ys) / np.mean(xs)), 0.0
-    return {"scale": float(scale), "offset": float(offset), "samples": len(archs)}
+        scale, offset = float(np.mean(y) / np.mean(sums)), 0.0
+    result = {"scale": float(scale), "offset": float(offset), "samples": len(archs)}
+    if len(archs) >= 2 * x.shape[1]:
+        weights, offset = _fit_layer_weights(x, y, float(scale), ridge)
+        result.update(offset=offset, layer_weights={s.name: w for s, w in zip(analysis.layers, weights)})
+    return result
+
+
+def _fit_layer_weights(x: np.ndarray, y: np.ndarray, scale: float, ridge: float) -> tuple[list[float], float]:
+    """Non-negative per-layer weights and offset; ``ridge`` pulls weights toward ``scale``."""
+    n, k = x.shape
+    lam = np.sqrt(ridge * max(float(np.mean(np.sum(x * x, axis=0))), 1e-12))
+    a = np.vstack([np.hstack([x, np.ones((n, 1))]), np.hstack([lam * np.eye(k), np.zeros((k, 1))])])
+    b = np.concatenate([y, np.full(k, lam * scale)])
+    solution, _ = nnls(a, b)
+    return [float(w) for w in solution[:k]], float(solution[k])
 
 
 def device_info() -> dict[str, Any]:
@@ -282,7 +314,7 @@ class LookupTableCostModel(CostModel):
 
     def latency(self, arch: Architecture) -> float:
         """Predicted latency (ms) of ``arch``."""
-        return self.table.scale * self.table.layer_sum(self.layers, arch) + self.table.offset
+        return self.table.predict(self.layers, arch)
 
     def cost(self, arch: Architecture) -> Cost:
         flops, params = analytic_counts(self.layers, arch)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import torch
+
 from autoprune.analysis.architecture import Architecture
 from autoprune.analysis.groups import ModelAnalysis
 from autoprune.costs.base import Cost, CostModel, analytic_counts
@@ -42,7 +44,5 @@ class MeasuredLatencyCostModel(CostModel):
         return {**super().describe(), **self.settings.__dict__}
 
 
-def _reverse_index(n: int):
-    import torch
-
+def _reverse_index(n: int) -> torch.Tensor:
     return torch.arange(n - 1, -1, -1)

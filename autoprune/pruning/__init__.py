@@ -1,7 +1,14 @@
 """Structured pruning: channel importance, ratio -> channels kept, masked and physical application."""
 
-from autoprune.pruning.importance import (IMPORTANCES, BNScaleImportance, Importance, MagnitudeImportance,
-                                          TaylorImportance, create_importance, rank_channels)
+from autoprune.pruning.importance import (
+                                          IMPORTANCES,
+                                          BNScaleImportance,
+                                          Importance,
+                                          MagnitudeImportance,
+                                          TaylorImportance,
+                                          create_importance,
+                                          rank_channels,
+)
 from autoprune.pruning.masked import MaskedPruner
 from autoprune.pruning.physical import prune_physically
 from autoprune.pruning.ratios import architecture_for, channels_kept

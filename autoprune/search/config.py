@@ -31,6 +31,7 @@ class SearchConfig:
     seed: int = 0
     val_size: int = 2000
     bn_batches: int = 5
+    eval_mode: str = "physical"  # or "masked"; same scores, physical is faster for real models
     min_ratio: float = 0.0
     max_ratio: float = 0.8
     round_to: int = 8  # ONNX Runtime CPU kernels are fast for multiples of 8 channels
@@ -45,6 +46,8 @@ class SearchConfig:
             raise ConfigError(f"--episodes must be >= 1, got {self.episodes}")
         if not 0.0 <= self.min_ratio <= self.max_ratio < 1.0:
             raise ConfigError(f"need 0 <= --min-ratio <= --max-ratio < 1, got {self.min_ratio}, {self.max_ratio}")
+        if self.eval_mode not in ("physical", "masked"):
+            raise ConfigError(f"--eval-mode must be physical or masked, got {self.eval_mode!r}")
         if self.val_size < 1 or self.bn_batches < 0 or self.round_to < 1:
             raise ConfigError("--val-size and --round-to must be >= 1, --bn-batches >= 0")
         return self

@@ -32,6 +32,7 @@ from autoprune.pruning import rank_channels
 from autoprune.search.config import SearchConfig
 from autoprune.search.history import HistoryWriter, read_history
 
+
 class SearchRun:
     """Prepare once, then :meth:`run`; resumable from its folder."""
 
@@ -75,7 +76,8 @@ class SearchRun:
         ranking = rank_channels(self.analysis, c.importance, batches=splits.train(64, shuffle=False))
         self.cost_model = self._cost_model(self.analysis)
         self.budget = Budget.from_spec(self.cost_model, c.budget)
-        self.evaluator = CandidateEvaluator(self.analysis, ranking, splits, c.val_size, c.bn_batches)
+        self.evaluator = CandidateEvaluator(self.analysis, ranking, splits, c.val_size, c.bn_batches,
+                                            mode=c.eval_mode)
         self.env = PruningEnv(self.analysis.groups, group_features(self.analysis), self.cost_model, self.budget,
                               self.evaluator, c.min_ratio, c.max_ratio, c.round_to, c.reward)
         self.searcher = make_searcher(c.agent, c.seed, c.preset, c.agent_params)
