@@ -9,6 +9,7 @@ import time
 
 import pandas as pd
 import torch
+from common import ROOT, result_dir
 
 from autoprune.analysis import analyse_model
 from autoprune.atomic import write_json_atomic
@@ -16,7 +17,6 @@ from autoprune.checkpoint import load_model, shipped_weights
 from autoprune.data import load_splits
 from autoprune.evaluation import CandidateEvaluator
 from autoprune.pruning import rank_channels
-from common import ROOT, result_dir
 
 
 def main() -> None:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import copy
 import statistics
-import time
 
 import torch
 from common import result_dir
@@ -17,18 +16,9 @@ from autoprune.analysis import analyse_model, group_features
 from autoprune.atomic import write_json_atomic
 from autoprune.checkpoint import load_model, shipped_weights
 from autoprune.data import load_splits
-from autoprune.latency import LatencySettings, measure_latency
+from autoprune.latency import LatencySettings, measure_latency, median_ms
 from autoprune.pruning import MaskedPruner, architecture_for, prune_physically, rank_channels
 from autoprune.training import evaluate
-
-
-def timed(fn, repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times) * 1e3
 
 
 def main() -> None:
@@ -56,9 +46,9 @@ def main() -> None:
     pruned_ms = [measure_latency(pruned, (1, 28, 28), settings) for _ in range(5)]
 
     pruner = MaskedPruner(analysis, ranking)
-    masked_prep = timed(lambda: (pruner.apply(kept), pruner.remove()), 50)
-    physical_prep = timed(lambda: prune_physically(analysis, ranking, kept), 10)
-    deepcopy_only = timed(lambda: copy.deepcopy(model), 20)
+    masked_prep = median_ms(lambda: (pruner.apply(kept), pruner.remove()), 0, 50)
+    physical_prep = median_ms(lambda: prune_physically(analysis, ranking, kept), 0, 10)
+    deepcopy_only = median_ms(lambda: copy.deepcopy(model), 0, 20)
 
     summary = {
         "model": "resnet20", "weights_test_acc": payload["meta"].get("test_acc"),

@@ -36,6 +36,7 @@ from autoprune.analysis.layers import LayerSpec
 from autoprune.atomic import write_text_atomic
 from autoprune.costs.base import Cost, CostModel, analytic_counts
 from autoprune.costs.layer_graphs import layer_graph, layer_input
+from autoprune.costs.measured import MeasuredLatencyCostModel
 from autoprune.errors import ConfigError
 from autoprune.latency import LatencySettings, min_round_ms, ort_session
 from autoprune.pruning.ratios import architecture_for
@@ -250,8 +251,6 @@ def profile_latency_table(analysis: ModelAnalysis, model_name: str | None = None
 def calibrate(table: LatencyTable, analysis: ModelAnalysis, settings: LatencySettings, samples: int,
               seed: int, progress: bool = True, ridge: float = 0.05) -> dict[str, Any]:
     """Fit ``offset`` and per-layer weights (NNLS, ridge toward a shared ``scale``) on measurements."""
-    from autoprune.costs.measured import MeasuredLatencyCostModel
-
     measured = MeasuredLatencyCostModel(analysis, LatencySettings(
         "onnxruntime", settings.batch_size, settings.threads))
     rng = np.random.default_rng(seed)
