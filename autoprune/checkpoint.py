@@ -15,7 +15,7 @@ from torch import nn
 
 from autoprune.atomic import atomic_path
 from autoprune.errors import ConfigError
-from autoprune.models import create_model
+from autoprune.models import MODELS, create_model
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 FORMAT = "autoprune-checkpoint"
@@ -26,6 +26,23 @@ def shipped_weights(model_name: str) -> Path | None:
     """The trained Fashion-MNIST weights shipped for a built-in model, when there are some."""
     path = WEIGHTS_DIR / f"{model_name}_fmnist.pt"
     return path if path.is_file() else None
+
+
+def load_or_create(model_name: str, weights: str | Path | None = None,
+                   require_weights: bool = False) -> nn.Module:
+    """A built-in model with ``weights``, else its shipped weights, else random weights.
+
+    Raises:
+        ConfigError: no weights can be found and ``require_weights`` is set.
+    """
+    MODELS.get(model_name)  # one-line error listing the known names
+    weights = weights or shipped_weights(model_name)
+    if weights:
+        return load_model(weights, model_name)[0]
+    if require_weights:
+        raise ConfigError(f"no trained weights for {model_name!r}; pass --weights FILE "
+                          f"(train one with 'autoprune train --model {model_name}')")
+    return create_model(model_name).eval()
 
 
 def save_checkpoint(path: str | Path, model: nn.Module, model_name: str, in_channels: int = 1,

@@ -33,7 +33,7 @@ class CandidateEvaluator:
         if mode not in ("physical", "masked"):
             raise ValueError(f"mode must be physical or masked, got {mode!r}")
         self.analysis, self.ranking, self.mode = analysis, ranking, mode
-        self.pruner = MaskedPruner(analysis, ranking)
+        self.pruner = MaskedPruner(analysis, ranking) if mode == "masked" else None
         self.model = analysis.model
         n_bn = bn_batches * batch_size
         self.bn_data = [(splits.x_train[i:i + batch_size], splits.y_train[i:i + batch_size])
@@ -41,7 +41,6 @@ class CandidateEvaluator:
         self.val_data = list(splits.val(batch_size=500, limit=val_size))
         self.bn_batches = bn_batches
         self.seconds = 0.0  # total scoring time, for the search's time split
-        self.calls = 0
 
     def __call__(self, kept: Mapping[str, int]) -> float:
         """Validation accuracy of the model pruned to ``kept`` channels per group (NaN on failure)."""
@@ -58,9 +57,4 @@ class CandidateEvaluator:
         except (RuntimeError, ValueError):
             acc = math.nan  # recorded and skipped by the search
         self.seconds += time.perf_counter() - start
-        self.calls += 1
         return acc
-
-    def dense_accuracy(self) -> float:
-        """Validation accuracy of the unpruned model (no recalibration)."""
-        return evaluate(self.model, self.val_data)

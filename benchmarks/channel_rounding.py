@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+from common import result_dir
 
 from autoprune.analysis import analyse_model
 from autoprune.atomic import write_json_atomic
@@ -17,7 +18,6 @@ from autoprune.latency import LatencySettings, median_ms, ort_session, robust_me
 from autoprune.models import create_model
 from autoprune.onnx_export import to_onnx_bytes
 from autoprune.pruning import architecture_for, prune_physically
-from common import result_dir
 
 SETTINGS = LatencySettings("onnxruntime", 1, 1)
 

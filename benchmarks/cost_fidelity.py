@@ -52,14 +52,14 @@ def run_model(name: str, policies: int, out, seed: int, round_to: int) -> dict:
     lut = LookupTableCostModel(analysis, table)
     flops = FlopsCostModel(analysis.layers)
     measured = MeasuredLatencyCostModel(analysis, LatencySettings("onnxruntime", 1, 1))
-    dense_ms, dense_flops = measured.measure({}), flops.dense_cost().flops
+    dense_ms, dense_flops = measured.latency({}), flops.dense_cost().flops
     rng = np.random.default_rng(seed)
     rows = []
     for i in tqdm(range(policies), desc=f"{name}: measuring random policies"):
         ratios = {g.name: float(rng.uniform(0, 0.8)) for g in analysis.groups}
         arch = architecture_for(analysis.groups, ratios, round_to)
         f = flops.cost(arch).flops
-        rows.append({"policy": i, "measured_ms": measured.measure(arch), "lut_ms": lut.latency(arch),
+        rows.append({"policy": i, "measured_ms": measured.latency(arch), "lut_ms": lut.latency(arch),
                      "flops": f, "flops_scaled_ms": dense_ms * f / dense_flops})
     points = pd.DataFrame(rows)
     points.to_csv(out / f"{name}_points.csv", index=False)

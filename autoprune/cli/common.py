@@ -6,7 +6,6 @@ import shlex
 import sys
 from pathlib import Path
 
-from autoprune.atomic import write_json_atomic
 from autoprune.errors import ConfigError
 
 
@@ -27,5 +26,3 @@ def ensure_writable_dir(path: str | Path) -> Path:
         raise ConfigError(f"output folder {path} is not writable ({exc.strerror}); choose another --out") from exc
     return path
 
-
-write_json = write_json_atomic

@@ -8,9 +8,7 @@ import torch
 from torch import nn
 
 from autoprune.analysis import ModelAnalysis, analyse_model
-from autoprune.checkpoint import load_model, shipped_weights
-from autoprune.errors import ConfigError
-from autoprune.models import MODELS, create_model
+from autoprune.checkpoint import load_or_create
 
 
 def add_model_args(p: argparse.ArgumentParser, default: str = "resnet20") -> None:
@@ -21,17 +19,9 @@ def add_model_args(p: argparse.ArgumentParser, default: str = "resnet20") -> Non
     p.add_argument("--exclude", nargs="*", default=[], help="module names whose channels must not be pruned")
 
 
-def resolve_model(args: argparse.Namespace, need_weights: bool = False) -> tuple[nn.Module, str]:
+def resolve_model(args: argparse.Namespace) -> tuple[nn.Module, str]:
     """The model named by ``--model``/``--weights`` (weights: given, shipped, or random)."""
-    MODELS.get(args.model)  # one-line error listing known names
-    weights = args.weights or shipped_weights(args.model)
-    if weights:
-        model, _ = load_model(weights, args.model)
-        return model, args.model
-    if need_weights:
-        raise ConfigError(f"no trained weights for {args.model!r}; pass --weights FILE "
-                          f"(train one with 'autoprune train --model {args.model}')")
-    return create_model(args.model).eval(), args.model
+    return load_or_create(args.model, args.weights), args.model
 
 
 def resolve_analysis(model: nn.Module, args: argparse.Namespace,

@@ -8,8 +8,9 @@ from dataclasses import asdict
 
 import torch
 
+from autoprune.atomic import write_json_atomic
 from autoprune.checkpoint import save_checkpoint
-from autoprune.cli.common import command_line, ensure_writable_dir, write_json
+from autoprune.cli.common import command_line, ensure_writable_dir
 from autoprune.data import load_splits
 from autoprune.models import create_model
 from autoprune.training import TrainConfig, evaluate, train
@@ -49,7 +50,7 @@ def run(args: argparse.Namespace) -> int:
               "train_seconds": round(seconds, 1), "torch": torch.__version__}
     save_checkpoint(out / "model.pt", model, args.model, splits.input_shape[0], splits.num_classes,
                     meta={"val_acc": record["val_acc"], "test_acc": test_acc, "data": args.data})
-    write_json(out / "train.json", record)
+    write_json_atomic(out / "train.json", record)
     print(f"test accuracy {test_acc:.4f} after {args.epochs} epochs ({seconds / 60:.1f} min); "
           f"saved {out / 'model.pt'}")
     return 0

@@ -1,6 +1,6 @@
 """Hardware cost models: architecture (channels kept per group) -> latency / FLOPs / params."""
 
-from autoprune.costs.base import Cost, CostModel, analytic_counts
+from autoprune.costs.base import Cost, CostModel, LatencyCostModel, analytic_counts
 from autoprune.costs.flops import FlopsCostModel
 from autoprune.costs.lut import LatencyTable, LookupTableCostModel, profile_latency_table
 from autoprune.costs.measured import MeasuredLatencyCostModel
@@ -18,6 +18,6 @@ from autoprune.costs.roofline import (
 )
 
 __all__ = ["COST_MODELS", "Cost", "CostModel", "DEVICE_PROFILES", "DeviceProfile", "FlopsCostModel",
-           "LatencyTable", "LookupTableCostModel", "MeasuredLatencyCostModel", "RooflineCostModel",
+           "LatencyCostModel", "LatencyTable", "LookupTableCostModel", "MeasuredLatencyCostModel", "RooflineCostModel",
            "analytic_counts", "create_cost_model", "list_cost_models", "load_device_profile",
            "profile_latency_table", "register_cost_model"]

@@ -60,3 +60,17 @@ class CostModel(abc.ABC):
     def describe(self) -> dict:
         """Settings that identify this cost model, recorded in policies and run folders."""
         return {"name": self.name, "metric": self.metric}
+
+
+class LatencyCostModel(CostModel):
+    """A cost model that predicts latency: implement :meth:`latency`; FLOPs/params come analytically."""
+
+    metric = "latency_ms"
+
+    @abc.abstractmethod
+    def latency(self, arch: Architecture) -> float:
+        """Latency (ms) of ``arch``."""
+
+    def cost(self, arch: Architecture) -> Cost:
+        flops, params = analytic_counts(self.layers, arch)
+        return Cost(flops=flops, params=params, latency_ms=self.latency(arch))

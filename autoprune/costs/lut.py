@@ -34,7 +34,7 @@ from autoprune.analysis.fingerprint import model_fingerprint
 from autoprune.analysis.groups import ModelAnalysis
 from autoprune.analysis.layers import LayerSpec
 from autoprune.atomic import write_text_atomic
-from autoprune.costs.base import Cost, CostModel, analytic_counts
+from autoprune.costs.base import LatencyCostModel
 from autoprune.costs.layer_graphs import layer_graph, layer_input
 from autoprune.costs.measured import MeasuredLatencyCostModel
 from autoprune.errors import ConfigError
@@ -43,7 +43,6 @@ from autoprune.pruning.ratios import architecture_for
 
 FORMAT = "autoprune-latency-table"
 TABLE_VERSION = 1
-COLUMNS = ["layer", "group_in", "group_out", "c_in", "c_out", "latency_ms"]
 
 
 def channel_levels(channels: int, linked: bool, round_to: int = 8, max_levels: int = 17) -> list[int]:
@@ -260,7 +259,7 @@ def calibrate(table: LatencyTable, analysis: ModelAnalysis, settings: LatencySet
     terms, ys = [], []
     for arch in tqdm(archs, desc="calibrating", disable=not progress):
         terms.append(table.layer_terms(analysis.layers, arch))
-        ys.append(measured.measure(arch))
+        ys.append(measured.latency(arch))
     x, y = np.asarray(terms), np.asarray(ys)
     sums = x.sum(axis=1)
     if len(archs) < 3:
@@ -299,7 +298,7 @@ def device_info() -> dict[str, Any]:
             "onnxruntime": ort.__version__, "python": platform.python_version()}
 
 
-class LookupTableCostModel(CostModel):
+class LookupTableCostModel(LatencyCostModel):
     """Latency from a profiled :class:`LatencyTable` (fast: ~0.1 ms a prediction)."""
 
     name = "lut"
@@ -314,10 +313,6 @@ class LookupTableCostModel(CostModel):
     def latency(self, arch: Architecture) -> float:
         """Predicted latency (ms) of ``arch``."""
         return self.table.predict(self.layers, arch)
-
-    def cost(self, arch: Architecture) -> Cost:
-        flops, params = analytic_counts(self.layers, arch)
-        return Cost(flops=flops, params=params, latency_ms=self.latency(arch))
 
     def describe(self) -> dict:
         return {**super().describe(), "table": self.path, "device": self.table.meta.get("device"),

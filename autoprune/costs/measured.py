@@ -6,12 +6,12 @@ import torch
 
 from autoprune.analysis.architecture import Architecture
 from autoprune.analysis.groups import ModelAnalysis
-from autoprune.costs.base import Cost, CostModel, analytic_counts
+from autoprune.costs.base import LatencyCostModel
 from autoprune.latency import LatencySettings, measure_latency
 from autoprune.pruning.physical import prune_physically
 
 
-class MeasuredLatencyCostModel(CostModel):
+class MeasuredLatencyCostModel(LatencyCostModel):
     """Ground truth, slow (~0.3-1 s per new architecture): verification and fidelity checks.
 
     Which channels are removed does not change latency, so channels are dropped by index.
@@ -27,18 +27,14 @@ class MeasuredLatencyCostModel(CostModel):
         self._ranking = {g.name: _reverse_index(g.channels) for g in analysis.groups}
         self._cache: dict[tuple, float] = {}
 
-    def measure(self, arch: Architecture) -> float:
-        """Median latency (ms) of the physically pruned ``arch``, measured once per architecture."""
+    def latency(self, arch: Architecture) -> float:
+        """Measured latency (ms) of the physically pruned ``arch``, measured once per architecture."""
         key = tuple(int(arch.get(g.name, g.channels)) for g in self.analysis.groups)
         if key not in self._cache:
             model = prune_physically(self.analysis, self._ranking, arch)
             shape = tuple(self.analysis.example_input.shape[1:])
             self._cache[key] = measure_latency(model, shape, self.settings)
         return self._cache[key]
-
-    def cost(self, arch: Architecture) -> Cost:
-        flops, params = analytic_counts(self.layers, arch)
-        return Cost(flops=flops, params=params, latency_ms=self.measure(arch))
 
     def describe(self) -> dict:
         return {**super().describe(), **self.settings.__dict__}

@@ -14,7 +14,7 @@ import yaml
 
 from autoprune.analysis.architecture import Architecture, layer_channels
 from autoprune.analysis.groups import ModelAnalysis
-from autoprune.costs.base import Cost, CostModel, analytic_counts
+from autoprune.costs.base import LatencyCostModel
 from autoprune.errors import ConfigError
 
 
@@ -63,7 +63,7 @@ def load_device_profile(name_or_path: str | Path) -> DeviceProfile:
                           f"peak_gflops, bandwidth_gbs and optionally overhead_us") from exc
 
 
-class RooflineCostModel(CostModel):
+class RooflineCostModel(LatencyCostModel):
     """Latency = sum over layers of max(2*MACs/peak, bytes moved/bandwidth) + overhead."""
 
     name = "roofline"
@@ -82,10 +82,6 @@ class RooflineCostModel(CostModel):
             memory = values * d.bytes_per_value / (d.bandwidth_gbs * 1e9)
             total += max(compute, memory) + d.overhead_us * 1e-6
         return total * 1e3
-
-    def cost(self, arch: Architecture) -> Cost:
-        flops, params = analytic_counts(self.layers, arch)
-        return Cost(flops=flops, params=params, latency_ms=self.latency(arch))
 
     def describe(self) -> dict:
         return {**super().describe(), "device": asdict(self.device)}

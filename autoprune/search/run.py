@@ -20,13 +20,12 @@ from tqdm.auto import tqdm
 from autoprune.agents import make_searcher
 from autoprune.analysis import ModelAnalysis, analyse_model, group_features
 from autoprune.atomic import write_json_atomic, write_text_atomic
-from autoprune.checkpoint import load_model, shipped_weights
+from autoprune.checkpoint import load_or_create
 from autoprune.costs import CostModel, create_cost_model, profile_latency_table
 from autoprune.data import DataSplits, load_splits
 from autoprune.envs import Budget, PruningEnv
 from autoprune.errors import ConfigError
 from autoprune.evaluation import CandidateEvaluator
-from autoprune.models import create_model
 from autoprune.policy import PruningPolicy
 from autoprune.pruning import rank_channels
 from autoprune.search.config import SearchConfig
@@ -45,15 +44,6 @@ class SearchRun:
         self.best: dict[str, Any] | None = None
 
     # -- preparation -------------------------------------------------------------------------
-    def _model(self) -> torch.nn.Module:
-        weights = self.config.weights or shipped_weights(self.config.model)
-        if weights:
-            return load_model(weights, self.config.model)[0]
-        if self.config.data != "synthetic":
-            raise ConfigError(f"no trained weights for {self.config.model!r}; pass --weights FILE "
-                              f"(train one with 'autoprune train --model {self.config.model}')")
-        return create_model(self.config.model).eval()
-
     def _cost_model(self, analysis: ModelAnalysis) -> CostModel:
         c = self.config
         if c.cost_model == "lut" and not c.table:
@@ -71,7 +61,8 @@ class SearchRun:
         c = self.config
         torch.manual_seed(c.seed)
         splits = self._splits or load_splits(c.data, **({"path": c.data_dir} if c.data == "fashion-mnist" else {}))
-        model = self._model()
+        # Random weights are only meaningful on synthetic data (tests, demos).
+        model = load_or_create(c.model, c.weights, require_weights=c.data != "synthetic")
         self.analysis = analyse_model(model, torch.randn(1, *splits.input_shape), exclude=c.exclude)
         ranking = rank_channels(self.analysis, c.importance, batches=splits.train(64, shuffle=False))
         self.cost_model = self._cost_model(self.analysis)
