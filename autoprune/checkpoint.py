@@ -2,6 +2,8 @@
 
 A checkpoint holds the built-in model name, its constructor arguments, the state dict and metadata
 (plain JSON-able values). Loading rebuilds the model from the registry, so no code is ever unpickled.
+A pruned model's checkpoint (format version 2) also holds its :class:`PruningRecord`: loading builds
+the dense model, removes the recorded channels, then loads the weights.
 """
 
 from __future__ import annotations
@@ -16,10 +18,11 @@ from torch import nn
 from autoprune.atomic import atomic_path
 from autoprune.errors import ConfigError
 from autoprune.models import MODELS, create_model
+from autoprune.pruning.record import PruningRecord, rebuild_pruned
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 FORMAT = "autoprune-checkpoint"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 1: dense models; 2: adds the optional pruning record and input shape
 
 
 def shipped_weights(model_name: str) -> Path | None:
@@ -46,13 +49,22 @@ def load_or_create(model_name: str, weights: str | Path | None = None,
 
 
 def save_checkpoint(path: str | Path, model: nn.Module, model_name: str, in_channels: int = 1,
-                    num_classes: int = 10, meta: dict[str, Any] | None = None) -> Path:
-    """Write ``model``'s weights plus what is needed to rebuild it (atomically: tmp file + rename)."""
+                    num_classes: int = 10, meta: dict[str, Any] | None = None,
+                    pruning: PruningRecord | None = None, input_shape: tuple[int, ...] | None = None) -> Path:
+    """Write ``model``'s weights plus what is needed to rebuild it (atomically: tmp file + rename).
+
+    Args:
+        pruning: the record of a physically pruned ``model`` (None for a dense one).
+        input_shape: one input's shape, needed to re-analyse a pruned model (default ``(C, 28, 28)``).
+    """
     payload = {
-        "format": FORMAT, "format_version": FORMAT_VERSION, "model": model_name,
+        "format": FORMAT, "format_version": 2 if pruning else 1, "model": model_name,
         "in_channels": in_channels, "num_classes": num_classes,
-        "state_dict": model.state_dict(), "meta": meta or {},
+        "input_shape": list(input_shape or (in_channels, 28, 28)),
+        "state_dict": {k: v.detach().clone() for k, v in model.state_dict().items()}, "meta": meta or {},
     }
+    if pruning is not None:
+        payload["pruning"] = pruning.to_dict()
     with atomic_path(path) as tmp:
         torch.save(payload, tmp)
     return Path(path)
@@ -92,12 +104,40 @@ def load_state_into(model: nn.Module, state_dict: dict[str, torch.Tensor], sourc
 
 
 def load_model(path: str | Path, model_name: str | None = None) -> tuple[nn.Module, dict[str, Any]]:
-    """Rebuild a dense built-in model from a checkpoint; returns ``(model, payload)``."""
+    """Rebuild a built-in model (dense or pruned) from a checkpoint; returns ``(model, payload)``."""
     payload = read_checkpoint(path)
     name = model_name or payload.get("model")
     if not name:
         raise ConfigError(f"{path} is a bare state dict; also pass --model NAME")
+    if payload.get("model") and model_name and model_name != payload["model"]:
+        raise ConfigError(f"{path} holds a {payload['model']!r} model, not {model_name!r}; "
+                          f"pass --model {payload['model']} or other weights")
     model = create_model(name, payload.get("in_channels", 1), payload.get("num_classes", 10))
+    if payload.get("pruning") is not None:
+        model = _pruned_skeleton(model, payload, str(path))
     load_state_into(model, payload["state_dict"], str(path))
     model.eval()
     return model, payload
+
+
+def pruning_record(payload: dict[str, Any], source: str = "checkpoint") -> PruningRecord | None:
+    """The validated pruning record of a checkpoint payload, or None for a dense model."""
+    data = payload.get("pruning")
+    return None if data is None else PruningRecord.from_dict(data, source)
+
+
+def input_shape_of(payload: dict[str, Any]) -> tuple[int, ...]:
+    """One input's shape as recorded in the checkpoint (older ones: ``(in_channels, 28, 28)``)."""
+    shape = payload.get("input_shape") or [payload.get("in_channels", 1), 28, 28]
+    if not isinstance(shape, list) or not all(isinstance(s, int) and s > 0 for s in shape):
+        raise ConfigError(f"checkpoint input_shape {shape!r} must be a list of positive integers")
+    return tuple(shape)
+
+
+def _pruned_skeleton(dense: nn.Module, payload: dict[str, Any], source: str) -> nn.Module:
+    """The dense model with the recorded channels removed (weights loaded afterwards)."""
+    from autoprune.analysis import analyse_model
+
+    record = pruning_record(payload, source)
+    analysis = analyse_model(dense, torch.zeros(1, *input_shape_of(payload)), exclude=record.exclude)
+    return rebuild_pruned(analysis, record, source)

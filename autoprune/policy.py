@@ -6,7 +6,7 @@ Schema (version 1), every key but ``ratios`` and ``schema_version`` optional::
      "model": "resnet20", "fingerprint": "sha256:…",      # structural, see analysis.fingerprint
      "ratios": {"conv1": 0.25, "layer1.0.conv1": 0.5, …},  # every prunable group, in [0, 1)
      "channels": {"conv1": 12, …},                         # channels kept (derived, for reading)
-     "round_to": 1, "importance": "l1",
+     "round_to": 1, "importance": "l1", "exclude": [],     # modules kept dense at analysis
      "budget": {"metric": "latency_ms", "value": 0.15, "fraction": 0.5},
      "cost_model": "ort-lut", "predicted_cost": {"latency_ms": 0.149, "flops": …, "params": …},
      "accuracy": {"val": 0.91}, "created": "…", "tool_version": "0.1.0", "torch_version": "…"}
@@ -44,6 +44,7 @@ class PruningPolicy:
     fingerprint: str | None = None
     round_to: int = 1
     importance: str = "l1"
+    exclude: list[str] = field(default_factory=list)
     budget: dict[str, Any] | None = None
     cost_model: str | None = None
     predicted_cost: dict[str, float] | None = None
@@ -56,7 +57,7 @@ class PruningPolicy:
 
     @classmethod
     def for_model(cls, analysis: ModelAnalysis, ratios: dict[str, float], model_name: str | None = None,
-                  round_to: int = 1, **provenance: Any) -> "PruningPolicy":
+                  round_to: int = 1, **provenance: Any) -> PruningPolicy:
         """A policy for ``analysis``'s model, with fingerprint and channels filled in."""
         full = {g.name: float(ratios.get(g.name, 0.0)) for g in analysis.groups}
         policy = cls(full, model=model_name, fingerprint=model_fingerprint(analysis.model),
@@ -95,7 +96,7 @@ class PruningPolicy:
         return write_json_atomic(path, self.to_dict())
 
     @classmethod
-    def from_dict(cls, data: Any, source: str = "policy") -> "PruningPolicy":
+    def from_dict(cls, data: Any, source: str = "policy") -> PruningPolicy:
         """Validate a parsed JSON document and build the policy."""
         if not isinstance(data, dict):
             raise PolicyError(f"{source} must hold a JSON object, found {type(data).__name__}")
@@ -120,7 +121,7 @@ class PruningPolicy:
         return cls(**kwargs)
 
     @classmethod
-    def load(cls, path: str | Path, analysis: ModelAnalysis | None = None) -> "PruningPolicy":
+    def load(cls, path: str | Path, analysis: ModelAnalysis | None = None) -> PruningPolicy:
         """Read, validate and (given ``analysis``) check the policy against a model."""
         path = Path(path)
         if not path.is_file():
@@ -146,7 +147,7 @@ def _reject_constant(name: str) -> float:
 
 
 _TYPES = {"model": (str, type(None)), "fingerprint": (str, type(None)), "round_to": int,
-          "importance": str, "budget": (dict, type(None)), "cost_model": (str, type(None)),
+          "importance": str, "exclude": list, "budget": (dict, type(None)), "cost_model": (str, type(None)),
           "predicted_cost": (dict, type(None)), "accuracy": (dict, type(None)), "channels": dict,
           "created": str, "tool_version": str, "torch_version": str}
 
@@ -155,5 +156,7 @@ def _check_types(kwargs: dict[str, Any], source: str) -> None:
     for key, types in _TYPES.items():
         if key in kwargs and not isinstance(kwargs[key], types):
             raise PolicyError(f"{source}: field {key!r} has the wrong type ({type(kwargs[key]).__name__})")
+    if not all(isinstance(e, str) for e in kwargs.get("exclude", [])):
+        raise PolicyError(f"{source}: 'exclude' must be a list of module names")
     if isinstance(kwargs.get("round_to"), bool) or kwargs.get("round_to", 1) < 1:
         raise PolicyError(f"{source}: 'round_to' must be a positive integer")

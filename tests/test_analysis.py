@@ -5,6 +5,7 @@ from torch import nn
 from autoprune.analysis import analyse_model, group_features, layer_channels, model_fingerprint
 from autoprune.errors import AnalysisError
 from autoprune.models import create_model
+from autoprune.pruning.verify import check_prunable
 
 
 @pytest.fixture(scope="module")
@@ -77,3 +78,35 @@ def test_features_have_one_row_per_group(resnet20_analysis):
 def test_fingerprint_is_structural():
     a, b = create_model("resnet20"), create_model("resnet20")
     assert model_fingerprint(a) == model_fingerprint(b) != model_fingerprint(create_model("resnet56"))
+
+
+class ChannelPairs(nn.Module):
+    """A custom op Torch-Pruning cannot follow: averages the two halves of the channel axis."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        n, c, h, w = x.shape
+        return x.view(n, 2, c // 2, h, w).mean(1)
+
+
+class PairsNet(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(1, 8, 3, padding=1)
+        self.pairs = ChannelPairs()
+        self.conv2 = nn.Conv2d(4, 8, 3, padding=1)
+        self.fc = nn.Linear(8, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.conv2(self.pairs(self.conv(x))).mean((2, 3)))
+
+
+def test_group_broken_by_a_custom_layer_is_named_before_search():
+    analysis = analyse_model(PairsNet().eval(), torch.randn(1, 1, 28, 28))
+    with pytest.raises(AnalysisError, match=r"group 'conv' cannot be pruned reliably.*--exclude conv"):
+        check_prunable(analysis)
+    check_prunable(analyse_model(PairsNet().eval(), torch.randn(1, 1, 28, 28), exclude=["conv"]))
+
+
+def test_built_in_models_prune_cleanly(resnet20_analysis, tiny_analysis):
+    check_prunable(resnet20_analysis)
+    check_prunable(tiny_analysis)

@@ -35,5 +35,8 @@ def test_malicious_pickle_is_refused(tmp_path):
 
 def test_weights_for_another_model_are_reported(tmp_path):
     save_checkpoint(tmp_path / "m.pt", create_model("mlp"), "mlp")
-    with pytest.raises(ConfigError, match="do not fit the model"):
+    with pytest.raises(ConfigError, match="holds a 'mlp' model, not 'vgg_small'"):
         load_model(tmp_path / "m.pt", model_name="vgg_small")
+    torch.save(create_model("mlp").state_dict(), tmp_path / "bare.pt")
+    with pytest.raises(ConfigError, match="do not fit the model"):
+        load_model(tmp_path / "bare.pt", model_name="vgg_small")

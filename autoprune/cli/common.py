@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shlex
+import shutil
 import sys
 from pathlib import Path
 
@@ -14,15 +15,22 @@ def command_line() -> str:
     return " ".join(shlex.quote(a) for a in ["autoprune", *sys.argv[1:]])
 
 
-def ensure_writable_dir(path: str | Path) -> Path:
-    """Create ``path`` and check it is writable, before any work is spent."""
+MIN_FREE_BYTES = 50 * 2**20  # checkpoints, agent state and history of a search fit in far less
+
+
+def ensure_writable_dir(path: str | Path, min_free: int = MIN_FREE_BYTES) -> Path:
+    """Create ``path`` and check it is writable and has room, before any work is spent."""
     path = Path(path)
     try:
         path.mkdir(parents=True, exist_ok=True)
         probe = path / ".write-test"
         probe.write_text("ok")
         probe.unlink()
+        free = shutil.disk_usage(path).free
     except OSError as exc:
         raise ConfigError(f"output folder {path} is not writable ({exc.strerror}); choose another --out") from exc
+    if free < min_free:
+        raise ConfigError(f"only {free / 2**20:.1f} MiB free under {path} (need {min_free // 2**20} MiB); "
+                          f"free some space or choose another --out")
     return path
 

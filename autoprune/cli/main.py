@@ -8,7 +8,8 @@ import sys
 from autoprune import __version__
 from autoprune.errors import AutopruneError
 
-COMMANDS = ("train_cmd", "analyse_cmd", "profile_cmd", "search_cmd")
+COMMANDS = ("train_cmd", "analyse_cmd", "profile_cmd", "search_cmd", "apply_cmd", "finetune_cmd",
+            "export_cmd", "sensitivity_cmd", "pipeline_cmd")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -39,6 +40,11 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:  # output piped into `head` and the like
         sys.stderr.close()
         return 0
+    except OSError as exc:  # disk full, folder removed mid-run: files already written are complete
+        where = f" ({exc.filename})" if exc.filename else ""
+        print(f"autoprune: error: {exc.strerror or exc}{where}; every file written before this is intact "
+              f"(writes are atomic), free space or fix the path and rerun with --resume", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("autoprune: interrupted; everything finished so far is saved", file=sys.stderr)
         return 130

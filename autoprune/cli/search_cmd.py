@@ -14,6 +14,14 @@ D = SearchConfig()
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("search", help="search pruning ratios for a budget (writes a run folder)")
+    add_search_args(p)
+    p.add_argument("--out", default=D.out, help="run folder")
+    p.add_argument("--resume", action="store_true", help="continue the search in --out")
+    p.set_defaults(func=run)
+
+
+def add_search_args(p: argparse.ArgumentParser) -> None:
+    """Every search setting but the output folder (shared with ``autoprune pipeline``)."""
     p.add_argument("--model", default=D.model, help="built-in model (default: resnet20, shipped weights)")
     p.add_argument("--weights", default=None, help="checkpoint of the trained model")
     p.add_argument("--data", default=D.data, help="fashion-mnist or synthetic")
@@ -39,15 +47,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--importance", default=D.importance, help="l1, l2, bn_scale or taylor")
     p.add_argument("--reward", default=D.reward, help="accuracy, amc or penalty")
     p.add_argument("--exclude", nargs="*", default=[], help="module names never pruned")
-    p.add_argument("--out", default=D.out, help="run folder")
-    p.add_argument("--resume", action="store_true", help="continue the search in --out")
-    p.set_defaults(func=run)
 
 
-def config_from_args(args: argparse.Namespace) -> SearchConfig:
-    """The run's settings: from ``--out``'s config.yaml when resuming, else from the arguments."""
-    if args.resume:
-        config = SearchConfig.load(Path(args.out) / "config.yaml")
+def config_from_args(args: argparse.Namespace, out: str | None = None) -> SearchConfig:
+    """The run's settings: from the run folder's config.yaml when resuming, else from the arguments."""
+    out = out or args.out
+    if args.resume and (out == args.out or (Path(out) / "config.yaml").is_file()):
+        config = SearchConfig.load(Path(out) / "config.yaml")
         if args.episodes != D.episodes:
             config.episodes = args.episodes  # a resumed run may be extended
         return config.validate()
@@ -57,7 +63,7 @@ def config_from_args(args: argparse.Namespace) -> SearchConfig:
         agent=args.agent, preset=args.preset, agent_params=parse_overrides(args.agent_param),
         episodes=args.episodes, seed=args.seed, val_size=args.val_size, bn_batches=args.bn_batches, eval_mode=args.eval_mode,
         min_ratio=args.min_ratio, max_ratio=args.max_ratio, round_to=args.round_to,
-        importance=args.importance, reward=args.reward, exclude=args.exclude, out=args.out).validate()
+        importance=args.importance, reward=args.reward, exclude=args.exclude, out=out).validate()
 
 
 def run(args: argparse.Namespace) -> int:

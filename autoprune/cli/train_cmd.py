@@ -12,6 +12,7 @@ from autoprune.atomic import write_json_atomic
 from autoprune.checkpoint import save_checkpoint
 from autoprune.cli.common import command_line, ensure_writable_dir
 from autoprune.data import load_splits
+from autoprune.errors import ConfigError
 from autoprune.models import create_model
 from autoprune.training import TrainConfig, evaluate, train
 
@@ -27,6 +28,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--optimizer", default="sgd", choices=["sgd", "adamw"])
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--no-augment", action="store_true", help="no random crop/flip (e.g. synthetic data)")
+    p.add_argument("--save-epochs", default="", metavar="N,M",
+                   help="also save model_epochN.pt after these epochs (early weights for lottery-ticket rewinding)")
     p.add_argument("--out", default="runs/train", help="output folder")
     p.set_defaults(func=run)
 
@@ -39,10 +43,22 @@ def run(args: argparse.Namespace) -> int:
     torch.manual_seed(args.seed)
     model = create_model(args.model, splits.input_shape[0], splits.num_classes)
     cfg = TrainConfig(epochs=args.epochs, lr=args.lr, batch_size=args.batch_size,
-                      optimizer=args.optimizer, seed=args.seed)
+                      optimizer=args.optimizer, seed=args.seed,
+                      augment=not args.no_augment)
+    save_at = parse_epochs(args.save_epochs, args.epochs)
+    epoch = {"n": 0}
+
+    def evaluate_and_save(m: torch.nn.Module) -> float:
+        epoch["n"] += 1
+        acc = evaluate(m, splits.val())
+        if epoch["n"] in save_at:
+            save_checkpoint(out / f"model_epoch{epoch['n']}.pt", m, args.model, splits.input_shape[0],
+                            splits.num_classes, meta={"epoch": epoch["n"], "val_acc": acc, "data": args.data})
+        return acc
+
     start = time.perf_counter()
     history = train(model, lambda e: splits.train(cfg.batch_size, augment=cfg.augment, seed=cfg.seed * 1000 + e),
-                    cfg, evaluate_fn=lambda m: evaluate(m, splits.val()))
+                    cfg, evaluate_fn=evaluate_and_save)
     seconds = time.perf_counter() - start
     test_acc = evaluate(model, splits.test())
     record = {"command": command_line(), "model": args.model, "data": args.data, "config": asdict(cfg),
@@ -54,3 +70,15 @@ def run(args: argparse.Namespace) -> int:
     print(f"test accuracy {test_acc:.4f} after {args.epochs} epochs ({seconds / 60:.1f} min); "
           f"saved {out / 'model.pt'}")
     return 0
+
+
+def parse_epochs(text: str, epochs: int) -> set[int]:
+    """``"1,3"`` -> ``{1, 3}``, each within ``1..epochs``."""
+    try:
+        chosen = {int(t) for t in text.split(",") if t.strip()}
+    except ValueError as exc:
+        raise ConfigError(f"--save-epochs must be comma-separated epoch numbers, got {text!r}") from exc
+    bad = sorted(e for e in chosen if not 1 <= e <= epochs)
+    if bad:
+        raise ConfigError(f"--save-epochs {bad[0]} is outside 1..{epochs} (the --epochs trained)")
+    return chosen

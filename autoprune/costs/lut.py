@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import io
 import json
+import math
 import os
 import platform
 import time
@@ -180,7 +181,10 @@ class LatencyTable:
         if not isinstance(meta, dict) or meta.get("format") != FORMAT:
             raise ConfigError(f"{path} is not an autoprune latency table (no metadata line); "
                               f"create one with 'autoprune profile'")
-        if int(meta.get("version", 0)) > TABLE_VERSION:
+        version = meta.get("version", 0)
+        if not isinstance(version, int) or isinstance(version, bool):
+            raise ConfigError(f"{path}: its metadata 'version' must be an integer, got {version!r}")
+        if version > TABLE_VERSION:
             raise ConfigError(f"{path} was written by a newer autoprune; upgrade to read it")
         try:
             frame = pd.read_csv(path, comment="#")
@@ -189,6 +193,13 @@ class LatencyTable:
             raise ConfigError(f"latency table {path} is malformed ({str(exc).splitlines()[0][:100]})") from exc
         if not np.isfinite(frame["latency_ms"]).all() or (frame["latency_ms"] < 0).any():
             raise ConfigError(f"latency table {path} holds negative or non-finite latencies")
+        if (frame[["c_in", "c_out"]] < 1).any().any():
+            raise ConfigError(f"latency table {path} holds channel counts below 1")
+        duplicated = frame.duplicated(["layer", "c_in", "c_out"])
+        if duplicated.any():
+            row = frame[duplicated].iloc[0]
+            raise ConfigError(f"latency table {path}: layer {row['layer']!r} lists ({row['c_in']}, {row['c_out']}) "
+                              f"channels twice")
         tables = {}
         for name, rows in frame.groupby("layer", sort=False):
             grid = rows.pivot(index="c_in", columns="c_out", values="latency_ms").sort_index().sort_index(axis=1)
@@ -196,7 +207,24 @@ class LatencyTable:
                 raise ConfigError(f"latency table {path}: layer {name!r} has an incomplete grid")
             tables[name] = LayerTable(list(grid.index), list(grid.columns), grid.to_numpy())
         meta.pop("format", None)
+        _check_meta(meta, path)
         return cls(tables, meta)
+
+
+def _check_meta(meta: dict[str, Any], path: Path) -> None:
+    """One-line errors for calibration or rounding values a hand-edited file may have broken."""
+    def number(v: Any) -> bool:
+        return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+    cal = meta.get("calibration", {})
+    weights = cal.get("layer_weights") if isinstance(cal, dict) else None
+    ok = isinstance(cal, dict) and all(number(cal.get(k, 0.0)) for k in ("scale", "offset")) and (
+        weights is None or isinstance(weights, dict) and all(number(w) and w >= 0 for w in weights.values()))
+    if not ok:
+        raise ConfigError(f"{path}: its calibration metadata is malformed; profile the table again")
+    round_to = meta.get("round_to", 1)
+    if not isinstance(round_to, int) or isinstance(round_to, bool) or round_to < 1:
+        raise ConfigError(f"{path}: metadata 'round_to' must be a positive integer, got {round_to!r}")
 
 
 def _profile_point(spec: LayerSpec, c_in: int, c_out: int, settings: LatencySettings) -> float:

@@ -7,7 +7,7 @@ computes, so masked and physical models give the same outputs for the same polic
 
 from __future__ import annotations
 
-from typing import Mapping
+from collections.abc import Mapping
 
 import torch
 from torch import nn
@@ -26,9 +26,11 @@ class MaskedPruner:
             acc = evaluate(model, ...)
     """
 
-    def __init__(self, analysis: ModelAnalysis, ranking: Mapping[str, torch.Tensor]) -> None:
+    def __init__(self, analysis: ModelAnalysis, ranking: Mapping[str, torch.Tensor],
+                 restore_bn: bool = True) -> None:
         self.analysis = analysis
         self.ranking = ranking
+        self.restore_bn = restore_bn  # False when training with masks (gradual pruning) keeps the statistics
         self._handles: list[torch.utils.hooks.RemovableHandle] = []
         self._bn_state: dict[str, torch.Tensor] | None = None
         self._members = {g.name: self._out_members(g.name) for g in analysis.groups}
@@ -59,11 +61,12 @@ class MaskedPruner:
         model = self.analysis.model
         for name, mask in masks.items():
             self._handles.append(model.get_submodule(name).register_forward_hook(_mask_hook(mask)))
-        self._bn_state = {k: v.clone() for k, v in model.state_dict().items() if "running_" in k
-                          or "num_batches_tracked" in k}
+        if self.restore_bn:
+            self._bn_state = {k: v.clone() for k, v in model.state_dict().items() if "running_" in k
+                              or "num_batches_tracked" in k}
 
     def remove(self) -> None:
-        """Remove every mask and restore the BN statistics saved at :meth:`apply`."""
+        """Remove every mask and restore the BN statistics saved at :meth:`apply` (if ``restore_bn``)."""
         for h in self._handles:
             h.remove()
         self._handles.clear()
@@ -71,7 +74,7 @@ class MaskedPruner:
             self.analysis.model.load_state_dict(self._bn_state, strict=False)
             self._bn_state = None
 
-    def applied(self, kept: Mapping[str, int]) -> "_Applied":
+    def applied(self, kept: Mapping[str, int]) -> _Applied:
         """Context manager: masks applied inside, removed (and BN restored) on exit."""
         return _Applied(self, kept)
 

@@ -41,7 +41,18 @@ class SearchConfig:
     out: str = "runs/search"
 
     def validate(self) -> "SearchConfig":
-        """One-line errors for values out of range."""
+        """One-line errors for values of the wrong type or out of range."""
+        if isinstance(self.budget, (int, float)) and not isinstance(self.budget, bool):
+            self.budget = str(self.budget)  # "budget: 0.5" in a YAML file
+        for name, types in _TYPES.items():
+            value = getattr(self, name)
+            if isinstance(value, bool) and bool not in types or not isinstance(value, types):
+                raise ConfigError(f"setting {name!r} must be {' or '.join(t.__name__ for t in types)}, "
+                                  f"got {type(value).__name__}")
+        if any(not isinstance(e, str) for e in self.exclude) or any(not isinstance(k, str) for k in self.agent_params):
+            raise ConfigError("'exclude' must list module names and 'agent_params' be keyed by name")
+        if isinstance(self.min_ratio, int) or isinstance(self.max_ratio, int):
+            self.min_ratio, self.max_ratio = float(self.min_ratio), float(self.max_ratio)
         if self.episodes < 1:
             raise ConfigError(f"--episodes must be >= 1, got {self.episodes}")
         if not 0.0 <= self.min_ratio <= self.max_ratio < 1.0:
@@ -53,6 +64,7 @@ class SearchConfig:
         return self
 
     def save(self, path: str | Path) -> None:
+        """Write the settings as YAML (atomically)."""
         write_text_atomic(path, yaml.safe_dump(asdict(self), sort_keys=False))
 
     @classmethod
@@ -75,3 +87,14 @@ class SearchConfig:
             return cls(**data).validate()
         except TypeError as exc:
             raise ConfigError(f"{path}: {exc}") from exc
+
+
+_OPTIONAL_STR = (str, type(None))
+_TYPES: dict[str, tuple[type, ...]] = {
+    "model": (str,), "weights": _OPTIONAL_STR, "data": (str,), "data_dir": _OPTIONAL_STR,
+    "cost_model": (str,), "table": _OPTIONAL_STR, "device": _OPTIONAL_STR, "budget": (str,),
+    "agent": (str,), "preset": (str,), "agent_params": (dict,), "episodes": (int,), "seed": (int,),
+    "val_size": (int,), "bn_batches": (int,), "eval_mode": (str,), "min_ratio": (float, int),
+    "max_ratio": (float, int), "round_to": (int,), "importance": (str,), "reward": (str,),
+    "exclude": (list,), "out": (str,),
+}

@@ -28,6 +28,7 @@ from autoprune.errors import ConfigError
 from autoprune.evaluation import CandidateEvaluator
 from autoprune.policy import PruningPolicy
 from autoprune.pruning import rank_channels
+from autoprune.pruning.verify import check_prunable
 from autoprune.search.config import SearchConfig
 from autoprune.search.history import HistoryWriter, read_history
 
@@ -64,6 +65,7 @@ class SearchRun:
         # Random weights are only meaningful on synthetic data (tests, demos).
         model = load_or_create(c.model, c.weights, require_weights=c.data != "synthetic")
         self.analysis = analyse_model(model, torch.randn(1, *splits.input_shape), exclude=c.exclude)
+        check_prunable(self.analysis)
         ranking = rank_channels(self.analysis, c.importance, batches=splits.train(64, shuffle=False))
         self.cost_model = self._cost_model(self.analysis)
         self.budget = Budget.from_spec(self.cost_model, c.budget)
@@ -138,7 +140,7 @@ class SearchRun:
             predicted["latency_ms"] = b["latency_ms"]
         return PruningPolicy.for_model(
             self.analysis, b["ratios"], model_name=self.config.model, round_to=self.config.round_to,
-            importance=self.config.importance, budget=self.budget.to_dict(),
+            importance=self.config.importance, exclude=list(self.config.exclude), budget=self.budget.to_dict(),
             cost_model=self.cost_model.name, predicted_cost=predicted,
             accuracy={"val": b["accuracy"], "val_images": self.config.val_size, "episode": b["episode"]})
 

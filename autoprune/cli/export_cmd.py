@@ -1,0 +1,40 @@
+"""``autoprune export``: a (pruned) checkpoint -> ONNX, safe weights, policy, measured latency."""
+
+from __future__ import annotations
+
+import argparse
+
+from autoprune.cli.common import ensure_writable_dir
+from autoprune.latency import LatencySettings
+from autoprune.onnx_export import EXPORTERS
+from autoprune.workflow import export_stage
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("export", help="export a model as ONNX + weights and measure its latency")
+    p.add_argument("checkpoint", help="model.pt from apply or finetune")
+    p.add_argument("--exporter", default="torchscript", choices=EXPORTERS)
+    p.add_argument("--threads", type=int, default=1, help="ONNX Runtime threads for the latency figure")
+    p.add_argument("--batch-size", type=int, default=1)
+    p.add_argument("--out", default="runs/export", help="output folder")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    out = ensure_writable_dir(args.out)
+    s = export_stage(args.checkpoint, out, LatencySettings(batch_size=args.batch_size, threads=args.threads),
+                     args.exporter)
+    print(report(s, str(out)))
+    return 0
+
+
+def report(s: dict, out: str) -> str:
+    """One line: measured latency next to the dense latency and the budget."""
+    line = f"exported {out}/model.onnx: {s['latency_ms']:.4f} ms measured (ONNX Runtime"
+    line += f", dense {s['dense_latency_ms']:.4f} ms" if s.get("dense_latency_ms") is not None else ""
+    if s.get("budget_ms") is not None:
+        verdict = "within" if s["within_budget_tolerance"] else "OVER"
+        line += f"), budget {s['budget_ms']:.4f} ms: {s['latency_over_budget']:.2f}x, {verdict} budget + 5 %"
+    else:
+        line += ")"
+    return line

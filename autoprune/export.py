@@ -1,0 +1,56 @@
+"""Exporting a final model: ONNX (checked), safe weights with the pruning record, the policy, latency.
+
+The export folder holds ``model.onnx``, ``model.pt`` (reloadable with ``weights_only=True``:
+:func:`autoprune.checkpoint.load_model`), ``policy.json`` when the model came from a policy, and
+``export.json`` with the measured ONNX Runtime latency of ``model.onnx`` next to the budget.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from autoprune.atomic import write_json_atomic
+from autoprune.checkpoint import save_checkpoint
+from autoprune.latency import LatencySettings, measure_onnx_latency
+from autoprune.onnx_export import export_onnx
+from autoprune.policy import PruningPolicy
+from autoprune.pruning.record import PruningRecord
+
+TOLERANCE = 0.05  # the exported model may be at most 5 % over a latency budget
+
+
+def export_model(model: nn.Module, model_name: str, out: str | Path, input_shape: tuple[int, ...],
+                 num_classes: int = 10, record: PruningRecord | None = None,
+                 policy: PruningPolicy | None = None, meta: dict[str, Any] | None = None,
+                 settings: LatencySettings = LatencySettings(), exporter: str = "torchscript",
+                 policy_path: str | Path | None = None) -> dict[str, Any]:
+    """Write the export folder and return what ``export.json`` holds."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    model.eval()
+    example = torch.randn(1, *input_shape)
+    onnx_path = export_onnx(model, example, out / "model.onnx", exporter)
+    save_checkpoint(out / "model.pt", model, model_name, input_shape[0], num_classes, meta,
+                    pruning=record, input_shape=input_shape)
+    if policy_path is not None:
+        shutil.copyfile(policy_path, out / "policy.json")
+    elif policy is not None:
+        policy.save(out / "policy.json")
+    latency = measure_onnx_latency(onnx_path.read_bytes(), input_shape, settings)
+    summary: dict[str, Any] = {
+        "model": model_name, "pruned": record is not None, "params": sum(p.numel() for p in model.parameters()),
+        "onnx_bytes": onnx_path.stat().st_size, "latency_ms": round(latency, 4),
+        "latency_settings": settings.__dict__, **(meta or {}),
+    }
+    budget = (policy.budget or {}) if policy else {}
+    if budget.get("metric") == "latency_ms":
+        summary["budget_ms"] = budget["value"]
+        summary["latency_over_budget"] = round(latency / budget["value"], 4)
+        summary["within_budget_tolerance"] = latency <= budget["value"] * (1 + TOLERANCE)
+    write_json_atomic(out / "export.json", summary)
+    return summary

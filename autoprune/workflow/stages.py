@@ -1,0 +1,227 @@
+"""The stages after a search, each reading files and writing one folder (used by the CLI and pipeline).
+
+``apply``: policy + dense model -> ``model.pt`` (pruned, BN recalibrated) and ``apply.json``.
+``finetune``: a checkpoint -> fine-tuned ``model.pt`` (best epoch) and ``finetune.json``; modes:
+plain, gradual channel pruning, lottery-ticket rewinding, unstructured magnitude sparsity.
+``export``: a checkpoint -> ``model.onnx``, ``model.pt``, ``policy.json``, ``export.json``.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from autoprune.analysis import analyse_model
+from autoprune.apply import apply_policy
+from autoprune.atomic import write_json_atomic, write_text_atomic
+from autoprune.checkpoint import (
+    input_shape_of,
+    load_model,
+    load_or_create,
+    pruning_record,
+    save_checkpoint,
+)
+from autoprune.data import DataSplits
+from autoprune.errors import ConfigError
+from autoprune.evaluation import CandidateEvaluator
+from autoprune.export import export_model
+from autoprune.finetune import (
+    FinetuneConfig,
+    GradualChannelPruning,
+    MagnitudeSparsity,
+    PolynomialDecay,
+    finetune,
+    rewind,
+    sparsity_report,
+)
+from autoprune.latency import LatencySettings, measure_latency
+from autoprune.models import create_model
+from autoprune.policy import PruningPolicy
+from autoprune.pruning import rank_channels
+from autoprune.pruning.record import PruningRecord
+from autoprune.pruning.verify import check_prunable
+from autoprune.sensitivity import DEFAULT_RATIOS, plot_sensitivity, sensitivity_sweep
+from autoprune.training import evaluate, recalibrate_bn
+
+
+def apply_stage(policy_path: str | Path, model_name: str, weights: str | Path | None, splits: DataSplits,
+                out: str | Path, importance: str | None = None, bn_batches: int = 20,
+                require_weights: bool = True) -> dict[str, Any]:
+    """Prune the dense model to the policy for real, recalibrate BN, save it; returns ``apply.json``.
+
+    The modules the search excluded are read from the policy, so its groups match the model's.
+    """
+    out = Path(out)
+    dense = load_or_create(model_name, weights, require_weights=require_weights)
+    policy = PruningPolicy.load(policy_path)
+    analysis = analyse_model(dense, torch.zeros(1, *splits.input_shape), exclude=policy.exclude)
+    policy.validate_for(analysis, source=f"policy {policy_path}")
+    pruned, record = apply_policy(analysis, policy, importance, splits.train(64, shuffle=False), policy.exclude)
+    raw_test = evaluate(pruned, splits.test())
+    recalibrate_bn(pruned, splits.train(128, shuffle=True, seed=0), bn_batches)
+    summary = {
+        "policy": str(policy_path), "model": model_name, "importance": importance or policy.importance,
+        "dense_test_acc": evaluate(dense, splits.test()), "pruned_test_acc_raw": raw_test,
+        "pruned_test_acc_bn": evaluate(pruned, splits.test()), "pruned_val_acc_bn": evaluate(pruned, splits.val()),
+        "dense_params": sum(p.numel() for p in dense.parameters()),
+        "pruned_params": sum(p.numel() for p in pruned.parameters()), "channels": record.kept,
+    }
+    save_checkpoint(out / "model.pt", pruned, model_name, splits.input_shape[0], splits.num_classes,
+                    meta={"stage": "apply", "policy": policy.to_dict(), "test_acc": summary["pruned_test_acc_bn"],
+                          "dense_test_acc": summary["dense_test_acc"]},
+                    pruning=record, input_shape=splits.input_shape)
+    policy.save(out / "policy.json")
+    write_json_atomic(out / "apply.json", summary)
+    return summary
+
+
+@dataclass
+class FinetuneMode:
+    """What the fine-tuning does besides training; at most one of the modes is set.
+
+    Attributes:
+        gradual_policy: a policy file: the (dense) model is pruned to it gradually during training.
+        rewind_from: a dense checkpoint saved early in training: the pruned structure is rebuilt
+            from those weights (lottery-ticket rewinding) and retrained.
+        sparsity: final share of zero weights for unstructured magnitude pruning.
+    """
+
+    gradual_policy: str | None = None
+    rewind_from: str | None = None
+    sparsity: float | None = None
+    sparsity_scope: str = "layer"
+    begin_step: int = 0
+    end_step: int | None = None  # default: half of the training steps
+    frequency: int = 100
+    power: float = 3.0
+    initial: float = 0.0  # initial sparsity, or initial share of the final ratios (gradual)
+
+    @property
+    def name(self) -> str:
+        chosen = [n for n, v in (("gradual", self.gradual_policy), ("rewind", self.rewind_from),
+                                 ("sparsity", self.sparsity)) if v is not None]
+        if len(chosen) > 1:
+            raise ConfigError(f"choose one fine-tuning mode, got {' and '.join(chosen)}")
+        return chosen[0] if chosen else "plain"
+
+
+def finetune_stage(checkpoint: str | Path, splits: DataSplits, cfg: FinetuneConfig, out: str | Path,
+                   mode: FinetuneMode = FinetuneMode(), teacher_weights: str | Path | None = None,
+                   distill: bool = False, progress: bool = True) -> dict[str, Any]:
+    """Fine-tune the checkpoint's model as ``mode`` says; writes ``model.pt`` and ``finetune.json``."""
+    out = Path(out)
+    model, payload = load_model(checkpoint)
+    name, meta, record = payload["model"], dict(payload.get("meta") or {}), pruning_record(payload)
+    shape = input_shape_of(payload)
+    teacher = _teacher(name, teacher_weights, record, model) if distill else None
+    if mode.name == "rewind":  # the trained weights only chose the channels; retrain from early ones
+        model = _rewound(mode.rewind_from, name, record, shape)
+    before = evaluate(model, splits.test())
+    steps = cfg.epochs * len(splits.train(cfg.batch_size))
+    hooks, finish = _mode_hooks(mode, model, record, shape, splits, steps)
+    start = time.perf_counter()
+
+    def save_best(m: nn.Module, epoch: int, val: float) -> None:
+        if not hooks:  # while masks are in place the model is not yet in its final form
+            _save(out / "model.pt", m, name, splits, shape, record, {**meta, "best_epoch": epoch, "val_acc": val})
+
+    result = finetune(model, splits, cfg, teacher, hooks, on_best=save_best, progress=progress)
+    model, record, extra = finish(result.model, record)
+    seconds = time.perf_counter() - start
+    test = evaluate(model, splits.test())
+    summary = {"checkpoint": str(checkpoint), "mode": mode.name, "mode_settings": asdict(mode),
+               "config": asdict(cfg), "distill": distill, "test_acc_before": before, "test_acc": test,
+               "best_epoch": result.best_epoch, "best_val_acc": result.best_val, "history": result.history,
+               "seconds": round(seconds, 1), "params": sum(p.numel() for p in model.parameters()), **extra}
+    if "policy" in extra:  # gradual pruning: the model now follows this policy
+        meta["policy"] = extra.pop("policy")
+    meta.update(stage="finetune", test_acc=test, val_acc=result.best_val, finetune_mode=mode.name)
+    _save(out / "model.pt", model, name, splits, shape, record, meta)
+    write_json_atomic(out / "finetune.json", summary)
+    return summary
+
+
+def _save(path: Path, model: nn.Module, name: str, splits: DataSplits, shape: tuple[int, ...],
+          record: PruningRecord | None, meta: dict[str, Any]) -> None:
+    save_checkpoint(path, model, name, shape[0], splits.num_classes, meta, pruning=record, input_shape=shape)
+
+
+def _teacher(name: str, weights: str | Path | None, record: PruningRecord | None, model: nn.Module) -> nn.Module:
+    """The dense teacher: given weights, else the shipped ones, else (dense input) a frozen copy."""
+    if weights is not None or record is not None:
+        return load_or_create(name, weights, require_weights=True)
+    return copy.deepcopy(model)
+
+
+def _rewound(early_path: str, name: str, record: PruningRecord | None, shape: tuple[int, ...]) -> nn.Module:
+    if record is None:
+        raise ConfigError("--rewind-from needs a pruned checkpoint (from 'autoprune apply') to take the "
+                          "structure from")
+    early, payload = load_model(early_path, name)
+    if payload.get("pruning") is not None:
+        raise ConfigError(f"--rewind-from {early_path} is a pruned model; pass a dense checkpoint saved "
+                          f"early in training ('autoprune train --save-epochs')")
+    return rewind(early, record, torch.zeros(1, *shape))
+
+
+def _mode_hooks(mode: FinetuneMode, model: nn.Module, record: PruningRecord | None,
+                shape: tuple[int, ...], splits: DataSplits, steps: int):
+    """The step hooks of ``mode`` and a ``finish(model, record) -> (model, record, extra)`` function."""
+    end = mode.end_step if mode.end_step is not None else max(1, steps // 2)
+    kind = mode.name
+    if kind in ("plain", "rewind"):
+        return [], lambda m, r: (m, r, {"rewound_from": mode.rewind_from} if kind == "rewind" else {})
+    if kind == "sparsity":
+        hook = MagnitudeSparsity(model, PolynomialDecay(mode.initial, mode.sparsity, mode.begin_step, end,
+                                                        mode.power, mode.frequency), mode.sparsity_scope)
+        return [hook], lambda m, r: (hook.strip(), r, {"sparsity": sparsity_report(m)})
+    if record is not None:
+        raise ConfigError("gradual pruning starts from the dense model; pass its checkpoint, not a pruned one")
+    analysis = analyse_model(model, torch.zeros(1, *shape))
+    policy = PruningPolicy.load(mode.gradual_policy, analysis)
+    hook = GradualChannelPruning(analysis, policy.ratios, mode.begin_step, end, mode.power, mode.frequency,
+                                 mode.initial, policy.importance, policy.round_to,
+                                 splits.train(64, shuffle=False))
+
+    def finish(m: nn.Module, r: PruningRecord | None):
+        pruned, rec = hook.finalize()
+        return pruned, rec, {"mask_updates": hook.updates, "channels": rec.kept, "policy": policy.to_dict()}
+
+    return [hook], finish
+
+
+def export_stage(checkpoint: str | Path, out: str | Path, settings: LatencySettings = LatencySettings(),
+                 exporter: str = "torchscript", measure_dense: bool = True) -> dict[str, Any]:
+    """Export the checkpoint's model (ONNX, weights, policy) and measure it; returns ``export.json``."""
+    model, payload = load_model(checkpoint)
+    name, meta, shape = payload["model"], dict(payload.get("meta") or {}), input_shape_of(payload)
+    policy = PruningPolicy.from_dict(meta.pop("policy"), "checkpoint's policy") if meta.get("policy") else None
+    if measure_dense:
+        dense = create_model(name, shape[0], payload.get("num_classes", 10)).eval()
+        meta["dense_latency_ms"] = round(measure_latency(dense, shape, settings), 4)
+    return export_model(model, name, out, shape, payload.get("num_classes", 10), pruning_record(payload),
+                        policy, meta, settings, exporter)
+
+
+def sensitivity_stage(model_name: str, weights: str | Path | None, splits: DataSplits, out: str | Path,
+                      ratios=DEFAULT_RATIOS, val_size: int = 2000, bn_batches: int = 5, round_to: int = 1,
+                      importance: str = "l1", exclude: list[str] | None = None, progress: bool = True,
+                      require_weights: bool = True):
+    """Per-group sensitivity sweep: ``sensitivity.csv`` and ``sensitivity.png`` in ``out``."""
+    out = Path(out)
+    model = load_or_create(model_name, weights, require_weights=require_weights)
+    analysis = analyse_model(model, torch.zeros(1, *splits.input_shape), exclude=exclude or [])
+    check_prunable(analysis)
+    ranking = rank_channels(analysis, importance, splits.train(64, shuffle=False))
+    scorer = CandidateEvaluator(analysis, ranking, splits, val_size, bn_batches)
+    frame = sensitivity_sweep(analysis, scorer, ratios, round_to, progress)
+    out.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(out / "sensitivity.csv", frame.to_csv(index=False))
+    plot_sensitivity(frame, out / "sensitivity.png", f"{model_name}: per-group sensitivity")
+    return frame
