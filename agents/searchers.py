@@ -9,10 +9,12 @@ from __future__ import annotations
 import abc
 import json
 import os
+import zipfile
 from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
+import torch
 from autoprune.agents.amc import AMCDDPG, AMCSAC, AMCTD3
 from autoprune.agents.noise import DecayingTruncatedNormalNoise
 from autoprune.envs.pruning_env import PruningEnv
@@ -21,6 +23,7 @@ from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.on_policy_algorithm import OnPolicyAlgorithm
 
+from autoprune.atomic import write_json_atomic
 from autoprune.errors import ConfigError
 from autoprune.pruning.ratios import channels_kept
 
@@ -167,20 +170,75 @@ class SB3Searcher(Searcher):
             save(callback.count)
 
     def _save(self, model: BaseAlgorithm, state_dir: Path, episodes: int) -> None:
+        """Network weights and optimiser states (zip of tensors), replay buffer (npz), counters (JSON)."""
         state_dir.mkdir(parents=True, exist_ok=True)
         tmp = state_dir / "agent.tmp.zip"
         model.save(tmp)
         os.replace(tmp, state_dir / "agent.zip")
-        if hasattr(model, "replay_buffer") and model.replay_buffer is not None:
-            model.save_replay_buffer(state_dir / "replay.tmp.pkl")
-            os.replace(state_dir / "replay.tmp.pkl", state_dir / "replay.pkl")
-        (state_dir / "agent.json.tmp").write_text(json.dumps({"episodes": episodes, "algo": self.algo}))
-        os.replace(state_dir / "agent.json.tmp", state_dir / "agent.json")
+        buffer = getattr(model, "replay_buffer", None)
+        if buffer is not None:
+            arrays = {k: getattr(buffer, k) for k in BUFFER_ARRAYS if getattr(buffer, k, None) is not None}
+            with open(state_dir / "replay.tmp.npz", "wb") as f:
+                np.savez(f, pos=buffer.pos, full=buffer.full, **arrays)
+            os.replace(state_dir / "replay.tmp.npz", state_dir / "replay.npz")
+        write_json_atomic(state_dir / "agent.json", {"episodes": episodes, "algo": self.algo, **_counters(model)})
 
     def _restore(self, env: PruningEnv, state_dir: Path | None, start_episode: int) -> BaseAlgorithm | None:
+        """A fresh agent from the preset, then its saved tensors, buffer and counters.
+
+        Nothing is unpickled: ``set_parameters`` reads only the zip's tensor files (with
+        ``weights_only=True``), the buffer is read with ``allow_pickle=False`` and the rest is JSON.
+        """
         if not state_dir or start_episode == 0 or not (state_dir / "agent.zip").is_file():
             return None
-        model = ALGORITHMS[self.algo].load(state_dir / "agent.zip", env=env, device="cpu")
-        if (state_dir / "replay.pkl").is_file() and hasattr(model, "load_replay_buffer"):
-            model.load_replay_buffer(state_dir / "replay.pkl")
+        model = self.build(env)
+        try:
+            model.set_parameters(str(state_dir / "agent.zip"), exact_match=True, device="cpu")
+            counters = json.loads((state_dir / "agent.json").read_text())
+            if (state_dir / "replay.npz").is_file() and getattr(model, "replay_buffer", None) is not None:
+                with np.load(state_dir / "replay.npz", allow_pickle=False) as saved:
+                    _fill_buffer(model.replay_buffer, saved)
+        except (OSError, ValueError, KeyError, RuntimeError, zipfile.BadZipFile) as exc:
+            raise ConfigError(f"agent state in {state_dir} cannot be restored ({type(exc).__name__}); "
+                              f"delete that folder to resume with a fresh agent") from exc
+        _set_counters(model, counters)
         return model
+
+
+BUFFER_ARRAYS = ("observations", "next_observations", "actions", "rewards", "dones", "timeouts")
+
+
+def _counters(model: BaseAlgorithm) -> dict[str, Any]:
+    """Training progress that is not in the networks: steps, updates, AMC baseline, noise state."""
+    noise = getattr(model, "action_noise", None)
+    log_ent = getattr(model, "log_ent_coef", None)
+    return {"num_timesteps": int(model.num_timesteps), "n_updates": int(getattr(model, "_n_updates", 0)),
+            "episode_num": int(getattr(model, "_episode_num", 0)), "baseline": getattr(model, "baseline", None),
+            "noise_episodes": getattr(noise, "episodes", None),
+            "noise_rng": noise.rng.bit_generator.state if isinstance(noise, DecayingTruncatedNormalNoise) else None,
+            "log_ent_coef": None if log_ent is None else float(log_ent.detach().reshape(-1)[0])}
+
+
+def _set_counters(model: BaseAlgorithm, c: dict[str, Any]) -> None:
+    model.num_timesteps = int(c["num_timesteps"])
+    model._n_updates, model._episode_num = int(c.get("n_updates", 0)), int(c.get("episode_num", 0))
+    if hasattr(model, "baseline"):
+        model.baseline = c.get("baseline")
+    noise = getattr(model, "action_noise", None)
+    if isinstance(noise, DecayingTruncatedNormalNoise) and c.get("noise_episodes") is not None:
+        noise.episodes = int(c["noise_episodes"])
+        if c.get("noise_rng"):
+            noise.rng.bit_generator.state = c["noise_rng"]
+    if c.get("log_ent_coef") is not None and getattr(model, "log_ent_coef", None) is not None:
+        with torch.no_grad():
+            model.log_ent_coef.fill_(float(c["log_ent_coef"]))
+
+
+def _fill_buffer(buffer, saved) -> None:
+    for key in BUFFER_ARRAYS:
+        if key in saved.files and getattr(buffer, key, None) is not None:
+            target = getattr(buffer, key)
+            if target.shape != saved[key].shape:
+                raise ValueError(f"replay buffer {key} has shape {saved[key].shape}, expected {target.shape}")
+            target[...] = saved[key]
+    buffer.pos, buffer.full = int(saved["pos"]), bool(saved["full"])

@@ -9,6 +9,7 @@ the dense model, removes the recorded channels, then loads the weights.
 from __future__ import annotations
 
 import pickle
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -75,6 +76,11 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"checkpoint {path} does not exist; pass the path of a file written by autoprune")
+    with path.open("rb") as f:
+        head = f.read(2)
+    if not zipfile.is_zipfile(path) and head[:1] != b"\x80":  # neither torch's zip format nor a pickle
+        raise ConfigError(f"cannot read checkpoint {path}: not a torch file; pass a model.pt written by "
+                          f"autoprune or torch.save")
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:

@@ -86,10 +86,108 @@ def test_disk_error_mid_run_is_one_line(tmp_path, monkeypatch, capsys):
     assert "Traceback" not in err
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root can write anywhere")
 def test_unwritable_output_is_refused(tmp_path, capsys):
-    locked = tmp_path / "locked"
-    locked.mkdir()
-    locked.chmod(0o500)
-    assert main(["search", *TINY, "--out", str(locked / "run")]) == 2
-    assert "not writable" in capsys.readouterr().err
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")  # a path under a file cannot be created, even by root
+    for command in (["search", *TINY], ["pipeline", *TINY], ["train", "--model", "mlp", "--data", "synthetic"]):
+        assert main([*command, "--out", str(blocker / "run")]) == 2
+        err = capsys.readouterr().err.strip()
+        assert "is not writable" in err and "choose another --out" in err and len(err.splitlines()) == 1
+
+
+class _Boom:
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))  # unpickling would create the marker file
+
+
+def test_resume_never_unpickles_agent_files(tmp_path, splits):
+    import base64
+    import pickle
+    import zipfile
+
+    out = tmp_path / "run"
+    config = SearchConfig(model="mlp", data="synthetic", cost_model="flops", budget="50%", agent="amc-ddpg",
+                          preset="quick", agent_params={"warmup_episodes": 2}, episodes=5, val_size=64,
+                          bn_batches=1, out=str(out))
+    SearchRun(config, splits=splits, progress=False).run()
+    marker = tmp_path / "pwned"
+    evil = {":serialized:": base64.b64encode(pickle.dumps(_Boom(str(marker)))).decode()}
+    agent_zip = out / "agent" / "agent.zip"
+    with zipfile.ZipFile(agent_zip) as z:
+        files = {n: z.read(n) for n in z.namelist()}
+    data = json.loads(files["data"])
+    for key in ("observation_space", "action_space", "policy_class", "action_noise"):
+        data[key] = evil
+    files["data"] = json.dumps(data).encode()
+    with zipfile.ZipFile(agent_zip, "w") as z:
+        for name, blob in files.items():
+            z.writestr(name, blob)
+    (out / "agent" / "replay.pkl").write_bytes(pickle.dumps(_Boom(str(marker))))
+    config.episodes = 8
+    SearchRun(config, splits=splits, progress=False).run(resume=True)
+    assert not marker.exists()
+    assert list(read_history(out / "history.csv")["episode"]) == list(range(8))
+    saved = json.loads((out / "agent" / "agent.json").read_text())
+    assert saved["episodes"] == 8 and saved["num_timesteps"] == 8 * 2  # two groups per episode
+
+
+def test_resumed_agent_continues_its_counters_and_buffer(tmp_path, splits):
+    out = tmp_path / "run"
+    config = SearchConfig(model="mlp", data="synthetic", cost_model="flops", budget="50%", agent="amc-ddpg",
+                          preset="quick", agent_params={"warmup_episodes": 2}, episodes=4, val_size=64,
+                          bn_batches=1, out=str(out))
+    SearchRun(config, splits=splits, progress=False).run()
+    first = SearchRun(config, splits=splits, progress=False)
+    first.prepare()
+    model = first.searcher._restore(first.env, out / "agent", 4)
+    assert model.num_timesteps == 8 and model.replay_buffer.pos == 8
+    saved = json.loads((out / "agent" / "agent.json").read_text())
+    assert model.action_noise.episodes == saved["noise_episodes"] >= 4 and model.baseline == saved["baseline"]
+    assert model.action_noise.rng.bit_generator.state == saved["noise_rng"]
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--model", "resnet99"], "unknown model 'resnet99'"),
+    (["--data", "cifar"], "unknown data set 'cifar'"),
+    (["--weights", "{tmp}/nope.pt"], "does not exist"),
+    (["--weights", "{tmp}/junk.pt"], "cannot read checkpoint"),
+    (["--cost-model", "lut", "--table", "{tmp}/junk.pt"], "not an autoprune latency table"),
+    (["--cost-model", "lut", "--table", "{tmp}/missing.csv"], "does not exist"),
+    (["--cost-model", "roofline", "--device", "{tmp}/junk.pt"], "device"),
+    (["--exclude", "no.such.layer"], "no such module"),
+    (["--importance", "magic"], "unknown importance 'magic'"),
+    (["--min-ratio", "0.9", "--max-ratio", "0.5"], "--min-ratio"),
+])
+def test_hostile_search_inputs_are_one_line(tmp_path, capsys, args, message):
+    (tmp_path / "junk.pt").write_bytes(b"\x00garbage\xff" * 10)
+    args = [a.replace("{tmp}", str(tmp_path)) for a in args]
+    code = main(["search", *TINY, "--episodes", "2", "--out", str(tmp_path / "run"), *args])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and message in err and len(err.splitlines()) == 1, err
+    assert not (tmp_path / "run" / "history.csv").exists()
+
+
+def test_damaged_run_config_is_one_line(tmp_path, capsys):
+    run = tmp_path / "run"
+    run.mkdir()
+    for text, message in [("episodes: [3", "not valid YAML"), ("- a\n- b\n", "mapping"),
+                          ("episodes: many\n", "must be int"), ("colour: red\n", "unknown setting 'colour'")]:
+        (run / "config.yaml").write_text(text)
+        assert main(["search", "--resume", "--out", str(run)]) == 2
+        err = capsys.readouterr().err.strip()
+        assert message in err and len(err.splitlines()) == 1, err
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc malloc_trim and /proc are Linux")
+def test_freed_memory_is_returned_to_the_os():
+    from autoprune.memory import release_free_memory, rss_mib
+
+    blocks = [bytearray(64 * 1024) for _ in range(3000)]  # ~190 MiB in small heap blocks
+    del blocks[::2]
+    before = rss_mib()
+    del blocks
+    assert release_free_memory() is True
+    assert rss_mib() < before - 50

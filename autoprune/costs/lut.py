@@ -271,7 +271,7 @@ def profile_latency_table(analysis: ModelAnalysis, model_name: str | None = None
         "round_to": round_to, "device": device_info(),
     }
     table.meta["calibration"] = calibrate(table, analysis, settings, calibration_samples, seed, progress)
-    table.meta["profile_seconds"] = round(time.perf_counter() - start, 1)
+    table.meta["profile_seconds"] = round(time.perf_counter() - start, 3)
     return table
 
 

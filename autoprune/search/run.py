@@ -26,11 +26,15 @@ from autoprune.data import DataSplits, load_splits
 from autoprune.envs import Budget, PruningEnv
 from autoprune.errors import ConfigError
 from autoprune.evaluation import CandidateEvaluator
+from autoprune.memory import release_free_memory
 from autoprune.policy import PruningPolicy
 from autoprune.pruning import rank_channels
 from autoprune.pruning.verify import check_prunable
 from autoprune.search.config import SearchConfig
 from autoprune.search.history import HistoryWriter, read_history
+
+
+TRIM_EVERY = 50  # episodes between returning freed heap memory to the OS (see autoprune.memory)
 
 
 class SearchRun:
@@ -103,6 +107,8 @@ class SearchRun:
             self._consider(state["episode"], info)
             state["episode"] += 1
             state["last"] = now
+            if state["episode"] % TRIM_EVERY == 0:
+                release_free_memory()
             bar.update()
             best = self.best["accuracy"] if self.best else float("nan")
             bar.set_postfix(best=f"{best:.4f}", budget=f"{self.budget.value:.4g}{_unit(self.budget.metric)}")
