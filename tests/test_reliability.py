@@ -103,15 +103,20 @@ class _Boom:
         return (open, (self.marker, "w"))  # unpickling would create the marker file
 
 
+def ddpg_config(out, episodes: int) -> SearchConfig:
+    """A short AMC-DDPG search on the MLP (two groups an episode)."""
+    return SearchConfig(model="mlp", data="synthetic", cost_model="flops", budget="50%", agent="amc-ddpg",
+                        preset="quick", agent_params={"warmup_episodes": 2}, episodes=episodes, val_size=64,
+                        bn_batches=1, out=str(out))
+
+
 def test_resume_never_unpickles_agent_files(tmp_path, splits):
     import base64
     import pickle
     import zipfile
 
     out = tmp_path / "run"
-    config = SearchConfig(model="mlp", data="synthetic", cost_model="flops", budget="50%", agent="amc-ddpg",
-                          preset="quick", agent_params={"warmup_episodes": 2}, episodes=5, val_size=64,
-                          bn_batches=1, out=str(out))
+    config = ddpg_config(out, episodes=5)
     SearchRun(config, splits=splits, progress=False).run()
     marker = tmp_path / "pwned"
     evil = {":serialized:": base64.b64encode(pickle.dumps(_Boom(str(marker)))).decode()}
@@ -136,9 +141,7 @@ def test_resume_never_unpickles_agent_files(tmp_path, splits):
 
 def test_resumed_agent_continues_its_counters_and_buffer(tmp_path, splits):
     out = tmp_path / "run"
-    config = SearchConfig(model="mlp", data="synthetic", cost_model="flops", budget="50%", agent="amc-ddpg",
-                          preset="quick", agent_params={"warmup_episodes": 2}, episodes=4, val_size=64,
-                          bn_batches=1, out=str(out))
+    config = ddpg_config(out, episodes=4)
     SearchRun(config, splits=splits, progress=False).run()
     first = SearchRun(config, splits=splits, progress=False)
     first.prepare()

@@ -13,7 +13,7 @@ from autoprune.analysis import analyse_model
 from autoprune.apply import apply_policy
 from autoprune.checkpoint import load_model, save_checkpoint
 from autoprune.cli.main import main
-from autoprune.errors import PolicyError
+from autoprune.errors import ConfigError, PolicyError
 from autoprune.evaluation import CandidateEvaluator
 from autoprune.export import export_model
 from autoprune.models import create_model
@@ -154,3 +154,39 @@ def test_cli_pipeline_runs_every_stage_and_resumes(tmp_path, capsys):
     stamp = (out / "finetune" / "finetune.json").stat().st_mtime_ns
     assert main([*args, "--resume"]) == 0
     assert (out / "finetune" / "finetune.json").stat().st_mtime_ns == stamp  # finished stages are skipped
+
+
+def test_gradual_pruning_keeps_the_policys_exclusions(tmp_path, splits):
+    from autoprune.finetune import FinetuneConfig
+    from autoprune.workflow import FinetuneMode, finetune_stage
+
+    torch.manual_seed(0)
+    dense = create_model("mlp")
+    save_checkpoint(tmp_path / "dense.pt", dense, "mlp")
+    analysis = analyse_model(dense, torch.randn(1, 1, 28, 28), exclude=["body.0"])
+    PruningPolicy.for_model(analysis, {"body.2": 0.5}, "mlp", exclude=["body.0"]).save(tmp_path / "p.json")
+    summary = finetune_stage(tmp_path / "dense.pt", splits, FinetuneConfig(epochs=1, augment=False),
+                             tmp_path / "out", FinetuneMode(gradual_policy=str(tmp_path / "p.json"), frequency=1),
+                             distill=True, progress=False)
+    assert summary["channels"] == {"body.2": 64}
+    model, payload = load_model(tmp_path / "out" / "model.pt")
+    assert model.body[0].out_features == 256 and model.body[2].out_features == 64
+    assert payload["pruning"]["exclude"] == ["body.0"] and payload["meta"]["policy"]["exclude"] == ["body.0"]
+
+
+def test_distillation_teacher_defaults_to_the_weights_the_model_was_pruned_from(tmp_path, splits):
+    from autoprune.finetune import FinetuneConfig
+    from autoprune.workflow import apply_stage, finetune_stage
+
+    torch.manual_seed(0)
+    save_checkpoint(tmp_path / "dense.pt", create_model("mlp"), "mlp")
+    analysis = analyse_model(create_model("mlp"), torch.randn(1, 1, 28, 28))
+    PruningPolicy.for_model(analysis, {"body.0": 0.5, "body.2": 0.5}, "mlp").save(tmp_path / "p.json")
+    apply_stage(tmp_path / "p.json", "mlp", tmp_path / "dense.pt", splits, tmp_path / "a")
+    summary = finetune_stage(tmp_path / "a" / "model.pt", splits, FinetuneConfig(epochs=1, augment=False),
+                             tmp_path / "f", distill=True, progress=False)
+    assert summary["distill"] is True and (tmp_path / "f" / "model.pt").is_file()
+    (tmp_path / "dense.pt").unlink()  # the teacher is really read from there
+    with pytest.raises(ConfigError, match="dense.pt does not exist"):
+        finetune_stage(tmp_path / "a" / "model.pt", splits, FinetuneConfig(epochs=1), tmp_path / "g", distill=True,
+                       progress=False)

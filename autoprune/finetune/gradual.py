@@ -28,8 +28,10 @@ class GradualChannelPruning:
     def __init__(self, analysis: ModelAnalysis, final_ratios: Mapping[str, float], begin_step: int,
                  end_step: int, power: float = 3.0, frequency: int = 100, initial_fraction: float = 0.0,
                  importance: str | Importance = "l1", round_to: int = 1,
-                 batches: Iterable[tuple[torch.Tensor, torch.Tensor]] | None = None) -> None:
+                 batches: Iterable[tuple[torch.Tensor, torch.Tensor]] | None = None,
+                 exclude: list[str] | None = None) -> None:
         self.analysis, self.importance, self.round_to, self.batches = analysis, importance, round_to, batches
+        self.exclude = list(exclude or [])  # the analysis' exclusions, kept in the pruning record
         self.schedules = {g.name: PolynomialDecay(initial_fraction * float(final_ratios.get(g.name, 0.0)),
                                                   float(final_ratios.get(g.name, 0.0)), begin_step, end_step,
                                                   power, frequency) for g in analysis.groups}
@@ -67,7 +69,7 @@ class GradualChannelPruning:
     def finalize(self) -> tuple[nn.Module, PruningRecord]:
         """Remove the masks and the masked channels for real; returns ``(pruned model, record)``."""
         self.pruner.remove()
-        record = PruningRecord.from_ranking(self.analysis, self.ranking, self.kept)
+        record = PruningRecord.from_ranking(self.analysis, self.ranking, self.kept, self.exclude)
         return prune_physically(self.analysis, self.ranking, self.kept), record
 
 

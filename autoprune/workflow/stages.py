@@ -74,7 +74,8 @@ def apply_stage(policy_path: str | Path, model_name: str, weights: str | Path | 
     }
     save_checkpoint(out / "model.pt", pruned, model_name, splits.input_shape[0], splits.num_classes,
                     meta={"stage": "apply", "policy": policy.to_dict(), "test_acc": summary["pruned_test_acc_bn"],
-                          "dense_test_acc": summary["dense_test_acc"]},
+                          "dense_test_acc": summary["dense_test_acc"],
+                          "dense_weights": None if weights is None else str(weights)},
                     pruning=record, input_shape=splits.input_shape)
     policy.save(out / "policy.json")
     write_json_atomic(out / "apply.json", summary)
@@ -119,7 +120,7 @@ def finetune_stage(checkpoint: str | Path, splits: DataSplits, cfg: FinetuneConf
     model, payload = load_model(checkpoint)
     name, meta, record = payload["model"], dict(payload.get("meta") or {}), pruning_record(payload)
     shape = input_shape_of(payload)
-    teacher = _teacher(name, teacher_weights, record, model) if distill else None
+    teacher = _teacher(name, teacher_weights or meta.get("dense_weights"), record, model) if distill else None
     if mode.name == "rewind":  # the trained weights only chose the channels; retrain from early ones
         model = _rewound(mode.rewind_from, name, record, shape)
     before = evaluate(model, splits.test())
@@ -135,12 +136,12 @@ def finetune_stage(checkpoint: str | Path, splits: DataSplits, cfg: FinetuneConf
     model, record, extra = finish(result.model, record)
     seconds = time.perf_counter() - start
     test = evaluate(model, splits.test())
+    if "policy" in extra:  # gradual pruning: the model now follows this policy
+        meta["policy"] = extra.pop("policy")
     summary = {"checkpoint": str(checkpoint), "mode": mode.name, "mode_settings": asdict(mode),
                "config": asdict(cfg), "distill": distill, "test_acc_before": before, "test_acc": test,
                "best_epoch": result.best_epoch, "best_val_acc": result.best_val, "history": result.history,
                "seconds": round(seconds, 1), "params": sum(p.numel() for p in model.parameters()), **extra}
-    if "policy" in extra:  # gradual pruning: the model now follows this policy
-        meta["policy"] = extra.pop("policy")
     meta.update(stage="finetune", test_acc=test, val_acc=result.best_val, finetune_mode=mode.name)
     _save(out / "model.pt", model, name, splits, shape, record, meta)
     write_json_atomic(out / "finetune.json", summary)
@@ -153,10 +154,13 @@ def _save(path: Path, model: nn.Module, name: str, splits: DataSplits, shape: tu
 
 
 def _teacher(name: str, weights: str | Path | None, record: PruningRecord | None, model: nn.Module) -> nn.Module:
-    """The dense teacher: given weights, else the shipped ones, else (dense input) a frozen copy."""
-    if weights is not None or record is not None:
-        return load_or_create(name, weights, require_weights=True)
-    return copy.deepcopy(model)
+    """The dense teacher: given weights (or those the model was pruned from), else the shipped ones,
+    else (dense input) a frozen copy of the model itself."""
+    if weights is None and record is None:
+        return copy.deepcopy(model)
+    if weights is None and shipped_weights(name) is None:
+        raise ConfigError(f"--distill needs the dense {name} model as teacher; pass --teacher FILE")
+    return load_or_create(name, weights, require_weights=True)
 
 
 def _rewound(early_path: str, name: str, record: PruningRecord | None, shape: tuple[int, ...]) -> nn.Module:
@@ -183,11 +187,12 @@ def _mode_hooks(mode: FinetuneMode, model: nn.Module, record: PruningRecord | No
         return [hook], lambda m, r: (hook.strip(), r, {"sparsity": sparsity_report(m)})
     if record is not None:
         raise ConfigError("gradual pruning starts from the dense model; pass its checkpoint, not a pruned one")
-    analysis = analyse_model(model, torch.zeros(1, *shape))
-    policy = PruningPolicy.load(mode.gradual_policy, analysis)
+    policy = PruningPolicy.load(mode.gradual_policy)
+    analysis = analyse_model(model, torch.zeros(1, *shape), exclude=policy.exclude)
+    policy.validate_for(analysis, source=f"policy {mode.gradual_policy}")
     hook = GradualChannelPruning(analysis, policy.ratios, mode.begin_step, end, mode.power, mode.frequency,
                                  mode.initial, policy.importance, policy.round_to,
-                                 splits.train(64, shuffle=False))
+                                 splits.train(64, shuffle=False), exclude=policy.exclude)
 
     def finish(m: nn.Module, r: PruningRecord | None):
         pruned, rec = hook.finalize()
