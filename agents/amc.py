@@ -47,16 +47,17 @@ class AMCMixin:
     def _store_transition(self, replay_buffer, buffer_action, new_obs, reward, dones, infos) -> None:
         super()._store_transition(replay_buffer, buffer_action, new_obs, reward, dones, infos)
         self._episode_steps += 1
-        if not dones[0]:
+        if not np.any(dones):
             return
-        final = float(reward[0])
-        self.baseline = final if self.baseline is None else \
-            self.baseline_decay * self.baseline + (1 - self.baseline_decay) * final
-        credit = final - self.baseline if self.reward_baseline else final
         size = replay_buffer.buffer_size
         steps = min(self._episode_steps, size) if self.broadcast_reward else 1
-        for k in range(1, steps + 1):
-            replay_buffer.rewards[(replay_buffer.pos - k) % size] = credit
+        for env_idx in np.flatnonzero(dones):  # vector envs run in lockstep: all finish together
+            final = float(reward[env_idx])
+            self.baseline = final if self.baseline is None else \
+                self.baseline_decay * self.baseline + (1 - self.baseline_decay) * final
+            credit = final - self.baseline if self.reward_baseline else final
+            for k in range(1, steps + 1):
+                replay_buffer.rewards[(replay_buffer.pos - k) % size, env_idx] = credit
         self._episode_steps = 0
 
 

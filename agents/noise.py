@@ -40,6 +40,6 @@ class DecayingTruncatedNormalNoise(ActionNoise):
     def __call__(self) -> np.ndarray:
         return self.rng.normal(0.0, self.sigma, size=1)
 
-    def reset(self) -> None:
-        """Called by SB3 at the end of every episode."""
+    def reset(self, indices=None) -> None:
+        """Called by SB3 at the end of every episode (once per finished env with vector envs)."""
         self.episodes += 1

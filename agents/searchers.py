@@ -22,6 +22,7 @@ from stable_baselines3 import PPO
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.on_policy_algorithm import OnPolicyAlgorithm
+from stable_baselines3.common.vec_env import VecEnv
 
 from autoprune.atomic import write_json_atomic
 from autoprune.errors import ConfigError
@@ -136,10 +137,10 @@ class SB3Searcher(Searcher):
         self.algo, self.name = algo, algo
         self.model: BaseAlgorithm | None = None
 
-    def build(self, env: PruningEnv) -> BaseAlgorithm:
-        """Create the SB3 model for ``env`` from the preset parameters."""
+    def build(self, env: PruningEnv | VecEnv) -> BaseAlgorithm:
+        """Create the SB3 model for ``env`` (one env, or a vector of them) from the preset parameters."""
         p = dict(self.params)
-        steps = len(env.groups)
+        steps = episode_length(env)
         net_arch = p.pop("net_arch", [64, 64])
         common = dict(policy="MlpPolicy", env=env, seed=self.seed, verbose=0, device="cpu",
                       policy_kwargs={"net_arch": net_arch})
@@ -150,7 +151,10 @@ class SB3Searcher(Searcher):
             warmup = int(p.pop("warmup_episodes", 100))
             sigma, decay = p.pop("noise_sigma", None), p.pop("noise_decay", 0.95)
             noise = None if sigma is None else DecayingTruncatedNormalNoise(sigma, decay, warmup, seed=self.seed)
-            return ALGORITHMS[self.algo](learning_starts=warmup * steps, train_freq=(1, "episode"),
+            # One update per finished episode; with parallel envs (lockstep, equal lengths) SB3 needs
+            # the same cadence in steps: every ``steps`` vector steps = one episode in each env.
+            train_freq = (1, "episode") if _num_envs(env) == 1 else (steps, "step")
+            return ALGORITHMS[self.algo](learning_starts=warmup * steps, train_freq=train_freq,
                                          gradient_steps=-1, action_noise=noise, **common, **p)
         except TypeError as exc:
             raise ConfigError(f"bad hyper-parameter for {self.algo}: {exc}") from exc
@@ -164,7 +168,7 @@ class SB3Searcher(Searcher):
         save = (lambda count: self._save(model, state_dir, count)) if state_dir else None
         callback = _EpisodeCallback(on_episode, episodes, start_episode, save,
                                     stop_at_target=isinstance(model, OnPolicyAlgorithm))
-        model.learn(total_timesteps=remaining * len(env.groups), callback=callback,
+        model.learn(total_timesteps=remaining * episode_length(env), callback=callback,
                     reset_num_timesteps=start_episode == 0, progress_bar=False)
         if save:
             save(callback.count)
@@ -203,6 +207,16 @@ class SB3Searcher(Searcher):
                               f"delete that folder to resume with a fresh agent") from exc
         _set_counters(model, counters)
         return model
+
+
+def episode_length(env: PruningEnv | VecEnv) -> int:
+    """Steps per episode (one per prunable group), for a single env or a vector of them."""
+    groups = env.groups if hasattr(env, "groups") else env.get_attr("groups", indices=0)[0]
+    return len(groups)
+
+
+def _num_envs(env: PruningEnv | VecEnv) -> int:
+    return int(getattr(env, "num_envs", 1))
 
 
 BUFFER_ARRAYS = ("observations", "next_observations", "actions", "rewards", "dones", "timeouts")

@@ -69,7 +69,8 @@ class PruningEnv(gym.Env):
     ``enforce_budget`` (False = soft budget, use with the ``penalty`` reward).
 
     ``info`` at the end holds ``ratios``, ``kept``, ``cost`` (predicted, in the budget's metric),
-    ``latency_ms``, ``flops``, ``accuracy`` and ``feasible``.
+    ``latency_ms``, ``flops``, ``accuracy``, ``feasible``, and the episode's ``score_seconds``
+    (candidate scoring) and ``env_seconds`` (the environment's own time).
 
     ## Version History
     * v0: initial version.
@@ -96,6 +97,7 @@ class PruningEnv(gym.Env):
         self.action_space = gym.spaces.Box(-1.0, 1.0, (1,), np.float32)
         self.observation_space = gym.spaces.Box(0.0, 1.0, (len(OBS_NAMES),), np.float32)
         self.env_seconds = 0.0  # time in the env itself, scoring excluded
+        self._episode_env_seconds = 0.0
         self._t, self._kept, self._prev = 0, {}, 0.0
 
     def _obs(self) -> np.ndarray:
@@ -109,7 +111,7 @@ class PruningEnv(gym.Env):
 
     def reset(self, *, seed: int | None = None, options: dict | None = None) -> tuple[np.ndarray, dict]:
         super().reset(seed=seed)
-        self._t, self._kept, self._prev = 0, {}, 0.0
+        self._t, self._kept, self._prev, self._episode_env_seconds = 0, {}, 0.0, 0.0
         return self._obs(), {}
 
     def ratio_for(self, action: float, t: int) -> float:
@@ -130,10 +132,13 @@ class PruningEnv(gym.Env):
         self._t += 1
         if self._t < len(self.groups):
             obs = self._obs()
+            self._episode_env_seconds += time.perf_counter() - start
             self.env_seconds += time.perf_counter() - start
             return obs, 0.0, False, False, {}
         info = self._finish()
-        self.env_seconds += time.perf_counter() - start - info["score_seconds"]
+        own = time.perf_counter() - start - info["score_seconds"]
+        self.env_seconds += own
+        info["env_seconds"] = self._episode_env_seconds + own
         return self._obs(), info["reward"], True, False, info
 
     def _finish(self) -> dict[str, Any]:

@@ -14,7 +14,6 @@ import pytest
 
 from autoprune.cli import common
 from autoprune.cli.main import main
-from autoprune.evaluation import CandidateEvaluator
 from autoprune.search import SearchConfig, SearchRun, read_history
 
 TINY = ["--model", "mlp", "--data", "synthetic", "--cost-model", "flops", "--budget", "40%",

@@ -97,3 +97,23 @@ def test_missing_weights_for_real_data(tmp_path, capsys):
     code = main(["search", "--model", "vgg_small", "--cost-model", "flops", "--out", str(tmp_path / "v"),
                  "--data-dir", str(tmp_path)])
     assert code == 2 and "Fashion-MNIST not found" in capsys.readouterr().err
+
+
+def test_parallel_envs_search_and_resume(tmp_path):
+    out = tmp_path / "par"
+    first = run_cli("search", *TINY, "--agent", "td3", "--preset", "quick", "--agent-param", "warmup_episodes=2",
+                    "--n-envs", "2", "--episodes", "6", "--out", str(out))
+    assert first.returncode == 0, first.stderr
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["n_envs"] == 2 and summary["scoring_s"] > 0
+    resumed = run_cli("search", "--resume", "--episodes", "10", "--out", str(out))
+    assert resumed.returncode == 0, resumed.stderr
+    history = read_history(out / "history.csv")
+    assert list(history["episode"]) == list(range(10)) and history["feasible"].all()
+    saved = json.loads((out / "agent" / "agent.json").read_text())
+    assert saved["num_timesteps"] >= 10 * 2  # two groups an episode, counted over both envs
+
+
+def test_parallel_envs_need_an_sb3_agent(tmp_path, capsys):
+    assert main(["search", *TINY, "--agent", "random", "--n-envs", "2", "--out", str(tmp_path / "r")]) == 2
+    assert "--n-envs 1" in capsys.readouterr().err

@@ -190,3 +190,15 @@ def test_distillation_teacher_defaults_to_the_weights_the_model_was_pruned_from(
     with pytest.raises(ConfigError, match="dense.pt does not exist"):
         finetune_stage(tmp_path / "a" / "model.pt", splits, FinetuneConfig(epochs=1), tmp_path / "g", distill=True,
                        progress=False)
+
+
+def test_distillation_without_a_teacher_says_which_flag(tmp_path, splits):
+    from autoprune.finetune import FinetuneConfig
+    from autoprune.workflow import apply_stage, finetune_stage
+
+    analysis = analyse_model(create_model("mlp"), torch.randn(1, 1, 28, 28))
+    PruningPolicy.for_model(analysis, {"body.0": 0.5, "body.2": 0.5}, "mlp").save(tmp_path / "p.json")
+    apply_stage(tmp_path / "p.json", "mlp", None, splits, tmp_path / "a", require_weights=False)
+    with pytest.raises(ConfigError, match="--distill needs the dense mlp model as teacher; pass --teacher FILE"):
+        finetune_stage(tmp_path / "a" / "model.pt", splits, FinetuneConfig(epochs=1), tmp_path / "f",
+                       distill=True, progress=False)

@@ -37,6 +37,8 @@ def add_search_args(p: argparse.ArgumentParser) -> None:
                    help="override one preset hyper-parameter (repeatable)")
     p.add_argument("--episodes", type=int, default=D.episodes)
     p.add_argument("--seed", type=int, default=D.seed)
+    p.add_argument("--n-envs", type=int, default=D.n_envs,
+                   help="score candidates in this many parallel worker processes (SB3 agents)")
     p.add_argument("--val-size", type=int, default=D.val_size, help="validation images per candidate")
     p.add_argument("--bn-batches", type=int, default=D.bn_batches, help="BN recalibration batches")
     p.add_argument("--eval-mode", default=D.eval_mode, choices=["physical", "masked"],
@@ -61,7 +63,7 @@ def config_from_args(args: argparse.Namespace, out: str | None = None) -> Search
         model=args.model, weights=args.weights, data=args.data, data_dir=args.data_dir,
         cost_model=args.cost_model, table=args.table, device=args.device, budget=args.budget,
         agent=args.agent, preset=args.preset, agent_params=parse_overrides(args.agent_param),
-        episodes=args.episodes, seed=args.seed, val_size=args.val_size, bn_batches=args.bn_batches, eval_mode=args.eval_mode,
+        episodes=args.episodes, seed=args.seed, n_envs=args.n_envs, val_size=args.val_size, bn_batches=args.bn_batches, eval_mode=args.eval_mode,
         min_ratio=args.min_ratio, max_ratio=args.max_ratio, round_to=args.round_to,
         importance=args.importance, reward=args.reward, exclude=args.exclude, out=out).validate()
 

@@ -29,6 +29,7 @@ class SearchConfig:
     agent_params: dict[str, Any] = field(default_factory=dict)
     episodes: int = 300
     seed: int = 0
+    n_envs: int = 1  # environments scoring candidates in parallel worker processes (SB3 agents)
     val_size: int = 2000
     bn_batches: int = 5
     eval_mode: str = "physical"  # or "masked"; same scores, physical is faster for real models
@@ -59,6 +60,8 @@ class SearchConfig:
             raise ConfigError(f"need 0 <= --min-ratio <= --max-ratio < 1, got {self.min_ratio}, {self.max_ratio}")
         if self.eval_mode not in ("physical", "masked"):
             raise ConfigError(f"--eval-mode must be physical or masked, got {self.eval_mode!r}")
+        if not 1 <= self.n_envs <= 64:
+            raise ConfigError(f"--n-envs must be between 1 and 64, got {self.n_envs}")
         if self.val_size < 1 or self.bn_batches < 0 or self.round_to < 1:
             raise ConfigError("--val-size and --round-to must be >= 1, --bn-batches >= 0")
         return self
@@ -93,7 +96,7 @@ _OPTIONAL_STR = (str, type(None))
 _TYPES: dict[str, tuple[type, ...]] = {
     "model": (str,), "weights": _OPTIONAL_STR, "data": (str,), "data_dir": _OPTIONAL_STR,
     "cost_model": (str,), "table": _OPTIONAL_STR, "device": _OPTIONAL_STR, "budget": (str,),
-    "agent": (str,), "preset": (str,), "agent_params": (dict,), "episodes": (int,), "seed": (int,),
+    "agent": (str,), "preset": (str,), "agent_params": (dict,), "episodes": (int,), "seed": (int,), "n_envs": (int,),
     "val_size": (int,), "bn_batches": (int,), "eval_mode": (str,), "min_ratio": (float, int),
     "max_ratio": (float, int), "round_to": (int,), "importance": (str,), "reward": (str,),
     "exclude": (list,), "out": (str,),

@@ -7,17 +7,20 @@ candidate improves), ``agent/`` (agent state for ``--resume``), ``summary.json``
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
 import torch
+from stable_baselines3.common.vec_env import SubprocVecEnv
 from tqdm.auto import tqdm
 
 from autoprune.agents import make_searcher
+from autoprune.agents.searchers import SB3Searcher
 from autoprune.analysis import ModelAnalysis, analyse_model, group_features
 from autoprune.atomic import write_json_atomic, write_text_atomic
 from autoprune.checkpoint import load_or_create
@@ -62,9 +65,16 @@ class SearchRun:
         return create_cost_model(c.cost_model, analysis, **{k: v for k, v in options.items() if v})
 
     def prepare(self) -> PruningEnv:
-        """Load everything and build the environment (fails fast, before any search time)."""
+        """Load everything and build the environment(s) (fails fast, before any search time)."""
+        torch.manual_seed(self.config.seed)
+        self.env = self._build_env()
         c = self.config
-        torch.manual_seed(c.seed)
+        self.searcher = make_searcher(c.agent, c.seed, c.preset, c.agent_params)
+        self.search_env = self._vector_env() if c.n_envs > 1 else self.env
+        return self.env
+
+    def _build_env(self) -> PruningEnv:
+        c = self.config
         splits = self._splits or load_splits(c.data, **({"path": c.data_dir} if c.data == "fashion-mnist" else {}))
         # Random weights are only meaningful on synthetic data (tests, demos).
         model = load_or_create(c.model, c.weights, require_weights=c.data != "synthetic")
@@ -75,10 +85,16 @@ class SearchRun:
         self.budget = Budget.from_spec(self.cost_model, c.budget)
         self.evaluator = CandidateEvaluator(self.analysis, ranking, splits, c.val_size, c.bn_batches,
                                             mode=c.eval_mode)
-        self.env = PruningEnv(self.analysis.groups, group_features(self.analysis), self.cost_model, self.budget,
-                              self.evaluator, c.min_ratio, c.max_ratio, c.round_to, c.reward)
-        self.searcher = make_searcher(c.agent, c.seed, c.preset, c.agent_params)
-        return self.env
+        return PruningEnv(self.analysis.groups, group_features(self.analysis), self.cost_model, self.budget,
+                          self.evaluator, c.min_ratio, c.max_ratio, c.round_to, c.reward)
+
+    def _vector_env(self) -> SubprocVecEnv:
+        """``n_envs`` copies of the environment in worker processes: candidates are scored in parallel."""
+        if not isinstance(self.searcher, SB3Searcher):
+            raise ConfigError(f"--n-envs > 1 runs SB3 agents in parallel; {self.config.agent!r} plays one "
+                              f"episode at a time, use --n-envs 1")
+        factory = functools.partial(_worker_env, replace(self.config), self._splits)
+        return SubprocVecEnv([factory] * self.config.n_envs)
 
     # -- running -----------------------------------------------------------------------------
     def run(self, resume: bool = False) -> dict[str, Any]:
@@ -98,11 +114,13 @@ class SearchRun:
         writer = HistoryWriter(self.out / "history.csv")
         bar = tqdm(total=self.config.episodes, initial=done, desc=f"search {self.config.agent}",
                    unit="ep", disable=not self.progress)
-        state = {"episode": done, "last": time.perf_counter()}
+        state = {"episode": done, "last": time.perf_counter(), "scoring": 0.0, "env": 0.0}
         start = time.perf_counter()
 
         def on_episode(info: dict[str, Any]) -> None:
             now = time.perf_counter()
+            state["scoring"] += info.get("score_seconds", 0.0)
+            state["env"] += info.get("env_seconds", 0.0)
             writer.append(state["episode"], info, now - state["last"])
             self._consider(state["episode"], info)
             state["episode"] += 1
@@ -114,11 +132,13 @@ class SearchRun:
             bar.set_postfix(best=f"{best:.4f}", budget=f"{self.budget.value:.4g}{_unit(self.budget.metric)}")
 
         try:
-            self.searcher.run(env, self.config.episodes, on_episode, done, self.out / "agent")
+            self.searcher.run(self.search_env, self.config.episodes, on_episode, done, self.out / "agent")
         finally:
             bar.close()
             writer.close()
-            summary = self._summary(time.perf_counter() - start, state["episode"] - done)
+            if self.search_env is not env:
+                self.search_env.close()
+            summary = self._summary(time.perf_counter() - start, state["episode"] - done, state)
         return summary
 
     def _consider(self, episode: int, info: dict[str, Any]) -> None:
@@ -150,12 +170,13 @@ class SearchRun:
             cost_model=self.cost_model.name, predicted_cost=predicted,
             accuracy={"val": b["accuracy"], "val_images": self.config.val_size, "episode": b["episode"]})
 
-    def _summary(self, seconds: float, episodes: int) -> dict[str, Any]:
-        scoring, env = self.evaluator.seconds, self.env.env_seconds
+    def _summary(self, seconds: float, episodes: int, timing: dict[str, float]) -> dict[str, Any]:
+        scoring, env = timing["scoring"], timing["env"]  # summed over every env (parallel: > wall)
         summary = {
             "episodes_this_session": episodes, "wall_s": round(seconds, 2),
             "scoring_s": round(scoring, 2), "env_s": round(env, 2),
-            "agent_s": round(max(seconds - scoring - env, 0.0), 2),
+            "agent_s": round(max(seconds - (scoring + env) / self.config.n_envs, 0.0), 2),
+            "n_envs": self.config.n_envs,
             "best": self.best, "budget": self.budget.to_dict(), "cost_model": self.cost_model.describe(),
             "config": asdict(self.config),
         }
@@ -169,3 +190,9 @@ def _unit(metric: str) -> str:
 
 def _nan(v: Any) -> bool:
     return v is None or (isinstance(v, float) and math.isnan(v))
+
+
+def _worker_env(config: SearchConfig, splits: DataSplits | None) -> PruningEnv:
+    """A worker process's environment: the same model, data, cost model and budget, one thread."""
+    torch.set_num_threads(1)
+    return SearchRun(config, splits=splits, progress=False)._build_env()

@@ -26,6 +26,7 @@ from autoprune.checkpoint import (
     load_or_create,
     pruning_record,
     save_checkpoint,
+    shipped_weights,
 )
 from autoprune.data import DataSplits
 from autoprune.errors import ConfigError
