@@ -7,7 +7,6 @@ The export folder holds ``model.onnx``, ``model.pt`` (reloadable with ``weights_
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -30,8 +29,7 @@ WINDOWS = 3
 def export_model(model: nn.Module, model_name: str, out: str | Path, input_shape: tuple[int, ...],
                  num_classes: int = 10, record: PruningRecord | None = None,
                  policy: PruningPolicy | None = None, meta: dict[str, Any] | None = None,
-                 settings: LatencySettings = LatencySettings(), exporter: str = "torchscript",
-                 policy_path: str | Path | None = None) -> dict[str, Any]:
+                 settings: LatencySettings = LatencySettings(), exporter: str = "torchscript") -> dict[str, Any]:
     """Write the export folder and return what ``export.json`` holds."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -40,9 +38,7 @@ def export_model(model: nn.Module, model_name: str, out: str | Path, input_shape
     onnx_path = export_onnx(model, example, out / "model.onnx", exporter)
     save_checkpoint(out / "model.pt", model, model_name, input_shape[0], num_classes, meta,
                     pruning=record, input_shape=input_shape)
-    if policy_path is not None:
-        shutil.copyfile(policy_path, out / "policy.json")
-    elif policy is not None:
+    if policy is not None:
         policy.save(out / "policy.json")
     samples = [measure_onnx_latency(onnx_path.read_bytes(), input_shape, settings) for _ in range(WINDOWS)]
     latency = min(samples)

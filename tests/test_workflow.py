@@ -120,6 +120,7 @@ def test_cli_apply_finetune_modes_export_and_sensitivity(tmp_path, capsys):
     (["finetune", "{ckpt}", "--sparsity", "0.5", "--rewind-from", "{ckpt}"], "choose one fine-tuning mode"),
     (["finetune", "{ckpt}", "--rewind-from", "{ckpt}"], "needs a pruned checkpoint"),
     (["finetune", "{ckpt}", "--sparsity", "1.5"], "need 0 <= initial <= final < 1"),
+    (["finetune", "{ckpt}", "--sparsity", "0.5", "--end-step", "99999"], "beyond the"),
     (["finetune", "{tmp}/missing.pt"], "does not exist"),
     (["apply", "{tmp}/missing.json", "--model", "mlp", "--weights", "{ckpt}"], "does not exist"),
     (["apply", "{policy}", "--model", "mlp", "--weights", "{ckpt}"], "made for another model"),

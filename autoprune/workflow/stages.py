@@ -180,6 +180,9 @@ def _mode_hooks(mode: FinetuneMode, model: nn.Module, record: PruningRecord | No
     """The step hooks of ``mode`` and a ``finish(model, record) -> (model, record, extra)`` function."""
     end = mode.end_step if mode.end_step is not None else max(1, steps // 2)
     kind = mode.name
+    if kind in ("gradual", "sparsity") and end > steps:
+        raise ConfigError(f"--end-step {end} is beyond the {steps} training steps; lower it or train "
+                          f"more --epochs, so the final ratios are reached")
     if kind in ("plain", "rewind"):
         return [], lambda m, r: (m, r, {"rewound_from": mode.rewind_from} if kind == "rewind" else {})
     if kind == "sparsity":
