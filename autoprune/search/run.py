@@ -73,13 +73,18 @@ class SearchRun:
         self.search_env = self._vector_env() if c.n_envs > 1 else self.env
         return self.env
 
-    def _build_env(self) -> PruningEnv:
+    def _build_env(self, check: bool = True) -> PruningEnv:
+        """Model, data, ranking, cost model, budget and scorer -> the environment.
+
+        ``check`` runs the prunability check; workers skip it (the main process did it already).
+        """
         c = self.config
         splits = self._splits or load_splits(c.data, **({"path": c.data_dir} if c.data == "fashion-mnist" else {}))
         # Random weights are only meaningful on synthetic data (tests, demos).
         model = load_or_create(c.model, c.weights, require_weights=c.data != "synthetic")
         self.analysis = analyse_model(model, torch.randn(1, *splits.input_shape), exclude=c.exclude)
-        check_prunable(self.analysis)
+        if check:
+            check_prunable(self.analysis)
         ranking = rank_channels(self.analysis, c.importance, batches=splits.train(64, shuffle=False))
         self.cost_model = self._cost_model(self.analysis)
         self.budget = Budget.from_spec(self.cost_model, c.budget)
@@ -195,4 +200,4 @@ def _nan(v: Any) -> bool:
 def _worker_env(config: SearchConfig, splits: DataSplits | None) -> PruningEnv:
     """A worker process's environment: the same model, data, cost model and budget, one thread."""
     torch.set_num_threads(1)
-    return SearchRun(config, splits=splits, progress=False)._build_env()
+    return SearchRun(config, splits=splits, progress=False)._build_env(check=False)
