@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import time
 from typing import Mapping
 
 import torch
@@ -40,11 +39,9 @@ class CandidateEvaluator:
                         for i in range(0, min(n_bn, len(splits.x_train)), batch_size)]
         self.val_data = list(splits.val(batch_size=500, limit=val_size))
         self.bn_batches = bn_batches
-        self.seconds = 0.0  # total scoring time, for the search's time split
 
     def __call__(self, kept: Mapping[str, int]) -> float:
         """Validation accuracy of the model pruned to ``kept`` channels per group (NaN on failure)."""
-        start = time.perf_counter()
         try:
             if self.mode == "physical":
                 model = prune_physically(self.analysis, self.ranking, kept)
@@ -56,5 +53,4 @@ class CandidateEvaluator:
                     acc = evaluate(self.model, self.val_data)
         except Exception:  # noqa: BLE001 - any failure of a user model: recorded (NaN) and skipped
             acc = math.nan
-        self.seconds += time.perf_counter() - start
         return acc

@@ -96,8 +96,7 @@ class PruningEnv(gym.Env):
         self.remaining_share = (flops[::-1].cumsum()[::-1] - flops) / max(flops.sum(), 1.0)
         self.action_space = gym.spaces.Box(-1.0, 1.0, (1,), np.float32)
         self.observation_space = gym.spaces.Box(0.0, 1.0, (len(OBS_NAMES),), np.float32)
-        self.env_seconds = 0.0  # time in the env itself, scoring excluded
-        self._episode_env_seconds = 0.0
+        self._episode_env_seconds = 0.0  # time in the env itself this episode, scoring excluded
         self._t, self._kept, self._prev = 0, {}, 0.0
 
     def _obs(self) -> np.ndarray:
@@ -133,12 +132,9 @@ class PruningEnv(gym.Env):
         if self._t < len(self.groups):
             obs = self._obs()
             self._episode_env_seconds += time.perf_counter() - start
-            self.env_seconds += time.perf_counter() - start
             return obs, 0.0, False, False, {}
         info = self._finish()
-        own = time.perf_counter() - start - info["score_seconds"]
-        self.env_seconds += own
-        info["env_seconds"] = self._episode_env_seconds + own
+        info["env_seconds"] = self._episode_env_seconds + time.perf_counter() - start - info["score_seconds"]
         return self._obs(), info["reward"], True, False, info
 
     def _finish(self) -> dict[str, Any]:
