@@ -16,6 +16,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from autoprune.analysis import analyse_model
 from autoprune.atomic import atomic_path
 from autoprune.errors import ConfigError
 from autoprune.models import MODELS, create_model
@@ -142,8 +143,6 @@ def input_shape_of(payload: dict[str, Any]) -> tuple[int, ...]:
 
 def _pruned_skeleton(dense: nn.Module, payload: dict[str, Any], source: str) -> nn.Module:
     """The dense model with the recorded channels removed (weights loaded afterwards)."""
-    from autoprune.analysis import analyse_model
-
     record = pruning_record(payload, source)
     analysis = analyse_model(dense, torch.zeros(1, *input_shape_of(payload)), exclude=record.exclude)
     return rebuild_pruned(analysis, record, source)

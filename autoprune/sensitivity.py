@@ -33,9 +33,12 @@ def sensitivity_sweep(analysis: ModelAnalysis, score: Callable[[Mapping[str, int
     rows = []
     bar = tqdm(total=len(analysis.groups) * len(ratios), desc="sensitivity", disable=not progress)
     for g in analysis.groups:
+        scored = {g.channels: dense}  # ratios that round to the same width are scored once
         for r in ratios:
             kept = channels_kept(g.channels, r, round_to)
-            acc = score({**dense_kept, g.name: kept})
+            if kept not in scored:
+                scored[kept] = score({**dense_kept, g.name: kept})
+            acc = scored[kept]
             rows.append({"group": g.name, "kind": g.kind, "channels": g.channels, "ratio": r,
                          "kept": kept, "accuracy": acc, "drop": dense - acc})
             bar.update()

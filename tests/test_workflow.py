@@ -54,6 +54,7 @@ def test_sensitivity_sweep_one_group_at_a_time(tiny_analysis, splits, tmp_path):
     assert len(frame) == 2 * len(groups) and set(frame["group"]) == {g.name for g in groups}
     for kept in calls[1:]:  # every point prunes exactly one group (or none at ratio 0)
         assert sum(kept[g.name] < g.channels for g in groups) <= 1
+    assert len(calls) == 1 + len(groups)  # dense once; ratio 0 keeps every channel and is not rescored
     zero = frame[frame["ratio"] == 0.0]
     assert np.allclose(zero["accuracy"], frame.attrs["dense_accuracy"]) and np.allclose(zero["drop"], 0)
     png = plot_sensitivity(frame, tmp_path / "s.png")

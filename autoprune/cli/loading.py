@@ -42,4 +42,4 @@ def add_data_args(p: argparse.ArgumentParser) -> None:
 
 def resolve_splits(args: argparse.Namespace) -> DataSplits:
     """The data set named by ``--data``/``--data-dir``."""
-    return load_splits(args.data, **({"path": args.data_dir} if args.data == "fashion-mnist" else {}))
+    return load_splits(args.data, args.data_dir)

@@ -11,7 +11,7 @@ import torch
 from autoprune.atomic import write_json_atomic
 from autoprune.checkpoint import save_checkpoint
 from autoprune.cli.common import command_line, ensure_writable_dir
-from autoprune.data import load_splits
+from autoprune.cli.loading import add_data_args, resolve_splits
 from autoprune.errors import ConfigError
 from autoprune.models import create_model
 from autoprune.training import TrainConfig, evaluate, train
@@ -21,8 +21,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     """Register the sub-command."""
     p = sub.add_parser("train", help="train a built-in model (saves model.pt and train.json)")
     p.add_argument("--model", default="resnet20", help="built-in model name (default: resnet20)")
-    p.add_argument("--data", default="fashion-mnist", help="fashion-mnist or synthetic")
-    p.add_argument("--data-dir", default=None, help="folder with the Fashion-MNIST IDX files")
+    add_data_args(p)
     p.add_argument("--epochs", type=int, default=10)
     p.add_argument("--lr", type=float, default=0.1)
     p.add_argument("--batch-size", type=int, default=128)
@@ -38,8 +37,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     """Train, evaluate on validation each epoch and on test at the end, save everything."""
     out = ensure_writable_dir(args.out)
-    kwargs = {"path": args.data_dir} if args.data == "fashion-mnist" else {}
-    splits = load_splits(args.data, **kwargs)
+    splits = resolve_splits(args)
     torch.manual_seed(args.seed)
     model = create_model(args.model, splits.input_shape[0], splits.num_classes)
     cfg = TrainConfig(epochs=args.epochs, lr=args.lr, batch_size=args.batch_size,

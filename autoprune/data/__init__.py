@@ -8,12 +8,15 @@ __all__ = ["Batches", "DataSplits", "ENV_VAR", "fashion_mnist_splits", "find_fas
            "read_idx", "synthetic_splits", "load_splits"]
 
 
-def load_splits(name: str = "fashion-mnist", **kwargs) -> DataSplits:
-    """Load a data set by name: ``fashion-mnist`` (IDX files) or ``synthetic``."""
+def load_splits(name: str = "fashion-mnist", data_dir: str | None = None, **kwargs) -> DataSplits:
+    """Load a data set by name: ``fashion-mnist`` (IDX files, from ``data_dir`` when given) or ``synthetic``.
+
+    ``data_dir`` is the CLI's ``--data-dir``; synthetic data has no files and ignores it.
+    """
     from autoprune.errors import ConfigError
 
     if name == "fashion-mnist":
-        return fashion_mnist_splits(**kwargs)
+        return fashion_mnist_splits(**({"path": data_dir} if data_dir else {}), **kwargs)
     if name == "synthetic":
         return synthetic_splits(**kwargs)
     raise ConfigError(f"unknown data set {name!r}; known: fashion-mnist, synthetic")

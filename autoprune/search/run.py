@@ -79,7 +79,7 @@ class SearchRun:
         ``check`` runs the prunability check; workers skip it (the main process did it already).
         """
         c = self.config
-        splits = self._splits or load_splits(c.data, **({"path": c.data_dir} if c.data == "fashion-mnist" else {}))
+        splits = self._splits or load_splits(c.data, c.data_dir)
         # Random weights are only meaningful on synthetic data (tests, demos).
         model = load_or_create(c.model, c.weights, require_weights=c.data != "synthetic")
         self.analysis = analyse_model(model, torch.randn(1, *splits.input_shape), exclude=c.exclude)

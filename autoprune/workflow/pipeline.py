@@ -29,7 +29,7 @@ def run_pipeline(search: SearchConfig, ft: FinetuneConfig, out: str | Path, dist
     out = Path(out)
     search.out = str(out / "search")
     if splits is None:
-        splits = load_splits(search.data, **({"path": search.data_dir} if search.data == "fashion-mnist" else {}))
+        splits = load_splits(search.data, search.data_dir)
     done = len(read_history(out / "search" / "history.csv"))
     if done and not resume:
         raise ConfigError(f"{out} already holds a pipeline run; pass --resume to continue it or choose another --out")
