@@ -9,6 +9,7 @@ from autoprune.agents.noise import DecayingTruncatedNormalNoise
 from autoprune.agents.presets_io import load_preset, parse_overrides
 from autoprune.agents.searchers import (
     ALGORITHMS,
+    GlobalMagnitudeSearcher,
     RandomSearcher,
     SB3Searcher,
     Searcher,
@@ -17,8 +18,8 @@ from autoprune.agents.searchers import (
 
 from autoprune.errors import ConfigError
 
-BASELINES = {"random": RandomSearcher, "uniform": UniformSearcher}
-ALIASES = {"ddpg": "amc-ddpg"}
+BASELINES = {"random": RandomSearcher, "uniform": UniformSearcher, "global-magnitude": GlobalMagnitudeSearcher}
+ALIASES = {"ddpg": "amc-ddpg", "tp-global": "global-magnitude"}
 
 
 def list_searchers() -> list[str]:
@@ -31,12 +32,17 @@ def make_searcher(name: str, seed: int = 0, preset: str = "default", overrides: 
     """A searcher by name, its hyper-parameters from ``preset`` plus ``overrides``."""
     name = ALIASES.get(name, name)
     if name in BASELINES:
-        return BASELINES[name](seed=seed)
+        cls = BASELINES[name]
+        unknown = sorted(set(overrides or {}) - cls.accepts)
+        if unknown:
+            takes = ", ".join(sorted(cls.accepts)) or "none"
+            raise ConfigError(f"the {name} searcher has no parameter {unknown[0]!r} (it takes: {takes})")
+        return cls(seed=seed, **(overrides or {}))
     if name not in ALGORITHMS:
         raise ConfigError(f"unknown agent {name!r}; known: {', '.join(list_searchers())}")
     return SB3Searcher(name, seed=seed, **load_preset(name, preset, overrides, preset_file))
 
 
 __all__ = ["ALGORITHMS", "AMCDDPG", "AMCMixin", "AMCSAC", "AMCTD3", "BASELINES",
-           "DecayingTruncatedNormalNoise", "RandomSearcher", "SB3Searcher", "Searcher", "UniformSearcher",
+           "DecayingTruncatedNormalNoise", "GlobalMagnitudeSearcher", "RandomSearcher", "SB3Searcher", "Searcher", "UniformSearcher",
            "list_searchers", "load_preset", "make_searcher", "parse_overrides"]

@@ -26,6 +26,7 @@ from stable_baselines3.common.vec_env import VecEnv
 
 from autoprune.atomic import write_json_atomic
 from autoprune.errors import ConfigError
+from autoprune.pruning.global_magnitude import size_global_magnitude
 from autoprune.pruning.ratios import channels_kept
 
 EpisodeHook = Callable[[dict[str, Any]], None]
@@ -35,6 +36,7 @@ class Searcher(abc.ABC):
     """Proposes one candidate per episode."""
 
     name = "searcher"
+    accepts: frozenset[str] = frozenset()  # parameters a baseline takes (SB3 agents: their preset's)
 
     def __init__(self, seed: int = 0, **params: Any) -> None:
         self.seed, self.params = seed, params
@@ -96,6 +98,53 @@ class UniformSearcher(Searcher):
             mid = (lo + hi) / 2
             lo, hi = (lo, mid) if fits(mid) else (mid, hi)
         return float(np.float32(hi)) if fits(float(np.float32(hi))) else 1.0
+
+
+class GlobalMagnitudeSearcher(Searcher):
+    """Torch-Pruning's global magnitude pruning sized to the budget (one candidate, no search).
+
+    The layer allocation comes from the weights alone: every channel is ranked on one scale and
+    the smallest global share removed whose architecture meets the budget is searched for.
+    Parameters: ``p`` (norm; 1 matches the default ``l1`` channel ranking).
+    """
+
+    name = "global-magnitude"
+    accepts = frozenset({"p"})
+
+    def run(self, env, episodes, on_episode, start_episode=0, state_dir=None) -> None:
+        if start_episode >= 1:
+            return
+        if getattr(env, "analysis", None) is None:
+            raise ConfigError("the global-magnitude searcher needs the model: build the PruningEnv with "
+                              "analysis=<ModelAnalysis>")
+
+        def fits(kept: dict[str, int]) -> bool:
+            return env.wall.cost_of(self._clipped(env, kept)) <= env.budget.value
+
+        try:
+            _, kept = size_global_magnitude(env.analysis, fits, max(env.max_ratio), env.round_to,
+                                            int(self.params.get("p", 1)))
+        except ValueError as exc:
+            raise ConfigError(f"{exc}; loosen the budget or use another searcher") from exc
+        kept = self._clipped(env, kept)
+        actions = [self._action_for(env, t, kept[g.name]) for t, g in enumerate(env.groups)]
+        on_episode(self.play(env, lambda t: actions[t]))
+
+    @staticmethod
+    def _clipped(env: PruningEnv, kept: dict[str, int]) -> dict[str, int]:
+        """Widths within the env's per-group bounds (what the episode will apply)."""
+        return {g.name: int(np.clip(kept[g.name], env.wall.min_keep[t], env.wall.max_keep[t]))
+                for t, g in enumerate(env.groups)}
+
+    @staticmethod
+    def _action_for(env: PruningEnv, t: int, kept: int) -> float:
+        """The action whose ratio rounds back to ``kept`` channels of group ``t``."""
+        g = env.groups[t]
+        span = env.max_ratio[t] - env.min_ratio[t]
+        if span <= 0:
+            return 0.0
+        ratio = 1.0 - kept / g.channels
+        return float(np.clip(2.0 * (ratio - env.min_ratio[t]) / span - 1.0, -1.0, 1.0))
 
 
 class _EpisodeCallback(BaseCallback):

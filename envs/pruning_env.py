@@ -13,7 +13,7 @@ from autoprune.envs.budget import Budget, BudgetWall
 from autoprune.envs.observation import OBS_NAMES, observation, static_features
 from autoprune.envs.rewards import Reward, make_reward
 
-from autoprune.analysis.groups import PrunableGroup
+from autoprune.analysis.groups import ModelAnalysis, PrunableGroup
 from autoprune.costs.base import CostModel
 from autoprune.errors import ConfigError
 from autoprune.pruning.ratios import channels_kept
@@ -65,8 +65,9 @@ class PruningEnv(gym.Env):
     ## Arguments
     ``groups``, ``features`` (from :func:`autoprune.analysis.group_features`), ``cost_model``,
     ``budget``, ``evaluator`` (kept channels -> accuracy), ``min_ratio``/``max_ratio`` (a float
-    or a group -> float mapping), ``round_to``, ``reward`` (name or callable) and
-    ``enforce_budget`` (False = soft budget, use with the ``penalty`` reward).
+    or a group -> float mapping), ``round_to``, ``reward`` (name or callable) 
+    ``enforce_budget`` (False = soft budget, use with the ``penalty`` reward) and, optionally,
+    ``analysis`` (the model behind the groups, needed by the ``global-magnitude`` searcher).
 
     ``info`` at the end holds ``ratios``, ``kept``, ``cost`` (predicted, in the budget's metric),
     ``latency_ms``, ``flops``, ``accuracy``, ``feasible``, and the episode's ``score_seconds``
@@ -81,8 +82,10 @@ class PruningEnv(gym.Env):
     def __init__(self, groups: list[PrunableGroup], features: pd.DataFrame, cost_model: CostModel,
                  budget: Budget, evaluator: Evaluator, min_ratio: float | Mapping[str, float] = 0.0,
                  max_ratio: float | Mapping[str, float] = 0.8, round_to: int = 1,
-                 reward: str | Reward = "accuracy", enforce_budget: bool = True) -> None:
+                 reward: str | Reward = "accuracy", enforce_budget: bool = True,
+                 analysis: ModelAnalysis | None = None) -> None:
         super().__init__()
+        self.analysis = analysis  # the model the groups come from, for searchers that read weights
         self.groups, self.cost_model, self.budget, self.evaluator = groups, cost_model, budget, evaluator
         self.round_to, self.enforce_budget = round_to, enforce_budget
         self.reward_fn = make_reward(reward) if isinstance(reward, str) else reward

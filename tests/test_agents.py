@@ -15,7 +15,8 @@ from conftest import TinyResNet
 from autoprune.analysis import analyse_model, group_features
 from autoprune.costs import FlopsCostModel
 from autoprune.errors import ConfigError
-from autoprune.pruning import channels_kept
+from autoprune.pruning import channels_kept, rank_channels
+from autoprune.pruning.global_magnitude import global_magnitude_kept
 
 WEIGHTS = {"stem.0": 4.0, "conv_a.0": 0.2, "expand.0": 0.1, "project.0": 2.0}
 
@@ -33,7 +34,7 @@ def toy_problem():
     options = [range(channels_kept(g.channels, 0.8), g.channels + 1) for g in a.groups]
     best = max(accuracy(dict(zip(a.group_names, ks))) for ks in itertools.product(*options)
                if cost.cost(dict(zip(a.group_names, ks))).flops <= budget.value)
-    env = PruningEnv(a.groups, group_features(a), cost, budget, accuracy)
+    env = PruningEnv(a.groups, group_features(a), cost, budget, accuracy, analysis=a)
     return env, best
 
 
@@ -115,3 +116,54 @@ def test_bad_hyper_parameter_is_one_line():
     env, _ = toy_problem()
     with pytest.raises(ConfigError, match="bad hyper-parameter for td3"):
         make_searcher("td3", overrides={"no_such_knob": 1}).run(env, 1, lambda i: None)
+
+
+def _bimodal_model():
+    """Channels of equal magnitude everywhere, except 8 near-zero output channels of ``expand``."""
+    torch.manual_seed(0)
+    model = TinyResNet().eval()
+    for m in model.modules():
+        if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear)):
+            m.weight.data = torch.sign(torch.randn_like(m.weight)) * (1 + 0.1 * torch.rand_like(m.weight))
+    model.expand[0].weight.data[:8] *= 1e-3
+    return model
+
+
+def test_global_magnitude_cuts_the_weakest_channels_network_wide_first():
+    a = analyse_model(_bimodal_model(), torch.randn(1, 1, 28, 28))
+    dense = {g.name: g.channels for g in a.groups}
+    assert global_magnitude_kept(a, 0.0) == dense
+    small = global_magnitude_kept(a, 0.1)
+    # one global ranking: only the group holding the near-zero channels loses any
+    assert small["expand.0"] < 16 and all(small[n] == dense[n] for n in dense if n != "expand.0")
+    # and they are the channels the search's own l1 ranking removes first, so applying the policy
+    # removes what Torch-Pruning would
+    assert sorted(rank_channels(a, "l1")["expand.0"][:8].tolist()) == list(range(8))
+    larger = global_magnitude_kept(a, 0.5)
+    assert all(larger[n] <= small[n] for n in dense) and sum(larger.values()) < sum(small.values())
+
+
+def test_global_magnitude_searcher_meets_the_budget_with_one_candidate():
+    env, optimum = toy_problem()
+    infos = []
+    make_searcher("tp-global", seed=0).run(env, 10, infos.append)
+    assert len(infos) == 1 and infos[0]["feasible"] and infos[0]["accuracy"] <= optimum + 1e-9
+    kept = infos[0]["kept"]
+    # the episode applied a Torch-Pruning global allocation unchanged (within the env's bounds)
+    assert any(kept == {g.name: int(np.clip(k[g.name], env.wall.min_keep[t], env.wall.max_keep[t]))
+                        for t, g in enumerate(env.groups)}
+               for k in (global_magnitude_kept(env.analysis, r / 40) for r in range(40)))
+    # resumed after its one episode, it proposes nothing more
+    make_searcher("global-magnitude").run(env, 10, infos.append, start_episode=1)
+    assert len(infos) == 1
+
+
+def test_global_magnitude_needs_the_model_and_takes_only_its_parameter():
+    env, _ = toy_problem()
+    env.analysis = None
+    with pytest.raises(ConfigError, match="needs the model"):
+        make_searcher("global-magnitude").run(env, 1, lambda i: None)
+    with pytest.raises(ConfigError, match="no parameter 'warmup_episodes'.*takes: p"):
+        make_searcher("global-magnitude", overrides={"warmup_episodes": 3})
+    with pytest.raises(ConfigError, match="random searcher has no parameter"):
+        make_searcher("random", overrides={"p": 2})

@@ -42,7 +42,8 @@ def test_cli_search_completes_and_resumes(tmp_path):
 
 def config(tmp_path, agent, name, **kw):
     return SearchConfig(model="mlp", data="synthetic", cost_model="flops", budget="40%", agent=agent,
-                        preset="quick", agent_params={"warmup_episodes": 2}, episodes=5, val_size=64,
+                        preset="quick", agent_params={} if agent in ("random", "uniform") else {"warmup_episodes": 2},
+                        episodes=5, val_size=64,
                         bn_batches=1, out=str(tmp_path / name), **kw)
 
 

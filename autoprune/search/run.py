@@ -66,10 +66,10 @@ class SearchRun:
 
     def prepare(self) -> PruningEnv:
         """Load everything and build the environment(s) (fails fast, before any search time)."""
-        torch.manual_seed(self.config.seed)
-        self.env = self._build_env()
         c = self.config
-        self.searcher = make_searcher(c.agent, c.seed, c.preset, c.agent_params)
+        self.searcher = make_searcher(c.agent, c.seed, c.preset, c.agent_params)  # bad names fail first
+        torch.manual_seed(c.seed)
+        self.env = self._build_env()
         self.search_env = self._vector_env() if c.n_envs > 1 else self.env
         return self.env
 
@@ -91,7 +91,7 @@ class SearchRun:
         self.evaluator = CandidateEvaluator(self.analysis, ranking, splits, c.val_size, c.bn_batches,
                                             mode=c.eval_mode)
         return PruningEnv(self.analysis.groups, group_features(self.analysis), self.cost_model, self.budget,
-                          self.evaluator, c.min_ratio, c.max_ratio, c.round_to, c.reward)
+                          self.evaluator, c.min_ratio, c.max_ratio, c.round_to, c.reward, analysis=self.analysis)
 
     def _vector_env(self) -> SubprocVecEnv:
         """``n_envs`` copies of the environment in worker processes: candidates are scored in parallel."""

@@ -1,0 +1,234 @@
+"""Head-to-head benchmark (issue 6, design.md section 4): every method, same evaluations, same fine-tuning.
+
+For each model, latency budget (a share of the dense model's latency under one lookup table
+profiled here, so every method faces the same budget) and seed: search (uniform ratio,
+Torch-Pruning global magnitude sized to the budget, random search with BN recalibration,
+AMC-DDPG, the best other agent), apply the best policy for real, recalibrate BN, fine-tune, export
+to ONNX and measure its latency (ONNX Runtime, 1 thread, batch 1). Plus the hardware-awareness
+check: AMC-DDPG with the FLOPs model at the same nominal budget, measured on real latency.
+
+Writes results/<name>/ as it goes (rerunning the command resumes: finished rows are kept):
+config.json, runs.csv (one row per run), agent_selection.csv, summary.md (the table and the
+targets), front.png, ratios.png, runs/ (each search's history and best policy, each export.json).
+
+Usage: python benchmarks/head_to_head.py --profile quick|session|full [--name head_to_head]
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import torch
+from common import result_dir
+from head_to_head_report import write_report
+
+from autoprune.analysis import analyse_model
+from autoprune.apply import apply_policy
+from autoprune.atomic import write_json_atomic, write_text_atomic
+from autoprune.checkpoint import load_or_create, shipped_weights
+from autoprune.costs import create_cost_model, profile_latency_table
+from autoprune.data import DataSplits, load_splits
+from autoprune.export import export_model
+from autoprune.finetune import FinetuneConfig, finetune
+from autoprune.latency import LatencySettings, measure_latency
+from autoprune.models import create_model
+from autoprune.policy import PruningPolicy
+from autoprune.search import SearchRun
+from autoprune.search.config import SearchConfig
+from autoprune.training import evaluate, recalibrate_bn
+
+PROFILES: dict[str, dict[str, Any]] = {
+    # the check that everything runs end to end: under 15 minutes on 2 cores
+    "quick": {"models": ["resnet20"], "budgets": [0.5, 0.3], "seeds": [0], "episodes": 20, "preset": "quick",
+              "candidates": ["td3"], "select_episodes": 0, "ft_epochs": 1, "ft_images": 5000,
+              "hardware_aware": [0.5]},
+    # what fits in one working session here: every cell of the table, shorter searches and fine-tuning
+    "session": {"models": ["resnet20", "mobilenetv2_small"], "budgets": [0.5, 0.3], "seeds": [0, 1, 2],
+                "episodes": 60, "preset": "quick", "candidates": ["td3", "sac", "ppo"], "select_episodes": 60,
+                "ft_epochs": 1, "ft_images": 20000, "hardware_aware": [0.5, 0.3]},
+    # the protocol as written: AMC's 300 episodes (100 warm-up), 8 fine-tuning epochs on 55k images
+    "full": {"models": ["resnet20", "mobilenetv2_small"], "budgets": [0.5, 0.3], "seeds": [0, 1, 2],
+             "episodes": 300, "preset": "default", "candidates": ["td3", "sac", "ppo"], "select_episodes": 300,
+             "ft_epochs": 8, "ft_images": None, "hardware_aware": [0.5, 0.3]},
+}
+SEARCHED = ["random", "amc-ddpg", "best-agent"]  # one search per seed
+ONE_SHOT = ["uniform", "global-magnitude"]  # deterministic: searched once, fine-tuned per seed
+# 30 % of ResNet-20's latency is out of reach with AMC's bound (0.8) and 8-channel steps (the floor is
+# 30.4 % of dense: per-layer overheads dominate narrow layers); with 0.9 and 4-channel steps it is 20 %.
+MAX_RATIO, ROUND_TO = 0.9, 4
+SELECTION_SEED = 100  # the agent selection uses its own seed, never one of the table's
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--profile", choices=sorted(PROFILES), default="quick")
+    parser.add_argument("--name", default=None, help="results/<name> (default: head_to_head[_<profile>])")
+    parser.add_argument("--keep-models", action="store_true", help="keep model.onnx/model.pt of every run")
+    parser.add_argument("--models", help="comma-separated models, overriding the profile's")
+    parser.add_argument("--episodes", type=int, help="candidate evaluations per search, overriding the profile's")
+    parser.add_argument("--ft-images", type=int, help="fine-tuning images, overriding the profile's")
+    args = parser.parse_args()
+    prof = dict(PROFILES[args.profile])
+    if args.models:
+        prof["models"] = args.models.split(",")
+    if args.episodes:
+        prof["episodes"] = prof["select_episodes"] = args.episodes
+    if args.ft_images:
+        prof["ft_images"] = args.ft_images
+    out = result_dir(args.name or ("head_to_head" if args.profile == "session" else f"head_to_head_{args.profile}"))
+    write_json_atomic(out / "config.json", {"profile": args.profile, **prof, "ft_lr": 0.01, "max_ratio": MAX_RATIO, "round_to": ROUND_TO, "methods":
+                                            ONE_SHOT + SEARCHED, "selection_seed": SELECTION_SEED})
+    torch.set_num_threads(2)
+    splits = load_splits("fashion-mnist")
+    bench = Bench(out, prof, splits, args.keep_models)
+    best_agent = bench.select_agent()
+    for model in prof["models"]:
+        for budget in prof["budgets"]:
+            for seed in prof["seeds"]:
+                for method in ONE_SHOT + SEARCHED:
+                    bench.run(model, budget, method, seed, best_agent)
+        for budget in prof["hardware_aware"]:
+            if model == prof["models"][0]:
+                bench.run(model, budget, "amc-ddpg", prof["seeds"][0], best_agent, cost_model="flops")
+    write_report(out)
+    print((out / "summary.md").read_text())
+
+
+class Bench:
+    """Runs and records one row per (model, budget, method, seed, cost model); skips finished rows."""
+
+    def __init__(self, out: Path, prof: dict[str, Any], splits: DataSplits, keep_models: bool) -> None:
+        self.out, self.prof, self.splits, self.keep = out, prof, splits, keep_models
+        self.csv = out / "runs.csv"
+        self.rows = pd.read_csv(self.csv).to_dict("records") if self.csv.is_file() else []
+        n = prof["ft_images"]
+        self.ft_splits = splits if n is None else dataclasses.replace(
+            splits, x_train=splits.x_train[:n], y_train=splits.y_train[:n])
+        self.dense: dict[str, dict[str, float]] = {}
+
+    # -- shared per model -------------------------------------------------------------------
+    def weights(self, model: str) -> str:
+        path = shipped_weights(model)
+        if path is None:
+            raise SystemExit(f"no shipped weights for {model}; train them first (autoprune train)")
+        return str(path)
+
+    def table(self, model: str) -> str:
+        """One latency table per model, profiled once: every method gets the same budget."""
+        path = self.out / "tables" / f"{model}.csv"
+        if not path.is_file():
+            dense = load_or_create(model, self.weights(model))
+            analysis = analyse_model(dense, torch.zeros(1, *self.splits.input_shape))
+            start = time.perf_counter()
+            profile_latency_table(analysis, model, round_to=ROUND_TO).save(path)
+            print(f"profiled {model} in {time.perf_counter() - start:.0f} s")
+        return str(path)
+
+    def dense_stats(self, model: str) -> dict[str, float]:
+        if model not in self.dense:
+            dense = load_or_create(model, self.weights(model)).eval()
+            lat = min(measure_latency(dense, self.splits.input_shape, LatencySettings()) for _ in range(5))
+            self.dense[model] = {"dense_test_acc": evaluate(dense, self.splits.test()), "dense_latency_ms": lat}
+        return self.dense[model]
+
+    # -- agent selection --------------------------------------------------------------------
+    def select_agent(self) -> str:
+        """The best non-DDPG agent by best validation accuracy on the first model at the first budget."""
+        cands, episodes = self.prof["candidates"], self.prof["select_episodes"]
+        if episodes == 0 or len(cands) == 1:
+            return cands[0]
+        path = self.out / "agent_selection.csv"
+        rows = pd.read_csv(path).to_dict("records") if path.is_file() else []
+        model, budget = self.prof["models"][0], self.prof["budgets"][0]
+        for agent in cands:
+            if any(r["agent"] == agent for r in rows):
+                continue
+            summary = self.search(model, budget, agent, SELECTION_SEED, self.out / "runs" / "selection" / agent,
+                                  episodes)
+            rows.append({"agent": agent, "model": model, "budget": budget, "seed": SELECTION_SEED,
+                         "episodes": episodes, "best_val_acc": summary["best"]["accuracy"],
+                         "search_s": summary["wall_s"]})
+            write_text_atomic(path, pd.DataFrame(rows).to_csv(index=False))
+        return max(rows, key=lambda r: r["best_val_acc"])["agent"]
+
+    # -- one run ----------------------------------------------------------------------------
+    def search(self, model: str, budget: float, agent: str, seed: int, folder: Path, episodes: int,
+               cost_model: str = "lut") -> dict[str, Any]:
+        """A search (resumed if its folder holds a partial one); returns its summary."""
+        done = folder / "summary.json"
+        if done.is_file() and json.loads(done.read_text()).get("complete"):
+            return json.loads(done.read_text())
+        cfg = SearchConfig(model=model, weights=self.weights(model), cost_model=cost_model,
+                           table=self.table(model) if cost_model == "lut" else None, budget=f"{budget:.0%}",
+                           agent=agent, preset=self.prof["preset"], episodes=episodes, seed=seed,
+                           max_ratio=MAX_RATIO, round_to=ROUND_TO, out=str(folder))
+        resume = (folder / "history.csv").is_file()
+        summary = SearchRun(cfg, splits=self.splits, progress=False).run(resume=resume)
+        if resume:  # the wall time of a resumed search only covers its last session
+            summary["resumed"] = True
+        summary["complete"] = True
+        write_json_atomic(done, summary)
+        shutil.rmtree(folder / "agent", ignore_errors=True)
+        return summary
+
+    def run(self, model: str, budget: float, method: str, seed: int, best_agent: str,
+            cost_model: str = "lut") -> None:
+        key = {"model": model, "budget": budget, "method": method, "seed": seed, "cost_model": cost_model}
+        if any(all(r[k] == v for k, v in key.items()) for r in self.rows):
+            return
+        agent = best_agent if method == "best-agent" else method
+        one_shot = method in ONE_SHOT
+        tag = f"{model}/{int(budget * 100)}pct/{method}{'' if cost_model == 'lut' else '-' + cost_model}"
+        folder = self.out / "runs" / tag / ("search" if one_shot else f"seed{seed}")
+        start = time.perf_counter()
+        summary = self.search(model, budget, agent, 0 if one_shot else seed, folder,
+                              1 if one_shot else self.prof["episodes"], cost_model)
+        print(f"{tag} seed {seed}: searched in {time.perf_counter() - start:.0f} s", flush=True)
+        policy = PruningPolicy.load(folder / "best_policy.json")
+        row = {**key, "agent": agent, "evaluations": summary["episodes_this_session"] if not one_shot
+               else 1, "search_s": summary["wall_s"], "best_val_acc": summary["best"]["accuracy"],
+               "predicted_ms": _predicted_ms(policy, model, self.table(model)), **self.dense_stats(model),
+               **self.finish(model, policy, seed, self.out / "runs" / tag / f"seed{seed}" / "export")}
+        row["budget_ms"] = budget * row["dense_latency_ms"] if cost_model != "lut" else policy.budget["value"]
+        row["measured_over_budget"] = row["measured_ms"] / row["budget_ms"]
+        self.rows.append(row)
+        write_text_atomic(self.csv, pd.DataFrame(self.rows).to_csv(index=False))
+        print(f"  test {row['test_acc_bn']:.4f} -> {row['test_acc_ft']:.4f}, {row['measured_ms']:.3f} ms "
+              f"({row['measured_over_budget']:.2f}x budget)", flush=True)
+
+    def finish(self, model: str, policy: PruningPolicy, seed: int, export_dir: Path) -> dict[str, Any]:
+        """Apply for real, recalibrate BN, fine-tune (seeded), export and measure."""
+        dense = load_or_create(model, self.weights(model))
+        analysis = analyse_model(dense, torch.zeros(1, *self.splits.input_shape), exclude=policy.exclude)
+        pruned, record = apply_policy(analysis, policy, None, self.splits.train(64, shuffle=False), policy.exclude)
+        recalibrate_bn(pruned, self.splits.train(128, shuffle=True, seed=seed), 20)
+        acc_bn = evaluate(pruned, self.splits.test())
+        start = time.perf_counter()
+        torch.manual_seed(seed)
+        cfg = FinetuneConfig(epochs=self.prof["ft_epochs"], lr=0.01, seed=seed)
+        tuned = finetune(pruned, self.ft_splits, cfg, progress=False).model
+        ft_s = time.perf_counter() - start
+        exported = export_model(tuned, model, export_dir, self.splits.input_shape, self.splits.num_classes,
+                                record, policy)
+        if not self.keep:
+            for name in ("model.onnx", "model.pt"):
+                (export_dir / name).unlink(missing_ok=True)
+        return {"test_acc_bn": acc_bn, "test_acc_ft": evaluate(tuned, self.splits.test()), "finetune_s": ft_s,
+                "measured_ms": exported["latency_ms"], "params": exported["params"]}
+
+
+def _predicted_ms(policy: PruningPolicy, model: str, table: str) -> float:
+    """The lookup table's latency for the policy (also for FLOPs-budget searches)."""
+    analysis = analyse_model(create_model(model, 1, 10), torch.zeros(1, 1, 28, 28), exclude=policy.exclude)
+    return create_cost_model("lut", analysis, table=table).cost(policy.architecture(analysis)).latency_ms
+
+
+if __name__ == "__main__":
+    main()
