@@ -35,6 +35,7 @@ from autoprune.atomic import write_json_atomic, write_text_atomic
 from autoprune.checkpoint import load_or_create, shipped_weights
 from autoprune.costs import create_cost_model, profile_latency_table
 from autoprune.data import DataSplits, load_splits
+from autoprune.errors import ConfigError
 from autoprune.export import export_model
 from autoprune.finetune import FinetuneConfig, finetune
 from autoprune.latency import LatencySettings, measure_latency
@@ -93,10 +94,10 @@ def main() -> None:
         for budget in prof["budgets"]:
             for seed in prof["seeds"]:
                 for method in ONE_SHOT + SEARCHED:
-                    bench.run(model, budget, method, seed, best_agent)
+                    bench.attempt(model, budget, method, seed, best_agent)
         for budget in prof["hardware_aware"]:
             if model == prof["models"][0]:
-                bench.run(model, budget, "amc-ddpg", prof["seeds"][0], best_agent, cost_model="flops")
+                bench.attempt(model, budget, "amc-ddpg", prof["seeds"][0], best_agent, cost_model="flops")
     write_report(out)
     print((out / "summary.md").read_text())
 
@@ -159,6 +160,19 @@ class Bench:
         return max(rows, key=lambda r: r["best_val_acc"])["agent"]
 
     # -- one run ----------------------------------------------------------------------------
+    def attempt(self, *args: Any, **kwargs: Any) -> None:
+        """:meth:`run`, but a cell the tool refuses (e.g. a budget out of reach) is recorded, not fatal."""
+        try:
+            self.run(*args, **kwargs)
+        except ConfigError as exc:
+            print(f"skipped {args[:4]}: {exc}", flush=True)
+            path = self.out / "skipped.json"
+            skipped = json.loads(path.read_text()) if path.is_file() else []
+            entry = {"run": [str(a) for a in args[:4]], "cost_model": kwargs.get("cost_model", "lut"),
+                     "reason": str(exc)}
+            if entry not in skipped:
+                write_json_atomic(path, skipped + [entry])
+
     def search(self, model: str, budget: float, agent: str, seed: int, folder: Path, episodes: int,
                cost_model: str = "lut") -> dict[str, Any]:
         """A search (resumed if its folder holds a partial one); returns its summary."""

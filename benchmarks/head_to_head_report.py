@@ -36,8 +36,8 @@ def write_report(out: Path) -> None:
              f"Per search: {config['episodes']} candidate evaluations ({config['preset']} agent preset); "
              f"fine-tuning: {config['ft_epochs']} epoch(s) SGD lr {config['ft_lr']} cosine on "
              f"{config['ft_images'] or 55000} training images, identical for every method; seeds "
-             f"{config['seeds']}. Best agent: **{best_name}** (chosen among {config['candidates']} on seed "
-             f"{config['selection_seed']}, see agent_selection.csv). Accuracies are Fashion-MNIST test (10k), "
+             f"{config['seeds']}; at most {config['max_ratio']:.0%} of a group pruned, widths in steps of "
+             f"{config['round_to']}. Best agent: **{best_name}** ({_selection(config)}). Accuracies are Fashion-MNIST test (10k), "
              f"mean ± std over seeds; latency is ONNX Runtime, 1 thread, batch 1, best of 5 windows.", ""]
     lines += _table(lut)
     lines += ["", "## Targets", ""] + _targets(lut)
@@ -45,9 +45,22 @@ def write_report(out: Path) -> None:
     if len(flops):
         lines += ["", "## Hardware awareness: the same nominal budget under FLOPs and under latency", ""]
         lines += _hardware_table(lut, flops)
+    skipped = out / "skipped.json"
+    if skipped.is_file():
+        lines += ["", "## Cells the tool refused", ""]
+        lines += [f"- {' / '.join(e['run'])} ({e['cost_model']}): {e['reason']}"
+                  for e in json.loads(skipped.read_text())]
     write_text_atomic(out / "summary.md", "\n".join(lines) + "\n")
     _front(runs, out / "front.png")
     _ratios(lut, out, out / "ratios.png")
+
+
+def _selection(config: dict) -> str:
+    if config["select_episodes"] and len(config["candidates"]) > 1:
+        return (f"chosen among {', '.join(config['candidates'])} by best validation accuracy in "
+                f"{config['select_episodes']}-episode searches on seed {config['selection_seed']}, "
+                f"see agent_selection.csv")
+    return f"fixed to {config['candidates'][0]}, no selection in this profile"
 
 
 def _command(out: Path) -> str:
@@ -67,8 +80,9 @@ def _table(lut: pd.DataFrame) -> list[str]:
     lines = [head, "|" + "---|" * 9]
     for (model, budget), cell in lut.groupby(["model", "budget"], sort=False):
         dense = cell.iloc[0]
-        lines.append(f"| {model} | dense | — | — | {dense.dense_test_acc * 100:.2f} | — | — | "
-                     f"{dense.dense_latency_ms:.3f} | — |")
+        if budget == lut[lut.model == model].budget.iloc[0]:  # once per model
+                lines.append(f"| {model} | dense | — | — | {dense.dense_test_acc * 100:.2f} | — | — | "
+                         f"{dense.dense_latency_ms:.3f} | — |")
         for method in METHODS:
             r = cell[cell.method == method]
             if not len(r):
