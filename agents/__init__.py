@@ -44,5 +44,5 @@ def make_searcher(name: str, seed: int = 0, preset: str = "default", overrides: 
 
 
 __all__ = ["ALGORITHMS", "AMCDDPG", "AMCMixin", "AMCSAC", "AMCTD3", "BASELINES",
-           "DecayingTruncatedNormalNoise", "GlobalMagnitudeSearcher", "RandomSearcher", "SB3Searcher", "Searcher", "UniformSearcher",
-           "list_searchers", "load_preset", "make_searcher", "parse_overrides"]
+           "DecayingTruncatedNormalNoise", "GlobalMagnitudeSearcher", "RandomSearcher", "SB3Searcher", "Searcher",
+           "UniformSearcher", "list_searchers", "load_preset", "make_searcher", "parse_overrides"]
