@@ -113,6 +113,7 @@ class Bench:
         self.ft_splits = splits if n is None else dataclasses.replace(
             splits, x_train=splits.x_train[:n], y_train=splits.y_train[:n])
         self.dense: dict[str, dict[str, float]] = {}
+        self.tables: dict[tuple[str, tuple[str, ...]], tuple[Any, Any]] = {}  # (model, exclude) -> (analysis, LUT)
 
     # -- shared per model -------------------------------------------------------------------
     def weights(self, model: str) -> str:
@@ -138,6 +139,16 @@ class Bench:
             lat = min(measure_latency(dense, self.splits.input_shape, LatencySettings()) for _ in range(5))
             self.dense[model] = {"dense_test_acc": evaluate(dense, self.splits.test()), "dense_latency_ms": lat}
         return self.dense[model]
+
+    def predicted_ms(self, policy: PruningPolicy, model: str) -> float:
+        """The lookup table's latency for the policy (also for FLOPs-budget searches); one table load per model."""
+        key = (model, tuple(policy.exclude))
+        if key not in self.tables:
+            analysis = analyse_model(create_model(model, 1, 10), torch.zeros(1, *self.splits.input_shape),
+                                     exclude=policy.exclude)
+            self.tables[key] = (analysis, create_cost_model("lut", analysis, table=self.table(model)))
+        analysis, lut = self.tables[key]
+        return lut.cost(policy.architecture(analysis)).latency_ms
 
     # -- agent selection --------------------------------------------------------------------
     def select_agent(self) -> str:
@@ -208,7 +219,7 @@ class Bench:
         policy = PruningPolicy.load(folder / "best_policy.json")
         row = {**key, "agent": agent, "evaluations": summary["episodes_this_session"] if not one_shot
                else 1, "search_s": summary["wall_s"], "best_val_acc": summary["best"]["accuracy"],
-               "predicted_ms": _predicted_ms(policy, model, self.table(model)), **self.dense_stats(model),
+               "predicted_ms": self.predicted_ms(policy, model), **self.dense_stats(model),
                **self.finish(model, policy, seed, self.out / "runs" / tag / f"seed{seed}" / "export")}
         row["budget_ms"] = budget * row["dense_latency_ms"] if cost_model != "lut" else policy.budget["value"]
         row["measured_over_budget"] = row["measured_ms"] / row["budget_ms"]
@@ -236,12 +247,6 @@ class Bench:
                 (export_dir / name).unlink(missing_ok=True)
         return {"test_acc_bn": acc_bn, "test_acc_ft": evaluate(tuned, self.splits.test()), "finetune_s": ft_s,
                 "measured_ms": exported["latency_ms"], "params": exported["params"]}
-
-
-def _predicted_ms(policy: PruningPolicy, model: str, table: str) -> float:
-    """The lookup table's latency for the policy (also for FLOPs-budget searches)."""
-    analysis = analyse_model(create_model(model, 1, 10), torch.zeros(1, 1, 28, 28), exclude=policy.exclude)
-    return create_cost_model("lut", analysis, table=table).cost(policy.architecture(analysis)).latency_ms
 
 
 if __name__ == "__main__":
