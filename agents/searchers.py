@@ -133,8 +133,7 @@ class GlobalMagnitudeSearcher(Searcher):
     @staticmethod
     def _clipped(env: PruningEnv, kept: dict[str, int]) -> dict[str, int]:
         """Widths within the env's per-group bounds (what the episode will apply)."""
-        return {g.name: int(np.clip(kept[g.name], env.wall.min_keep[t], env.wall.max_keep[t]))
-                for t, g in enumerate(env.groups)}
+        return {g.name: env.wall.clip(t, {}, kept[g.name], enforce=False) for t, g in enumerate(env.groups)}
 
     @staticmethod
     def _action_for(env: PruningEnv, t: int, kept: int) -> float:

@@ -126,9 +126,7 @@ class PruningEnv(gym.Env):
         t, g = self._t, self.groups[self._t]
         kept = channels_kept(g.channels, self.ratio_for(float(np.asarray(action).reshape(-1)[0]), t),
                              self.round_to)
-        kept = int(np.clip(kept, self.wall.min_keep[t], self.wall.max_keep[t]))
-        if self.enforce_budget:
-            kept = min(kept, self.wall.limit(t, self._kept))
+        kept = self.wall.clip(t, self._kept, kept, self.enforce_budget)
         self._kept[g.name] = kept
         self._prev = 1.0 - kept / g.channels
         self._t += 1

@@ -11,7 +11,7 @@ from gymnasium.utils.env_checker import check_env
 from stable_baselines3.common.env_checker import check_env as sb3_check_env
 
 from autoprune.analysis import analyse_model, group_features
-from autoprune.costs import FlopsCostModel, RooflineCostModel
+from autoprune.costs import Cost, FlopsCostModel, RooflineCostModel
 from autoprune.errors import ConfigError
 from autoprune.models import create_model
 from autoprune.pruning import channels_kept
@@ -66,6 +66,29 @@ def test_budget_holds_for_latency_cost_models(resnet):
     for _ in range(40):
         info = rollout(env, lambda t: rng.uniform(-1, 1))
         assert info["latency_ms"] <= env.budget.value + 1e-12
+
+
+class _BlockPenaltyFlops(FlopsCostModel):
+    """FLOPs plus a toll for each group whose width is off a 16-block: cost is not monotone."""
+
+    def cost(self, arch):
+        base = super().cost(arch)
+        dense = {g.name: g.channels for g in self.groups}
+        toll = sum(int(arch.get(n, c)) % 16 != 0 for n, c in dense.items()) * self.toll
+        return Cost(flops=base.flops + toll, params=base.params)
+
+
+@pytest.mark.parametrize("budget", ["55%", "65%"])
+def test_budget_holds_for_non_monotone_cost(resnet, budget):
+    cost = _BlockPenaltyFlops(resnet.layers)
+    cost.groups, cost.toll = resnet.groups, int(0.03 * FlopsCostModel(resnet.layers).dense_cost().flops)
+    env = make_env(resnet, budget, cost=cost, round_to=8, max_ratio=0.9)
+    rng = np.random.default_rng(3)
+    for _ in range(150):
+        info = rollout(env, lambda t: rng.uniform(-1, 1))
+        assert info["feasible"] and info["cost"] <= env.budget.value
+    greedy = rollout(env, lambda t: -1.0)
+    assert greedy["feasible"] and greedy["cost"] <= env.budget.value
 
 
 def test_same_seed_same_rollout(resnet):

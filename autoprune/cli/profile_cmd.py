@@ -8,7 +8,8 @@ from pathlib import Path
 
 from autoprune.cli.common import ensure_writable_dir
 from autoprune.cli.loading import add_model_args, resolve_analysis, resolve_model
-from autoprune.costs import profile_latency_table
+from autoprune.costs import LatencyTable, profile_latency_table
+from autoprune.costs.calibration import DEFAULT_SAMPLES
 from autoprune.errors import ConfigError
 from autoprune.latency import LatencySettings
 
@@ -21,7 +22,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="profile channel counts that are multiples of this (use the search's --round-to)")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--batch-size", type=int, default=1)
-    p.add_argument("--calibration", type=int, default=60, help="whole-model measurements for calibration")
+    p.add_argument("--calibration", type=int, default=DEFAULT_SAMPLES,
+                   help="whole-model measurements for calibration")
     p.set_defaults(func=run)
 
 
@@ -39,4 +41,22 @@ def run(args: argparse.Namespace) -> int:
     table.save(out)
     print(f"profiled {len(table.tables)} layers of {name} in {time.perf_counter() - start:.1f} s "
           f"(calibration scale {table.scale:.3f}, offset {table.offset:.4f} ms); saved {out}")
+    hint = alignment_hint(table, table.predict(analysis.layers, {}), args.round_to)
+    if hint:
+        print(hint)
     return 0
+
+
+def alignment_hint(table: LatencyTable, dense_ms: float, round_to: int) -> str | None:
+    """A line advising a coarser ``--round-to`` when off-block channel counts cost > 1 % of dense."""
+    per_block: dict[int, float] = {}
+    for tolls in table.meta.get("calibration", {}).get("alignment_tolls", {}).values():
+        for block, ms in tolls.items():
+            per_block[int(block)] = per_block.get(int(block), 0.0) + ms
+    costly = [b for b, ms in sorted(per_block.items()) if round_to % b != 0 and ms > 0.01 * dense_ms]
+    if not costly:
+        return None
+    b = costly[-1]
+    return (f"note: on this machine channel counts off multiples of {b} cost up to {per_block[b]:.4f} ms "
+            f"({per_block[b] / dense_ms:.1%} of dense) in layout changes; the table prices them, "
+            f"and searching with --round-to {b} avoids them")

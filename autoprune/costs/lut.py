@@ -2,13 +2,12 @@
 
 Every Conv/Linear layer is profiled alone on the target device over a grid of input/output
 channel counts; a model's latency is a calibrated weighted sum of its layers' latencies above
-their smallest configuration: ``latency = offset + sum_l w_l * layer_l``. The weights and offset
-are fitted by non-negative least squares on whole-model measurements of random architectures
-(ridge-regularised toward one shared scale); they absorb element-wise ops, pooling, fusion and
-per-op overheads that standalone layers do not show. Non-negative weights on monotone terms keep
-the prediction monotone, which budget-aware action clipping relies on.
-Tables are CSV files (metadata on the first ``#`` line), so a table profiled on one machine
-drives a search on another.
+their smallest configuration, plus tolls for channel counts off a SIMD block:
+``latency = offset + sum_l w_l * layer_l + sum_(g,b) toll_gb * [width_g % b != 0]``
+(fitted on whole-model measurements, :mod:`autoprune.costs.calibration`). All grid points and
+calibration models are timed round-robin, so bursts of interference on a shared machine do not
+bias single entries. Tables are CSV files (metadata on the first ``#`` line), so a table
+profiled on one machine drives a search on another.
 """
 
 from __future__ import annotations
@@ -22,12 +21,12 @@ import time
 from bisect import bisect_right
 from dataclasses import dataclass, field
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 import onnxruntime as ort
 import pandas as pd
-from scipy.optimize import nnls
 from tqdm.auto import tqdm
 
 from autoprune.analysis.architecture import Architecture, layer_channels
@@ -35,15 +34,15 @@ from autoprune.analysis.fingerprint import model_fingerprint
 from autoprune.analysis.groups import ModelAnalysis
 from autoprune.analysis.layers import LayerSpec
 from autoprune.atomic import write_text_atomic
+from autoprune.costs.alignment import alignment_toll
 from autoprune.costs.base import LatencyCostModel
+from autoprune.costs.calibration import DEFAULT_SAMPLES, calibrate
 from autoprune.costs.layer_graphs import layer_graph, layer_input
-from autoprune.costs.measured import MeasuredLatencyCostModel
 from autoprune.errors import ConfigError
-from autoprune.latency import LatencySettings, min_round_ms, ort_session
-from autoprune.pruning.ratios import architecture_for
+from autoprune.latency import LatencySettings, interleaved_ms, ort_session
 
 FORMAT = "autoprune-latency-table"
-TABLE_VERSION = 1
+TABLE_VERSION = 2  # 2: calibration may hold alignment tolls, which version-1 readers would ignore
 
 
 def channel_levels(channels: int, linked: bool, round_to: int = 8, max_levels: int = 17) -> list[int]:
@@ -72,7 +71,8 @@ class LayerTable:
     ms: np.ndarray
 
     def __post_init__(self) -> None:
-        # Removing channels must never add latency: enforce monotonicity against measurement noise.
+        # Within one layer, a wider grid point reading faster is timing noise: even it out. What
+        # a width off a SIMD block costs the model around the layer is the calibration's tolls.
         self.ms = np.maximum.accumulate(np.maximum.accumulate(np.asarray(self.ms, float), axis=0), axis=1)
         self._rows = self.ms.tolist()
         self.floor = float(self.ms[0, 0])
@@ -132,11 +132,13 @@ class LatencyTable:
 
     def predict(self, layers: list[LayerSpec], arch: Architecture) -> float:
         """Calibrated whole-model latency (ms)."""
-        weights = self.meta.get("calibration", {}).get("layer_weights")
+        calibration = self.meta.get("calibration", {})
+        weights = calibration.get("layer_weights")
         terms = self.layer_terms(layers, arch)
+        toll = alignment_toll(calibration.get("alignment_tolls", {}), layers, arch)
         if weights:
-            return self.offset + sum(weights.get(s.name, self.scale) * t for s, t in zip(layers, terms))
-        return self.scale * sum(terms) + self.offset
+            return self.offset + toll + sum(weights.get(s.name, self.scale) * t for s, t in zip(layers, terms))
+        return self.scale * sum(terms) + self.offset + toll
 
     def check_matches(self, analysis: ModelAnalysis, source: str = "latency table") -> None:
         """Raise a one-line error unless the table covers every layer of ``analysis`` at its widths."""
@@ -216,10 +218,16 @@ def _check_meta(meta: dict[str, Any], path: Path) -> None:
     def number(v: Any) -> bool:
         return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
+    def tolls_ok(tolls: Any) -> bool:
+        return isinstance(tolls, dict) and all(
+            isinstance(per, dict) and all(str(b).isdigit() and int(b) > 0 and number(t) and t >= 0
+                                          for b, t in per.items()) for per in tolls.values())
+
     cal = meta.get("calibration", {})
     weights = cal.get("layer_weights") if isinstance(cal, dict) else None
     ok = isinstance(cal, dict) and all(number(cal.get(k, 0.0)) for k in ("scale", "offset")) and (
-        weights is None or isinstance(weights, dict) and all(number(w) and w >= 0 for w in weights.values()))
+        weights is None or isinstance(weights, dict) and all(number(w) and w >= 0 for w in weights.values())) and (
+        tolls_ok(cal.get("alignment_tolls", {})))
     if not ok:
         raise ConfigError(f"{path}: its calibration metadata is malformed; profile the table again")
     round_to = meta.get("round_to", 1)
@@ -227,15 +235,16 @@ def _check_meta(meta: dict[str, Any], path: Path) -> None:
         raise ConfigError(f"{path}: metadata 'round_to' must be a positive integer, got {round_to!r}")
 
 
-def _profile_point(spec: LayerSpec, c_in: int, c_out: int, settings: LatencySettings) -> float:
+def _point_runner(spec: LayerSpec, c_in: int, c_out: int, settings: LatencySettings) -> Callable[[], object]:
     session = ort_session(layer_graph(spec, c_in, c_out, settings.batch_size), settings.threads)
     feed = {"x": layer_input(spec, c_in, settings.batch_size)}
-    return min_round_ms(lambda: session.run(None, feed), settings.warmup, max(settings.repeats // 10, 3))
+    return lambda: session.run(None, feed)
 
 
 def profile_latency_table(analysis: ModelAnalysis, model_name: str | None = None, round_to: int = 8,
                           settings: LatencySettings = LatencySettings(warmup=10, repeats=50),
-                          calibration_samples: int = 60, seed: int = 0, progress: bool = True) -> LatencyTable:
+                          calibration_samples: int = DEFAULT_SAMPLES, seed: int = 0,
+                          progress: bool = True) -> LatencyTable:
     """Profile every layer of ``analysis`` on this machine with ONNX Runtime and calibrate the sum.
 
     The grid holds the channel counts reachable with ``round_to`` (see :func:`channel_levels`);
@@ -252,18 +261,25 @@ def profile_latency_table(analysis: ModelAnalysis, model_name: str | None = None
         key = (spec.kind, spec.kernel, spec.stride, spec.padding, spec.in_hw, spec.groups, tuple(ins), tuple(outs))
         plans[spec.name] = key
         unique.setdefault(key, (spec, ins, outs))
-    points = sum(len(ins) * len(outs) for _, ins, outs in unique.values())
-    measured: dict[tuple, LayerTable] = {}
-    with tqdm(total=points, desc="profiling layers", unit="pt", disable=not progress) as bar:
-        for key, (spec, ins, outs) in unique.items():
-            grid = np.zeros((len(ins), len(outs)))
-            for i, c_in in enumerate(ins):
-                for j, c_out in enumerate(outs):
-                    c_in_eff = c_out if spec.kind == "depthwise" else c_in
-                    grid[i, j] = _profile_point(spec, c_in_eff, c_out, settings)
-                    bar.update()
-            measured[key] = LayerTable(ins, outs, grid)
-    # Depthwise layers have c_in == c_out: their table is indexed by c_out, any c_in reads the same row.
+    runners, slots = [], []
+    for key, (spec, ins, outs) in unique.items():
+        for i, c_in in enumerate(ins):
+            for j, c_out in enumerate(outs):
+                # Depthwise layers have c_in == c_out: their table is indexed by c_out.
+                runners.append(_point_runner(spec, c_out if spec.kind == "depthwise" else c_in, c_out, settings))
+                slots.append((key, i, j))
+    # Every grid point is timed once per pass, round-robin (see interleaved_ms): a burst of
+    # interference then inflates single passes of many points, never all passes of one, and
+    # LayerTable's monotone clean-up cannot spread one inflated point over a whole grid.
+    with tqdm(total=len(runners) * settings.rounds, desc="profiling layers", unit="pt",
+              disable=not progress) as bar:
+        times = interleaved_ms(runners, settings.warmup, max(settings.repeats // 10, 3), settings.rounds,
+                               calls_per_sample=10, progress=bar.update)
+    grids = {key: np.zeros((len(ins), len(outs))) for key, (_, ins, outs) in unique.items()}
+    for (key, i, j), ms in zip(slots, times):
+        grids[key][i, j] = ms
+    measured = {key: LayerTable(ins, outs, grids[key]) for key, (_, ins, outs) in unique.items()}
+    # A depthwise table's rows repeat one measurement per c_out: any c_in reads the same values.
     table = LatencyTable({name: measured[key] for name, key in plans.items()})
     table.meta = {
         "model": model_name, "fingerprint": model_fingerprint(analysis.model),
@@ -273,43 +289,6 @@ def profile_latency_table(analysis: ModelAnalysis, model_name: str | None = None
     table.meta["calibration"] = calibrate(table, analysis, settings, calibration_samples, seed, progress)
     table.meta["profile_seconds"] = round(time.perf_counter() - start, 3)
     return table
-
-
-def calibrate(table: LatencyTable, analysis: ModelAnalysis, settings: LatencySettings, samples: int,
-              seed: int, progress: bool = True, ridge: float = 0.05) -> dict[str, Any]:
-    """Fit ``offset`` and per-layer weights (NNLS, ridge toward a shared ``scale``) on measurements."""
-    measured = MeasuredLatencyCostModel(analysis, LatencySettings(
-        "onnxruntime", settings.batch_size, settings.threads))
-    rng = np.random.default_rng(seed)
-    round_to = int(table.meta.get("round_to", 1))
-    archs = [{}] + [architecture_for(analysis.groups, {g.name: rng.uniform(0, 0.8) for g in analysis.groups},
-                                     round_to) for _ in range(samples)]
-    terms, ys = [], []
-    for arch in tqdm(archs, desc="calibrating", disable=not progress):
-        terms.append(table.layer_terms(analysis.layers, arch))
-        ys.append(measured.latency(arch))
-    x, y = np.asarray(terms), np.asarray(ys)
-    sums = x.sum(axis=1)
-    if len(archs) < 3:
-        return {"scale": float(y[0] / max(sums[0], 1e-9)), "offset": 0.0, "samples": len(archs)}
-    scale, offset = np.polyfit(sums, y, 1)
-    if scale <= 0:  # a degenerate fit would break monotonicity; fall back to a pure ratio
-        scale, offset = float(np.mean(y) / np.mean(sums)), 0.0
-    result = {"scale": float(scale), "offset": float(offset), "samples": len(archs)}
-    if len(archs) >= 2 * x.shape[1]:
-        weights, offset = _fit_layer_weights(x, y, float(scale), ridge)
-        result.update(offset=offset, layer_weights={s.name: w for s, w in zip(analysis.layers, weights)})
-    return result
-
-
-def _fit_layer_weights(x: np.ndarray, y: np.ndarray, scale: float, ridge: float) -> tuple[list[float], float]:
-    """Non-negative per-layer weights and offset; ``ridge`` pulls weights toward ``scale``."""
-    n, k = x.shape
-    lam = np.sqrt(ridge * max(float(np.mean(np.sum(x * x, axis=0))), 1e-12))
-    a = np.vstack([np.hstack([x, np.ones((n, 1))]), np.hstack([lam * np.eye(k), np.zeros((k, 1))])])
-    b = np.concatenate([y, np.full(k, lam * scale)])
-    solution, _ = nnls(a, b)
-    return [float(w) for w in solution[:k]], float(solution[k])
 
 
 def device_info() -> dict[str, Any]:
