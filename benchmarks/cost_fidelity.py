@@ -64,7 +64,7 @@ def run_model(name: str, policies: int, out, seed: int, round_to: int, passes: i
     archs = [architecture_for(analysis.groups, {g.name: float(rng.uniform(0, 0.8)) for g in analysis.groups},
                               round_to) for _ in range(policies)]
     start = time.perf_counter()
-    with tqdm(total=(policies + 1) * passes, desc=f"{name}: measuring random policies") as bar:
+    with tqdm(total=(policies + 1) * (passes + 1), desc=f"{name}: measuring random policies") as bar:
         times = measured.latencies([{}] + archs, progress=bar.update)
     measure_s = time.perf_counter() - start
     dense_ms, dense_flops = times[0], flops.dense_cost().flops

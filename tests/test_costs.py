@@ -147,7 +147,7 @@ def test_entry_point_plugin_is_used_by_name(monkeypatch, tiny_analysis):
 
 def test_cli_profile_and_plugin_by_name(tmp_path):
     env = {**os.environ, "PYTHONPATH": str(PLUGIN_DIST)}
-    out = subprocess.run([sys.executable, "-m", "autoprune.cli.main", "profile", "--model", "mlp",
+    out = subprocess.run([sys.executable, "-m", "autoprune.cli.main", "profile", "mlp",
                           "--round-to", "128", "--calibration", "2", "--out", str(tmp_path / "mlp.csv")],
                          capture_output=True, text=True, env=env, timeout=120)
     assert out.returncode == 0, out.stderr
@@ -201,8 +201,10 @@ def test_measured_latencies_are_interleaved_cached_and_shrink(tiny_analysis, mon
 
     m = MeasuredLatencyCostModel(tiny_analysis, LatencySettings(warmup=2, repeats=10, rounds=3))
     archs = [{}, {g.name: 1 for g in tiny_analysis.groups}, {}]
-    dense, smallest, again = m.latencies(archs)
+    ticks = []
+    dense, smallest, again = m.latencies(archs, progress=lambda: ticks.append(1))
     assert dense == again and 0 < smallest < dense and len(m._cache) == 2
+    assert len(ticks) == 2 * (1 + 3)  # each new candidate: built once, timed in each of 3 passes
     monkeypatch.setattr(measured_module, "measure_latencies", lambda *a, **k: pytest.fail("re-measured"))
     assert m.latencies(archs[:2]) == [dense, smallest] and m.latency({}) == dense
 

@@ -193,3 +193,10 @@ def test_freed_memory_is_returned_to_the_os():
     del blocks
     assert release_free_memory() is True
     assert rss_mib() < before - 50
+
+
+def test_profile_with_two_different_models_is_one_line(tmp_path, capsys):
+    code = main(["profile", "mlp", "--model", "vgg_small", "--out", str(tmp_path / "t.csv")])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and "two models given ('mlp' and --model 'vgg_small')" in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "t.csv").exists()

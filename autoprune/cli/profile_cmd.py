@@ -16,6 +16,8 @@ from autoprune.latency import LatencySettings
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("profile", help="profile a latency lookup table with ONNX Runtime (CSV)")
+    p.add_argument("model_name", nargs="?", default=None, metavar="MODEL",
+                   help="built-in model name (the same as --model)")
     add_model_args(p)
     p.add_argument("--out", default=None, help="table file (default: runs/tables/MODEL.csv)")
     p.add_argument("--round-to", type=int, default=8,
@@ -30,6 +32,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     if args.round_to < 1 or args.threads < 1 or args.batch_size < 1 or args.calibration < 0:
         raise ConfigError("--round-to must be >= 1, --threads and --batch-size >= 1, --calibration >= 0")
+    if args.model_name is not None:
+        if args.model not in ("resnet20", args.model_name):
+            raise ConfigError(f"two models given ({args.model_name!r} and --model {args.model!r}); give one")
+        args.model = args.model_name
     out = Path(args.out or f"runs/tables/{args.model}.csv")
     ensure_writable_dir(out.parent)
     model, name = resolve_model(args)

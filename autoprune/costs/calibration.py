@@ -41,7 +41,7 @@ def calibrate(table: LatencyTable, analysis: ModelAnalysis, settings: LatencySet
     round_to = int(table.meta.get("round_to", 1))
     archs = [{}] + [architecture_for(analysis.groups, {g.name: rng.uniform(0, 0.8) for g in analysis.groups},
                                      round_to) for _ in range(samples)]
-    with tqdm(total=len(archs) * measured.settings.rounds, desc="calibrating", disable=not progress) as bar:
+    with tqdm(total=len(archs) * (measured.settings.rounds + 1), desc="calibrating", disable=not progress) as bar:
         ys = measured.latencies(archs, progress=bar.update)
     x, y = np.asarray([table.layer_terms(analysis.layers, arch) for arch in archs]), np.asarray(ys)
     sums = x.sum(axis=1)

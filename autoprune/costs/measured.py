@@ -39,6 +39,8 @@ class MeasuredLatencyCostModel(LatencyCostModel):
     def latencies(self, archs: Sequence[Architecture], progress: Callable[[], None] | None = None) -> list[float]:
         """Latencies of many architectures measured round-robin, ``settings.rounds`` passes (cached).
 
+        ``progress`` is called once per candidate built and once per candidate timed in a pass.
+
         This is how candidates that will be compared should be measured: one burst of interference
         on a shared machine then spoils single passes of many, not every round of one. Big models go
         in chunks (about 1 GB of weights each), each chunk interleaved.
@@ -47,8 +49,8 @@ class MeasuredLatencyCostModel(LatencyCostModel):
         keys, step = list(todo), self._chunk()
         for i in range(0, len(keys), step):  # chunks bound memory: every session holds its weights
             chunk = keys[i:i + step]
-            times = measure_latencies((self._build(todo[k]) for k in chunk), self._shape, self.settings,
-                                      progress=progress)
+            times = measure_latencies((self._build(todo[k], progress) for k in chunk), self._shape,
+                                      self.settings, progress=progress)
             self._cache.update(zip(chunk, times))
         return [self._cache[self._key(a)] for a in archs]
 
@@ -68,8 +70,11 @@ class MeasuredLatencyCostModel(LatencyCostModel):
     def _key(self, arch: Architecture) -> tuple[int, ...]:
         return tuple(int(arch.get(g.name, g.channels)) for g in self.analysis.groups)
 
-    def _build(self, arch: Architecture) -> torch.nn.Module:
-        return prune_physically(self.analysis, self._ranking, arch)
+    def _build(self, arch: Architecture, progress: Callable[[], None] | None = None) -> torch.nn.Module:
+        model = prune_physically(self.analysis, self._ranking, arch)
+        if progress is not None:
+            progress()
+        return model
 
     def describe(self) -> dict:
         return {**super().describe(), **self.settings.__dict__}
