@@ -272,3 +272,12 @@ def test_calibration_learns_a_toll_for_off_block_widths(monkeypatch, tiny_table)
     assert result["offset"] == pytest.approx(0.05, abs=2e-3)
     plain = calibration.calibrate(table, a, FAST, samples=60, seed=0, progress=False, tolls=False)
     assert plain["alignment_tolls"] == {}
+
+
+def test_default_calibration_size_covers_every_fitted_term():
+    from autoprune.costs.calibration import default_samples
+
+    r20 = analyse_model(create_model("resnet20"), torch.randn(1, 1, 28, 28))
+    mb2 = analyse_model(create_model("mobilenetv2_small"), torch.randn(1, 1, 28, 28))
+    assert default_samples(r20.layers, 8) == 80 and default_samples(r20.layers, 16) == 80
+    assert default_samples(r20.layers, 4) == 2 * (22 + 2 * 12) + 10 and default_samples(mb2.layers, 4) == 100

@@ -9,7 +9,6 @@ from pathlib import Path
 from autoprune.cli.common import ensure_writable_dir
 from autoprune.cli.loading import add_model_args, resolve_analysis, resolve_model
 from autoprune.costs import LatencyTable, profile_latency_table
-from autoprune.costs.calibration import DEFAULT_SAMPLES
 from autoprune.errors import ConfigError
 from autoprune.latency import LatencySettings
 
@@ -24,13 +23,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="profile channel counts that are multiples of this (use the search's --round-to)")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--batch-size", type=int, default=1)
-    p.add_argument("--calibration", type=int, default=DEFAULT_SAMPLES,
-                   help="whole-model measurements for calibration")
+    p.add_argument("--calibration", type=int, default=None,
+                   help="whole-model measurements for calibration (default: 2 per fitted term, at least 80)")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.round_to < 1 or args.threads < 1 or args.batch_size < 1 or args.calibration < 0:
+    if args.round_to < 1 or args.threads < 1 or args.batch_size < 1 or (args.calibration or 0) < 0:
         raise ConfigError("--round-to must be >= 1, --threads and --batch-size >= 1, --calibration >= 0")
     if args.model_name is not None:
         if args.model not in ("resnet20", args.model_name):

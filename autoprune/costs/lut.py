@@ -36,7 +36,7 @@ from autoprune.analysis.layers import LayerSpec
 from autoprune.atomic import write_text_atomic
 from autoprune.costs.alignment import alignment_toll
 from autoprune.costs.base import LatencyCostModel
-from autoprune.costs.calibration import DEFAULT_SAMPLES, calibrate
+from autoprune.costs.calibration import calibrate, default_samples
 from autoprune.costs.layer_graphs import layer_graph, layer_input
 from autoprune.errors import ConfigError
 from autoprune.latency import LatencySettings, interleaved_ms, ort_session
@@ -243,13 +243,14 @@ def _point_runner(spec: LayerSpec, c_in: int, c_out: int, settings: LatencySetti
 
 def profile_latency_table(analysis: ModelAnalysis, model_name: str | None = None, round_to: int = 8,
                           settings: LatencySettings = LatencySettings(warmup=10, repeats=50),
-                          calibration_samples: int = DEFAULT_SAMPLES, seed: int = 0,
+                          calibration_samples: int | None = None, seed: int = 0,
                           progress: bool = True) -> LatencyTable:
     """Profile every layer of ``analysis`` on this machine with ONNX Runtime and calibrate the sum.
 
     The grid holds the channel counts reachable with ``round_to`` (see :func:`channel_levels`);
     layers with the same shape and grid are profiled once. Calibration measures the dense model
-    and ``calibration_samples`` random architectures (same rounding) end to end.
+    and ``calibration_samples`` random architectures (same rounding; default
+    :func:`~autoprune.costs.calibration.default_samples`) end to end.
     """
     if settings.backend != "onnxruntime":
         raise ConfigError("latency tables are profiled with ONNX Runtime; use backend onnxruntime")
@@ -286,7 +287,8 @@ def profile_latency_table(analysis: ModelAnalysis, model_name: str | None = None
         "input_shape": list(analysis.example_input.shape[1:]), "settings": settings.__dict__,
         "round_to": round_to, "device": device_info(),
     }
-    table.meta["calibration"] = calibrate(table, analysis, settings, calibration_samples, seed, progress)
+    samples = default_samples(analysis.layers, round_to) if calibration_samples is None else calibration_samples
+    table.meta["calibration"] = calibrate(table, analysis, settings, samples, seed, progress)
     table.meta["profile_seconds"] = round(time.perf_counter() - start, 3)
     return table
 
