@@ -1,6 +1,8 @@
 """Cost-model fidelity (issue 3): lookup-table and FLOPs predictions vs measured ONNX Runtime latency
-(1 thread, batch 1; all policies measured round-robin, each its smallest of 10 pass medians) over random policies whose channel counts are
-multiples of 8 (what a search with the default --round-to 8 produces), for ResNet-20 and MobileNetV2-small.
+(1 thread, batch 1; all policies measured round-robin, each its smallest of 10 pass medians) over
+random policies whose channel counts are multiples of 8 (what a search with the default
+--round-to 8 produces), for ResNet-20 and MobileNetV2-small. Ablations: the table calibrated
+without alignment tolls, and the ground truth timed back to back as before session 4.
 
 Writes results/<name>/ (default cost_fidelity): <model>_points.csv, <model>_table.csv, summary.json,
 scatter.png. Usage: python benchmarks/cost_fidelity.py [--policies 100] [--models resnet20 mobilenetv2_small]

@@ -39,11 +39,10 @@ class MeasuredLatencyCostModel(LatencyCostModel):
     def latencies(self, archs: Sequence[Architecture], progress: Callable[[], None] | None = None) -> list[float]:
         """Latencies of many architectures measured round-robin, ``settings.rounds`` passes (cached).
 
-        ``progress`` is called once per candidate built and once per candidate timed in a pass.
-
         This is how candidates that will be compared should be measured: one burst of interference
         on a shared machine then spoils single passes of many, not every round of one. Big models go
-        in chunks (about 1 GB of weights each), each chunk interleaved.
+        in chunks (about 1 GB of weights each), each chunk interleaved. ``progress`` is called once
+        per candidate built and once per candidate timed in a pass.
         """
         todo = {self._key(a): a for a in archs if self._key(a) not in self._cache}
         keys, step = list(todo), self._chunk()
