@@ -51,23 +51,6 @@ def median_ms(fn: Callable[[], object], warmup: int, repeats: int) -> float:
     return statistics.median(times) * 1e3
 
 
-def min_round_ms(fn: Callable[[], object], warmup: int, rounds: int, per_round: int = 10) -> float:
-    """Minimum over ``rounds`` of the mean time of ``per_round`` back-to-back calls (timeit-style).
-
-    For microsecond-scale layers a minimum is far less noisy than a median: scheduler and cache
-    noise only ever add time.
-    """
-    for _ in range(warmup):
-        fn()
-    best = float("inf")
-    for _ in range(rounds):
-        start = time.perf_counter()
-        for _ in range(per_round):
-            fn()
-        best = min(best, (time.perf_counter() - start) / per_round)
-    return best * 1e3
-
-
 def robust_median_ms(fn: Callable[[], object], settings: LatencySettings) -> float:
     """The smallest of ``rounds`` medians of ``repeats`` calls each.
 
