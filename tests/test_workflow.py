@@ -204,3 +204,13 @@ def test_distillation_without_a_teacher_says_which_flag(tmp_path, splits):
     with pytest.raises(ConfigError, match="--distill needs the dense mlp model as teacher; pass --teacher FILE"):
         finetune_stage(tmp_path / "a" / "model.pt", splits, FinetuneConfig(epochs=1), tmp_path / "f",
                        distill=True, progress=False)
+
+
+def test_export_report_states_the_verdict_and_what_to_do_when_over():
+    from autoprune.cli.export_cmd import report
+
+    base = {"latency_ms": 0.11, "dense_latency_ms": 0.26, "budget_ms": 0.1}
+    over = report({**base, "latency_over_budget": 1.1, "within_budget_tolerance": False}, "out")
+    assert "1.10x, OVER budget + 5 %" in over and "search again with a budget tighter" in over
+    within = report({**base, "latency_ms": 0.1, "latency_over_budget": 1.0, "within_budget_tolerance": True}, "out")
+    assert within.endswith("1.00x, within budget + 5 %")

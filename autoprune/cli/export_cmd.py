@@ -35,6 +35,9 @@ def report(s: dict, out: str) -> str:
     if s.get("budget_ms") is not None:
         verdict = "within" if s["within_budget_tolerance"] else "OVER"
         line += f"), budget {s['budget_ms']:.4f} ms: {s['latency_over_budget']:.2f}x, {verdict} budget + 5 %"
+        if not s["within_budget_tolerance"]:
+            line += (" (a busy machine or a latency-table miss: re-time it with 'autoprune export'; if it stays "
+                     "over, search again with a budget tighter by that factor)")
     else:
         line += ")"
     return line
