@@ -3,7 +3,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -173,25 +172,24 @@ def test_per_layer_calibration_recovers_weights_and_alignment_tolls():
     assert min(weights) >= 0.0 and min(fitted) >= 0.0  # removing channels never earns a layer negative time
 
 
-def test_interleaved_timing_keeps_each_candidates_best_pass():
-    from autoprune.latency import interleaved_ms
+def test_interleaved_timing_keeps_each_candidates_best_pass(monkeypatch):
+    import autoprune.latency as latency
 
-    calls = {"a": 0, "b": 0}
-    state = {"pass_calls": 0}
+    clock, calls = [0.0], {"a": 0, "b": 0}
+    monkeypatch.setattr(latency.time, "perf_counter", lambda: clock[0])  # a clock the calls advance
 
-    def burst_then_quiet():  # 6 ms during its first pass (a burst of interference), 2 ms after
+    def burst_then_quiet():  # 6 ms a call during its first pass (a burst of interference), 2 ms after
         calls["a"] += 1
-        state["pass_calls"] += 1
-        time.sleep(0.006 if calls["a"] <= 4 else 0.002)
+        clock[0] += 0.006 if calls["a"] <= 4 else 0.002
 
     def steady():
         calls["b"] += 1
-        time.sleep(0.001)
+        clock[0] += 0.001
 
     passes = []
-    best = interleaved_ms([burst_then_quiet, steady], warmup=1, repeats=3, passes=3,
-                          progress=lambda: passes.append(1))
-    assert 1.5 < best[0] < 4.0 and 0.9 < best[1] < 1.9  # the burst pass is not the answer
+    best = latency.interleaved_ms([burst_then_quiet, steady], warmup=1, repeats=3, passes=3,
+                                  progress=lambda: passes.append(1))
+    assert best == [pytest.approx(2.0), pytest.approx(1.0)]  # the burst pass is not the answer
     assert calls == {"a": 1 + 3 + 2 * (1 + 3), "b": 1 + 3 + 2 * (1 + 3)} and len(passes) == 6
 
 
