@@ -118,3 +118,56 @@ def test_parallel_envs_search_and_resume(tmp_path):
 def test_parallel_envs_need_an_sb3_agent(tmp_path, capsys):
     assert main(["search", *TINY, "--agent", "random", "--n-envs", "2", "--out", str(tmp_path / "r")]) == 2
     assert "--n-envs 1" in capsys.readouterr().err
+
+
+@pytest.fixture(scope="module")
+def mlp_table(tmp_path_factory):
+    import torch
+
+    from autoprune.analysis import analyse_model
+    from autoprune.costs import profile_latency_table
+    from autoprune.latency import LatencySettings
+    from autoprune.models import create_model
+
+    analysis = analyse_model(create_model("mlp"), torch.randn(1, 1, 28, 28))
+    path = tmp_path_factory.mktemp("table") / "mlp.csv"
+    profile_latency_table(analysis, "mlp", round_to=8, settings=LatencySettings(warmup=2, repeats=5),
+                          calibration_samples=3, progress=False).save(path)
+    return path
+
+
+def test_best_candidate_over_budget_on_this_machine_is_replaced(tmp_path, splits, mlp_table, monkeypatch):
+    import autoprune.search.verify as verify
+
+    class Measured:  # this machine: the most accurate candidate is slow, every other one fast
+        def __init__(self, analysis, settings):
+            pass
+
+        def latencies(self, archs):
+            return [1e9] + [0.0] * (len(archs) - 1)
+
+    monkeypatch.setattr(verify, "MeasuredLatencyCostModel", Measured)
+    cfg = config(tmp_path, "random", "v")
+    cfg.cost_model, cfg.table, cfg.budget, cfg.episodes = "lut", str(mlp_table), "60%", 12
+    summary = SearchRun(cfg, splits=splits, progress=False).run()
+    checked = pd.read_csv(tmp_path / "v" / "verification.csv")
+    history = read_history(tmp_path / "v" / "history.csv")
+    assert len(checked) >= 2 and list(checked["fits"]) == [False] + [True] * (len(checked) - 1)
+    assert checked["accuracy"].is_monotonic_decreasing and checked.loc[0, "accuracy"] == history["accuracy"].max()
+    assert summary["verification"]["chosen_episode"] == checked.loc[1, "episode"] == summary["best"]["episode"]
+    policy = json.loads((tmp_path / "v" / "best_policy.json").read_text())
+    assert policy["accuracy"]["episode"] == checked.loc[1, "episode"]
+
+
+def test_verification_is_skipped_where_it_cannot_hold(tmp_path, splits, mlp_table):
+    flops = SearchRun(config(tmp_path, "random", "f"), splits=splits, progress=False).run()
+    assert "not measured latency" in flops["verification"]["skipped"]
+    cfg = config(tmp_path, "random", "off", verify_top=0)
+    cfg.cost_model, cfg.table, cfg.budget = "lut", str(mlp_table), "60%"
+    assert "switched off" in SearchRun(cfg, splits=splits, progress=False).run()["verification"]["skipped"]
+    moved = tmp_path / "elsewhere.csv"
+    moved.write_text(mlp_table.read_text().replace('"cores": ', '"cores": 1000', 1))
+    cfg = config(tmp_path, "random", "moved")
+    cfg.cost_model, cfg.table, cfg.budget = "lut", str(moved), "60%"
+    assert "not on this machine" in SearchRun(cfg, splits=splits, progress=False).run()["verification"]["skipped"]
+    assert not (tmp_path / "moved" / "verification.csv").exists()

@@ -49,6 +49,9 @@ def add_search_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--importance", default=D.importance, help="l1, l2, bn_scale or taylor")
     p.add_argument("--reward", default=D.reward, help="accuracy, amc or penalty")
     p.add_argument("--exclude", nargs="*", default=[], help="module names never pruned")
+    p.add_argument("--verify-top", type=int, default=D.verify_top,
+                   help="after the search, time this many best candidates here and keep the best within "
+                        "budget (lut tables profiled on this machine; 0: off)")
 
 
 def config_from_args(args: argparse.Namespace, out: str | None = None) -> SearchConfig:
@@ -65,7 +68,8 @@ def config_from_args(args: argparse.Namespace, out: str | None = None) -> Search
         agent=args.agent, preset=args.preset, agent_params=parse_overrides(args.agent_param),
         episodes=args.episodes, seed=args.seed, n_envs=args.n_envs, val_size=args.val_size, bn_batches=args.bn_batches, eval_mode=args.eval_mode,
         min_ratio=args.min_ratio, max_ratio=args.max_ratio, round_to=args.round_to,
-        importance=args.importance, reward=args.reward, exclude=args.exclude, out=out).validate()
+        importance=args.importance, reward=args.reward, exclude=args.exclude, verify_top=args.verify_top,
+        out=out).validate()
 
 
 def run(args: argparse.Namespace) -> int:
@@ -84,6 +88,12 @@ def run(args: argparse.Namespace) -> int:
     cost = f"{best['latency_ms']:.4f} ms" if best.get("latency_ms") is not None else f"{best['flops'] / 1e6:.2f} M MACs"
     print(f"best: val accuracy {best['accuracy']:.4f} at {cost} (budget {summary['budget']['value']:.4g} "
           f"{summary['budget']['metric']}); policy saved to {config.out}/best_policy.json")
+    check = summary.get("verification") or {}
+    if check.get("skipped"):
+        print(f"not timed on this machine: {check['skipped']}")
+    elif check.get("chosen_measured_ms") is not None:
+        print(f"timed on this machine: {check['chosen_measured_ms']:.4f} ms for the best policy, "
+              f"{check['candidates']} best candidates in {config.out}/verification.csv")
     print(f"time: {summary['wall_s']:.0f} s total, scoring {summary['scoring_s']:.0f} s, "
           f"environment {summary['env_s']:.1f} s, agent {summary['agent_s']:.1f} s")
     return 0

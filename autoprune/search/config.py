@@ -39,6 +39,7 @@ class SearchConfig:
     importance: str = "l1"
     reward: str = "accuracy"
     exclude: list[str] = field(default_factory=list)
+    verify_top: int = 10  # best candidates timed on this machine after the search (lut only; 0: off)
     out: str = "runs/search"
 
     def validate(self) -> "SearchConfig":
@@ -62,8 +63,8 @@ class SearchConfig:
             raise ConfigError(f"--eval-mode must be physical or masked, got {self.eval_mode!r}")
         if not 1 <= self.n_envs <= 64:
             raise ConfigError(f"--n-envs must be between 1 and 64, got {self.n_envs}")
-        if self.val_size < 1 or self.bn_batches < 0 or self.round_to < 1:
-            raise ConfigError("--val-size and --round-to must be >= 1, --bn-batches >= 0")
+        if self.val_size < 1 or self.bn_batches < 0 or self.round_to < 1 or self.verify_top < 0:
+            raise ConfigError("--val-size and --round-to must be >= 1, --bn-batches and --verify-top >= 0")
         return self
 
     def save(self, path: str | Path) -> None:
@@ -99,5 +100,5 @@ _TYPES: dict[str, tuple[type, ...]] = {
     "agent": (str,), "preset": (str,), "agent_params": (dict,), "episodes": (int,), "seed": (int,), "n_envs": (int,),
     "val_size": (int,), "bn_batches": (int,), "eval_mode": (str,), "min_ratio": (float, int),
     "max_ratio": (float, int), "round_to": (int,), "importance": (str,), "reward": (str,),
-    "exclude": (list,), "out": (str,),
+    "exclude": (list,), "verify_top": (int,), "out": (str,),
 }

@@ -2,7 +2,8 @@
 
 Folder layout: ``config.yaml`` (resolved settings), ``command.txt``, ``history.csv`` (one row per
 episode, written as it happens), ``best_policy.json`` (rewritten whenever the best feasible
-candidate improves), ``agent/`` (agent state for ``--resume``), ``summary.json`` (timings).
+candidate improves, and after the search if the best one measures over budget on this machine:
+``verification.csv``), ``agent/`` (agent state for ``--resume``), ``summary.json`` (timings).
 """
 
 from __future__ import annotations
@@ -34,7 +35,9 @@ from autoprune.policy import PruningPolicy
 from autoprune.pruning import rank_channels
 from autoprune.pruning.verify import check_prunable
 from autoprune.search.config import SearchConfig
+from autoprune.export import TOLERANCE
 from autoprune.search.history import HistoryWriter, read_history
+from autoprune.search.verify import measure_top_candidates, skip_reason, verdict
 
 
 TRIM_EVERY = 50  # episodes between returning freed heap memory to the OS (see autoprune.memory)
@@ -144,7 +147,34 @@ class SearchRun:
             if self.search_env is not env:
                 self.search_env.close()
             summary = self._summary(time.perf_counter() - start, state["episode"] - done, state)
+        if state["episode"] >= self.config.episodes and self.best is not None:
+            summary["verification"] = self._verify()
+            summary["best"] = self.best
+            write_json_atomic(self.out / "summary.json", summary)
         return summary
+
+    def _verify(self) -> dict[str, Any]:
+        """Time the best candidates on this machine; keep the most accurate one within budget (see verify)."""
+        reason = skip_reason(self.config.verify_top, self.cost_model, self.budget)
+        if reason:
+            return {"skipped": reason}
+        start = time.perf_counter()
+        history = read_history(self.out / "history.csv")
+        frame = measure_top_candidates(history, self.analysis, self.cost_model, self.budget, self.config.verify_top)
+        frame.to_csv(self.out / "verification.csv", index=False)
+        result = {**verdict(frame, self.budget), "seconds": round(time.perf_counter() - start, 2)}
+        chosen = result["chosen_episode"]
+        if chosen is None:
+            tqdm.write(f"warning: none of the {len(frame)} best candidates measured within the budget + "
+                       f"{TOLERANCE:.0%} on this machine (best: {frame['measured_ms'].min():.4g} ms vs "
+                       f"{self.budget.value:.4g} ms); search again with a tighter budget")
+        elif chosen != self.best["episode"]:
+            row = history.loc[history["episode"] == chosen].iloc[0]
+            tqdm.write(f"verification: the best candidate measured over budget on this machine; episode "
+                       f"{chosen} (val {row['accuracy']:.4f}) is within it and becomes best_policy.json")
+            self.best = _best_from_row(row)
+            self._policy().save(self.out / "best_policy.json")
+        return result
 
     def _consider(self, episode: int, info: dict[str, Any]) -> None:
         acc = info["accuracy"]
@@ -158,11 +188,7 @@ class SearchRun:
     def _restore_best(self, history) -> None:
         ok = history[history["feasible"].astype(bool) & history["accuracy"].notna()]
         if len(ok):
-            row = ok.loc[ok["accuracy"].idxmax()]
-            self.best = {"episode": int(row["episode"]), "accuracy": float(row["accuracy"]),
-                         "ratios": json.loads(row["ratios"]), "cost": float(row["cost"]),
-                         "latency_ms": None if _nan(row["latency_ms"]) else float(row["latency_ms"]),
-                         "flops": int(row["flops"]), "params": int(row["params"])}
+            self.best = _best_from_row(ok.loc[ok["accuracy"].idxmax()])
 
     def _policy(self) -> PruningPolicy:
         b = self.best
@@ -187,6 +213,14 @@ class SearchRun:
         }
         write_json_atomic(self.out / "summary.json", summary)
         return summary
+
+
+def _best_from_row(row: Any) -> dict[str, Any]:
+    """The ``best`` record of a history row."""
+    return {"episode": int(row["episode"]), "accuracy": float(row["accuracy"]),
+            "ratios": json.loads(row["ratios"]), "cost": float(row["cost"]),
+            "latency_ms": None if _nan(row["latency_ms"]) else float(row["latency_ms"]),
+            "flops": int(row["flops"]), "params": int(row["params"])}
 
 
 def _unit(metric: str) -> str:
