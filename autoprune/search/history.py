@@ -64,3 +64,8 @@ def read_history(path: str | Path) -> pd.DataFrame:
     if not data.strip():
         return pd.DataFrame(columns=COLUMNS)
     return pd.read_csv(io.BytesIO(data))
+
+
+def scored_feasible(history: pd.DataFrame) -> pd.DataFrame:
+    """The rows a best policy may come from: feasible, with an accuracy (failed candidates have NaN)."""
+    return history[history["feasible"].astype(bool) & history["accuracy"].notna()]

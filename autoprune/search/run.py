@@ -36,7 +36,7 @@ from autoprune.pruning import rank_channels
 from autoprune.pruning.verify import check_prunable
 from autoprune.search.config import SearchConfig
 from autoprune.export import TOLERANCE
-from autoprune.search.history import HistoryWriter, read_history
+from autoprune.search.history import HistoryWriter, read_history, scored_feasible
 from autoprune.search.verify import measure_top_candidates, skip_reason, verdict
 
 
@@ -186,7 +186,7 @@ class SearchRun:
             self._policy().save(self.out / "best_policy.json")
 
     def _restore_best(self, history) -> None:
-        ok = history[history["feasible"].astype(bool) & history["accuracy"].notna()]
+        ok = scored_feasible(history)
         if len(ok):
             self.best = _best_from_row(ok.loc[ok["accuracy"].idxmax()])
 

@@ -19,6 +19,7 @@ from autoprune.costs.lut import device_info
 from autoprune.envs import Budget
 from autoprune.export import TOLERANCE
 from autoprune.latency import LatencySettings
+from autoprune.search.history import scored_feasible
 
 
 def skip_reason(top: int, cost_model: CostModel, budget: Budget) -> str | None:
@@ -43,8 +44,8 @@ def measure_top_candidates(history: pd.DataFrame, analysis: ModelAnalysis, table
     Columns: episode, accuracy, latency_ms (predicted), measured_ms, fits (measured within the
     budget + the export tolerance), most accurate first.
     """
-    ok = history[history["feasible"].astype(bool) & history["accuracy"].notna()]
-    ok = ok.sort_values(["accuracy", "episode"], ascending=[False, True]).drop_duplicates("kept").head(top)
+    ok = scored_feasible(history).sort_values(["accuracy", "episode"], ascending=[False, True])
+    ok = ok.drop_duplicates("kept").head(top)
     settings = table.table.meta.get("settings", {})
     measured = MeasuredLatencyCostModel(analysis, LatencySettings(
         "onnxruntime", int(settings.get("batch_size", 1)), int(settings.get("threads", 1))))
