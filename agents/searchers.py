@@ -46,9 +46,13 @@ class Searcher(abc.ABC):
             state_dir: Path | None = None) -> None:
         """Run episodes ``start_episode .. episodes - 1``."""
 
-    def play(self, env: PruningEnv, actions: Callable[[int], float], seed: int | None = None) -> dict[str, Any]:
-        """One episode with ``actions(step) -> action``; returns the final info."""
-        env.reset(seed=seed)
+    def play(self, env: PruningEnv, actions: Callable[[int], float], seed: int | None = None,
+             exact: bool = False) -> dict[str, Any]:
+        """One episode with ``actions(step) -> action``; returns the final info.
+
+        ``exact``: a feasible proposal is scored as it is (one-shot baselines), not filled up.
+        """
+        env.reset(seed=seed, options={"exact": exact})
         t, done, info = 0, False, {}
         while not done:
             _, _, done, _, info = env.step(np.array([actions(t)], np.float32))
@@ -76,7 +80,7 @@ class UniformSearcher(Searcher):
         if start_episode >= 1:
             return
         action = self.smallest_action(env)
-        on_episode(self.play(env, lambda t: action))
+        on_episode(self.play(env, lambda t: action, exact=True))
 
     @staticmethod
     def smallest_action(env: PruningEnv, iters: int = 40) -> float:
@@ -128,7 +132,7 @@ class GlobalMagnitudeSearcher(Searcher):
             raise ConfigError(f"{exc}; loosen the budget or use another searcher") from exc
         kept = self._clipped(env, kept)
         actions = [self._action_for(env, t, kept[g.name]) for t, g in enumerate(env.groups)]
-        on_episode(self.play(env, lambda t: actions[t]))
+        on_episode(self.play(env, lambda t: actions[t], exact=True))
 
     @staticmethod
     def _clipped(env: PruningEnv, kept: dict[str, int]) -> dict[str, int]:

@@ -1,7 +1,9 @@
 """``autoprune.envs``: the Gymnasium environment in which an agent picks per-group pruning ratios."""
 
-from autoprune.envs.budget import Budget, BudgetWall
-from autoprune.envs.pruning_env import PruningEnv
+from autoprune.budget import Budget
+from autoprune.envs.budget import BudgetWall
+from autoprune.envs.projection import BudgetProjection
+from autoprune.envs.pruning_env import BUDGET_RULES, PruningEnv
 from autoprune.envs.rewards import REWARDS, make_reward
 from gymnasium.envs.registration import register, registry
 
@@ -9,4 +11,4 @@ ENV_ID = "autoprune/ChannelPruning-v0"
 if ENV_ID not in registry:
     register(id=ENV_ID, entry_point="autoprune.envs.pruning_env:PruningEnv")
 
-__all__ = ["ENV_ID", "REWARDS", "Budget", "BudgetWall", "PruningEnv", "make_reward"]
+__all__ = ["BUDGET_RULES", "ENV_ID", "REWARDS", "Budget", "BudgetProjection", "BudgetWall", "PruningEnv", "make_reward"]

@@ -1,4 +1,4 @@
-"""Budgets and AMC's action wall, generalised to any cost model.
+"""AMC's action wall, generalised to any cost model (the budget itself is :mod:`autoprune.budget`).
 
 Before group ``t`` is decided, the wall finds the most channels it may keep such that, even if
 every later group is pruned as hard as its bounds allow, the model still meets the budget.
@@ -10,54 +10,11 @@ width it returns has been checked against the budget (see :meth:`BudgetWall.clip
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from autoprune.analysis.groups import PrunableGroup
+from autoprune.budget import Budget
 from autoprune.costs.base import CostModel
 from autoprune.errors import ConfigError
 from autoprune.pruning.ratios import channels_kept
-
-
-@dataclass(frozen=True)
-class Budget:
-    """A ceiling on one cost metric: absolute ``value`` (ms for latency, MACs for flops)."""
-
-    metric: str
-    value: float
-    dense: float
-
-    @classmethod
-    def from_spec(cls, cost_model: CostModel, spec: str | float) -> "Budget":
-        """``"50%"``/``0.5`` -> fraction of the dense cost; ``"0.15ms"``/``"12M"`` -> absolute."""
-        dense = cost_model.dense_cost().value(cost_model.metric)
-        text = str(spec).strip().lower()
-        try:
-            if text.endswith("%"):
-                value = dense * float(text[:-1]) / 100
-            elif text.endswith("ms"):
-                if cost_model.metric != "latency_ms":
-                    raise ConfigError(f"budget {spec!r} is in ms but cost model {cost_model.name!r} "
-                                      f"predicts {cost_model.metric}; give a fraction like 50%")
-                value = float(text[:-2])
-            elif text.endswith(("m", "g")):
-                value = float(text[:-1]) * (1e6 if text.endswith("m") else 1e9)
-            else:
-                value = float(text)
-                value = dense * value if value <= 1.0 else value
-        except ValueError:
-            raise ConfigError(f"cannot read budget {spec!r}; use a fraction (0.5 or 50%), or ms "
-                              f"(0.15ms) for latency cost models") from None
-        if not value > 0:
-            raise ConfigError(f"budget must be positive, got {spec!r}")
-        return cls(cost_model.metric, value, dense)
-
-    @property
-    def fraction(self) -> float:
-        return self.value / self.dense
-
-    def to_dict(self) -> dict:
-        return {"metric": self.metric, "value": self.value, "fraction": round(self.fraction, 6),
-                "dense": self.dense}
 
 
 class BudgetWall:
@@ -74,6 +31,10 @@ class BudgetWall:
     def cost_of(self, kept: dict[str, int]) -> float:
         return self.cost_model.cost(kept).value(self.budget.metric)
 
+    def fits(self, kept: dict[str, int]) -> bool:
+        """Whether the architecture ``kept`` meets the budget under the cost model."""
+        return self.budget.fits(self.cost_of(kept))
+
     def smallest_cost(self) -> float:
         """Cost with every group pruned to its upper ratio bound."""
         return self.cost_of({g.name: k for g, k in zip(self.groups, self.min_keep)})
@@ -81,7 +42,7 @@ class BudgetWall:
     def check_reachable(self) -> None:
         """Raise a one-line error when even the hardest pruning allowed misses the budget."""
         smallest = self.smallest_cost()
-        if smallest > self.budget.value * (1 + 1e-9):
+        if not self.budget.fits(smallest):
             raise ConfigError(
                 f"budget {self.budget.value:.6g} {self.budget.metric} cannot be met: the smallest "
                 f"reachable cost with the ratio bounds is {smallest:.6g} "
@@ -111,7 +72,7 @@ class BudgetWall:
 
         def fits(k: int) -> bool:
             arch[name] = k
-            return self.cost_of(arch) <= self.budget.value
+            return self.fits(arch)
 
         if fits(kept):
             return kept
@@ -136,7 +97,7 @@ class BudgetWall:
 
         def fits(k: int) -> bool:
             arch[name] = k
-            return self.cost_of(arch) <= self.budget.value
+            return self.fits(arch)
 
         if fits(hi):
             return hi

@@ -9,16 +9,19 @@ from typing import Any, Callable, Mapping
 import gymnasium as gym
 import numpy as np
 import pandas as pd
-from autoprune.envs.budget import Budget, BudgetWall
+from autoprune.envs.budget import BudgetWall
+from autoprune.envs.projection import BudgetProjection
 from autoprune.envs.observation import OBS_NAMES, observation, static_features
 from autoprune.envs.rewards import Reward, make_reward
 
 from autoprune.analysis.groups import ModelAnalysis, PrunableGroup
+from autoprune.budget import Budget
 from autoprune.costs.base import CostModel
 from autoprune.errors import ConfigError
 from autoprune.pruning.ratios import channels_kept
 
 Evaluator = Callable[[Mapping[str, int]], float]
+BUDGET_RULES = ("project", "wall")
 
 
 class PruningEnv(gym.Env):
@@ -26,14 +29,23 @@ class PruningEnv(gym.Env):
 
     ## Description
     An episode walks the model's prunable groups in network order (AMC, He et al. 2018). At each
-    step the agent chooses how much of the current group to prune. The action is clipped so the
-    budget stays reachable whatever later groups do (the "action wall"), so every finished
-    episode meets the budget under the cost model. At the end, the candidate is scored by
-    ``evaluator`` (in autoprune: masked pruning, batch-norm recalibration, validation accuracy).
+    step the agent proposes how much of the current group to prune. Every finished episode meets
+    the budget under the cost model, by one of two rules (``budget_rule``):
+
+    * ``"project"`` (default): the whole proposal is projected onto the budget at the end
+      (:class:`~autoprune.envs.projection.BudgetProjection`): every group moves by the same share
+      towards its bound, then leftover budget is filled. No position in the network is favoured,
+      and a finished candidate uses at least 95 % of the budget unless the bounds forbid it.
+    * ``"wall"``: AMC's action wall: each action is clipped so the budget stays reachable whatever
+      later groups do (:class:`~autoprune.envs.budget.BudgetWall`); late groups absorb overspend.
+
+    At the end, the candidate is scored by ``evaluator`` (in autoprune: the pruned candidate,
+    batch-norm recalibration, validation accuracy).
 
     ## Action Space
     ``Box(-1, 1, (1,), float32)``: mapped linearly to a ratio in ``[min_ratio, max_ratio]`` of the
-    current group, then rounded to whole channels (a multiple of ``round_to``) and clipped.
+    current group, then rounded to whole channels (a multiple of ``round_to``); clipped at once
+    (``wall``) or projected with the rest of the proposal at the end (``project``).
 
     ## Observation Space
     ``Box(0, 1, (13,), float32)``, every entry scaled to [0, 1]:
@@ -50,7 +62,7 @@ class PruningEnv(gym.Env):
     | 7   | cost_share       | share of the model's FLOPs the group touches                |
     | 8   | reduced          | cost removed so far, over the dense cost                    |
     | 9   | remaining        | FLOPs share of the groups still to decide                   |
-    | 10  | previous_action  | ratio actually applied at the previous step                 |
+    | 10  | previous_action  | ratio of the previous step (as proposed, or as clipped: wall) |
     | 11  | budget           | budget over the dense cost                                  |
     | 12  | slack            | budget headroom if all undecided groups took their max ratio |
 
@@ -60,21 +72,24 @@ class PruningEnv(gym.Env):
     (failed forward pass) gets reward 0 and ``info["accuracy"] = nan``.
 
     ## Episode End
-    Terminates after the last group. Never truncates.
+    Terminates after the last group. Never truncates. ``reset(options={"exact": True})`` keeps a
+    feasible proposal as it is (no fill): one-shot baselines are scored as their rule made them.
 
     ## Arguments
     ``groups``, ``features`` (from :func:`autoprune.analysis.group_features`), ``cost_model``,
     ``budget``, ``evaluator`` (kept channels -> accuracy), ``min_ratio``/``max_ratio`` (a float
     or a group -> float mapping), ``round_to``, ``reward`` (name or callable) 
-    ``enforce_budget`` (False = soft budget, use with the ``penalty`` reward) and, optionally,
+    ``budget_rule`` (``project`` or ``wall``), ``enforce_budget`` (False = soft budget: no
+    projection or clipping, for the ``penalty`` reward) and, optionally,
     ``analysis`` (the model behind the groups, needed by the ``global-magnitude`` searcher).
 
     ``info`` at the end holds ``ratios``, ``kept``, ``cost`` (predicted, in the budget's metric),
-    ``latency_ms``, ``flops``, ``accuracy``, ``feasible``, and the episode's ``score_seconds``
+    ``latency_ms``, ``flops``, ``accuracy``, ``feasible``, ``proposed`` (the widths the actions
+    asked for, before projection), and the episode's ``score_seconds``
     (candidate scoring) and ``env_seconds`` (the environment's own time).
 
     ## Version History
-    * v0: initial version.
+    * v0: initial version; ``budget_rule="project"`` added (default), the wall kept as ``"wall"``.
     """
 
     metadata = {"render_modes": []}
@@ -83,7 +98,7 @@ class PruningEnv(gym.Env):
                  budget: Budget, evaluator: Evaluator, min_ratio: float | Mapping[str, float] = 0.0,
                  max_ratio: float | Mapping[str, float] = 0.8, round_to: int = 1,
                  reward: str | Reward = "accuracy", enforce_budget: bool = True,
-                 analysis: ModelAnalysis | None = None) -> None:
+                 analysis: ModelAnalysis | None = None, budget_rule: str = "project") -> None:
         super().__init__()
         self.analysis = analysis  # the model the groups come from, for searchers that read weights
         self.groups, self.cost_model, self.budget, self.evaluator = groups, cost_model, budget, evaluator
@@ -91,7 +106,11 @@ class PruningEnv(gym.Env):
         self.reward_fn = make_reward(reward) if isinstance(reward, str) else reward
         self.min_ratio = _per_group(min_ratio, groups, "min_ratio")
         self.max_ratio = _per_group(max_ratio, groups, "max_ratio")
+        if budget_rule not in BUDGET_RULES:
+            raise ConfigError(f"unknown budget rule {budget_rule!r}; use one of {', '.join(BUDGET_RULES)}")
+        self.budget_rule = budget_rule
         self.wall = BudgetWall(groups, cost_model, budget, self.min_ratio, self.max_ratio, round_to)
+        self.projection = BudgetProjection(self.wall)
         if enforce_budget:
             self.wall.check_reachable()
         self.static = static_features(features.loc[[g.name for g in groups]])
@@ -100,7 +119,7 @@ class PruningEnv(gym.Env):
         self.action_space = gym.spaces.Box(-1.0, 1.0, (1,), np.float32)
         self.observation_space = gym.spaces.Box(0.0, 1.0, (len(OBS_NAMES),), np.float32)
         self._episode_env_seconds = 0.0  # time in the env itself this episode, scoring excluded
-        self._t, self._kept, self._prev = 0, {}, 0.0
+        self._t, self._kept, self._prev, self._exact = 0, {}, 0.0, False
 
     def _obs(self) -> np.ndarray:
         if self._t >= len(self.groups):
@@ -114,6 +133,7 @@ class PruningEnv(gym.Env):
     def reset(self, *, seed: int | None = None, options: dict | None = None) -> tuple[np.ndarray, dict]:
         super().reset(seed=seed)
         self._t, self._kept, self._prev, self._episode_env_seconds = 0, {}, 0.0, 0.0
+        self._exact = bool((options or {}).get("exact", False))
         return self._obs(), {}
 
     def ratio_for(self, action: float, t: int) -> float:
@@ -126,7 +146,7 @@ class PruningEnv(gym.Env):
         t, g = self._t, self.groups[self._t]
         kept = channels_kept(g.channels, self.ratio_for(float(np.asarray(action).reshape(-1)[0]), t),
                              self.round_to)
-        kept = self.wall.clip(t, self._kept, kept, self.enforce_budget)
+        kept = self.wall.clip(t, self._kept, kept, self.enforce_budget and self.budget_rule == "wall")
         self._kept[g.name] = kept
         self._prev = 1.0 - kept / g.channels
         self._t += 1
@@ -139,6 +159,9 @@ class PruningEnv(gym.Env):
         return self._obs(), info["reward"], True, False, info
 
     def _finish(self) -> dict[str, Any]:
+        proposed = dict(self._kept)
+        if self.enforce_budget and self.budget_rule == "project":
+            self._kept = self.projection.project(proposed, exact=self._exact)
         cost = self.cost_model.cost(self._kept)
         value = cost.value(self.budget.metric)
         s0 = time.perf_counter()
@@ -147,9 +170,9 @@ class PruningEnv(gym.Env):
         reward = 0.0 if math.isnan(accuracy) else float(self.reward_fn(accuracy, value, self.budget.value))
         return {
             "ratios": {g.name: 1.0 - self._kept[g.name] / g.channels for g in self.groups},
-            "kept": dict(self._kept), "cost": value, "latency_ms": cost.latency_ms, "flops": cost.flops,
+            "kept": dict(self._kept), "proposed": proposed, "cost": value, "latency_ms": cost.latency_ms, "flops": cost.flops,
             "params": cost.params, "accuracy": accuracy, "reward": reward,
-            "feasible": bool(value <= self.budget.value * (1 + 1e-9)), "score_seconds": score_seconds,
+            "feasible": self.budget.fits(value), "score_seconds": score_seconds,
         }
 
 
