@@ -13,10 +13,12 @@ import zipfile
 from pathlib import Path
 from typing import Any, Callable
 
+import gymnasium as gym
 import numpy as np
 import torch
 from autoprune.agents.amc import AMCDDPG, AMCSAC, AMCTD3
 from autoprune.agents.noise import DecayingTruncatedNormalNoise
+from autoprune.envs.observation import OBS_NAMES
 from autoprune.envs.pruning_env import PruningEnv
 from stable_baselines3 import PPO
 from stable_baselines3.common.base_class import BaseAlgorithm
@@ -26,7 +28,9 @@ from stable_baselines3.common.vec_env import VecEnv
 
 from autoprune.atomic import write_json_atomic
 from autoprune.errors import ConfigError
-from autoprune.pruning.global_magnitude import size_global_magnitude
+from autoprune.pruning.global_magnitude import global_magnitude_kept, size_global_magnitude
+from autoprune.pruning.importance import channel_scores
+from autoprune.pruning.knapsack import knapsack_allocation
 from autoprune.pruning.ratios import channels_kept
 
 EpisodeHook = Callable[[dict[str, Any]], None]
@@ -58,6 +62,22 @@ class Searcher(abc.ABC):
             _, _, done, _, info = env.step(np.array([actions(t)], np.float32))
             t += 1
         return info
+
+
+    def play_widths(self, env: PruningEnv, kept: dict[str, int], exact: bool = True) -> dict[str, Any]:
+        """One episode proposing the widths ``kept`` (one-shot rules: scored as made when they fit)."""
+        actions = [action_for(env, t, kept[g.name]) for t, g in enumerate(env.groups)]
+        return self.play(env, lambda t: actions[t], exact=exact)
+
+
+def action_for(env: PruningEnv, t: int, kept: int) -> float:
+    """The action whose ratio rounds back to ``kept`` channels of group ``t``."""
+    g = env.groups[t]
+    span = env.max_ratio[t] - env.min_ratio[t]
+    if span <= 0:
+        return 0.0
+    ratio = 1.0 - kept / g.channels
+    return float(np.clip(2.0 * (ratio - env.min_ratio[t]) / span - 1.0, -1.0, 1.0))
 
 
 class RandomSearcher(Searcher):
@@ -109,7 +129,9 @@ class GlobalMagnitudeSearcher(Searcher):
 
     The layer allocation comes from the weights alone: every channel is ranked on one scale and
     the smallest global share removed whose architecture meets the budget is searched for.
-    Parameters: ``p`` (norm; 1 matches the default ``l1`` channel ranking).
+    Parameters: ``p`` (norm; 1 matches the default ``l1`` channel ranking). When no global
+    ratio meets the budget (Torch-Pruning caps each group at the max ratio and skips groups
+    whose rounded cut would break it), its narrowest allocation is projected onto the budget.
     """
 
     name = "global-magnitude"
@@ -123,31 +145,47 @@ class GlobalMagnitudeSearcher(Searcher):
                               "analysis=<ModelAnalysis>")
 
         def fits(kept: dict[str, int]) -> bool:
-            return env.wall.cost_of(self._clipped(env, kept)) <= env.budget.value
+            return env.wall.fits(self._clipped(env, kept))
 
+        p = int(self.params.get("p", 1))
         try:
-            _, kept = size_global_magnitude(env.analysis, fits, max(env.max_ratio), env.round_to,
-                                            int(self.params.get("p", 1)))
-        except ValueError as exc:
-            raise ConfigError(f"{exc}; loosen the budget or use another searcher") from exc
-        kept = self._clipped(env, kept)
-        actions = [self._action_for(env, t, kept[g.name]) for t, g in enumerate(env.groups)]
-        on_episode(self.play(env, lambda t: actions[t], exact=True))
+            _, kept = size_global_magnitude(env.analysis, fits, max(env.max_ratio), env.round_to, p)
+            exact = True
+        except ValueError:  # no global ratio meets the budget: its narrowest allocation, projected
+            kept = global_magnitude_kept(env.analysis, max(env.max_ratio), max(env.max_ratio), env.round_to, p)
+            exact = False
+        on_episode(self.play_widths(env, self._clipped(env, kept), exact=exact))
 
     @staticmethod
     def _clipped(env: PruningEnv, kept: dict[str, int]) -> dict[str, int]:
         """Widths within the env's per-group bounds (what the episode will apply)."""
         return {g.name: env.wall.clip(t, {}, kept[g.name], enforce=False) for t, g in enumerate(env.groups)}
 
-    @staticmethod
-    def _action_for(env: PruningEnv, t: int, kept: int) -> float:
-        """The action whose ratio rounds back to ``kept`` channels of group ``t``."""
-        g = env.groups[t]
-        span = env.max_ratio[t] - env.min_ratio[t]
-        if span <= 0:
-            return 0.0
-        ratio = 1.0 - kept / g.channels
-        return float(np.clip(2.0 * (ratio - env.min_ratio[t]) / span - 1.0, -1.0, 1.0))
+
+
+class KnapsackSearcher(Searcher):
+    """HALP-style latency-aware knapsack: channels kept by importance per unit of predicted cost.
+
+    One candidate, no search: from the narrowest allowed widths, the channel step that buys the
+    most importance per unit of cost is added while the budget holds (any cost model).
+    Parameters: ``importance`` (a data-free criterion: ``l1`` (default), ``l2``, ``bn_scale``).
+    """
+
+    name = "knapsack"
+    accepts = frozenset({"importance"})
+
+    def run(self, env, episodes, on_episode, start_episode=0, state_dir=None) -> None:
+        if start_episode >= 1:
+            return
+        if getattr(env, "analysis", None) is None:
+            raise ConfigError("the knapsack searcher needs the model: build the PruningEnv with "
+                              "analysis=<ModelAnalysis>")
+        scores = channel_scores(env.analysis, str(self.params.get("importance", "l1")))
+        names = [g.name for g in env.groups]
+        kept = knapsack_allocation(
+            {n: scores[n] for n in names}, dict(zip(names, env.wall.min_keep)), dict(zip(names, env.wall.max_keep)),
+            dict(zip(names, env.wall.step)), env.wall.cost_of, env.budget)
+        on_episode(self.play_widths(env, kept))
 
 
 class _EpisodeCallback(BaseCallback):
@@ -211,6 +249,16 @@ class SB3Searcher(Searcher):
         except TypeError as exc:
             raise ConfigError(f"bad hyper-parameter for {self.algo}: {exc}") from exc
 
+    def check(self) -> None:
+        """Build the agent once on a stand-in env of the same spaces: bad hyper-parameters fail here,
+        in one line, before any model, data or latency table is loaded."""
+        try:
+            self.build(_SpacesOnly())
+        except ConfigError:
+            raise
+        except (TypeError, ValueError, RuntimeError, AssertionError) as exc:
+            raise ConfigError(f"bad hyper-parameter for {self.algo}: {exc}") from None
+
     def run(self, env, episodes, on_episode, start_episode=0, state_dir=None) -> None:
         model = self._restore(env, state_dir, start_episode) or self.build(env)
         self.model = model
@@ -259,6 +307,14 @@ class SB3Searcher(Searcher):
                               f"delete that folder to resume with a fresh agent") from exc
         _set_counters(model, counters)
         return model
+
+
+class _SpacesOnly(gym.Env):
+    """The spaces of a :class:`PruningEnv` with two groups; never stepped (see ``SB3Searcher.check``)."""
+
+    observation_space = gym.spaces.Box(0.0, 1.0, (len(OBS_NAMES),), np.float32)
+    action_space = gym.spaces.Box(-1.0, 1.0, (1,), np.float32)
+    groups = (None, None)
 
 
 def episode_length(env: PruningEnv | VecEnv) -> int:

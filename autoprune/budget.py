@@ -45,7 +45,7 @@ class BudgetSpec:
                 out = cls(text, value=float(low[:-1]) * _MAC_UNITS[low[-1]], unit="MACs")
             else:
                 number = float(low)
-                if number > 1.0:
+                if number > 1.0 and math.isfinite(number):
                     raise ConfigError(f"budget {text!r} has no unit; {hint}")
                 out = cls(text, fraction=number)
         except ValueError:
@@ -110,10 +110,13 @@ class Budget:
 
     @classmethod
     def from_dict(cls, data: Any, source: str = "budget") -> "Budget":
-        """The inverse of :meth:`to_dict`, with one-line errors for malformed records."""
+        """The inverse of :meth:`to_dict` (``dense`` may be left out when ``fraction`` is given),
+        with one-line errors for malformed records."""
         try:
-            out = cls(str(data["metric"]), float(data["value"]), float(data["dense"]))
-        except (TypeError, KeyError, ValueError) as exc:
+            value = float(data["value"])
+            dense = float(data["dense"]) if "dense" in data else value / float(data["fraction"])
+            out = cls(str(data["metric"]), value, dense)
+        except (TypeError, KeyError, ValueError, ZeroDivisionError) as exc:
             raise ConfigError(f"{source}: malformed budget ({type(exc).__name__}: {exc})") from None
         if not (math.isfinite(out.value) and math.isfinite(out.dense) and out.value > 0 and out.dense > 0):
             raise ConfigError(f"{source}: budget value and dense cost must be positive, finite numbers")

@@ -11,7 +11,9 @@ from autoprune.analysis.groups import ModelAnalysis
 from autoprune.data.batches import DataSplits
 from autoprune.pruning.masked import MaskedPruner
 from autoprune.pruning.physical import prune_physically
-from autoprune.training import evaluate, recalibrate_bn
+from autoprune.training import TrainConfig, evaluate, recalibrate_bn, train
+
+SHORT_FINETUNE_LR = 0.01  # a few hundred steps from pruned weights: gentle, no warm-up needed
 
 
 class CandidateEvaluator:
@@ -28,7 +30,7 @@ class CandidateEvaluator:
 
     def __init__(self, analysis: ModelAnalysis, ranking: Mapping[str, torch.Tensor], splits: DataSplits,
                  val_size: int = 2000, bn_batches: int = 5, batch_size: int = 128,
-                 mode: str = "physical") -> None:
+                 mode: str = "physical", finetune_batch: int = 64) -> None:
         if mode not in ("physical", "masked"):
             raise ValueError(f"mode must be physical or masked, got {mode!r}")
         self.analysis, self.ranking, self.mode = analysis, ranking, mode
@@ -39,6 +41,7 @@ class CandidateEvaluator:
                         for i in range(0, min(n_bn, len(splits.x_train)), batch_size)]
         self.val_data = list(splits.val(batch_size=500, limit=val_size))
         self.bn_batches = bn_batches
+        self.splits, self.finetune_batch = splits, finetune_batch
 
     def __call__(self, kept: Mapping[str, int]) -> float:
         """Validation accuracy of the model pruned to ``kept`` channels per group (NaN on failure)."""
@@ -54,3 +57,21 @@ class CandidateEvaluator:
         except Exception:  # noqa: BLE001 - any failure of a user model: recorded (NaN) and skipped
             acc = math.nan
         return acc
+
+    def finetuned(self, kept: Mapping[str, int], steps: int, seed: int = 0) -> float:
+        """Second-stage score: validation accuracy after ``steps`` SGD steps of fine-tuning.
+
+        Every candidate trains on the same fixed, seeded slice of the training split, so scores
+        compare; this measures how well a candidate recovers, which BN recalibration alone cannot.
+        """
+        try:
+            model = prune_physically(self.analysis, self.ranking, kept)
+            recalibrate_bn(model, self.bn_data, self.bn_batches)
+            batches = self.splits.train(self.finetune_batch, shuffle=True, seed=seed,
+                                        limit=steps * self.finetune_batch)
+            cfg = TrainConfig(epochs=1, lr=SHORT_FINETUNE_LR, batch_size=self.finetune_batch, augment=False,
+                              seed=seed)
+            train(model, lambda epoch: batches, cfg, progress=False)
+            return evaluate(model, self.val_data)
+        except Exception:  # noqa: BLE001 - as for the first stage: recorded (NaN) and skipped
+            return math.nan

@@ -12,7 +12,7 @@ import pandas as pd
 from autoprune.envs.budget import BudgetWall
 from autoprune.envs.projection import BudgetProjection
 from autoprune.envs.observation import OBS_NAMES, observation, static_features
-from autoprune.envs.rewards import Reward, make_reward
+from autoprune.envs.rewards import SOFT_BUDGET_REWARDS, Reward, make_reward
 
 from autoprune.analysis.groups import ModelAnalysis, PrunableGroup
 from autoprune.budget import Budget
@@ -80,7 +80,7 @@ class PruningEnv(gym.Env):
     ``budget``, ``evaluator`` (kept channels -> accuracy), ``min_ratio``/``max_ratio`` (a float
     or a group -> float mapping), ``round_to``, ``reward`` (name or callable) 
     ``budget_rule`` (``project`` or ``wall``), ``enforce_budget`` (False = soft budget: no
-    projection or clipping, for the ``penalty`` reward) and, optionally,
+    projection or clipping; default: False for the ``penalty`` reward, else True) and, optionally,
     ``analysis`` (the model behind the groups, needed by the ``global-magnitude`` searcher).
 
     ``info`` at the end holds ``ratios``, ``kept``, ``cost`` (predicted, in the budget's metric),
@@ -97,11 +97,13 @@ class PruningEnv(gym.Env):
     def __init__(self, groups: list[PrunableGroup], features: pd.DataFrame, cost_model: CostModel,
                  budget: Budget, evaluator: Evaluator, min_ratio: float | Mapping[str, float] = 0.0,
                  max_ratio: float | Mapping[str, float] = 0.8, round_to: int = 1,
-                 reward: str | Reward = "accuracy", enforce_budget: bool = True,
+                 reward: str | Reward = "accuracy", enforce_budget: bool | None = None,
                  analysis: ModelAnalysis | None = None, budget_rule: str = "project") -> None:
         super().__init__()
         self.analysis = analysis  # the model the groups come from, for searchers that read weights
         self.groups, self.cost_model, self.budget, self.evaluator = groups, cost_model, budget, evaluator
+        if enforce_budget is None:  # soft-budget rewards need over-budget candidates to penalise
+            enforce_budget = not (isinstance(reward, str) and reward in SOFT_BUDGET_REWARDS)
         self.round_to, self.enforce_budget = round_to, enforce_budget
         self.reward_fn = make_reward(reward) if isinstance(reward, str) else reward
         self.min_ratio = _per_group(min_ratio, groups, "min_ratio")
@@ -167,7 +169,7 @@ class PruningEnv(gym.Env):
         s0 = time.perf_counter()
         accuracy = float(self.evaluator(dict(self._kept)))
         score_seconds = time.perf_counter() - s0
-        reward = 0.0 if math.isnan(accuracy) else float(self.reward_fn(accuracy, value, self.budget.value))
+        reward = 0.0 if math.isnan(accuracy) else float(self.reward_fn(accuracy, value, self.budget))
         return {
             "ratios": {g.name: 1.0 - self._kept[g.name] / g.channels for g in self.groups},
             "kept": dict(self._kept), "proposed": proposed, "cost": value, "latency_ms": cost.latency_ms, "flops": cost.flops,

@@ -5,39 +5,47 @@ from __future__ import annotations
 import math
 from typing import Callable
 
+from autoprune.budget import Budget
 from autoprune.errors import ConfigError
+from autoprune.registry import Registry
 
-Reward = Callable[[float, float, float], float]  # (accuracy, cost, budget) -> reward
+Reward = Callable[[float, float, Budget], float]  # (accuracy, cost, budget) -> reward
+
+# AMC's log(FLOPs) is read in millionths of the dense cost, so it means the same whether the cost
+# is in ms (where log(0.2) < 0 would flip the sign) or in MACs.
+_AMC_SCALE = 1e6
 
 
-def accuracy_reward(accuracy: float, cost: float, budget: float) -> float:
-    """Accuracy under a guaranteed budget (the default: the wall already enforces the budget)."""
+def accuracy_reward(accuracy: float, cost: float, budget: Budget) -> float:
+    """Accuracy under a guaranteed budget (the default: the projection already meets the budget)."""
     return accuracy
 
 
-def amc_flops_reward(accuracy: float, cost: float, budget: float) -> float:
-    """AMC's resource-aware reward: ``-error * log(cost)`` (cost in the budget's unit, > 1)."""
-    return -(1.0 - accuracy) * math.log(max(cost, 1.0 + 1e-9))
+def amc_flops_reward(accuracy: float, cost: float, budget: Budget) -> float:
+    """AMC's resource-aware reward ``-error * log(cost)``, the cost in millionths of the dense cost."""
+    return -(1.0 - accuracy) * math.log(max(_AMC_SCALE * cost / budget.dense, 1.0 + 1e-9))
 
 
 def make_penalty_reward(weight: float = 1.0) -> Reward:
-    """Soft budgets: ``accuracy - weight * max(0, cost / budget - 1)``."""
+    """Soft budgets: ``accuracy - weight * max(0, cost / budget - 1)``; the search then runs
+    without projection (over-budget candidates are tried, penalised, and never chosen as best)."""
 
-    def penalty_reward(accuracy: float, cost: float, budget: float) -> float:
-        return accuracy - weight * max(0.0, cost / budget - 1.0)
+    def penalty_reward(accuracy: float, cost: float, budget: Budget) -> float:
+        return accuracy - weight * max(0.0, cost / budget.value - 1.0)
 
     return penalty_reward
 
 
-REWARDS: dict[str, Callable[[], Reward]] = {
-    "accuracy": lambda: accuracy_reward,
-    "amc": lambda: amc_flops_reward,
-    "penalty": make_penalty_reward,
-}
+REWARDS: Registry[Reward] = Registry("reward")
+REWARDS.add("accuracy", lambda: accuracy_reward)
+REWARDS.add("amc", lambda: amc_flops_reward)
+REWARDS.add("penalty", make_penalty_reward)
+SOFT_BUDGET_REWARDS = frozenset({"penalty"})  # rewards that need candidates over the budget
 
 
 def make_reward(name: str) -> Reward:
     """A reward function by name: ``accuracy``, ``amc`` or ``penalty``."""
-    if name not in REWARDS:
-        raise ConfigError(f"unknown reward {name!r}; known: {', '.join(REWARDS)}")
-    return REWARDS[name]()
+    try:
+        return REWARDS.create(name)
+    except ConfigError:
+        raise ConfigError(f"unknown reward {name!r}; known: {', '.join(REWARDS.names())}") from None

@@ -169,3 +169,41 @@ def test_global_magnitude_needs_the_model_and_takes_only_its_parameter():
         make_searcher("global-magnitude", overrides={"warmup_episodes": 3})
     with pytest.raises(ConfigError, match="random searcher has no parameter"):
         make_searcher("random", overrides={"p": 2})
+
+
+def test_knapsack_meets_the_budget_under_a_non_monotone_cost():
+    from autoprune.costs import Cost
+
+    env, _ = toy_problem()
+    flops = env.cost_model
+
+    class Bumpy(type(flops)):
+        def cost(self, arch):  # odd widths cost 50 % more: fewer channels can cost more
+            base = super().cost(arch)
+            return Cost(int(base.flops * (1 + 0.5 * sum(k % 2 for k in arch.values()) / 4)), base.params)
+
+    bumpy = Bumpy(flops.layers)
+    env = PruningEnv(env.groups, group_features(env.analysis), bumpy, Budget.from_spec(bumpy, "45%"),
+                     lambda kept: 0.5, analysis=env.analysis)
+    infos = []
+    make_searcher("knapsack").run(env, 5, infos.append)
+    assert len(infos) == 1 and infos[0]["feasible"] and env.budget.fits(infos[0]["cost"])
+
+
+def test_knapsack_keeps_the_channels_that_buy_most_importance_per_cost():
+    env, _ = toy_problem()
+    infos = []
+    make_searcher("knapsack").run(env, 1, infos.append)
+    kept = infos[0]["kept"]
+    assert infos[0]["feasible"] and kept == infos[0]["proposed"]  # a fitting one-shot rule is scored as made
+
+
+def test_cmaes_resumes_exactly_and_beats_its_start(tmp_path):
+    full, env = [], toy_problem()[0]
+    make_searcher("cmaes", seed=3).run(env, 24, full.append, state_dir=tmp_path / "a")
+    part = []
+    make_searcher("cmaes", seed=3).run(env, 10, part.append, state_dir=tmp_path / "b")
+    make_searcher("cmaes", seed=3).run(env, 24, part.append, start_episode=10, state_dir=tmp_path / "b")
+    assert [i["kept"] for i in part] == [i["kept"] for i in full]
+    assert all(i["feasible"] for i in full)
+    assert max(i["accuracy"] for i in full[12:]) >= max(i["accuracy"] for i in full[:6])

@@ -11,6 +11,7 @@ from gymnasium.utils.env_checker import check_env
 from stable_baselines3.common.env_checker import check_env as sb3_check_env
 
 from autoprune.analysis import analyse_model, group_features
+from autoprune.budget import BudgetSpec
 from autoprune.costs import Cost, FlopsCostModel, RooflineCostModel
 from autoprune.errors import ConfigError
 from autoprune.models import create_model
@@ -129,11 +130,26 @@ def test_failed_candidate_gets_zero_reward(resnet):
 
 
 def test_rewards():
-    assert make_reward("accuracy")(0.9, 5, 10) == 0.9
-    assert amc_flops_reward(0.9, math.e, 10) == pytest.approx(-0.1)
-    assert make_penalty_reward(2.0)(0.9, 12, 10) == pytest.approx(0.5)
+    budget = Budget("flops", 10.0, 20.0)
+    assert make_reward("accuracy")(0.9, 5, budget) == 0.9
+    assert amc_flops_reward(0.9, 20.0 * math.e / 1e6, budget) == pytest.approx(-0.1)
+    assert make_penalty_reward(2.0)(0.9, 12, budget) == pytest.approx(0.5)
     with pytest.raises(ConfigError, match="unknown reward"):
         make_reward("speed")
+
+
+def test_amc_reward_tells_accuracies_apart_under_a_millisecond_budget():
+    budget = Budget("latency_ms", 0.14, 0.28)  # costs below 1 ms used to clamp the log to ~0
+    better, worse = amc_flops_reward(0.9, 0.14, budget), amc_flops_reward(0.8, 0.14, budget)
+    assert worse < better < -0.5
+
+
+def test_penalty_reward_lets_candidates_over_budget_be_tried_and_penalised(resnet):
+    env = make_env(resnet, "30%", reward="penalty", evaluator=lambda kept: 0.5)
+    info = rollout(env, lambda t: -1.0)  # keep everything: over budget, not clipped, penalised
+    assert not info["feasible"] and info["reward"] < 0.5
+    strict = rollout(make_env(resnet, "30%", evaluator=lambda kept: 0.5), lambda t: -1.0)
+    assert strict["feasible"] and strict["reward"] == 0.5
 
 
 def test_budget_parsing(resnet):
@@ -145,3 +161,58 @@ def test_budget_parsing(resnet):
         Budget.from_spec(cost, "0.2ms")
     with pytest.raises(ConfigError, match="cannot read budget"):
         Budget.from_spec(cost, "fast")
+
+
+@pytest.mark.parametrize("spec,message", [
+    ("abc", "cannot read budget"), ("inf", "positive, finite"), ("1e309", "positive, finite"),
+    ("nan%", "positive, finite"), ("-5%", "positive, finite"), ("150%", "more than the dense"),
+    ("50", "has no unit"), ("0", "positive, finite")])
+def test_bad_budgets_are_refused_from_the_text_alone(spec, message):
+    with pytest.raises(ConfigError, match=message):
+        BudgetSpec.parse(spec)
+
+
+def test_absolute_budget_above_dense_and_in_the_wrong_unit_is_refused(resnet):
+    cost = FlopsCostModel(resnet.layers)
+    with pytest.raises(ConfigError, match="above the dense"):
+        Budget.from_spec(cost, "100G")
+    assert Budget.from_spec(cost, "0.25").fits(cost.dense_cost().flops / 4)
+    assert not Budget.from_spec(cost, "0.25").fits(cost.dense_cost().flops / 3)
+
+
+def _random_rollouts(env, episodes, seed=0):
+    rng = np.random.default_rng(seed)
+    return [rollout(env, lambda t: float(rng.uniform(-1, 1))) for _ in range(episodes)]
+
+
+@pytest.mark.parametrize("budget", ["50%", "30%"])
+def test_projection_has_no_position_bias_and_uses_the_budget(resnet, budget):
+    env = make_env(resnet, budget, round_to=1)
+    infos = _random_rollouts(env, 60)
+    assert all(i["feasible"] for i in infos)
+    used = [i["cost"] / env.budget.value for i in infos]
+    assert min(used) >= 0.95, min(used)
+    means = np.array([np.mean([i["ratios"][g.name] for i in infos]) for g in env.groups])
+    third = len(means) // 3
+    # the wall cut late groups hardest; the projection's late groups are cut no more than early ones
+    assert means[-third:].mean() - means[:third].mean() < 0.05, means.round(2)
+
+
+def test_the_wall_shows_the_bias_the_projection_removes(resnet):
+    infos = _random_rollouts(make_env(resnet, "30%", round_to=1, budget_rule="wall"), 60)
+    means = np.array([np.mean([i["ratios"][g] for i in infos]) for g in infos[0]["ratios"]])
+    third = len(means) // 3
+    assert means[-third:].mean() - means[:third].mean() > 0.1, means.round(2)
+
+
+def test_projection_meets_the_budget_under_a_non_monotone_cost(resnet):
+    flops = FlopsCostModel(resnet.layers)
+
+    class Bumpy(type(flops)):
+        def cost(self, arch):  # odd widths cost 40 % more: fewer channels can cost more
+            base = super().cost(arch)
+            odd = sum(k % 2 for k in arch.values())
+            return Cost(int(base.flops * (1 + 0.4 * odd / max(len(arch), 1))), base.params)
+
+    env = make_env(resnet, "40%", cost=Bumpy(resnet.layers), round_to=1)
+    assert all(i["feasible"] for i in _random_rollouts(env, 30))

@@ -35,7 +35,10 @@ def test_cli_search_completes_and_resumes(tmp_path):
     history = read_history(out / "history.csv")
     assert list(history["episode"]) == list(range(10))
     policy = json.loads((out / "best_policy.json").read_text())
-    assert policy["accuracy"]["val"] == history.loc[history["feasible"], "accuracy"].max()
+    reranked = pd.read_csv(out / "rerank.csv")  # the best policy is the best after the short fine-tune
+    assert policy["accuracy"]["episode"] == reranked.loc[0, "episode"]
+    assert policy["accuracy"]["val_finetuned"] == reranked["finetuned"].max()
+    assert reranked.loc[0, "accuracy"] == history.loc[history["episode"] == reranked.loc[0, "episode"], "accuracy"].item()
     assert policy["budget"]["fraction"] == pytest.approx(0.4)
     assert all(history["cost"] <= policy["budget"]["value"])
 
@@ -111,8 +114,9 @@ def test_parallel_envs_search_and_resume(tmp_path):
     assert resumed.returncode == 0, resumed.stderr
     history = read_history(out / "history.csv")
     assert list(history["episode"]) == list(range(10)) and history["feasible"].all()
+    assert list(history["source"][:3]) == ["seed:uniform", "seed:global-magnitude", "seed:knapsack"]
     saved = json.loads((out / "agent" / "agent.json").read_text())
-    assert saved["num_timesteps"] >= 10 * 2  # two groups an episode, counted over both envs
+    assert saved["num_timesteps"] >= (10 - 3) * 2  # the agent's episodes, two groups each, over both envs
 
 
 def test_parallel_envs_need_an_sb3_agent(tmp_path, capsys):
@@ -147,7 +151,7 @@ def test_best_candidate_over_budget_on_this_machine_is_replaced(tmp_path, splits
             return [1e9] + [0.0] * (len(archs) - 1)
 
     monkeypatch.setattr(verify, "MeasuredLatencyCostModel", Measured)
-    cfg = config(tmp_path, "random", "v")
+    cfg = config(tmp_path, "random", "v", rerank_top=0)
     cfg.cost_model, cfg.table, cfg.budget, cfg.episodes = "lut", str(mlp_table), "60%", 12
     summary = SearchRun(cfg, splits=splits, progress=False).run()
     checked = pd.read_csv(tmp_path / "v" / "verification.csv")
@@ -157,6 +161,14 @@ def test_best_candidate_over_budget_on_this_machine_is_replaced(tmp_path, splits
     assert summary["verification"]["chosen_episode"] == checked.loc[1, "episode"] == summary["best"]["episode"]
     policy = json.loads((tmp_path / "v" / "best_policy.json").read_text())
     assert policy["accuracy"]["episode"] == checked.loc[1, "episode"]
+    # with the second stage on, the re-ranked best is still one that measured within budget
+    cfg = config(tmp_path, "random", "v2")
+    cfg.cost_model, cfg.table, cfg.budget, cfg.episodes = "lut", str(mlp_table), "60%", 12
+    summary = SearchRun(cfg, splits=splits, progress=False).run()
+    checked = pd.read_csv(tmp_path / "v2" / "verification.csv")
+    reranked = pd.read_csv(tmp_path / "v2" / "rerank.csv")
+    assert set(reranked["episode"]) <= set(checked.loc[checked["fits"], "episode"])
+    assert summary["best"]["episode"] == summary["rerank"]["chosen_episode"] == reranked.loc[0, "episode"]
 
 
 def test_verification_is_skipped_where_it_cannot_hold(tmp_path, splits, mlp_table):
@@ -171,3 +183,35 @@ def test_verification_is_skipped_where_it_cannot_hold(tmp_path, splits, mlp_tabl
     cfg.cost_model, cfg.table, cfg.budget = "lut", str(moved), "60%"
     assert "not on this machine" in SearchRun(cfg, splits=splits, progress=False).run()["verification"]["skipped"]
     assert not (tmp_path / "moved" / "verification.csv").exists()
+
+
+def test_search_best_is_never_worse_than_its_seeds(tmp_path, splits):
+    cfg = config(tmp_path, "random", "seeded", rerank_top=0)
+    cfg.episodes = 8
+    summary = SearchRun(cfg, splits=splits, progress=False).run()
+    history = read_history(tmp_path / "seeded" / "history.csv")
+    seeds = history[history["source"].str.startswith("seed:")]
+    assert list(seeds["episode"]) == [0, 1, 2]
+    assert summary["best"]["accuracy"] >= seeds["accuracy"].max()
+
+
+def test_second_stage_ranks_a_known_better_candidate_first(splits):
+    """Two candidates: the same widths, one with its best channels ranked away (scrambled ranking):
+    the short fine-tune must put the one with the kept, trained channels first."""
+    import torch
+
+    from autoprune.analysis import analyse_model
+    from autoprune.checkpoint import load_or_create
+    from autoprune.evaluation import CandidateEvaluator
+    from autoprune.pruning import rank_channels
+    from autoprune.training import TrainConfig, train
+
+    torch.manual_seed(0)
+    model = load_or_create("mlp", None, require_weights=False)
+    train(model, lambda e: splits.train(64, seed=e), TrainConfig(epochs=2, lr=0.05, augment=False), progress=False)
+    analysis = analyse_model(model.eval(), torch.randn(1, *splits.input_shape))
+    good = rank_channels(analysis, "l1")
+    bad = {n: r.flip(0) for n, r in good.items()}  # keeps the least important channels
+    kept = {g.name: max(1, g.channels // 8) for g in analysis.groups}
+    scores = [CandidateEvaluator(analysis, r, splits, 256, 2).finetuned(kept, 30) for r in (good, bad)]
+    assert scores[0] > scores[1], scores

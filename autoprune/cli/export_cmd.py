@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from autoprune.budget import MEASURED_TOLERANCE
 from autoprune.cli.common import ensure_writable_dir
 from autoprune.latency import LatencySettings
 from autoprune.onnx_export import EXPORTERS
@@ -34,7 +35,7 @@ def report(s: dict, out: str) -> str:
     line += f", dense {s['dense_latency_ms']:.4f} ms" if s.get("dense_latency_ms") is not None else ""
     if s.get("budget_ms") is not None:
         verdict = "within" if s["within_budget_tolerance"] else "OVER"
-        line += f"), budget {s['budget_ms']:.4f} ms: {s['latency_over_budget']:.2f}x, {verdict} budget + 5 %"
+        line += f"), budget {s['budget_ms']:.4f} ms: {s['latency_over_budget']:.2f}x, {verdict} budget + {MEASURED_TOLERANCE * 100:.0f} %"
         if not s["within_budget_tolerance"]:
             line += (" (a busy machine or a latency-table miss: re-time it with 'autoprune export'; if it stays "
                      "over, search again with a budget tighter by that factor)")

@@ -5,8 +5,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from autoprune.agents import list_searchers, parse_overrides
+from autoprune.agents import SEED_RULES, list_searchers, parse_overrides
 from autoprune.cli.common import command_line, ensure_writable_dir
+from autoprune.envs import BUDGET_RULES
 from autoprune.search import SearchConfig, SearchRun
 
 D = SearchConfig()
@@ -49,6 +50,15 @@ def add_search_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--importance", default=D.importance, help="l1, l2, bn_scale or taylor")
     p.add_argument("--reward", default=D.reward, help="accuracy, amc or penalty")
     p.add_argument("--exclude", nargs="*", default=[], help="module names never pruned")
+    p.add_argument("--budget-rule", default=D.budget_rule, choices=list(BUDGET_RULES),
+                   help="project: each finished proposal is projected onto the budget (no position bias); "
+                        "wall: AMC's per-step action wall")
+    p.add_argument("--seeds", nargs="*", default=D.seeds, metavar="RULE",
+                   help=f"one-shot rules played as the first episodes ({', '.join(SEED_RULES)}; none: --seeds)")
+    p.add_argument("--rerank-top", type=int, default=D.rerank_top,
+                   help="after the search, fine-tune this many best candidates briefly and keep the best "
+                        "by that second score (0: off)")
+    p.add_argument("--rerank-steps", type=int, default=D.rerank_steps, help="SGD steps of that short fine-tune")
     p.add_argument("--verify-top", type=int, default=D.verify_top,
                    help="after the search, time this many best candidates here and keep the best within "
                         "budget (lut tables profiled on this machine; 0: off)")
@@ -68,8 +78,9 @@ def config_from_args(args: argparse.Namespace, out: str | None = None) -> Search
         agent=args.agent, preset=args.preset, agent_params=parse_overrides(args.agent_param),
         episodes=args.episodes, seed=args.seed, n_envs=args.n_envs, val_size=args.val_size, bn_batches=args.bn_batches, eval_mode=args.eval_mode,
         min_ratio=args.min_ratio, max_ratio=args.max_ratio, round_to=args.round_to,
-        importance=args.importance, reward=args.reward, exclude=args.exclude, verify_top=args.verify_top,
-        out=out).validate()
+        importance=args.importance, reward=args.reward, exclude=args.exclude, budget_rule=args.budget_rule,
+        seeds=list(args.seeds), rerank_top=args.rerank_top, rerank_steps=args.rerank_steps,
+        verify_top=args.verify_top, out=out).validate()
 
 
 def run(args: argparse.Namespace) -> int:

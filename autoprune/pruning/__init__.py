@@ -7,7 +7,7 @@ from autoprune.pruning.importance import (
                                           MagnitudeImportance,
                                           TaylorImportance,
                                           create_importance,
-                                          rank_channels,
+                                          channel_scores, rank_channels,
 )
 from autoprune.pruning.masked import MaskedPruner
 from autoprune.pruning.physical import prune_physically
@@ -15,4 +15,4 @@ from autoprune.pruning.ratios import architecture_for, channels_kept
 
 __all__ = ["IMPORTANCES", "BNScaleImportance", "Importance", "MagnitudeImportance", "MaskedPruner",
            "TaylorImportance", "architecture_for", "channels_kept", "create_importance",
-           "prune_physically", "rank_channels"]
+           "prune_physically", "rank_channels", "channel_scores"]

@@ -84,16 +84,23 @@ def create_importance(name_or_obj: str | Importance) -> Importance:
     return name_or_obj if isinstance(name_or_obj, Importance) else IMPORTANCES.create(name_or_obj)
 
 
+def channel_scores(analysis, importance: str | Importance = "l1",
+                   batches: Iterable[tuple[torch.Tensor, torch.Tensor]] | None = None) -> dict[str, torch.Tensor]:
+    """Per group, one score per channel (higher = keep); zeros where the criterion gives no signal."""
+    imp = create_importance(importance)
+    imp.prepare(analysis.model, batches)
+    scores = {}
+    for g in analysis.groups:
+        s = imp(analysis.tp_group(g.name))
+        if s is None or s.numel() != g.channels or not torch.isfinite(s).all():
+            s = torch.zeros(g.channels)  # no usable signal: fall back to index order
+        scores[g.name] = s.detach().float()
+    analysis.model.zero_grad(set_to_none=True)
+    return scores
+
+
 def rank_channels(analysis, importance: str | Importance = "l1",
                   batches: Iterable[tuple[torch.Tensor, torch.Tensor]] | None = None) -> dict[str, torch.Tensor]:
     """Per group, channel indices ordered from least to most important (ties by index)."""
-    imp = create_importance(importance)
-    imp.prepare(analysis.model, batches)
-    ranking = {}
-    for g in analysis.groups:
-        scores = imp(analysis.tp_group(g.name))
-        if scores is None or scores.numel() != g.channels or not torch.isfinite(scores).all():
-            scores = torch.zeros(g.channels)  # no usable signal: fall back to index order
-        ranking[g.name] = torch.sort(scores.detach().float(), stable=True).indices
-    analysis.model.zero_grad(set_to_none=True)
-    return ranking
+    return {name: torch.sort(s, stable=True).indices
+            for name, s in channel_scores(analysis, importance, batches).items()}

@@ -8,8 +8,13 @@ from typing import Any
 
 import yaml
 
+from autoprune.agents import DEFAULT_SEEDS, SEED_RULES, SB3Searcher, make_searcher
 from autoprune.atomic import write_text_atomic
+from autoprune.budget import BudgetSpec
+from autoprune.costs.registry import COST_MODELS
+from autoprune.envs import BUDGET_RULES, make_reward
 from autoprune.errors import ConfigError
+from autoprune.pruning.importance import IMPORTANCES
 
 
 @dataclass
@@ -39,6 +44,10 @@ class SearchConfig:
     importance: str = "l1"
     reward: str = "accuracy"
     exclude: list[str] = field(default_factory=list)
+    budget_rule: str = "project"  # how proposals become feasible: "project" (no position bias) or AMC's "wall"
+    seeds: list[str] = field(default_factory=lambda: list(DEFAULT_SEEDS))  # one-shot rules played first
+    rerank_top: int = 8  # candidates fine-tuned briefly after the search and ranked again (0: off)
+    rerank_steps: int = 200  # SGD steps of that short fine-tune
     verify_top: int = 10  # best candidates timed on this machine after the search (lut only; 0: off)
     out: str = "runs/search"
 
@@ -65,7 +74,28 @@ class SearchConfig:
             raise ConfigError(f"--n-envs must be between 1 and 64, got {self.n_envs}")
         if self.val_size < 1 or self.bn_batches < 0 or self.round_to < 1 or self.verify_top < 0:
             raise ConfigError("--val-size and --round-to must be >= 1, --bn-batches and --verify-top >= 0")
+        if self.rerank_top < 0 or self.rerank_steps < 1:
+            raise ConfigError("--rerank-top must be >= 0 and --rerank-steps >= 1")
+        self._check_names()
         return self
+
+    def _check_names(self) -> None:
+        """Budget text, names, agent hyper-parameters and files: refused here, before any work."""
+        BudgetSpec.parse(self.budget)
+        if self.budget_rule not in BUDGET_RULES:
+            raise ConfigError(f"--budget-rule must be one of {', '.join(BUDGET_RULES)}, got {self.budget_rule!r}")
+        bad_seed = [s for s in self.seeds if s not in SEED_RULES]
+        if bad_seed:
+            raise ConfigError(f"unknown seed rule {bad_seed[0]!r}; known: {', '.join(SEED_RULES)}")
+        make_reward(self.reward)
+        IMPORTANCES.get(self.importance)
+        COST_MODELS.get(self.cost_model)
+        searcher = make_searcher(self.agent, self.seed, self.preset, self.agent_params)
+        if isinstance(searcher, SB3Searcher):
+            searcher.check()
+        for option, path in (("--weights", self.weights), ("--table", self.table), ("--data-dir", self.data_dir)):
+            if path and not Path(path).exists():
+                raise ConfigError(f"{option} {path} does not exist; check the path")
 
     def save(self, path: str | Path) -> None:
         """Write the settings as YAML (atomically)."""
@@ -100,5 +130,6 @@ _TYPES: dict[str, tuple[type, ...]] = {
     "agent": (str,), "preset": (str,), "agent_params": (dict,), "episodes": (int,), "seed": (int,), "n_envs": (int,),
     "val_size": (int,), "bn_batches": (int,), "eval_mode": (str,), "min_ratio": (float, int),
     "max_ratio": (float, int), "round_to": (int,), "importance": (str,), "reward": (str,),
-    "exclude": (list,), "verify_top": (int,), "out": (str,),
+    "exclude": (list,), "budget_rule": (str,), "seeds": (list,), "rerank_top": (int,), "rerank_steps": (int,),
+    "verify_top": (int,), "out": (str,),
 }

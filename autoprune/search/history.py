@@ -12,7 +12,7 @@ from typing import Any
 import pandas as pd
 
 COLUMNS = ["episode", "accuracy", "reward", "cost", "latency_ms", "flops", "params", "feasible",
-           "score_s", "wall_s", "ratios", "kept"]
+           "score_s", "wall_s", "ratios", "kept", "source"]
 
 
 class HistoryWriter:
@@ -22,11 +22,16 @@ class HistoryWriter:
         self.path = Path(path)
         new = not self.path.exists() or self.path.stat().st_size == 0
         self._repair_partial_last_line()
+        columns = COLUMNS if new else self._header()  # a history begun by an older version keeps its columns
         self._file = self.path.open("a", newline="")
-        self._writer = csv.DictWriter(self._file, fieldnames=COLUMNS)
+        self._writer = csv.DictWriter(self._file, fieldnames=columns, extrasaction="ignore")
         if new:
             self._writer.writeheader()
             self._flush()
+
+    def _header(self) -> list[str]:
+        with self.path.open(newline="") as f:
+            return next(csv.reader(f), COLUMNS) or COLUMNS
 
     def _repair_partial_last_line(self) -> None:
         """Drop a line cut short by a crash mid-write (never a finished row)."""

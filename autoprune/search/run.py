@@ -3,7 +3,8 @@
 Folder layout: ``config.yaml`` (resolved settings), ``command.txt``, ``history.csv`` (one row per
 episode, written as it happens), ``best_policy.json`` (rewritten whenever the best feasible
 candidate improves, and after the search if the best one measures over budget on this machine:
-``verification.csv``), ``agent/`` (agent state for ``--resume``), ``summary.json`` (timings).
+``verification.csv``, and after the second-stage re-ranking: ``rerank.csv``), ``agent/`` (agent
+state for ``--resume``), ``summary.json`` (timings).
 """
 
 from __future__ import annotations
@@ -16,18 +17,20 @@ from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import torch
 from stable_baselines3.common.vec_env import SubprocVecEnv
 from tqdm.auto import tqdm
 
-from autoprune.agents import make_searcher
+from autoprune.agents import SeededSearcher, make_searcher
 from autoprune.agents.searchers import SB3Searcher
 from autoprune.analysis import ModelAnalysis, analyse_model, group_features
 from autoprune.atomic import write_json_atomic, write_text_atomic
+from autoprune.budget import MEASURED_TOLERANCE, Budget
 from autoprune.checkpoint import load_or_create
 from autoprune.costs import CostModel, create_cost_model, profile_latency_table
 from autoprune.data import DataSplits, load_splits
-from autoprune.envs import Budget, PruningEnv
+from autoprune.envs import PruningEnv
 from autoprune.errors import ConfigError
 from autoprune.evaluation import CandidateEvaluator
 from autoprune.memory import release_free_memory
@@ -35,8 +38,8 @@ from autoprune.policy import PruningPolicy
 from autoprune.pruning import rank_channels
 from autoprune.pruning.verify import check_prunable
 from autoprune.search.config import SearchConfig
-from autoprune.export import TOLERANCE
 from autoprune.search.history import HistoryWriter, read_history, scored_feasible
+from autoprune.search.rerank import rerank_candidates
 from autoprune.search.verify import measure_top_candidates, skip_reason, verdict
 
 
@@ -70,10 +73,12 @@ class SearchRun:
     def prepare(self) -> PruningEnv:
         """Load everything and build the environment(s) (fails fast, before any search time)."""
         c = self.config
-        self.searcher = make_searcher(c.agent, c.seed, c.preset, c.agent_params)  # bad names fail first
+        self.searcher = make_searcher(c.agent, c.seed, c.preset, c.agent_params, seeds=tuple(c.seeds))
         torch.manual_seed(c.seed)
         self.env = self._build_env()
         self.search_env = self._vector_env() if c.n_envs > 1 else self.env
+        if isinstance(self.searcher, SeededSearcher):
+            self.searcher.seed_env = self.env  # seeds play one episode each, in the main process
         return self.env
 
     def _build_env(self, check: bool = True) -> PruningEnv:
@@ -94,11 +99,12 @@ class SearchRun:
         self.evaluator = CandidateEvaluator(self.analysis, ranking, splits, c.val_size, c.bn_batches,
                                             mode=c.eval_mode)
         return PruningEnv(self.analysis.groups, group_features(self.analysis), self.cost_model, self.budget,
-                          self.evaluator, c.min_ratio, c.max_ratio, c.round_to, c.reward, analysis=self.analysis)
+                          self.evaluator, c.min_ratio, c.max_ratio, c.round_to, c.reward, analysis=self.analysis,
+                          budget_rule=c.budget_rule)
 
     def _vector_env(self) -> SubprocVecEnv:
         """``n_envs`` copies of the environment in worker processes: candidates are scored in parallel."""
-        if not isinstance(self.searcher, SB3Searcher):
+        if not isinstance(getattr(self.searcher, "inner", self.searcher), SB3Searcher):
             raise ConfigError(f"--n-envs > 1 runs SB3 agents in parallel; {self.config.agent!r} plays one "
                               f"episode at a time, use --n-envs 1")
         factory = functools.partial(_worker_env, replace(self.config), self._splits)
@@ -109,7 +115,7 @@ class SearchRun:
         """Run (or continue) the search; returns the summary."""
         self.out.mkdir(parents=True, exist_ok=True)
         history = read_history(self.out / "history.csv") if resume else None
-        if not resume and (self.out / "history.csv").exists():
+        if not resume and len(read_history(self.out / "history.csv")):
             raise ConfigError(f"{self.out} already holds a search; pass --resume to continue it or "
                               f"choose another --out")
         env = self.prepare()
@@ -149,9 +155,34 @@ class SearchRun:
             summary = self._summary(time.perf_counter() - start, state["episode"] - done, state)
         if state["episode"] >= self.config.episodes and self.best is not None:
             summary["verification"] = self._verify()
+            summary["rerank"] = self._rerank(summary["verification"])
             summary["best"] = self.best
             write_json_atomic(self.out / "summary.json", summary)
         return summary
+
+    def _rerank(self, verification: dict[str, Any]) -> dict[str, Any]:
+        """Second-stage scoring of the best candidates; the best by it becomes ``best_policy.json``."""
+        c = self.config
+        if c.rerank_top < 1:
+            return {"skipped": "switched off (--rerank-top 0)"}
+        start = time.perf_counter()
+        history = read_history(self.out / "history.csv")
+        allowed = None
+        if (self.out / "verification.csv").is_file() and "skipped" not in verification:
+            checked = pd.read_csv(self.out / "verification.csv")
+            allowed = set(checked.loc[checked["fits"].astype(bool), "episode"].astype(int))
+        frame = rerank_candidates(history, lambda kept, steps: self.evaluator.finetuned(kept, steps, c.seed),
+                                  c.rerank_top, c.rerank_steps, allowed)
+        frame.to_csv(self.out / "rerank.csv", index=False)
+        if frame.empty or pd.isna(frame.loc[0, "finetuned"]):
+            return {"candidates": len(frame), "chosen_episode": None}
+        chosen = int(frame.loc[0, "episode"])
+        if chosen != self.best["episode"]:
+            self.best = _best_from_row(history.loc[history["episode"] == chosen].iloc[0])
+        self.best["finetuned"] = float(frame.loc[0, "finetuned"])
+        self._policy().save(self.out / "best_policy.json")
+        return {"candidates": len(frame), "chosen_episode": chosen, "steps": c.rerank_steps,
+                "chosen_finetuned": self.best["finetuned"], "seconds": round(time.perf_counter() - start, 2)}
 
     def _verify(self) -> dict[str, Any]:
         """Time the best candidates on this machine; keep the most accurate one within budget (see verify)."""
@@ -166,7 +197,7 @@ class SearchRun:
         chosen = result["chosen_episode"]
         if chosen is None:
             tqdm.write(f"warning: none of the {len(frame)} best candidates measured within the budget + "
-                       f"{TOLERANCE:.0%} on this machine (best: {frame['measured_ms'].min():.4g} ms vs "
+                       f"{MEASURED_TOLERANCE:.0%} on this machine (best: {frame['measured_ms'].min():.4g} ms vs "
                        f"{self.budget.value:.4g} ms); search again with a tighter budget")
         elif chosen != self.best["episode"]:
             row = history.loc[history["episode"] == chosen].iloc[0]
@@ -199,7 +230,9 @@ class SearchRun:
             self.analysis, b["ratios"], model_name=self.config.model, round_to=self.config.round_to,
             importance=self.config.importance, exclude=list(self.config.exclude), budget=self.budget.to_dict(),
             cost_model=self.cost_model.name, predicted_cost=predicted,
-            accuracy={"val": b["accuracy"], "val_images": self.config.val_size, "episode": b["episode"]})
+            accuracy={"val": b["accuracy"], "val_images": self.config.val_size, "episode": b["episode"],
+                      **({"val_finetuned": b["finetuned"], "finetune_steps": self.config.rerank_steps}
+                         if "finetuned" in b else {})})
 
     def _summary(self, seconds: float, episodes: int, timing: dict[str, float]) -> dict[str, Any]:
         scoring, env = timing["scoring"], timing["env"]  # summed over every env (parallel: > wall)

@@ -16,8 +16,7 @@ import pandas as pd
 from autoprune.analysis.groups import ModelAnalysis
 from autoprune.costs import CostModel, LookupTableCostModel, MeasuredLatencyCostModel
 from autoprune.costs.lut import device_info
-from autoprune.envs import Budget
-from autoprune.export import TOLERANCE
+from autoprune.budget import MEASURED_TOLERANCE, Budget
 from autoprune.latency import LatencySettings
 from autoprune.search.history import scored_feasible
 
@@ -51,7 +50,7 @@ def measure_top_candidates(history: pd.DataFrame, analysis: ModelAnalysis, table
         "onnxruntime", int(settings.get("batch_size", 1)), int(settings.get("threads", 1))))
     frame = ok[["episode", "accuracy", "latency_ms"]].reset_index(drop=True)
     frame["measured_ms"] = measured.latencies([json.loads(k) for k in ok["kept"]])
-    frame["fits"] = frame["measured_ms"] <= budget.value * (1 + TOLERANCE)
+    frame["fits"] = [budget.fits(ms, MEASURED_TOLERANCE) for ms in frame["measured_ms"]]
     return frame
 
 
@@ -62,4 +61,4 @@ def verdict(frame: pd.DataFrame, budget: Budget) -> dict[str, Any]:
     worst = float((frame["measured_ms"] / frame["latency_ms"]).max()) if len(frame) else float("nan")
     return {"candidates": len(frame), "chosen_episode": None if chosen is None else int(chosen["episode"]),
             "chosen_measured_ms": None if chosen is None else float(chosen["measured_ms"]),
-            "budget_ms": budget.value, "tolerance": TOLERANCE, "worst_measured_over_predicted": round(worst, 4)}
+            "budget_ms": budget.value, "tolerance": MEASURED_TOLERANCE, "worst_measured_over_predicted": round(worst, 4)}

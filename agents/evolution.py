@@ -1,0 +1,79 @@
+"""CMA-ES over whole ratio profiles (the ``cmaes`` package), behind the searcher interface.
+
+Each candidate is one vector of actions, one per group, played as an episode (the environment
+projects it onto the budget); CMA-ES minimises minus the episode's reward. Resume replays the
+recorded rewards through a fresh optimiser with the same seed, so no optimiser state is pickled
+and a resumed search continues exactly where it stopped.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+from autoprune.agents.searchers import Searcher
+from cmaes import CMA
+
+from autoprune.atomic import write_json_atomic
+from autoprune.errors import ConfigError
+
+
+class CMAESSearcher(Searcher):
+    """Covariance-matrix adaptation (Hansen 2016) of the per-group actions in [-1, 1].
+
+    Parameters: ``sigma`` (initial step, default 0.4), ``population`` (default: CMA-ES's
+    4 + 3 ln(groups)), ``mean`` (initial action for every group, default 0: mid-range ratios).
+    """
+
+    name = "cmaes"
+    accepts = frozenset({"sigma", "population", "mean"})
+
+    def _optimizer(self, dims: int) -> CMA:
+        sigma, mean = float(self.params.get("sigma", 0.4)), float(self.params.get("mean", 0.0))
+        population = self.params.get("population")
+        if not (0 < sigma <= 2 and -1 <= mean <= 1) or (population is not None and int(population) < 2):
+            raise ConfigError("cmaes needs 0 < sigma <= 2, -1 <= mean <= 1 and population >= 2")
+        bounds = np.tile([-1.0, 1.0], (dims, 1))
+        return CMA(mean=np.full(dims, mean), sigma=sigma, bounds=bounds, seed=self.seed,
+                   population_size=None if population is None else int(population))
+
+    def run(self, env, episodes, on_episode, start_episode=0, state_dir=None) -> None:
+        opt = self._optimizer(len(env.groups))
+        rewards = _load(state_dir, start_episode)
+        told: list[tuple[np.ndarray, float]] = []
+        for e in range(episodes):
+            x = opt.ask()
+            if e < start_episode:
+                value = rewards[e]
+            else:
+                info = self.play(env, lambda t: float(x[t]), seed=self.seed + e)
+                value = float(info["reward"])
+                rewards.append(value)
+                if state_dir:
+                    _save(state_dir, rewards)
+                on_episode(info)
+            told.append((x, -value))
+            if len(told) == opt.population_size:
+                opt.tell(told)
+                told = []
+
+
+def _load(state_dir: Path | None, start: int) -> list[float]:
+    if start == 0:
+        return []
+    path = (state_dir or Path("/nonexistent")) / "cmaes.json"
+    try:
+        rewards = [float(r) for r in json.loads(path.read_text())["rewards"]][:start]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ConfigError(f"cannot resume CMA-ES from {path} ({type(exc).__name__}); delete the run folder's "
+                          f"agent/ to restart the search") from exc
+    if len(rewards) < start:
+        raise ConfigError(f"{path} holds {len(rewards)} rewards but the history {start} episodes; "
+                          f"delete the run folder's agent/ to restart the search")
+    return rewards
+
+
+def _save(state_dir: Path, rewards: list[float]) -> None:
+    state_dir.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(state_dir / "cmaes.json", {"rewards": rewards})

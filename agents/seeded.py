@@ -1,0 +1,56 @@
+"""A search that starts from the strong points: one-shot baselines first, then the searcher.
+
+The first episodes play the seed rules (uniform, Torch-Pruning global magnitude, knapsack), so a
+search's best candidate is never worse, by its own score, than the one-liners it competes with.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from autoprune.agents.searchers import (
+    EpisodeHook,
+    GlobalMagnitudeSearcher,
+    KnapsackSearcher,
+    Searcher,
+    UniformSearcher,
+)
+
+from autoprune.errors import ConfigError
+
+SEED_RULES: dict[str, type[Searcher]] = {"uniform": UniformSearcher, "global-magnitude": GlobalMagnitudeSearcher,
+                                          "knapsack": KnapsackSearcher}
+DEFAULT_SEEDS = ("uniform", "global-magnitude", "knapsack")
+
+
+class SeededSearcher(Searcher):
+    """Plays ``seeds`` (one episode each), then ``inner`` for the remaining episodes.
+
+    ``history.csv`` names each episode's ``source`` (``seed:uniform``, …, or the searcher).
+    """
+
+    def __init__(self, inner: Searcher, seeds: tuple[str, ...] = DEFAULT_SEEDS, seed_env: Any = None) -> None:
+        unknown = [s for s in seeds if s not in SEED_RULES]
+        if unknown:
+            raise ConfigError(f"unknown seed {unknown[0]!r}; known: {', '.join(SEED_RULES)}")
+        super().__init__(inner.seed)
+        self.inner, self.seeds = inner, tuple(seeds)
+        self.seed_env = seed_env  # a single env for the seeds when ``inner`` runs a vector of them
+        self.name = inner.name
+
+    @property
+    def model(self) -> Any:
+        return getattr(self.inner, "model", None)
+
+    def run(self, env, episodes, on_episode, start_episode=0, state_dir=None) -> None:
+        k = min(len(self.seeds), episodes)
+        for i in range(start_episode, k):
+            rule = SEED_RULES[self.seeds[i]](seed=self.seed)
+            rule.run(self.seed_env or env, 1, _tagged(on_episode, f"seed:{self.seeds[i]}"))
+        self.inner.run(env, episodes - k, _tagged(on_episode, self.inner.name), max(0, start_episode - k), state_dir)
+
+
+def _tagged(on_episode: EpisodeHook, source: str) -> EpisodeHook:
+    def hook(info: dict[str, Any]) -> None:
+        on_episode({**info, "source": source})
+    return hook

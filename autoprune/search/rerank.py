@@ -1,0 +1,39 @@
+"""Two-stage scoring: the most promising candidates of a search, ranked again after a short fine-tune.
+
+The first stage (BN recalibration + validation accuracy, every episode) is cheap but weak at
+aggressive budgets, where every candidate scores near chance. The second stage fine-tunes each
+of the ``top`` first-stage candidates (distinct architectures; the seed rules' always among them)
+for a fixed number of steps on a fixed slice of the training data and scores it again; the best
+policy is the best candidate by this second score (EagleEye's filter-then-fine-tune, NetAdapt's
+short-term fine-tune).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Callable, Mapping
+
+import pandas as pd
+
+from autoprune.search.history import scored_feasible
+
+Scorer = Callable[[Mapping[str, int], int], float]  # (kept, steps) -> second-stage score
+
+
+def rerank_candidates(history: pd.DataFrame, score: Scorer, top: int, steps: int,
+                      allowed: set[int] | None = None) -> pd.DataFrame:
+    """Columns: episode, source, accuracy (first stage), finetuned (second stage), best first.
+
+    ``allowed``: episodes that may be chosen (e.g. those measured within budget); None = all.
+    """
+    ok = scored_feasible(history)
+    if allowed is not None:
+        ok = ok[ok["episode"].isin(allowed)]
+    ok = ok.sort_values(["accuracy", "episode"], ascending=[False, True]).drop_duplicates("kept")
+    seeds = ok[ok["source"].astype(str).str.startswith("seed:")] if "source" in ok else ok.iloc[:0]
+    pool = pd.concat([ok.head(top), seeds]).drop_duplicates("episode")
+    cols = [c for c in ("episode", "source", "accuracy") if c in pool]
+    frame = pool[cols].reset_index(drop=True)
+    frame["finetuned"] = [score(json.loads(k), steps) for k in pool["kept"]]
+    return frame.sort_values(["finetuned", "accuracy", "episode"], ascending=[False, False, True],
+                             na_position="last").reset_index(drop=True)
