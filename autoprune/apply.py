@@ -25,10 +25,11 @@ def apply_policy(analysis: ModelAnalysis, policy: PruningPolicy, importance: str
 
     Args:
         batches: training batches, needed only by data-driven criteria (Taylor).
-        exclude: the module names excluded at analysis, stored in the record for reloading.
+        exclude: the module names excluded at analysis, stored in the record for reloading
+            (default: the policy's own ``exclude``).
     """
     policy.validate_for(analysis)
     ranking = rank_channels(analysis, importance or policy.importance, batches)
     kept = policy.architecture(analysis)
-    record = PruningRecord.from_ranking(analysis, ranking, kept, exclude)
+    record = PruningRecord.from_ranking(analysis, ranking, kept, policy.exclude if exclude is None else exclude)
     return prune_physically(analysis, ranking, kept), record

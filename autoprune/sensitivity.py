@@ -13,6 +13,7 @@ from pathlib import Path
 import pandas as pd
 from tqdm.auto import tqdm
 
+from autoprune.progress import bar_disabled
 from autoprune.analysis.groups import ModelAnalysis
 from autoprune.atomic import atomic_path
 from autoprune.pruning.ratios import channels_kept
@@ -31,7 +32,7 @@ def sensitivity_sweep(analysis: ModelAnalysis, score: Callable[[Mapping[str, int
     dense_kept = {g.name: g.channels for g in analysis.groups}
     dense = score(dense_kept)
     rows = []
-    bar = tqdm(total=len(analysis.groups) * len(ratios), desc="sensitivity", disable=not progress)
+    bar = tqdm(total=len(analysis.groups) * len(ratios), desc="sensitivity", disable=bar_disabled(progress))
     for g in analysis.groups:
         scored = {g.channels: dense}  # ratios that round to the same width are scored once
         for r in ratios:

@@ -10,6 +10,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from autoprune.progress import bar_disabled
 from autoprune.errors import ConfigError
 
 Batches = Iterable[tuple[torch.Tensor, torch.Tensor]]
@@ -105,7 +106,7 @@ def train(model: nn.Module, make_batches: Callable[[int], Batches], cfg: TrainCo
         model.train()
         running, seen = 0.0, 0
         bar = tqdm(make_batches(epoch), total=steps_per_epoch, desc=f"epoch {epoch + 1}/{cfg.epochs}",
-                   disable=not progress, leave=False)
+                   disable=bar_disabled(progress), leave=False)
         for x, y in bar:
             for group in opt.param_groups:
                 group["lr"] = cosine_lr(step, total, cfg.lr)

@@ -3,13 +3,32 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+import warnings
 
 from autoprune import __version__
 from autoprune.errors import AutopruneError
 
 COMMANDS = ("train_cmd", "analyse_cmd", "profile_cmd", "search_cmd", "apply_cmd", "finetune_cmd",
             "export_cmd", "sensitivity_cmd", "pipeline_cmd")
+EXAMPLES = {
+    "train": ["autoprune train --model vgg_small --epochs 10 --out runs/vgg"],
+    "analyse": ["autoprune analyse --model mobilenetv2_small"],
+    "profile": ["autoprune profile resnet20 --out tables/r20.csv"],
+    "search": ["autoprune search --budget 50% --out runs/r20-search",
+               "autoprune search --agent cmaes --budget 30% --table tables/r20.csv --episodes 200 --out runs/r20-cma"],
+    "apply": ["autoprune apply runs/r20-search/best_policy.json --out runs/r20-apply"],
+    "finetune": ["autoprune finetune runs/r20-apply/model.pt --epochs 8 --distill --out runs/r20-ft"],
+    "export": ["autoprune export runs/r20-ft/model.pt --out runs/r20-export"],
+    "sensitivity": ["autoprune sensitivity --model resnet20 --out runs/r20-sens"],
+    "pipeline": ["autoprune pipeline --out runs/resnet20-50pct",
+                 "autoprune pipeline --resume --out runs/resnet20-50pct"],
+}
+
+
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """Defaults shown after every option; the examples epilog kept as written."""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -19,9 +38,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="autoprune", description=(
         "Find per-layer pruning ratios that meet a latency budget (RL search), apply them, fine-tune."))
     parser.add_argument("--version", action="version", version=f"autoprune {__version__}")
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    parser.add_argument("-v", "--verbose", action="store_true", help="show warnings from the libraries too")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMANDS:
         importlib.import_module(f"autoprune.cli.{name}").add_parser(sub)
+    for name, command in sub.choices.items():
+        command.formatter_class = _HelpFormatter
+        command.epilog = "examples:\n" + "\n".join(f"  {line}" for line in EXAMPLES.get(name, []))
     return parser
 
 
@@ -32,6 +56,10 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    if args.quiet:
+        os.environ["TQDM_DISABLE"] = "1"  # read by autoprune.progress wherever a bar is made
+    if not args.verbose:
+        warnings.filterwarnings("ignore", category=UserWarning)
     try:
         return int(args.func(args) or 0)
     except AutopruneError as exc:

@@ -33,19 +33,20 @@ def add_search_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default=None, help="device profile for --cost-model roofline (name or YAML)")
     p.add_argument("--budget", default=D.budget, help="fraction of dense (50%% or 0.5) or absolute (0.15ms)")
     p.add_argument("--agent", default=D.agent, help=f"one of {', '.join(list_searchers())}")
-    p.add_argument("--preset", default=D.preset, help="hyper-parameter preset of the agent")
+    p.add_argument("--preset", default=D.preset,
+                   help="hyper-parameter preset of the agent (quick: smoke tests only, too short to learn)")
     p.add_argument("--agent-param", action="append", default=[], metavar="KEY=VALUE",
                    help="override one preset hyper-parameter (repeatable)")
-    p.add_argument("--episodes", type=int, default=D.episodes)
-    p.add_argument("--seed", type=int, default=D.seed)
+    p.add_argument("--episodes", type=int, default=D.episodes, help="candidates evaluated (seed rules included)")
+    p.add_argument("--seed", type=int, default=D.seed, help="random seed (same seed: same history)")
     p.add_argument("--n-envs", type=int, default=D.n_envs,
                    help="score candidates in this many parallel worker processes (SB3 agents)")
     p.add_argument("--val-size", type=int, default=D.val_size, help="validation images per candidate")
     p.add_argument("--bn-batches", type=int, default=D.bn_batches, help="BN recalibration batches")
     p.add_argument("--eval-mode", default=D.eval_mode, choices=["physical", "masked"],
                    help="score candidates on a pruned copy (default) or with masks on the dense model")
-    p.add_argument("--min-ratio", type=float, default=D.min_ratio)
-    p.add_argument("--max-ratio", type=float, default=D.max_ratio)
+    p.add_argument("--min-ratio", type=float, default=D.min_ratio, help="least share of a group pruned")
+    p.add_argument("--max-ratio", type=float, default=D.max_ratio, help="largest share of a group pruned")
     p.add_argument("--round-to", type=int, default=D.round_to, help="keep channel counts a multiple of this")
     p.add_argument("--importance", default=D.importance, help="l1, l2, bn_scale or taylor")
     p.add_argument("--reward", default=D.reward, help="accuracy, amc or penalty")

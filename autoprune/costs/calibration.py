@@ -15,6 +15,7 @@ import numpy as np
 from scipy.optimize import nnls
 from tqdm.auto import tqdm
 
+from autoprune.progress import bar_disabled
 from autoprune.analysis.groups import ModelAnalysis
 from autoprune.analysis.layers import LayerSpec
 from autoprune.costs.alignment import alignment_keys, misaligned
@@ -52,7 +53,7 @@ def calibrate(table: LatencyTable, analysis: ModelAnalysis, settings: LatencySet
     round_to = int(table.meta.get("round_to", 1))
     archs = [{}] + [architecture_for(analysis.groups, {g.name: rng.uniform(0, 0.8) for g in analysis.groups},
                                      round_to) for _ in range(samples)]
-    with tqdm(total=len(archs) * (measured.settings.rounds + 1), desc="calibrating", disable=not progress) as bar:
+    with tqdm(total=len(archs) * (measured.settings.rounds + 1), desc="calibrating", disable=bar_disabled(progress)) as bar:
         ys = measured.latencies(archs, progress=bar.update)
     x, y = np.asarray([table.layer_terms(analysis.layers, arch) for arch in archs]), np.asarray(ys)
     sums = x.sum(axis=1)

@@ -29,6 +29,7 @@ import onnxruntime as ort
 import pandas as pd
 from tqdm.auto import tqdm
 
+from autoprune.progress import bar_disabled
 from autoprune.analysis.architecture import Architecture, layer_channels
 from autoprune.analysis.fingerprint import model_fingerprint
 from autoprune.analysis.groups import ModelAnalysis
@@ -273,7 +274,7 @@ def profile_latency_table(analysis: ModelAnalysis, model_name: str | None = None
     # interference then inflates single passes of many points, never all passes of one, and
     # LayerTable's monotone clean-up cannot spread one inflated point over a whole grid.
     with tqdm(total=len(runners) * settings.rounds, desc="profiling layers", unit="pt",
-              disable=not progress) as bar:
+              disable=bar_disabled(progress)) as bar:
         times = interleaved_ms(runners, settings.warmup, max(settings.repeats // 10, 3), settings.rounds,
                                calls_per_sample=10, progress=bar.update)
     grids = {key: np.zeros((len(ins), len(outs))) for key, (_, ins, outs) in unique.items()}

@@ -22,7 +22,8 @@ import torch
 from stable_baselines3.common.vec_env import SubprocVecEnv
 from tqdm.auto import tqdm
 
-from autoprune.agents import SeededSearcher, make_searcher
+from autoprune.progress import bar_disabled
+from autoprune.agents import ALIASES, ONE_SHOT, SeededSearcher, make_searcher
 from autoprune.agents.searchers import SB3Searcher
 from autoprune.analysis import ModelAnalysis, analyse_model, group_features
 from autoprune.atomic import write_json_atomic, write_text_atomic
@@ -127,7 +128,7 @@ class SearchRun:
             self._restore_best(history)
         writer = HistoryWriter(self.out / "history.csv")
         bar = tqdm(total=self.config.episodes, initial=done, desc=f"search {self.config.agent}",
-                   unit="ep", disable=not self.progress)
+                   unit="ep", disable=bar_disabled(self.progress))
         state = {"episode": done, "last": time.perf_counter(), "scoring": 0.0, "env": 0.0}
         start = time.perf_counter()
 
@@ -165,6 +166,8 @@ class SearchRun:
         c = self.config
         if c.rerank_top < 1:
             return {"skipped": "switched off (--rerank-top 0)"}
+        if ALIASES.get(c.agent, c.agent) in ONE_SHOT:
+            return {"skipped": f"{c.agent} proposes one candidate"}
         start = time.perf_counter()
         history = read_history(self.out / "history.csv")
         allowed = None

@@ -1,0 +1,13 @@
+"""When progress bars show: asked for, on a terminal, and not switched off by ``TQDM_DISABLE``."""
+
+from __future__ import annotations
+
+import os
+
+
+def bar_disabled(progress: bool) -> bool | None:
+    """tqdm's ``disable`` for a caller that wants bars when ``progress``: None lets tqdm hide them
+    when output is not a terminal (logs piped to a file stay readable)."""
+    if not progress or os.environ.get("TQDM_DISABLE", "").strip().lower() not in ("", "0", "false", "no"):
+        return True
+    return None

@@ -1,0 +1,64 @@
+"""First-run paths: input refused before any work, defaults taken from the policy, quiet logs."""
+
+import json
+
+import pytest
+import torch
+
+from autoprune.analysis import analyse_model
+from autoprune.apply import apply_policy
+from autoprune.cli.main import build_parser, main
+from autoprune.models import create_model
+from autoprune.policy import PruningPolicy
+from autoprune.progress import bar_disabled
+
+SYN = ["--model", "mlp", "--data", "synthetic", "--val-size", "64", "--bn-batches", "1"]
+
+
+@pytest.mark.parametrize("bad", [["--budget", "abc"], ["--budget", "inf"], ["--budget", "150%"],
+                                 ["--agent-param", "bogus=1"], ["--agent", "nope"], ["--reward", "speed"],
+                                 ["--seeds", "magic"], ["--table", "missing.csv"]])
+def test_bad_search_input_is_refused_before_anything_is_created(tmp_path, capsys, bad):
+    out = tmp_path / "run"
+    assert main(["search", *SYN, *bad, "--out", str(out)]) == 2  # default cost model: lut, not profiled
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert not out.exists()  # no latency table profiled, no folder that blocks the next try
+
+
+def test_a_refused_search_does_not_block_the_corrected_rerun(tmp_path):
+    out = tmp_path / "run"
+    assert main(["search", *SYN, "--cost-model", "flops", "--agent-param", "bogus=1", "--out", str(out)]) == 2
+    assert main(["search", *SYN, "--cost-model", "flops", "--agent", "random", "--episodes", "4",
+                 "--rerank-steps", "5", "--out", str(out)]) == 0
+
+
+def test_apply_takes_the_model_from_the_policy(tmp_path):
+    analysis = analyse_model(create_model("mlp"), torch.randn(1, 1, 28, 28))
+    PruningPolicy.for_model(analysis, {"body.0": 0.5}, model_name="mlp").save(tmp_path / "p.json")
+    assert main(["apply", str(tmp_path / "p.json"), "--data", "synthetic", "--out", str(tmp_path / "a")]) == 0
+    assert json.loads((tmp_path / "a" / "apply.json").read_text())["model"] == "mlp"
+
+
+def test_apply_policy_keeps_the_policys_exclusions_in_the_record():
+    model = create_model("mlp")
+    analysis = analyse_model(model, torch.randn(1, 1, 28, 28), exclude=["body.0"])
+    policy = PruningPolicy.for_model(analysis, {"body.2": 0.5}, model_name="mlp", exclude=["body.0"])
+    _, record = apply_policy(analysis, policy)
+    assert record.exclude == ["body.0"]
+
+
+def test_progress_bars_follow_the_terminal_and_tqdm_disable(monkeypatch):
+    monkeypatch.delenv("TQDM_DISABLE", raising=False)
+    assert bar_disabled(True) is None and bar_disabled(False) is True
+    monkeypatch.setenv("TQDM_DISABLE", "1")
+    assert bar_disabled(True) is True
+
+
+def test_every_command_help_shows_defaults_and_examples():
+    parser = build_parser()
+    commands = parser._subparsers._group_actions[0].choices
+    for name, command in commands.items():
+        text = command.format_help()
+        assert "examples:\n  autoprune " + name in text, name
+    assert "(default: 300)" in " ".join(commands["search"].format_help().split())
