@@ -7,6 +7,7 @@ A searcher runs ``episodes`` episodes of a :class:`~autoprune.envs.PruningEnv` a
 from __future__ import annotations
 
 import abc
+import importlib.util
 import json
 import os
 import zipfile
@@ -23,6 +24,7 @@ from autoprune.envs.pruning_env import PruningEnv
 from stable_baselines3 import PPO
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.logger import Logger, configure
 from stable_baselines3.common.on_policy_algorithm import OnPolicyAlgorithm
 from stable_baselines3.common.vec_env import VecEnv
 
@@ -262,6 +264,8 @@ class SB3Searcher(Searcher):
     def run(self, env, episodes, on_episode, start_episode=0, state_dir=None) -> None:
         model = self._restore(env, state_dir, start_episode) or self.build(env)
         self.model = model
+        if state_dir:  # SB3's own log (losses, entropy, episode rewards) next to the agent state
+            model.set_logger(sb3_logger(state_dir.parent / "sb3_log"))
         remaining = episodes - start_episode
         if remaining <= 0:
             return
@@ -315,6 +319,12 @@ class _SpacesOnly(gym.Env):
     observation_space = gym.spaces.Box(0.0, 1.0, (len(OBS_NAMES),), np.float32)
     action_space = gym.spaces.Box(-1.0, 1.0, (1,), np.float32)
     groups = (None, None)
+
+
+def sb3_logger(folder: Path) -> Logger:
+    """SB3's logger writing CSV, and TensorBoard event files when tensorboard is installed."""
+    formats = ["csv"] + (["tensorboard"] if importlib.util.find_spec("tensorboard") else [])
+    return configure(str(folder), formats)
 
 
 def episode_length(env: PruningEnv | VecEnv) -> int:

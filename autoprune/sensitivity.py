@@ -57,8 +57,11 @@ def plot_sensitivity(frame: pd.DataFrame, path: str | Path, title: str = "") -> 
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    for name, rows in frame.groupby("group", sort=False):
-        ax.plot(rows["ratio"], rows["accuracy"], marker="o", ms=3, label=name)
+    colours = plt.get_cmap("tab10").colors
+    styles, markers = ["-", "--", ":", "-."], "osD^v<>ph*"
+    for i, (name, rows) in enumerate(frame.groupby("group", sort=False)):  # no two lines look alike
+        ax.plot(rows["ratio"], rows["accuracy"], color=colours[i % 10], ls=styles[(i // 10) % 4],
+                marker=markers[(i // 40) % len(markers)], ms=3, label=name)
     if "dense_accuracy" in frame.attrs:
         ax.axhline(frame.attrs["dense_accuracy"], color="k", ls="--", lw=1, label="dense")
     ax.set_xlabel("pruning ratio of the group (others dense)")

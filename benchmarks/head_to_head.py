@@ -94,7 +94,8 @@ def main() -> None:
         prof["episodes"] = prof["select_episodes"] = args.episodes
     if args.ft_images:
         prof["ft_images"] = args.ft_images
-    out = result_dir(args.name or ("head_to_head" if args.profile == "session" else f"head_to_head_{args.profile}"))
+    default = {"protocol": "head_to_head", "session": "head_to_head_1epoch"}.get(args.profile, f"head_to_head_{args.profile}")
+    out = result_dir(args.name or default)
     searched = prof.get("searched", SEARCHED)
     write_json_atomic(out / "config.json", {"profile": args.profile, **prof, "ft_lr": 0.01, "max_ratio": MAX_RATIO,
                                             "round_to": ROUND_TO, "methods": ONE_SHOT + searched,

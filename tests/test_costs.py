@@ -39,7 +39,8 @@ def tiny_table(request):
 
     torch.manual_seed(0)
     a = analyse_model(TinyResNet().eval(), torch.randn(1, 1, 28, 28))
-    return a, profile_latency_table(a, "tiny", round_to=4, settings=FAST, calibration_samples=3, progress=False)
+    # 12 calibration models: enough for the fit to be determined, so no layer weight is left at 0 by chance
+    return a, profile_latency_table(a, "tiny", round_to=4, settings=FAST, calibration_samples=12, progress=False)
 
 
 def test_flops_cost_halves_with_half_the_channels_of_a_plain_net():

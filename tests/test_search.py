@@ -215,3 +215,17 @@ def test_second_stage_ranks_a_known_better_candidate_first(splits):
     kept = {g.name: max(1, g.channels // 8) for g in analysis.groups}
     scores = [CandidateEvaluator(analysis, r, splits, 256, 2).finetuned(kept, 30) for r in (good, bad)]
     assert scores[0] > scores[1], scores
+
+
+def test_report_and_its_plots_are_written_and_referenced(tmp_path, splits):
+    cfg = config(tmp_path, "amc-ddpg", "rep")
+    cfg.episodes = 6
+    SearchRun(cfg, splits=splits, progress=False).run()
+    folder = tmp_path / "rep"
+    text = (folder / "report.md").read_text()
+    images = [line[line.index("(") + 1:-1] for line in text.splitlines() if line.startswith("![")]
+    assert {"progress.png", "candidates.png", "ratios.png"} <= set(images)
+    assert all((folder / name).stat().st_size > 1000 for name in images)
+    policy = json.loads((folder / "best_policy.json").read_text())
+    assert all(f"`{g}`" in text for g in policy["ratios"]) and "agent: amc-ddpg" in text
+    assert (folder / "sb3_log" / "progress.csv").is_file()  # SB3's own logger, in the run folder

@@ -4,7 +4,8 @@ Folder layout: ``config.yaml`` (resolved settings), ``command.txt``, ``history.c
 episode, written as it happens), ``best_policy.json`` (rewritten whenever the best feasible
 candidate improves, and after the search if the best one measures over budget on this machine:
 ``verification.csv``, and after the second-stage re-ranking: ``rerank.csv``), ``agent/`` (agent
-state for ``--resume``), ``summary.json`` (timings).
+state for ``--resume``), ``sb3_log/`` (SB3's own training log: CSV, and TensorBoard when installed),
+``summary.json`` (timings), ``report.md`` with its plots (see :mod:`autoprune.search.report`).
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ from autoprune.pruning import rank_channels
 from autoprune.pruning.verify import check_prunable
 from autoprune.search.config import SearchConfig
 from autoprune.search.history import HistoryWriter, read_history, scored_feasible
+from autoprune.search.report import write_report
 from autoprune.search.rerank import rerank_candidates
 from autoprune.search.verify import measure_top_candidates, skip_reason, verdict
 
@@ -159,6 +161,7 @@ class SearchRun:
             summary["rerank"] = self._rerank(summary["verification"])
             summary["best"] = self.best
             write_json_atomic(self.out / "summary.json", summary)
+        write_report(self.out)
         return summary
 
     def _rerank(self, verification: dict[str, Any]) -> dict[str, Any]:
