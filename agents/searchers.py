@@ -242,7 +242,8 @@ class SB3Searcher(Searcher):
                 return PPO(n_steps=n_steps, batch_size=p.pop("batch_size", n_steps), **common, **p)
             warmup = int(p.pop("warmup_episodes", 100))
             sigma, decay = p.pop("noise_sigma", None), p.pop("noise_decay", 0.95)
-            noise = None if sigma is None else DecayingTruncatedNormalNoise(sigma, decay, warmup, seed=self.seed)
+            floor = p.pop("noise_min_sigma", 0.0)
+            noise = None if sigma is None else DecayingTruncatedNormalNoise(sigma, decay, warmup, floor, seed=self.seed)
             # One update per finished episode; with parallel envs (lockstep, equal lengths) SB3 needs
             # the same cadence in steps: every ``steps`` vector steps = one episode in each env.
             train_freq = (1, "episode") if _num_envs(env) == 1 else (steps, "step")

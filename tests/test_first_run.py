@@ -62,3 +62,21 @@ def test_every_command_help_shows_defaults_and_examples():
         text = command.format_help()
         assert "examples:\n  autoprune " + name in text, name
     assert "(default: 300)" in " ".join(commands["search"].format_help().split())
+
+
+def test_dynamo_exporter_writes_a_checked_onnx_file(tmp_path):
+    from autoprune.onnx_export import export_onnx
+
+    model = create_model("mlp").eval()
+    path = export_onnx(model, torch.randn(1, 1, 28, 28), tmp_path / "m.onnx", exporter="dynamo")
+    assert path.stat().st_size > 1000  # checked by onnx.checker and against torch inside export_onnx
+
+
+def test_exploration_never_collapses_to_a_point():
+    from autoprune.agents import DecayingTruncatedNormalNoise, load_preset
+
+    for agent in ("amc-ddpg", "td3"):
+        floor = load_preset(agent, "default")["noise_min_sigma"]
+        noise = DecayingTruncatedNormalNoise(0.5, 0.95, warmup_episodes=100, min_sigma=floor)
+        noise.episodes = 1000
+        assert noise.sigma == floor > 0

@@ -1,0 +1,49 @@
+"""Write results/README.md: one line per results folder with what it holds, its command, commit,
+date and machine (read from the folder's command.txt, machine.json and git history)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+
+from common import ROOT
+
+WHAT = {
+    "alignment_effect": "latency of widths on and off ONNX Runtime's 16-channel blocks",
+    "channel_rounding": "latency at channel steps of 1, 4, 8, 16",
+    "cost_fidelity": "lookup table vs measured latency, 100 random policies per model (steps of 8)",
+    "cost_fidelity_round4": "the same at steps of 4",
+    "cost_fidelity_seed8": "the same with another seed",
+    "eval_mode": "candidate scoring: physically pruned copy vs masked dense model",
+    "finetune_resnet20": "a DDPG policy applied, fine-tuned 8 epochs with distillation, exported",
+    "foundation": "groups, masked vs physical outputs, uniform 50 % speed-up",
+    "head_to_head": "head-to-head, protocol profile: 4 epochs with distillation, 3 seeds (runs.csv; in progress)",
+    "head_to_head_1epoch": "head-to-head, earlier searchers, 1 fine-tuning epoch on 20k images",
+    "head_to_head_quick": "head-to-head smoke run, ResNet-20",
+    "head_to_head_quick_mobilenetv2": "head-to-head smoke run, MobileNetV2-small",
+    "head_to_head_quick_mobilenetv2_verified": "the same with on-machine verification",
+    "memory_long_search": "resident memory over a 2,000-episode search",
+    "parallel_eval": "candidate scoring in 1 vs 2 worker processes",
+    "search_resnet20": "AMC-DDPG vs random search, ResNet-20, 50 % latency, 300 episodes",
+    "sensitivity_resnet20": "per-group sensitivity of the shipped ResNet-20",
+    "train_mobilenetv2_small": "training the shipped MobileNetV2-small",
+    "train_resnet20": "training the shipped ResNet-20",
+}
+
+
+def main() -> None:
+    lines = ["# Results", "", "Each folder holds what a benchmark script wrote; `command.txt` is the command (run from the",
+             "repository root), `machine.json` the machine and date. Commit: the last one that changed the folder.", "",
+             "| folder | what | command | commit | date | machine |", "|---|---|---|---|---|---|"]
+    for folder in sorted(p for p in (ROOT / "results").iterdir() if p.is_dir()):
+        command = (folder / "command.txt").read_text().split("#")[0].strip() if (folder / "command.txt").is_file() else "?"
+        machine = json.loads((folder / "machine.json").read_text()) if (folder / "machine.json").is_file() else {}
+        commit = subprocess.run(["git", "log", "-1", "--format=%h", "--", str(folder)], cwd=ROOT,
+                                capture_output=True, text=True).stdout.strip() or "uncommitted"
+        lines.append(f"| [{folder.name}]({folder.name}/) | {WHAT.get(folder.name, '')} | `{command}` | {commit} | "
+                     f"{str(machine.get('date', '?'))[:10]} | {machine.get('cpu', '?')}, {machine.get('cores', '?')} cores |")
+    (ROOT / "results" / "README.md").write_text("\n".join(lines) + "\n")
+
+
+if __name__ == "__main__":
+    main()
