@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 
 
 def bar_disabled(progress: bool) -> bool | None:
@@ -11,3 +12,8 @@ def bar_disabled(progress: bool) -> bool | None:
     if not progress or os.environ.get("TQDM_DISABLE", "").strip().lower() not in ("", "0", "false", "no"):
         return True
     return None
+
+
+def plain_lines(progress: bool) -> bool:
+    """Whether to print occasional plain progress lines instead: bars wanted, but output is a file."""
+    return bar_disabled(progress) is None and not sys.stderr.isatty()

@@ -99,7 +99,9 @@ def main() -> None:
     searched = prof.get("searched", SEARCHED)
     write_json_atomic(out / "config.json", {"profile": args.profile, **prof, "ft_lr": 0.01, "max_ratio": MAX_RATIO,
                                             "round_to": ROUND_TO, "methods": ONE_SHOT + searched,
-                                            "selection_seed": SELECTION_SEED, "amc_ddpg": AMC_AS_PUBLISHED})
+                                            "selection_seed": SELECTION_SEED, "amc_ddpg": AMC_AS_PUBLISHED,
+                                            "seed_rules": SearchConfig().seeds, "rerank_top": SearchConfig().rerank_top,
+                                            "rerank_steps": SearchConfig().rerank_steps})
     torch.set_num_threads(2)
     splits = load_splits("fashion-mnist")
     bench = Bench(out, prof, splits, args.keep_models)

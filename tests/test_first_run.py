@@ -80,3 +80,14 @@ def test_exploration_never_collapses_to_a_point():
         noise = DecayingTruncatedNormalNoise(0.5, 0.95, warmup_episodes=100, min_sigma=floor)
         noise.episodes = 1000
         assert noise.sigma == floor > 0
+
+
+def test_a_search_logged_to_a_file_prints_plain_progress_lines(tmp_path):
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-m", "autoprune.cli.main", "search", *SYN, "--cost-model", "flops",
+                           "--agent", "random", "--episodes", "10", "--rerank-top", "0", "--out", str(tmp_path / "r")],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "search: episode 10/10" in done.stderr and "\r" not in done.stderr  # no bar redraws in the log

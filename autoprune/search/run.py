@@ -13,6 +13,7 @@ from __future__ import annotations
 import functools
 import json
 import math
+import sys
 import time
 from dataclasses import asdict, replace
 from pathlib import Path
@@ -23,7 +24,7 @@ import torch
 from stable_baselines3.common.vec_env import SubprocVecEnv
 from tqdm.auto import tqdm
 
-from autoprune.progress import bar_disabled
+from autoprune.progress import bar_disabled, plain_lines
 from autoprune.agents import ALIASES, ONE_SHOT, SeededSearcher, make_searcher
 from autoprune.agents.searchers import SB3Searcher
 from autoprune.analysis import ModelAnalysis, analyse_model, group_features
@@ -133,6 +134,7 @@ class SearchRun:
                    unit="ep", disable=bar_disabled(self.progress))
         state = {"episode": done, "last": time.perf_counter(), "scoring": 0.0, "env": 0.0}
         start = time.perf_counter()
+        every = max(1, self.config.episodes // 10) if plain_lines(self.progress) else 0  # logs piped to a file
 
         def on_episode(info: dict[str, Any]) -> None:
             now = time.perf_counter()
@@ -147,6 +149,9 @@ class SearchRun:
             bar.update()
             best = self.best["accuracy"] if self.best else float("nan")
             bar.set_postfix(best=f"{best:.4f}", budget=f"{self.budget.value:.4g}{_unit(self.budget.metric)}")
+            if every and state["episode"] % every == 0:
+                tqdm.write(f"search: episode {state['episode']}/{self.config.episodes}, best score {best:.4f}, "
+                           f"{now - start:.0f} s", file=sys.stderr)
 
         try:
             self.searcher.run(self.search_env, self.config.episodes, on_episode, done, self.out / "agent")

@@ -38,13 +38,16 @@ def skip_reason(top: int, cost_model: CostModel, budget: Budget) -> str | None:
 
 def measure_top_candidates(history: pd.DataFrame, analysis: ModelAnalysis, table: LookupTableCostModel,
                            budget: Budget, top: int) -> pd.DataFrame:
-    """The ``top`` most accurate feasible candidates (one per architecture), measured round-robin.
+    """The ``top`` most accurate feasible candidates (one per architecture) and the seed rules'
+    candidates, measured round-robin.
 
     Columns: episode, accuracy, latency_ms (predicted), measured_ms, fits (measured within the
     budget + the export tolerance), most accurate first.
     """
     ok = scored_feasible(history).sort_values(["accuracy", "episode"], ascending=[False, True])
-    ok = ok.drop_duplicates("kept").head(top)
+    ok = ok.drop_duplicates("kept")
+    seeds = ok[ok["source"].astype(str).str.startswith("seed:")] if "source" in ok else ok.iloc[:0]
+    ok = pd.concat([ok.head(top), seeds]).drop_duplicates("episode")  # seed rules always timed too
     settings = table.table.meta.get("settings", {})
     measured = MeasuredLatencyCostModel(analysis, LatencySettings(
         "onnxruntime", int(settings.get("batch_size", 1)), int(settings.get("threads", 1))))
