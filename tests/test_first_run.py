@@ -91,3 +91,11 @@ def test_a_search_logged_to_a_file_prints_plain_progress_lines(tmp_path):
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     assert "search: episode 10/10" in done.stderr and "\r" not in done.stderr  # no bar redraws in the log
+
+
+@pytest.mark.parametrize("command", [["apply", "missing.json"], ["finetune", "missing.pt"], ["export", "missing.pt"],
+                                     ["sensitivity", "--model", "mlp", "--weights", "missing.pt"]])
+def test_every_refused_command_leaves_no_output_folder(tmp_path, capsys, command):
+    out = tmp_path / "out"
+    assert main([*command, "--out", str(out)]) == 2
+    assert "Traceback" not in capsys.readouterr().err and not out.exists()

@@ -6,6 +6,7 @@ import argparse
 import os
 import sys
 import warnings
+from pathlib import Path
 
 from autoprune import __version__
 from autoprune.errors import AutopruneError
@@ -60,9 +61,13 @@ def main(argv: list[str] | None = None) -> int:
         os.environ["TQDM_DISABLE"] = "1"  # read by autoprune.progress wherever a bar is made
     if not args.verbose:
         warnings.filterwarnings("ignore", category=UserWarning)
+    out = getattr(args, "out", None)
+    new_out = out is not None and not Path(out).exists()
     try:
         return int(args.func(args) or 0)
     except AutopruneError as exc:
+        if new_out:
+            _remove_if_empty(Path(out))  # a refused command leaves no folder behind
         print(f"autoprune: error: {exc}", file=sys.stderr)
         return 2
     except BrokenPipeError:  # output piped into `head` and the like
@@ -76,6 +81,17 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("autoprune: interrupted; everything finished so far is saved", file=sys.stderr)
         return 130
+
+
+def _remove_if_empty(folder: Path) -> None:
+    """Remove ``folder`` (made by this command) when nothing was written into it."""
+    try:
+        for child in sorted(folder.rglob("*"), reverse=True):
+            if child.is_dir():
+                child.rmdir()
+        folder.rmdir()
+    except OSError:  # something was written: keep it
+        pass
 
 
 if __name__ == "__main__":
