@@ -47,7 +47,7 @@ class CMAESSearcher(Searcher):
             if e < start_episode:
                 value = rewards[e]
             else:
-                info = self.play(env, lambda t: float(x[t]), seed=self.seed + e)
+                info = self.play(env, lambda t, x=x: float(x[t]), seed=self.seed + e)
                 value = float(info["reward"])
                 rewards.append(value)
                 if state_dir:

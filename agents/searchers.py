@@ -65,7 +65,6 @@ class Searcher(abc.ABC):
             t += 1
         return info
 
-
     def play_widths(self, env: PruningEnv, kept: dict[str, int], exact: bool = True) -> dict[str, Any]:
         """One episode proposing the widths ``kept`` (one-shot rules: scored as made when they fit)."""
         actions = [action_for(env, t, kept[g.name]) for t, g in enumerate(env.groups)]
@@ -162,7 +161,6 @@ class GlobalMagnitudeSearcher(Searcher):
     def _clipped(env: PruningEnv, kept: dict[str, int]) -> dict[str, int]:
         """Widths within the env's per-group bounds (what the episode will apply)."""
         return {g.name: env.wall.clip(t, {}, kept[g.name], enforce=False) for t, g in enumerate(env.groups)}
-
 
 
 class KnapsackSearcher(Searcher):

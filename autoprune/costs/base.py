@@ -39,8 +39,8 @@ class CostModel(abc.ABC):
     """Prices an architecture (channels kept per group) on some hardware.
 
     Subclasses set ``metric`` (the figure budgets use: ``"latency_ms"`` or ``"flops"``) and
-    ``name``, and implement :meth:`cost`. Costs must not increase when channels are removed:
-    budget-aware action clipping relies on it.
+    ``name``, and implement :meth:`cost`. Costs need not be monotone in channels (measured latency
+    is not): the budget projection and the wall only keep architectures they priced within budget.
     """
 
     name: str = "cost"

@@ -111,8 +111,8 @@ def _ratios(policy: PruningPolicy, folder: Path) -> Path:
     ratios = [policy.ratios[n] for n in names]
     before = _channels_before(policy)
     fig, ax = plt.subplots(figsize=(max(6.5, 0.45 * len(names)), 4))
-    bars = ax.bar(range(len(names)), ratios, color="tab:blue")
-    for i, (bar, n) in enumerate(zip(bars, names)):
+    ax.bar(range(len(names)), ratios, color="tab:blue")
+    for i, n in enumerate(names):
         if ratios[i] == 0:  # an unpruned group: a visible marker, not a missing bar
             ax.plot(i, 0, marker="o", color="tab:green")
         ax.annotate(f"{before[n]}->{policy.channels[n]}", (i, ratios[i]), ha="center", va="bottom",
