@@ -99,3 +99,17 @@ def test_every_refused_command_leaves_no_output_folder(tmp_path, capsys, command
     out = tmp_path / "out"
     assert main([*command, "--out", str(out)]) == 2
     assert "Traceback" not in capsys.readouterr().err and not out.exists()
+
+
+def test_resuming_a_copied_run_folder_writes_into_the_copy(tmp_path, monkeypatch):
+    import shutil
+
+    from autoprune.search import read_history
+
+    first, copy = tmp_path / "R", tmp_path / "R2"
+    args = ["--cost-model", "flops", "--agent", "random", "--rerank-top", "0"]
+    assert main(["search", *SYN, *args, "--episodes", "4", "--out", str(first)]) == 0
+    shutil.copytree(first, copy)
+    monkeypatch.chdir(tmp_path / "..")  # another working directory, the copy given by absolute path
+    assert main(["search", "--resume", "--episodes", "6", "--out", str(copy)]) == 0
+    assert len(read_history(copy / "history.csv")) == 6 and len(read_history(first / "history.csv")) == 4

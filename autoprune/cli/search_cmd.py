@@ -70,6 +70,9 @@ def config_from_args(args: argparse.Namespace, out: str | None = None) -> Search
     out = out or args.out
     if args.resume and (out == args.out or (Path(out) / "config.yaml").is_file()):
         config = SearchConfig.load(Path(out) / "config.yaml")
+        if Path(config.out).resolve() != Path(out).resolve():  # a copied or moved run folder
+            print(f"note: {out}/config.yaml names the folder {config.out}; resuming in {out}, the folder given")
+        config.out = str(out)  # the folder the user names is the one read and written
         if args.episodes != D.episodes:
             config.episodes = args.episodes  # a resumed run may be extended
         return config.validate()
