@@ -22,6 +22,8 @@ WHAT = {
     "head_to_head_quick": "head-to-head smoke run, ResNet-20",
     "head_to_head_quick_mobilenetv2": "head-to-head smoke run, MobileNetV2-small",
     "head_to_head_quick_mobilenetv2_verified": "the same with on-machine verification",
+    "main_command": "the README's main command from a fresh clone (pipeline at 50 % latency)",
+    "proxy_quality": "search scores (BN-recalibrated; short fine-tune) vs accuracy after fine-tuning",
     "memory_long_search": "resident memory over a 2,000-episode search",
     "parallel_eval": "candidate scoring in 1 vs 2 worker processes",
     "search_resnet20": "AMC-DDPG vs random search, ResNet-20, 50 % latency, 300 episodes",
