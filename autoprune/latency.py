@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from autoprune.errors import ConfigError
-from autoprune.onnx_export import to_onnx_bytes
+from autoprune.onnx_export import ort_session, to_onnx_bytes
 
 
 @dataclass(frozen=True)
@@ -26,17 +26,6 @@ class LatencySettings:
     warmup: int = 20
     repeats: int = 40  # timed calls per round
     rounds: int = 5    # latency = the smallest of the rounds' medians
-
-
-def ort_session(onnx_bytes: bytes, threads: int = 1) -> ort.InferenceSession:
-    """An ONNX Runtime CPU session with full graph optimisation and a fixed thread count."""
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = threads
-    opts.inter_op_num_threads = 1
-    opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    opts.log_severity_level = 3
-    return ort.InferenceSession(onnx_bytes, opts, providers=["CPUExecutionProvider"])
 
 
 def median_ms(fn: Callable[[], object], warmup: int, repeats: int) -> float:

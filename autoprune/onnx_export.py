@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import onnx
+import onnxruntime as ort
 import torch
 from torch import nn
 
@@ -15,6 +16,17 @@ from autoprune.atomic import write_bytes_atomic
 from autoprune.errors import AutopruneError
 
 EXPORTERS = ("torchscript", "dynamo")
+
+
+def ort_session(onnx_bytes: bytes, threads: int = 1) -> ort.InferenceSession:
+    """An ONNX Runtime CPU session with full graph optimisation and a fixed thread count."""
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads
+    opts.inter_op_num_threads = 1
+    opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    opts.log_severity_level = 3
+    return ort.InferenceSession(onnx_bytes, opts, providers=["CPUExecutionProvider"])
 
 
 def to_onnx_bytes(model: nn.Module, example_input: torch.Tensor, exporter: str = "torchscript",
@@ -55,8 +67,6 @@ def export_onnx(model: nn.Module, example_input: torch.Tensor, path: str | Path,
 
 def max_output_difference(onnx_bytes: bytes, model: nn.Module, example_input: torch.Tensor) -> float:
     """Largest absolute difference between ONNX Runtime's and torch's outputs on ``example_input``."""
-    from autoprune.latency import ort_session
-
     session = ort_session(onnx_bytes, threads=1)
     got = session.run(None, {"input": example_input.numpy()})[0]
     was_training = model.training

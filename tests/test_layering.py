@@ -32,3 +32,54 @@ def test_envs_and_agents_do_not_import_orchestration():
                                                                    "autoprune.cli"))]
     agents = imported_modules(ROOT / "agents")
     assert agents and not [(f, m) for f, m in agents if m.startswith(("autoprune.search", "autoprune.cli"))]
+
+
+def _module_name(path: Path) -> str:
+    rel = path.relative_to(ROOT).with_suffix("")
+    parts = list(rel.parts)
+    if parts[0] in ("envs", "agents"):  # installed as autoprune.envs / autoprune.agents
+        parts = ["autoprune", *parts]
+    if parts[-1] == "__init__":
+        parts = parts[:-1]
+    return ".".join(parts)
+
+
+def _runtime_imports(path: Path) -> set[str]:
+    """Modules ``path`` imports at run time (imports under ``if TYPE_CHECKING:`` left out)."""
+    tree = ast.parse(path.read_text())
+    skipped = {id(n) for node in ast.walk(tree) if isinstance(node, ast.If)
+               and getattr(node.test, "id", getattr(node.test, "attr", "")) == "TYPE_CHECKING"
+               for n in ast.walk(node)}
+    found = set()
+    for node in ast.walk(tree):
+        if id(node) in skipped:
+            continue
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("autoprune"):
+            found.add(node.module)
+        elif isinstance(node, ast.Import):
+            found.update(a.name for a in node.names if a.name.startswith("autoprune"))
+    return found
+
+
+def test_no_import_cycles_between_modules():
+    files = [p for folder in ("autoprune", "envs", "agents") for p in (ROOT / folder).rglob("*.py")]
+    graph = {_module_name(p): _runtime_imports(p) for p in files}
+    modules = set(graph)
+    # a package's __init__ re-exports its modules: an edge to a package means its __init__ only
+    edges = {m: {t for t in targets if t in modules and t != m and not m.startswith(t + ".")}
+             for m, targets in graph.items()}
+    state: dict[str, int] = {}
+
+    def visit(m: str, stack: list[str]) -> None:
+        state[m] = 1
+        for t in edges[m]:
+            if state.get(t) == 1:
+                cycle = stack[stack.index(t):] + [t] if t in stack else [m, t]
+                raise AssertionError(f"import cycle: {' -> '.join(cycle)}")
+            if t not in state:
+                visit(t, stack + [t])
+        state[m] = 2
+
+    for m in sorted(edges):
+        if m not in state:
+            visit(m, [m])

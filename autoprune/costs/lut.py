@@ -40,7 +40,8 @@ from autoprune.costs.base import LatencyCostModel
 from autoprune.costs.calibration import calibrate, default_samples
 from autoprune.costs.layer_graphs import layer_graph, layer_input
 from autoprune.errors import ConfigError
-from autoprune.latency import LatencySettings, interleaved_ms, ort_session
+from autoprune.latency import LatencySettings, interleaved_ms
+from autoprune.onnx_export import ort_session
 
 FORMAT = "autoprune-latency-table"
 TABLE_VERSION = 2  # 2: calibration may hold alignment tolls, which version-1 readers would ignore
