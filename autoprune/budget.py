@@ -10,6 +10,7 @@ parsed text, checked before any model is loaded; :meth:`BudgetSpec.resolve` turn
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import dataclass
 from typing import Any
 
@@ -88,6 +89,9 @@ class Budget:
         """The budget ``spec`` for ``cost_model`` (anything with ``metric``, ``name``, ``dense_cost()``)."""
         parsed = spec if isinstance(spec, BudgetSpec) else BudgetSpec.parse(spec)
         dense = cost_model.dense_cost().value(cost_model.metric)
+        if not (isinstance(dense, numbers.Real) and math.isfinite(dense) and dense > 0):
+            raise ConfigError(f"cost model {cost_model.name!r} prices the dense model at {dense!r}; a cost "
+                              f"must be a positive, finite number; fix the cost model")
         return parsed.resolve(cost_model.metric, dense, f"cost model {cost_model.name!r}")
 
     @property

@@ -10,11 +10,31 @@ width it returns has been checked against the budget (see :meth:`BudgetWall.clip
 
 from __future__ import annotations
 
+import math
+import numbers
+
 from autoprune.analysis.groups import PrunableGroup
 from autoprune.budget import Budget
-from autoprune.costs.base import CostModel
+from autoprune.costs.base import Cost, CostModel
 from autoprune.errors import ConfigError
 from autoprune.pruning.ratios import channels_kept
+
+
+def checked_cost(cost_model: CostModel, kept: dict[str, int]) -> Cost:
+    """``cost_model.cost(kept)``, refused in one line naming the model unless it is a :class:`Cost`
+    of finite, non-negative numbers (a plug-in's inf or NaN must not reach a policy file)."""
+    cost = cost_model.cost(kept)
+    name = getattr(cost_model, "name", type(cost_model).__name__)
+    if not isinstance(cost, Cost):
+        raise ConfigError(f"cost model {name!r} returned {type(cost).__name__}, not a Cost; fix the plug-in")
+    for field in ("flops", "params", "latency_ms"):
+        value = getattr(cost, field)
+        ok = value is None and field == "latency_ms" or (
+            isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value) and value >= 0)
+        if not ok:
+            raise ConfigError(f"cost model {name!r} returned {field}={value!r}; costs must be finite, "
+                              f"non-negative numbers; fix the plug-in")
+    return cost
 
 
 class BudgetWall:
@@ -29,7 +49,7 @@ class BudgetWall:
         self.step = [max(1, round_to) if g.channels >= round_to else 1 for g in groups]
 
     def cost_of(self, kept: dict[str, int]) -> float:
-        return self.cost_model.cost(kept).value(self.budget.metric)
+        return checked_cost(self.cost_model, kept).value(self.budget.metric)
 
     def fits(self, kept: dict[str, int]) -> bool:
         """Whether the architecture ``kept`` meets the budget under the cost model."""

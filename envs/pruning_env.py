@@ -9,7 +9,7 @@ from typing import Any, Callable, Mapping
 import gymnasium as gym
 import numpy as np
 import pandas as pd
-from autoprune.envs.budget import BudgetWall
+from autoprune.envs.budget import BudgetWall, checked_cost
 from autoprune.envs.projection import BudgetProjection
 from autoprune.envs.observation import OBS_NAMES, observation, static_features
 from autoprune.envs.rewards import SOFT_BUDGET_REWARDS, Reward, make_reward
@@ -164,7 +164,7 @@ class PruningEnv(gym.Env):
         proposed = dict(self._kept)
         if self.enforce_budget and self.budget_rule == "project":
             self._kept = self.projection.project(proposed, exact=self._exact)
-        cost = self.cost_model.cost(self._kept)
+        cost = checked_cost(self.cost_model, self._kept)
         value = cost.value(self.budget.metric)
         s0 = time.perf_counter()
         accuracy = float(self.evaluator(dict(self._kept)))

@@ -207,3 +207,11 @@ def test_cmaes_resumes_exactly_and_beats_its_start(tmp_path):
     assert [i["kept"] for i in part] == [i["kept"] for i in full]
     assert all(i["feasible"] for i in full)
     assert max(i["accuracy"] for i in full[12:]) >= max(i["accuracy"] for i in full[:6])
+
+
+@pytest.mark.parametrize("override", ["warmup_episodes=abc", "noise_sigma=[1,2]", "tau=nan", "tau=.nan",
+                                      "buffer_size=-1", "net_arch=[100000, 100000]", "learning_rate=0",
+                                      "reward_baseline=3"])
+def test_agent_parameters_are_checked_by_type_and_range(override):
+    with pytest.raises(ConfigError, match="agent parameter"):
+        make_searcher("amc-ddpg", overrides=parse_overrides([override]))

@@ -216,3 +216,20 @@ def test_projection_meets_the_budget_under_a_non_monotone_cost(resnet):
 
     env = make_env(resnet, "40%", cost=Bumpy(resnet.layers), round_to=1)
     assert all(i["feasible"] for i in _random_rollouts(env, 30))
+
+
+@pytest.mark.parametrize("bad", [math.inf, math.nan, -1.0, "fast"])
+def test_a_cost_model_returning_a_bad_cost_is_refused_in_one_line(resnet, bad):
+    flops = FlopsCostModel(resnet.layers)
+
+    class Broken(type(flops)):
+        name = "broken-npu"
+
+        def cost(self, arch):
+            base = super().cost(arch)
+            return Cost(base.flops, base.params, latency_ms=bad) if arch else Cost(base.flops, base.params, 1.0)
+
+        metric = "latency_ms"
+
+    with pytest.raises(ConfigError, match="cost model 'broken-npu' returned latency_ms="):
+        rollout(make_env(resnet, "50%", cost=Broken(resnet.layers)), lambda t: 0.0)  # refused when first priced
