@@ -10,6 +10,7 @@ import abc
 import importlib.util
 import json
 import os
+import pickle
 import zipfile
 from pathlib import Path
 from typing import Any, Callable
@@ -305,9 +306,10 @@ class SB3Searcher(Searcher):
             if (state_dir / "replay.npz").is_file() and getattr(model, "replay_buffer", None) is not None:
                 with np.load(state_dir / "replay.npz", allow_pickle=False) as saved:
                     _fill_buffer(model.replay_buffer, saved)
-        except (OSError, ValueError, KeyError, RuntimeError, zipfile.BadZipFile) as exc:
+        except (OSError, ValueError, KeyError, RuntimeError, TypeError, EOFError, pickle.UnpicklingError,
+                zipfile.BadZipFile) as exc:  # the message names no unsafe way out (no weights_only=False)
             raise ConfigError(f"agent state in {state_dir} cannot be restored ({type(exc).__name__}); "
-                              f"delete that folder to resume with a fresh agent") from exc
+                              f"delete that folder to resume with a fresh agent") from None
         _set_counters(model, counters)
         return model
 

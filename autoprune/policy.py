@@ -136,6 +136,9 @@ class PruningPolicy:
                               f"{exc.colno}: {exc.msg})") from exc
         except (UnicodeDecodeError, ValueError) as exc:
             raise PolicyError(f"policy file {path} cannot be read: {exc}") from exc
+        except RecursionError:
+            raise PolicyError(f"policy file {path} is nested too deeply to be a policy; is it the right "
+                              f"file?") from None
         policy = cls.from_dict(data, source=f"policy {path}")
         if analysis is not None:
             policy.validate_for(analysis, source=f"policy {path}")

@@ -23,7 +23,7 @@ from autoprune.costs import (
     profile_latency_table,
 )
 from autoprune.costs.layer_graphs import check_graph, layer_graph
-from autoprune.costs.lut import LayerTable, channel_levels
+from autoprune.costs.lut import LatencyTable, LayerTable, channel_levels
 from autoprune.errors import ConfigError
 from autoprune.latency import LatencySettings
 from autoprune.models import create_model
@@ -280,3 +280,28 @@ def test_default_calibration_size_covers_every_fitted_term():
     mb2 = analyse_model(create_model("mobilenetv2_small"), torch.randn(1, 1, 28, 28))
     assert default_samples(r20.layers, 8) == 80 and default_samples(r20.layers, 16) == 80
     assert default_samples(r20.layers, 4) == 2 * (22 + 2 * 12) + 10 and default_samples(mb2.layers, 4) == 100
+
+
+def test_oversized_tables_and_absurd_channel_counts_are_refused_in_one_line(tmp_path, tiny_table):
+    from autoprune.costs import lut
+
+    path = tiny_table[1].save(tmp_path / "t.csv")
+    lines = path.read_text().splitlines()
+    header, rows = lines[:2], lines[2:]
+    layer, _, c_out, ms = rows[0].split(",")
+    (tmp_path / "huge.csv").write_text("\n".join(header + [f"{layer},1{'0' * 23},{c_out},{ms}", *rows[1:]]) + "\n")
+    with pytest.raises(ConfigError, match="channel counts|malformed"):
+        LatencyTable.load(tmp_path / "huge.csv")
+    big = tmp_path / "big.csv"
+    big.write_text(path.read_text() + "\n" * (lut.MAX_TABLE_BYTES + 1))
+    with pytest.raises(ConfigError, match="over the 20 MiB limit"):
+        LatencyTable.load(big)
+
+
+def test_a_deeply_nested_policy_file_is_refused_in_one_line(tmp_path):
+    from autoprune.errors import PolicyError
+    from autoprune.policy import PruningPolicy
+
+    (tmp_path / "deep.json").write_text("[" * 100_000 + "]" * 100_000)
+    with pytest.raises(PolicyError):
+        PruningPolicy.load(tmp_path / "deep.json")

@@ -201,3 +201,24 @@ def test_profile_with_two_different_models_is_one_line(tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert code == 2 and "two models given ('mlp' and --model 'vgg_small')" in err and len(err.splitlines()) == 1
     assert not (tmp_path / "t.csv").exists()
+
+
+def test_a_tampered_agent_state_is_refused_in_one_line_that_suggests_nothing_unsafe(tmp_path, splits):
+    import zipfile
+
+    from autoprune.errors import ConfigError
+
+    out = tmp_path / "run"
+    config = ddpg_config(out, episodes=3)
+    SearchRun(config, splits=splits, progress=False).run()
+    agent_zip = out / "agent" / "agent.zip"
+    with zipfile.ZipFile(agent_zip) as z:
+        files = {n: z.read(n) for n in z.namelist()}
+    with zipfile.ZipFile(agent_zip, "w") as z:
+        for name, blob in files.items():
+            z.writestr(name, blob[: len(blob) // 2] if name.endswith(".pth") else blob)  # truncated tensors
+    config.episodes = 5
+    with pytest.raises(ConfigError) as err:
+        SearchRun(config, splits=splits, progress=False).run(resume=True)
+    assert "cannot be restored" in str(err.value) and "weights_only" not in str(err.value)
+    assert err.value.__cause__ is None  # the traceback chain carries no torch advice either

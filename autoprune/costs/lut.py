@@ -45,6 +45,8 @@ from autoprune.onnx_export import ort_session
 
 FORMAT = "autoprune-latency-table"
 TABLE_VERSION = 2  # 2: calibration may hold alignment tolls, which version-1 readers would ignore
+MAX_TABLE_BYTES = 20 * 2**20  # a ResNet-20 table is ~20 kB; a much larger file is not a table
+MAX_CHANNELS = 1 << 20  # wider than any layer; larger counts overflow the interpolation
 
 
 def channel_levels(channels: int, linked: bool, round_to: int = 8, max_levels: int = 17) -> list[int]:
@@ -176,6 +178,9 @@ class LatencyTable:
         path = Path(path)
         if not path.is_file():
             raise ConfigError(f"latency table {path} does not exist; create it with 'autoprune profile'")
+        if path.stat().st_size > MAX_TABLE_BYTES:
+            raise ConfigError(f"latency table {path} is {path.stat().st_size} bytes, over the "
+                              f"{MAX_TABLE_BYTES // 2**20} MiB limit; is it the right file?")
         try:
             with path.open() as f:
                 first = f.readline()
@@ -193,12 +198,12 @@ class LatencyTable:
         try:
             frame = pd.read_csv(path, comment="#")
             frame = frame.astype({"layer": str, "c_in": int, "c_out": int, "latency_ms": float})
-        except (ValueError, KeyError, pd.errors.ParserError) as exc:
+        except (ValueError, KeyError, OverflowError, pd.errors.ParserError) as exc:
             raise ConfigError(f"latency table {path} is malformed ({str(exc).splitlines()[0][:100]})") from exc
         if not np.isfinite(frame["latency_ms"]).all() or (frame["latency_ms"] < 0).any():
             raise ConfigError(f"latency table {path} holds negative or non-finite latencies")
-        if (frame[["c_in", "c_out"]] < 1).any().any():
-            raise ConfigError(f"latency table {path} holds channel counts below 1")
+        if (frame[["c_in", "c_out"]] < 1).any().any() or (frame[["c_in", "c_out"]] > MAX_CHANNELS).any().any():
+            raise ConfigError(f"latency table {path} holds channel counts below 1 or above {MAX_CHANNELS}")
         duplicated = frame.duplicated(["layer", "c_in", "c_out"])
         if duplicated.any():
             row = frame[duplicated].iloc[0]
