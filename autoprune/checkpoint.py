@@ -8,6 +8,7 @@ the dense model, removes the recorded channels, then loads the weights.
 
 from __future__ import annotations
 
+import math
 import pickle
 import zipfile
 from pathlib import Path
@@ -93,10 +94,36 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
         if payload.get("format_version", 0) > FORMAT_VERSION:
             raise ConfigError(f"{path} was written by a newer autoprune (format "
                               f"{payload['format_version']}); upgrade autoprune to read it")
+        _check_header(payload, path)
         return payload
     if isinstance(payload, dict) and all(isinstance(v, torch.Tensor) for v in payload.values()):
         return {"format": FORMAT, "model": None, "state_dict": payload, "meta": {}}
     raise ConfigError(f"{path} is not an autoprune checkpoint or a state dict")
+
+
+MAX_CLASSES, MAX_IN_CHANNELS, MAX_INPUT_ELEMENTS = 1_000_000, 4096, 1 << 26  # far beyond real models
+
+
+def _check_header(payload: dict[str, Any], path: Path) -> None:
+    """Header fields are checked before any model is built from them (type, sign, bounds, agreement)."""
+    def count(key: str, most: int) -> None:
+        value = payload.get(key, 1)
+        if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= most:
+            raise ConfigError(f"checkpoint {path}: {key} {value!r} must be an integer in [1, {most}]; "
+                              f"the file is damaged or not from autoprune")
+
+    count("in_channels", MAX_IN_CHANNELS)
+    count("num_classes", MAX_CLASSES)
+    if not isinstance(payload.get("state_dict"), dict) or not all(
+            isinstance(v, torch.Tensor) for v in payload["state_dict"].values()):
+        raise ConfigError(f"checkpoint {path}: state_dict must map names to tensors")
+    shape = payload.get("input_shape")
+    if shape is not None:
+        ok = isinstance(shape, list) and 1 <= len(shape) <= 4 and all(
+            isinstance(s, int) and not isinstance(s, bool) and s > 0 for s in shape)
+        if not ok or math.prod(shape) > MAX_INPUT_ELEMENTS or shape[0] != payload.get("in_channels", shape[0]):
+            raise ConfigError(f"checkpoint {path}: input_shape {shape!r} must be 1-4 positive integers, at most "
+                              f"{MAX_INPUT_ELEMENTS} elements, starting with in_channels")
 
 
 def load_state_into(model: nn.Module, state_dict: dict[str, torch.Tensor], source: str) -> nn.Module:

@@ -40,3 +40,18 @@ def test_weights_for_another_model_are_reported(tmp_path):
     torch.save(create_model("mlp").state_dict(), tmp_path / "bare.pt")
     with pytest.raises(ConfigError, match="do not fit the model"):
         load_model(tmp_path / "bare.pt", model_name="vgg_small")
+
+
+@pytest.mark.parametrize("field,value", [("num_classes", 10**12), ("num_classes", -3), ("in_channels", "3"),
+                                         ("in_channels", 10**9), ("input_shape", [1, 100000, 100000]),
+                                         ("input_shape", [3, 28, 28]), ("input_shape", [1, -28, 28])])
+def test_checkpoint_header_fields_are_checked_before_any_model_is_built(tmp_path, field, value):
+    from autoprune.checkpoint import load_model, save_checkpoint
+    from autoprune.models import create_model
+
+    path = save_checkpoint(tmp_path / "m.pt", create_model("mlp"), "mlp")
+    payload = torch.load(path, weights_only=True)
+    payload[field] = value
+    torch.save(payload, path)
+    with pytest.raises(ConfigError, match=field):
+        load_model(path)
