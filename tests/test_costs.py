@@ -101,8 +101,11 @@ def test_lut_profile_save_load_predict(tmp_path, tiny_table):
     lut = LookupTableCostModel(a, path)
     dense = lut.dense_cost().latency_ms
     assert dense == pytest.approx(LookupTableCostModel(a, table).dense_cost().latency_ms)
-    smaller = lut.cost({g.name: 1 for g in a.groups}).latency_ms
-    assert 0 < smaller <= dense
+    thin = {g.name: 1 for g in a.groups}
+    smaller = lut.cost(thin).latency_ms
+    # the loaded table predicts what the profiled one does; a positive, finite time (not "smaller than
+    # dense": on a model this tiny, tolls for widths off the SIMD blocks can make it the slower one)
+    assert smaller == pytest.approx(LookupTableCostModel(a, table).cost(thin).latency_ms) and 0 < smaller < float("inf")
 
 
 def test_lut_that_does_not_match_the_model_names_the_missing_group(tmp_path, tiny_table):
