@@ -17,7 +17,6 @@ class Registry(Generic[T]):
         self.kind = kind
         self.entry_point_group = entry_point_group
         self._factories: dict[str, Callable[..., T]] = {}
-        self._plugins_loaded = False
 
     def register(self, name: str) -> Callable[[Callable[..., T]], Callable[..., T]]:
         """Decorator: register ``factory`` under ``name``."""
@@ -32,28 +31,31 @@ class Registry(Generic[T]):
         """Register ``factory`` under ``name`` (the non-decorator form)."""
         self._factories[name] = factory
 
-    def _load_plugins(self) -> None:
-        if self._plugins_loaded or self.entry_point_group is None:
+    def _plugins(self) -> dict[str, Any]:
+        """Entry points of the plug-in group not shadowed by a built-in, by name (not loaded yet)."""
+        if self.entry_point_group is None:
+            return {}
+        return {ep.name: ep for ep in entry_points(group=self.entry_point_group) if ep.name not in self._factories}
+
+    def _load(self, name: str) -> None:
+        """Load the plug-in ``name``: a broken plug-in fails only when it is the one asked for."""
+        ep = self._plugins().get(name)
+        if ep is None:
             return
-        self._plugins_loaded = True
-        for ep in entry_points(group=self.entry_point_group):
-            if ep.name not in self._factories:
-                try:
-                    self._factories[ep.name] = ep.load()
-                except Exception as exc:  # a broken plug-in must not break the built-ins
-                    raise ConfigError(
-                        f"{self.kind} plug-in {ep.name!r} ({ep.value}) failed to load: {exc}; "
-                        f"fix or uninstall the package that provides it"
-                    ) from exc
+        try:
+            self._factories[name] = ep.load()
+        except Exception as exc:  # noqa: BLE001 - whatever a broken package raises, one line
+            raise ConfigError(f"{self.kind} plug-in {name!r} ({ep.value}) failed to load: "
+                              f"{type(exc).__name__}: {exc}; fix or uninstall the package that provides it") from None
 
     def names(self) -> list[str]:
-        """Sorted names of everything registered, plug-ins included."""
-        self._load_plugins()
-        return sorted(self._factories)
+        """Sorted names of everything registered, plug-ins included (listed, not loaded)."""
+        return sorted({*self._factories, *self._plugins()})
 
     def get(self, name: str) -> Callable[..., T]:
         """The factory registered under ``name``; a clear error listing the known names otherwise."""
-        self._load_plugins()
+        if name not in self._factories:
+            self._load(name)
         if name not in self._factories:
             raise ConfigError(
                 f"unknown {self.kind} {name!r}; known: {', '.join(self.names())}"

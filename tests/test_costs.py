@@ -140,7 +140,6 @@ def test_unknown_cost_model_lists_known_ones(tiny_analysis):
 
 def test_entry_point_plugin_is_used_by_name(monkeypatch, tiny_analysis):
     monkeypatch.syspath_prepend(str(PLUGIN_DIST))
-    monkeypatch.setattr(COST_MODELS, "_plugins_loaded", False)
     monkeypatch.setattr(COST_MODELS, "_factories", dict(COST_MODELS._factories))
     assert "channel-count" in list_cost_models()
     model = create_cost_model("channel-count", tiny_analysis)
@@ -308,3 +307,45 @@ def test_a_deeply_nested_policy_file_is_refused_in_one_line(tmp_path):
     (tmp_path / "deep.json").write_text("[" * 100_000 + "]" * 100_000)
     with pytest.raises(PolicyError):
         PruningPolicy.load(tmp_path / "deep.json")
+
+
+def _plugin_dist(root: Path) -> Path:
+    """A site folder with two cost-model plug-ins: one whose module fails to import, one that
+    reads the ``device`` option it is given."""
+    (root / "broken_npu.py").write_text("raise ImportError('the vendor SDK is missing')\n")
+    (root / "options_npu.py").write_text(
+        "from autoprune.costs import Cost, CostModel, analytic_counts\n"
+        "class M(CostModel):\n"
+        "    name = 'options-npu'\n"
+        "    def __init__(self, layers, ms):\n"
+        "        super().__init__(layers); self.ms = ms\n"
+        "    def cost(self, arch):\n"
+        "        f, p = analytic_counts(self.layers, arch)\n"
+        "        return Cost(f, p, latency_ms=self.ms * f / 1e6)\n"
+        "def make(analysis, device=None, **options):\n"
+        "    return M(analysis.layers, float(device))\n")
+    info = root / "npu_plugins-0.1.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: npu-plugins\nVersion: 0.1\n")
+    (info / "entry_points.txt").write_text("[autoprune.cost_models]\nbroken-npu = broken_npu:make\n"
+                                           "options-npu = options_npu:make\n")
+    return root
+
+
+def test_a_broken_plugin_fails_only_when_named_and_plugins_get_their_options(tmp_path):
+    env = {**os.environ, "PYTHONPATH": str(_plugin_dist(tmp_path))}
+    base = [sys.executable, "-m", "autoprune.cli.main", "-q", "search", "--model", "mlp", "--data", "synthetic",
+            "--agent", "uniform", "--val-size", "64", "--bn-batches", "1"]
+    ok = subprocess.run([*base, "--cost-model", "flops", "--out", str(tmp_path / "a")], capture_output=True,
+                        text=True, env=env, timeout=120)
+    assert ok.returncode == 0, ok.stderr  # the broken plug-in installed beside does not matter
+    bad = subprocess.run([*base, "--cost-model", "broken-npu", "--out", str(tmp_path / "b")], capture_output=True,
+                         text=True, env=env, timeout=120)
+    assert bad.returncode == 2 and "plug-in 'broken-npu'" in bad.stderr and "vendor SDK" in bad.stderr
+    assert bad.stderr.count("\n") == 1
+    given = subprocess.run([*base, "--cost-model", "options-npu", "--device", "2.0", "--budget", "0.1ms",
+                            "--out", str(tmp_path / "c")], capture_output=True, text=True, env=env, timeout=120)
+    assert given.returncode == 0, given.stderr
+    policy = json.loads((tmp_path / "c" / "best_policy.json").read_text())
+    macs = FlopsCostModel(analyse_model(create_model("mlp"), torch.randn(1, 1, 28, 28)).layers).dense_cost().flops
+    assert policy["budget"]["dense"] == pytest.approx(2.0 * macs / 1e6)  # the plug-in priced with --device 2.0

@@ -71,7 +71,7 @@ class SearchRun:
                 profile_latency_table(analysis, c.model, round_to=c.round_to,
                                       progress=self.progress).save(table_path)
             c.table = str(table_path)
-        options = {"table": c.table, "device": c.device} if c.cost_model in ("lut", "roofline") else {}
+        options = {"table": c.table, "device": c.device}  # plug-ins get them too (factories take **options)
         return create_cost_model(c.cost_model, analysis, **{k: v for k, v in options.items() if v})
 
     def prepare(self) -> PruningEnv:
