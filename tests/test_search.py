@@ -45,7 +45,7 @@ def test_cli_search_completes_and_resumes(tmp_path):
 
 def config(tmp_path, agent, name, **kw):
     return SearchConfig(model="mlp", data="synthetic", cost_model="flops", budget="40%", agent=agent,
-                        preset="quick", agent_params={} if agent in ("random", "uniform") else {"warmup_episodes": 2},
+                        preset="quick", agent_params={} if agent in ("random", "uniform", "cmaes") else {"warmup_episodes": 2},
                         episodes=5, val_size=64,
                         bn_batches=1, out=str(tmp_path / name), **kw)
 
@@ -229,3 +229,15 @@ def test_report_and_its_plots_are_written_and_referenced(tmp_path, splits):
     policy = json.loads((folder / "best_policy.json").read_text())
     assert all(f"`{g}`" in text for g in policy["ratios"]) and "agent: amc-ddpg" in text
     assert (folder / "sb3_log" / "progress.csv").is_file()  # SB3's own logger, in the run folder
+
+
+def test_cmaes_search_resumed_equals_an_uninterrupted_one(tmp_path, splits):
+    frames = []
+    for name, stops in (("whole", [10]), ("parts", [6, 10])):
+        for i, episodes in enumerate(stops):
+            cfg = config(tmp_path, "cmaes", name, rerank_top=0)
+            cfg.episodes = episodes
+            SearchRun(cfg, splits=splits, progress=False).run(resume=i > 0)
+        frames.append(read_history(tmp_path / name / "history.csv").drop(columns=["score_s", "wall_s"]))
+    pd.testing.assert_frame_equal(frames[0], frames[1])
+    assert list(frames[0]["source"][3:]) == ["cmaes"] * 7
