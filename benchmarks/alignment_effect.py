@@ -1,4 +1,4 @@
-"""Channel-block alignment (issue 3): is latency monotone in channels? For every group of
+"""Channel-block alignment: is latency monotone in channels? For every group of
 ResNet-20 and MobileNetV2-small, set to the largest multiple of 16 up to its width and to 8 fewer
 (an odd multiple of 8), everything else dense; all models timed round-robin (ONNX Runtime,
 1 thread, batch 1, best of 10 pass medians), next to the lookup table's prediction.

@@ -1,4 +1,4 @@
-"""Cost-model fidelity (issue 3): lookup-table and FLOPs predictions vs measured ONNX Runtime latency
+"""Cost-model fidelity: lookup-table and FLOPs predictions vs measured ONNX Runtime latency
 (1 thread, batch 1; all policies measured round-robin, each its smallest of 10 pass medians) over
 random policies whose channel counts are multiples of 8 (what a search with the default
 --round-to 8 produces), for ResNet-20 and MobileNetV2-small. Ablations: the table calibrated

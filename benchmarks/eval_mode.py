@@ -1,4 +1,4 @@
-"""Scoring one candidate, masked vs physical (issue 4): seconds per candidate and accuracy, on the
+"""Scoring one candidate, masked vs physical: seconds per candidate and accuracy, on the
 best candidate of the DDPG search benchmark (ResNet-20, 50 % latency). Writes results/eval_mode/.
 """
 

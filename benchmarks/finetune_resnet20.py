@@ -1,4 +1,4 @@
-"""Apply, fine-tune, export (issue 5): the 50 %-latency ResNet-20 policy found by the search benchmark
+"""Apply, fine-tune, export: the 50 %-latency ResNet-20 policy found by the search benchmark
 becomes a real model. Reports test accuracy of the dense, pruned and fine-tuned models, and the
 measured ONNX Runtime latency (1 thread, batch 1) of the exported model next to the budget.
 

@@ -1,4 +1,4 @@
-"""Foundation checks on the shipped ResNet-20 (issue 2): groups, masked == physical, real speed-up,
+"""Foundation checks on the shipped ResNet-20: groups, masked == physical, real speed-up,
 and the cost of preparing one candidate (masked apply+restore vs deepcopy+physical prune).
 
 Writes results/foundation/: groups.csv, summary.json.

@@ -1,4 +1,4 @@
-"""Long-run memory (issue 7): resident memory of a 2,000-episode AMC-DDPG search on a small model.
+"""Long-run memory: resident memory of a 2,000-episode AMC-DDPG search on a small model.
 
 A search that runs for hours must not grow: the history is streamed to disk, candidates are
 scored on throw-away copies, the agent's replay buffer is preallocated, and freed heap pages are

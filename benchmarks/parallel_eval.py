@@ -1,4 +1,4 @@
-"""Parallel candidate scoring (issue 4): AMC-DDPG on ResNet-20 / Fashion-MNIST at 50 % latency with
+"""Parallel candidate scoring: AMC-DDPG on ResNet-20 / Fashion-MNIST at 50 % latency with
 1 environment (torch on 2 threads) vs 2 worker environments (1 thread each, SB3 SubprocVecEnv),
 same episodes, same lookup table. Reports wall time, episodes per second and the best accuracy.
 

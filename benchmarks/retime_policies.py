@@ -1,4 +1,4 @@
-"""Re-time a head-to-head run's exported policies round-robin (issue 3): was an export over its
+"""Re-time a head-to-head run's exported policies round-robin: was an export over its
 budget because the lookup table mispredicted it, or because its one measurement was disturbed?
 
 Every ``best_policy.json`` under ``<run>/runs/<model>/`` is rebuilt (channels removed by index,

@@ -1,4 +1,4 @@
-"""Search benchmark (issue 4): AMC-DDPG vs random search, same episodes, ResNet-20 / Fashion-MNIST,
+"""Search benchmark: AMC-DDPG vs random search, same episodes, ResNet-20 / Fashion-MNIST,
 50% of dense latency (lookup table profiled on this machine). Reports wall time, the split between
 candidate scoring, environment and agent, and the best validation accuracy found.
 

@@ -1,4 +1,4 @@
-"""Core never imports envs or agents; envs never import agents (design.md, section 2)."""
+"""Core never imports envs or agents; envs never import agents."""
 
 import ast
 from pathlib import Path
