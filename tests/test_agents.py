@@ -215,3 +215,16 @@ def test_cmaes_resumes_exactly_and_beats_its_start(tmp_path):
 def test_agent_parameters_are_checked_by_type_and_range(override):
     with pytest.raises(ConfigError, match="agent parameter"):
         make_searcher("amc-ddpg", overrides=parse_overrides([override]))
+
+
+def test_global_magnitude_projects_its_narrowest_allocation_when_no_global_ratio_fits(monkeypatch):
+    import autoprune.agents.searchers as searchers
+
+    def no_ratio_fits(*args, **kwargs):
+        raise ValueError("Torch-Pruning's global magnitude pruning meets the budget at no global ratio")
+
+    monkeypatch.setattr(searchers, "size_global_magnitude", no_ratio_fits)
+    env, _ = toy_problem()
+    infos = []
+    make_searcher("global-magnitude").run(env, 1, infos.append)  # used to refuse the budget
+    assert len(infos) == 1 and infos[0]["feasible"]
