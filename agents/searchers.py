@@ -126,7 +126,24 @@ class UniformSearcher(Searcher):
         return float(np.float32(hi)) if fits(float(np.float32(hi))) else 1.0
 
 
-class GlobalMagnitudeSearcher(Searcher):
+class ModelRuleSearcher(Searcher):
+    """A one-shot rule that reads the model's weights: one candidate, played in the first episode."""
+
+    def run(self, env, episodes, on_episode, start_episode=0, state_dir=None) -> None:
+        if start_episode >= 1:
+            return
+        if getattr(env, "analysis", None) is None:
+            raise ConfigError(f"the {self.name} searcher needs the model: build the PruningEnv with "
+                              f"analysis=<ModelAnalysis>")
+        kept, exact = self.widths(env)
+        on_episode(self.play_widths(env, kept, exact))
+
+    @abc.abstractmethod
+    def widths(self, env: PruningEnv) -> tuple[dict[str, int], bool]:
+        """The rule's widths, and whether they are scored as made (True) or projected."""
+
+
+class GlobalMagnitudeSearcher(ModelRuleSearcher):
     """Torch-Pruning's global magnitude pruning sized to the budget (one candidate, no search).
 
     The layer allocation comes from the weights alone: every channel is ranked on one scale and
@@ -139,24 +156,17 @@ class GlobalMagnitudeSearcher(Searcher):
     name = "global-magnitude"
     accepts = frozenset({"p"})
 
-    def run(self, env, episodes, on_episode, start_episode=0, state_dir=None) -> None:
-        if start_episode >= 1:
-            return
-        if getattr(env, "analysis", None) is None:
-            raise ConfigError("the global-magnitude searcher needs the model: build the PruningEnv with "
-                              "analysis=<ModelAnalysis>")
-
+    def widths(self, env: PruningEnv) -> tuple[dict[str, int], bool]:
         def fits(kept: dict[str, int]) -> bool:
             return env.wall.fits(self._clipped(env, kept))
 
         p = int(self.params.get("p", 1))
         try:
             _, kept = size_global_magnitude(env.analysis, fits, max(env.max_ratio), env.round_to, p)
-            exact = True
+            return self._clipped(env, kept), True
         except ValueError:  # no global ratio meets the budget: its narrowest allocation, projected
             kept = global_magnitude_kept(env.analysis, max(env.max_ratio), max(env.max_ratio), env.round_to, p)
-            exact = False
-        on_episode(self.play_widths(env, self._clipped(env, kept), exact=exact))
+            return self._clipped(env, kept), False
 
     @staticmethod
     def _clipped(env: PruningEnv, kept: dict[str, int]) -> dict[str, int]:
@@ -164,7 +174,7 @@ class GlobalMagnitudeSearcher(Searcher):
         return {g.name: env.wall.clip(t, {}, kept[g.name], enforce=False) for t, g in enumerate(env.groups)}
 
 
-class KnapsackSearcher(Searcher):
+class KnapsackSearcher(ModelRuleSearcher):
     """HALP-style latency-aware knapsack: channels kept by importance per unit of predicted cost.
 
     One candidate, no search: from the narrowest allowed widths, the channel step that buys the
@@ -175,18 +185,13 @@ class KnapsackSearcher(Searcher):
     name = "knapsack"
     accepts = frozenset({"importance"})
 
-    def run(self, env, episodes, on_episode, start_episode=0, state_dir=None) -> None:
-        if start_episode >= 1:
-            return
-        if getattr(env, "analysis", None) is None:
-            raise ConfigError("the knapsack searcher needs the model: build the PruningEnv with "
-                              "analysis=<ModelAnalysis>")
+    def widths(self, env: PruningEnv) -> tuple[dict[str, int], bool]:
         scores = channel_scores(env.analysis, str(self.params.get("importance", "l1")))
         names = [g.name for g in env.groups]
         kept = knapsack_allocation(
             {n: scores[n] for n in names}, dict(zip(names, env.wall.min_keep)), dict(zip(names, env.wall.max_keep)),
             dict(zip(names, env.wall.step)), env.wall.cost_of, env.budget)
-        on_episode(self.play_widths(env, kept))
+        return kept, True
 
 
 class _EpisodeCallback(BaseCallback):
