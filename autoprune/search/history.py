@@ -74,3 +74,12 @@ def read_history(path: str | Path) -> pd.DataFrame:
 def scored_feasible(history: pd.DataFrame) -> pd.DataFrame:
     """The rows a best policy may come from: feasible, with an accuracy (failed candidates have NaN)."""
     return history[history["feasible"].astype(bool) & history["accuracy"].notna()]
+
+
+def top_candidates(history: pd.DataFrame, top: int) -> pd.DataFrame:
+    """The ``top`` best feasible candidates by score (one per architecture), plus the seed rules'
+    candidates (``source`` ``seed:…``) wherever they rank: the pool a search's best is chosen from."""
+    ok = scored_feasible(history).sort_values(["accuracy", "episode"], ascending=[False, True])
+    ok = ok.drop_duplicates("kept")
+    seeds = ok[ok["source"].astype(str).str.startswith("seed:")] if "source" in ok else ok.iloc[:0]
+    return pd.concat([ok.head(top), seeds]).drop_duplicates("episode")

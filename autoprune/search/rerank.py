@@ -15,7 +15,7 @@ from typing import Callable, Mapping
 
 import pandas as pd
 
-from autoprune.search.history import scored_feasible
+from autoprune.search.history import top_candidates
 
 Scorer = Callable[[Mapping[str, int], int], float]  # (kept, steps) -> second-stage score
 
@@ -26,12 +26,7 @@ def rerank_candidates(history: pd.DataFrame, score: Scorer, top: int, steps: int
 
     ``allowed``: episodes that may be chosen (e.g. those measured within budget); None = all.
     """
-    ok = scored_feasible(history)
-    if allowed is not None:
-        ok = ok[ok["episode"].isin(allowed)]
-    ok = ok.sort_values(["accuracy", "episode"], ascending=[False, True]).drop_duplicates("kept")
-    seeds = ok[ok["source"].astype(str).str.startswith("seed:")] if "source" in ok else ok.iloc[:0]
-    pool = pd.concat([ok.head(top), seeds]).drop_duplicates("episode")
+    pool = top_candidates(history if allowed is None else history[history["episode"].isin(allowed)], top)
     cols = [c for c in ("episode", "source", "accuracy") if c in pool]
     frame = pool[cols].reset_index(drop=True)
     frame["finetuned"] = [score(json.loads(k), steps) for k in pool["kept"]]

@@ -18,7 +18,7 @@ from autoprune.costs import CostModel, LookupTableCostModel, MeasuredLatencyCost
 from autoprune.costs.lut import device_info
 from autoprune.budget import MEASURED_TOLERANCE, Budget
 from autoprune.latency import LatencySettings
-from autoprune.search.history import scored_feasible
+from autoprune.search.history import top_candidates
 
 
 def skip_reason(top: int, cost_model: CostModel, budget: Budget) -> str | None:
@@ -44,10 +44,7 @@ def measure_top_candidates(history: pd.DataFrame, analysis: ModelAnalysis, table
     Columns: episode, accuracy, latency_ms (predicted), measured_ms, fits (measured within the
     budget + the export tolerance), most accurate first.
     """
-    ok = scored_feasible(history).sort_values(["accuracy", "episode"], ascending=[False, True])
-    ok = ok.drop_duplicates("kept")
-    seeds = ok[ok["source"].astype(str).str.startswith("seed:")] if "source" in ok else ok.iloc[:0]
-    ok = pd.concat([ok.head(top), seeds]).drop_duplicates("episode")  # seed rules always timed too
+    ok = top_candidates(history, top)  # seed rules always timed too
     settings = table.table.meta.get("settings", {})
     measured = MeasuredLatencyCostModel(analysis, LatencySettings(
         "onnxruntime", int(settings.get("batch_size", 1)), int(settings.get("threads", 1))))
