@@ -130,3 +130,47 @@ def test_cli_apply_never_shows_a_traceback(capsys, mutation):
         assert err.startswith("autoprune: error:") and len(err.splitlines()) == 1
     else:
         assert (path.parent / "o" / "model.pt").is_file()
+
+
+NUMBERS = st.one_of(st.floats(allow_nan=True, allow_infinity=True), st.integers(-10**30, 10**30)).map(repr)
+BUDGET_TEXT = st.one_of(NUMBERS, NUMBERS.map(lambda s: s + "%"), NUMBERS.map(lambda s: s + "ms"),
+                        NUMBERS.map(lambda s: s + "M"), st.text(max_size=12))
+
+
+@FUZZ
+@given(BUDGET_TEXT)
+def test_any_budget_text_is_a_finite_budget_or_a_one_line_error(text):
+    from autoprune.budget import Budget, BudgetSpec
+
+    try:
+        spec = BudgetSpec.parse(text)
+    except ConfigError as exc:
+        assert "\n" not in str(exc)
+        return
+    amount = spec.fraction if spec.fraction is not None else spec.value
+    assert math.isfinite(amount) and amount > 0 and (spec.fraction is None or spec.fraction <= 1)
+    try:
+        budget = spec.resolve("latency_ms", 1.0)
+    except ConfigError:
+        return
+    assert json.loads(json.dumps(budget.to_dict(), allow_nan=False))  # always valid JSON
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.sampled_from(["--budget", "--max-ratio", "--min-ratio", "--val-size", "--round-to",
+                        "--rerank-top", "--rerank-steps", "--agent-param"]), NUMBERS)
+def test_cli_numeric_options_succeed_or_fail_in_one_line(option, value):
+    value = f"tau={value}" if option == "--agent-param" else value
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "run"
+        try:
+            code = main(["-q", "search", "--model", "mlp", "--data", "synthetic", "--cost-model", "flops",
+                         "--agent", "amc-ddpg" if option == "--agent-param" else "random", "--episodes", "2",
+                         "--val-size", "32", "--bn-batches", "1", "--rerank-top", "0", option, value,
+                         "--out", str(out)])
+        except SystemExit as exc:  # argparse: a value of the wrong type, one usage line, exit 2
+            code = exc.code
+        assert code in (0, 1, 2)
+        if code == 0:
+            policy = (out / "best_policy.json").read_text()
+            json.loads(policy, parse_constant=lambda c: pytest.fail(f"non-JSON constant {c}"))

@@ -83,7 +83,7 @@ def test_interrupted_history_line_is_repaired(tmp_path, splits):
     (["--budget", "fast"], "cannot read budget"),
     (["--budget", "1%"], "cannot be met"),
     (["--cost-model", "npu"], "unknown cost model 'npu'"),
-    (["--episodes", "0"], "--episodes must be >= 1"),
+    (["--episodes", "0"], "--episodes must be between 1 and"),
     (["--agent-param", "tau"], "key=value"),
 ])
 def test_bad_search_input_is_one_line_exit_2(tmp_path, capsys, args, message):

@@ -17,6 +17,9 @@ from autoprune.errors import ConfigError
 from autoprune.pruning.importance import IMPORTANCES
 
 
+MAX_EPISODES = 10_000_000  # far beyond any search (AMC: 400); larger is a typo
+
+
 @dataclass
 class SearchConfig:
     """Everything that defines a search; a run folder's ``config.yaml`` reproduces it."""
@@ -64,8 +67,8 @@ class SearchConfig:
             raise ConfigError("'exclude' must list module names and 'agent_params' be keyed by name")
         if isinstance(self.min_ratio, int) or isinstance(self.max_ratio, int):
             self.min_ratio, self.max_ratio = float(self.min_ratio), float(self.max_ratio)
-        if self.episodes < 1:
-            raise ConfigError(f"--episodes must be >= 1, got {self.episodes}")
+        if not 1 <= self.episodes <= MAX_EPISODES:
+            raise ConfigError(f"--episodes must be between 1 and {MAX_EPISODES:,}, got {self.episodes}")
         if not 0.0 <= self.min_ratio <= self.max_ratio < 1.0:
             raise ConfigError(f"need 0 <= --min-ratio <= --max-ratio < 1, got {self.min_ratio}, {self.max_ratio}")
         if self.eval_mode not in ("physical", "masked"):
