@@ -36,9 +36,14 @@ def write_report(out: Path) -> None:
              f"{machine['torch']}, ONNX Runtime {machine['onnxruntime']}. Reproduce: `{_command(out)}`.", "",
              f"Per search: {config['episodes']} candidate evaluations ({config['preset']} agent preset); "
              f"fine-tuning: {config['ft_epochs']} epoch(s) SGD lr {config['ft_lr']} cosine on "
-             f"{config['ft_images'] or 55000} training images, identical for every method; seeds "
-             f"{config['seeds']}; at most {config['max_ratio']:.0%} of a group pruned, widths in steps of "
-             f"{config['round_to']}. Best agent: **{best_name}** ({_selection(config)}). Accuracies are Fashion-MNIST test (10k), "
+             f"{config['ft_images'] or 55000} training images{' with distillation from the dense model' if config.get('distill') else ''}, "
+             f"identical for every method; seeds {config['seeds']}; at most {config['max_ratio']:.0%} of a group "
+             f"pruned, widths in steps of {config['round_to']}. "
+             + (f"Best agent: **{best_name}** ({_selection(config)}). " if "best-agent" in config["methods"] else
+                f"Searchers other than AMC-DDPG start from the seed rules {config.get('seed_rules')} and re-rank "
+                f"their {config.get('rerank_top')} best candidates after {config.get('rerank_steps')} fine-tuning "
+                f"steps; AMC-DDPG runs as published ({config.get('amc_ddpg')}). ")
+             + "Accuracies are Fashion-MNIST test (10k), "
              f"mean ± std over seeds; latency is ONNX Runtime, 1 thread, batch 1, best of 5 windows.", ""]
     lines += _table(lut)
     lines += ["", "## Targets", ""] + _targets(lut)
