@@ -60,9 +60,12 @@ class CMAESSearcher(Searcher):
 
 
 def _load(state_dir: Path | None, start: int) -> list[float]:
+    """The rewards of the first ``start`` episodes, recorded in ``state_dir`` (to replay on resume)."""
     if start == 0:
         return []
-    path = (state_dir or Path("/nonexistent")) / "cmaes.json"
+    if state_dir is None:
+        raise ConfigError("resuming CMA-ES needs the run folder's agent state; pass state_dir")
+    path = state_dir / "cmaes.json"
     try:
         rewards = [float(r) for r in json.loads(path.read_text())["rewards"]][:start]
     except (OSError, ValueError, KeyError, TypeError) as exc:
