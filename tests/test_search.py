@@ -148,7 +148,8 @@ def test_best_candidate_over_budget_on_this_machine_is_replaced(tmp_path, splits
             pass
 
         def latencies(self, archs):
-            return [1e9] + [0.0] * (len(archs) - 1)
+            assert archs[-1] == {}  # the dense model, timed in the same passes
+            return [1e9] + [0.0] * (len(archs) - 2) + [1.0]
 
     monkeypatch.setattr(verify, "MeasuredLatencyCostModel", Measured)
     cfg = config(tmp_path, "random", "v", rerank_top=0)
@@ -169,6 +170,28 @@ def test_best_candidate_over_budget_on_this_machine_is_replaced(tmp_path, splits
     reranked = pd.read_csv(tmp_path / "v2" / "rerank.csv")
     assert set(reranked["episode"]) <= set(checked.loc[checked["fits"], "episode"])
     assert summary["best"]["episode"] == summary["rerank"]["chosen_episode"] == reranked.loc[0, "episode"]
+
+
+def test_a_machine_slow_during_verification_does_not_veto_the_candidates(tmp_path, splits, mlp_table,
+                                                                       monkeypatch):
+    import autoprune.search.verify as verify
+    from autoprune.costs import LookupTableCostModel
+
+    class Busy:  # this machine runs 40 % slow for the whole verification: every reading, dense too
+        def __init__(self, analysis, settings):
+            self.table = LookupTableCostModel(analysis, mlp_table)
+
+        def latencies(self, archs):
+            return [1.4 * self.table.latency(a) for a in archs]
+
+    monkeypatch.setattr(verify, "MeasuredLatencyCostModel", Busy)
+    cfg = config(tmp_path, "random", "busy", rerank_top=0)
+    cfg.cost_model, cfg.table, cfg.budget, cfg.episodes = "lut", str(mlp_table), "60%", 8
+    summary = SearchRun(cfg, splits=splits, progress=False).run()
+    checked = pd.read_csv(tmp_path / "busy" / "verification.csv")
+    assert (checked["measured_ms"] > summary["verification"]["budget_ms"] * 1.05).any()  # raw readings over
+    assert checked["fits"].all() and summary["verification"]["machine_speed"] == pytest.approx(1 / 1.4, rel=1e-3)
+    assert summary["verification"]["chosen_episode"] == checked.loc[0, "episode"]
 
 
 def test_verification_is_skipped_where_it_cannot_hold(tmp_path, splits, mlp_table):

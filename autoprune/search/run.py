@@ -208,7 +208,7 @@ class SearchRun:
         chosen = result["chosen_episode"]
         if chosen is None:
             tqdm.write(f"warning: none of the {len(frame)} best candidates measured within the budget + "
-                       f"{MEASURED_TOLERANCE:.0%} on this machine (best: {frame['measured_ms'].min():.4g} ms vs "
+                       f"{MEASURED_TOLERANCE:.0%} on this machine (best: {frame['adjusted_ms'].min():.4g} ms vs "
                        f"{self.budget.value:.4g} ms); search again with a tighter budget")
         elif chosen != self.best["episode"]:
             row = history.loc[history["episode"] == chosen].iloc[0]
