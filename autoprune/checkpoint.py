@@ -1,7 +1,9 @@
 """Model checkpoints that load without unpickling arbitrary objects (``torch.load(weights_only=True)``).
 
-A checkpoint holds the built-in model name, its constructor arguments, the state dict and metadata
-(plain JSON-able values). Loading rebuilds the model from the registry, so no code is ever unpickled.
+A checkpoint holds the model's name or factory reference (``file.py:factory``) with its arguments,
+the state dict, one input's shape and metadata (plain JSON-able values). Loading rebuilds the model
+from the registry or the factory, so no code is ever unpickled. A plain ``state_dict`` file (what
+``torch.save(model.state_dict())`` writes) loads too, given the model.
 A pruned model's checkpoint (format version 2) also holds its :class:`PruningRecord`: loading builds
 the dense model, removes the recorded channels, then loads the weights.
 """
@@ -20,7 +22,7 @@ from torch import nn
 from autoprune.analysis import analyse_model
 from autoprune.atomic import atomic_path
 from autoprune.errors import ConfigError
-from autoprune.models import MODELS, create_model
+from autoprune.models import MODELS, create_model, is_builtin
 from autoprune.pruning.record import PruningRecord, rebuild_pruned
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
@@ -30,42 +32,61 @@ FORMAT_VERSION = 2  # 1: dense models; 2: adds the optional pruning record and i
 
 def shipped_weights(model_name: str) -> Path | None:
     """The trained Fashion-MNIST weights shipped for a built-in model, when there are some."""
+    if not is_builtin(model_name):
+        return None
     path = WEIGHTS_DIR / f"{model_name}_fmnist.pt"
     return path if path.is_file() else None
 
 
-def load_or_create(model_name: str, weights: str | Path | None = None,
-                   require_weights: bool = False) -> nn.Module:
-    """A built-in model with ``weights``, else its shipped weights, else random weights.
+def load_or_create(model_name: str, weights: str | Path | None = None, require_weights: bool = False,
+                   model_args: dict[str, Any] | None = None, in_channels: int = 1,
+                   num_classes: int | None = None) -> nn.Module:
+    """A model with ``weights``, else its shipped weights, else as built.
+
+    A built-in without weights has random ones; a factory reference (``file.py:factory``) returns
+    whatever its factory builds, trained weights included, so ``require_weights`` does not apply.
+    ``in_channels``/``num_classes`` size a built-in when the weights file does not say.
 
     Raises:
-        ConfigError: no weights can be found and ``require_weights`` is set.
+        ConfigError: no weights can be found for a built-in and ``require_weights`` is set.
     """
-    MODELS.get(model_name)  # one-line error listing the known names
+    builtin = is_builtin(model_name)
+    if builtin:
+        MODELS.get(model_name)  # one-line error listing the known names
     weights = weights or shipped_weights(model_name)
     if weights:
-        return load_model(weights, model_name)[0]
-    if require_weights:
+        return load_model(weights, model_name, model_args, in_channels, num_classes)[0]
+    if require_weights and builtin:
         raise ConfigError(f"no trained weights for {model_name!r}; pass --weights FILE "
                           f"(train one with 'autoprune train --model {model_name}')")
-    return create_model(model_name).eval()
+    return create_model(model_name, in_channels, num_classes, model_args).eval()
 
 
 def save_checkpoint(path: str | Path, model: nn.Module, model_name: str, in_channels: int = 1,
-                    num_classes: int = 10, meta: dict[str, Any] | None = None,
-                    pruning: PruningRecord | None = None, input_shape: tuple[int, ...] | None = None) -> Path:
+                    num_classes: int | None = None, meta: dict[str, Any] | None = None,
+                    pruning: PruningRecord | None = None, input_shape: tuple[int, ...] | None = None,
+                    model_args: dict[str, Any] | None = None) -> Path:
     """Write ``model``'s weights plus what is needed to rebuild it (atomically: tmp file + rename).
 
     Args:
+        model_name: a built-in name or a factory reference (``/abs/path/file.py:factory``).
         pruning: the record of a physically pruned ``model`` (None for a dense one).
-        input_shape: one input's shape, needed to re-analyse a pruned model (default ``(C, 28, 28)``).
+        input_shape: one input's shape, needed to re-analyse a pruned model (default: the model's
+            ``input_shape`` attribute, which built-ins have).
+        model_args: the factory's keyword arguments (references only).
     """
+    input_shape = input_shape or getattr(model, "input_shape", None)  # built-ins declare theirs
+    if pruning is not None and input_shape is None:
+        raise ValueError("a pruned model's checkpoint needs its input_shape")
     payload = {
         "format": FORMAT, "format_version": 2 if pruning else 1, "model": model_name,
-        "in_channels": in_channels, "num_classes": num_classes,
-        "input_shape": list(input_shape or (in_channels, 28, 28)),
+        "in_channels": in_channels, **({"num_classes": num_classes} if num_classes else {}),
         "state_dict": {k: v.detach().clone() for k, v in model.state_dict().items()}, "meta": meta or {},
     }
+    if input_shape is not None:
+        payload["input_shape"] = list(input_shape)
+    if model_args:
+        payload["model_args"] = dict(model_args)
     if pruning is not None:
         payload["pruning"] = pruning.to_dict()
     with atomic_path(path) as tmp:
@@ -114,6 +135,8 @@ def _check_header(payload: dict[str, Any], path: Path) -> None:
 
     count("in_channels", MAX_IN_CHANNELS)
     count("num_classes", MAX_CLASSES)
+    if not isinstance(payload.get("model", ""), (str, type(None))) or not isinstance(payload.get("model_args", {}), dict):
+        raise ConfigError(f"checkpoint {path}: 'model' must be a name and 'model_args' a mapping")
     if not isinstance(payload.get("state_dict"), dict) or not all(
             isinstance(v, torch.Tensor) for v in payload["state_dict"].values()):
         raise ConfigError(f"checkpoint {path}: state_dict must map names to tensors")
@@ -121,9 +144,11 @@ def _check_header(payload: dict[str, Any], path: Path) -> None:
     if shape is not None:
         ok = isinstance(shape, list) and 1 <= len(shape) <= 4 and all(
             isinstance(s, int) and not isinstance(s, bool) and s > 0 for s in shape)
-        if not ok or math.prod(shape) > MAX_INPUT_ELEMENTS or shape[0] != payload.get("in_channels", shape[0]):
+        if not ok or math.prod(shape) > MAX_INPUT_ELEMENTS:
             raise ConfigError(f"checkpoint {path}: input_shape {shape!r} must be 1-4 positive integers, at most "
-                              f"{MAX_INPUT_ELEMENTS} elements, starting with in_channels")
+                              f"{MAX_INPUT_ELEMENTS} elements")
+        if is_builtin(str(payload.get("model") or "")) and payload.get("model") and shape[0] != payload.get("in_channels", shape[0]):
+            raise ConfigError(f"checkpoint {path}: input_shape {shape!r} must start with in_channels")
 
 
 def load_state_into(model: nn.Module, state_dict: dict[str, torch.Tensor], source: str) -> nn.Module:
@@ -137,16 +162,26 @@ def load_state_into(model: nn.Module, state_dict: dict[str, torch.Tensor], sourc
     return model
 
 
-def load_model(path: str | Path, model_name: str | None = None) -> tuple[nn.Module, dict[str, Any]]:
-    """Rebuild a built-in model (dense or pruned) from a checkpoint; returns ``(model, payload)``."""
+def load_model(path: str | Path, model_name: str | None = None, model_args: dict[str, Any] | None = None,
+               in_channels: int = 1, num_classes: int | None = None) -> tuple[nn.Module, dict[str, Any]]:
+    """Rebuild a model (dense or pruned) from a checkpoint; returns ``(model, payload)``.
+
+    A bare state dict needs ``model_name`` (and, for a built-in, ``in_channels``/``num_classes``
+    when they differ from the defaults: the file does not say); the payload then records them.
+    """
     payload = read_checkpoint(path)
     name = model_name or payload.get("model")
     if not name:
-        raise ConfigError(f"{path} is a bare state dict; also pass --model NAME")
+        raise ConfigError(f"{path} is a bare state dict; also pass --model NAME or --model file.py:factory")
     if payload.get("model") and model_name and model_name != payload["model"]:
         raise ConfigError(f"{path} holds a {payload['model']!r} model, not {model_name!r}; "
                           f"pass --model {payload['model']} or other weights")
-    model = create_model(name, payload.get("in_channels", 1), payload.get("num_classes", 10))
+    if payload.get("model") is None:  # a plain state dict: what the caller says is all there is
+        payload.update(model=name, in_channels=in_channels, **({"num_classes": num_classes} if num_classes else {}))
+        if model_args:
+            payload["model_args"] = dict(model_args)
+    args = payload.get("model_args") or model_args
+    model = create_model(name, payload.get("in_channels", 1), payload.get("num_classes"), args)
     if payload.get("pruning") is not None:
         model = _pruned_skeleton(model, payload, str(path))
     load_state_into(model, payload["state_dict"], str(path))
@@ -160,9 +195,17 @@ def pruning_record(payload: dict[str, Any], source: str = "checkpoint") -> Pruni
     return None if data is None else PruningRecord.from_dict(data, source)
 
 
-def input_shape_of(payload: dict[str, Any]) -> tuple[int, ...]:
-    """One input's shape as recorded in the checkpoint (older ones: ``(in_channels, 28, 28)``)."""
-    shape = payload.get("input_shape") or [payload.get("in_channels", 1), 28, 28]
+def input_shape_of(payload: dict[str, Any], given: tuple[int, ...] | None = None,
+                   source: str = "the checkpoint") -> tuple[int, ...]:
+    """One input's shape: ``given`` (``--input-shape``), else as recorded in the checkpoint.
+
+    Raises:
+        ConfigError: neither says (a plain state dict, or a checkpoint from before shapes were kept).
+    """
+    shape = list(given) if given else payload.get("input_shape")
+    if shape is None:
+        raise ConfigError(f"{source} does not record the input shape; pass --input-shape C,H,W "
+                          f"(or the shape of one input)")
     if not isinstance(shape, list) or not all(isinstance(s, int) and s > 0 for s in shape):
         raise ConfigError(f"checkpoint input_shape {shape!r} must be a list of positive integers")
     return tuple(shape)
@@ -171,5 +214,5 @@ def input_shape_of(payload: dict[str, Any]) -> tuple[int, ...]:
 def _pruned_skeleton(dense: nn.Module, payload: dict[str, Any], source: str) -> nn.Module:
     """The dense model with the recorded channels removed (weights loaded afterwards)."""
     record = pruning_record(payload, source)
-    analysis = analyse_model(dense, torch.zeros(1, *input_shape_of(payload)), exclude=record.exclude)
+    analysis = analyse_model(dense, torch.zeros(1, *input_shape_of(payload, source=source)), exclude=record.exclude)
     return rebuild_pruned(analysis, record, source)

@@ -1,4 +1,4 @@
-"""Scoring a pruning candidate during search: mask, recalibrate BN, measure validation accuracy."""
+"""Scoring a pruning candidate during search: mask, recalibrate BN, measure the validation score."""
 
 from __future__ import annotations
 
@@ -8,19 +8,23 @@ from typing import Mapping
 import torch
 
 from autoprune.analysis.groups import ModelAnalysis
-from autoprune.data.batches import DataSplits
+from autoprune.data.batches import Splits
 from autoprune.pruning.masked import MaskedPruner
 from autoprune.pruning.physical import prune_physically
+from autoprune.scoring import LossFn, ScoreFn, accuracy
 from autoprune.training import TrainConfig, evaluate, recalibrate_bn, train
 
 SHORT_FINETUNE_LR = 0.01  # a few hundred steps from pruned weights: gentle, no warm-up needed
 
 
 class CandidateEvaluator:
-    """``evaluator(kept) -> accuracy`` on a fixed validation subset, after EagleEye BN recalibration.
+    """``evaluator(kept) -> score`` on a fixed validation subset, after EagleEye BN recalibration.
 
-    The validation images come from the held-out split (never the test set); the recalibration
+    The validation samples come from the held-out split (never the test set); the recalibration
     batches are a fixed slice of the training split, so the same candidate always gets the same score.
+    Both slices are read once and kept (``val_size`` samples, ``bn_batches`` batches); everything
+    else streams. The score is top-1 accuracy unless ``score`` says otherwise (higher is better).
+    Candidates are scored on ``device`` (the analysis model stays where it is).
 
     ``mode="physical"`` scores a physically pruned copy (~20 ms to build for ResNet-20), whose
     forward pass is as much faster as the candidate is; ``mode="masked"`` scores the dense model
@@ -28,50 +32,50 @@ class CandidateEvaluator:
     is faster once scoring a candidate takes more than a few tens of milliseconds.
     """
 
-    def __init__(self, analysis: ModelAnalysis, ranking: Mapping[str, torch.Tensor], splits: DataSplits,
+    def __init__(self, analysis: ModelAnalysis, ranking: Mapping[str, torch.Tensor], splits: Splits,
                  val_size: int = 2000, bn_batches: int = 5, batch_size: int = 128,
-                 mode: str = "physical", finetune_batch: int = 64) -> None:
+                 mode: str = "physical", finetune_batch: int = 64, score: ScoreFn = accuracy,
+                 device: str | torch.device = "cpu", loss: LossFn | None = None) -> None:
         if mode not in ("physical", "masked"):
             raise ValueError(f"mode must be physical or masked, got {mode!r}")
         self.analysis, self.ranking, self.mode = analysis, ranking, mode
         self.pruner = MaskedPruner(analysis, ranking) if mode == "masked" else None
         self.model = analysis.model
-        n_bn = bn_batches * batch_size
-        self.bn_data = [(splits.x_train[i:i + batch_size], splits.y_train[i:i + batch_size])
-                        for i in range(0, min(n_bn, len(splits.x_train)), batch_size)]
+        self.bn_data = list(splits.train(batch_size, shuffle=False, augment=False, limit=bn_batches * batch_size))
         self.val_data = list(splits.val(batch_size=500, limit=val_size))
         self.bn_batches = bn_batches
         self.splits, self.finetune_batch = splits, finetune_batch
+        self.score, self.device, self.loss = score, torch.device(device), loss
 
     def __call__(self, kept: Mapping[str, int]) -> float:
-        """Validation accuracy of the model pruned to ``kept`` channels per group (NaN on failure)."""
+        """Validation score of the model pruned to ``kept`` channels per group (NaN on failure)."""
         try:
             if self.mode == "physical":
-                model = prune_physically(self.analysis, self.ranking, kept)
+                model = prune_physically(self.analysis, self.ranking, kept).to(self.device)
                 recalibrate_bn(model, self.bn_data, self.bn_batches)
-                acc = evaluate(model, self.val_data)
+                acc = evaluate(model, self.val_data, self.score)
             else:
                 with self.pruner.applied(kept):
                     recalibrate_bn(self.model, self.bn_data, self.bn_batches)
-                    acc = evaluate(self.model, self.val_data)
+                    acc = evaluate(self.model, self.val_data, self.score)
         except Exception:  # noqa: BLE001 - any failure of a user model: recorded (NaN) and skipped
             acc = math.nan
         return acc
 
     def finetuned(self, kept: Mapping[str, int], steps: int, seed: int = 0) -> float:
-        """Second-stage score: validation accuracy after ``steps`` SGD steps of fine-tuning.
+        """Second-stage score: the validation score after ``steps`` SGD steps of fine-tuning.
 
         Every candidate trains on the same fixed, seeded slice of the training split, so scores
         compare; this measures how well a candidate recovers, which BN recalibration alone cannot.
         """
         try:
-            model = prune_physically(self.analysis, self.ranking, kept)
+            model = prune_physically(self.analysis, self.ranking, kept).to(self.device)
             recalibrate_bn(model, self.bn_data, self.bn_batches)
             batches = self.splits.train(self.finetune_batch, shuffle=True, seed=seed,
                                         limit=steps * self.finetune_batch)
             cfg = TrainConfig(epochs=1, lr=SHORT_FINETUNE_LR, batch_size=self.finetune_batch, augment=False,
                               seed=seed)
-            train(model, lambda epoch: batches, cfg, progress=False)
-            return evaluate(model, self.val_data)
+            train(model, lambda epoch: batches, cfg, loss_fn=self.loss, progress=False)
+            return evaluate(model, self.val_data, self.score)
         except Exception:  # noqa: BLE001 - as for the first stage: recorded (NaN) and skipped
             return math.nan

@@ -30,17 +30,18 @@ PAUSE_S = 0.3
 
 
 def export_model(model: nn.Module, model_name: str, out: str | Path, input_shape: tuple[int, ...],
-                 num_classes: int = 10, record: PruningRecord | None = None,
+                 num_classes: int | None = None, record: PruningRecord | None = None,
                  policy: PruningPolicy | None = None, meta: dict[str, Any] | None = None,
-                 settings: LatencySettings = LatencySettings(), exporter: str = "torchscript") -> dict[str, Any]:
-    """Write the export folder and return what ``export.json`` holds."""
+                 settings: LatencySettings = LatencySettings(), exporter: str = "torchscript",
+                 model_args: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Write the export folder and return what ``export.json`` holds (``model_args``: the factory's)."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     model.eval()
     example = torch.randn(1, *input_shape)
     onnx_path = export_onnx(model, example, out / "model.onnx", exporter)
     save_checkpoint(out / "model.pt", model, model_name, input_shape[0], num_classes, meta,
-                    pruning=record, input_shape=input_shape)
+                    pruning=record, input_shape=input_shape, model_args=model_args)
     if policy is not None:
         policy.save(out / "policy.json")
     samples = []

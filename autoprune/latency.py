@@ -26,6 +26,7 @@ class LatencySettings:
     warmup: int = 20
     repeats: int = 40  # timed calls per round
     rounds: int = 5    # latency = the smallest of the rounds' medians
+    provider: str = "CPUExecutionProvider"  # ONNX Runtime execution provider (--provider)
 
 
 def median_ms(fn: Callable[[], object], warmup: int, repeats: int) -> float:
@@ -96,7 +97,8 @@ def measure_latencies(models: Iterable[nn.Module], input_shape: tuple[int, ...],
     x = torch.randn(settings.batch_size, *input_shape)
     if settings.backend == "onnxruntime":
         feed = {"input": x.numpy()}
-        runners = [_session_runner(ort_session(to_onnx_bytes(m, x[:1]), settings.threads), feed) for m in models]
+        runners = [_session_runner(ort_session(to_onnx_bytes(m, x[:1]), settings.threads, settings.provider), feed)
+                   for m in models]
         return _time_runners(runners, settings, interleaved, progress)
     if settings.backend == "torch":
         models = list(models)
@@ -136,7 +138,7 @@ def _time_runners(runners: list[Callable[[], object]], settings: LatencySettings
 def measure_onnx_latency(onnx_bytes: bytes, input_shape: tuple[int, ...],
                          settings: LatencySettings = LatencySettings()) -> float:
     """Latency (ms) of an exported ONNX model under ONNX Runtime (the file a user ships)."""
-    session = ort_session(onnx_bytes, settings.threads)
+    session = ort_session(onnx_bytes, settings.threads, settings.provider)
     feed = {"input": np.random.default_rng(0).standard_normal(
         (settings.batch_size, *input_shape)).astype(np.float32)}
     return robust_median_ms(lambda: session.run(None, feed), settings)

@@ -18,15 +18,17 @@ from autoprune.errors import AutopruneError
 EXPORTERS = ("torchscript", "dynamo")
 
 
-def ort_session(onnx_bytes: bytes, threads: int = 1) -> ort.InferenceSession:
-    """An ONNX Runtime CPU session with full graph optimisation and a fixed thread count."""
+def ort_session(onnx_bytes: bytes, threads: int = 1, provider: str = "CPUExecutionProvider") -> ort.InferenceSession:
+    """An ONNX Runtime session on ``provider`` (CPU by default; CPU as fallback for nodes it lacks),
+    full graph optimisation and a fixed thread count."""
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = threads
     opts.inter_op_num_threads = 1
     opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     opts.log_severity_level = 3
-    return ort.InferenceSession(onnx_bytes, opts, providers=["CPUExecutionProvider"])
+    providers = [provider] + (["CPUExecutionProvider"] if provider != "CPUExecutionProvider" else [])
+    return ort.InferenceSession(onnx_bytes, opts, providers=providers)
 
 
 def to_onnx_bytes(model: nn.Module, example_input: torch.Tensor, exporter: str = "torchscript",

@@ -4,6 +4,7 @@ Schema (version 1), every key but ``ratios`` and ``schema_version`` optional::
 
     {"format": "autoprune-policy", "schema_version": 1,
      "model": "resnet20", "fingerprint": "sha256:…",      # structural, see analysis.fingerprint
+     "model_args": {}, "input_shape": [1, 28, 28],        # a factory reference's arguments; one input
      "ratios": {"conv1": 0.25, "layer1.0.conv1": 0.5, …},  # every prunable group, in [0, 1)
      "channels": {"conv1": 12, …},                         # channels kept (derived, for reading)
      "round_to": 1, "importance": "l1", "exclude": [],     # modules kept dense at analysis
@@ -40,8 +41,10 @@ class PruningPolicy:
     """Per-group pruning ratios and their provenance."""
 
     ratios: dict[str, float]
-    model: str | None = None
+    model: str | None = None  # built-in name or factory reference (path/to/file.py:factory)
     fingerprint: str | None = None
+    model_args: dict[str, Any] = field(default_factory=dict)
+    input_shape: list[int] | None = None
     round_to: int = 1
     importance: str = "l1"
     exclude: list[str] = field(default_factory=list)
@@ -60,6 +63,7 @@ class PruningPolicy:
                   round_to: int = 1, **provenance: Any) -> PruningPolicy:
         """A policy for ``analysis``'s model, with fingerprint and channels filled in."""
         full = {g.name: float(ratios.get(g.name, 0.0)) for g in analysis.groups}
+        provenance.setdefault("input_shape", list(analysis.example_input.shape[1:]))
         policy = cls(full, model=model_name, fingerprint=model_fingerprint(analysis.model),
                      round_to=round_to, **provenance)
         policy.channels = architecture_for(analysis.groups, full, round_to)
@@ -150,6 +154,7 @@ def _reject_constant(name: str) -> float:
 
 
 _TYPES = {"model": (str, type(None)), "fingerprint": (str, type(None)), "round_to": int,
+          "model_args": dict, "input_shape": (list, type(None)),
           "importance": str, "exclude": list, "budget": (dict, type(None)), "cost_model": (str, type(None)),
           "predicted_cost": (dict, type(None)), "accuracy": (dict, type(None)), "channels": dict,
           "created": str, "tool_version": str, "torch_version": str}
@@ -163,3 +168,7 @@ def _check_types(kwargs: dict[str, Any], source: str) -> None:
         raise PolicyError(f"{source}: 'exclude' must be a list of module names")
     if isinstance(kwargs.get("round_to"), bool) or kwargs.get("round_to", 1) < 1:
         raise PolicyError(f"{source}: 'round_to' must be a positive integer")
+    shape = kwargs.get("input_shape")
+    if shape is not None and not (1 <= len(shape) <= 4 and all(
+            isinstance(v, int) and not isinstance(v, bool) and 0 < v <= 1 << 16 for v in shape)):
+        raise PolicyError(f"{source}: 'input_shape' must be 1-4 positive integers")

@@ -10,23 +10,17 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from autoprune.progress import bar_disabled
+from autoprune.devices import check_torch_device
 from autoprune.errors import ConfigError
+from autoprune.progress import bar_disabled
+from autoprune.scoring import ScoreFn, accuracy, model_device, to_device
 
 Batches = Iterable[tuple[torch.Tensor, torch.Tensor]]
 
 
-@torch.no_grad()
-def evaluate(model: nn.Module, batches: Batches) -> float:
-    """Top-1 accuracy (0..1) of ``model`` over ``batches``, in eval mode."""
-    was_training = model.training
-    model.eval()
-    correct = total = 0
-    for x, y in batches:
-        correct += (model(x).argmax(1) == y).sum().item()
-        total += len(y)
-    model.train(was_training)
-    return correct / max(total, 1)
+def evaluate(model: nn.Module, batches: Batches, score: ScoreFn = accuracy) -> float:
+    """``score`` (top-1 accuracy by default) of ``model`` over ``batches``, in eval mode."""
+    return score(model, batches)
 
 
 @torch.no_grad()
@@ -45,10 +39,11 @@ def recalibrate_bn(model: nn.Module, batches: Batches, max_batches: int = 10) ->
         m.momentum = None  # cumulative moving average over the batches seen
     was_training = model.training
     model.train()
+    device = model_device(model)
     for i, (x, _) in enumerate(batches):
         if i >= max_batches:
             break
-        model(x)
+        model(x.to(device))
     model.train(was_training)
     for m, mom in zip(bns, saved):
         m.momentum = mom
@@ -64,8 +59,9 @@ class TrainConfig:
     weight_decay: float = 5e-4
     optimizer: str = "sgd"  # or "adamw"
     batch_size: int = 128
-    augment: bool = True
+    augment: tuple[str, ...] | bool | None = None  # None: the data's default (see autoprune.data)
     seed: int = 0
+    device: str | None = None  # torch device to train on (None: cuda when available, else cpu)
 
 
 def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
@@ -102,6 +98,8 @@ def train(model: nn.Module, make_batches: Callable[[int], Batches], cfg: TrainCo
     steps_per_epoch = len(make_batches(0))  # type: ignore[arg-type]
     total, step, history = cfg.epochs * steps_per_epoch, 0, []
     ce = nn.CrossEntropyLoss()
+    device = torch.device(check_torch_device(cfg.device))
+    model.to(device)
     for epoch in range(cfg.epochs):
         model.train()
         running, seen = 0.0, 0
@@ -110,6 +108,7 @@ def train(model: nn.Module, make_batches: Callable[[int], Batches], cfg: TrainCo
         for x, y in bar:
             for group in opt.param_groups:
                 group["lr"] = cosine_lr(step, total, cfg.lr)
+            x, y = x.to(device), to_device(y, device)
             logits = model(x)
             loss = loss_fn(logits, y, x) if loss_fn else ce(logits, y)
             opt.zero_grad(set_to_none=True)
@@ -118,8 +117,8 @@ def train(model: nn.Module, make_batches: Callable[[int], Batches], cfg: TrainCo
             step += 1
             if on_step:
                 on_step(step)
-            running += loss.item() * len(y)
-            seen += len(y)
+            running += loss.item() * len(x)
+            seen += len(x)
             bar.set_postfix(loss=f"{running / seen:.3f}")
         record = {"epoch": epoch + 1, "loss": running / max(seen, 1)}
         if evaluate_fn:

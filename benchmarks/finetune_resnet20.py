@@ -18,6 +18,7 @@ from common import ROOT, result_dir
 from autoprune.atomic import write_json_atomic
 from autoprune.data import load_splits
 from autoprune.finetune import FinetuneConfig
+from autoprune.models.source import ModelSource
 from autoprune.workflow import apply_stage, export_stage, finetune_stage
 
 
@@ -32,7 +33,7 @@ def main() -> None:
     out = result_dir("finetune_resnet20")
     torch.set_num_threads(2)
     splits = load_splits("fashion-mnist")
-    applied = apply_stage(ROOT / args.policy, "resnet20", None, splits, out / "apply")
+    applied = apply_stage(ROOT / args.policy, ModelSource("resnet20"), splits, out / "apply")
     tuned = finetune_stage(out / "apply" / "model.pt", splits, FinetuneConfig(epochs=args.epochs, lr=args.lr),
                            out / "finetune", distill=args.distill)
     exported = export_stage(out / "finetune" / "model.pt", out / "export")

@@ -322,8 +322,8 @@ def _plugin_dist(root: Path) -> Path:
         "    def cost(self, arch):\n"
         "        f, p = analytic_counts(self.layers, arch)\n"
         "        return Cost(f, p, latency_ms=self.ms * f / 1e6)\n"
-        "def make(analysis, device=None, **options):\n"
-        "    return M(analysis.layers, float(device))\n")
+        "def make(analysis, hardware_profile=None, **options):\n"
+        "    return M(analysis.layers, float(hardware_profile))\n")
     info = root / "npu_plugins-0.1.dist-info"
     info.mkdir()
     (info / "METADATA").write_text("Metadata-Version: 2.1\nName: npu-plugins\nVersion: 0.1\n")
@@ -343,9 +343,9 @@ def test_a_broken_plugin_fails_only_when_named_and_plugins_get_their_options(tmp
                          text=True, env=env, timeout=120)
     assert bad.returncode == 2 and "plug-in 'broken-npu'" in bad.stderr and "vendor SDK" in bad.stderr
     assert bad.stderr.count("\n") == 1
-    given = subprocess.run([*base, "--cost-model", "options-npu", "--device", "2.0", "--budget", "0.1ms",
+    given = subprocess.run([*base, "--cost-model", "options-npu", "--hardware-profile", "2.0", "--budget", "0.1ms",
                             "--out", str(tmp_path / "c")], capture_output=True, text=True, env=env, timeout=120)
     assert given.returncode == 0, given.stderr
     policy = json.loads((tmp_path / "c" / "best_policy.json").read_text())
     macs = FlopsCostModel(analyse_model(create_model("mlp"), torch.randn(1, 1, 28, 28)).layers).dense_cost().flops
-    assert policy["budget"]["dense"] == pytest.approx(2.0 * macs / 1e6)  # the plug-in priced with --device 2.0
+    assert policy["budget"]["dense"] == pytest.approx(2.0 * macs / 1e6)  # the plug-in priced with --hardware-profile 2.0

@@ -159,7 +159,7 @@ def test_resumed_agent_continues_its_counters_and_buffer(tmp_path, splits):
     (["--weights", "{tmp}/junk.pt"], "cannot read checkpoint"),
     (["--cost-model", "lut", "--table", "{tmp}/junk.pt"], "not an autoprune latency table"),
     (["--cost-model", "lut", "--table", "{tmp}/missing.csv"], "does not exist"),
-    (["--cost-model", "roofline", "--device", "{tmp}/junk.pt"], "device"),
+    (["--cost-model", "roofline", "--hardware-profile", "{tmp}/junk.pt"], "device"),
     (["--exclude", "no.such.layer"], "no such module"),
     (["--importance", "magic"], "unknown importance 'magic'"),
     (["--min-ratio", "0.9", "--max-ratio", "0.5"], "--min-ratio"),

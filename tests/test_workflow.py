@@ -17,6 +17,7 @@ from autoprune.errors import ConfigError, PolicyError
 from autoprune.evaluation import CandidateEvaluator
 from autoprune.export import export_model
 from autoprune.models import create_model
+from autoprune.models.source import ModelSource
 from autoprune.policy import PruningPolicy
 from autoprune.pruning import MaskedPruner, rank_channels
 from autoprune.sensitivity import plot_sensitivity, sensitivity_sweep
@@ -184,7 +185,7 @@ def test_distillation_teacher_defaults_to_the_weights_the_model_was_pruned_from(
     save_checkpoint(tmp_path / "dense.pt", create_model("mlp"), "mlp")
     analysis = analyse_model(create_model("mlp"), torch.randn(1, 1, 28, 28))
     PruningPolicy.for_model(analysis, {"body.0": 0.5, "body.2": 0.5}, "mlp").save(tmp_path / "p.json")
-    apply_stage(tmp_path / "p.json", "mlp", tmp_path / "dense.pt", splits, tmp_path / "a")
+    apply_stage(tmp_path / "p.json", ModelSource("mlp", weights=str(tmp_path / "dense.pt")), splits, tmp_path / "a")
     summary = finetune_stage(tmp_path / "a" / "model.pt", splits, FinetuneConfig(epochs=1, augment=False),
                              tmp_path / "f", distill=True, progress=False)
     assert summary["distill"] is True and (tmp_path / "f" / "model.pt").is_file()
@@ -200,7 +201,7 @@ def test_distillation_without_a_teacher_says_which_flag(tmp_path, splits):
 
     analysis = analyse_model(create_model("mlp"), torch.randn(1, 1, 28, 28))
     PruningPolicy.for_model(analysis, {"body.0": 0.5, "body.2": 0.5}, "mlp").save(tmp_path / "p.json")
-    apply_stage(tmp_path / "p.json", "mlp", None, splits, tmp_path / "a", require_weights=False)
+    apply_stage(tmp_path / "p.json", ModelSource("mlp"), splits, tmp_path / "a", require_weights=False)
     with pytest.raises(ConfigError, match="--distill needs the dense mlp model as teacher; pass --teacher FILE"):
         finetune_stage(tmp_path / "a" / "model.pt", splits, FinetuneConfig(epochs=1), tmp_path / "f",
                        distill=True, progress=False)

@@ -14,7 +14,7 @@ import torch
 import torch_pruning as tp
 from torch import nn
 
-from autoprune.analysis.layers import LayerSpec, trace_layers
+from autoprune.analysis.layers import LayerSpec, executed_modules, trace_layers
 from autoprune.errors import AnalysisError
 
 
@@ -103,6 +103,22 @@ def _is_depthwise(m: nn.Module) -> bool:
     return isinstance(m, nn.Conv2d) and m.groups > 1 and m.groups == m.in_channels == m.out_channels
 
 
+def check_static_paths(model: nn.Module, example: torch.Tensor, tries: int = 2) -> None:
+    """Refuse a model whose forward runs different layers for different inputs (data-dependent
+    control flow): the traced graph would describe one path only, and pruning would break the others."""
+    first = executed_modules(model, example)
+    generator = torch.Generator().manual_seed(0)
+    others = [-example] + [torch.randn(example.shape, generator=generator) * example.std().clamp(min=1e-3) * (i + 1)
+                           for i in range(tries)]
+    for other in others:
+        path = executed_modules(model, other)
+        if path != first:
+            odd = next((n for n in path + first if (n in path) != (n in first)), path[0] if path else "?")
+            raise AnalysisError(f"{type(model).__name__} runs different layers for different inputs (layer "
+                                f"{odd!r} runs for some only): autoprune traces one path; make the forward "
+                                f"run the same layers for every input (e.g. compute both branches and select)")
+
+
 def analyse_model(model: nn.Module, example_input: torch.Tensor,
                   exclude: Iterable[str | type] = (), prune_output_layer: bool = False) -> ModelAnalysis:
     """Find the prunable groups of ``model``.
@@ -122,6 +138,7 @@ def analyse_model(model: nn.Module, example_input: torch.Tensor,
         raise AnalysisError(f"cannot exclude {unknown[0]!r}: no such module; names look like "
                             f"{', '.join(list(_compute_layers(model).values())[:3])}")
     layers, output_layer = trace_layers(model, example_input)
+    check_static_paths(model, example_input)
     ignored = [m for n, m in model.named_modules()
                if n in exclude or any(isinstance(e, type) and isinstance(m, e) for e in exclude)]
     if output_layer and not prune_output_layer:

@@ -7,6 +7,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from autoprune.errors import AnalysisError
+
 
 @dataclass(frozen=True)
 class LayerSpec:
@@ -53,6 +55,44 @@ def _spec(name: str, m: nn.Module, x: torch.Tensor, y: torch.Tensor) -> LayerSpe
     return LayerSpec(name, "linear", m.in_features, m.out_features, 1, (1, 1), 1, (1, 1), (1, 1))
 
 
+def run_example(model: nn.Module, example: torch.Tensor) -> object:
+    """``model(example)``, or an :class:`AnalysisError` saying in one line why the model cannot be
+    analysed from one input (several inputs, a wrong input shape, a failing forward)."""
+    try:
+        return model(example)
+    except TypeError as exc:
+        if "positional argument" in str(exc) and "forward" in str(exc):
+            raise AnalysisError(f"{type(model).__name__}.forward takes more than one input ({exc}); autoprune "
+                                f"prunes models called as model(x): wrap it in a module whose forward takes one "
+                                f"tensor") from None
+        raise AnalysisError(_failed(model, example, exc)) from None
+    except Exception as exc:  # noqa: BLE001 - whatever a user model raises
+        raise AnalysisError(_failed(model, example, exc)) from None
+
+
+def _failed(model: nn.Module, example: torch.Tensor, exc: Exception) -> str:
+    first = (str(exc).strip().splitlines() or [""])[0][:160]
+    return (f"running {type(model).__name__} on an input of shape {tuple(example.shape)} failed "
+            f"({type(exc).__name__}: {first}); pass the shape of one input with --input-shape")
+
+
+@torch.no_grad()
+def executed_modules(model: nn.Module, example: torch.Tensor) -> list[str]:
+    """Names of the Conv2d/Linear modules ``model(example)`` runs, in order."""
+    names: list[str] = []
+    hooks = [m.register_forward_hook(lambda *_, n=n: names.append(n))
+             for n, m in model.named_modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+    was_training = model.training
+    model.eval()
+    try:
+        run_example(model, example)
+    finally:
+        for h in hooks:
+            h.remove()
+        model.train(was_training)
+    return names
+
+
 @torch.no_grad()
 def trace_layers(model: nn.Module, example: torch.Tensor) -> tuple[list[LayerSpec], str | None]:
     """Specs of every Conv2d/Linear in execution order, and the name of the output layer.
@@ -66,7 +106,7 @@ def trace_layers(model: nn.Module, example: torch.Tensor) -> tuple[list[LayerSpe
     was_training = model.training
     model.eval()
     try:
-        output = model(example)
+        output = run_example(model, example)
     finally:
         for h in hooks:
             h.remove()

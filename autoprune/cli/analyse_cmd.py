@@ -17,8 +17,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    model, name = resolve_model(args)
-    analysis = resolve_analysis(model, args)
+    model, source = resolve_model(args)
+    analysis = resolve_analysis(model, args, source)
+    name = source.ref
     features = group_features(analysis)
     features.insert(1, "kind_name", [g.kind for g in analysis.groups])
     features["producers"] = [len(g.producers) for g in analysis.groups]

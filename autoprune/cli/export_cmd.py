@@ -6,6 +6,7 @@ import argparse
 
 from autoprune.budget import MEASURED_TOLERANCE
 from autoprune.cli.common import ensure_writable_dir
+from autoprune.devices import check_provider
 from autoprune.latency import LatencySettings
 from autoprune.onnx_export import EXPORTERS
 from autoprune.workflow import export_stage
@@ -17,21 +18,25 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--exporter", default="torchscript", choices=EXPORTERS)
     p.add_argument("--threads", type=int, default=1, help="ONNX Runtime threads for the latency figure")
     p.add_argument("--batch-size", type=int, default=1)
+    p.add_argument("--provider", default=None, metavar="NAME",
+                   help="ONNX Runtime execution provider that times the model (cpu, cuda, tensorrt, openvino, "
+                        "coreml, ...; default: cpu)")
     p.add_argument("--out", default="runs/export", help="output folder")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    settings = LatencySettings(batch_size=args.batch_size, threads=args.threads, provider=check_provider(args.provider))
     out = ensure_writable_dir(args.out)
-    s = export_stage(args.checkpoint, out, LatencySettings(batch_size=args.batch_size, threads=args.threads),
-                     args.exporter)
+    s = export_stage(args.checkpoint, out, settings, args.exporter)
     print(report(s, str(out)))
     return 0
 
 
 def report(s: dict, out: str) -> str:
     """One line: measured latency next to the dense latency and the budget."""
-    line = f"exported {out}/model.onnx: {s['latency_ms']:.4f} ms measured (ONNX Runtime"
+    provider = s.get("latency_settings", {}).get("provider", "CPUExecutionProvider")
+    line = f"exported {out}/model.onnx: {s['latency_ms']:.4f} ms measured (ONNX Runtime {provider}"
     line += f", dense {s['dense_latency_ms']:.4f} ms" if s.get("dense_latency_ms") is not None else ""
     if s.get("budget_ms") is not None:
         verdict = "within" if s["within_budget_tolerance"] else "OVER"

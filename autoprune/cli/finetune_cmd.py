@@ -5,9 +5,11 @@ from __future__ import annotations
 import argparse
 
 from autoprune.cli.common import ensure_writable_dir
-from autoprune.cli.loading import add_data_args, resolve_splits
+from autoprune.cli.loading import add_data_args, model_source, resolve_splits, torch_device
+from autoprune.data import parse_augment
 from autoprune.errors import ConfigError
 from autoprune.finetune import FinetuneConfig
+from autoprune.scoring import load_loss, load_score
 from autoprune.workflow import FinetuneMode, finetune_stage
 
 D = FinetuneConfig()
@@ -16,8 +18,13 @@ D = FinetuneConfig()
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("finetune", help="fine-tune a model: plain, gradual pruning, rewinding or sparsity")
     p.add_argument("checkpoint", help="model.pt from apply (or a dense one for --gradual / --sparsity)")
+    p.add_argument("--model", default=None,
+                   help="the model, when CHECKPOINT is a plain state_dict (built-in name or file.py:factory)")
+    p.add_argument("--model-args", default=None, metavar="JSON|YAML", help="keyword arguments of your model factory")
+    p.add_argument("--input-shape", default=None, metavar="C,H,W", help="one input's shape (default: the checkpoint's)")
     add_data_args(p)
     add_training_args(p)
+    add_task_args(p)
     m = p.add_argument_group("modes (at most one)")
     m.add_argument("--gradual", metavar="POLICY", default=None,
                    help="prune the dense checkpoint to POLICY gradually while training, then for real")
@@ -46,12 +53,20 @@ def add_training_args(p: argparse.ArgumentParser, epochs: int = D.epochs) -> Non
     t.add_argument("--weight-decay", type=float, default=D.weight_decay)
     t.add_argument("--batch-size", type=int, default=D.batch_size)
     t.add_argument("--ft-seed", type=int, default=D.seed, help="fine-tuning seed")
-    t.add_argument("--no-augment", action="store_true", help="no random crop/flip (e.g. synthetic data)")
+    t.add_argument("--no-augment", action="store_true", help="no augmentation (the same as --augment none)")
     t.add_argument("--ft-val-size", type=int, default=None, help="validation images per epoch (default: all)")
     t.add_argument("--distill", action="store_true", help="knowledge distillation from the dense model")
     t.add_argument("--teacher", default=None, help="dense teacher checkpoint (default: the shipped weights)")
     t.add_argument("--kd-alpha", type=float, default=D.kd_alpha)
     t.add_argument("--kd-temperature", type=float, default=D.kd_temperature)
+
+
+def add_task_args(p: argparse.ArgumentParser) -> None:
+    """``--score`` and ``--loss``: what is maximised and what is trained, for tasks beyond classification."""
+    p.add_argument("--score", default=None, metavar="FILE.py:FUNCTION",
+                   help="validation score FUNCTION(model, batches) -> float, higher is better (default: accuracy)")
+    p.add_argument("--loss", default=None, metavar="FILE.py:FUNCTION",
+                   help="training loss FUNCTION(output, target) (default: cross-entropy)")
 
 
 def training_config(args: argparse.Namespace) -> FinetuneConfig:
@@ -60,19 +75,22 @@ def training_config(args: argparse.Namespace) -> FinetuneConfig:
         raise ConfigError("--epochs and --batch-size must be >= 1 and --lr > 0")
     if not 0.0 <= args.kd_alpha <= 1.0 or args.kd_temperature <= 0:
         raise ConfigError("--kd-alpha must be in [0, 1] and --kd-temperature > 0")
+    augment = parse_augment("none" if args.no_augment else getattr(args, "augment", None))
     return FinetuneConfig(epochs=args.epochs, lr=args.lr, optimizer=args.optimizer, weight_decay=args.weight_decay,
-                          batch_size=args.batch_size, seed=args.ft_seed, augment=not args.no_augment, val_size=args.ft_val_size,
-                          kd_alpha=args.kd_alpha, kd_temperature=args.kd_temperature)
+                          batch_size=args.batch_size, seed=args.ft_seed, augment=augment, val_size=args.ft_val_size,
+                          kd_alpha=args.kd_alpha, kd_temperature=args.kd_temperature, device=torch_device(args))
 
 
 def run(args: argparse.Namespace) -> int:
-    out = ensure_writable_dir(args.out)
     mode = FinetuneMode(gradual_policy=args.gradual, rewind_from=args.rewind_from, sparsity=args.sparsity,
                         sparsity_scope=args.sparsity_scope, begin_step=args.begin_step, end_step=args.end_step,
                         frequency=args.frequency, power=args.power, initial=args.initial)
     mode.name  # noqa: B018 - validates that at most one mode is chosen, before loading anything
-    s = finetune_stage(args.checkpoint, resolve_splits(args), training_config(args), out, mode,
-                       args.teacher, args.distill)
+    cfg, score, loss = training_config(args), load_score(args.score)[0], load_loss(args.loss)
+    out = ensure_writable_dir(args.out)
+    source = model_source(args) if args.model else None
+    s = finetune_stage(args.checkpoint, resolve_splits(args), cfg, out, mode, args.teacher, args.distill,
+                       source=source, score=score, loss=loss)
     extra = ""
     if "sparsity" in s:
         sp = s["sparsity"]

@@ -1,4 +1,4 @@
-"""Resolve what the user named on the command line into a model and its analysis."""
+"""Resolve what the user named on the command line into a model, its data and its analysis."""
 
 from __future__ import annotations
 
@@ -8,38 +8,68 @@ import torch
 from torch import nn
 
 from autoprune.analysis import ModelAnalysis, analyse_model
-from autoprune.checkpoint import load_or_create
-from autoprune.data import DataSplits, load_splits
+from autoprune.data import BUILTIN_DATA, Splits, load_splits
+from autoprune.devices import check_torch_device
+from autoprune.models.source import ModelSource, parse_input_shape, parse_model_args
 from autoprune.pruning.verify import check_prunable
 
+MODEL_HELP = "built-in name (resnet20, ...) or your own: path/to/file.py:factory or package.module:factory"
 
-def add_model_args(p: argparse.ArgumentParser, default: str = "resnet20") -> None:
-    """``--model`` (built-in name) and ``--weights`` (checkpoint) options."""
-    p.add_argument("--model", default=default, help=f"built-in model name (default: {default})")
+
+def add_model_args(p: argparse.ArgumentParser, default: str | None = "resnet20", exclude: bool = True) -> None:
+    """``--model``, ``--model-args``, ``--weights``, ``--input-shape`` and (``exclude``) ``--exclude``."""
+    p.add_argument("--model", default=default, help=MODEL_HELP)
+    p.add_argument("--model-args", default=None, metavar="JSON|YAML",
+                   help="keyword arguments of your model factory, e.g. '{\"width\": 32}'")
     p.add_argument("--weights", default=None,
-                   help="checkpoint to load (default: the shipped Fashion-MNIST weights where there are some)")
-    p.add_argument("--exclude", nargs="*", default=[], help="module names whose channels must not be pruned")
+                   help="autoprune checkpoint or plain state_dict file (default: shipped weights for "
+                        "built-ins; as built for your factory)")
+    p.add_argument("--input-shape", default=None, metavar="C,H,W",
+                   help="one input's shape (default: from the data or the checkpoint)")
+    if exclude:
+        p.add_argument("--exclude", nargs="*", default=[], help="module names whose channels must not be pruned")
 
 
-def resolve_model(args: argparse.Namespace) -> tuple[nn.Module, str]:
-    """The model named by ``--model``/``--weights`` (weights: given, shipped, or random)."""
-    return load_or_create(args.model, args.weights), args.model
+def model_source(args: argparse.Namespace, ref: str | None = None) -> ModelSource:
+    """The :class:`ModelSource` the options name (``ref`` overrides ``--model``)."""
+    return ModelSource(ref or args.model, parse_model_args(getattr(args, "model_args", None)),
+                       getattr(args, "weights", None), parse_input_shape(getattr(args, "input_shape", None)))
 
 
-def resolve_analysis(model: nn.Module, args: argparse.Namespace,
-                     input_shape: tuple[int, ...] = (1, 28, 28)) -> ModelAnalysis:
+def resolve_model(args: argparse.Namespace, splits: Splits | None = None) -> tuple[nn.Module, ModelSource]:
+    """The model named by the options (weights: given, shipped, or as built), sized for ``splits``."""
+    source = model_source(args)
+    sizes = {} if splits is None else {"in_channels": splits.input_shape[0], "num_classes": splits.num_classes}
+    return source.load(**sizes), source
+
+
+def resolve_analysis(model: nn.Module, args: argparse.Namespace, source: ModelSource,
+                     splits: Splits | None = None) -> ModelAnalysis:
     """Analyse ``model`` for pruning with the user's exclusions; every group is checked to prune cleanly."""
-    analysis = analyse_model(model, torch.randn(1, *input_shape), exclude=getattr(args, "exclude", []) or [])
+    shape = source.shape(None if splits is None else splits.input_shape, model)
+    analysis = analyse_model(model, torch.randn(1, *shape), exclude=getattr(args, "exclude", []) or [])
     check_prunable(analysis)
     return analysis
 
 
 def add_data_args(p: argparse.ArgumentParser) -> None:
-    """``--data`` and ``--data-dir`` options."""
-    p.add_argument("--data", default="fashion-mnist", help="fashion-mnist or synthetic")
+    """``--data``, ``--data-dir``, ``--augment`` and ``--torch-device``."""
+    p.add_argument("--data", default="fashion-mnist",
+                   help=f"{' or '.join(BUILTIN_DATA)}, imagefolder:DIR (DIR/train/<class>/*.png, DIR/val/...), "
+                        f"or path/to/file.py:factory returning (train, val[, test]) Datasets or DataLoaders")
     p.add_argument("--data-dir", default=None, help="folder with the Fashion-MNIST IDX files")
+    p.add_argument("--augment", default=None, metavar="crop,flip|none",
+                   help="training augmentation (default: crop,flip for the built-in data, none for yours)")
+    p.add_argument("--torch-device", default=None, metavar="cpu|cuda|mps",
+                   help="where torch scores, trains and fine-tunes (default: cuda when available, else cpu)")
 
 
-def resolve_splits(args: argparse.Namespace) -> DataSplits:
-    """The data set named by ``--data``/``--data-dir``."""
-    return load_splits(args.data, args.data_dir)
+def resolve_splits(args: argparse.Namespace) -> Splits:
+    """The data set named by the options (image folders resized to ``--input-shape`` when given)."""
+    return load_splits(args.data, args.data_dir, getattr(args, "augment", None),
+                       parse_input_shape(getattr(args, "input_shape", None)))
+
+
+def torch_device(args: argparse.Namespace) -> str:
+    """The torch device the options name, checked (default: cuda when available)."""
+    return check_torch_device(getattr(args, "torch_device", None))

@@ -9,6 +9,7 @@ from autoprune.cli.common import command_line, ensure_writable_dir
 from autoprune.cli.export_cmd import report
 from autoprune.cli.finetune_cmd import add_training_args, training_config
 from autoprune.cli.search_cmd import add_search_args, config_from_args
+from autoprune.devices import check_provider
 from autoprune.latency import LatencySettings
 from autoprune.workflow.pipeline import run_pipeline
 
@@ -28,8 +29,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     out = ensure_writable_dir(args.out)
     search = config_from_args(args, out=str(Path(args.out) / "search"))
-    s = run_pipeline(search, training_config(args), out, args.distill, LatencySettings(threads=args.threads),
-                     args.resume, command_line())
+    settings = LatencySettings(threads=args.threads, provider=check_provider(args.provider))
+    s = run_pipeline(search, training_config(args), out, args.distill, settings, args.resume, command_line())
     print(f"test accuracy: dense {s['dense_test_acc']:.4f}, pruned {s['pruned_test_acc_bn']:.4f}, "
           f"fine-tuned {s['finetuned_test_acc']:.4f} ({s['finetune_epochs']} epochs)")
     print(report(s, str(out / "export")))

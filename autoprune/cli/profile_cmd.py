@@ -9,6 +9,7 @@ from pathlib import Path
 from autoprune.cli.common import ensure_writable_dir
 from autoprune.cli.loading import add_model_args, resolve_analysis, resolve_model
 from autoprune.costs import LatencyTable, profile_latency_table
+from autoprune.devices import check_provider
 from autoprune.errors import ConfigError
 from autoprune.latency import LatencySettings
 
@@ -16,13 +17,16 @@ from autoprune.latency import LatencySettings
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("profile", help="profile a latency lookup table with ONNX Runtime (CSV)")
     p.add_argument("model_name", nargs="?", default=None, metavar="MODEL",
-                   help="built-in model name (the same as --model)")
+                   help="built-in model name or file.py:factory (the same as --model)")
     add_model_args(p)
     p.add_argument("--out", default=None, help="table file (default: runs/tables/MODEL.csv)")
     p.add_argument("--round-to", type=int, default=8,
                    help="profile channel counts that are multiples of this (use the search's --round-to)")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--batch-size", type=int, default=1)
+    p.add_argument("--provider", default=None, metavar="NAME",
+                   help="ONNX Runtime execution provider to profile on (cpu, cuda, tensorrt, openvino, coreml, ...; "
+                        "default: cpu)")
     p.add_argument("--calibration", type=int, default=None,
                    help="whole-model measurements for calibration (default: 2 per fitted term, at least 80)")
     p.set_defaults(func=run)
@@ -35,13 +39,15 @@ def run(args: argparse.Namespace) -> int:
         if args.model not in ("resnet20", args.model_name):
             raise ConfigError(f"two models given ({args.model_name!r} and --model {args.model!r}); give one")
         args.model = args.model_name
-    out = Path(args.out or f"runs/tables/{args.model}.csv")
+    provider = check_provider(args.provider)
+    model, source = resolve_model(args)
+    name = source.ref
+    out = Path(args.out or f"runs/tables/{Path(name.split(':')[-1] if not source.is_builtin else name).name}.csv")
+    analysis = resolve_analysis(model, args, source)
     ensure_writable_dir(out.parent)
-    model, name = resolve_model(args)
-    analysis = resolve_analysis(model, args)
     start = time.perf_counter()
     table = profile_latency_table(analysis, name, round_to=args.round_to, settings=LatencySettings(
-        batch_size=args.batch_size, threads=args.threads, warmup=10, repeats=50),
+        batch_size=args.batch_size, threads=args.threads, warmup=10, repeats=50, provider=provider),
         calibration_samples=args.calibration)
     table.save(out)
     print(f"profiled {len(table.tables)} layers of {name} in {time.perf_counter() - start:.1f} s "

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from autoprune.agents import SEED_RULES, list_searchers, parse_overrides
 from autoprune.cli.common import command_line, ensure_writable_dir
+from autoprune.cli.loading import add_data_args, add_model_args, model_source
 from autoprune.envs import BUDGET_RULES
 from autoprune.search import SearchConfig, SearchRun
 
@@ -23,14 +24,20 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def add_search_args(p: argparse.ArgumentParser) -> None:
     """Every search setting but the output folder (shared with ``autoprune pipeline``)."""
-    p.add_argument("--model", default=D.model, help="built-in model (default: resnet20, shipped weights)")
-    p.add_argument("--weights", default=None, help="checkpoint of the trained model")
-    p.add_argument("--data", default=D.data, help="fashion-mnist or synthetic")
-    p.add_argument("--data-dir", default=None, help="folder with the Fashion-MNIST IDX files")
+    add_model_args(p, default=D.model)
+    add_data_args(p)
+    p.add_argument("--score", default=None, metavar="FILE.py:FUNCTION",
+                   help="score candidates with FUNCTION(model, batches) -> float, higher is better (default: accuracy)")
+    p.add_argument("--loss", default=None, metavar="FILE.py:FUNCTION",
+                   help="training loss FUNCTION(output, target) for the short fine-tunes (default: cross-entropy)")
     p.add_argument("--cost-model", default=D.cost_model,
                    help="lut (profiled on this machine when no --table), flops, roofline, ort-measured, or a plug-in")
     p.add_argument("--table", default=None, help="latency table CSV for --cost-model lut")
-    p.add_argument("--device", default=None, help="device profile for --cost-model roofline (name or YAML)")
+    p.add_argument("--provider", default=None, metavar="NAME",
+                   help="ONNX Runtime execution provider that profiles and times (cpu, cuda, tensorrt, openvino, "
+                        "coreml, ...; default: cpu)")
+    p.add_argument("--hardware-profile", default=None,
+                   help="device class for --cost-model roofline (cortex-a53, ..., or a YAML file)")
     p.add_argument("--budget", default=D.budget, help="fraction of dense (50%% or 0.5) or absolute (0.15ms)")
     p.add_argument("--agent", default=D.agent, help=f"one of {', '.join(list_searchers())}")
     p.add_argument("--preset", default=D.preset,
@@ -50,7 +57,6 @@ def add_search_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--round-to", type=int, default=D.round_to, help="keep channel counts a multiple of this")
     p.add_argument("--importance", default=D.importance, help="l1, l2, bn_scale or taylor")
     p.add_argument("--reward", default=D.reward, help="accuracy, amc or penalty")
-    p.add_argument("--exclude", nargs="*", default=[], help="module names never pruned")
     p.add_argument("--budget-rule", default=D.budget_rule, choices=list(BUDGET_RULES),
                    help="project: each finished proposal is projected onto the budget (no position bias); "
                         "wall: AMC's per-step action wall")
@@ -76,9 +82,12 @@ def config_from_args(args: argparse.Namespace, out: str | None = None) -> Search
         if args.episodes != D.episodes:
             config.episodes = args.episodes  # a resumed run may be extended
         return config.validate()
+    source = model_source(args)
     return SearchConfig(
-        model=args.model, weights=args.weights, data=args.data, data_dir=args.data_dir,
-        cost_model=args.cost_model, table=args.table, device=args.device, budget=args.budget,
+        model=source.ref, model_args=source.args, weights=args.weights,
+        input_shape=list(source.input_shape) if source.input_shape else None, data=args.data, data_dir=args.data_dir,
+        score=args.score, loss=args.loss, torch_device=args.torch_device, cost_model=args.cost_model,
+        table=args.table, hardware_profile=args.hardware_profile, provider=args.provider, budget=args.budget,
         agent=args.agent, preset=args.preset, agent_params=parse_overrides(args.agent_param),
         episodes=args.episodes, seed=args.seed, n_envs=args.n_envs, val_size=args.val_size, bn_batches=args.bn_batches, eval_mode=args.eval_mode,
         min_ratio=args.min_ratio, max_ratio=args.max_ratio, round_to=args.round_to,
@@ -101,7 +110,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"no feasible candidate found; see {config.out}/history.csv")
         return 1
     cost = f"{best['latency_ms']:.4f} ms" if best.get("latency_ms") is not None else f"{best['flops'] / 1e6:.2f} M MACs"
-    print(f"best: val accuracy {best['accuracy']:.4f} at {cost} (budget {summary['budget']['value']:.4g} "
+    print(f"best: val {summary.get('score', 'accuracy')} {best['accuracy']:.4f} at {cost} (budget {summary['budget']['value']:.4g} "
           f"{summary['budget']['metric']}); policy saved to {config.out}/best_policy.json")
     check = summary.get("verification") or {}
     if check.get("skipped"):

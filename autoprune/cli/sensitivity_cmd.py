@@ -5,8 +5,9 @@ from __future__ import annotations
 import argparse
 
 from autoprune.cli.common import ensure_writable_dir
-from autoprune.cli.loading import add_data_args, add_model_args, resolve_splits
+from autoprune.cli.loading import add_data_args, add_model_args, model_source, resolve_splits
 from autoprune.errors import ConfigError
+from autoprune.scoring import load_score
 from autoprune.sensitivity import DEFAULT_RATIOS
 from autoprune.workflow import sensitivity_stage
 
@@ -20,6 +21,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--bn-batches", type=int, default=5)
     p.add_argument("--round-to", type=int, default=1)
     p.add_argument("--importance", default="l1")
+    p.add_argument("--score", default=None, metavar="FILE.py:FUNCTION",
+                   help="score with FUNCTION(model, batches) -> float, higher is better (default: accuracy)")
     p.add_argument("--out", default="runs/sensitivity", help="output folder")
     p.set_defaults(func=run)
 
@@ -36,10 +39,11 @@ def parse_ratios(text: str) -> list[float]:
 
 
 def run(args: argparse.Namespace) -> int:
+    ratios, score = parse_ratios(args.ratios), load_score(args.score)[0]
+    source, splits = model_source(args), resolve_splits(args)
     out = ensure_writable_dir(args.out)
-    frame = sensitivity_stage(args.model, args.weights, resolve_splits(args), out, parse_ratios(args.ratios),
-                              args.val_size, args.bn_batches, args.round_to, args.importance, args.exclude,
-                              require_weights=args.data != "synthetic")
+    frame = sensitivity_stage(source, splits, out, ratios, args.val_size, args.bn_batches, args.round_to,
+                              args.importance, args.exclude, require_weights=args.data != "synthetic", score=score)
     worst = frame.groupby("group", sort=False)["drop"].mean().sort_values(ascending=False)
     print(f"dense {frame.attrs['dense_accuracy']:.4f}; most sensitive: "
           + ", ".join(f"{g} ({d:+.3f} mean drop)" for g, d in worst.head(3).items()))

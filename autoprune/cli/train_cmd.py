@@ -1,4 +1,4 @@
-"""``autoprune train``: train a built-in model on a data set and save a safe checkpoint."""
+"""``autoprune train``: train a model (built-in or your factory) on a data set and save a safe checkpoint."""
 
 from __future__ import annotations
 
@@ -11,23 +11,30 @@ import torch
 from autoprune.atomic import write_json_atomic
 from autoprune.checkpoint import save_checkpoint
 from autoprune.cli.common import command_line, ensure_writable_dir
-from autoprune.cli.loading import add_data_args, resolve_splits
+from autoprune.cli.loading import MODEL_HELP, add_data_args, model_source, resolve_splits, torch_device
+from autoprune.data import parse_augment
 from autoprune.errors import ConfigError
 from autoprune.models import create_model
+from autoprune.scoring import load_loss, load_score
 from autoprune.training import TrainConfig, evaluate, train
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     """Register the sub-command."""
-    p = sub.add_parser("train", help="train a built-in model (saves model.pt and train.json)")
-    p.add_argument("--model", default="resnet20", help="built-in model name (default: resnet20)")
+    p = sub.add_parser("train", help="train a model from scratch (saves model.pt and train.json)")
+    p.add_argument("--model", default="resnet20", help=MODEL_HELP)
+    p.add_argument("--model-args", default=None, metavar="JSON|YAML", help="keyword arguments of your model factory")
     add_data_args(p)
+    p.add_argument("--loss", default=None, metavar="FILE.py:FUNCTION",
+                   help="training loss FUNCTION(output, target) (default: cross-entropy)")
+    p.add_argument("--score", default=None, metavar="FILE.py:FUNCTION",
+                   help="validation score FUNCTION(model, batches) -> float (default: accuracy)")
     p.add_argument("--epochs", type=int, default=10)
     p.add_argument("--lr", type=float, default=0.1)
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--optimizer", default="sgd", choices=["sgd", "adamw"])
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--no-augment", action="store_true", help="no random crop/flip (e.g. synthetic data)")
+    p.add_argument("--no-augment", action="store_true", help="no augmentation (the same as --augment none)")
     p.add_argument("--save-epochs", default="", metavar="N,M",
                    help="also save model_epochN.pt after these epochs (early weights for lottery-ticket rewinding)")
     p.add_argument("--out", default="runs/train", help="output folder")
@@ -36,34 +43,39 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Train, evaluate on validation each epoch and on test at the end, save everything."""
-    out = ensure_writable_dir(args.out)
-    splits = resolve_splits(args)
-    torch.manual_seed(args.seed)
-    model = create_model(args.model, splits.input_shape[0], splits.num_classes)
-    cfg = TrainConfig(epochs=args.epochs, lr=args.lr, batch_size=args.batch_size,
-                      optimizer=args.optimizer, seed=args.seed,
-                      augment=not args.no_augment)
     save_at = parse_epochs(args.save_epochs, args.epochs)
+    score, loss = load_score(args.score)[0], load_loss(args.loss)
+    cfg = TrainConfig(epochs=args.epochs, lr=args.lr, batch_size=args.batch_size, optimizer=args.optimizer,
+                      seed=args.seed, augment=parse_augment("none" if args.no_augment else args.augment),
+                      device=torch_device(args))
+    source = model_source(args)
+    splits = resolve_splits(args)
+    out = ensure_writable_dir(args.out)
+    torch.manual_seed(args.seed)
+    shape = splits.input_shape
+    model = create_model(source.ref, shape[0], splits.num_classes, source.args or None)
+    num_classes = splits.num_classes
     epoch = {"n": 0}
+
+    def save(path, m: torch.nn.Module, meta: dict) -> None:
+        save_checkpoint(path, m, source.ref, shape[0], num_classes, meta, input_shape=shape, model_args=source.args)
 
     def evaluate_and_save(m: torch.nn.Module) -> float:
         epoch["n"] += 1
-        acc = evaluate(m, splits.val())
+        acc = evaluate(m, splits.val(), score)
         if epoch["n"] in save_at:
-            save_checkpoint(out / f"model_epoch{epoch['n']}.pt", m, args.model, splits.input_shape[0],
-                            splits.num_classes, meta={"epoch": epoch["n"], "val_acc": acc, "data": args.data})
+            save(out / f"model_epoch{epoch['n']}.pt", m, {"epoch": epoch["n"], "val_acc": acc, "data": args.data})
         return acc
 
     start = time.perf_counter()
     history = train(model, lambda e: splits.train(cfg.batch_size, augment=cfg.augment, seed=cfg.seed * 1000 + e),
-                    cfg, evaluate_fn=evaluate_and_save)
+                    cfg, evaluate_fn=evaluate_and_save, loss_fn=loss)
     seconds = time.perf_counter() - start
-    test_acc = evaluate(model, splits.test())
-    record = {"command": command_line(), "model": args.model, "data": args.data, "config": asdict(cfg),
+    test_acc = evaluate(model, splits.test(), score)
+    record = {"command": command_line(), "model": source.ref, "data": args.data, "config": asdict(cfg),
               "history": history, "val_acc": history[-1]["val_acc"], "test_acc": test_acc,
               "train_seconds": round(seconds, 1), "torch": torch.__version__}
-    save_checkpoint(out / "model.pt", model, args.model, splits.input_shape[0], splits.num_classes,
-                    meta={"val_acc": record["val_acc"], "test_acc": test_acc, "data": args.data})
+    save(out / "model.pt", model, {"val_acc": record["val_acc"], "test_acc": test_acc, "data": args.data})
     write_json_atomic(out / "train.json", record)
     print(f"test accuracy {test_acc:.4f} after {args.epochs} epochs ({seconds / 60:.1f} min); "
           f"saved {out / 'model.pt'}")

@@ -48,7 +48,7 @@ def calibrate(table: LatencyTable, analysis: ModelAnalysis, settings: LatencySet
     the samples both meet and miss.
     """
     measured = MeasuredLatencyCostModel(analysis, LatencySettings(
-        "onnxruntime", settings.batch_size, settings.threads))
+        "onnxruntime", settings.batch_size, settings.threads, provider=settings.provider))
     rng = np.random.default_rng(seed)
     round_to = int(table.meta.get("round_to", 1))
     archs = [{}] + [architecture_for(analysis.groups, {g.name: rng.uniform(0, 0.8) for g in analysis.groups},

@@ -243,7 +243,7 @@ def _check_meta(meta: dict[str, Any], path: Path) -> None:
 
 
 def _point_runner(spec: LayerSpec, c_in: int, c_out: int, settings: LatencySettings) -> Callable[[], object]:
-    session = ort_session(layer_graph(spec, c_in, c_out, settings.batch_size), settings.threads)
+    session = ort_session(layer_graph(spec, c_in, c_out, settings.batch_size), settings.threads, settings.provider)
     feed = {"x": layer_input(spec, c_in, settings.batch_size)}
     return lambda: session.run(None, feed)
 

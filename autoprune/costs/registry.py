@@ -35,8 +35,9 @@ def _flops(analysis: ModelAnalysis, **_: Any) -> CostModel:
 
 
 @register_cost_model("ort-measured")
-def _ort(analysis: ModelAnalysis, threads: int = 1, batch_size: int = 1, **_: Any) -> CostModel:
-    return MeasuredLatencyCostModel(analysis, LatencySettings("onnxruntime", batch_size, threads))
+def _ort(analysis: ModelAnalysis, threads: int = 1, batch_size: int = 1, provider: str = "CPUExecutionProvider",
+         **_: Any) -> CostModel:
+    return MeasuredLatencyCostModel(analysis, LatencySettings("onnxruntime", batch_size, threads, provider=provider))
 
 
 @register_cost_model("torch-measured")
@@ -52,8 +53,8 @@ def _lut(analysis: ModelAnalysis, table: str | None = None, **_: Any) -> CostMod
 
 
 @register_cost_model("roofline")
-def _roofline(analysis: ModelAnalysis, device: str = "cortex-a76", **_: Any) -> CostModel:
-    return RooflineCostModel(analysis, device)
+def _roofline(analysis: ModelAnalysis, hardware_profile: str = "cortex-a76", **_: Any) -> CostModel:
+    return RooflineCostModel(analysis, hardware_profile)
 
 
 def create_cost_model(name: str, analysis: ModelAnalysis, **options: Any) -> CostModel:

@@ -9,8 +9,10 @@ from typing import Protocol
 
 from torch import nn
 
-from autoprune.data.batches import DataSplits
+from autoprune.data.batches import Splits
+from autoprune.devices import check_torch_device
 from autoprune.finetune.distill import distillation_loss
+from autoprune.scoring import LossFn, ScoreFn, accuracy
 from autoprune.training import TrainConfig, evaluate, train
 
 
@@ -43,9 +45,9 @@ class FinetuneResult:
     best_val: float = float("nan")
 
 
-def finetune(model: nn.Module, splits: DataSplits, cfg: FinetuneConfig, teacher: nn.Module | None = None,
+def finetune(model: nn.Module, splits: Splits, cfg: FinetuneConfig, teacher: nn.Module | None = None,
              hooks: Sequence[StepHook] = (), on_best: Callable[[nn.Module, int, float], None] | None = None,
-             progress: bool = True) -> FinetuneResult:
+             progress: bool = True, score: ScoreFn = accuracy, loss: LossFn | None = None) -> FinetuneResult:
     """Fine-tune ``model`` in place and return it with its best weights loaded.
 
     Args:
@@ -53,6 +55,8 @@ def finetune(model: nn.Module, splits: DataSplits, cfg: FinetuneConfig, teacher:
         hooks: step hooks, called with step 0 before training and after every optimiser step.
         on_best: called as ``(model, epoch, val_acc)`` whenever the best checkpoint improves, so
             the caller can write it to disk at once.
+        score: validation score picking the best epoch (accuracy by default; higher is better).
+        loss: training loss ``(output, target, input)`` (cross-entropy when None and no teacher).
 
     Epochs before every hook is done (e.g. while gradual pruning still raises ratios) are not
     candidates for the best checkpoint: their model is not the final structure.
@@ -66,7 +70,7 @@ def finetune(model: nn.Module, splits: DataSplits, cfg: FinetuneConfig, teacher:
 
     def evaluate_and_keep(m: nn.Module) -> float:
         state["epoch"] += 1
-        acc = evaluate(m, splits.val(limit=cfg.val_size))
+        acc = evaluate(m, splits.val(limit=cfg.val_size), score)
         if all(h.done(state["step"]) for h in hooks) and acc > state["best_val"]:
             state.update(best=copy.deepcopy(m.state_dict()), best_val=acc, best_epoch=state["epoch"])
             if on_best:
@@ -74,7 +78,9 @@ def finetune(model: nn.Module, splits: DataSplits, cfg: FinetuneConfig, teacher:
         return acc
 
     on_step(0)
-    loss_fn = distillation_loss(teacher, cfg.kd_alpha, cfg.kd_temperature) if teacher is not None else None
+    if teacher is not None:
+        teacher.to(check_torch_device(cfg.device))
+    loss_fn = distillation_loss(teacher, cfg.kd_alpha, cfg.kd_temperature) if teacher is not None else loss
     history = train(model, lambda e: splits.train(cfg.batch_size, augment=cfg.augment, seed=cfg.seed * 1000 + e),
                     cfg, evaluate_fn=evaluate_and_keep, loss_fn=loss_fn, on_step=on_step, progress=progress)
     if state["best"] is not None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from autoprune.models.registry import register_model
+from autoprune.models.registry import FMNIST_SIZE, register_model
 
 
 class MLP(nn.Module):
@@ -25,7 +25,7 @@ class MLP(nn.Module):
         return self.head(self.body(torch.flatten(x, 1)))
 
 
-@register_model("mlp")
+@register_model("mlp", input_size=FMNIST_SIZE)
 def mlp(in_channels: int = 1, num_classes: int = 10, image_size: int = 28) -> nn.Module:
     """MLP 784-256-128-10 for 28x28 single-channel images."""
     return MLP(in_channels * image_size * image_size, (256, 128), num_classes)

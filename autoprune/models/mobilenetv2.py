@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from autoprune.models.registry import register_model
+from autoprune.models.registry import FMNIST_SIZE, register_model
 
 # (expansion t, output channels c, repeats n, first stride s), as in Sandler et al. 2018, scaled down.
 SMALL_SETTING = ((1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 2, 2), (6, 64, 2, 1))
@@ -60,7 +60,7 @@ class MobileNetV2(nn.Module):
         return self.classifier(torch.flatten(self.pool(self.features(x)), 1))
 
 
-@register_model("mobilenetv2_small")
+@register_model("mobilenetv2_small", input_size=FMNIST_SIZE)
 def mobilenetv2_small(in_channels: int = 1, num_classes: int = 10) -> nn.Module:
     """MobileNetV2-style, 7 inverted-residual blocks, widths 16-64, head 256."""
     return MobileNetV2(SMALL_SETTING, in_channels, num_classes)

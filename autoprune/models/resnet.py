@@ -8,7 +8,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from autoprune.models.registry import register_model
+from autoprune.models.registry import FMNIST_SIZE, register_model
 
 
 class BasicBlock(nn.Module):
@@ -62,13 +62,13 @@ class CifarResNet(nn.Module):
         return self.fc(torch.flatten(self.pool(x), 1))
 
 
-@register_model("resnet20")
+@register_model("resnet20", input_size=FMNIST_SIZE)
 def resnet20(in_channels: int = 1, num_classes: int = 10) -> nn.Module:
     """ResNet-20: 19 conv layers + FC, ~0.27M parameters."""
     return CifarResNet(20, in_channels, num_classes)
 
 
-@register_model("resnet56")
+@register_model("resnet56", input_size=FMNIST_SIZE)
 def resnet56(in_channels: int = 1, num_classes: int = 10) -> nn.Module:
     """ResNet-56: 55 conv layers + FC, ~0.85M parameters."""
     return CifarResNet(56, in_channels, num_classes)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from autoprune.models.registry import register_model
+from autoprune.models.registry import FMNIST_SIZE, register_model
 
 VGG_SMALL = ((32, 32), (64, 64), (128, 128))
 
@@ -30,7 +30,7 @@ class VGG(nn.Module):
         return self.classifier(torch.flatten(self.pool(self.features(x)), 1))
 
 
-@register_model("vgg_small")
+@register_model("vgg_small", input_size=FMNIST_SIZE)
 def vgg_small(in_channels: int = 1, num_classes: int = 10) -> nn.Module:
     """VGG-style, 6 conv layers (32-32-64-64-128-128) + FC 128."""
     return VGG(VGG_SMALL, in_channels, num_classes)

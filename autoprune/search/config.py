@@ -12,9 +12,14 @@ from autoprune.agents import DEFAULT_SEEDS, SEED_RULES, SB3Searcher, make_search
 from autoprune.atomic import write_text_atomic
 from autoprune.budget import BudgetSpec
 from autoprune.costs.registry import COST_MODELS
+from autoprune.devices import check_provider, check_torch_device
 from autoprune.envs import BUDGET_RULES, make_reward
 from autoprune.errors import ConfigError
+from autoprune.models import is_builtin
+from autoprune.models.source import ModelSource, parse_input_shape
 from autoprune.pruning.importance import IMPORTANCES
+from autoprune.references import canonical
+from autoprune.scoring import load_loss, load_score
 
 
 MAX_EPISODES = 10_000_000  # far beyond any search (AMC: 400); larger is a typo
@@ -24,13 +29,19 @@ MAX_EPISODES = 10_000_000  # far beyond any search (AMC: 400); larger is a typo
 class SearchConfig:
     """Everything that defines a search; a run folder's ``config.yaml`` reproduces it."""
 
-    model: str = "resnet20"
-    weights: str | None = None
-    data: str = "fashion-mnist"
+    model: str = "resnet20"  # a built-in name or path/to/file.py:factory / package.module:factory
+    model_args: dict[str, Any] = field(default_factory=dict)  # the factory's keyword arguments
+    weights: str | None = None  # autoprune checkpoint or plain state_dict
+    input_shape: list[int] | None = None  # one input's shape (default: from the data)
+    data: str = "fashion-mnist"  # fashion-mnist, synthetic, imagefolder:DIR or path/to/file.py:factory
     data_dir: str | None = None
+    score: str | None = None  # path/to/file.py:function scoring (model, batches), higher is better; None: accuracy
+    loss: str | None = None  # path/to/file.py:function (output, target) -> loss for the short fine-tunes
+    torch_device: str | None = None  # where candidates are scored (default: cuda when available)
     cost_model: str = "lut"
     table: str | None = None
-    device: str | None = None
+    hardware_profile: str | None = None  # roofline cost model: a device class or a YAML file
+    provider: str | None = None  # ONNX Runtime execution provider for profiling and timing (default: CPU)
     budget: str = "50%"
     agent: str = "amc-ddpg"
     preset: str = "default"
@@ -99,6 +110,26 @@ class SearchConfig:
         for option, path in (("--weights", self.weights), ("--table", self.table), ("--data-dir", self.data_dir)):
             if path and not Path(path).exists():
                 raise ConfigError(f"{option} {path} does not exist; check the path")
+        if self.data.startswith("imagefolder:") and not Path(self.data.split(":", 1)[1]).is_dir():
+            raise ConfigError(f"--data {self.data}: no such folder; give imagefolder:DIR with DIR/train and DIR/val")
+        self.model = canonical(self.model)
+        self.data = canonical(self.data)
+        if self.input_shape is not None:
+            self.input_shape = list(parse_input_shape(",".join(str(v) for v in self.input_shape)))
+        if self.model_args and is_builtin(self.model):
+            raise ConfigError(f"--model-args is for models given as file.py:factory; built-in {self.model!r} "
+                              f"takes its sizes from the data")
+        load_score(self.score)
+        load_loss(self.loss)
+        check_torch_device(self.torch_device)
+        check_provider(self.provider)
+        if self.eval_mode == "masked" and check_torch_device(self.torch_device) != "cpu":
+            raise ConfigError("--eval-mode masked scores on the CPU; use --eval-mode physical with --torch-device")
+
+    def model_source(self) -> ModelSource:
+        """The model these settings name."""
+        return ModelSource(self.model, dict(self.model_args), self.weights,
+                           tuple(self.input_shape) if self.input_shape else None)
 
     def save(self, path: str | Path) -> None:
         """Write the settings as YAML (atomically)."""
@@ -116,6 +147,8 @@ class SearchConfig:
             raise ConfigError(f"{path} is not valid YAML ({str(exc).splitlines()[0]})") from exc
         if not isinstance(data, dict):
             raise ConfigError(f"{path} must hold a mapping of settings")
+        if "device" in data and "hardware_profile" not in data:  # the name before torch devices existed
+            data["hardware_profile"] = data.pop("device")
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
@@ -128,8 +161,10 @@ class SearchConfig:
 
 _OPTIONAL_STR = (str, type(None))
 _TYPES: dict[str, tuple[type, ...]] = {
-    "model": (str,), "weights": _OPTIONAL_STR, "data": (str,), "data_dir": _OPTIONAL_STR,
-    "cost_model": (str,), "table": _OPTIONAL_STR, "device": _OPTIONAL_STR, "budget": (str,),
+    "model": (str,), "model_args": (dict,), "weights": _OPTIONAL_STR, "input_shape": (list, type(None)),
+    "data": (str,), "data_dir": _OPTIONAL_STR, "score": _OPTIONAL_STR, "loss": _OPTIONAL_STR,
+    "torch_device": _OPTIONAL_STR, "cost_model": (str,), "table": _OPTIONAL_STR, "hardware_profile": _OPTIONAL_STR,
+    "provider": _OPTIONAL_STR, "budget": (str,),
     "agent": (str,), "preset": (str,), "agent_params": (dict,), "episodes": (int,), "seed": (int,), "n_envs": (int,),
     "val_size": (int,), "bn_batches": (int,), "eval_mode": (str,), "min_ratio": (float, int),
     "max_ratio": (float, int), "round_to": (int,), "importance": (str,), "reward": (str,),

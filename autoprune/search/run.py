@@ -30,16 +30,18 @@ from autoprune.agents.searchers import SB3Searcher
 from autoprune.analysis import ModelAnalysis, analyse_model, group_features
 from autoprune.atomic import write_json_atomic, write_text_atomic
 from autoprune.budget import MEASURED_TOLERANCE, Budget
-from autoprune.checkpoint import load_or_create
 from autoprune.costs import CostModel, create_cost_model, profile_latency_table
-from autoprune.data import DataSplits, load_splits
+from autoprune.data import Splits, load_splits
+from autoprune.devices import check_provider, check_torch_device
 from autoprune.envs import PruningEnv
 from autoprune.errors import ConfigError
 from autoprune.evaluation import CandidateEvaluator
+from autoprune.latency import LatencySettings
 from autoprune.memory import release_free_memory
 from autoprune.policy import PruningPolicy
 from autoprune.pruning import rank_channels
 from autoprune.pruning.verify import check_prunable
+from autoprune.scoring import ScoreFn, load_loss, load_score
 from autoprune.search.config import SearchConfig
 from autoprune.search.history import HistoryWriter, read_history, scored_feasible
 from autoprune.search.report import write_report
@@ -53,12 +55,15 @@ TRIM_EVERY = 50  # episodes between returning freed heap memory to the OS (see a
 class SearchRun:
     """Prepare once, then :meth:`run`; resumable from its folder."""
 
-    def __init__(self, config: SearchConfig, command: str = "", splits: DataSplits | None = None,
-                 progress: bool = True) -> None:
+    def __init__(self, config: SearchConfig, command: str = "", splits: Splits | None = None,
+                 progress: bool = True, model: torch.nn.Module | None = None,
+                 score: ScoreFn | None = None) -> None:
+        """``splits``/``model``/``score``: data, model and score function given as objects (Python
+        API) instead of by the config's names; the config still records what they were called."""
         self.config = config.validate()
         self.out = Path(config.out)
         self.command, self.progress = command, progress
-        self._splits = splits
+        self._splits, self._model, self._score = splits, model, score
         self.best: dict[str, Any] | None = None
 
     # -- preparation -------------------------------------------------------------------------
@@ -68,10 +73,12 @@ class SearchRun:
             table_path = self.out / "latency_table.csv"
             if not table_path.is_file():
                 tqdm.write(f"no --table given: profiling {c.model} on this machine into {table_path}")
-                profile_latency_table(analysis, c.model, round_to=c.round_to,
+                settings = LatencySettings(warmup=10, repeats=50, provider=check_provider(c.provider))
+                profile_latency_table(analysis, c.model, round_to=c.round_to, settings=settings,
                                       progress=self.progress).save(table_path)
             c.table = str(table_path)
-        options = {"table": c.table, "device": c.device}  # plug-ins get them too (factories take **options)
+        options = {"table": c.table, "hardware_profile": c.hardware_profile,  # plug-ins get them too
+                   "provider": c.provider}  # (factories take **options)
         return create_cost_model(c.cost_model, analysis, **{k: v for k, v in options.items() if v})
 
     def prepare(self) -> PruningEnv:
@@ -91,17 +98,25 @@ class SearchRun:
         ``check`` runs the prunability check; workers skip it (the main process did it already).
         """
         c = self.config
-        splits = self._splits or load_splits(c.data, c.data_dir)
+        splits = self._splits or load_splits(c.data, c.data_dir, input_shape=c.input_shape)
+        c.val_size = check_val_size(splits, c.val_size)
+        source = c.model_source()
+        shape = source.shape(splits.input_shape)
         # Random weights are only meaningful on synthetic data (tests, demos).
-        model = load_or_create(c.model, c.weights, require_weights=c.data != "synthetic")
-        self.analysis = analyse_model(model, torch.randn(1, *splits.input_shape), exclude=c.exclude)
+        model = self._model if self._model is not None else source.load(
+            require_weights=c.data != "synthetic", in_channels=shape[0], num_classes=splits.num_classes)
+        self.analysis = analyse_model(model, torch.randn(1, *shape), exclude=c.exclude)
         if check:
             check_prunable(self.analysis)
         ranking = rank_channels(self.analysis, c.importance, batches=splits.train(64, shuffle=False))
         self.cost_model = self._cost_model(self.analysis)
         self.budget = Budget.from_spec(self.cost_model, c.budget)
+        score, self.score_name = load_score(c.score)
+        if self._score is not None:
+            score, self.score_name = self._score, getattr(self._score, "__name__", "score")
         self.evaluator = CandidateEvaluator(self.analysis, ranking, splits, c.val_size, c.bn_batches,
-                                            mode=c.eval_mode)
+                                            mode=c.eval_mode, score=score, loss=load_loss(c.loss),
+                                            device=check_torch_device(c.torch_device))
         return PruningEnv(self.analysis.groups, group_features(self.analysis), self.cost_model, self.budget,
                           self.evaluator, c.min_ratio, c.max_ratio, c.round_to, c.reward, analysis=self.analysis,
                           budget_rule=c.budget_rule)
@@ -111,7 +126,7 @@ class SearchRun:
         if not isinstance(getattr(self.searcher, "inner", self.searcher), SB3Searcher):
             raise ConfigError(f"--n-envs > 1 runs SB3 agents in parallel; {self.config.agent!r} plays one "
                               f"episode at a time, use --n-envs 1")
-        factory = functools.partial(_worker_env, replace(self.config), self._splits)
+        factory = functools.partial(_worker_env, replace(self.config), self._splits, self._model, self._score)
         return SubprocVecEnv([factory] * self.config.n_envs)
 
     # -- running -----------------------------------------------------------------------------
@@ -238,10 +253,12 @@ class SearchRun:
         if b["latency_ms"] is not None:
             predicted["latency_ms"] = b["latency_ms"]
         return PruningPolicy.for_model(
-            self.analysis, b["ratios"], model_name=self.config.model, round_to=self.config.round_to,
+            self.analysis, b["ratios"], model_name=self.config.model, model_args=dict(self.config.model_args),
+            round_to=self.config.round_to,
             importance=self.config.importance, exclude=list(self.config.exclude), budget=self.budget.to_dict(),
             cost_model=self.cost_model.name, predicted_cost=predicted,
             accuracy={"val": b["accuracy"], "val_images": self.config.val_size, "episode": b["episode"],
+                      "bn_batches": self.config.bn_batches,
                       **({"val_finetuned": b["finetuned"], "finetune_steps": self.config.rerank_steps}
                          if "finetuned" in b else {})})
 
@@ -252,7 +269,8 @@ class SearchRun:
             "scoring_s": round(scoring, 2), "env_s": round(env, 2),
             "agent_s": round(max(seconds - (scoring + env) / self.config.n_envs, 0.0), 2),
             "n_envs": self.config.n_envs,
-            "best": self.best, "budget": self.budget.to_dict(), "cost_model": self.cost_model.describe(),
+            "best": self.best, "score": self.score_name, "budget": self.budget.to_dict(),
+            "cost_model": self.cost_model.describe(),
             "config": asdict(self.config),
         }
         write_json_atomic(self.out / "summary.json", summary)
@@ -275,7 +293,21 @@ def _nan(v: Any) -> bool:
     return v is None or (isinstance(v, float) and math.isnan(v))
 
 
-def _worker_env(config: SearchConfig, splits: DataSplits | None) -> PruningEnv:
+def _worker_env(config: SearchConfig, splits: Splits | None, model: torch.nn.Module | None,
+                score: ScoreFn | None) -> PruningEnv:
     """A worker process's environment: the same model, data, cost model and budget, one thread."""
     torch.set_num_threads(1)
-    return SearchRun(config, splits=splits, progress=False)._build_env(check=False)
+    return SearchRun(config, splits=splits, progress=False, model=model, score=score)._build_env(check=False)
+
+
+def check_val_size(splits: Splits, val_size: int) -> int:
+    """The validation samples to score on: a ``--val-size`` beyond the split is refused, not silently
+    cut; the default on a smaller split becomes the whole split, with a note."""
+    n = splits.val_length()
+    if n is None or val_size <= n:
+        return val_size
+    if val_size == SearchConfig.val_size:
+        tqdm.write(f"note: the validation split has {n} samples; candidates are scored on all of them")
+        return n
+    raise ConfigError(f"--val-size {val_size} is more than the {n} samples of the validation split; "
+                      f"pass --val-size {n} or less")

@@ -53,7 +53,8 @@ def measure_top_candidates(history: pd.DataFrame, analysis: ModelAnalysis, table
     ok = top_candidates(history, top)  # seed rules always timed too
     settings = table.table.meta.get("settings", {})
     measured = MeasuredLatencyCostModel(analysis, LatencySettings(
-        "onnxruntime", int(settings.get("batch_size", 1)), int(settings.get("threads", 1))))
+        "onnxruntime", int(settings.get("batch_size", 1)), int(settings.get("threads", 1)),
+        provider=str(settings.get("provider", "CPUExecutionProvider"))))
     frame = ok[["episode", "accuracy", "latency_ms"]].reset_index(drop=True)
     *times, dense_ms = measured.latencies([json.loads(k) for k in ok["kept"]] + [{}])
     frame["measured_ms"] = times

@@ -13,10 +13,11 @@ from typing import Any
 from tqdm.auto import tqdm
 
 from autoprune.atomic import read_json, write_json_atomic
-from autoprune.data import DataSplits, load_splits
+from autoprune.data import Splits, load_splits
 from autoprune.errors import ConfigError
 from autoprune.finetune import FinetuneConfig
 from autoprune.latency import LatencySettings
+from autoprune.scoring import load_loss, load_score
 from autoprune.search import SearchConfig, SearchRun
 from autoprune.search.history import read_history
 from autoprune.workflow.stages import apply_stage, export_stage, finetune_stage
@@ -24,12 +25,15 @@ from autoprune.workflow.stages import apply_stage, export_stage, finetune_stage
 
 def run_pipeline(search: SearchConfig, ft: FinetuneConfig, out: str | Path, distill: bool = False,
                  settings: LatencySettings = LatencySettings(), resume: bool = False, command: str = "",
-                 splits: DataSplits | None = None, progress: bool = True) -> dict[str, Any]:
-    """Run every stage not finished yet; returns (and writes) ``pipeline.json``."""
+                 splits: Splits | None = None, progress: bool = True) -> dict[str, Any]:
+    """Run every stage not finished yet; returns (and writes) ``pipeline.json``.
+
+    ``splits``: data as an object (Python API) instead of by the config's name.
+    """
     out = Path(out)
     search.out = str(out / "search")
     if splits is None:
-        splits = load_splits(search.data, search.data_dir)
+        splits = load_splits(search.data, search.data_dir, input_shape=search.input_shape)
     done = len(read_history(out / "search" / "history.csv"))
     if done and not resume:
         raise ConfigError(f"{out} already holds a pipeline run; pass --resume to continue it or choose another --out")
@@ -39,11 +43,13 @@ def run_pipeline(search: SearchConfig, ft: FinetuneConfig, out: str | Path, dist
     if not policy.is_file():
         raise ConfigError(f"the search found no feasible policy (see {out / 'search' / 'history.csv'}); "
                           f"loosen --budget or --max-ratio")
+    source = search.model_source()
+    score, _ = load_score(search.score)
     apply = _stage(out / "apply" / "apply.json", resume, lambda: apply_stage(
-        policy, search.model, search.weights, splits, out / "apply", require_weights=search.data != "synthetic"))
+        policy, source, splits, out / "apply", require_weights=search.data != "synthetic", score=score))
     tuned = _stage(out / "finetune" / "finetune.json", resume, lambda: finetune_stage(
-        out / "apply" / "model.pt", splits, ft, out / "finetune", teacher_weights=search.weights,
-        distill=distill, progress=progress))
+        out / "apply" / "model.pt", splits, ft, out / "finetune", teacher_weights=source.weights,
+        distill=distill, progress=progress, score=score, loss=load_loss(search.loss)))
     export = _stage(out / "export" / "export.json", resume,
                     lambda: export_stage(out / "finetune" / "model.pt", out / "export", settings))
     summary = {"dense_test_acc": apply["dense_test_acc"], "pruned_test_acc_bn": apply["pruned_test_acc_bn"],

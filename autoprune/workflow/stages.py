@@ -28,7 +28,7 @@ from autoprune.checkpoint import (
     save_checkpoint,
     shipped_weights,
 )
-from autoprune.data import DataSplits
+from autoprune.data import Splits
 from autoprune.errors import ConfigError
 from autoprune.evaluation import CandidateEvaluator
 from autoprune.export import export_model
@@ -42,45 +42,65 @@ from autoprune.finetune import (
     sparsity_report,
 )
 from autoprune.latency import LatencySettings, measure_latency
-from autoprune.models import create_model
+from autoprune.models import create_model, is_builtin
+from autoprune.models.source import ModelSource
 from autoprune.policy import PruningPolicy
 from autoprune.pruning import rank_channels
 from autoprune.pruning.record import PruningRecord
 from autoprune.pruning.verify import check_prunable
 from autoprune.sensitivity import DEFAULT_RATIOS, plot_sensitivity, sensitivity_sweep
+from autoprune.scoring import LossFn, ScoreFn, accuracy
 from autoprune.training import evaluate, recalibrate_bn
 
 
-def apply_stage(policy_path: str | Path, model_name: str, weights: str | Path | None, splits: DataSplits,
-                out: str | Path, importance: str | None = None, bn_batches: int = 20,
-                require_weights: bool = True) -> dict[str, Any]:
+def apply_stage(policy_path: str | Path, source: ModelSource | None, splits: Splits, out: str | Path,
+                importance: str | None = None, bn_batches: int | None = None,
+                require_weights: bool = True, score: ScoreFn = accuracy) -> dict[str, Any]:
     """Prune the dense model to the policy for real, recalibrate BN, save it; returns ``apply.json``.
 
-    The modules the search excluded are read from the policy, so its groups match the model's.
+    The model is ``source``, or the one the policy names (with its factory arguments). The
+    modules the search excluded are read from the policy, so its groups match the model's. BN is
+    recalibrated on the batches the search scored with (the leading ``bn_batches`` of the
+    training split, the policy's count by default), so the applied model reproduces the search's
+    validation score (``val_score`` next to the policy's ``val``).
     """
     out = Path(out)
-    dense = load_or_create(model_name, weights, require_weights=require_weights)
     policy = PruningPolicy.load(policy_path)
-    analysis = analyse_model(dense, torch.zeros(1, *splits.input_shape), exclude=policy.exclude)
+    source = source or policy_model_source(policy, str(policy_path))
+    shape = source.shape(tuple(policy.input_shape) if policy.input_shape else splits.input_shape)
+    dense = source.load(require_weights, shape[0], splits.num_classes)
+    analysis = analyse_model(dense, torch.zeros(1, *shape), exclude=policy.exclude)
     policy.validate_for(analysis, source=f"policy {policy_path}")
     pruned, record = apply_policy(analysis, policy, importance, splits.train(64, shuffle=False), policy.exclude)
-    raw_test = evaluate(pruned, splits.test())
-    recalibrate_bn(pruned, splits.train(128, shuffle=True, seed=0), bn_batches)
+    raw_test = evaluate(pruned, splits.test(), score)
+    searched = policy.accuracy or {}
+    bn = bn_batches if bn_batches is not None else int(searched.get("bn_batches", 5))
+    recalibrate_bn(pruned, splits.train(128, shuffle=False, augment=False, limit=bn * 128), bn)
+    val_images = int(searched.get("val_images", 0)) or None
     summary = {
-        "policy": str(policy_path), "model": model_name, "importance": importance or policy.importance,
-        "dense_test_acc": evaluate(dense, splits.test()), "pruned_test_acc_raw": raw_test,
-        "pruned_test_acc_bn": evaluate(pruned, splits.test()), "pruned_val_acc_bn": evaluate(pruned, splits.val()),
-        "dense_params": sum(p.numel() for p in dense.parameters()),
+        "policy": str(policy_path), "model": source.ref, "importance": importance or policy.importance,
+        "dense_test_acc": evaluate(dense, splits.test(), score), "pruned_test_acc_raw": raw_test,
+        "pruned_test_acc_bn": evaluate(pruned, splits.test(), score), "pruned_val_acc_bn": evaluate(pruned, splits.val(), score),
+        "val_score": evaluate(pruned, splits.val(limit=val_images), score), "val_score_search": searched.get("val"),
+        "bn_batches": bn, "dense_params": sum(p.numel() for p in dense.parameters()),
         "pruned_params": sum(p.numel() for p in pruned.parameters()), "channels": record.kept,
     }
-    save_checkpoint(out / "model.pt", pruned, model_name, splits.input_shape[0], splits.num_classes,
+    save_checkpoint(out / "model.pt", pruned, source.ref, shape[0], splits.num_classes,
                     meta={"stage": "apply", "policy": policy.to_dict(), "test_acc": summary["pruned_test_acc_bn"],
                           "dense_test_acc": summary["dense_test_acc"],
-                          "dense_weights": None if weights is None else str(weights)},
-                    pruning=record, input_shape=splits.input_shape)
+                          "dense_weights": None if source.weights is None else str(source.weights)},
+                    pruning=record, input_shape=shape, model_args=source.args)
     policy.save(out / "policy.json")
     write_json_atomic(out / "apply.json", summary)
     return summary
+
+
+def policy_model_source(policy: PruningPolicy, where: str, weights: str | None = None) -> ModelSource:
+    """The model a policy was found for (name or factory reference, with its arguments)."""
+    if not policy.model:
+        raise ConfigError(f"{where} names no model; pass --model NAME or --model file.py:factory")
+    return ModelSource(policy.model, dict(policy.model_args), weights,
+                       tuple(policy.input_shape) if policy.input_shape else None)
 
 
 @dataclass
@@ -113,30 +133,41 @@ class FinetuneMode:
         return chosen[0] if chosen else "plain"
 
 
-def finetune_stage(checkpoint: str | Path, splits: DataSplits, cfg: FinetuneConfig, out: str | Path,
+def finetune_stage(checkpoint: str | Path, splits: Splits, cfg: FinetuneConfig, out: str | Path,
                    mode: FinetuneMode = FinetuneMode(), teacher_weights: str | Path | None = None,
-                   distill: bool = False, progress: bool = True) -> dict[str, Any]:
-    """Fine-tune the checkpoint's model as ``mode`` says; writes ``model.pt`` and ``finetune.json``."""
+                   distill: bool = False, progress: bool = True, source: ModelSource | None = None,
+                   score: ScoreFn = accuracy, loss: LossFn | None = None) -> dict[str, Any]:
+    """Fine-tune the checkpoint's model as ``mode`` says; writes ``model.pt`` and ``finetune.json``.
+
+    ``source`` names the model when the checkpoint is a plain state dict; ``score`` picks the best
+    epoch and ``loss`` trains (cross-entropy, or distillation, by default).
+    """
     out = Path(out)
-    model, payload = load_model(checkpoint)
+    sizes = {} if source is None else {"model_name": source.ref, "model_args": source.args or None,
+                                       "in_channels": splits.input_shape[0], "num_classes": splits.num_classes}
+    model, payload = load_model(checkpoint, **sizes)
     name, meta, record = payload["model"], dict(payload.get("meta") or {}), pruning_record(payload)
-    shape = input_shape_of(payload)
-    teacher = _teacher(name, teacher_weights or meta.get("dense_weights"), record, model) if distill else None
+    shape = input_shape_of(payload, source.input_shape if source else None, f"checkpoint {checkpoint}") \
+        if (payload.get("input_shape") or (source and source.input_shape)) else tuple(splits.input_shape)
+    args = dict(payload.get("model_args") or {})
+    teacher = _teacher(name, args, teacher_weights or meta.get("dense_weights"), record, model) if distill else None
     if mode.name == "rewind":  # the trained weights only chose the channels; retrain from early ones
         model = _rewound(mode.rewind_from, name, record, shape)
-    before = evaluate(model, splits.test())
+    before = evaluate(model, splits.test(), score)
     steps = cfg.epochs * len(splits.train(cfg.batch_size))
     hooks, finish = _mode_hooks(mode, model, record, shape, splits, steps)
     start = time.perf_counter()
 
     def save_best(m: nn.Module, epoch: int, val: float) -> None:
         if not hooks:  # while masks are in place the model is not yet in its final form
-            _save(out / "model.pt", m, name, splits, shape, record, {**meta, "best_epoch": epoch, "val_acc": val})
+            _save(out / "model.pt", m, name, args, splits, shape, record,
+                  {**meta, "best_epoch": epoch, "val_acc": val})
 
-    result = finetune(model, splits, cfg, teacher, hooks, on_best=save_best, progress=progress)
+    result = finetune(model, splits, cfg, teacher, hooks, on_best=save_best, progress=progress, score=score,
+                      loss=loss)
     model, record, extra = finish(result.model, record)
     seconds = time.perf_counter() - start
-    test = evaluate(model, splits.test())
+    test = evaluate(model, splits.test(), score)
     if "policy" in extra:  # gradual pruning: the model now follows this policy
         meta["policy"] = extra.pop("policy")
     summary = {"checkpoint": str(checkpoint), "mode": mode.name, "mode_settings": asdict(mode),
@@ -144,24 +175,26 @@ def finetune_stage(checkpoint: str | Path, splits: DataSplits, cfg: FinetuneConf
                "best_epoch": result.best_epoch, "best_val_acc": result.best_val, "history": result.history,
                "seconds": round(seconds, 1), "params": sum(p.numel() for p in model.parameters()), **extra}
     meta.update(stage="finetune", test_acc=test, val_acc=result.best_val, finetune_mode=mode.name)
-    _save(out / "model.pt", model, name, splits, shape, record, meta)
+    _save(out / "model.pt", model, name, args, splits, shape, record, meta)
     write_json_atomic(out / "finetune.json", summary)
     return summary
 
 
-def _save(path: Path, model: nn.Module, name: str, splits: DataSplits, shape: tuple[int, ...],
+def _save(path: Path, model: nn.Module, name: str, args: dict[str, Any], splits: Splits, shape: tuple[int, ...],
           record: PruningRecord | None, meta: dict[str, Any]) -> None:
-    save_checkpoint(path, model, name, shape[0], splits.num_classes, meta, pruning=record, input_shape=shape)
+    save_checkpoint(path, model, name, shape[0], splits.num_classes, meta, pruning=record, input_shape=shape,
+                    model_args=args)
 
 
-def _teacher(name: str, weights: str | Path | None, record: PruningRecord | None, model: nn.Module) -> nn.Module:
-    """The dense teacher: given weights (or those the model was pruned from), else the shipped ones,
-    else (dense input) a frozen copy of the model itself."""
+def _teacher(name: str, args: dict[str, Any], weights: str | Path | None, record: PruningRecord | None,
+             model: nn.Module) -> nn.Module:
+    """The dense teacher: given weights (or those the model was pruned from), else the shipped ones
+    (a factory reference: the model its factory builds), else (dense input) a frozen copy of the model."""
     if weights is None and record is None:
         return copy.deepcopy(model)
-    if weights is None and shipped_weights(name) is None:
+    if weights is None and is_builtin(name) and shipped_weights(name) is None:
         raise ConfigError(f"--distill needs the dense {name} model as teacher; pass --teacher FILE")
-    return load_or_create(name, weights, require_weights=True)
+    return load_or_create(name, weights, require_weights=True, model_args=args or None)
 
 
 def _rewound(early_path: str, name: str, record: PruningRecord | None, shape: tuple[int, ...]) -> nn.Module:
@@ -176,7 +209,7 @@ def _rewound(early_path: str, name: str, record: PruningRecord | None, shape: tu
 
 
 def _mode_hooks(mode: FinetuneMode, model: nn.Module, record: PruningRecord | None,
-                shape: tuple[int, ...], splits: DataSplits, steps: int):
+                shape: tuple[int, ...], splits: Splits, steps: int):
     """The step hooks of ``mode`` and a ``finish(model, record) -> (model, record, extra)`` function."""
     end = mode.end_step if mode.end_step is not None else max(1, steps // 2)
     kind = mode.name
@@ -209,28 +242,31 @@ def export_stage(checkpoint: str | Path, out: str | Path, settings: LatencySetti
                  exporter: str = "torchscript", measure_dense: bool = True) -> dict[str, Any]:
     """Export the checkpoint's model (ONNX, weights, policy) and measure it; returns ``export.json``."""
     model, payload = load_model(checkpoint)
-    name, meta, shape = payload["model"], dict(payload.get("meta") or {}), input_shape_of(payload)
+    name, meta = payload["model"], dict(payload.get("meta") or {})
+    shape = input_shape_of(payload, source=f"checkpoint {checkpoint}")
     policy = PruningPolicy.from_dict(meta.pop("policy"), "checkpoint's policy") if meta.get("policy") else None
+    args = payload.get("model_args") or None
     if measure_dense:
-        dense = create_model(name, shape[0], payload.get("num_classes", 10)).eval()
+        dense = create_model(name, shape[0], payload.get("num_classes"), args).eval()
         meta["dense_latency_ms"] = round(measure_latency(dense, shape, settings), 4)
-    return export_model(model, name, out, shape, payload.get("num_classes", 10), pruning_record(payload),
-                        policy, meta, settings, exporter)
+    return export_model(model, name, out, shape, payload.get("num_classes"), pruning_record(payload),
+                        policy, meta, settings, exporter, model_args=args)
 
 
-def sensitivity_stage(model_name: str, weights: str | Path | None, splits: DataSplits, out: str | Path,
-                      ratios=DEFAULT_RATIOS, val_size: int = 2000, bn_batches: int = 5, round_to: int = 1,
-                      importance: str = "l1", exclude: list[str] | None = None, progress: bool = True,
-                      require_weights: bool = True):
+def sensitivity_stage(source: ModelSource, splits: Splits, out: str | Path, ratios=DEFAULT_RATIOS,
+                      val_size: int = 2000, bn_batches: int = 5, round_to: int = 1, importance: str = "l1",
+                      exclude: list[str] | None = None, progress: bool = True, require_weights: bool = True,
+                      score: ScoreFn = accuracy):
     """Per-group sensitivity sweep: ``sensitivity.csv`` and ``sensitivity.png`` in ``out``."""
     out = Path(out)
-    model = load_or_create(model_name, weights, require_weights=require_weights)
-    analysis = analyse_model(model, torch.zeros(1, *splits.input_shape), exclude=exclude or [])
+    shape = source.shape(splits.input_shape)
+    model = source.load(require_weights, shape[0], splits.num_classes)
+    analysis = analyse_model(model, torch.zeros(1, *shape), exclude=exclude or [])
     check_prunable(analysis)
     ranking = rank_channels(analysis, importance, splits.train(64, shuffle=False))
-    scorer = CandidateEvaluator(analysis, ranking, splits, val_size, bn_batches)
+    scorer = CandidateEvaluator(analysis, ranking, splits, val_size, bn_batches, score=score)
     frame = sensitivity_sweep(analysis, scorer, ratios, round_to, progress)
     out.mkdir(parents=True, exist_ok=True)
     write_text_atomic(out / "sensitivity.csv", frame.to_csv(index=False))
-    plot_sensitivity(frame, out / "sensitivity.png", f"{model_name}: per-group sensitivity")
+    plot_sensitivity(frame, out / "sensitivity.png", f"{Path(source.ref).name}: per-group sensitivity")
     return frame

@@ -1,0 +1,121 @@
+"""``ModelSource``: which model to prune, as the user named it (a built-in or a factory reference,
+its arguments, its weights, one input's shape); the one value that travels from the CLI or the
+Python API to every stage."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+from torch import nn
+
+from autoprune.errors import ConfigError
+from autoprune.references import canonical, is_reference
+
+MAX_DIMS = 4
+
+
+@dataclass
+class ModelSource:
+    """A model by name or reference, with the weights and input shape to use.
+
+    Attributes:
+        ref: a built-in name (``resnet20``) or ``path/to/file.py:factory`` / ``package.module:factory``.
+        args: keyword arguments of a factory reference (``--model-args``).
+        weights: an autoprune checkpoint or a plain ``state_dict`` file (None: shipped or as built).
+        input_shape: one input's shape (None: from the data, the checkpoint or the model).
+    """
+
+    ref: str = "resnet20"
+    args: dict[str, Any] = field(default_factory=dict)
+    weights: str | None = None
+    input_shape: tuple[int, ...] | None = None
+
+    def __post_init__(self) -> None:
+        self.ref = canonical(self.ref)
+        if self.input_shape is not None:
+            self.input_shape = tuple(self.input_shape)
+
+    @property
+    def is_builtin(self) -> bool:
+        return not is_reference(self.ref)
+
+    def load(self, require_weights: bool = False, in_channels: int = 1, num_classes: int | None = None) -> nn.Module:
+        """The model with its weights (see :func:`autoprune.checkpoint.load_or_create`), in eval mode.
+
+        A factory reference without ``weights`` must return the same (trained) weights every time:
+        the model searched is rebuilt to be applied and exported.
+        """
+        from autoprune.checkpoint import load_or_create
+
+        model = load_or_create(self.ref, self.weights, require_weights, self.args or None, in_channels, num_classes)
+        if not self.is_builtin and self.weights is None:
+            again = load_or_create(self.ref, None, False, self.args or None)
+            if not _same_weights(model, again):
+                raise ConfigError(f"--model {self.ref} returns different weights on every call, so the model "
+                                  f"searched would not be the one applied; load your trained weights in the "
+                                  f"factory or pass --weights FILE")
+        return model.eval()
+
+    def shape(self, data_shape: tuple[int, ...] | None = None, model: nn.Module | None = None) -> tuple[int, ...]:
+        """One input's shape: ``input_shape`` if given, else the data's, else the checkpoint's
+        (given or shipped weights), else the ``input_shape`` attribute of ``model`` (or of the
+        model this source builds)."""
+        if self.input_shape:
+            return self.input_shape
+        if data_shape:
+            return tuple(data_shape)
+        from autoprune.checkpoint import read_checkpoint, shipped_weights
+
+        weights = self.weights or shipped_weights(self.ref)
+        if weights:
+            recorded = read_checkpoint(weights).get("input_shape")
+            if recorded:
+                return tuple(recorded)
+        declared = getattr(model if model is not None else self.load(), "input_shape", None)
+        if isinstance(declared, (tuple, list)) and declared and all(isinstance(v, int) and v > 0 for v in declared):
+            return tuple(declared)
+        raise ConfigError(f"the input shape of {self.ref} is not known; pass --input-shape C,H,W "
+                          f"(or the shape of one input, e.g. 64 for vectors)")
+
+
+def _same_weights(a: nn.Module, b: nn.Module) -> bool:
+    sa, sb = a.state_dict(), b.state_dict()
+    return sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
+
+
+def parse_input_shape(text: str | None) -> tuple[int, ...] | None:
+    """``"3,32,32"`` -> ``(3, 32, 32)``; one-line errors for anything else."""
+    if text is None or text == "":
+        return None
+    try:
+        text = str(text)
+        shape = tuple(int(t) for t in text.split("," if "," in text else "x"))
+    except ValueError:
+        raise ConfigError(f"--input-shape must be comma-separated positive integers like 3,32,32, got {text!r}") from None
+    if not 1 <= len(shape) <= MAX_DIMS or any(s < 1 or s > 1 << 16 for s in shape):
+        raise ConfigError(f"--input-shape must be 1 to {MAX_DIMS} positive integers (each <= 65536), got {text!r}")
+    return shape
+
+
+def parse_model_args(text: str | None) -> dict[str, Any]:
+    """``--model-args`` as JSON or YAML key-values (``'{"width": 2}'`` or ``'width: 2'``) or a file of them."""
+    if not text:
+        return {}
+    path = Path(text)
+    if len(text) < 4096 and path.suffix in (".json", ".yaml", ".yml") and path.is_file():
+        text = path.read_text()
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError:
+        try:
+            data = yaml.safe_load(text)
+        except yaml.YAMLError:
+            data = None
+    if not isinstance(data, dict) or not all(isinstance(k, str) for k in data):
+        raise ConfigError(f"--model-args must be key-values as JSON or YAML, like '{{\"width\": 2}}', got {text[:60]!r}")
+    return data

@@ -1,0 +1,94 @@
+"""User code by reference: ``path/to/file.py:name`` or ``package.module:name`` -> the object.
+
+Models, data sets and score functions are named this way on the command line and in saved
+files, so a run folder rebuilds what it used without the user repeating it. File references
+are stored with absolute paths (:func:`canonical`) so they resolve from any working directory.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import importlib.util
+import os
+import sys
+from pathlib import Path
+from typing import Any, Callable
+
+from autoprune.errors import ConfigError
+
+
+def is_reference(text: str) -> bool:
+    """True for ``something:name`` (a file or module and an attribute), False for a plain name."""
+    head, sep, tail = text.rpartition(":")
+    return bool(sep and head and tail.isidentifier() and not head.endswith(("\\", "/")))
+
+
+def canonical(text: str) -> str:
+    """The reference with a file part made absolute (module references and plain names unchanged)."""
+    if not is_reference(text):
+        return text
+    head, _, tail = text.rpartition(":")
+    if head.endswith(".py"):
+        return f"{Path(head).expanduser().resolve()}:{tail}"
+    return text
+
+
+def resolve(text: str, what: str, option: str) -> Callable[..., Any]:
+    """The callable named by ``text``; one-line errors naming ``option`` and the fix.
+
+    Args:
+        what: what the callable makes, for messages ("model factory", "data factory", ...).
+        option: the command-line option that took ``text`` ("--model", ...).
+    """
+    if not is_reference(text):
+        raise ConfigError(f"{option} {text!r} is not a reference; write path/to/file.py:{_example(what)} "
+                          f"or package.module:{_example(what)}")
+    head, _, name = text.rpartition(":")
+    module = _load_file(head, option) if head.endswith(".py") else _import(head, option)
+    obj = getattr(module, name, None)
+    if obj is None:
+        found = sorted(n for n in vars(module) if not n.startswith("_") and callable(getattr(module, n)))[:6]
+        raise ConfigError(f"{option} {text}: {head} has no {name!r} (it defines {', '.join(found) or 'nothing callable'})")
+    if not callable(obj):
+        raise ConfigError(f"{option} {text}: {name!r} is a {type(obj).__name__}, not a {what}")
+    return obj
+
+
+def _load_file(path_text: str, option: str) -> Any:
+    path = Path(path_text).expanduser().resolve()
+    if not path.is_file():
+        raise ConfigError(f"{option}: file {path_text} does not exist; check the path")
+    key = "autoprune_user_" + hashlib.sha1(str(path).encode()).hexdigest()[:12]
+    if key in sys.modules:
+        return sys.modules[key]
+    spec = importlib.util.spec_from_file_location(key, path)
+    if spec is None or spec.loader is None:
+        raise ConfigError(f"{option}: cannot import {path_text}; is it a Python file?")
+    module = importlib.util.module_from_spec(spec)
+    sys.path.insert(0, str(path.parent))  # the file's own imports of its neighbours work
+    try:
+        sys.modules[key] = module
+        spec.loader.exec_module(module)
+    except Exception as exc:  # noqa: BLE001 - whatever user code raises, one line
+        sys.modules.pop(key, None)
+        raise ConfigError(f"{option}: importing {path_text} failed: {type(exc).__name__}: {exc}") from None
+    finally:
+        sys.path.remove(str(path.parent))
+    return module
+
+
+def _import(name: str, option: str) -> Any:
+    """Import ``name``; like ``uvicorn app:main``, the working directory is searched too."""
+    if os.getcwd() not in sys.path:
+        sys.path.append(os.getcwd())
+    try:
+        return importlib.import_module(name)
+    except ModuleNotFoundError as exc:
+        raise ConfigError(f"{option}: no module named {exc.name!r}; install it or give path/to/file.py:name") from None
+    except Exception as exc:  # noqa: BLE001
+        raise ConfigError(f"{option}: importing {name} failed: {type(exc).__name__}: {exc}") from None
+
+
+def _example(what: str) -> str:
+    return {"model factory": "build_model", "data factory": "build_data"}.get(what, "function")

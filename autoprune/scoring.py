@@ -1,0 +1,85 @@
+"""What a candidate is scored by: top-1 accuracy, or a user's ``score(model, batches) -> float``
+(higher is better: mAP, minus a regression loss, minus perplexity) named by reference."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import torch
+from torch import nn
+
+from autoprune.errors import ConfigError
+from autoprune.references import resolve
+
+ScoreFn = Callable[[nn.Module, Iterable[tuple[torch.Tensor, Any]]], float]
+
+
+def model_device(model: nn.Module) -> torch.device:
+    """The device of ``model``'s first parameter or buffer (CPU for a model with neither)."""
+    for t in (*model.parameters(), *model.buffers()):
+        return t.device
+    return torch.device("cpu")
+
+
+def to_device(value: Any, device: torch.device) -> Any:
+    """Tensors (also inside tuples, lists and dicts) moved to ``device``; anything else unchanged."""
+    if isinstance(value, torch.Tensor):
+        return value.to(device, non_blocking=True)
+    if isinstance(value, (list, tuple)):
+        return type(value)(to_device(v, device) for v in value)
+    if isinstance(value, dict):
+        return {k: to_device(v, device) for k, v in value.items()}
+    return value
+
+
+@torch.no_grad()
+def accuracy(model: nn.Module, batches: Iterable[tuple[torch.Tensor, Any]]) -> float:
+    """Top-1 accuracy (0..1) of ``model`` over ``batches``, in eval mode."""
+    was_training = model.training
+    model.eval()
+    device = model_device(model)
+    correct = total = 0
+    for x, y in batches:
+        y = torch.as_tensor(y).to(device)
+        correct += (model(x.to(device)).argmax(1) == y).sum().item()
+        total += len(y)
+    model.train(was_training)
+    return correct / max(total, 1)
+
+
+def load_score(ref: str | None) -> tuple[ScoreFn, str]:
+    """The score function named ``ref`` and its name (``accuracy`` when ``ref`` is None)."""
+    if ref is None or ref == "accuracy":
+        return accuracy, "accuracy"
+    fn = resolve(ref, "score function", "--score")
+    name = getattr(fn, "__name__", "score")
+
+    @torch.no_grad()
+    def checked(model: nn.Module, batches: Iterable[tuple[torch.Tensor, Any]]) -> float:
+        was_training = model.training
+        model.eval()
+        try:
+            value = fn(model, batches)
+        finally:
+            model.train(was_training)
+        if isinstance(value, torch.Tensor) and value.numel() == 1:
+            value = value.item()
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"--score {ref} returned a {type(value).__name__}; return one float, higher is better")
+        return float(value) if math.isfinite(value) else math.nan
+
+    checked.__name__ = name
+    return checked, name
+
+
+LossFn = Callable[[torch.Tensor, Any, torch.Tensor], torch.Tensor]  # (output, target, input) -> loss
+
+
+def load_loss(ref: str | None) -> LossFn | None:
+    """The training loss named ``ref`` (``loss(output, target) -> tensor``); None: cross-entropy."""
+    if ref is None or ref == "cross-entropy":
+        return None
+    fn = resolve(ref, "loss function", "--loss")
+    return lambda output, target, x: fn(output, target)

@@ -1,0 +1,119 @@
+"""The one-call Python API: bring a model and data, get back the pruned model.
+
+``prune_to_budget`` runs analyse -> profile -> search -> apply; ``finetune_model`` and
+``export_model`` are one call each. Data may be Datasets, DataLoaders or ``(x, y)`` tensors.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Dataset, TensorDataset
+
+from autoprune.analysis import analyse_model
+from autoprune.apply import apply_policy
+from autoprune.data import StreamSplits
+from autoprune.errors import ConfigError
+from autoprune.export import export_model as _export
+from autoprune.finetune import FinetuneConfig, finetune
+from autoprune.latency import LatencySettings
+from autoprune.models.source import ModelSource
+from autoprune.policy import PruningPolicy
+from autoprune.pruning.record import PruningRecord
+from autoprune.scoring import ScoreFn, accuracy
+from autoprune.search import SearchConfig, SearchRun
+from autoprune.training import recalibrate_bn
+
+Data = Dataset | DataLoader | tuple[torch.Tensor, torch.Tensor]
+
+
+@dataclass
+class PruneResult:
+    """What :func:`prune_to_budget` returns: the pruned model (BN recalibrated, not yet fine-tuned),
+    its policy and record, its validation score as the search measured it, and the run folder."""
+
+    model: nn.Module
+    policy: PruningPolicy
+    record: PruningRecord
+    val_score: float
+    folder: Path
+
+
+def as_splits(train: Data, val: Data, test: Data | None = None,
+              example_input: torch.Tensor | None = None) -> StreamSplits:
+    """Datasets, DataLoaders or ``(x, y)`` tensor pairs as the splits the search streams."""
+    def wrap(d: Data | None) -> Dataset | DataLoader | None:
+        if isinstance(d, tuple) and len(d) == 2 and all(isinstance(t, torch.Tensor) for t in d):
+            return TensorDataset(*d)
+        return d
+
+    shape = tuple(example_input.shape[1:]) if example_input is not None else None
+    return StreamSplits(wrap(train), wrap(val), wrap(test), input_shape=shape)
+
+
+def prune_to_budget(model: nn.Module | str, example_input: torch.Tensor | None, train_data: Data, val_data: Data,
+                    budget: str = "50%", cost_model: str = "lut", agent: str = "amc-ddpg", episodes: int = 300,
+                    out: str | Path = "runs/prune", score_fn: ScoreFn | None = None, resume: bool = False,
+                    progress: bool = True, **settings: Any) -> PruneResult:
+    """Search per-group pruning ratios for ``budget`` and prune ``model`` to the best policy.
+
+    Args:
+        model: the trained model, or a reference (``"path/file.py:factory"``, a built-in name).
+        example_input: one batch of inputs (its shape without the batch dimension is the input
+            shape); None: from the data.
+        train_data, val_data: Datasets, DataLoaders or ``(x, y)`` tensors; the search scores on a
+            fixed slice of ``val_data`` and recalibrates BN on a fixed slice of ``train_data``.
+        budget: ``"50%"`` of dense, ``"0.15ms"``, ``"12M"`` MACs (see :mod:`autoprune.budget`).
+        cost_model: ``lut`` (profiled on this machine), ``flops``, ``roofline``, or a plug-in.
+        out: the run folder (history, policy, report), resumable with ``resume=True``.
+        score_fn: ``score(model, batches) -> float``, higher is better (default: top-1 accuracy).
+        settings: any other :class:`~autoprune.search.SearchConfig` field (``round_to``,
+            ``val_size``, ``seeds``, ``provider``, ``torch_device`` ...).
+    """
+    known = {f.name for f in fields(SearchConfig)}
+    unknown = sorted(set(settings) - known)
+    if unknown:
+        raise ConfigError(f"prune_to_budget got unknown setting {unknown[0]!r}; see SearchConfig for the names")
+    splits = as_splits(train_data, val_data, example_input=example_input)
+    if isinstance(model, str):
+        source = ModelSource(model, settings.pop("model_args", {}), settings.pop("weights", None))
+        module = source.load(in_channels=splits.input_shape[0], num_classes=splits.num_classes)
+        name = source.ref
+    else:
+        module, name, source = model, type(model).__name__, None
+    config = SearchConfig(model=name, data="python", budget=budget, cost_model=cost_model, agent=agent,
+                          episodes=episodes, out=str(out), input_shape=list(splits.input_shape),
+                          **({"model_args": source.args} if source else {}), **settings)
+    run = SearchRun(config, splits=splits, progress=progress, model=module, score=score_fn)
+    summary = run.run(resume=resume)
+    if summary["best"] is None:
+        raise ConfigError(f"no candidate met the budget {budget}; loosen it or raise max_ratio (see {out}/history.csv)")
+    policy = PruningPolicy.load(Path(out) / "best_policy.json")
+    analysis = analyse_model(copy.deepcopy(module).eval(), torch.zeros(1, *splits.input_shape), exclude=policy.exclude)
+    pruned, record = apply_policy(analysis, policy, batches=splits.train(64, shuffle=False))
+    bn = int((policy.accuracy or {}).get("bn_batches", config.bn_batches))
+    recalibrate_bn(pruned, splits.train(128, shuffle=False, limit=bn * 128), bn)
+    return PruneResult(pruned.eval(), policy, record, float((policy.accuracy or {}).get("val", float("nan"))), Path(out))
+
+
+def finetune_model(model: nn.Module, train_data: Data, val_data: Data, epochs: int = 5, lr: float = 0.01,
+                   teacher: nn.Module | None = None, score_fn: ScoreFn = accuracy,
+                   **settings: Any) -> nn.Module:
+    """Fine-tune ``model`` in place (cosine SGD; distillation from ``teacher`` when given) and return
+    it with its best epoch's weights. ``settings``: other :class:`~autoprune.finetune.FinetuneConfig`
+    fields (``batch_size``, ``augment`` — off unless asked —, ``device`` ...)."""
+    cfg = FinetuneConfig(epochs=epochs, lr=lr, **{"augment": (), **settings})
+    return finetune(model, as_splits(train_data, val_data), cfg, teacher, score=score_fn, progress=False).model
+
+
+def export_model(model: nn.Module, out: str | Path, example_input: torch.Tensor,
+                 policy: PruningPolicy | None = None, settings: LatencySettings = LatencySettings()) -> dict[str, Any]:
+    """Write ``model.onnx`` (+ weights, + ``policy.json``) to ``out`` and measure its latency with
+    ONNX Runtime; returns what ``export.json`` holds (``latency_ms``; against the policy's budget)."""
+    return _export(model.cpu().eval(), policy.model if policy and policy.model else type(model).__name__, out,
+                   tuple(example_input.shape[1:]), policy=policy, settings=settings)
