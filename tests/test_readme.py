@@ -90,7 +90,7 @@ def test_own_model_cli_example_runs_as_written(tmp_path):
     (tmp_path / "my_project").mkdir()
     (tmp_path / "my_project" / "net.py").write_text(MY_NET)
     (tmp_path / "my_project" / "data.py").write_text(MY_DATA)
-    command = shlex.split(block_after("## Your own model and data", "bash"))  # as a shell reads it
+    command = shlex.split(block_after("## Your own model and data", "bash").replace("\\\n", " "))  # as a shell reads it
     assert command[:2] == ["autoprune", "pipeline"]
     quick = ["--cost-model", "flops", "--agent", "random", "--episodes", "3", "--val-size", "64", "--bn-batches", "1",
              "--rerank-top", "0", "--round-to", "4", "--epochs", "1"]  # small settings, last on the line
