@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from autoprune.agents.amc import AMCDDPG, AMCSAC, AMCTD3, AMCMixin
+from autoprune.agents.evolution import CMAESSearcher
 from autoprune.agents.noise import DecayingTruncatedNormalNoise
 from autoprune.agents.presets_io import load_preset, parse_overrides
 from autoprune.agents.searchers import (
@@ -16,7 +17,6 @@ from autoprune.agents.searchers import (
     Searcher,
     UniformSearcher,
 )
-from autoprune.agents.evolution import CMAESSearcher
 from autoprune.agents.seeded import DEFAULT_SEEDS, SEED_RULES, SeededSearcher
 
 from autoprune.errors import ConfigError

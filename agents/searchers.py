@@ -12,8 +12,9 @@ import json
 import os
 import pickle
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
@@ -90,7 +91,7 @@ class RandomSearcher(Searcher):
     def run(self, env, episodes, on_episode, start_episode=0, state_dir=None) -> None:
         for e in range(start_episode, episodes):
             rng = np.random.default_rng([self.seed, e])  # per-episode stream: resumable, reproducible
-            on_episode(self.play(env, lambda t: float(rng.uniform(-1, 1)), seed=self.seed + e))
+            on_episode(self.play(env, lambda t, rng=rng: float(rng.uniform(-1, 1)), seed=self.seed + e))
 
 
 class UniformSearcher(Searcher):

@@ -32,7 +32,7 @@ class BudgetSpec:
     unit: str | None = None  # "ms" or "MACs" for absolute budgets
 
     @classmethod
-    def parse(cls, spec: str | float) -> "BudgetSpec":
+    def parse(cls, spec: str | float) -> BudgetSpec:
         """Read ``50%``, ``0.5``, ``0.15ms``, ``12M``/``1.2G``/``300k`` MACs; one-line error otherwise."""
         text = str(spec).strip()
         low = text.lower()
@@ -58,7 +58,7 @@ class BudgetSpec:
             raise ConfigError(f"budget {text!r} is more than the dense model costs; give at most 100%")
         return out
 
-    def resolve(self, metric: str, dense: float, cost_model: str = "the cost model") -> "Budget":
+    def resolve(self, metric: str, dense: float, cost_model: str = "the cost model") -> Budget:
         """The absolute budget for a cost model that prices the dense model at ``dense`` ``metric``."""
         if self.fraction is not None:
             return Budget(metric, dense * self.fraction, dense)
@@ -80,12 +80,12 @@ class Budget:
     dense: float
 
     @classmethod
-    def parse(cls, spec: str | float, metric: str, dense: float, cost_model: str = "the cost model") -> "Budget":
+    def parse(cls, spec: str | float, metric: str, dense: float, cost_model: str = "the cost model") -> Budget:
         """Shorthand for ``BudgetSpec.parse(spec).resolve(metric, dense)``."""
         return BudgetSpec.parse(spec).resolve(metric, dense, cost_model)
 
     @classmethod
-    def from_spec(cls, cost_model: Any, spec: "str | float | BudgetSpec") -> "Budget":
+    def from_spec(cls, cost_model: Any, spec: str | float | BudgetSpec) -> Budget:
         """The budget ``spec`` for ``cost_model`` (anything with ``metric``, ``name``, ``dense_cost()``)."""
         parsed = spec if isinstance(spec, BudgetSpec) else BudgetSpec.parse(spec)
         dense = cost_model.dense_cost().value(cost_model.metric)
@@ -113,7 +113,7 @@ class Budget:
                 "dense": self.dense}
 
     @classmethod
-    def from_dict(cls, data: Any, source: str = "budget") -> "Budget":
+    def from_dict(cls, data: Any, source: str = "budget") -> Budget:
         """The inverse of :meth:`to_dict` (``dense`` may be left out when ``fraction`` is given),
         with one-line errors for malformed records."""
         try:

@@ -13,9 +13,9 @@ from pathlib import Path
 import pandas as pd
 from tqdm.auto import tqdm
 
-from autoprune.progress import bar_disabled
 from autoprune.analysis.groups import ModelAnalysis
 from autoprune.atomic import atomic_path
+from autoprune.progress import bar_disabled
 from autoprune.pruning.ratios import channels_kept
 
 DEFAULT_RATIOS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)

@@ -15,9 +15,8 @@ from common import result_dir
 from autoprune.analysis import analyse_model
 from autoprune.atomic import write_json_atomic
 from autoprune.latency import LatencySettings, median_ms, robust_median_ms
-from autoprune.onnx_export import ort_session
 from autoprune.models import create_model
-from autoprune.onnx_export import to_onnx_bytes
+from autoprune.onnx_export import ort_session, to_onnx_bytes
 from autoprune.pruning import architecture_for, prune_physically
 
 SETTINGS = LatencySettings("onnxruntime", 1, 1)

@@ -44,7 +44,7 @@ def write_report(out: Path) -> None:
                 f"their {config.get('rerank_top')} best candidates after {config.get('rerank_steps')} fine-tuning "
                 f"steps; AMC-DDPG runs as published ({config.get('amc_ddpg')}). ")
              + "Accuracies are Fashion-MNIST test (10k), "
-             f"mean ± std over seeds; latency is ONNX Runtime, 1 thread, batch 1, best of 5 windows.", ""]
+             "mean ± std over seeds; latency is ONNX Runtime, 1 thread, batch 1, best of 5 windows.", ""]
     lines += _table(lut)
     lines += ["", "## Targets", ""] + _targets(lut)
     flops = runs[runs.cost_model == "flops"]

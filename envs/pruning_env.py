@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import math
 import time
-from typing import Any, Callable, Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
 import pandas as pd
 from autoprune.envs.budget import BudgetWall, checked_cost
-from autoprune.envs.projection import BudgetProjection
 from autoprune.envs.observation import OBS_NAMES, observation, static_features
+from autoprune.envs.projection import BudgetProjection
 from autoprune.envs.rewards import SOFT_BUDGET_REWARDS, Reward, make_reward
 
 from autoprune.analysis.groups import ModelAnalysis, PrunableGroup
@@ -78,7 +79,7 @@ class PruningEnv(gym.Env):
     ## Arguments
     ``groups``, ``features`` (from :func:`autoprune.analysis.group_features`), ``cost_model``,
     ``budget``, ``evaluator`` (kept channels -> accuracy), ``min_ratio``/``max_ratio`` (a float
-    or a group -> float mapping), ``round_to``, ``reward`` (name or callable) 
+    or a group -> float mapping), ``round_to``, ``reward`` (name or callable)
     ``budget_rule`` (``project`` or ``wall``), ``enforce_budget`` (False = soft budget: no
     projection or clipping; default: False for the ``penalty`` reward, else True) and, optionally,
     ``analysis`` (the model behind the groups, needed by the ``global-magnitude`` searcher).

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from typing import Callable
+from collections.abc import Callable
 
 from autoprune.budget import Budget
 from autoprune.errors import ConfigError

@@ -23,7 +23,7 @@ from autoprune.costs import (
     profile_latency_table,
 )
 from autoprune.costs.layer_graphs import check_graph, layer_graph
-from autoprune.costs.lut import LatencyTable, LayerTable, channel_levels
+from autoprune.costs.lut import LayerTable, channel_levels
 from autoprune.errors import ConfigError
 from autoprune.latency import LatencySettings
 from autoprune.models import create_model
@@ -197,8 +197,8 @@ def test_interleaved_timing_keeps_each_candidates_best_pass(monkeypatch):
 
 
 def test_measured_latencies_are_interleaved_cached_and_shrink(tiny_analysis, monkeypatch):
-    from autoprune.costs import MeasuredLatencyCostModel
     import autoprune.costs.measured as measured_module
+    from autoprune.costs import MeasuredLatencyCostModel
 
     m = MeasuredLatencyCostModel(tiny_analysis, LatencySettings(warmup=2, repeats=10, rounds=3))
     archs = [{}, {g.name: 1 for g in tiny_analysis.groups}, {}]

@@ -58,7 +58,8 @@ def test_splits_from_env_var_are_disjoint_and_normalised(tmp_path, monkeypatch):
     s = fashion_mnist_splits(val_size=30)
     assert s.x_train.shape == (70, 1, 28, 28) and s.x_val.shape == (30, 1, 28, 28)
     assert s.x_test.shape == (20, 1, 28, 28) and s.y_train.dtype == torch.int64
-    rows = lambda x: {tuple(r.flatten().tolist()[:20]) for r in x}
+    def rows(x):
+        return {tuple(r.flatten().tolist()[:20]) for r in x}
     assert not rows(s.x_train) & rows(s.x_val)
     with pytest.raises(DataError, match="val_size"):
         fashion_mnist_splits(val_size=100)

@@ -140,7 +140,7 @@ BUDGET_TEXT = st.one_of(NUMBERS, NUMBERS.map(lambda s: s + "%"), NUMBERS.map(lam
 @FUZZ
 @given(BUDGET_TEXT)
 def test_any_budget_text_is_a_finite_budget_or_a_one_line_error(text):
-    from autoprune.budget import Budget, BudgetSpec
+    from autoprune.budget import BudgetSpec
 
     try:
         spec = BudgetSpec.parse(text)

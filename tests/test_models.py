@@ -16,7 +16,8 @@ def test_builtin_models_forward(name):
 
 
 def test_resnet_depths():
-    convs = lambda m: sum(isinstance(x, torch.nn.Conv2d) and x.kernel_size == (3, 3) for x in m.modules())
+    def convs(m):
+        return sum(isinstance(x, torch.nn.Conv2d) and x.kernel_size == (3, 3) for x in m.modules())
     assert convs(create_model("resnet20")) == 19
     assert convs(create_model("resnet56")) == 55
 

@@ -271,6 +271,8 @@ def test_one_python_call(user):
     (["--provider", "warp-drive"], "this onnxruntime offers"),
     (["--score", "{u}/ownnet.py:nope"], "has no 'nope'"),
     (["--torch-device", "tpu7"], "--torch-device"),
+    (["--latency-threads", "0"], "--latency-threads"),
+    (["--augment", "rotate"], "--augment 'rotate' is not known"),
 ])
 def test_bad_own_inputs_are_one_line_exit_2(user, tmp_path, capsys, args, message):
     args = [a.replace("{u}", str(user)) for a in args]

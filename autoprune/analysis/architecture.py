@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Mapping
+from collections.abc import Mapping
 
 from autoprune.analysis.layers import LayerSpec
 
@@ -10,7 +10,17 @@ Architecture = Mapping[str, int]  # group name -> channels kept
 
 
 def layer_channels(layer: LayerSpec, arch: Architecture) -> tuple[int, int]:
-    """``(c_in, c_out)`` of ``layer`` under ``arch`` (groups absent from ``arch`` stay dense)."""
-    c_in = arch.get(layer.in_group, layer.in_channels) if layer.in_group else layer.in_channels
+    """``(c_in, c_out)`` of ``layer`` under ``arch`` (groups absent from ``arch`` stay dense).
+
+    An input fed by several groups (``torch.cat``) loses each group's removed channels, times the
+    features each channel feeds (a flatten before a Linear); inputs no group feeds stay.
+    """
     c_out = arch.get(layer.out_group, layer.out_channels) if layer.out_group else layer.out_channels
+    if layer.kind == "depthwise" and layer.out_group:
+        c_in = c_out
+    elif layer.in_slices:
+        c_in = layer.in_channels - sum(width * (channels - arch.get(group, channels)) // channels
+                                       for group, channels, width in layer.in_slices)
+    else:
+        c_in = arch.get(layer.in_group, layer.in_channels) if layer.in_group else layer.in_channels
     return int(c_in), int(c_out)

@@ -7,8 +7,8 @@ depthwise conv) form one :class:`PrunableGroup`, named by its first producing la
 from __future__ import annotations
 
 import warnings
+from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
-from typing import Iterable
 
 import torch
 import torch_pruning as tp
@@ -28,6 +28,7 @@ class PrunableGroup:
     producers: tuple[str, ...]  # Conv/Linear layers whose output channels are removed
     consumers: tuple[str, ...]  # Conv/Linear layers whose input channels are removed
     members: tuple[str, ...] = field(default=())  # every module touched (BN, depthwise convs, ...)
+    consumer_widths: tuple[int, ...] = field(default=())  # input features of each consumer tied to the group
 
 
 @dataclass
@@ -69,15 +70,18 @@ def _compute_layers(model: nn.Module) -> dict[nn.Module, str]:
 
 def _describe(tp_group: tp.Group, graph: tp.DependencyGraph, names: dict[nn.Module, str],
               order: dict[str, int]) -> PrunableGroup:
-    producers, consumers, members = [], [], []
-    for dep, _ in tp_group:
+    producers, consumers, members, widths = [], [], [], {}
+    for dep, idxs in tp_group:
         module = dep.target.module
         name = graph._module2name.get(module)
         if name is None:
             continue
         members.append(name)
         if module in names:
-            (producers if graph.is_out_channel_pruning_fn(dep.handler) else consumers).append(name)
+            out = graph.is_out_channel_pruning_fn(dep.handler)
+            (producers if out else consumers).append(name)
+            if not out:
+                widths[name] = widths.get(name, 0) + len(idxs)
     producers = sorted(set(producers), key=order.__getitem__)
     consumers = sorted(set(consumers) - set(producers), key=order.__getitem__)
     root = producers[0]
@@ -91,7 +95,8 @@ def _describe(tp_group: tp.Group, graph: tp.DependencyGraph, names: dict[nn.Modu
         kind = "depthwise" if depthwise else "conv"
     channels = len(tp_group[0].idxs)
     return PrunableGroup(root, channels, kind, tuple(producers), tuple(consumers),
-                         tuple(sorted(set(members), key=lambda n: order.get(n, 1 << 30))))
+                         tuple(sorted(set(members), key=lambda n: order.get(n, 1 << 30))),
+                         tuple(widths[c] for c in consumers))
 
 
 def _is_grouped(m: nn.Module) -> bool:
@@ -166,11 +171,16 @@ def analyse_model(model: nn.Module, example_input: torch.Tensor,
 
 
 def _link_layers(layers: list[LayerSpec], groups: list[PrunableGroup]) -> list[LayerSpec]:
+    """Each layer with the group its output belongs to and the groups that feed its input."""
     out_of = {p: g.name for g in groups for p in g.producers}
-    in_of = {c: g.name for g in groups for c in g.consumers}
+    feeds: dict[str, list[tuple[str, int, int]]] = {}
+    for g in groups:
+        for consumer, width in zip(g.consumers, g.consumer_widths or [g.channels] * len(g.consumers)):
+            feeds.setdefault(consumer, []).append((g.name, g.channels, width))
     linked = []
     for spec in layers:
         out_g = out_of.get(spec.name)
-        in_g = out_g if spec.kind == "depthwise" else in_of.get(spec.name)
-        linked.append(replace(spec, in_group=in_g, out_group=out_g))
+        slices = () if spec.kind == "depthwise" else tuple(feeds.get(spec.name, ()))
+        in_g = out_g if spec.kind == "depthwise" else (slices[0][0] if slices else None)
+        linked.append(replace(spec, in_group=in_g, out_group=out_g, in_slices=slices))
     return linked

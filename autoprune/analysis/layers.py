@@ -26,6 +26,9 @@ class LayerSpec:
     padding: tuple[int, int] = (0, 0)
     in_group: str | None = None
     out_group: str | None = None
+    # (group, its channels, input features it feeds here): several for concatenated inputs; a
+    # width above the group's channels for a Linear after a flatten (features per channel)
+    in_slices: tuple[tuple[str, int, int], ...] = ()
 
     def macs(self, c_in: int | None = None, c_out: int | None = None) -> int:
         """Multiply-accumulates with ``c_in``/``c_out`` channels (default: the dense widths)."""

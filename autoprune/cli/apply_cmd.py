@@ -6,8 +6,8 @@ import argparse
 
 from autoprune.cli.common import ensure_writable_dir
 from autoprune.cli.loading import add_data_args, add_model_args, model_source, resolve_splits
-from autoprune.errors import ConfigError
 from autoprune.policy import PruningPolicy
+from autoprune.scoring import load_score
 from autoprune.workflow import apply_stage
 from autoprune.workflow.stages import policy_model_source
 
@@ -18,6 +18,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     add_model_args(p, default=None, exclude=False)  # the policy says which modules were excluded
     add_data_args(p)
     p.add_argument("--importance", default=None, help="channel criterion (default: the policy's)")
+    p.add_argument("--score", default=None, metavar="FILE.py:FUNCTION",
+                   help="report FUNCTION(model, batches) -> float instead of accuracy (the search's --score)")
     p.add_argument("--bn-batches", type=int, default=None,
                    help="BN recalibration batches after pruning (default: the search's, so the score matches)")
     p.add_argument("--out", default="runs/apply", help="output folder")
@@ -29,10 +31,11 @@ def run(args: argparse.Namespace) -> int:
     source = model_source(args) if args.model else policy_model_source(policy, f"policy {args.policy}", args.weights)
     if args.model is None and (args.model_args or args.input_shape):
         source = model_source(args, policy.model)
+    score = load_score(args.score)[0]
     splits = resolve_splits(args)
     out = ensure_writable_dir(args.out)
     s = apply_stage(args.policy, source, splits, out, args.importance,
-                    args.bn_batches, require_weights=args.data != "synthetic")
+                    args.bn_batches, require_weights=args.data != "synthetic", score=score)
     print(f"pruned {s['dense_params']} -> {s['pruned_params']} parameters; test accuracy {s['dense_test_acc']:.4f} "
           f"dense, {s['pruned_test_acc_raw']:.4f} pruned, {s['pruned_test_acc_bn']:.4f} after BN "
           f"recalibration; saved {out / 'model.pt'} (fine-tune it with: autoprune finetune {out / 'model.pt'})")

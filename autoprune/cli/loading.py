@@ -37,10 +37,11 @@ def model_source(args: argparse.Namespace, ref: str | None = None) -> ModelSourc
 
 
 def resolve_model(args: argparse.Namespace, splits: Splits | None = None) -> tuple[nn.Module, ModelSource]:
-    """The model named by the options (weights: given, shipped, or as built), sized for ``splits``."""
+    """The model named by the options (weights: given, shipped, or as built), sized for ``splits``;
+    for analysing and profiling, where only the structure matters."""
     source = model_source(args)
     sizes = {} if splits is None else {"in_channels": splits.input_shape[0], "num_classes": splits.num_classes}
-    return source.load(**sizes), source
+    return source.load(same_weights=False, **sizes), source
 
 
 def resolve_analysis(model: nn.Module, args: argparse.Namespace, source: ModelSource,

@@ -14,11 +14,16 @@ from autoprune.errors import AutopruneError
 COMMANDS = ("train_cmd", "analyse_cmd", "profile_cmd", "search_cmd", "apply_cmd", "finetune_cmd",
             "export_cmd", "sensitivity_cmd", "pipeline_cmd")
 EXAMPLES = {
-    "train": ["autoprune train --model vgg_small --epochs 10 --out runs/vgg"],
-    "analyse": ["autoprune analyse --model mobilenetv2_small"],
-    "profile": ["autoprune profile resnet20 --out tables/r20.csv"],
+    "train": ["autoprune train --model vgg_small --epochs 10 --out runs/vgg",
+              "autoprune train --model my/net.py:build --data imagefolder:images --augment crop --out runs/mine"],
+    "analyse": ["autoprune analyse --model mobilenetv2_small",
+                "autoprune analyse --model my/net.py:build --model-args '{\"width\": 32}' --input-shape 3,224,224"],
+    "profile": ["autoprune profile resnet20 --out tables/r20.csv",
+                "autoprune profile my/net.py:build --input-shape 3,224,224 --provider cuda --out tables/mine.csv"],
     "search": ["autoprune search --budget 50% --out runs/r20-search",
-               "autoprune search --agent cmaes --budget 30% --table tables/r20.csv --episodes 200 --out runs/r20-cma"],
+               "autoprune search --agent cmaes --budget 30% --table tables/r20.csv --episodes 200 --out runs/r20-cma",
+               "autoprune search --model my/net.py:build --data my/data.py:splits --score my/metrics.py:map50 "
+               "--out runs/mine"],
     "apply": ["autoprune apply runs/r20-search/best_policy.json --out runs/r20-apply"],
     "finetune": ["autoprune finetune runs/r20-apply/model.pt --epochs 8 --distill --out runs/r20-ft"],
     "export": ["autoprune export runs/r20-ft/model.pt --out runs/r20-export"],

@@ -9,8 +9,6 @@ from autoprune.cli.common import command_line, ensure_writable_dir
 from autoprune.cli.export_cmd import report
 from autoprune.cli.finetune_cmd import add_training_args, training_config
 from autoprune.cli.search_cmd import add_search_args, config_from_args
-from autoprune.devices import check_provider
-from autoprune.latency import LatencySettings
 from autoprune.workflow.pipeline import run_pipeline
 
 FINETUNE_EPOCHS = 3  # the main job stays near 10 minutes on 2 cores; more epochs gain a little
@@ -20,7 +18,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("pipeline", help="search, apply, fine-tune and export in one run folder")
     add_search_args(p)
     add_training_args(p, epochs=FINETUNE_EPOCHS)
-    p.add_argument("--threads", type=int, default=1, help="ONNX Runtime threads for the final latency")
     p.add_argument("--out", default="runs/pipeline", help="run folder (search/, apply/, finetune/, export/)")
     p.add_argument("--resume", action="store_true", help="continue an interrupted run, skipping finished stages")
     p.set_defaults(func=run)
@@ -29,8 +26,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     out = ensure_writable_dir(args.out)
     search = config_from_args(args, out=str(Path(args.out) / "search"))
-    settings = LatencySettings(threads=args.threads, provider=check_provider(args.provider))
-    s = run_pipeline(search, training_config(args), out, args.distill, settings, args.resume, command_line())
+    s = run_pipeline(search, training_config(args), out, args.distill, search.latency_settings(), args.resume,
+                     command_line())
     print(f"test accuracy: dense {s['dense_test_acc']:.4f}, pruned {s['pruned_test_acc_bn']:.4f}, "
           f"fine-tuned {s['finetuned_test_acc']:.4f} ({s['finetune_epochs']} epochs)")
     print(report(s, str(out / "export")))

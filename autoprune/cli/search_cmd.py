@@ -8,6 +8,7 @@ from pathlib import Path
 from autoprune.agents import SEED_RULES, list_searchers, parse_overrides
 from autoprune.cli.common import command_line, ensure_writable_dir
 from autoprune.cli.loading import add_data_args, add_model_args, model_source
+from autoprune.data import parse_augment
 from autoprune.envs import BUDGET_RULES
 from autoprune.search import SearchConfig, SearchRun
 
@@ -36,6 +37,9 @@ def add_search_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--provider", default=None, metavar="NAME",
                    help="ONNX Runtime execution provider that profiles and times (cpu, cuda, tensorrt, openvino, "
                         "coreml, ...; default: cpu)")
+    p.add_argument("--latency-threads", type=int, default=D.latency_threads,
+                   help="ONNX Runtime threads when profiling and timing (and exporting, in pipeline)")
+    p.add_argument("--latency-batch", type=int, default=D.latency_batch, help="batch size latency is measured at")
     p.add_argument("--hardware-profile", default=None,
                    help="device class for --cost-model roofline (cortex-a53, ..., or a YAML file)")
     p.add_argument("--budget", default=D.budget, help="fraction of dense (50%% or 0.5) or absolute (0.15ms)")
@@ -83,11 +87,13 @@ def config_from_args(args: argparse.Namespace, out: str | None = None) -> Search
             config.episodes = args.episodes  # a resumed run may be extended
         return config.validate()
     source = model_source(args)
+    parse_augment(getattr(args, "augment", None))  # used by pipeline's fine-tuning: refused here, before any work
     return SearchConfig(
         model=source.ref, model_args=source.args, weights=args.weights,
         input_shape=list(source.input_shape) if source.input_shape else None, data=args.data, data_dir=args.data_dir,
         score=args.score, loss=args.loss, torch_device=args.torch_device, cost_model=args.cost_model,
-        table=args.table, hardware_profile=args.hardware_profile, provider=args.provider, budget=args.budget,
+        table=args.table, hardware_profile=args.hardware_profile, provider=args.provider,
+        latency_threads=args.latency_threads, latency_batch=args.latency_batch, budget=args.budget,
         agent=args.agent, preset=args.preset, agent_params=parse_overrides(args.agent_param),
         episodes=args.episodes, seed=args.seed, n_envs=args.n_envs, val_size=args.val_size, bn_batches=args.bn_batches, eval_mode=args.eval_mode,
         min_ratio=args.min_ratio, max_ratio=args.max_ratio, round_to=args.round_to,

@@ -11,7 +11,13 @@ import torch
 from autoprune.atomic import write_json_atomic
 from autoprune.checkpoint import save_checkpoint
 from autoprune.cli.common import command_line, ensure_writable_dir
-from autoprune.cli.loading import MODEL_HELP, add_data_args, model_source, resolve_splits, torch_device
+from autoprune.cli.loading import (
+    MODEL_HELP,
+    add_data_args,
+    model_source,
+    resolve_splits,
+    torch_device,
+)
 from autoprune.data import parse_augment
 from autoprune.errors import ConfigError
 from autoprune.models import create_model

@@ -15,12 +15,12 @@ import numpy as np
 from scipy.optimize import nnls
 from tqdm.auto import tqdm
 
-from autoprune.progress import bar_disabled
 from autoprune.analysis.groups import ModelAnalysis
 from autoprune.analysis.layers import LayerSpec
 from autoprune.costs.alignment import alignment_keys, misaligned
 from autoprune.costs.measured import MeasuredLatencyCostModel
 from autoprune.latency import LatencySettings
+from autoprune.progress import bar_disabled
 from autoprune.pruning.ratios import architecture_for
 
 if TYPE_CHECKING:

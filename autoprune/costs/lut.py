@@ -19,9 +19,9 @@ import os
 import platform
 import time
 from bisect import bisect_right
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -29,7 +29,6 @@ import onnxruntime as ort
 import pandas as pd
 from tqdm.auto import tqdm
 
-from autoprune.progress import bar_disabled
 from autoprune.analysis.architecture import Architecture, layer_channels
 from autoprune.analysis.fingerprint import model_fingerprint
 from autoprune.analysis.groups import ModelAnalysis
@@ -42,6 +41,7 @@ from autoprune.costs.layer_graphs import layer_graph, layer_input
 from autoprune.errors import ConfigError
 from autoprune.latency import LatencySettings, interleaved_ms
 from autoprune.onnx_export import ort_session
+from autoprune.progress import bar_disabled
 
 FORMAT = "autoprune-latency-table"
 TABLE_VERSION = 2  # 2: calibration may hold alignment tolls, which version-1 readers would ignore
@@ -173,7 +173,7 @@ class LatencyTable:
         return write_text_atomic(path, buf.getvalue())
 
     @classmethod
-    def load(cls, path: str | Path) -> "LatencyTable":
+    def load(cls, path: str | Path) -> LatencyTable:
         """Read a table written by :meth:`save`; one-line errors for anything else."""
         path = Path(path)
         if not path.is_file():

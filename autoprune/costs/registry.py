@@ -9,7 +9,8 @@ A factory takes the model analysis plus keyword options and returns a :class:`Co
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from autoprune.analysis.groups import ModelAnalysis
 from autoprune.costs.base import CostModel

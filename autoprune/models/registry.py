@@ -3,7 +3,8 @@ user's factory (``file.py:factory`` / ``package.module:factory``) takes its own 
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from torch import nn
 

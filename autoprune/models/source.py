@@ -44,16 +44,18 @@ class ModelSource:
     def is_builtin(self) -> bool:
         return not is_reference(self.ref)
 
-    def load(self, require_weights: bool = False, in_channels: int = 1, num_classes: int | None = None) -> nn.Module:
+    def load(self, require_weights: bool = False, in_channels: int = 1, num_classes: int | None = None,
+             same_weights: bool = True) -> nn.Module:
         """The model with its weights (see :func:`autoprune.checkpoint.load_or_create`), in eval mode.
 
-        A factory reference without ``weights`` must return the same (trained) weights every time:
+        With ``same_weights`` (for searching and applying; not needed to analyse or profile), a
+        factory reference without ``weights`` must return the same (trained) weights every time:
         the model searched is rebuilt to be applied and exported.
         """
         from autoprune.checkpoint import load_or_create
 
         model = load_or_create(self.ref, self.weights, require_weights, self.args or None, in_channels, num_classes)
-        if not self.is_builtin and self.weights is None:
+        if same_weights and not self.is_builtin and self.weights is None:
             again = load_or_create(self.ref, None, False, self.args or None)
             if not _same_weights(model, again):
                 raise ConfigError(f"--model {self.ref} returns different weights on every call, so the model "

@@ -6,8 +6,9 @@ from autoprune.pruning.importance import (
                                           Importance,
                                           MagnitudeImportance,
                                           TaylorImportance,
+                                          channel_scores,
                                           create_importance,
-                                          channel_scores, rank_channels,
+                                          rank_channels,
 )
 from autoprune.pruning.masked import MaskedPruner
 from autoprune.pruning.physical import prune_physically

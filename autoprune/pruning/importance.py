@@ -8,7 +8,7 @@ share, so both remove the very same channels.
 from __future__ import annotations
 
 import abc
-from typing import Iterable
+from collections.abc import Iterable
 
 import torch
 import torch_pruning as tp
@@ -20,7 +20,7 @@ from autoprune.registry import Registry
 class Importance(abc.ABC):
     """Scores the channels of a group (one float per channel, higher = more important)."""
 
-    def prepare(self, model: nn.Module, batches: Iterable[tuple[torch.Tensor, torch.Tensor]] | None) -> None:
+    def prepare(self, model: nn.Module, batches: Iterable[tuple[torch.Tensor, torch.Tensor]] | None) -> None:  # noqa: B027
         """Optional set-up before scoring (e.g. accumulate gradients); the default does nothing."""
 
     @abc.abstractmethod

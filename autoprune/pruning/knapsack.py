@@ -9,7 +9,7 @@ architecture within budget are taken, so the result fits whether or not the cost
 
 from __future__ import annotations
 
-from typing import Callable, Mapping
+from collections.abc import Callable, Mapping
 
 import torch
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import copy
 import warnings
-from typing import Mapping
+from collections.abc import Mapping
 
 import torch
 import torch_pruning as tp

@@ -15,12 +15,12 @@ from autoprune.costs.registry import COST_MODELS
 from autoprune.devices import check_provider, check_torch_device
 from autoprune.envs import BUDGET_RULES, make_reward
 from autoprune.errors import ConfigError
+from autoprune.latency import LatencySettings
 from autoprune.models import is_builtin
 from autoprune.models.source import ModelSource, parse_input_shape
 from autoprune.pruning.importance import IMPORTANCES
 from autoprune.references import canonical
 from autoprune.scoring import load_loss, load_score
-
 
 MAX_EPISODES = 10_000_000  # far beyond any search (AMC: 400); larger is a typo
 
@@ -42,6 +42,8 @@ class SearchConfig:
     table: str | None = None
     hardware_profile: str | None = None  # roofline cost model: a device class or a YAML file
     provider: str | None = None  # ONNX Runtime execution provider for profiling and timing (default: CPU)
+    latency_threads: int = 1  # ONNX Runtime threads when profiling and timing
+    latency_batch: int = 1  # batch size latency is profiled and timed at
     budget: str = "50%"
     agent: str = "amc-ddpg"
     preset: str = "default"
@@ -65,7 +67,7 @@ class SearchConfig:
     verify_top: int = 10  # best candidates timed on this machine after the search (lut only; 0: off)
     out: str = "runs/search"
 
-    def validate(self) -> "SearchConfig":
+    def validate(self) -> SearchConfig:
         """One-line errors for values of the wrong type or out of range."""
         if isinstance(self.budget, (int, float)) and not isinstance(self.budget, bool):
             self.budget = str(self.budget)  # "budget: 0.5" in a YAML file
@@ -88,6 +90,8 @@ class SearchConfig:
             raise ConfigError(f"--n-envs must be between 1 and 64, got {self.n_envs}")
         if self.val_size < 1 or self.bn_batches < 0 or self.round_to < 1 or self.verify_top < 0:
             raise ConfigError("--val-size and --round-to must be >= 1, --bn-batches and --verify-top >= 0")
+        if not 1 <= self.latency_threads <= 1024 or not 1 <= self.latency_batch <= 65536:
+            raise ConfigError("--latency-threads and --latency-batch must be positive (at most 1024 and 65536)")
         if self.rerank_top < 0 or self.rerank_steps < 1:
             raise ConfigError("--rerank-top must be >= 0 and --rerank-steps >= 1")
         self._check_names()
@@ -131,12 +135,17 @@ class SearchConfig:
         return ModelSource(self.model, dict(self.model_args), self.weights,
                            tuple(self.input_shape) if self.input_shape else None)
 
+    def latency_settings(self) -> LatencySettings:
+        """How latency is profiled and timed (the export measures the same way)."""
+        return LatencySettings(batch_size=self.latency_batch, threads=self.latency_threads,
+                               provider=check_provider(self.provider))
+
     def save(self, path: str | Path) -> None:
         """Write the settings as YAML (atomically)."""
         write_text_atomic(path, yaml.safe_dump(asdict(self), sort_keys=False))
 
     @classmethod
-    def load(cls, path: str | Path) -> "SearchConfig":
+    def load(cls, path: str | Path) -> SearchConfig:
         path = Path(path)
         if not path.is_file():
             raise ConfigError(f"no search to resume in {path.parent} (missing {path.name}); "
@@ -164,7 +173,7 @@ _TYPES: dict[str, tuple[type, ...]] = {
     "model": (str,), "model_args": (dict,), "weights": _OPTIONAL_STR, "input_shape": (list, type(None)),
     "data": (str,), "data_dir": _OPTIONAL_STR, "score": _OPTIONAL_STR, "loss": _OPTIONAL_STR,
     "torch_device": _OPTIONAL_STR, "cost_model": (str,), "table": _OPTIONAL_STR, "hardware_profile": _OPTIONAL_STR,
-    "provider": _OPTIONAL_STR, "budget": (str,),
+    "provider": _OPTIONAL_STR, "latency_threads": (int,), "latency_batch": (int,), "budget": (str,),
     "agent": (str,), "preset": (str,), "agent_params": (dict,), "episodes": (int,), "seed": (int,), "n_envs": (int,),
     "val_size": (int,), "bn_batches": (int,), "eval_mode": (str,), "min_ratio": (float, int),
     "max_ratio": (float, int), "round_to": (int,), "importance": (str,), "reward": (str,),

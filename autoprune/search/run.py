@@ -24,7 +24,6 @@ import torch
 from stable_baselines3.common.vec_env import SubprocVecEnv
 from tqdm.auto import tqdm
 
-from autoprune.progress import bar_disabled, plain_lines
 from autoprune.agents import ALIASES, ONE_SHOT, SeededSearcher, make_searcher
 from autoprune.agents.searchers import SB3Searcher
 from autoprune.analysis import ModelAnalysis, analyse_model, group_features
@@ -36,9 +35,9 @@ from autoprune.devices import check_provider, check_torch_device
 from autoprune.envs import PruningEnv
 from autoprune.errors import ConfigError
 from autoprune.evaluation import CandidateEvaluator
-from autoprune.latency import LatencySettings
 from autoprune.memory import release_free_memory
 from autoprune.policy import PruningPolicy
+from autoprune.progress import bar_disabled, plain_lines
 from autoprune.pruning import rank_channels
 from autoprune.pruning.verify import check_prunable
 from autoprune.scoring import ScoreFn, load_loss, load_score
@@ -47,7 +46,6 @@ from autoprune.search.history import HistoryWriter, read_history, scored_feasibl
 from autoprune.search.report import write_report
 from autoprune.search.rerank import rerank_candidates
 from autoprune.search.verify import measure_top_candidates, skip_reason, verdict
-
 
 TRIM_EVERY = 50  # episodes between returning freed heap memory to the OS (see autoprune.memory)
 
@@ -73,12 +71,13 @@ class SearchRun:
             table_path = self.out / "latency_table.csv"
             if not table_path.is_file():
                 tqdm.write(f"no --table given: profiling {c.model} on this machine into {table_path}")
-                settings = LatencySettings(warmup=10, repeats=50, provider=check_provider(c.provider))
+                settings = replace(c.latency_settings(), warmup=10, repeats=50)
                 profile_latency_table(analysis, c.model, round_to=c.round_to, settings=settings,
                                       progress=self.progress).save(table_path)
             c.table = str(table_path)
         options = {"table": c.table, "hardware_profile": c.hardware_profile,  # plug-ins get them too
-                   "provider": c.provider}  # (factories take **options)
+                   "provider": check_provider(c.provider), "threads": c.latency_threads,  # (factories take **options)
+                   "batch_size": c.latency_batch}
         return create_cost_model(c.cost_model, analysis, **{k: v for k, v in options.items() if v})
 
     def prepare(self) -> PruningEnv:

@@ -48,8 +48,8 @@ from autoprune.policy import PruningPolicy
 from autoprune.pruning import rank_channels
 from autoprune.pruning.record import PruningRecord
 from autoprune.pruning.verify import check_prunable
-from autoprune.sensitivity import DEFAULT_RATIOS, plot_sensitivity, sensitivity_sweep
 from autoprune.scoring import LossFn, ScoreFn, accuracy
+from autoprune.sensitivity import DEFAULT_RATIOS, plot_sensitivity, sensitivity_sweep
 from autoprune.training import evaluate, recalibrate_bn
 
 

@@ -1,0 +1,83 @@
+"""Channels joined by torch.cat (Inception branches, DenseNet blocks) and a flatten before a Linear:
+groups are named once, pruned as a masked reference says, and priced as the pruned model costs."""
+
+import pytest
+import torch
+from torch import nn
+
+from autoprune.analysis import analyse_model
+from autoprune.costs import FlopsCostModel
+from autoprune.pruning import MaskedPruner, rank_channels
+from autoprune.pruning.physical import prune_physically
+
+
+def _bn_relu(c):
+    return nn.Sequential(nn.BatchNorm2d(c), nn.ReLU())
+
+
+class Inception(nn.Module):
+    """Three branches of different widths concatenated, then fused."""
+
+    def __init__(self):
+        super().__init__()
+        self.stem, self.s = nn.Conv2d(3, 16, 3, padding=1), _bn_relu(16)
+        self.b1, self.n1 = nn.Conv2d(16, 8, 1), _bn_relu(8)
+        self.b3, self.n3 = nn.Conv2d(16, 24, 3, padding=1), _bn_relu(24)
+        self.b5, self.n5 = nn.Conv2d(16, 12, 5, padding=2), _bn_relu(12)
+        self.fuse, self.f = nn.Conv2d(44, 16, 1), _bn_relu(16)
+        self.head = nn.Linear(16, 5)
+
+    def forward(self, x):
+        x = self.s(self.stem(x))
+        x = torch.cat([self.n1(self.b1(x)), self.n3(self.b3(x)), self.n5(self.b5(x))], 1)
+        return self.head(self.f(self.fuse(x)).mean((2, 3)))
+
+
+class Dense(nn.Module):
+    """DenseNet-style: every layer sees the concatenation of all earlier outputs."""
+
+    def __init__(self):
+        super().__init__()
+        self.stem, self.s = nn.Conv2d(3, 16, 3, padding=1), _bn_relu(16)
+        self.c1, self.n1 = nn.Conv2d(16, 8, 3, padding=1), _bn_relu(8)
+        self.c2, self.n2 = nn.Conv2d(24, 8, 3, padding=1), _bn_relu(8)
+        self.fuse, self.f = nn.Conv2d(32, 16, 1), _bn_relu(16)
+        self.head = nn.Linear(16, 5)
+
+    def forward(self, x):
+        x = self.s(self.stem(x))
+        x = torch.cat([x, self.n1(self.c1(x))], 1)
+        x = torch.cat([x, self.n2(self.c2(x))], 1)
+        return self.head(self.f(self.fuse(x)).mean((2, 3)))
+
+
+def flattened():
+    """A Linear after a flatten: each conv channel feeds 16 input features."""
+    return nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(), nn.AdaptiveAvgPool2d(4),
+                         nn.Flatten(), nn.Linear(128, 16), nn.ReLU(), nn.Linear(16, 5))
+
+
+@pytest.mark.parametrize("build", [Inception, Dense, flattened])
+def test_concatenated_and_flattened_channels_prune_and_price_correctly(build):
+    torch.manual_seed(0)
+    model = build().eval()
+    for m in model.modules():  # non-trivial BN statistics, so a wrong channel shows in the output
+        if isinstance(m, nn.BatchNorm2d):
+            m.running_mean.uniform_(-1, 1)
+            m.running_var.uniform_(0.5, 2)
+    x = torch.randn(3, 3, 12, 12)
+    analysis = analyse_model(model, x[:1])
+    names = analysis.group_names
+    assert len(names) == len(set(names)) and len(names) >= 2
+    ranking = rank_channels(analysis, "l1")
+    flops = FlopsCostModel(analysis.layers)
+    generator = torch.Generator().manual_seed(1)
+    for _ in range(4):
+        kept = {g.name: int(torch.randint(1, g.channels + 1, (1,), generator=generator)) for g in analysis.groups}
+        pruned = prune_physically(analysis, ranking, kept).eval()
+        with MaskedPruner(analysis, ranking).applied(kept):
+            reference = model(x)
+        assert torch.allclose(pruned(x), reference, atol=1e-5)
+        real = FlopsCostModel(analyse_model(pruned, x[:1]).layers).dense_cost()
+        predicted = flops.cost(kept)
+        assert (predicted.flops, predicted.params) == (real.flops, real.params)
