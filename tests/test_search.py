@@ -264,3 +264,29 @@ def test_cmaes_search_resumed_equals_an_uninterrupted_one(tmp_path, splits):
         frames.append(read_history(tmp_path / name / "history.csv").drop(columns=["score_s", "wall_s"]))
     pd.testing.assert_frame_equal(frames[0], frames[1])
     assert list(frames[0]["source"][3:]) == ["cmaes"] * 7
+
+
+def test_settings_from_a_config_file_and_the_command_line_wins(tmp_path):
+    import yaml
+
+    (tmp_path / "s.yaml").write_text(yaml.safe_dump({
+        "model": "mlp", "data": "synthetic", "cost_model": "flops", "budget": "40%", "val_size": 64, "bn_batches": 1,
+        "agent": "td3", "preset": "quick", "episodes": 3, "rerank_top": 0, "seeds": [],
+        "agent_params": {"warmup_episodes": 1}, "out": str(tmp_path / "from_file")}))
+    assert main(["search", "--config", str(tmp_path / "s.yaml"), "--budget", "60%"]) == 0
+    run = tmp_path / "from_file"  # the file's folder: --out was left at its default
+    saved = yaml.safe_load((run / "config.yaml").read_text())
+    assert saved["budget"] == "60%" and saved["agent"] == "td3" and saved["episodes"] == 3
+    params = yaml.safe_load((run / "agent_params.yaml").read_text())
+    assert params["agent"] == "td3" and params["preset"] == "quick"
+    assert params["params"]["warmup_episodes"] == 1 and "learning_rate" in params["params"]  # the preset, resolved
+    assert main(["search", "--config", str(tmp_path / "s.yaml"), "--out", str(tmp_path / "given")]) == 0
+    assert (tmp_path / "given" / "history.csv").is_file()
+
+
+def test_a_bad_config_file_is_one_line(tmp_path, capsys):
+    (tmp_path / "bad.yaml").write_text("budgett: 50%\n")
+    assert main(["search", "--config", str(tmp_path / "bad.yaml"), "--out", str(tmp_path / "r")]) == 2
+    assert "unknown setting 'budgett'" in capsys.readouterr().err
+    assert main(["search", "--config", str(tmp_path / "none.yaml"), "--out", str(tmp_path / "r")]) == 2
+    assert not (tmp_path / "r").exists()

@@ -25,6 +25,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def add_search_args(p: argparse.ArgumentParser) -> None:
     """Every search setting but the output folder (shared with ``autoprune pipeline``)."""
+    p.add_argument("--config", default=None, metavar="FILE.yaml",
+                   help="settings from a YAML file named as in a run's config.yaml; options given on the "
+                        "command line win")
     add_model_args(p, default=D.model)
     add_data_args(p)
     p.add_argument("--score", default=None, metavar="FILE.py:FUNCTION",
@@ -76,7 +79,10 @@ def add_search_args(p: argparse.ArgumentParser) -> None:
 
 
 def config_from_args(args: argparse.Namespace, out: str | None = None) -> SearchConfig:
-    """The run's settings: from the run folder's config.yaml when resuming, else from the arguments."""
+    """The run's settings: from the run folder's config.yaml when resuming, else from the arguments
+    (and ``--config FILE`` for those the command line leaves at their defaults). ``out``: the
+    folder a pipeline gives its search."""
+    pipeline_folder = out is not None
     out = out or args.out
     if args.resume and (out == args.out or (Path(out) / "config.yaml").is_file()):
         config = SearchConfig.load(Path(out) / "config.yaml")
@@ -88,7 +94,7 @@ def config_from_args(args: argparse.Namespace, out: str | None = None) -> Search
         return config.validate()
     source = model_source(args)
     parse_augment(getattr(args, "augment", None))  # used by pipeline's fine-tuning: refused here, before any work
-    return SearchConfig(
+    config = SearchConfig(
         model=source.ref, model_args=source.args, weights=args.weights,
         input_shape=list(source.input_shape) if source.input_shape else None, data=args.data, data_dir=args.data_dir,
         score=args.score, loss=args.loss, torch_device=args.torch_device, cost_model=args.cost_model,
@@ -99,7 +105,12 @@ def config_from_args(args: argparse.Namespace, out: str | None = None) -> Search
         min_ratio=args.min_ratio, max_ratio=args.max_ratio, round_to=args.round_to,
         importance=args.importance, reward=args.reward, exclude=args.exclude, budget_rule=args.budget_rule,
         seeds=list(args.seeds), rerank_top=args.rerank_top, rerank_steps=args.rerank_steps,
-        verify_top=args.verify_top, out=out).validate()
+        verify_top=args.verify_top, out=out)
+    if args.config:  # the file's value for every setting the command line left at its default
+        for name, value in SearchConfig.read_settings(args.config).items():
+            if getattr(config, name) == getattr(D, name) and not (name == "out" and pipeline_folder):
+                setattr(config, name, value)
+    return config.validate()
 
 
 def run(args: argparse.Namespace) -> int:

@@ -146,10 +146,23 @@ class SearchConfig:
 
     @classmethod
     def load(cls, path: str | Path) -> SearchConfig:
+        """A run folder's ``config.yaml`` (to resume it), validated."""
         path = Path(path)
         if not path.is_file():
             raise ConfigError(f"no search to resume in {path.parent} (missing {path.name}); "
                               f"start one without --resume")
+        try:
+            return cls(**cls.read_settings(path)).validate()
+        except TypeError as exc:
+            raise ConfigError(f"{path}: {exc}") from exc
+
+    @classmethod
+    def read_settings(cls, path: str | Path) -> dict[str, Any]:
+        """The settings a YAML file holds (a run's ``config.yaml`` or a user's ``--config`` file),
+        names checked; values are checked by :meth:`validate`."""
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"settings file {path} does not exist; check the path")
         try:
             data = yaml.safe_load(path.read_text())
         except yaml.YAMLError as exc:
@@ -161,11 +174,9 @@ class SearchConfig:
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
-            raise ConfigError(f"{path}: unknown setting {unknown[0]!r}")
-        try:
-            return cls(**data).validate()
-        except TypeError as exc:
-            raise ConfigError(f"{path}: {exc}") from exc
+            raise ConfigError(f"{path}: unknown setting {unknown[0]!r}; settings are named as in a run's "
+                              f"config.yaml (model, budget, agent, ...)")
+        return data
 
 
 _OPTIONAL_STR = (str, type(None))

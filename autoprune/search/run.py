@@ -5,6 +5,7 @@ episode, written as it happens), ``best_policy.json`` (rewritten whenever the be
 candidate improves, and after the search if the best one measures over budget on this machine:
 ``verification.csv``, and after the second-stage re-ranking: ``rerank.csv``), ``agent/`` (agent
 state for ``--resume``), ``sb3_log/`` (SB3's own training log: CSV, and TensorBoard when installed),
+``agent_params.yaml`` (the searcher's resolved hyper-parameters: preset plus overrides),
 ``summary.json`` (timings), ``report.md`` with its plots (see :mod:`autoprune.search.report`).
 """
 
@@ -21,6 +22,7 @@ from typing import Any
 
 import pandas as pd
 import torch
+import yaml
 from stable_baselines3.common.vec_env import SubprocVecEnv
 from tqdm.auto import tqdm
 
@@ -138,6 +140,10 @@ class SearchRun:
                               f"choose another --out")
         env = self.prepare()
         self.config.save(self.out / "config.yaml")
+        inner = getattr(self.searcher, "inner", self.searcher)
+        write_text_atomic(self.out / "agent_params.yaml", yaml.safe_dump(
+            {"agent": inner.name, "preset": self.config.preset, "seed": self.config.seed,
+             "params": _plain(inner.params)}, sort_keys=False))
         if self.command:
             write_text_atomic(self.out / "command.txt", self.command + "\n")
         done = 0 if history is None else len(history)
@@ -282,6 +288,15 @@ def _best_from_row(row: Any) -> dict[str, Any]:
             "ratios": json.loads(row["ratios"]), "cost": float(row["cost"]),
             "latency_ms": None if _nan(row["latency_ms"]) else float(row["latency_ms"]),
             "flops": int(row["flops"]), "params": int(row["params"])}
+
+
+def _plain(value: Any) -> Any:
+    """``value`` as YAML-safe plain data (tuples as lists, anything else exotic as its text)."""
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value if isinstance(value, (str, int, float, bool, type(None))) else str(value)
 
 
 def _unit(metric: str) -> str:
