@@ -213,7 +213,7 @@ def test_a_custom_score_drives_the_search(user, tmp_path):
                  *QUICK, "--episodes", "6", "--score", f"{user}/ownnet.py:fewest_params", "--out", str(run)]) == 0
     history = pd.read_csv(run / "history.csv")
     summary = json.loads((run / "summary.json").read_text())
-    assert summary["score"] == "fewest_params"
+    assert summary["score"] == "fewest_params" and "validation fewest_params" in (run / "report.md").read_text()
     # the score is the function's value (a pruned copy's weights, biases and BN included), and the
     # best policy is the candidate that maximises it
     assert (history["accuracy"] < 0).all()

@@ -35,26 +35,27 @@ def write_report(folder: str | Path) -> Path | None:
     budget = Budget.from_dict(policy.budget, "best_policy.json") if policy.budget else None
     config = yaml.safe_load((folder / "config.yaml").read_text()) if (folder / "config.yaml").is_file() else {}
     agent = str(config.get("agent", "search"))
-    plots = [_progress(history, folder, agent), _candidates(history, folder, budget, policy),
+    score = str(config.get("score") or "accuracy").rsplit(":", 1)[-1]  # a --score function's name
+    plots = [_progress(history, folder, agent, score), _candidates(history, folder, budget, policy, score),
              _ratios(policy, folder)]
     verified = folder / "verification.csv"
     if verified.is_file() and budget is not None:
         plots.append(_latency(pd.read_csv(verified), folder, budget))
     summary = json.loads((folder / "summary.json").read_text()) if (folder / "summary.json").is_file() else {}
-    text = _markdown(config, policy, budget, history, summary, [p.name for p in plots])
+    text = _markdown(config, policy, budget, history, summary, [p.name for p in plots], score)
     write_text_atomic(folder / "report.md", text)
     return folder / "report.md"
 
 
 def _markdown(config: dict, policy: PruningPolicy, budget: Budget | None, history: pd.DataFrame,
-              summary: dict, plots: list[str]) -> str:
+              summary: dict, plots: list[str], score: str = "accuracy") -> str:
     acc = policy.accuracy or {}
     lines = ["# Search report", "", f"{len(history)} episodes, agent `{config.get('agent')}`, "
              f"model `{policy.model}`, cost model `{policy.cost_model}`.", ""]
     if budget is not None:
         lines += [f"Budget: {budget.value:.6g} {budget.unit} ({budget.fraction:.1%} of dense "
                   f"{budget.dense:.6g} {budget.unit}).", ""]
-    lines += [f"Best policy: episode {acc.get('episode')}, validation score {acc.get('val', float('nan')):.4f}"
+    lines += [f"Best policy: episode {acc.get('episode')}, validation {score} {acc.get('val', float('nan')):.4f}"
               + (f", {acc['val_finetuned']:.4f} after {acc.get('finetune_steps')} fine-tuning steps"
                  if "val_finetuned" in acc else "")
               + "; predicted " + ", ".join(f"{k} {v:.6g}" for k, v in (policy.predicted_cost or {}).items()) + ".", "",
@@ -81,18 +82,19 @@ def _save(fig, path: Path) -> Path:
     return path
 
 
-def _progress(history: pd.DataFrame, folder: Path, agent: str) -> Path:
+def _progress(history: pd.DataFrame, folder: Path, agent: str, score: str = "accuracy") -> Path:
     fig, ax = plt.subplots(figsize=(6.5, 3.8))
     ok = history[history["feasible"].astype(bool)]
     ax.scatter(ok["episode"], ok["accuracy"], s=8, alpha=0.4, color="tab:blue", label=f"{agent}: each candidate")
     ax.plot(ok["episode"], ok["accuracy"].cummax(), color="tab:red", lw=2, label="best so far")
     ax.set_xlabel("episode")
-    ax.set_ylabel("validation score (first stage)")
+    ax.set_ylabel(f"validation {score} (first stage)")
     ax.legend(fontsize=8)
     return _save(fig, folder / "progress.png")
 
 
-def _candidates(history: pd.DataFrame, folder: Path, budget: Budget | None, policy: PruningPolicy) -> Path:
+def _candidates(history: pd.DataFrame, folder: Path, budget: Budget | None, policy: PruningPolicy,
+                score: str = "accuracy") -> Path:
     fig, ax = plt.subplots(figsize=(6.5, 3.8))
     unit = budget.unit if budget else ""
     ax.scatter(history["cost"], history["accuracy"], s=8, alpha=0.5, label="candidates")
@@ -101,7 +103,7 @@ def _candidates(history: pd.DataFrame, folder: Path, budget: Budget | None, poli
     if budget is not None:
         ax.axvline(budget.value, color="k", ls="--", lw=1, label=f"budget {budget.value:.4g} {unit}")
     ax.set_xlabel(f"predicted cost ({unit})")
-    ax.set_ylabel("validation score")
+    ax.set_ylabel(f"validation {score}")
     ax.legend(fontsize=8)
     return _save(fig, folder / "candidates.png")
 
