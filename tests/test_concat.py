@@ -81,3 +81,30 @@ def test_concatenated_and_flattened_channels_prune_and_price_correctly(build):
         real = FlopsCostModel(analyse_model(pruned, x[:1]).layers).dense_cost()
         predicted = flops.cost(kept)
         assert (predicted.flops, predicted.params) == (real.flops, real.params)
+
+
+class Chunked(nn.Module):
+    """The channel axis split with torch.chunk: which channels reach which consumer depends on
+    where they sit, which Torch-Pruning does not follow; unevenly removed channels break it."""
+
+    def __init__(self):
+        super().__init__()
+        self.c = nn.Conv2d(3, 16, 3, padding=1)
+        self.d, self.e = nn.Conv2d(8, 8, 1), nn.Conv2d(8, 8, 1)
+        self.head = nn.Linear(8, 2)
+
+    def forward(self, x):
+        a, b = torch.chunk(self.c(x), 2, 1)
+        return self.head((self.d(a) + self.e(b)).mean((2, 3)))
+
+
+def test_a_channel_split_that_cannot_be_pruned_is_refused_before_the_search():
+    from autoprune.errors import AnalysisError
+    from autoprune.pruning.verify import check_prunable
+
+    torch.manual_seed(0)
+    model = Chunked().eval()
+    analysis = analyse_model(model, torch.randn(1, 3, 8, 8))
+    with pytest.raises(AnalysisError, match="group 'c' cannot be pruned reliably.*--exclude c"):
+        check_prunable(analysis)
+    check_prunable(analyse_model(model, torch.randn(1, 3, 8, 8), exclude=["c"]))  # the advice works

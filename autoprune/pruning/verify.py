@@ -1,8 +1,10 @@
 """Check, before any search time is spent, that every group really prunes as the analysis says.
 
 Torch-Pruning infers couplings from the traced graph; a custom layer it does not understand (a
-reshape of the channel axis, a hand-written op) can make it remove other channels than asked or
-break the forward pass. One trial cut of every group on a copy catches both, and names the layer.
+reshape of the channel axis, a hand-written op, a ``torch.chunk`` of the channels) can make it
+remove other channels than asked, break the forward pass, or silently feed a consumer the wrong
+channels. One trial cut of every group on a copy, compared with the same channels masked to zero
+on the original (the reference), catches all three and names the group.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from torch import nn
 
 from autoprune.analysis.groups import ModelAnalysis
 from autoprune.errors import AnalysisError
+from autoprune.pruning.masked import MaskedPruner
 from autoprune.pruning.physical import prune_physically
 from autoprune.pruning.ratios import channels_kept
 
@@ -31,10 +34,26 @@ def check_prunable(analysis: ModelAnalysis) -> None:
 
 
 def _problem(analysis: ModelAnalysis, kept: dict[str, int]) -> str | None:
-    """What goes wrong when the groups in ``kept`` are cut to those counts (None: nothing)."""
-    # every other channel: contiguous blocks can hide a wrong coupling (e.g. a reshaped channel axis)
-    ranking = {g.name: torch.cat([torch.arange(0, g.channels, 2), torch.arange(1, g.channels, 2)])
-               for g in analysis.groups}
+    """What goes wrong when the groups in ``kept`` are cut to those counts (None: nothing).
+
+    Two trial choices of channels: every other one (contiguous blocks can hide a reshaped channel
+    axis) and the leading block (an even spread can hide a chunked one).
+    """
+    for pattern in ("alternate", "leading"):
+        problem = _trial(analysis, kept, _ranking(analysis, pattern))
+        if problem:
+            return problem
+    return None
+
+
+def _ranking(analysis: ModelAnalysis, pattern: str) -> dict[str, torch.Tensor]:
+    if pattern == "leading":
+        return {g.name: torch.arange(g.channels) for g in analysis.groups}
+    return {g.name: torch.cat([torch.arange(0, g.channels, 2), torch.arange(1, g.channels, 2)])
+            for g in analysis.groups}
+
+
+def _trial(analysis: ModelAnalysis, kept: dict[str, int], ranking: dict[str, torch.Tensor]) -> str | None:
     try:
         model = prune_physically(analysis, ranking, kept)
     except Exception as exc:  # Torch-Pruning failing on an unknown op
@@ -47,10 +66,30 @@ def _problem(analysis: ModelAnalysis, kept: dict[str, int]) -> str | None:
                 return f"asked to keep {want} of {g.channels} channels, layer {name!r} kept {got}"
     try:
         with torch.no_grad():
-            model.eval()(analysis.example_input)
-    except Exception as exc:
+            out = model.eval()(analysis.example_input)
+    except Exception as exc:  # noqa: BLE001 - whatever the pruned user model raises
         return f"the pruned model fails to run ({type(exc).__name__}: {str(exc)[:120]})"
+    reference = _masked_output(analysis, ranking, kept)
+    if isinstance(out, torch.Tensor) and isinstance(reference, torch.Tensor) and out.shape == reference.shape:
+        tolerance = 1e-4 * max(1.0, float(reference.abs().max()))
+        if not torch.allclose(out, reference, atol=tolerance, rtol=1e-3):
+            return ("the pruned model computes something else than the same channels masked to zero (a layer "
+                    "feeds its consumers other channels than Torch-Pruning removed, e.g. a torch.chunk or "
+                    "reshape of the channel axis)")
     return None
+
+
+@torch.no_grad()
+def _masked_output(analysis: ModelAnalysis, ranking: dict[str, torch.Tensor], kept: dict[str, int]) -> object:
+    """The original model's output with the same channels zeroed at their producers (the reference)."""
+    model = analysis.model
+    was_training = model.training
+    model.eval()
+    try:
+        with MaskedPruner(analysis, ranking).applied(kept):
+            return model(analysis.example_input)
+    finally:
+        model.train(was_training)
 
 
 def _out_channels(module: nn.Module) -> int | None:
