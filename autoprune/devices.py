@@ -1,6 +1,12 @@
-"""Where torch runs (``--torch-device``) and which ONNX Runtime execution provider times (``--provider``)."""
+"""Where torch runs (``--torch-device``), which ONNX Runtime execution provider times (``--provider``),
+and what machine this is (recorded with every table and result)."""
 
 from __future__ import annotations
+
+import os
+import platform
+from pathlib import Path
+from typing import Any
 
 import onnxruntime as ort
 import torch
@@ -46,3 +52,17 @@ def check_provider(name: str | None) -> str:
         raise ConfigError(f"--provider {name}: this onnxruntime offers {', '.join(offered)}; install the "
                           f"onnxruntime build for your hardware (onnxruntime-gpu, onnxruntime-openvino, ...)")
     return full
+
+
+def device_info() -> dict[str, Any]:
+    """Where a table was profiled (it only predicts well on a similar machine)."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {"cpu": cpu, "cores": os.cpu_count(), "machine": platform.machine(),
+            "onnxruntime": ort.__version__, "python": platform.python_version()}

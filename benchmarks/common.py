@@ -12,7 +12,7 @@ import onnxruntime
 import torch
 
 from autoprune.atomic import write_json_atomic, write_text_atomic
-from autoprune.costs.lut import device_info
+from autoprune.devices import device_info
 
 ROOT = Path(__file__).resolve().parents[1]
 

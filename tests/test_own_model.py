@@ -168,6 +168,8 @@ def test_data_factories_returning_datasets_and_dataloaders(user):
         assert len(list(splits.val(batch_size=96 if name == "datasets" else 500))) == val_batches
         first = [y.tolist() for _, y in splits.val(limit=50)]
         assert first == [y.tolist() for _, y in splits.val(limit=50)]  # the scoring slice is fixed
+        bn = [y.tolist() for _, y in splits.train(32, shuffle=False, limit=64)]
+        assert bn == [y.tolist() for _, y in splits.train(32, shuffle=False, limit=64)]  # a shuffling loader too
     assert load_splits(f"{user}/owndata.py:augmented").augment == ("crop", "flip")  # declared by the factory
     assert load_splits(f"{user}/owndata.py:augmented", augment="none").augment == ()
     assert load_splits("synthetic").augment == ("crop", "flip")

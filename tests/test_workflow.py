@@ -119,7 +119,8 @@ def test_cli_apply_finetune_modes_export_and_sensitivity(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["finetune", "{ckpt}", "--sparsity", "0.5", "--rewind-from", "{ckpt}"], "choose one fine-tuning mode"),
+    (["finetune", "{ckpt}", "--sparsity", "0.5", "--rewind-from", "{ckpt}"], "--rewind-from goes with"),
+    (["finetune", "{ckpt}", "--sparsity", "0.5", "--gradual", "{policy}"], "choose one fine-tuning mode"),
     (["finetune", "{ckpt}", "--rewind-from", "{ckpt}"], "needs a pruned checkpoint"),
     (["finetune", "{ckpt}", "--sparsity", "1.5"], "need 0 <= initial <= final < 1"),
     (["finetune", "{ckpt}", "--sparsity", "0.5", "--end-step", "99999"], "beyond the"),

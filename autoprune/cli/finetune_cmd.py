@@ -30,8 +30,18 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="prune the dense checkpoint to POLICY gradually while training, then for real")
     m.add_argument("--rewind-from", metavar="EARLY.pt", default=None,
                    help="lottery-ticket rewinding: keep the pruned structure, retrain from these early weights")
+    m.add_argument("--iterative", metavar="POLICY", default=None,
+                   help="cut the dense checkpoint toward POLICY in --steps steps, fine-tuning after each")
     m.add_argument("--sparsity", type=float, default=None,
-                   help="unstructured magnitude pruning to this share of zero weights (torch.nn.utils.prune)")
+                   help="unstructured magnitude pruning to this share of zero weights (torch.nn.utils.prune); "
+                        "with --rounds > 1, iterative magnitude pruning (IMP)")
+    i = p.add_argument_group("iterative pruning (--iterative, --sparsity with --rounds)")
+    i.add_argument("--steps", type=int, default=3, help="prune -> fine-tune cycles toward the policy")
+    i.add_argument("--schedule", default="geometric", choices=["geometric", "linear"],
+                   help="channels per step: the same share of the remaining (geometric) or the same number")
+    i.add_argument("--rounds", type=int, default=1, help="IMP rounds (each prunes a share of the remaining weights)")
+    i.add_argument("--epochs-per-step", type=int, default=None,
+                   help="fine-tuning epochs after each step or round (default: --epochs split evenly)")
     m.add_argument("--sparsity-scope", default="layer", choices=["layer", "global"])
     s = p.add_argument_group("polynomial-decay schedule (gradual, sparsity)")
     s.add_argument("--begin-step", type=int, default=0)
@@ -82,7 +92,9 @@ def training_config(args: argparse.Namespace) -> FinetuneConfig:
 
 
 def run(args: argparse.Namespace) -> int:
-    mode = FinetuneMode(gradual_policy=args.gradual, rewind_from=args.rewind_from, sparsity=args.sparsity,
+    mode = FinetuneMode(gradual_policy=args.gradual, iterative_policy=args.iterative, steps=args.steps,
+                        schedule=args.schedule, epochs_per_step=args.epochs_per_step, rounds=args.rounds,
+                        rewind_from=args.rewind_from, sparsity=args.sparsity,
                         sparsity_scope=args.sparsity_scope, begin_step=args.begin_step, end_step=args.end_step,
                         frequency=args.frequency, power=args.power, initial=args.initial)
     mode.name  # noqa: B018 - validates that at most one mode is chosen, before loading anything
@@ -91,6 +103,14 @@ def run(args: argparse.Namespace) -> int:
     source = model_source(args) if args.model else None
     s = finetune_stage(args.checkpoint, resolve_splits(args), cfg, out, mode, args.teacher, args.distill,
                        source=source, score=score, loss=loss)
+    if s["mode"] in ("iterative", "imp"):
+        rows = s["steps" if s["mode"] == "iterative" else "rounds"]
+        for row in rows:
+            what = (f"{row['params']} weights, {row['latency_ms']} ms" if s["mode"] == "iterative"
+                    else f"sparsity {row['mask_sparsity']:.3f}")
+            print(f"{s['mode']} {row.get('step', row.get('round'))}: {what}, test {row['test_score']:.4f}")
+        print(f"saved {out / 'model.pt'} (every step's model and table in {out})")
+        return 0
     extra = ""
     if "sparsity" in s:
         sp = s["sparsity"]

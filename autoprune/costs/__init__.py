@@ -2,8 +2,9 @@
 
 from autoprune.costs.base import Cost, CostModel, LatencyCostModel, analytic_counts
 from autoprune.costs.flops import FlopsCostModel
-from autoprune.costs.lut import LatencyTable, LookupTableCostModel, profile_latency_table
+from autoprune.costs.lut import LatencyTable, LookupTableCostModel
 from autoprune.costs.measured import MeasuredLatencyCostModel
+from autoprune.costs.profiling import profile_latency_table
 from autoprune.costs.registry import (
            COST_MODELS,
            create_cost_model,

@@ -9,7 +9,7 @@ off a SIMD block (see :mod:`autoprune.costs.alignment`).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 from scipy.optimize import nnls
@@ -18,13 +18,11 @@ from tqdm.auto import tqdm
 from autoprune.analysis.groups import ModelAnalysis
 from autoprune.analysis.layers import LayerSpec
 from autoprune.costs.alignment import alignment_keys, misaligned
+from autoprune.costs.lut import LatencyTable
 from autoprune.costs.measured import MeasuredLatencyCostModel
 from autoprune.latency import LatencySettings
 from autoprune.progress import bar_disabled
 from autoprune.pruning.ratios import architecture_for
-
-if TYPE_CHECKING:
-    from autoprune.costs.lut import LatencyTable
 
 MIN_SAMPLES = 80
 

@@ -7,7 +7,8 @@ their smallest configuration, plus tolls for channel counts off a SIMD block:
 (fitted on whole-model measurements, :mod:`autoprune.costs.calibration`). All grid points and
 calibration models are timed round-robin, so bursts of interference on a shared machine do not
 bias single entries. Tables are CSV files (metadata on the first ``#`` line), so a table
-profiled on one machine drives a search on another.
+profiled on one machine drives a search on another. Profiling lives in
+:mod:`autoprune.costs.profiling`.
 """
 
 from __future__ import annotations
@@ -15,33 +16,21 @@ from __future__ import annotations
 import io
 import json
 import math
-import os
-import platform
-import time
 from bisect import bisect_right
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import onnxruntime as ort
 import pandas as pd
-from tqdm.auto import tqdm
 
 from autoprune.analysis.architecture import Architecture, layer_channels
-from autoprune.analysis.fingerprint import model_fingerprint
 from autoprune.analysis.groups import ModelAnalysis
 from autoprune.analysis.layers import LayerSpec
 from autoprune.atomic import write_text_atomic
 from autoprune.costs.alignment import alignment_toll
 from autoprune.costs.base import LatencyCostModel
-from autoprune.costs.calibration import calibrate, default_samples
-from autoprune.costs.layer_graphs import layer_graph, layer_input
 from autoprune.errors import ConfigError
-from autoprune.latency import LatencySettings, interleaved_ms
-from autoprune.onnx_export import ort_session
-from autoprune.progress import bar_disabled
 
 FORMAT = "autoprune-latency-table"
 TABLE_VERSION = 2  # 2: calibration may hold alignment tolls, which version-1 readers would ignore
@@ -240,78 +229,6 @@ def _check_meta(meta: dict[str, Any], path: Path) -> None:
     round_to = meta.get("round_to", 1)
     if not isinstance(round_to, int) or isinstance(round_to, bool) or round_to < 1:
         raise ConfigError(f"{path}: metadata 'round_to' must be a positive integer, got {round_to!r}")
-
-
-def _point_runner(spec: LayerSpec, c_in: int, c_out: int, settings: LatencySettings) -> Callable[[], object]:
-    session = ort_session(layer_graph(spec, c_in, c_out, settings.batch_size), settings.threads, settings.provider)
-    feed = {"x": layer_input(spec, c_in, settings.batch_size)}
-    return lambda: session.run(None, feed)
-
-
-def profile_latency_table(analysis: ModelAnalysis, model_name: str | None = None, round_to: int = 8,
-                          settings: LatencySettings = LatencySettings(warmup=10, repeats=50),
-                          calibration_samples: int | None = None, seed: int = 0,
-                          progress: bool = True) -> LatencyTable:
-    """Profile every layer of ``analysis`` on this machine with ONNX Runtime and calibrate the sum.
-
-    The grid holds the channel counts reachable with ``round_to`` (see :func:`channel_levels`);
-    layers with the same shape and grid are profiled once. Calibration measures the dense model
-    and ``calibration_samples`` random architectures (same rounding; default
-    :func:`~autoprune.costs.calibration.default_samples`) end to end.
-    """
-    if settings.backend != "onnxruntime":
-        raise ConfigError("latency tables are profiled with ONNX Runtime; use backend onnxruntime")
-    start = time.perf_counter()
-    plans, unique = {}, {}
-    for spec in analysis.layers:
-        ins = channel_levels(spec.in_channels, spec.in_group is not None and spec.kind != "depthwise", round_to)
-        outs = channel_levels(spec.out_channels, spec.out_group is not None, round_to)
-        key = (spec.kind, spec.kernel, spec.stride, spec.padding, spec.in_hw, spec.groups, tuple(ins), tuple(outs))
-        plans[spec.name] = key
-        unique.setdefault(key, (spec, ins, outs))
-    runners, slots = [], []
-    for key, (spec, ins, outs) in unique.items():
-        for i, c_in in enumerate(ins):
-            for j, c_out in enumerate(outs):
-                # Depthwise layers have c_in == c_out: their table is indexed by c_out.
-                runners.append(_point_runner(spec, c_out if spec.kind == "depthwise" else c_in, c_out, settings))
-                slots.append((key, i, j))
-    # Every grid point is timed once per pass, round-robin (see interleaved_ms): a burst of
-    # interference then inflates single passes of many points, never all passes of one, and
-    # LayerTable's monotone clean-up cannot spread one inflated point over a whole grid.
-    with tqdm(total=len(runners) * settings.rounds, desc="profiling layers", unit="pt",
-              disable=bar_disabled(progress)) as bar:
-        times = interleaved_ms(runners, settings.warmup, max(settings.repeats // 10, 3), settings.rounds,
-                               calls_per_sample=10, progress=bar.update)
-    grids = {key: np.zeros((len(ins), len(outs))) for key, (_, ins, outs) in unique.items()}
-    for (key, i, j), ms in zip(slots, times):
-        grids[key][i, j] = ms
-    measured = {key: LayerTable(ins, outs, grids[key]) for key, (_, ins, outs) in unique.items()}
-    # A depthwise table's rows repeat one measurement per c_out: any c_in reads the same values.
-    table = LatencyTable({name: measured[key] for name, key in plans.items()})
-    table.meta = {
-        "model": model_name, "fingerprint": model_fingerprint(analysis.model),
-        "input_shape": list(analysis.example_input.shape[1:]), "settings": settings.__dict__,
-        "round_to": round_to, "device": device_info(),
-    }
-    samples = default_samples(analysis.layers, round_to) if calibration_samples is None else calibration_samples
-    table.meta["calibration"] = calibrate(table, analysis, settings, samples, seed, progress)
-    table.meta["profile_seconds"] = round(time.perf_counter() - start, 3)
-    return table
-
-
-def device_info() -> dict[str, Any]:
-    """Where a table was profiled (it only predicts well on a similar machine)."""
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {"cpu": cpu, "cores": os.cpu_count(), "machine": platform.machine(),
-            "onnxruntime": ort.__version__, "python": platform.python_version()}
 
 
 class LookupTableCostModel(LatencyCostModel):

@@ -18,7 +18,10 @@ Source = Dataset | DataLoader
 
 
 class StreamBatches:
-    """``(x, y)`` batches of one split: a Dataset batched here (seeded shuffle) or a DataLoader as given."""
+    """``(x, y)`` batches of one split: a Dataset batched here (seeded shuffle), or a DataLoader as
+    given for training; read in order (``shuffle=False``: the fixed scoring and BN slices), a
+    DataLoader over a map-style Dataset is re-read in index order with its own batch size,
+    collate function and workers, so its own shuffling cannot change a candidate's score."""
 
     def __init__(self, source: Source, batch_size: int, shuffle: bool, augment: Augment, seed: int,
                  limit: int | None, name: str) -> None:
@@ -26,9 +29,16 @@ class StreamBatches:
         self.augment, self.seed, self.limit, self.name = augment, seed, limit, name
 
     def _loader(self) -> DataLoader:
-        if isinstance(self.source, DataLoader):
-            return self.source
-        data = self.source
+        source = self.source
+        if isinstance(source, DataLoader):
+            if self.shuffle or isinstance(source.dataset, IterableDataset):
+                return source
+            data = source.dataset
+            if self.limit and self.limit < len(data):
+                data = Subset(data, range(self.limit))
+            return DataLoader(data, batch_size=source.batch_size or self.batch_size, shuffle=False,
+                              collate_fn=source.collate_fn, num_workers=source.num_workers)
+        data = source
         if self.limit and not isinstance(data, IterableDataset) and self.limit < len(data):
             data = Subset(data, range(self.limit))  # a fixed, leading slice: the same every time
         shuffle = self.shuffle and not isinstance(data, IterableDataset)

@@ -21,7 +21,7 @@ import pandas as pd
 from autoprune.analysis.groups import ModelAnalysis
 from autoprune.budget import MEASURED_TOLERANCE, Budget
 from autoprune.costs import CostModel, LookupTableCostModel, MeasuredLatencyCostModel
-from autoprune.costs.lut import device_info
+from autoprune.devices import device_info
 from autoprune.latency import LatencySettings
 from autoprune.search.history import top_candidates
 

@@ -51,6 +51,7 @@ from autoprune.pruning.verify import check_prunable
 from autoprune.scoring import LossFn, ScoreFn, accuracy
 from autoprune.sensitivity import DEFAULT_RATIOS, plot_sensitivity, sensitivity_sweep
 from autoprune.training import evaluate, recalibrate_bn
+from autoprune.workflow.iterative import IterativeSettings, imp_stage, iterative_channels_stage
 
 
 def apply_stage(policy_path: str | Path, source: ModelSource | None, splits: Splits, out: str | Path,
@@ -109,12 +110,21 @@ class FinetuneMode:
 
     Attributes:
         gradual_policy: a policy file: the (dense) model is pruned to it gradually during training.
+        iterative_policy: a policy file: the (dense) model is cut toward it in ``steps`` steps,
+            fine-tuned ``epochs_per_step`` epochs after each (see :mod:`autoprune.workflow.iterative`).
         rewind_from: a dense checkpoint saved early in training: the pruned structure is rebuilt
-            from those weights (lottery-ticket rewinding) and retrained.
-        sparsity: final share of zero weights for unstructured magnitude pruning.
+            from those weights (lottery-ticket rewinding) and retrained; with ``iterative_policy``
+            or ``rounds`` > 1, every step or round rewinds to it (iterative magnitude pruning).
+        sparsity: final share of zero weights for unstructured magnitude pruning, reached on a
+            polynomial schedule, or in ``rounds`` IMP rounds when ``rounds`` > 1.
     """
 
     gradual_policy: str | None = None
+    iterative_policy: str | None = None
+    steps: int = 3
+    schedule: str = "geometric"
+    epochs_per_step: int | None = None  # default: the epochs split evenly over the steps or rounds
+    rounds: int = 1
     rewind_from: str | None = None
     sparsity: float | None = None
     sparsity_scope: str = "layer"
@@ -126,11 +136,20 @@ class FinetuneMode:
 
     @property
     def name(self) -> str:
-        chosen = [n for n, v in (("gradual", self.gradual_policy), ("rewind", self.rewind_from),
+        chosen = [n for n, v in (("gradual", self.gradual_policy), ("iterative", self.iterative_policy),
                                  ("sparsity", self.sparsity)) if v is not None]
         if len(chosen) > 1:
             raise ConfigError(f"choose one fine-tuning mode, got {' and '.join(chosen)}")
-        return chosen[0] if chosen else "plain"
+        if self.steps < 1 or self.rounds < 1 or (self.epochs_per_step or 0) < 0:
+            raise ConfigError("--steps and --rounds must be >= 1 and --epochs-per-step >= 0")
+        if chosen == ["sparsity"] and self.rounds > 1:
+            return "imp"
+        if self.rewind_from and chosen in (["gradual"], ["sparsity"]):
+            raise ConfigError(f"--rewind-from goes with --iterative, with --sparsity and --rounds > 1 (IMP), or "
+                              f"alone; not with {chosen[0]} pruning")
+        if not chosen:
+            return "rewind" if self.rewind_from else "plain"
+        return chosen[0]
 
 
 def finetune_stage(checkpoint: str | Path, splits: Splits, cfg: FinetuneConfig, out: str | Path,
@@ -143,6 +162,8 @@ def finetune_stage(checkpoint: str | Path, splits: Splits, cfg: FinetuneConfig, 
     epoch and ``loss`` trains (cross-entropy, or distillation, by default).
     """
     out = Path(out)
+    if mode.name in ("iterative", "imp"):
+        return _iterative(checkpoint, splits, cfg, out, mode, teacher_weights, distill, progress, score, loss)
     sizes = {} if source is None else {"model_name": source.ref, "model_args": source.args or None,
                                        "in_channels": splits.input_shape[0], "num_classes": splits.num_classes}
     model, payload = load_model(checkpoint, **sizes)
@@ -178,6 +199,22 @@ def finetune_stage(checkpoint: str | Path, splits: Splits, cfg: FinetuneConfig, 
     _save(out / "model.pt", model, name, args, splits, shape, record, meta)
     write_json_atomic(out / "finetune.json", summary)
     return summary
+
+
+def _iterative(checkpoint: str | Path, splits: Splits, cfg: FinetuneConfig, out: Path, mode: FinetuneMode,
+               teacher_weights: str | Path | None, distill: bool, progress: bool, score: ScoreFn,
+               loss: LossFn | None) -> dict[str, Any]:
+    """Prune -> fine-tune cycles toward a policy, or unstructured IMP rounds (resumable)."""
+    imp = mode.name == "imp"
+    parts = mode.rounds if imp else mode.steps
+    per_step = mode.epochs_per_step if mode.epochs_per_step is not None else max(1, cfg.epochs // parts)
+    settings = IterativeSettings(str(checkpoint), "imp" if imp else "channels", per_step, mode.iterative_policy,
+                                 mode.steps, mode.schedule, mode.sparsity, mode.rounds, mode.sparsity_scope,
+                                 mode.rewind_from)
+    if imp:
+        return imp_stage(settings, splits, cfg, out, progress, score, loss)
+    return iterative_channels_stage(settings, splits, cfg, out, None if teacher_weights is None else str(teacher_weights),
+                                    distill, progress, score, loss)
 
 
 def _save(path: Path, model: nn.Module, name: str, args: dict[str, Any], splits: Splits, shape: tuple[int, ...],
