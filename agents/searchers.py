@@ -9,8 +9,9 @@ from __future__ import annotations
 import abc
 import importlib.util
 import json
-import os
 import pickle
+import random
+import shutil
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
@@ -53,6 +54,11 @@ class Searcher(abc.ABC):
     def run(self, env: PruningEnv, episodes: int, on_episode: EpisodeHook, start_episode: int = 0,
             state_dir: Path | None = None) -> None:
         """Run episodes ``start_episode .. episodes - 1``."""
+
+    def resume_point(self, state_dir: Path | None, done: int) -> int:
+        """The episode a resume continues from, given ``done`` episodes in the history: ``done`` for
+        searchers whose every episode is reproducible on its own (random streams per episode)."""
+        return done
 
     def play(self, env: PruningEnv, actions: Callable[[int], float], seed: int | None = None,
              exact: bool = False) -> dict[str, Any]:
@@ -196,18 +202,25 @@ class KnapsackSearcher(ModelRuleSearcher):
 
 
 class _EpisodeCallback(BaseCallback):
-    """Reports finished episodes; saves agent state after each rollout.
+    """Reports finished episodes; saves the agent state at the start of every rollout.
 
-    SB3 calls ``on_step`` before it stores the step's transition, so off-policy runs end on their
-    exact step count instead of being stopped here (which would drop the last transition); only
-    on-policy runs, whose rollouts come in fixed blocks, are stopped by the callback.
+    A rollout starts after the previous one's transitions are stored *and* trained on, so the
+    saved state is exactly the state after ``count`` episodes: a resume from it (after a kill at
+    any point, the later history rows replayed) continues as if never stopped. SB3 calls
+    ``on_step`` before it stores the step's transition, so off-policy runs end on their exact step
+    count instead of being stopped here; only on-policy runs, whose rollouts come in fixed blocks,
+    are stopped by the callback.
     """
 
     def __init__(self, on_episode: EpisodeHook, target: int, done: int, save: Callable[[int], None] | None,
-                 stop_at_target: bool) -> None:
+                 stop_at_target: bool, on_start: Callable[[], None] | None = None) -> None:
         super().__init__()
         self.on_episode, self.target, self.count, self.save = on_episode, target, done, save
-        self.stop_at_target = stop_at_target
+        self.stop_at_target, self.on_start = stop_at_target, on_start
+
+    def _on_training_start(self) -> None:
+        if self.on_start:  # after SB3's own set-up, which resets the action noise once more
+            self.on_start()
 
     def _on_step(self) -> bool:
         for done, info in zip(self.locals["dones"], self.locals["infos"]):
@@ -216,7 +229,7 @@ class _EpisodeCallback(BaseCallback):
                 self.on_episode(info)
         return not (self.stop_at_target and self.count >= self.target)
 
-    def _on_rollout_end(self) -> None:
+    def _on_rollout_start(self) -> None:
         if self.save:
             self.save(self.count)
 
@@ -276,26 +289,44 @@ class SB3Searcher(Searcher):
         if remaining <= 0:
             return
         save = (lambda count: self._save(model, state_dir, count)) if state_dir else None
+        saved = getattr(model, "_autoprune_counters", None)
         callback = _EpisodeCallback(on_episode, episodes, start_episode, save,
-                                    stop_at_target=isinstance(model, OnPolicyAlgorithm))
+                                    stop_at_target=isinstance(model, OnPolicyAlgorithm),
+                                    on_start=None if saved is None else lambda: _set_noise(model, saved))
         model.learn(total_timesteps=remaining * episode_length(env), callback=callback,
                     reset_num_timesteps=start_episode == 0, progress_bar=False)
-        if save:
-            save(callback.count)
+        if save and not isinstance(model, OnPolicyAlgorithm):
+            save(callback.count)  # off-policy learn() ends after its last update: a complete state
+        # (an on-policy run is stopped inside a rollout: its last rollout start stays the state, and a
+        # longer resumed run replays the episodes since then)
+
+    def resume_point(self, state_dir: Path | None, done: int) -> int:
+        """Episodes the saved agent state covers (the history beyond it is replayed on resume)."""
+        if not state_dir or done == 0:
+            return done
+        try:
+            saved = int(json.loads((state_dir / "agent.json").read_text())["episodes"])
+        except (OSError, ValueError, KeyError, TypeError):
+            return 0  # no usable state: the agent restarts, so the episodes are played again
+        return max(0, min(done, saved))
 
     def _save(self, model: BaseAlgorithm, state_dir: Path, episodes: int) -> None:
-        """Network weights and optimiser states (zip of tensors), replay buffer (npz), counters (JSON)."""
-        state_dir.mkdir(parents=True, exist_ok=True)
-        tmp = state_dir / "agent.tmp.zip"
-        model.save(tmp)
-        os.replace(tmp, state_dir / "agent.zip")
+        """Network weights and optimiser states (zip of tensors), replay buffer (npz), counters and
+        random states (JSON), written into a fresh ``state-N/`` folder; ``agent.json`` names the
+        folder and is replaced last, so a kill at any moment leaves one complete state to resume."""
+        folder = state_dir / f"state-{episodes:08d}"
+        folder.mkdir(parents=True, exist_ok=True)
+        model.save(folder / "agent.zip")
         buffer = getattr(model, "replay_buffer", None)
         if buffer is not None:
             arrays = {k: getattr(buffer, k) for k in BUFFER_ARRAYS if getattr(buffer, k, None) is not None}
-            with open(state_dir / "replay.tmp.npz", "wb") as f:
+            with open(folder / "replay.npz", "wb") as f:
                 np.savez(f, pos=buffer.pos, full=buffer.full, **arrays)
-            os.replace(state_dir / "replay.tmp.npz", state_dir / "replay.npz")
-        write_json_atomic(state_dir / "agent.json", {"episodes": episodes, "algo": self.algo, **_counters(model)})
+        write_json_atomic(state_dir / "agent.json", {"episodes": episodes, "algo": self.algo, "state": folder.name,
+                                                     **_counters(model)})
+        for old in state_dir.glob("state-*"):
+            if old.name != folder.name:
+                shutil.rmtree(old, ignore_errors=True)
 
     def _restore(self, env: PruningEnv, state_dir: Path | None, start_episode: int) -> BaseAlgorithm | None:
         """A fresh agent from the preset, then its saved tensors, buffer and counters.
@@ -303,14 +334,17 @@ class SB3Searcher(Searcher):
         Nothing is unpickled: ``set_parameters`` reads only the zip's tensor files (with
         ``weights_only=True``), the buffer is read with ``allow_pickle=False`` and the rest is JSON.
         """
-        if not state_dir or start_episode == 0 or not (state_dir / "agent.zip").is_file():
+        if not state_dir or start_episode == 0 or not (state_dir / "agent.json").is_file():
             return None
         model = self.build(env)
         try:
-            model.set_parameters(str(state_dir / "agent.zip"), exact_match=True, device="cpu")
             counters = json.loads((state_dir / "agent.json").read_text())
-            if (state_dir / "replay.npz").is_file() and getattr(model, "replay_buffer", None) is not None:
-                with np.load(state_dir / "replay.npz", allow_pickle=False) as saved:
+            folder = state_dir / str(counters.get("state", "."))  # "." : files of the flat layout before
+            if folder.parent != state_dir and folder != state_dir:
+                raise ValueError("state folder outside the agent folder")
+            model.set_parameters(str(folder / "agent.zip"), exact_match=True, device="cpu")
+            if (folder / "replay.npz").is_file() and getattr(model, "replay_buffer", None) is not None:
+                with np.load(folder / "replay.npz", allow_pickle=False) as saved:
                     _fill_buffer(model.replay_buffer, saved)
         except (OSError, ValueError, KeyError, RuntimeError, TypeError, EOFError, pickle.UnpicklingError,
                 zipfile.BadZipFile) as exc:  # the message names no unsafe way out (no weights_only=False)
@@ -355,7 +389,28 @@ def _counters(model: BaseAlgorithm) -> dict[str, Any]:
             "episode_num": int(getattr(model, "_episode_num", 0)), "baseline": getattr(model, "baseline", None),
             "noise_episodes": getattr(noise, "episodes", None),
             "noise_rng": noise.rng.bit_generator.state if isinstance(noise, DecayingTruncatedNormalNoise) else None,
-            "log_ent_coef": None if log_ent is None else float(log_ent.detach().reshape(-1)[0])}
+            "log_ent_coef": None if log_ent is None else float(log_ent.detach().reshape(-1)[0]),
+            "rng": _rng_states(model)}
+
+
+def _rng_states(model: BaseAlgorithm) -> dict[str, Any]:
+    """Every random stream an agent draws from (torch: policy sampling and exploration; numpy and
+    Python: SB3's helpers; the action space: warm-up actions), as JSON."""
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    space = getattr(model.action_space, "np_random", None)
+    return {"torch": torch.get_rng_state().tolist(), "numpy": [kind, keys.tolist(), pos, has_gauss, cached],
+            "python": [random.getstate()[0], list(random.getstate()[1]), random.getstate()[2]],
+            "action_space": None if space is None else space.bit_generator.state}
+
+
+def _set_rng_states(model: BaseAlgorithm, rng: dict[str, Any]) -> None:
+    torch.set_rng_state(torch.tensor(rng["torch"], dtype=torch.uint8))
+    kind, keys, pos, has_gauss, cached = rng["numpy"]
+    np.random.set_state((kind, np.array(keys, dtype=np.uint32), pos, has_gauss, cached))
+    version, state, gauss = rng["python"]
+    random.setstate((version, tuple(state), gauss))
+    if rng.get("action_space") is not None:
+        model.action_space.np_random.bit_generator.state = rng["action_space"]
 
 
 def _set_counters(model: BaseAlgorithm, c: dict[str, Any]) -> None:
@@ -363,14 +418,21 @@ def _set_counters(model: BaseAlgorithm, c: dict[str, Any]) -> None:
     model._n_updates, model._episode_num = int(c.get("n_updates", 0)), int(c.get("episode_num", 0))
     if hasattr(model, "baseline"):
         model.baseline = c.get("baseline")
+    _set_noise(model, c)
+    model._autoprune_counters = c  # the noise is set again once learn() has reset it (see run)
+    if c.get("log_ent_coef") is not None and getattr(model, "log_ent_coef", None) is not None:
+        with torch.no_grad():
+            model.log_ent_coef.fill_(float(c["log_ent_coef"]))
+    if c.get("rng"):
+        _set_rng_states(model, c["rng"])
+
+
+def _set_noise(model: BaseAlgorithm, c: dict[str, Any]) -> None:
     noise = getattr(model, "action_noise", None)
     if isinstance(noise, DecayingTruncatedNormalNoise) and c.get("noise_episodes") is not None:
         noise.episodes = int(c["noise_episodes"])
         if c.get("noise_rng"):
             noise.rng.bit_generator.state = c["noise_rng"]
-    if c.get("log_ent_coef") is not None and getattr(model, "log_ent_coef", None) is not None:
-        with torch.no_grad():
-            model.log_ent_coef.fill_(float(c["log_ent_coef"]))
 
 
 def _fill_buffer(buffer, saved) -> None:

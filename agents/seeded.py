@@ -42,6 +42,11 @@ class SeededSearcher(Searcher):
     def model(self) -> Any:
         return getattr(self.inner, "model", None)
 
+    def resume_point(self, state_dir, done: int) -> int:
+        """Seed episodes are one-shot; beyond them, the inner searcher's saved state decides."""
+        k = len(self.seeds)
+        return done if done <= k else k + self.inner.resume_point(state_dir, done - k)
+
     def run(self, env, episodes, on_episode, start_episode=0, state_dir=None) -> None:
         k = min(len(self.seeds), episodes)
         for i in range(start_episode, k):

@@ -40,7 +40,39 @@ def test_kill_9_mid_search_then_resume_loses_no_episode(tmp_path):
     assert resumed.returncode == 0, resumed.stderr
     after = read_history(out / "history.csv")
     assert list(after["episode"]) == list(range(n + 6))
-    pd.testing.assert_frame_equal(after.iloc[:n].reset_index(drop=True), before)
+    timing = ["score_s", "wall_s"]  # episodes after the agent's last saved state are played again
+    pd.testing.assert_frame_equal(after.iloc[:n].reset_index(drop=True).drop(columns=timing),
+                                  before.drop(columns=timing))
+
+
+def agent_state(out):
+    """The folder ``agent/agent.json`` names: the agent's latest complete state."""
+    return out / "agent" / json.loads((out / "agent" / "agent.json").read_text())["state"]
+
+
+def _search(out, *extra):
+    return [sys.executable, "-m", "autoprune.cli.main", "-q", "search", *extra, "--out", str(out)]
+
+
+@pytest.mark.parametrize("agent", ["random", "amc-ddpg", "sac", "ppo"])
+def test_kill_9_at_several_points_then_resume_gives_the_uninterrupted_history(tmp_path, agent):
+    """A resume after kill -9 at any point continues exactly: the same history as a run never stopped."""
+    settings = [*TINY, "--agent", agent, "--preset", "quick", "--rerank-top", "0", "--episodes", "30"]
+    reference = subprocess.run(_search(tmp_path / "ref", *settings), capture_output=True, text=True, timeout=300)
+    assert reference.returncode == 0, reference.stderr
+    out = tmp_path / "killed"
+    for stop, command in ((7, _search(out, *settings)), (19, _search(out, "--resume"))):
+        proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        while len(read_history(out / "history.csv")) < stop and proc.poll() is None:
+            time.sleep(0.005)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+        assert len(read_history(out / "history.csv")) < 30  # killed mid-search
+    done = subprocess.run(_search(out, "--resume"), capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    timing = ["score_s", "wall_s"]
+    pd.testing.assert_frame_equal(read_history(out / "history.csv").drop(columns=timing),
+                                  read_history(tmp_path / "ref" / "history.csv").drop(columns=timing))
 
 
 def test_failing_candidates_are_recorded_and_skipped(tmp_path, splits, monkeypatch):
@@ -120,7 +152,7 @@ def test_resume_never_unpickles_agent_files(tmp_path, splits):
     SearchRun(config, splits=splits, progress=False).run()
     marker = tmp_path / "pwned"
     evil = {":serialized:": base64.b64encode(pickle.dumps(_Boom(str(marker)))).decode()}
-    agent_zip = out / "agent" / "agent.zip"
+    agent_zip = agent_state(out) / "agent.zip"
     with zipfile.ZipFile(agent_zip) as z:
         files = {n: z.read(n) for n in z.namelist()}
     data = json.loads(files["data"])
@@ -130,7 +162,7 @@ def test_resume_never_unpickles_agent_files(tmp_path, splits):
     with zipfile.ZipFile(agent_zip, "w") as z:
         for name, blob in files.items():
             z.writestr(name, blob)
-    (out / "agent" / "replay.pkl").write_bytes(pickle.dumps(_Boom(str(marker))))
+    (agent_state(out) / "replay.pkl").write_bytes(pickle.dumps(_Boom(str(marker))))
     config.episodes = 8
     SearchRun(config, splits=splits, progress=False).run(resume=True)
     assert not marker.exists()
@@ -211,7 +243,7 @@ def test_a_tampered_agent_state_is_refused_in_one_line_that_suggests_nothing_uns
     out = tmp_path / "run"
     config = ddpg_config(out, episodes=3)
     SearchRun(config, splits=splits, progress=False).run()
-    agent_zip = out / "agent" / "agent.zip"
+    agent_zip = agent_state(out) / "agent.zip"
     with zipfile.ZipFile(agent_zip) as z:
         files = {n: z.read(n) for n in z.namelist()}
     with zipfile.ZipFile(agent_zip, "w") as z:

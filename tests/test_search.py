@@ -25,8 +25,10 @@ def test_cli_search_completes_and_resumes(tmp_path):
     assert first.returncode == 0, first.stderr
     assert "best: val accuracy" in first.stdout
     for name in ("config.yaml", "command.txt", "history.csv", "best_policy.json", "summary.json",
-                 "agent/agent.zip"):
+                 "agent/agent.json"):
         assert (out / name).is_file(), name
+    state = json.loads((out / "agent" / "agent.json").read_text())["state"]
+    assert (out / "agent" / state / "agent.zip").is_file() and len(list((out / "agent").glob("state-*"))) == 1
     assert len(read_history(out / "history.csv")) == 6
     again = run_cli("search", *TINY, "--episodes", "6", "--out", str(out))
     assert again.returncode == 2 and "pass --resume" in again.stderr and "Traceback" not in again.stderr

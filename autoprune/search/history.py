@@ -11,6 +11,8 @@ from typing import Any
 
 import pandas as pd
 
+from autoprune.atomic import atomic_path
+
 COLUMNS = ["episode", "accuracy", "reward", "cost", "latency_ms", "flops", "params", "feasible",
            "score_s", "wall_s", "ratios", "kept", "source"]
 
@@ -69,6 +71,14 @@ def read_history(path: str | Path) -> pd.DataFrame:
     if not data.strip():
         return pd.DataFrame(columns=COLUMNS)
     return pd.read_csv(io.BytesIO(data))
+
+
+def truncate_history(path: str | Path, rows: int) -> None:
+    """Keep the header and the first ``rows`` episodes of a history file, byte for byte (atomically)."""
+    path = Path(path)
+    lines = complete_lines(path.read_bytes()).splitlines(keepends=True)
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(b"".join(lines[:rows + 1]))
 
 
 def scored_feasible(history: pd.DataFrame) -> pd.DataFrame:

@@ -44,7 +44,7 @@ from autoprune.pruning import rank_channels
 from autoprune.pruning.verify import check_prunable
 from autoprune.scoring import ScoreFn, load_loss, load_score
 from autoprune.search.config import SearchConfig
-from autoprune.search.history import HistoryWriter, read_history, scored_feasible
+from autoprune.search.history import HistoryWriter, read_history, scored_feasible, truncate_history
 from autoprune.search.report import write_report
 from autoprune.search.rerank import rerank_candidates
 from autoprune.search.verify import measure_top_candidates, skip_reason, verdict
@@ -147,6 +147,13 @@ class SearchRun:
         if self.command:
             write_text_atomic(self.out / "command.txt", self.command + "\n")
         done = 0 if history is None else len(history)
+        point = self.searcher.resume_point(self.out / "agent", done) if done else 0
+        if point < done:  # the agent's state covers fewer episodes: replay the rest exactly
+            tqdm.write(f"resuming from the agent's state after episode {point}: the {done - point} later "
+                       f"episodes are played again (same seed, same results)")
+            history = history.iloc[:point]
+            truncate_history(self.out / "history.csv", point)
+            done = point
         if history is not None and done:
             self._restore_best(history)
         writer = HistoryWriter(self.out / "history.csv")
