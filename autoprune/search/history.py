@@ -6,6 +6,7 @@ import csv
 import io
 import json
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -71,6 +72,41 @@ def read_history(path: str | Path) -> pd.DataFrame:
     if not data.strip():
         return pd.DataFrame(columns=COLUMNS)
     return pd.read_csv(io.BytesIO(data))
+
+
+@dataclass
+class Candidate:
+    """One scored candidate as the history records it: the value a search's best travels as."""
+
+    episode: int
+    accuracy: float  # the first-stage score (accuracy unless --score says otherwise)
+    ratios: dict[str, float]
+    cost: float
+    latency_ms: float | None
+    flops: int
+    params: int
+    finetuned: float | None = None  # the second-stage score, once re-ranked
+
+    @classmethod
+    def from_info(cls, episode: int, info: dict[str, Any]) -> Candidate:
+        """From an environment's final-step ``info``."""
+        return cls(episode, float(info["accuracy"]), dict(info["ratios"]), float(info["cost"]),
+                   info["latency_ms"], int(info["flops"]), int(info["params"]))
+
+    @classmethod
+    def from_row(cls, row: Any) -> Candidate:
+        """From a ``history.csv`` row."""
+        latency = row["latency_ms"]
+        return cls(int(row["episode"]), float(row["accuracy"]), json.loads(row["ratios"]), float(row["cost"]),
+                   None if latency is None or latency != latency else float(latency), int(row["flops"]),
+                   int(row["params"]))
+
+    def predicted_cost(self) -> dict[str, float]:
+        """What the cost model predicted, as a policy records it."""
+        out: dict[str, float] = {"flops": self.flops, "params": self.params}
+        if self.latency_ms is not None:
+            out["latency_ms"] = self.latency_ms
+        return out
 
 
 def truncate_history(path: str | Path, rows: int) -> None:

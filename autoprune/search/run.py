@@ -12,7 +12,6 @@ state for ``--resume``), ``sb3_log/`` (SB3's own training log: CSV, and TensorBo
 from __future__ import annotations
 
 import functools
-import json
 import math
 import sys
 import time
@@ -44,7 +43,13 @@ from autoprune.pruning import rank_channels
 from autoprune.pruning.verify import check_prunable
 from autoprune.scoring import ScoreFn, load_loss, load_score
 from autoprune.search.config import SearchConfig
-from autoprune.search.history import HistoryWriter, read_history, scored_feasible, truncate_history
+from autoprune.search.history import (
+    Candidate,
+    HistoryWriter,
+    read_history,
+    scored_feasible,
+    truncate_history,
+)
 from autoprune.search.report import write_report
 from autoprune.search.rerank import rerank_candidates
 from autoprune.search.verify import measure_top_candidates, skip_reason, verdict
@@ -64,7 +69,7 @@ class SearchRun:
         self.out = Path(config.out)
         self.command, self.progress = command, progress
         self._splits, self._model, self._score = splits, model, score
-        self.best: dict[str, Any] | None = None
+        self.best: Candidate | None = None
 
     # -- preparation -------------------------------------------------------------------------
     def _cost_model(self, analysis: ModelAnalysis) -> CostModel:
@@ -174,7 +179,7 @@ class SearchRun:
             if state["episode"] % TRIM_EVERY == 0:
                 release_free_memory()
             bar.update()
-            best = self.best["accuracy"] if self.best else float("nan")
+            best = self.best.accuracy if self.best else float("nan")
             bar.set_postfix(best=f"{best:.4f}", budget=f"{self.budget.value:.4g}{_unit(self.budget.metric)}")
             if every and state["episode"] % every == 0:
                 tqdm.write(f"search: episode {state['episode']}/{self.config.episodes}, best score {best:.4f}, "
@@ -191,7 +196,7 @@ class SearchRun:
         if state["episode"] >= self.config.episodes and self.best is not None:
             summary["verification"] = self._verify()
             summary["rerank"] = self._rerank(summary["verification"])
-            summary["best"] = self.best
+            summary["best"] = asdict(self.best)
             write_json_atomic(self.out / "summary.json", summary)
         write_report(self.out)
         return summary
@@ -215,12 +220,12 @@ class SearchRun:
         if frame.empty or pd.isna(frame.loc[0, "finetuned"]):
             return {"candidates": len(frame), "chosen_episode": None}
         chosen = int(frame.loc[0, "episode"])
-        if chosen != self.best["episode"]:
-            self.best = _best_from_row(history.loc[history["episode"] == chosen].iloc[0])
-        self.best["finetuned"] = float(frame.loc[0, "finetuned"])
+        if chosen != self.best.episode:
+            self.best = Candidate.from_row(history.loc[history["episode"] == chosen].iloc[0])
+        self.best.finetuned = float(frame.loc[0, "finetuned"])
         self._policy().save(self.out / "best_policy.json")
         return {"candidates": len(frame), "chosen_episode": chosen, "steps": c.rerank_steps,
-                "chosen_finetuned": self.best["finetuned"], "seconds": round(time.perf_counter() - start, 2)}
+                "chosen_finetuned": self.best.finetuned, "seconds": round(time.perf_counter() - start, 2)}
 
     def _verify(self) -> dict[str, Any]:
         """Time the best candidates on this machine; keep the most accurate one within budget (see verify)."""
@@ -237,11 +242,11 @@ class SearchRun:
             tqdm.write(f"warning: none of the {len(frame)} best candidates measured within the budget + "
                        f"{MEASURED_TOLERANCE:.0%} on this machine (best: {frame['adjusted_ms'].min():.4g} ms vs "
                        f"{self.budget.value:.4g} ms); search again with a tighter budget")
-        elif chosen != self.best["episode"]:
+        elif chosen != self.best.episode:
             row = history.loc[history["episode"] == chosen].iloc[0]
             tqdm.write(f"verification: the best candidate measured over budget on this machine; episode "
                        f"{chosen} (val {row['accuracy']:.4f}) is within it and becomes best_policy.json")
-            self.best = _best_from_row(row)
+            self.best = Candidate.from_row(row)
             self._policy().save(self.out / "best_policy.json")
         return result
 
@@ -249,30 +254,26 @@ class SearchRun:
         acc = info["accuracy"]
         if math.isnan(acc) or not info["feasible"]:
             return
-        if self.best is None or acc > self.best["accuracy"]:
-            self.best = {"episode": episode, "accuracy": acc, "ratios": info["ratios"], "cost": info["cost"],
-                         "latency_ms": info["latency_ms"], "flops": info["flops"], "params": info["params"]}
+        if self.best is None or acc > self.best.accuracy:
+            self.best = Candidate.from_info(episode, info)
             self._policy().save(self.out / "best_policy.json")
 
     def _restore_best(self, history) -> None:
         ok = scored_feasible(history)
         if len(ok):
-            self.best = _best_from_row(ok.loc[ok["accuracy"].idxmax()])
+            self.best = Candidate.from_row(ok.loc[ok["accuracy"].idxmax()])
 
     def _policy(self) -> PruningPolicy:
         b = self.best
-        predicted = {"flops": b["flops"], "params": b["params"]}
-        if b["latency_ms"] is not None:
-            predicted["latency_ms"] = b["latency_ms"]
         return PruningPolicy.for_model(
-            self.analysis, b["ratios"], model_name=self.config.model, model_args=dict(self.config.model_args),
+            self.analysis, b.ratios, model_name=self.config.model, model_args=dict(self.config.model_args),
             round_to=self.config.round_to,
             importance=self.config.importance, exclude=list(self.config.exclude), budget=self.budget.to_dict(),
-            cost_model=self.cost_model.name, predicted_cost=predicted,
-            accuracy={"val": b["accuracy"], "val_images": self.config.val_size, "episode": b["episode"],
+            cost_model=self.cost_model.name, predicted_cost=b.predicted_cost(),
+            accuracy={"val": b.accuracy, "val_images": self.config.val_size, "episode": b.episode,
                       "bn_batches": self.config.bn_batches,
-                      **({"val_finetuned": b["finetuned"], "finetune_steps": self.config.rerank_steps}
-                         if "finetuned" in b else {})})
+                      **({"val_finetuned": b.finetuned, "finetune_steps": self.config.rerank_steps}
+                         if b.finetuned is not None else {})})
 
     def _summary(self, seconds: float, episodes: int, timing: dict[str, float]) -> dict[str, Any]:
         scoring, env = timing["scoring"], timing["env"]  # summed over every env (parallel: > wall)
@@ -281,20 +282,12 @@ class SearchRun:
             "scoring_s": round(scoring, 2), "env_s": round(env, 2),
             "agent_s": round(max(seconds - (scoring + env) / self.config.n_envs, 0.0), 2),
             "n_envs": self.config.n_envs,
-            "best": self.best, "score": self.score_name, "budget": self.budget.to_dict(),
+            "best": None if self.best is None else asdict(self.best), "score": self.score_name, "budget": self.budget.to_dict(),
             "cost_model": self.cost_model.describe(),
             "config": asdict(self.config),
         }
         write_json_atomic(self.out / "summary.json", summary)
         return summary
-
-
-def _best_from_row(row: Any) -> dict[str, Any]:
-    """The ``best`` record of a history row."""
-    return {"episode": int(row["episode"]), "accuracy": float(row["accuracy"]),
-            "ratios": json.loads(row["ratios"]), "cost": float(row["cost"]),
-            "latency_ms": None if _nan(row["latency_ms"]) else float(row["latency_ms"]),
-            "flops": int(row["flops"]), "params": int(row["params"])}
 
 
 def _plain(value: Any) -> Any:
@@ -309,9 +302,6 @@ def _plain(value: Any) -> Any:
 def _unit(metric: str) -> str:
     return "ms" if metric == "latency_ms" else ""
 
-
-def _nan(v: Any) -> bool:
-    return v is None or (isinstance(v, float) and math.isnan(v))
 
 
 def _worker_env(config: SearchConfig, splits: Splits | None, model: torch.nn.Module | None,
