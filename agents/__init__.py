@@ -1,4 +1,9 @@
-"""``autoprune.agents``: SB3 agents (AMC-DDPG, TD3, SAC, PPO) and baseline searchers, by name."""
+"""``autoprune.agents``: SB3 agents (AMC-DDPG, TD3, SAC, PPO) and baseline searchers, by name.
+
+Every searcher is registered in one :class:`~autoprune.registry.Registry`, ``SEARCHERS``, whose
+factories take ``(seed, preset, overrides, preset_file)``; plug-in searchers register under the
+``autoprune.searchers`` entry-point group the same way.
+"""
 
 from __future__ import annotations
 
@@ -18,18 +23,41 @@ from autoprune.agents.searchers import (
     UniformSearcher,
 )
 from autoprune.agents.seeded import DEFAULT_SEEDS, SEED_RULES, SeededSearcher
-
 from autoprune.errors import ConfigError
+from autoprune.registry import Registry
 
-BASELINES = {"random": RandomSearcher, "uniform": UniformSearcher, "global-magnitude": GlobalMagnitudeSearcher,
-             "knapsack": KnapsackSearcher, "cmaes": CMAESSearcher}
+SEARCHERS: Registry[Searcher] = Registry("agent", entry_point_group="autoprune.searchers")
 ONE_SHOT = frozenset(SEED_RULES)  # one candidate from a rule, no search: never seeded
 ALIASES = {"ddpg": "amc-ddpg", "tp-global": "global-magnitude"}
 
 
+def _baseline(cls: type[Searcher]):
+    """The factory of a searcher without presets: only the parameters it ``accepts``."""
+    def make(seed: int, preset: str, overrides: dict[str, Any] | None, preset_file: str | None) -> Searcher:
+        unknown = sorted(set(overrides or {}) - cls.accepts)
+        if unknown:
+            takes = ", ".join(sorted(cls.accepts)) or "none"
+            raise ConfigError(f"the {cls.name} searcher has no parameter {unknown[0]!r} (it takes: {takes})")
+        return cls(seed=seed, **(overrides or {}))
+    return make
+
+
+def _sb3(algo: str):
+    """The factory of an SB3 agent: its preset plus the overrides."""
+    def make(seed: int, preset: str, overrides: dict[str, Any] | None, preset_file: str | None) -> Searcher:
+        return SB3Searcher(algo, seed=seed, **load_preset(algo, preset, overrides, preset_file))
+    return make
+
+
+for _cls in (RandomSearcher, UniformSearcher, GlobalMagnitudeSearcher, KnapsackSearcher, CMAESSearcher):
+    SEARCHERS.add(_cls.name, _baseline(_cls))
+for _algo in ALGORITHMS:
+    SEARCHERS.add(_algo, _sb3(_algo))
+
+
 def list_searchers() -> list[str]:
     """Agent and baseline names accepted by :func:`make_searcher`."""
-    return sorted([*ALGORITHMS, *BASELINES, *ALIASES])
+    return sorted([*SEARCHERS.names(), *ALIASES])
 
 
 def make_searcher(name: str, seed: int = 0, preset: str = "default", overrides: dict[str, Any] | None = None,
@@ -45,19 +73,10 @@ def make_searcher(name: str, seed: int = 0, preset: str = "default", overrides: 
 
 
 def _make(name: str, seed: int, preset: str, overrides: dict[str, Any] | None, preset_file: str | None) -> Searcher:
-    if name in BASELINES:
-        cls = BASELINES[name]
-        unknown = sorted(set(overrides or {}) - cls.accepts)
-        if unknown:
-            takes = ", ".join(sorted(cls.accepts)) or "none"
-            raise ConfigError(f"the {name} searcher has no parameter {unknown[0]!r} (it takes: {takes})")
-        return cls(seed=seed, **(overrides or {}))
-    if name not in ALGORITHMS:
-        raise ConfigError(f"unknown agent {name!r}; known: {', '.join(list_searchers())}")
-    return SB3Searcher(name, seed=seed, **load_preset(name, preset, overrides, preset_file))
+    return SEARCHERS.get(name)(seed, preset, overrides, preset_file)
 
 
-__all__ = ["ALGORITHMS", "AMCDDPG", "AMCMixin", "AMCSAC", "AMCTD3", "BASELINES", "CMAESSearcher", "DEFAULT_SEEDS",
+__all__ = ["ALGORITHMS", "AMCDDPG", "AMCMixin", "AMCSAC", "AMCTD3", "CMAESSearcher", "DEFAULT_SEEDS",
            "DecayingTruncatedNormalNoise", "GlobalMagnitudeSearcher", "KnapsackSearcher", "ONE_SHOT",
            "RandomSearcher", "SB3Searcher", "SEED_RULES", "Searcher", "SeededSearcher", "UniformSearcher",
-           "list_searchers", "load_preset", "make_searcher", "parse_overrides"]
+           "SEARCHERS", "list_searchers", "load_preset", "make_searcher", "parse_overrides"]

@@ -14,8 +14,9 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from autoprune.agents.noise import DecayingTruncatedNormalNoise
 from stable_baselines3 import DDPG, SAC, TD3
+
+from autoprune.agents.noise import DecayingTruncatedNormalNoise
 
 
 class AMCMixin:

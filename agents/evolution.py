@@ -12,9 +12,9 @@ import json
 from pathlib import Path
 
 import numpy as np
-from autoprune.agents.searchers import Searcher
 from cmaes import CMA
 
+from autoprune.agents.searchers import Searcher
 from autoprune.atomic import write_json_atomic
 from autoprune.errors import ConfigError
 

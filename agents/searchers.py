@@ -20,10 +20,6 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 import torch
-from autoprune.agents.amc import AMCDDPG, AMCSAC, AMCTD3
-from autoprune.agents.noise import DecayingTruncatedNormalNoise
-from autoprune.envs.observation import OBS_NAMES
-from autoprune.envs.pruning_env import PruningEnv
 from stable_baselines3 import PPO
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import BaseCallback
@@ -31,7 +27,11 @@ from stable_baselines3.common.logger import Logger, configure
 from stable_baselines3.common.on_policy_algorithm import OnPolicyAlgorithm
 from stable_baselines3.common.vec_env import VecEnv
 
+from autoprune.agents.amc import AMCDDPG, AMCSAC, AMCTD3
+from autoprune.agents.noise import DecayingTruncatedNormalNoise
 from autoprune.atomic import write_json_atomic
+from autoprune.envs.observation import OBS_NAMES
+from autoprune.envs.pruning_env import PruningEnv
 from autoprune.errors import ConfigError
 from autoprune.pruning.global_magnitude import global_magnitude_kept, size_global_magnitude
 from autoprune.pruning.importance import channel_scores

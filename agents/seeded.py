@@ -15,7 +15,6 @@ from autoprune.agents.searchers import (
     Searcher,
     UniformSearcher,
 )
-
 from autoprune.errors import ConfigError
 
 SEED_RULES: dict[str, type[Searcher]] = {"uniform": UniformSearcher, "global-magnitude": GlobalMagnitudeSearcher,

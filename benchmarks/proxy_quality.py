@@ -18,10 +18,10 @@ import json
 import numpy as np
 import pandas as pd
 import torch
-from autoprune.agents import SEED_RULES
 from common import result_dir
 from scipy.stats import spearmanr
 
+from autoprune.agents import SEED_RULES
 from autoprune.analysis import analyse_model
 from autoprune.apply import apply_policy
 from autoprune.atomic import write_json_atomic, write_text_atomic

@@ -3,17 +3,17 @@ import itertools
 import numpy as np
 import pytest
 import torch
+from conftest import TinyResNet
+
 from autoprune.agents import (
     DecayingTruncatedNormalNoise,
     load_preset,
     make_searcher,
     parse_overrides,
 )
-from autoprune.envs import Budget, PruningEnv
-from conftest import TinyResNet
-
 from autoprune.analysis import analyse_model, group_features
 from autoprune.costs import FlopsCostModel
+from autoprune.envs import Budget, PruningEnv
 from autoprune.errors import ConfigError
 from autoprune.pruning import channels_kept, rank_channels
 from autoprune.pruning.global_magnitude import global_magnitude_kept
@@ -228,3 +228,28 @@ def test_global_magnitude_projects_its_narrowest_allocation_when_no_global_ratio
     infos = []
     make_searcher("global-magnitude").run(env, 1, infos.append)  # used to refuse the budget
     assert len(infos) == 1 and infos[0]["feasible"]
+
+
+def test_a_searcher_of_your_own_registers_like_the_built_ins(tmp_path, splits):
+    from autoprune.agents import SEARCHERS, Searcher, list_searchers
+    from autoprune.search import SearchConfig, SearchRun, read_history
+
+    class Halfway(Searcher):
+        """Proposes the middle of the action range every episode."""
+
+        name = "halfway"
+
+        def run(self, env, episodes, on_episode, start_episode=0, state_dir=None):
+            for e in range(start_episode, episodes):
+                on_episode(self.play(env, lambda t: 0.0, seed=self.seed + e))
+
+    SEARCHERS.add("halfway", lambda seed, preset, overrides, preset_file: Halfway(seed))
+    try:
+        assert "halfway" in list_searchers()
+        config = SearchConfig(model="mlp", data="synthetic", cost_model="flops", budget="50%", agent="halfway",
+                              episodes=4, val_size=64, bn_batches=1, rerank_top=0, seeds=[], out=str(tmp_path / "h"))
+        SearchRun(config, splits=splits, progress=False).run()
+        history = read_history(tmp_path / "h" / "history.csv")
+        assert len(history) == 4 and history["kept"].nunique() == 1 and set(history["source"]) == {"halfway"}
+    finally:
+        SEARCHERS._factories.pop("halfway", None)

@@ -5,14 +5,14 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch
-from autoprune.envs import ENV_ID, Budget, PruningEnv, make_reward
-from autoprune.envs.rewards import amc_flops_reward, make_penalty_reward
 from gymnasium.utils.env_checker import check_env
 from stable_baselines3.common.env_checker import check_env as sb3_check_env
 
 from autoprune.analysis import analyse_model, group_features
 from autoprune.budget import BudgetSpec
 from autoprune.costs import Cost, FlopsCostModel, RooflineCostModel
+from autoprune.envs import ENV_ID, Budget, PruningEnv, make_reward
+from autoprune.envs.rewards import amc_flops_reward, make_penalty_reward
 from autoprune.errors import ConfigError
 from autoprune.models import create_model
 from autoprune.pruning import channels_kept

@@ -172,6 +172,7 @@ class SearchRun:
             now = time.perf_counter()
             state["scoring"] += info.get("score_seconds", 0.0)
             state["env"] += info.get("env_seconds", 0.0)
+            info = {"source": self.searcher.name, **info}  # seeded runs name the seed rule instead
             writer.append(state["episode"], info, now - state["last"])
             self._consider(state["episode"], info)
             state["episode"] += 1
