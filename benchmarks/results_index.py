@@ -23,6 +23,7 @@ WHAT = {
     "head_to_head_quick_mobilenetv2": "head-to-head smoke run, MobileNetV2-small",
     "head_to_head_quick_mobilenetv2_verified": "the same with on-machine verification",
     "main_command": "the README's main command from a fresh clone (pipeline at 50 % latency)",
+    "iterative_resnet20": "one-shot vs gradual vs iterative pruning, one-shot sparsity vs IMP, ResNet-20 (in progress)",
     "own_model": "the whole pipeline on a model and data that are not built in (a CNN in a file, Fashion-MNIST as PNG folders)",
     "proxy_quality": "search scores (BN-recalibrated; short fine-tune) vs accuracy after fine-tuning",
     "memory_long_search": "resident memory over a 2,000-episode search",
