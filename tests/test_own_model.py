@@ -130,6 +130,7 @@ def test_own_model_and_data_go_through_analyse_search_apply_export(user, tmp_pat
     assert policy["model"] == (f"{(user / 'ownnet.py').resolve()}:build" if form == "file" else "ownnet:build")
     assert main(["apply", str(run / "best_policy.json"), "--data", data, "--out", str(tmp_path / "a")]) == 0
     applied = json.loads((tmp_path / "a" / "apply.json").read_text())
+    assert applied["test_split"].startswith("val")  # the data factory gave no test split, and it says so
     # BN recalibrated on the search's batches: the applied model reproduces the search's score
     assert applied["val_score"] == pytest.approx(policy["accuracy"]["val"], abs=1e-6)
     assert main(["export", str(tmp_path / "a" / "model.pt"), "--out", str(tmp_path / "e")]) == 0

@@ -83,7 +83,7 @@ def apply_stage(policy_path: str | Path, source: ModelSource | None, splits: Spl
         "dense_test_acc": evaluate(dense, splits.test(), score), "pruned_test_acc_raw": raw_test,
         "pruned_test_acc_bn": evaluate(pruned, splits.test(), score), "pruned_val_acc_bn": evaluate(pruned, splits.val(), score),
         "val_score": evaluate(pruned, splits.val(limit=val_images), score), "val_score_search": searched.get("val"),
-        "bn_batches": bn, "dense_params": sum(p.numel() for p in dense.parameters()),
+        "bn_batches": bn, "test_split": test_split_name(splits), "dense_params": sum(p.numel() for p in dense.parameters()),
         "pruned_params": sum(p.numel() for p in pruned.parameters()), "channels": record.kept,
     }
     save_checkpoint(out / "model.pt", pruned, source.ref, shape[0], splits.num_classes,
@@ -94,6 +94,11 @@ def apply_stage(policy_path: str | Path, source: ModelSource | None, splits: Spl
     policy.save(out / "policy.json")
     write_json_atomic(out / "apply.json", summary)
     return summary
+
+
+def test_split_name(splits: Splits) -> str:
+    """Which split the ``test`` numbers come from: data given without one report on validation."""
+    return "test" if getattr(splits, "has_test", True) else "val (the data has no test split)"
 
 
 def policy_model_source(policy: PruningPolicy, where: str, weights: str | None = None) -> ModelSource:
@@ -193,6 +198,7 @@ def finetune_stage(checkpoint: str | Path, splits: Splits, cfg: FinetuneConfig, 
         meta["policy"] = extra.pop("policy")
     summary = {"checkpoint": str(checkpoint), "mode": mode.name, "mode_settings": asdict(mode),
                "config": asdict(cfg), "distill": distill, "test_acc_before": before, "test_acc": test,
+               "test_split": test_split_name(splits),
                "best_epoch": result.best_epoch, "best_val_acc": result.best_val, "history": result.history,
                "seconds": round(seconds, 1), "params": sum(p.numel() for p in model.parameters()), **extra}
     meta.update(stage="finetune", test_acc=test, val_acc=result.best_val, finetune_mode=mode.name)
