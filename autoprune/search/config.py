@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import types
+import typing
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -71,10 +73,10 @@ class SearchConfig:
         """One-line errors for values of the wrong type or out of range."""
         if isinstance(self.budget, (int, float)) and not isinstance(self.budget, bool):
             self.budget = str(self.budget)  # "budget: 0.5" in a YAML file
-        for name, types in _TYPES.items():
+        for name, accepted in _TYPES.items():
             value = getattr(self, name)
-            if isinstance(value, bool) and bool not in types or not isinstance(value, types):
-                raise ConfigError(f"setting {name!r} must be {' or '.join(t.__name__ for t in types)}, "
+            if isinstance(value, bool) and bool not in accepted or not isinstance(value, accepted):
+                raise ConfigError(f"setting {name!r} must be {' or '.join(t.__name__ for t in accepted)}, "
                                   f"got {type(value).__name__}")
         if any(not isinstance(e, str) for e in self.exclude) or any(not isinstance(k, str) for k in self.agent_params):
             raise ConfigError("'exclude' must list module names and 'agent_params' be keyed by name")
@@ -179,15 +181,15 @@ class SearchConfig:
         return data
 
 
-_OPTIONAL_STR = (str, type(None))
-_TYPES: dict[str, tuple[type, ...]] = {
-    "model": (str,), "model_args": (dict,), "weights": _OPTIONAL_STR, "input_shape": (list, type(None)),
-    "data": (str,), "data_dir": _OPTIONAL_STR, "score": _OPTIONAL_STR, "loss": _OPTIONAL_STR,
-    "torch_device": _OPTIONAL_STR, "cost_model": (str,), "table": _OPTIONAL_STR, "hardware_profile": _OPTIONAL_STR,
-    "provider": _OPTIONAL_STR, "latency_threads": (int,), "latency_batch": (int,), "budget": (str,),
-    "agent": (str,), "preset": (str,), "agent_params": (dict,), "episodes": (int,), "seed": (int,), "n_envs": (int,),
-    "val_size": (int,), "bn_batches": (int,), "eval_mode": (str,), "min_ratio": (float, int),
-    "max_ratio": (float, int), "round_to": (int,), "importance": (str,), "reward": (str,),
-    "exclude": (list,), "budget_rule": (str,), "seeds": (list,), "rerank_top": (int,), "rerank_steps": (int,),
-    "verify_top": (int,), "out": (str,),
-}
+def _field_types() -> dict[str, tuple[type, ...]]:
+    """The types each setting accepts, read from the dataclass annotations (defined once, there):
+    ``str | None`` -> ``(str, NoneType)``, ``list[str]`` -> ``(list,)``, a float also takes an int."""
+    out = {}
+    for name, hint in typing.get_type_hints(SearchConfig).items():
+        options = typing.get_args(hint) if isinstance(hint, types.UnionType) else (hint,)
+        accepted = tuple(typing.get_origin(o) or o for o in options)
+        out[name] = accepted + ((int,) if float in accepted else ())
+    return out
+
+
+_TYPES = _field_types()
