@@ -60,5 +60,9 @@ def export_model(model: nn.Module, model_name: str, out: str | Path, input_shape
         summary["budget_ms"] = budget.value
         summary["latency_over_budget"] = round(latency / budget.value, 4)
         summary["within_budget_tolerance"] = budget.fits(latency, MEASURED_TOLERANCE)
+        dense_ms = summary.get("dense_latency_ms")
+        if dense_ms:  # the same check on this machine's clock: robust to a machine busy right now
+            summary["share_of_dense"] = round(latency / dense_ms, 4)
+            summary["budget_share_of_dense"] = round(budget.value / budget.dense, 4)
     write_json_atomic(out / "export.json", summary)
     return summary

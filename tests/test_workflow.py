@@ -216,3 +216,17 @@ def test_export_report_states_the_verdict_and_what_to_do_when_over():
     assert "1.10x, OVER budget + 5 %" in over and "search again with a budget tighter" in over
     within = report({**base, "latency_ms": 0.1, "latency_over_budget": 1.0, "within_budget_tolerance": True}, "out")
     assert within.endswith("1.00x, within budget + 5 %")
+    busy = report({**base, "latency_over_budget": 1.25, "within_budget_tolerance": False, "share_of_dense": 0.5,
+                   "budget_share_of_dense": 0.5}, "out")  # over in ms while the machine is slow, not relative to dense
+    assert "50% of the dense model timed now, budget 50%" in busy
+
+
+def test_export_records_the_share_of_dense_next_to_the_budget(tmp_path):
+    torch.manual_seed(0)
+    model = create_model("mlp").eval()
+    analysis = analyse_model(model, torch.randn(1, 1, 28, 28))
+    policy = PruningPolicy.for_model(analysis, {"body.0": 0.0, "body.2": 0.0}, "mlp",
+                                     budget={"metric": "latency_ms", "value": 1e-6, "fraction": 0.5, "dense": 2e-6})
+    saved = export_model(model, "mlp", tmp_path / "x", (1, 28, 28), policy=policy, meta={"dense_latency_ms": 0.2})
+    assert saved["share_of_dense"] == pytest.approx(saved["latency_ms"] / 0.2, rel=1e-3)
+    assert saved["budget_share_of_dense"] == 0.5

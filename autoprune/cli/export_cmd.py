@@ -42,6 +42,9 @@ def report(s: dict, out: str) -> str:
         verdict = "within" if s["within_budget_tolerance"] else "OVER"
         line += f"), budget {s['budget_ms']:.4f} ms: {s['latency_over_budget']:.2f}x, {verdict} budget + {MEASURED_TOLERANCE * 100:.0f} %"
         if not s["within_budget_tolerance"]:
+            if s.get("share_of_dense") is not None:
+                line += (f"; {s['share_of_dense']:.0%} of the dense model timed now, budget "
+                         f"{s['budget_share_of_dense']:.0%}")
             line += (" (a busy machine or a latency-table miss: re-time it with 'autoprune export'; if it stays "
                      "over, search again with a budget tighter by that factor)")
     else:
