@@ -94,5 +94,5 @@ class _Applied:
 def _mask_hook(mask: torch.Tensor):
     def hook(module: nn.Module, inputs, output: torch.Tensor) -> torch.Tensor:
         shape = [1, -1] + [1] * (output.dim() - 2)
-        return output * mask.view(shape)
+        return output * mask.to(output.device).view(shape)  # the model may run on a GPU
     return hook
