@@ -69,6 +69,7 @@ class GradualChannelPruning:
     def finalize(self) -> tuple[nn.Module, PruningRecord]:
         """Remove the masks and the masked channels for real; returns ``(pruned model, record)``."""
         self.pruner.remove()
+        self.analysis.model.cpu()  # traced with the analysis' CPU example input, wherever it trained
         record = PruningRecord.from_ranking(self.analysis, self.ranking, self.kept, self.exclude)
         return prune_physically(self.analysis, self.ranking, self.kept), record
 
