@@ -136,7 +136,7 @@ class FixedMasks:
     @torch.no_grad()
     def on_step(self, step: int) -> None:
         for n, w in self.weights.items():
-            w.mul_(self.masks[n].to(w.dtype))
+            w.mul_(self.masks[n].to(w.device, w.dtype))
 
     def done(self, step: int) -> bool:
         return True
