@@ -19,6 +19,7 @@ from typing import Any
 import pandas as pd
 import torch
 from torch import nn
+from tqdm.auto import tqdm
 
 from autoprune.analysis import analyse_model
 from autoprune.atomic import atomic_path, write_json_atomic, write_text_atomic
@@ -112,7 +113,7 @@ def iterative_channels_stage(settings: IterativeSettings, splits: Splits, cfg: F
     if done:
         model, step_payload = load_model(out / f"step{done}" / "model.pt")
         record = pruning_record(step_payload)
-        print(f"resuming {out}: {done} of {settings.steps} steps done")
+        tqdm.write(f"resuming {out}: {done} of {settings.steps} steps done")
     else:
         model, record = copy.deepcopy(dense), dense_record(analysis.groups, policy.exclude)
     teacher = None
@@ -167,7 +168,7 @@ def imp_stage(settings: IterativeSettings, splits: Splits, cfg: FinetuneConfig, 
     if done:
         masks = load_masks(out / "masks" / f"round{done}.pt")
         model = load_model(out / f"round{done}" / "model.pt")[0]
-        print(f"resuming {out}: {done} of {settings.rounds} rounds done")
+        tqdm.write(f"resuming {out}: {done} of {settings.rounds} rounds done")
     round_cfg = replace(cfg, epochs=settings.epochs_per_step)
     for r in range(done + 1, settings.rounds + 1):
         start = time.perf_counter()
