@@ -1,12 +1,12 @@
 """``autoprune.envs``: the Gymnasium environment in which an agent picks per-group pruning ratios."""
 
+from gymnasium.envs.registration import register, registry
+
+from autoprune.budget import Budget
 from autoprune.envs.budget import BudgetWall
 from autoprune.envs.projection import BudgetProjection
 from autoprune.envs.pruning_env import BUDGET_RULES, PruningEnv
 from autoprune.envs.rewards import REWARDS, make_reward
-from gymnasium.envs.registration import register, registry
-
-from autoprune.budget import Budget
 
 ENV_ID = "autoprune/ChannelPruning-v0"
 if ENV_ID not in registry:

@@ -10,14 +10,14 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 import pandas as pd
-from autoprune.envs.budget import BudgetWall, checked_cost
-from autoprune.envs.observation import OBS_NAMES, observation, static_features
-from autoprune.envs.projection import BudgetProjection
-from autoprune.envs.rewards import SOFT_BUDGET_REWARDS, Reward, make_reward
 
 from autoprune.analysis.groups import ModelAnalysis, PrunableGroup
 from autoprune.budget import Budget
 from autoprune.costs.base import CostModel
+from autoprune.envs.budget import BudgetWall, checked_cost
+from autoprune.envs.observation import OBS_NAMES, observation, static_features
+from autoprune.envs.projection import BudgetProjection
+from autoprune.envs.rewards import SOFT_BUDGET_REWARDS, Reward, make_reward
 from autoprune.errors import ConfigError
 from autoprune.pruning.ratios import channels_kept
 
