@@ -346,11 +346,11 @@ class SB3Searcher(Searcher):
             if (folder / "replay.npz").is_file() and getattr(model, "replay_buffer", None) is not None:
                 with np.load(folder / "replay.npz", allow_pickle=False) as saved:
                     _fill_buffer(model.replay_buffer, saved)
+            _set_counters(model, counters)  # a hand-edited counter or random state fails here, in one line
         except (OSError, ValueError, KeyError, RuntimeError, TypeError, EOFError, pickle.UnpicklingError,
                 zipfile.BadZipFile) as exc:  # the message names no unsafe way out (no weights_only=False)
             raise ConfigError(f"agent state in {state_dir} cannot be restored ({type(exc).__name__}); "
                               f"delete that folder to resume with a fresh agent") from None
-        _set_counters(model, counters)
         return model
 
 

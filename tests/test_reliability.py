@@ -254,3 +254,17 @@ def test_a_tampered_agent_state_is_refused_in_one_line_that_suggests_nothing_uns
         SearchRun(config, splits=splits, progress=False).run(resume=True)
     assert "cannot be restored" in str(err.value) and "weights_only" not in str(err.value)
     assert err.value.__cause__ is None  # the traceback chain carries no torch advice either
+
+
+def test_a_hand_edited_random_state_is_refused_in_one_line(tmp_path, splits):
+    from autoprune.errors import ConfigError
+
+    out = tmp_path / "run"
+    config = ddpg_config(out, episodes=3)
+    SearchRun(config, splits=splits, progress=False).run()
+    saved = json.loads((out / "agent" / "agent.json").read_text())
+    saved["rng"]["torch"] = ["not", "bytes"]
+    (out / "agent" / "agent.json").write_text(json.dumps(saved))
+    config.episodes = 5
+    with pytest.raises(ConfigError, match="cannot be restored"):
+        SearchRun(config, splits=splits, progress=False).run(resume=True)
