@@ -85,6 +85,21 @@ def _append_row(path: Path, row: dict[str, Any]) -> None:
     write_text_atomic(path, frame.to_csv(index=False))
 
 
+def _dense(checkpoint: str, what: str) -> tuple[nn.Module, dict[str, Any], tuple[int, ...], str, dict[str, Any]]:
+    """The dense model a stage starts from: model, payload, input shape, model name, factory arguments."""
+    model, payload = load_model(checkpoint)
+    if payload.get("pruning") is not None:
+        raise ConfigError(f"{what} starts from the dense model; pass its checkpoint, not a pruned one")
+    shape = input_shape_of(payload, source=f"checkpoint {checkpoint}")
+    return model, payload, shape, payload["model"], dict(payload.get("model_args") or {})
+
+
+def _publish(final: Path, path: Path) -> None:
+    """The last step's or round's checkpoint copied as the stage's ``model.pt`` (atomically)."""
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(final.read_bytes())
+
+
 def _measure(model: nn.Module, shape: tuple[int, ...]) -> dict[str, Any]:
     layers = analyse_model(model, torch.zeros(1, *shape)).layers
     cost = FlopsCostModel(layers).dense_cost()
@@ -98,11 +113,7 @@ def iterative_channels_stage(settings: IterativeSettings, splits: Splits, cfg: F
     """Reach the policy's channels in ``settings.steps`` cuts, fine-tuning after each (rewinding the
     kept channels to ``settings.rewind_from`` first, for structured IMP); resumable."""
     out = Path(out)
-    dense, payload = load_model(settings.checkpoint)
-    if payload.get("pruning") is not None:
-        raise ConfigError("iterative pruning starts from the dense model; pass its checkpoint, not a pruned one")
-    shape = input_shape_of(payload, source=f"checkpoint {settings.checkpoint}")
-    name, args = payload["model"], dict(payload.get("model_args") or {})
+    dense, payload, shape, name, args = _dense(settings.checkpoint, "iterative pruning")
     policy = PruningPolicy.load(settings.policy)
     analysis = analyse_model(dense, torch.zeros(1, *shape), exclude=policy.exclude)
     policy.validate_for(analysis, source=f"policy {settings.policy}")
@@ -138,9 +149,7 @@ def iterative_channels_stage(settings: IterativeSettings, splits: Splits, cfg: F
                         input_shape=shape, model_args=args)
         _append_row(out / "steps.csv", row)  # after the checkpoint: a row always has its model
     steps = pd.read_csv(out / "steps.csv")
-    final = out / f"step{settings.steps}" / "model.pt"
-    with atomic_path(out / "model.pt") as tmp:
-        tmp.write_bytes(final.read_bytes())
+    _publish(out / f"step{settings.steps}" / "model.pt", out / "model.pt")
     summary = {"checkpoint": settings.checkpoint, "mode": "iterative", "mode_settings": asdict(settings),
                "config": asdict(cfg), "distill": distill, "test_acc": float(steps["test_score"].iloc[-1]),
                "best_val_acc": float(steps["val_score"].iloc[-1]), "channels": json.loads(steps["channels"].iloc[-1]),
@@ -155,11 +164,7 @@ def imp_stage(settings: IterativeSettings, splits: Splits, cfg: FinetuneConfig, 
     (``imp_schedule``), rewinds the survivors to ``settings.rewind_from`` (else to the checkpoint's
     own weights) and retrains ``epochs_per_step`` epochs with the mask held; resumable."""
     out = Path(out)
-    model, payload = load_model(settings.checkpoint)
-    if payload.get("pruning") is not None:
-        raise ConfigError("IMP starts from the dense model; pass its checkpoint, not a pruned one")
-    shape = input_shape_of(payload, source=f"checkpoint {settings.checkpoint}")
-    name, args = payload["model"], dict(payload.get("model_args") or {})
+    model, payload, shape, name, args = _dense(settings.checkpoint, "IMP")
     early = load_model(settings.rewind_from, name, args or None)[0] if settings.rewind_from else copy.deepcopy(model)
     early_state = copy.deepcopy(early.state_dict())
     schedule = imp_schedule(settings.sparsity, settings.rounds)
@@ -187,9 +192,7 @@ def imp_stage(settings: IterativeSettings, splits: Splits, cfg: FinetuneConfig, 
                         {"stage": "imp", "round": r}, input_shape=shape, model_args=args)
         _append_row(out / "rounds.csv", row)
     rounds = pd.read_csv(out / "rounds.csv")
-    final = out / f"round{settings.rounds}" / "model.pt"
-    with atomic_path(out / "model.pt") as tmp:
-        tmp.write_bytes(final.read_bytes())
+    _publish(out / f"round{settings.rounds}" / "model.pt", out / "model.pt")
     summary = {"checkpoint": settings.checkpoint, "mode": "imp", "mode_settings": asdict(settings),
                "config": asdict(cfg), "test_acc": float(rounds["test_score"].iloc[-1]),
                "best_val_acc": float(rounds["val_score"].iloc[-1]), "sparsity": sparsity_report(model),
