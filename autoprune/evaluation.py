@@ -14,7 +14,14 @@ from autoprune.pruning.physical import prune_physically
 from autoprune.scoring import LossFn, ScoreFn, accuracy
 from autoprune.training import TrainConfig, evaluate, recalibrate_bn, train
 
-SHORT_FINETUNE_LR = 0.01  # a few hundred steps from pruned weights: gentle, no warm-up needed
+SHORT_FINETUNE_LR = 0.01
+BN_BATCH_SIZE = 128
+
+
+def search_bn_batches(splits: Splits, bn_batches: int, batch_size: int = BN_BATCH_SIZE) -> list:
+    """The fixed training batches a search recalibrates BN on (the leading ones, in order, not
+    augmented); ``apply`` and the Python API recalibrate on the same, so scores reproduce."""
+    return list(splits.train(batch_size, shuffle=False, augment=False, limit=bn_batches * batch_size))  # a few hundred steps from pruned weights: gentle, no warm-up needed
 
 
 class CandidateEvaluator:
@@ -33,7 +40,7 @@ class CandidateEvaluator:
     """
 
     def __init__(self, analysis: ModelAnalysis, ranking: Mapping[str, torch.Tensor], splits: Splits,
-                 val_size: int = 2000, bn_batches: int = 5, batch_size: int = 128,
+                 val_size: int = 2000, bn_batches: int = 5, batch_size: int = BN_BATCH_SIZE,
                  mode: str = "physical", finetune_batch: int = 64, score: ScoreFn = accuracy,
                  device: str | torch.device = "cpu", loss: LossFn | None = None) -> None:
         if mode not in ("physical", "masked"):
@@ -41,7 +48,7 @@ class CandidateEvaluator:
         self.analysis, self.ranking, self.mode = analysis, ranking, mode
         self.pruner = MaskedPruner(analysis, ranking) if mode == "masked" else None
         self.model = analysis.model
-        self.bn_data = list(splits.train(batch_size, shuffle=False, augment=False, limit=bn_batches * batch_size))
+        self.bn_data = search_bn_batches(splits, bn_batches, batch_size)
         self.val_data = list(splits.val(batch_size=500, limit=val_size))
         self.bn_batches = bn_batches
         self.splits, self.finetune_batch = splits, finetune_batch

@@ -19,6 +19,7 @@ from autoprune.analysis import analyse_model
 from autoprune.apply import apply_policy
 from autoprune.data import StreamSplits
 from autoprune.errors import ConfigError
+from autoprune.evaluation import search_bn_batches
 from autoprune.export import export_model as _export
 from autoprune.finetune import FinetuneConfig, finetune
 from autoprune.latency import LatencySettings
@@ -97,7 +98,7 @@ def prune_to_budget(model: nn.Module | str, example_input: torch.Tensor | None, 
     analysis = analyse_model(copy.deepcopy(module).eval(), torch.zeros(1, *splits.input_shape), exclude=policy.exclude)
     pruned, record = apply_policy(analysis, policy, batches=splits.train(64, shuffle=False))
     bn = int((policy.accuracy or {}).get("bn_batches", config.bn_batches))
-    recalibrate_bn(pruned, splits.train(128, shuffle=False, limit=bn * 128), bn)
+    recalibrate_bn(pruned, search_bn_batches(splits, bn), bn)
     return PruneResult(pruned.eval(), policy, record, float((policy.accuracy or {}).get("val", float("nan"))), Path(out))
 
 

@@ -30,7 +30,7 @@ from autoprune.checkpoint import (
 )
 from autoprune.data import Splits
 from autoprune.errors import ConfigError
-from autoprune.evaluation import CandidateEvaluator
+from autoprune.evaluation import CandidateEvaluator, search_bn_batches
 from autoprune.export import export_model
 from autoprune.finetune import (
     FinetuneConfig,
@@ -76,7 +76,7 @@ def apply_stage(policy_path: str | Path, source: ModelSource | None, splits: Spl
     raw_test = evaluate(pruned, splits.test(), score)
     searched = policy.accuracy or {}
     bn = bn_batches if bn_batches is not None else int(searched.get("bn_batches", 5))
-    recalibrate_bn(pruned, splits.train(128, shuffle=False, augment=False, limit=bn * 128), bn)
+    recalibrate_bn(pruned, search_bn_batches(splits, bn), bn)
     val_images = int(searched.get("val_images", 0)) or None
     summary = {
         "policy": str(policy_path), "model": source.ref, "importance": importance or policy.importance,
