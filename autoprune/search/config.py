@@ -127,9 +127,9 @@ class SearchConfig:
                               f"takes its sizes from the data")
         load_score(self.score)
         load_loss(self.loss)
-        check_torch_device(self.torch_device)
+        device = check_torch_device(self.torch_device)
         check_provider(self.provider)
-        if self.eval_mode == "masked" and check_torch_device(self.torch_device) != "cpu":
+        if self.eval_mode == "masked" and device != "cpu":
             raise ConfigError("--eval-mode masked scores on the CPU; use --eval-mode physical with --torch-device")
 
     def model_source(self) -> ModelSource:
