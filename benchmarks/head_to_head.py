@@ -84,6 +84,8 @@ def main() -> None:
     parser.add_argument("--name", default=None, help="results/<name> (default: head_to_head[_<profile>])")
     parser.add_argument("--keep-models", action="store_true", help="keep model.onnx/model.pt of every run")
     parser.add_argument("--models", help="comma-separated models, overriding the profile's")
+    parser.add_argument("--budgets", help="run only these budgets now (e.g. 0.5; the config keeps the profile's)")
+    parser.add_argument("--seeds", help="run only these seeds now")
     parser.add_argument("--episodes", type=int, help="candidate evaluations per search, overriding the profile's")
     parser.add_argument("--ft-images", type=int, help="fine-tuning images, overriding the profile's")
     args = parser.parse_args()
@@ -107,8 +109,8 @@ def main() -> None:
     bench = Bench(out, prof, splits, args.keep_models)
     best_agent = bench.select_agent()
     for model in prof["models"]:
-        for budget in prof["budgets"]:
-            for seed in prof["seeds"]:
+        for budget in [float(b) for b in args.budgets.split(",")] if args.budgets else prof["budgets"]:
+            for seed in [int(x) for x in args.seeds.split(",")] if args.seeds else prof["seeds"]:
                 for method in ONE_SHOT + searched:
                     bench.attempt(model, budget, method, seed, best_agent)
         for budget in prof["hardware_aware"]:

@@ -10,6 +10,7 @@ from common import ROOT
 
 WHAT = {
     "alignment_effect": "latency of widths on and off ONNX Runtime's 16-channel blocks",
+    "candidate_ceiling_resnet20_30pct": "31 searched architectures at 30 %, each fine-tuned as the protocol does: the ceiling above uniform, and which score predicts it",
     "channel_rounding": "latency at channel steps of 1, 4, 8, 16",
     "cost_fidelity": "lookup table vs measured latency, 100 random policies per model (steps of 8)",
     "cost_fidelity_round4": "the same at steps of 4",
