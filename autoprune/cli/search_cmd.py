@@ -5,12 +5,12 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from autoprune.agents import SEED_RULES, list_searchers, parse_overrides
+from autoprune.agents import parse_overrides
 from autoprune.cli.common import command_line, ensure_writable_dir
 from autoprune.cli.loading import add_data_args, add_model_args, model_source
 from autoprune.data import parse_augment
-from autoprune.envs import BUDGET_RULES
 from autoprune.search import SearchConfig, SearchRun
+from autoprune.settings import add_settings, settings_from_args
 
 D = SearchConfig()
 
@@ -30,52 +30,9 @@ def add_search_args(p: argparse.ArgumentParser) -> None:
                         "command line win")
     add_model_args(p, default=D.model)
     add_data_args(p)
-    p.add_argument("--score", default=None, metavar="FILE.py:FUNCTION",
-                   help="score candidates with FUNCTION(model, batches) -> float, higher is better (default: accuracy)")
-    p.add_argument("--loss", default=None, metavar="FILE.py:FUNCTION",
-                   help="training loss FUNCTION(output, target) for the short fine-tunes (default: cross-entropy)")
-    p.add_argument("--cost-model", default=D.cost_model,
-                   help="lut (profiled on this machine when no --table), flops, roofline, ort-measured, or a plug-in")
-    p.add_argument("--table", default=None, help="latency table CSV for --cost-model lut")
-    p.add_argument("--provider", default=None, metavar="NAME",
-                   help="ONNX Runtime execution provider that profiles and times (cpu, cuda, tensorrt, openvino, "
-                        "coreml, ...; default: cpu)")
-    p.add_argument("--latency-threads", type=int, default=D.latency_threads,
-                   help="ONNX Runtime threads when profiling and timing (and exporting, in pipeline)")
-    p.add_argument("--latency-batch", type=int, default=D.latency_batch, help="batch size latency is measured at")
-    p.add_argument("--hardware-profile", default=None,
-                   help="device class for --cost-model roofline (cortex-a53, ..., or a YAML file)")
-    p.add_argument("--budget", default=D.budget, help="fraction of dense (50%% or 0.5) or absolute (0.15ms)")
-    p.add_argument("--agent", default=D.agent, help=f"one of {', '.join(list_searchers())}")
-    p.add_argument("--preset", default=D.preset,
-                   help="hyper-parameter preset of the agent (quick: smoke tests only, too short to learn)")
+    add_settings(p, SearchConfig)
     p.add_argument("--agent-param", action="append", default=[], metavar="KEY=VALUE",
                    help="override one preset hyper-parameter (repeatable)")
-    p.add_argument("--episodes", type=int, default=D.episodes, help="candidates evaluated (seed rules included)")
-    p.add_argument("--seed", type=int, default=D.seed, help="random seed (same seed: same history)")
-    p.add_argument("--n-envs", type=int, default=D.n_envs,
-                   help="score candidates in this many parallel worker processes (SB3 agents)")
-    p.add_argument("--val-size", type=int, default=D.val_size, help="validation images per candidate")
-    p.add_argument("--bn-batches", type=int, default=D.bn_batches, help="BN recalibration batches")
-    p.add_argument("--eval-mode", default=D.eval_mode, choices=["physical", "masked"],
-                   help="score candidates on a pruned copy (default) or with masks on the dense model")
-    p.add_argument("--min-ratio", type=float, default=D.min_ratio, help="least share of a group pruned")
-    p.add_argument("--max-ratio", type=float, default=D.max_ratio, help="largest share of a group pruned")
-    p.add_argument("--round-to", type=int, default=D.round_to, help="keep channel counts a multiple of this")
-    p.add_argument("--importance", default=D.importance, help="l1, l2, bn_scale or taylor")
-    p.add_argument("--reward", default=D.reward, help="accuracy, amc or penalty")
-    p.add_argument("--budget-rule", default=D.budget_rule, choices=list(BUDGET_RULES),
-                   help="project: each finished proposal is projected onto the budget (no position bias); "
-                        "wall: AMC's per-step action wall")
-    p.add_argument("--seeds", nargs="*", default=D.seeds, metavar="RULE",
-                   help=f"one-shot rules played as the first episodes ({', '.join(SEED_RULES)}; none: --seeds)")
-    p.add_argument("--rerank-top", type=int, default=D.rerank_top,
-                   help="after the search, fine-tune this many best candidates briefly and keep the best "
-                        "by that second score (0: off)")
-    p.add_argument("--rerank-steps", type=int, default=D.rerank_steps, help="SGD steps of that short fine-tune")
-    p.add_argument("--verify-top", type=int, default=D.verify_top,
-                   help="after the search, time this many best candidates here and keep the best within "
-                        "budget (lut tables profiled on this machine; 0: off)")
 
 
 def config_from_args(args: argparse.Namespace, out: str | None = None) -> SearchConfig:
@@ -95,17 +52,9 @@ def config_from_args(args: argparse.Namespace, out: str | None = None) -> Search
     source = model_source(args)
     parse_augment(getattr(args, "augment", None))  # used by pipeline's fine-tuning: refused here, before any work
     config = SearchConfig(
-        model=source.ref, model_args=source.args, weights=args.weights,
+        **settings_from_args(SearchConfig, args), model=source.ref, model_args=source.args, weights=args.weights,
         input_shape=list(source.input_shape) if source.input_shape else None, data=args.data, data_dir=args.data_dir,
-        score=args.score, loss=args.loss, torch_device=args.torch_device, cost_model=args.cost_model,
-        table=args.table, hardware_profile=args.hardware_profile, provider=args.provider,
-        latency_threads=args.latency_threads, latency_batch=args.latency_batch, budget=args.budget,
-        agent=args.agent, preset=args.preset, agent_params=parse_overrides(args.agent_param),
-        episodes=args.episodes, seed=args.seed, n_envs=args.n_envs, val_size=args.val_size, bn_batches=args.bn_batches, eval_mode=args.eval_mode,
-        min_ratio=args.min_ratio, max_ratio=args.max_ratio, round_to=args.round_to,
-        importance=args.importance, reward=args.reward, exclude=args.exclude, budget_rule=args.budget_rule,
-        seeds=list(args.seeds), rerank_top=args.rerank_top, rerank_steps=args.rerank_steps,
-        verify_top=args.verify_top, out=out)
+        torch_device=args.torch_device, exclude=args.exclude, agent_params=parse_overrides(args.agent_param), out=out)
     if args.config:  # the file's value for every setting the command line left at its default
         for name, value in SearchConfig.read_settings(args.config).items():
             if getattr(config, name) == getattr(D, name) and not (name == "out" and pipeline_folder):

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import types
 import typing
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from autoprune.agents import DEFAULT_SEEDS, SEED_RULES, SB3Searcher, make_searcher
+from autoprune.agents import DEFAULT_SEEDS, SEED_RULES, SB3Searcher, list_searchers, make_searcher
 from autoprune.atomic import write_text_atomic
 from autoprune.budget import BudgetSpec
 from autoprune.costs.registry import COST_MODELS
@@ -23,6 +23,7 @@ from autoprune.models.source import ModelSource, parse_input_shape
 from autoprune.pruning.importance import IMPORTANCES
 from autoprune.references import canonical
 from autoprune.scoring import load_loss, load_score
+from autoprune.settings import setting
 
 MAX_EPISODES = 10_000_000  # far beyond any search (AMC: 400); larger is a typo
 
@@ -31,43 +32,62 @@ MAX_EPISODES = 10_000_000  # far beyond any search (AMC: 400); larger is a typo
 class SearchConfig:
     """Everything that defines a search; a run folder's ``config.yaml`` reproduces it."""
 
-    model: str = "resnet20"  # a built-in name or path/to/file.py:factory / package.module:factory
-    model_args: dict[str, Any] = field(default_factory=dict)  # the factory's keyword arguments
-    weights: str | None = None  # autoprune checkpoint or plain state_dict
-    input_shape: list[int] | None = None  # one input's shape (default: from the data)
-    data: str = "fashion-mnist"  # fashion-mnist, synthetic, imagefolder:DIR or path/to/file.py:factory
-    data_dir: str | None = None
-    score: str | None = None  # path/to/file.py:function scoring (model, batches), higher is better; None: accuracy
-    loss: str | None = None  # path/to/file.py:function (output, target) -> loss for the short fine-tunes
-    torch_device: str | None = None  # where candidates are scored (default: cuda when available)
-    cost_model: str = "lut"
-    table: str | None = None
-    hardware_profile: str | None = None  # roofline cost model: a device class or a YAML file
-    provider: str | None = None  # ONNX Runtime execution provider for profiling and timing (default: CPU)
-    latency_threads: int = 1  # ONNX Runtime threads when profiling and timing
-    latency_batch: int = 1  # batch size latency is profiled and timed at
-    budget: str = "50%"
-    agent: str = "amc-ddpg"
-    preset: str = "default"
-    agent_params: dict[str, Any] = field(default_factory=dict)
-    episodes: int = 300
-    seed: int = 0
-    n_envs: int = 1  # environments scoring candidates in parallel worker processes (SB3 agents)
-    val_size: int = 2000
-    bn_batches: int = 5
-    eval_mode: str = "physical"  # or "masked"; same scores, physical is faster for real models
-    min_ratio: float = 0.0
-    max_ratio: float = 0.8
-    round_to: int = 8  # ONNX Runtime CPU kernels are fast for multiples of 8 channels
-    importance: str = "l1"
-    reward: str = "accuracy"
-    exclude: list[str] = field(default_factory=list)
-    budget_rule: str = "project"  # how proposals become feasible: "project" (no position bias) or AMC's "wall"
-    seeds: list[str] = field(default_factory=lambda: list(DEFAULT_SEEDS))  # one-shot rules played first
-    rerank_top: int = 6  # candidates fine-tuned briefly after the search and ranked again (0: off)
-    rerank_steps: int = 100  # SGD steps of that short fine-tune (~9 s a ResNet-20 candidate on 2 cores)
-    verify_top: int = 10  # best candidates timed on this machine after the search (lut only; 0: off)
-    out: str = "runs/search"
+    # The model and data: options shared with the other commands (autoprune.cli.loading).
+    model: str = setting("resnet20", "a built-in name or path/to/file.py:factory / package.module:factory", cli=False)
+    model_args: dict[str, Any] = setting(factory=dict, help="the factory's keyword arguments", cli=False)
+    weights: str | None = setting(None, "autoprune checkpoint or plain state_dict", cli=False)
+    input_shape: list[int] | None = setting(None, "one input's shape (default: from the data)", cli=False)
+    data: str = setting("fashion-mnist", "fashion-mnist, synthetic, imagefolder:DIR or path/to/file.py:factory",
+                        cli=False)
+    data_dir: str | None = setting(None, "folder with the Fashion-MNIST IDX files", cli=False)
+    torch_device: str | None = setting(None, "where candidates are scored (default: cuda when available)", cli=False)
+    exclude: list[str] = setting(factory=list, help="module names whose channels must not be pruned", cli=False)
+    # What is searched for, and how candidates are scored.
+    score: str | None = setting(None, "score candidates with FUNCTION(model, batches) -> float, higher is "
+                                      "better (default: accuracy)", metavar="FILE.py:FUNCTION")
+    loss: str | None = setting(None, "training loss FUNCTION(output, target) for the short fine-tunes "
+                                     "(default: cross-entropy)", metavar="FILE.py:FUNCTION")
+    cost_model: str = setting("lut", "lut (profiled on this machine when no --table), flops, roofline, "
+                                     "ort-measured, or a plug-in")
+    table: str | None = setting(None, "latency table CSV for --cost-model lut")
+    hardware_profile: str | None = setting(None, "device class for --cost-model roofline (cortex-a53, ..., "
+                                                 "or a YAML file)")
+    provider: str | None = setting(None, "ONNX Runtime execution provider that profiles and times (cpu, cuda, "
+                                         "tensorrt, openvino, coreml, ...; default: cpu)", metavar="NAME")
+    latency_threads: int = setting(1, "ONNX Runtime threads when profiling and timing (and exporting, in "
+                                      "pipeline)")
+    latency_batch: int = setting(1, "batch size latency is measured at")
+    budget: str = setting("50%", "fraction of dense (50%% or 0.5) or absolute (0.15ms)")
+    agent: str = setting("amc-ddpg", "searcher: " + ", ".join(list_searchers()))
+    preset: str = setting("default", "hyper-parameter preset of the agent (quick: smoke tests only, too short "
+                                     "to learn)")
+    agent_params: dict[str, Any] = setting(factory=dict, help="preset overrides (--agent-param KEY=VALUE)",
+                                           cli=False)
+    episodes: int = setting(300, "candidates evaluated (seed rules included)")
+    seed: int = setting(0, "random seed (same seed: same history)")
+    n_envs: int = setting(1, "score candidates in this many parallel worker processes (SB3 agents)")
+    val_size: int = setting(2000, "validation images per candidate")
+    bn_batches: int = setting(5, "BN recalibration batches")
+    eval_mode: str = setting("physical", "score candidates on a pruned copy (default) or with masks on the "
+                                         "dense model; same scores", choices=["physical", "masked"])
+    min_ratio: float = setting(0.0, "least share of a group pruned")
+    max_ratio: float = setting(0.8, "largest share of a group pruned")
+    round_to: int = setting(8, "keep channel counts a multiple of this (ONNX Runtime's CPU kernels are fast "
+                               "for multiples of 8)")
+    importance: str = setting("l1", "l1, l2, bn_scale or taylor")
+    reward: str = setting("accuracy", "accuracy, amc or penalty")
+    budget_rule: str = setting("project", "project: each finished proposal is projected onto the budget (no "
+                                          "position bias); wall: AMC's per-step action wall",
+                               choices=list(BUDGET_RULES))
+    seeds: list[str] = setting(factory=lambda: list(DEFAULT_SEEDS), metavar="RULE",
+                               help=f"one-shot rules played as the first episodes ({', '.join(SEED_RULES)}; "
+                                    f"none: --seeds)")
+    rerank_top: int = setting(6, "after the search, fine-tune this many best candidates briefly and keep the "
+                                 "best by that second score (0: off)")
+    rerank_steps: int = setting(100, "SGD steps of that short fine-tune (~9 s a ResNet-20 candidate on 2 cores)")
+    verify_top: int = setting(10, "after the search, time this many best candidates here and keep the best "
+                                  "within budget (lut tables profiled on this machine; 0: off)")
+    out: str = setting("runs/search", "run folder", cli=False)
 
     def validate(self) -> SearchConfig:
         """One-line errors for values of the wrong type or out of range."""
