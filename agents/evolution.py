@@ -47,12 +47,12 @@ class CMAESSearcher(Searcher):
             if e < start_episode:
                 value = rewards[e]
             else:
-                info = self.play(env, lambda t, x=x: float(x[t]), seed=self.seed + e)
-                value = float(info["reward"])
+                result = self.play(env, lambda t, x=x: float(x[t]), seed=self.seed + e)
+                value = result.reward
                 rewards.append(value)
                 if state_dir:
                     _save(state_dir, rewards)
-                on_episode(info)
+                on_episode(result)
             told.append((x, -value))
             if len(told) == opt.population_size:
                 opt.tell(told)

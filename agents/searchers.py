@@ -30,6 +30,7 @@ from stable_baselines3.common.vec_env import VecEnv
 from autoprune.agents.amc import AMCDDPG, AMCSAC, AMCTD3
 from autoprune.agents.noise import DecayingTruncatedNormalNoise
 from autoprune.atomic import write_json_atomic
+from autoprune.envs.episode import EpisodeResult
 from autoprune.envs.observation import OBS_NAMES
 from autoprune.envs.pruning_env import PruningEnv
 from autoprune.errors import ConfigError
@@ -38,7 +39,7 @@ from autoprune.pruning.importance import channel_scores
 from autoprune.pruning.knapsack import knapsack_allocation
 from autoprune.pruning.ratios import channels_kept
 
-EpisodeHook = Callable[[dict[str, Any]], None]
+EpisodeHook = Callable[[EpisodeResult], None]
 
 
 class Searcher(abc.ABC):
@@ -61,8 +62,8 @@ class Searcher(abc.ABC):
         return done
 
     def play(self, env: PruningEnv, actions: Callable[[int], float], seed: int | None = None,
-             exact: bool = False) -> dict[str, Any]:
-        """One episode with ``actions(step) -> action``; returns the final info.
+             exact: bool = False) -> EpisodeResult:
+        """One episode with ``actions(step) -> action``; returns its result.
 
         ``exact``: a feasible proposal is scored as it is (one-shot baselines), not filled up.
         """
@@ -71,9 +72,9 @@ class Searcher(abc.ABC):
         while not done:
             _, _, done, _, info = env.step(np.array([actions(t)], np.float32))
             t += 1
-        return info
+        return EpisodeResult.of(info)
 
-    def play_widths(self, env: PruningEnv, kept: dict[str, int], exact: bool = True) -> dict[str, Any]:
+    def play_widths(self, env: PruningEnv, kept: dict[str, int], exact: bool = True) -> EpisodeResult:
         """One episode proposing the widths ``kept`` (one-shot rules: scored as made when they fit)."""
         actions = [action_for(env, t, kept[g.name]) for t, g in enumerate(env.groups)]
         return self.play(env, lambda t: actions[t], exact=exact)
@@ -226,7 +227,7 @@ class _EpisodeCallback(BaseCallback):
         for done, info in zip(self.locals["dones"], self.locals["infos"]):
             if done and self.count < self.target:
                 self.count += 1
-                self.on_episode(info)
+                self.on_episode(EpisodeResult.of(info))
         return not (self.stop_at_target and self.count >= self.target)
 
     def _on_rollout_start(self) -> None:

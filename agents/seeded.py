@@ -15,6 +15,7 @@ from autoprune.agents.searchers import (
     Searcher,
     UniformSearcher,
 )
+from autoprune.envs.episode import EpisodeResult
 from autoprune.errors import ConfigError
 
 SEED_RULES: dict[str, type[Searcher]] = {"uniform": UniformSearcher, "global-magnitude": GlobalMagnitudeSearcher,
@@ -55,6 +56,6 @@ class SeededSearcher(Searcher):
 
 
 def _tagged(on_episode: EpisodeHook, source: str) -> EpisodeHook:
-    def hook(info: dict[str, Any]) -> None:
-        on_episode({**info, "source": source})
+    def hook(result: EpisodeResult) -> None:
+        on_episode(result.tagged(source))
     return hook

@@ -28,6 +28,7 @@ from autoprune.atomic import write_json_atomic, write_text_atomic
 from autoprune.checkpoint import load_or_create, shipped_weights
 from autoprune.costs import profile_latency_table
 from autoprune.data import load_splits
+from autoprune.envs import EpisodeResult
 from autoprune.finetune import FinetuneConfig, finetune
 from autoprune.policy import PruningPolicy
 from autoprune.search import SearchConfig, SearchRun
@@ -83,14 +84,14 @@ def candidates(env, n: int) -> list[dict]:
     for name, rule in SEED_RULES.items():
         infos = []
         rule().run(env, 1, infos.append)
-        out.append({**infos[0]["kept"], "_source": name})
+        out.append({**infos[0].kept, "_source": name})
     rng = np.random.default_rng(0)
     while len(out) < n:
         env.reset()
         done, info = False, {}
         while not done:
             _, _, done, _, info = env.step(np.array([rng.uniform(-1, 1)], np.float32))
-        out.append({**info["kept"], "_source": "random"})
+        out.append({**EpisodeResult.of(info).kept, "_source": "random"})
     return out
 
 

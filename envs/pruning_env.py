@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from collections.abc import Callable, Mapping
@@ -15,6 +16,7 @@ from autoprune.analysis.groups import ModelAnalysis, PrunableGroup
 from autoprune.budget import Budget
 from autoprune.costs.base import CostModel
 from autoprune.envs.budget import BudgetWall, checked_cost
+from autoprune.envs.episode import RESULT_KEY, EpisodeResult
 from autoprune.envs.observation import OBS_NAMES, observation, static_features
 from autoprune.envs.projection import BudgetProjection
 from autoprune.envs.rewards import SOFT_BUDGET_REWARDS, Reward, make_reward
@@ -70,7 +72,7 @@ class PruningEnv(gym.Env):
     ## Rewards
     0 on every step but the last; then ``reward(accuracy, cost, budget)`` from
     :mod:`autoprune.envs.rewards` (default: validation accuracy). A candidate whose score is NaN
-    (failed forward pass) gets reward 0 and ``info["accuracy"] = nan``.
+    (failed forward pass) gets reward 0 and an ``accuracy`` of NaN.
 
     ## Episode End
     Terminates after the last group. Never truncates. ``reset(options={"exact": True})`` keeps a
@@ -84,10 +86,10 @@ class PruningEnv(gym.Env):
     projection or clipping; default: False for the ``penalty`` reward, else True) and, optionally,
     ``analysis`` (the model behind the groups, needed by the ``global-magnitude`` searcher).
 
-    ``info`` at the end holds ``ratios``, ``kept``, ``cost`` (predicted, in the budget's metric),
-    ``latency_ms``, ``flops``, ``accuracy``, ``feasible``, ``proposed`` (the widths the actions
-    asked for, before projection), and the episode's ``score_seconds``
-    (candidate scoring) and ``env_seconds`` (the environment's own time).
+    ``info["result"]`` at the end holds the :class:`~autoprune.envs.episode.EpisodeResult`: kept
+    channels, ratios, cost (predicted, in the budget's metric), latency, FLOPs, params, score,
+    reward, feasibility, the widths proposed before projection, and the episode's scoring and
+    environment time.
 
     ## Version History
     * v0: initial version; ``budget_rule="project"`` added (default), the wall kept as ``"wall"``.
@@ -157,11 +159,12 @@ class PruningEnv(gym.Env):
             obs = self._obs()
             self._episode_env_seconds += time.perf_counter() - start
             return obs, 0.0, False, False, {}
-        info = self._finish()
-        info["env_seconds"] = self._episode_env_seconds + time.perf_counter() - start - info["score_seconds"]
-        return self._obs(), info["reward"], True, False, info
+        result = self._finish()
+        env_seconds = self._episode_env_seconds + time.perf_counter() - start - result.score_seconds
+        result = dataclasses.replace(result, env_seconds=env_seconds)
+        return self._obs(), result.reward, True, False, {RESULT_KEY: result}
 
-    def _finish(self) -> dict[str, Any]:
+    def _finish(self) -> EpisodeResult:
         proposed = dict(self._kept)
         if self.enforce_budget and self.budget_rule == "project":
             self._kept = self.projection.project(proposed, exact=self._exact)
@@ -171,12 +174,11 @@ class PruningEnv(gym.Env):
         accuracy = float(self.evaluator(dict(self._kept)))
         score_seconds = time.perf_counter() - s0
         reward = 0.0 if math.isnan(accuracy) else float(self.reward_fn(accuracy, value, self.budget))
-        return {
-            "ratios": {g.name: 1.0 - self._kept[g.name] / g.channels for g in self.groups},
-            "kept": dict(self._kept), "proposed": proposed, "cost": value, "latency_ms": cost.latency_ms, "flops": cost.flops,
-            "params": cost.params, "accuracy": accuracy, "reward": reward,
-            "feasible": self.budget.fits(value), "score_seconds": score_seconds,
-        }
+        return EpisodeResult(
+            kept=dict(self._kept), proposed=proposed,
+            ratios={g.name: 1.0 - self._kept[g.name] / g.channels for g in self.groups},
+            cost=value, latency_ms=cost.latency_ms, flops=cost.flops, params=cost.params, accuracy=accuracy,
+            reward=reward, feasible=self.budget.fits(value), score_seconds=score_seconds)
 
 
 def _per_group(value: float | Mapping[str, float], groups: list[PrunableGroup], what: str) -> list[float]:

@@ -13,7 +13,7 @@ from autoprune.agents import (
 )
 from autoprune.analysis import analyse_model, group_features
 from autoprune.costs import FlopsCostModel
-from autoprune.envs import Budget, PruningEnv
+from autoprune.envs import Budget, EpisodeResult, PruningEnv
 from autoprune.errors import ConfigError
 from autoprune.pruning import channels_kept, rank_channels
 from autoprune.pruning.global_magnitude import global_magnitude_kept
@@ -43,7 +43,7 @@ def test_agent_solves_toy_problem_with_known_optimum(agent, rule):
     env, optimum = toy_problem(rule)
     searcher = make_searcher(agent, seed=0, preset="quick", overrides={"warmup_episodes": 20})
     found = []
-    searcher.run(env, 200, lambda info: found.append(info["accuracy"]))
+    searcher.run(env, 200, lambda info: found.append(info.accuracy))
     # what the search returns, its best candidate, is within 1.5 points of the brute-force optimum
     assert max(found) >= optimum - 0.015, (max(found), optimum)
     # and, under AMC's wall, the learned noise-free policy has escaped the "keep everything, let
@@ -55,7 +55,7 @@ def test_agent_solves_toy_problem_with_known_optimum(agent, rule):
     while not done:
         action, _ = searcher.model.predict(obs, deterministic=True)
         obs, _, done, _, info = env.step(action)
-    assert info["accuracy"] >= 0.9, info
+    assert EpisodeResult.of(info).accuracy >= 0.9, info
 
 
 def test_random_and_uniform_share_the_interface():
@@ -64,8 +64,8 @@ def test_random_and_uniform_share_the_interface():
         infos = []
         make_searcher(name, seed=1).run(env, episodes, infos.append)
         assert len(infos) == (episodes if name == "random" else 1)
-        assert all(i["feasible"] and i["accuracy"] <= optimum + 1e-9 for i in infos)
-    ratios = list(infos[0]["ratios"].values())
+        assert all(i.feasible and i.accuracy <= optimum + 1e-9 for i in infos)
+    ratios = list(infos[0].ratios.values())
     assert max(ratios) - min(ratios) < 0.15  # uniform: one ratio everywhere (up to rounding)
 
 
@@ -85,7 +85,7 @@ def test_amc_reward_baseline_and_broadcast(broadcast):
     finals = []
     searcher = make_searcher("amc-ddpg", seed=0, preset="quick",
                              overrides={"warmup_episodes": 5, "broadcast_reward": broadcast})
-    searcher.run(env, 3, lambda info: finals.append(info["reward"]))
+    searcher.run(env, 3, lambda info: finals.append(info.reward))
     buf, steps = searcher.model.replay_buffer, len(env.groups)
     assert buf.pos == 3 * steps
     baseline = finals[0]
@@ -149,8 +149,8 @@ def test_global_magnitude_searcher_meets_the_budget_with_one_candidate():
     env, optimum = toy_problem()
     infos = []
     make_searcher("tp-global", seed=0).run(env, 10, infos.append)
-    assert len(infos) == 1 and infos[0]["feasible"] and infos[0]["accuracy"] <= optimum + 1e-9
-    kept = infos[0]["kept"]
+    assert len(infos) == 1 and infos[0].feasible and infos[0].accuracy <= optimum + 1e-9
+    kept = infos[0].kept
     # the episode applied a Torch-Pruning global allocation unchanged (within the env's bounds)
     assert any(kept == {g.name: int(np.clip(k[g.name], env.wall.min_keep[t], env.wall.max_keep[t]))
                         for t, g in enumerate(env.groups)}
@@ -187,15 +187,15 @@ def test_knapsack_meets_the_budget_under_a_non_monotone_cost():
                      lambda kept: 0.5, analysis=env.analysis)
     infos = []
     make_searcher("knapsack").run(env, 5, infos.append)
-    assert len(infos) == 1 and infos[0]["feasible"] and env.budget.fits(infos[0]["cost"])
+    assert len(infos) == 1 and infos[0].feasible and env.budget.fits(infos[0].cost)
 
 
 def test_knapsack_keeps_the_channels_that_buy_most_importance_per_cost():
     env, _ = toy_problem()
     infos = []
     make_searcher("knapsack").run(env, 1, infos.append)
-    kept = infos[0]["kept"]
-    assert infos[0]["feasible"] and kept == infos[0]["proposed"]  # a fitting one-shot rule is scored as made
+    kept = infos[0].kept
+    assert infos[0].feasible and kept == infos[0].proposed  # a fitting one-shot rule is scored as made
 
 
 def test_cmaes_resumes_exactly_and_beats_its_start(tmp_path):
@@ -204,9 +204,9 @@ def test_cmaes_resumes_exactly_and_beats_its_start(tmp_path):
     part = []
     make_searcher("cmaes", seed=3).run(env, 10, part.append, state_dir=tmp_path / "b")
     make_searcher("cmaes", seed=3).run(env, 24, part.append, start_episode=10, state_dir=tmp_path / "b")
-    assert [i["kept"] for i in part] == [i["kept"] for i in full]
-    assert all(i["feasible"] for i in full)
-    assert max(i["accuracy"] for i in full[12:]) >= max(i["accuracy"] for i in full[:6])
+    assert [i.kept for i in part] == [i.kept for i in full]
+    assert all(i.feasible for i in full)
+    assert max(i.accuracy for i in full[12:]) >= max(i.accuracy for i in full[:6])
 
 
 @pytest.mark.parametrize("override", ["warmup_episodes=abc", "noise_sigma=[1,2]", "tau=nan", "tau=.nan",
@@ -227,7 +227,7 @@ def test_global_magnitude_projects_its_narrowest_allocation_when_no_global_ratio
     env, _ = toy_problem()
     infos = []
     make_searcher("global-magnitude").run(env, 1, infos.append)  # used to refuse the budget
-    assert len(infos) == 1 and infos[0]["feasible"]
+    assert len(infos) == 1 and infos[0].feasible
 
 
 def test_a_searcher_of_your_own_registers_like_the_built_ins(tmp_path, splits):

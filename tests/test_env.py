@@ -11,7 +11,7 @@ from stable_baselines3.common.env_checker import check_env as sb3_check_env
 from autoprune.analysis import analyse_model, group_features
 from autoprune.budget import BudgetSpec
 from autoprune.costs import Cost, FlopsCostModel, RooflineCostModel
-from autoprune.envs import ENV_ID, Budget, PruningEnv, make_reward
+from autoprune.envs import ENV_ID, Budget, EpisodeResult, PruningEnv, make_reward
 from autoprune.envs.rewards import amc_flops_reward, make_penalty_reward
 from autoprune.errors import ConfigError
 from autoprune.models import create_model
@@ -36,7 +36,7 @@ def rollout(env, actions, seed=None):
     while not done:
         _, _, done, _, info = env.step(np.array([actions(t)], np.float32))
         t += 1
-    return info
+    return EpisodeResult.of(info)
 
 
 def test_env_checkers_are_clean(resnet):
@@ -56,9 +56,9 @@ def test_budget_never_exceeded(resnet, budget, round_to):
     rng = np.random.default_rng(0)
     for _ in range(60):
         info = rollout(env, lambda t: rng.uniform(-1, 1))
-        assert info["feasible"] and info["cost"] <= env.budget.value
+        assert info.feasible and info.cost <= env.budget.value
     greedy = rollout(env, lambda t: -1.0)  # asks to keep everything: the wall must step in
-    assert greedy["feasible"] and greedy["cost"] <= env.budget.value
+    assert greedy.feasible and greedy.cost <= env.budget.value
 
 
 def test_budget_holds_for_latency_cost_models(resnet):
@@ -66,7 +66,7 @@ def test_budget_holds_for_latency_cost_models(resnet):
     rng = np.random.default_rng(1)
     for _ in range(40):
         info = rollout(env, lambda t: rng.uniform(-1, 1))
-        assert info["latency_ms"] <= env.budget.value + 1e-12
+        assert info.latency_ms <= env.budget.value + 1e-12
 
 
 class _BlockPenaltyFlops(FlopsCostModel):
@@ -87,9 +87,9 @@ def test_budget_holds_for_non_monotone_cost(resnet, budget):
     rng = np.random.default_rng(3)
     for _ in range(150):
         info = rollout(env, lambda t: rng.uniform(-1, 1))
-        assert info["feasible"] and info["cost"] <= env.budget.value
+        assert info.feasible and info.cost <= env.budget.value
     greedy = rollout(env, lambda t: -1.0)
-    assert greedy["feasible"] and greedy["cost"] <= env.budget.value
+    assert greedy.feasible and greedy.cost <= env.budget.value
 
 
 def test_same_seed_same_rollout(resnet):
@@ -97,7 +97,7 @@ def test_same_seed_same_rollout(resnet):
     for env in (a, b):
         env.action_space.seed(3)
     infos = [rollout(env, lambda t, env=env: env.action_space.sample()[0], seed=3) for env in (a, b)]
-    assert infos[0]["kept"] == infos[1]["kept"]
+    assert infos[0].kept == infos[1].kept
 
 
 def test_unreachable_budget_states_the_smallest_cost(resnet):
@@ -112,7 +112,7 @@ def test_action_maps_to_ratio_bounds(resnet):
     env = make_env(resnet, "99%", min_ratio=0.2, max_ratio=0.6)
     assert env.ratio_for(-1, 0) == pytest.approx(0.2) and env.ratio_for(1, 0) == pytest.approx(0.6)
     info = rollout(env, lambda t: -1.0)
-    assert all(abs(r - 0.2) < 0.07 for r in info["ratios"].values())
+    assert all(abs(r - 0.2) < 0.07 for r in info.ratios.values())
 
 
 def test_observation_is_in_bounds_and_tracks_progress(resnet):
@@ -126,7 +126,7 @@ def test_observation_is_in_bounds_and_tracks_progress(resnet):
 def test_failed_candidate_gets_zero_reward(resnet):
     env = make_env(resnet, evaluator=lambda kept: math.nan)
     info = rollout(env, lambda t: 0.0)
-    assert math.isnan(info["accuracy"]) and info["reward"] == 0.0
+    assert math.isnan(info.accuracy) and info.reward == 0.0
 
 
 def test_rewards():
@@ -147,9 +147,9 @@ def test_amc_reward_tells_accuracies_apart_under_a_millisecond_budget():
 def test_penalty_reward_lets_candidates_over_budget_be_tried_and_penalised(resnet):
     env = make_env(resnet, "30%", reward="penalty", evaluator=lambda kept: 0.5)
     info = rollout(env, lambda t: -1.0)  # keep everything: over budget, not clipped, penalised
-    assert not info["feasible"] and info["reward"] < 0.5
+    assert not info.feasible and info.reward < 0.5
     strict = rollout(make_env(resnet, "30%", evaluator=lambda kept: 0.5), lambda t: -1.0)
-    assert strict["feasible"] and strict["reward"] == 0.5
+    assert strict.feasible and strict.reward == 0.5
 
 
 def test_budget_parsing(resnet):
@@ -189,10 +189,10 @@ def _random_rollouts(env, episodes, seed=0):
 def test_projection_has_no_position_bias_and_uses_the_budget(resnet, budget):
     env = make_env(resnet, budget, round_to=1)
     infos = _random_rollouts(env, 60)
-    assert all(i["feasible"] for i in infos)
-    used = [i["cost"] / env.budget.value for i in infos]
+    assert all(i.feasible for i in infos)
+    used = [i.cost / env.budget.value for i in infos]
     assert min(used) >= 0.95, min(used)
-    means = np.array([np.mean([i["ratios"][g.name] for i in infos]) for g in env.groups])
+    means = np.array([np.mean([i.ratios[g.name] for i in infos]) for g in env.groups])
     third = len(means) // 3
     # the wall cut late groups hardest; the projection's late groups are cut no more than early ones
     assert means[-third:].mean() - means[:third].mean() < 0.05, means.round(2)
@@ -200,7 +200,7 @@ def test_projection_has_no_position_bias_and_uses_the_budget(resnet, budget):
 
 def test_the_wall_shows_the_bias_the_projection_removes(resnet):
     infos = _random_rollouts(make_env(resnet, "30%", round_to=1, budget_rule="wall"), 60)
-    means = np.array([np.mean([i["ratios"][g] for i in infos]) for g in infos[0]["ratios"]])
+    means = np.array([np.mean([i.ratios[g] for i in infos]) for g in infos[0].ratios])
     third = len(means) // 3
     assert means[-third:].mean() - means[:third].mean() > 0.1, means.round(2)
 
@@ -215,7 +215,7 @@ def test_projection_meets_the_budget_under_a_non_monotone_cost(resnet):
             return Cost(int(base.flops * (1 + 0.4 * odd / max(len(arch), 1))), base.params)
 
     env = make_env(resnet, "40%", cost=Bumpy(resnet.layers), round_to=1)
-    assert all(i["feasible"] for i in _random_rollouts(env, 30))
+    assert all(i.feasible for i in _random_rollouts(env, 30))
 
 
 @pytest.mark.parametrize("bad", [math.inf, math.nan, -1.0, "fast"])

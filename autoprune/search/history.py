@@ -13,6 +13,7 @@ from typing import Any
 import pandas as pd
 
 from autoprune.atomic import atomic_path
+from autoprune.envs import EpisodeResult
 
 COLUMNS = ["episode", "accuracy", "reward", "cost", "latency_ms", "flops", "params", "feasible",
            "score_s", "wall_s", "ratios", "kept", "source"]
@@ -44,11 +45,11 @@ class HistoryWriter:
         if complete_lines(data) != data:
             self.path.write_bytes(complete_lines(data))
 
-    def append(self, episode: int, info: dict[str, Any], wall_s: float) -> None:
-        row = {k: info.get(k) for k in COLUMNS}
-        row.update(episode=episode, wall_s=round(wall_s, 4), score_s=round(info.get("score_seconds", 0.0), 4),
-                   ratios=json.dumps({k: round(v, 6) for k, v in info["ratios"].items()}),
-                   kept=json.dumps(info["kept"]))
+    def append(self, episode: int, result: EpisodeResult, wall_s: float) -> None:
+        row = {k: getattr(result, k, None) for k in COLUMNS}
+        row.update(episode=episode, wall_s=round(wall_s, 4), score_s=round(result.score_seconds, 4),
+                   ratios=json.dumps({k: round(v, 6) for k, v in result.ratios.items()}),
+                   kept=json.dumps(result.kept))
         self._writer.writerow(row)
         self._flush()
 
@@ -88,10 +89,9 @@ class Candidate:
     finetuned: float | None = None  # the second-stage score, once re-ranked
 
     @classmethod
-    def from_info(cls, episode: int, info: dict[str, Any]) -> Candidate:
-        """From an environment's final-step ``info``."""
-        return cls(episode, float(info["accuracy"]), dict(info["ratios"]), float(info["cost"]),
-                   info["latency_ms"], int(info["flops"]), int(info["params"]))
+    def from_result(cls, episode: int, r: EpisodeResult) -> Candidate:
+        """From an environment's episode result."""
+        return cls(episode, float(r.accuracy), dict(r.ratios), float(r.cost), r.latency_ms, int(r.flops), int(r.params))
 
     @classmethod
     def from_row(cls, row: Any) -> Candidate:

@@ -33,7 +33,7 @@ from autoprune.budget import MEASURED_TOLERANCE, Budget
 from autoprune.costs import CostModel, create_cost_model, profile_latency_table
 from autoprune.data import Splits, load_splits
 from autoprune.devices import check_provider, check_torch_device
-from autoprune.envs import PruningEnv
+from autoprune.envs import EpisodeResult, PruningEnv
 from autoprune.errors import ConfigError
 from autoprune.evaluation import CandidateEvaluator
 from autoprune.memory import release_free_memory
@@ -168,13 +168,14 @@ class SearchRun:
         start = time.perf_counter()
         every = max(1, self.config.episodes // 10) if plain_lines(self.progress) else 0  # logs piped to a file
 
-        def on_episode(info: dict[str, Any]) -> None:
+        def on_episode(result: EpisodeResult) -> None:
             now = time.perf_counter()
-            state["scoring"] += info.get("score_seconds", 0.0)
-            state["env"] += info.get("env_seconds", 0.0)
-            info = {"source": self.searcher.name, **info}  # seeded runs name the seed rule instead
-            writer.append(state["episode"], info, now - state["last"])
-            self._consider(state["episode"], info)
+            state["scoring"] += result.score_seconds
+            state["env"] += result.env_seconds
+            if result.source is None:  # seeded runs name the seed rule instead
+                result = result.tagged(self.searcher.name)
+            writer.append(state["episode"], result, now - state["last"])
+            self._consider(state["episode"], result)
             state["episode"] += 1
             state["last"] = now
             if state["episode"] % TRIM_EVERY == 0:
@@ -251,12 +252,12 @@ class SearchRun:
             self._policy().save(self.out / "best_policy.json")
         return result
 
-    def _consider(self, episode: int, info: dict[str, Any]) -> None:
-        acc = info["accuracy"]
-        if math.isnan(acc) or not info["feasible"]:
+    def _consider(self, episode: int, result: EpisodeResult) -> None:
+        acc = result.accuracy
+        if math.isnan(acc) or not result.feasible:
             return
         if self.best is None or acc > self.best.accuracy:
-            self.best = Candidate.from_info(episode, info)
+            self.best = Candidate.from_result(episode, result)
             self._policy().save(self.out / "best_policy.json")
 
     def _restore_best(self, history) -> None:
