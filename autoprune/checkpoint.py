@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 import pickle
 import zipfile
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,27 @@ from autoprune.pruning.record import PruningRecord, rebuild_pruned
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 FORMAT = "autoprune-checkpoint"
 FORMAT_VERSION = 2  # 1: dense models; 2: adds the optional pruning record and input shape
+
+
+@dataclass(frozen=True)
+class CheckpointInfo:
+    """What a checkpoint says about its model, besides the weights: the value stages pass on."""
+
+    model: str                                  # built-in name or factory reference
+    in_channels: int = 1
+    num_classes: int | None = None
+    input_shape: tuple[int, ...] | None = None  # one input's shape, when recorded
+    model_args: dict[str, Any] = field(default_factory=dict)
+    meta: dict[str, Any] = field(default_factory=dict)  # test accuracy, policy, dense weights, ...
+    pruning: PruningRecord | None = None        # None for a dense model
+
+    def shape(self, given: tuple[int, ...] | None = None, source: str = "the checkpoint") -> tuple[int, ...]:
+        """One input's shape: ``given`` (``--input-shape``), else as recorded; a one-line error if neither."""
+        shape = tuple(given) if given else self.input_shape
+        if shape is None:
+            raise ConfigError(f"{source} does not record the input shape; pass --input-shape C,H,W "
+                              f"(or the shape of one input)")
+        return shape
 
 
 def shipped_weights(model_name: str) -> Path | None:
@@ -163,8 +185,8 @@ def load_state_into(model: nn.Module, state_dict: dict[str, torch.Tensor], sourc
 
 
 def load_model(path: str | Path, model_name: str | None = None, model_args: dict[str, Any] | None = None,
-               in_channels: int = 1, num_classes: int | None = None) -> tuple[nn.Module, dict[str, Any]]:
-    """Rebuild a model (dense or pruned) from a checkpoint; returns ``(model, payload)``.
+               in_channels: int = 1, num_classes: int | None = None) -> tuple[nn.Module, CheckpointInfo]:
+    """Rebuild a model (dense or pruned) from a checkpoint; returns the model and what the file says of it.
 
     A bare state dict needs ``model_name`` (and, for a built-in, ``in_channels``/``num_classes``
     when they differ from the defaults: the file does not say); the payload then records them.
@@ -186,7 +208,11 @@ def load_model(path: str | Path, model_name: str | None = None, model_args: dict
         model = _pruned_skeleton(model, payload, str(path))
     load_state_into(model, payload["state_dict"], str(path))
     model.eval()
-    return model, payload
+    shape = payload.get("input_shape")
+    return model, CheckpointInfo(
+        model=name, in_channels=payload.get("in_channels", 1), num_classes=payload.get("num_classes"),
+        input_shape=tuple(shape) if shape else None, model_args=dict(payload.get("model_args") or {}),
+        meta=dict(payload.get("meta") or {}), pruning=pruning_record(payload, str(path)))
 
 
 def pruning_record(payload: dict[str, Any], source: str = "checkpoint") -> PruningRecord | None:

@@ -51,7 +51,7 @@ def main() -> None:
     deepcopy_only = median_ms(lambda: copy.deepcopy(model), 0, 20)
 
     summary = {
-        "model": "resnet20", "weights_test_acc": payload["meta"].get("test_acc"),
+        "model": "resnet20", "weights_test_acc": payload.meta.get("test_acc"),
         "groups": len(analysis.groups), "residual_groups": [g.name for g in analysis.groups if g.kind == "residual"],
         "uniform_50pct": {
             "max_abs_diff_masked_vs_physical_1000_test_images": diff,

@@ -14,7 +14,7 @@ def test_checkpoint_roundtrip(tmp_path):
     save_checkpoint(tmp_path / "m.pt", model, "mlp", meta={"test_acc": 0.5})
     loaded, payload = load_model(tmp_path / "m.pt")
     x = torch.randn(2, 1, 28, 28)
-    assert torch.equal(loaded(x), model.eval()(x)) and payload["meta"]["test_acc"] == 0.5
+    assert torch.equal(loaded(x), model.eval()(x)) and payload.meta["test_acc"] == 0.5
 
 
 class Boom:

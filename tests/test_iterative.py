@@ -8,7 +8,7 @@ import torch
 
 import autoprune.workflow.iterative as iterative
 from autoprune.analysis import analyse_model
-from autoprune.checkpoint import load_model, pruning_record, save_checkpoint
+from autoprune.checkpoint import load_model, save_checkpoint
 from autoprune.cli.main import main
 from autoprune.finetune.iterative import channel_schedule, imp_schedule
 from autoprune.models import create_model
@@ -52,7 +52,7 @@ def test_after_k_steps_the_model_has_the_policy_channels_and_its_masked_outputs(
     assert main(["finetune", str(tmp / "dense.pt"), *SYN, "--iterative", str(tmp / "policy.json"), "--steps", "3",
                  "--epochs-per-step", "0", "--out", str(out)]) == 0
     model, payload = load_model(out / "model.pt")
-    record = pruning_record(payload)
+    record = payload.pruning
     policy = PruningPolicy.load(tmp / "policy.json")
     assert record.kept == policy.channels
     steps = pd.read_csv(out / "steps.csv")
@@ -64,7 +64,7 @@ def test_after_k_steps_the_model_has_the_policy_channels_and_its_masked_outputs(
     assert torch.allclose(model(x), reference, atol=1e-4)  # the same channels as masking them on the dense model
     for k in (1, 2):  # every intermediate model reloads with its own record
         step_model, step_payload = load_model(out / f"step{k}" / "model.pt")
-        assert pruning_record(step_payload).kept == json.loads(steps["channels"][k - 1])
+        assert step_payload.pruning.kept == json.loads(steps["channels"][k - 1])
 
 
 def test_an_interrupted_iterative_run_resumes_at_the_step_it_stopped(dense_resnet, monkeypatch):
@@ -86,7 +86,7 @@ def test_an_interrupted_iterative_run_resumes_at_the_step_it_stopped(dense_resne
     assert main(argv) == 0
     assert calls["prune"] == 5  # steps 1-2, the interrupted 3, then only 3 and 4 again
     assert list(pd.read_csv(tmp / "r" / "steps.csv")["step"]) == [1, 2, 3, 4]
-    final = pruning_record(load_model(tmp / "r" / "model.pt")[1]).kept
+    final = load_model(tmp / "r" / "model.pt")[1].pruning.kept
     assert final == PruningPolicy.load(tmp / "policy.json").channels
     changed = [*argv[:-4], "--steps", "5", "--out", str(tmp / "r")]
     assert main(changed) == 2  # another run's folder: refused, not mixed

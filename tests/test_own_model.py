@@ -150,7 +150,7 @@ def test_model_args_and_a_plain_state_dict(user, tmp_path, capsys):
     torch.nn.init.constant_(trained.head.bias, 0.25)
     torch.save(trained.state_dict(), tmp_path / "sd.pt")
     model, payload = load_model(tmp_path / "sd.pt", f"{user}/ownnet.py:build", {"width": 8})
-    assert torch.equal(model.head.bias, trained.head.bias) and payload["model_args"] == {"width": 8}
+    assert torch.equal(model.head.bias, trained.head.bias) and payload.model_args == {"width": 8}
     assert main(["analyse", "--model", f"{user}/ownnet.py:build", "--model-args", "width: 8", "--weights",
                  str(tmp_path / "sd.pt"), "--input-shape", "3,32,32"]) == 0
     assert "channels" in capsys.readouterr().out
@@ -322,7 +322,7 @@ def test_train_sensitivity_and_pipeline_take_references(user, tmp_path):
     assert main(["train", "--model", model, "--model-args", "width: 8", "--data", data, "--epochs", "1",
                  "--lr", "0.05", "--out", str(tmp_path / "t")]) == 0
     trained, payload = load_model(tmp_path / "t" / "model.pt")
-    assert payload["model_args"] == {"width": 8} and payload["input_shape"] == [3, 32, 32]
+    assert payload.model_args == {"width": 8} and payload.input_shape == (3, 32, 32)
     assert main(["sensitivity", "--model", model, "--model-args", "width: 8", "--weights", str(tmp_path / "t" / "model.pt"),
                  "--data", data, "--ratios", "0.5", "--val-size", "48", "--out", str(tmp_path / "s")]) == 0
     assert set(pd.read_csv(tmp_path / "s" / "sensitivity.csv")["group"]) == {"body.0", "body.3"}
@@ -332,4 +332,4 @@ def test_train_sensitivity_and_pipeline_take_references(user, tmp_path):
     summary = json.loads((tmp_path / "p" / "pipeline.json").read_text())
     assert summary["latency_ms"] > 0 and summary["params"][1] < summary["params"][0]
     tuned, payload = load_model(tmp_path / "p" / "finetune" / "model.pt")
-    assert payload["model_args"] == {"width": 8} and tuned(torch.randn(1, 3, 32, 32)).shape == (1, 4)
+    assert payload.model_args == {"width": 8} and tuned(torch.randn(1, 3, 32, 32)).shape == (1, 4)

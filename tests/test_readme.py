@@ -30,7 +30,7 @@ def test_lower_level_python_api_example_runs_as_written(tmp_path):
     from autoprune.checkpoint import load_model
 
     model, payload = load_model(tmp_path / "runs/api/export/model.pt")  # reloads: the record kept its exclusions
-    assert (tmp_path / "runs/api/export/model.onnx").is_file() and payload["pruning"] is not None
+    assert (tmp_path / "runs/api/export/model.onnx").is_file() and payload.pruning is not None
 
 
 def test_plugin_example_installs_and_searches_as_written(tmp_path):

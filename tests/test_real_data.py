@@ -33,7 +33,7 @@ def test_shipped_weights_load_safely():
     path = shipped_weights("resnet20")
     assert path is not None and path.stat().st_size < 2_000_000
     model, payload = load_model(path)
-    assert payload["model"] == "resnet20" and payload["meta"]["test_acc"] > 0.9
+    assert payload.model == "resnet20" and payload.meta["test_acc"] > 0.9
 
 
 @pytest.mark.slow
@@ -43,4 +43,4 @@ def test_shipped_resnet20_reaches_its_recorded_test_accuracy():
     splits = load_splits()
     assert splits.x_train.shape == (55000, 1, 28, 28) and splits.x_test.shape == (10000, 1, 28, 28)
     torch.set_num_threads(2)
-    assert evaluate(model, splits.test()) == pytest.approx(payload["meta"]["test_acc"], abs=1e-4)
+    assert evaluate(model, splits.test()) == pytest.approx(payload.meta["test_acc"], abs=1e-4)

@@ -90,7 +90,7 @@ def test_cli_apply_finetune_modes_export_and_sensitivity(tmp_path, capsys):
                  "--out", str(tmp_path / "a")]) == 0
     applied, payload = load_model(tmp_path / "a" / "model.pt")
     assert applied.body[0].out_features == 128 and applied.body[2].out_features == 32
-    assert payload["meta"]["policy"]["ratios"] == {"body.0": 0.5, "body.2": 0.75}
+    assert payload.meta["policy"]["ratios"] == {"body.0": 0.5, "body.2": 0.75}
     runs = {
         "plain": ["--distill", "--teacher", str(t / "model.pt")],
         "rewind": ["--rewind-from", str(t / "model_epoch1.pt")],
@@ -175,7 +175,7 @@ def test_gradual_pruning_keeps_the_policys_exclusions(tmp_path, splits):
     assert summary["channels"] == {"body.2": 64}
     model, payload = load_model(tmp_path / "out" / "model.pt")
     assert model.body[0].out_features == 256 and model.body[2].out_features == 64
-    assert payload["pruning"]["exclude"] == ["body.0"] and payload["meta"]["policy"]["exclude"] == ["body.0"]
+    assert payload.pruning.exclude == ["body.0"] and payload.meta["policy"]["exclude"] == ["body.0"]
 
 
 def test_distillation_teacher_defaults_to_the_weights_the_model_was_pruned_from(tmp_path, splits):

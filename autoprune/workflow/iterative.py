@@ -23,7 +23,7 @@ from tqdm.auto import tqdm
 
 from autoprune.analysis import analyse_model
 from autoprune.atomic import atomic_path, write_json_atomic, write_text_atomic
-from autoprune.checkpoint import input_shape_of, load_model, pruning_record, save_checkpoint
+from autoprune.checkpoint import CheckpointInfo, load_model, save_checkpoint
 from autoprune.costs import FlopsCostModel
 from autoprune.data import Splits
 from autoprune.errors import ConfigError
@@ -85,13 +85,12 @@ def _append_row(path: Path, row: dict[str, Any]) -> None:
     write_text_atomic(path, frame.to_csv(index=False))
 
 
-def _dense(checkpoint: str, what: str) -> tuple[nn.Module, dict[str, Any], tuple[int, ...], str, dict[str, Any]]:
-    """The dense model a stage starts from: model, payload, input shape, model name, factory arguments."""
-    model, payload = load_model(checkpoint)
-    if payload.get("pruning") is not None:
+def _dense(checkpoint: str, what: str) -> tuple[nn.Module, CheckpointInfo, tuple[int, ...], str, dict[str, Any]]:
+    """The dense model a stage starts from: model, checkpoint info, input shape, name, factory arguments."""
+    model, info = load_model(checkpoint)
+    if info.pruning is not None:
         raise ConfigError(f"{what} starts from the dense model; pass its checkpoint, not a pruned one")
-    shape = input_shape_of(payload, source=f"checkpoint {checkpoint}")
-    return model, payload, shape, payload["model"], dict(payload.get("model_args") or {})
+    return model, info, info.shape(source=f"checkpoint {checkpoint}"), info.model, dict(info.model_args)
 
 
 def _publish(final: Path, path: Path) -> None:
@@ -113,7 +112,7 @@ def iterative_channels_stage(settings: IterativeSettings, splits: Splits, cfg: F
     """Reach the policy's channels in ``settings.steps`` cuts, fine-tuning after each (rewinding the
     kept channels to ``settings.rewind_from`` first, for structured IMP); resumable."""
     out = Path(out)
-    dense, payload, shape, name, args = _dense(settings.checkpoint, "iterative pruning")
+    dense, info, shape, name, args = _dense(settings.checkpoint, "iterative pruning")
     policy = PruningPolicy.load(settings.policy)
     analysis = analyse_model(dense, torch.zeros(1, *shape), exclude=policy.exclude)
     policy.validate_for(analysis, source=f"policy {settings.policy}")
@@ -122,8 +121,8 @@ def iterative_channels_stage(settings: IterativeSettings, splits: Splits, cfg: F
     early = load_model(settings.rewind_from, name, args or None)[0] if settings.rewind_from else None
     done = settings.claim(out)
     if done:
-        model, step_payload = load_model(out / f"step{done}" / "model.pt")
-        record = pruning_record(step_payload)
+        model, step_info = load_model(out / f"step{done}" / "model.pt")
+        record = step_info.pruning
         tqdm.write(f"resuming {out}: {done} of {settings.steps} steps done")
     else:
         model, record = copy.deepcopy(dense), dense_record(analysis.groups, policy.exclude)
@@ -144,7 +143,7 @@ def iterative_channels_stage(settings: IterativeSettings, splits: Splits, cfg: F
         row = {"step": k, "channels": json.dumps(record.kept), **_measure(model, shape),
                "val_score": evaluate(model, splits.val(limit=cfg.val_size), score),
                "test_score": evaluate(model, splits.test(), score), "seconds": round(time.perf_counter() - start, 1)}
-        save_checkpoint(out / f"step{k}" / "model.pt", model, name, shape[0], payload.get("num_classes"),
+        save_checkpoint(out / f"step{k}" / "model.pt", model, name, shape[0], info.num_classes,
                         {"stage": "iterative", "step": k, "policy": policy.to_dict()}, pruning=record,
                         input_shape=shape, model_args=args)
         _append_row(out / "steps.csv", row)  # after the checkpoint: a row always has its model
@@ -164,7 +163,7 @@ def imp_stage(settings: IterativeSettings, splits: Splits, cfg: FinetuneConfig, 
     (``imp_schedule``), rewinds the survivors to ``settings.rewind_from`` (else to the checkpoint's
     own weights) and retrains ``epochs_per_step`` epochs with the mask held; resumable."""
     out = Path(out)
-    model, payload, shape, name, args = _dense(settings.checkpoint, "IMP")
+    model, info, shape, name, args = _dense(settings.checkpoint, "IMP")
     early = load_model(settings.rewind_from, name, args or None)[0] if settings.rewind_from else copy.deepcopy(model)
     early_state = copy.deepcopy(early.state_dict())
     schedule = imp_schedule(settings.sparsity, settings.rounds)
@@ -188,7 +187,7 @@ def imp_stage(settings: IterativeSettings, splits: Splits, cfg: FinetuneConfig, 
         row = {"round": r, "target_sparsity": round(schedule[r - 1], 6), "mask_sparsity": round(mask_sparsity(masks), 6),
                "val_score": evaluate(model, splits.val(limit=cfg.val_size), score),
                "test_score": evaluate(model, splits.test(), score), "seconds": round(time.perf_counter() - start, 1)}
-        save_checkpoint(out / f"round{r}" / "model.pt", model, name, shape[0], payload.get("num_classes"),
+        save_checkpoint(out / f"round{r}" / "model.pt", model, name, shape[0], info.num_classes,
                         {"stage": "imp", "round": r}, input_shape=shape, model_args=args)
         _append_row(out / "rounds.csv", row)
     rounds = pd.read_csv(out / "rounds.csv")

@@ -21,10 +21,8 @@ from autoprune.analysis import analyse_model
 from autoprune.apply import apply_policy
 from autoprune.atomic import write_json_atomic, write_text_atomic
 from autoprune.checkpoint import (
-    input_shape_of,
     load_model,
     load_or_create,
-    pruning_record,
     save_checkpoint,
     shipped_weights,
 )
@@ -171,11 +169,10 @@ def finetune_stage(checkpoint: str | Path, splits: Splits, cfg: FinetuneConfig, 
         return _iterative(checkpoint, splits, cfg, out, mode, teacher_weights, distill, progress, score, loss)
     sizes = {} if source is None else {"model_name": source.ref, "model_args": source.args or None,
                                        "in_channels": splits.input_shape[0], "num_classes": splits.num_classes}
-    model, payload = load_model(checkpoint, **sizes)
-    name, meta, record = payload["model"], dict(payload.get("meta") or {}), pruning_record(payload)
-    shape = input_shape_of(payload, source.input_shape if source else None, f"checkpoint {checkpoint}") \
-        if (payload.get("input_shape") or (source and source.input_shape)) else tuple(splits.input_shape)
-    args = dict(payload.get("model_args") or {})
+    model, info = load_model(checkpoint, **sizes)
+    name, meta, record, args = info.model, dict(info.meta), info.pruning, dict(info.model_args)
+    shape = info.shape(source.input_shape if source else None, f"checkpoint {checkpoint}") \
+        if (info.input_shape or (source and source.input_shape)) else tuple(splits.input_shape)
     teacher = _teacher(name, args, teacher_weights or meta.get("dense_weights"), record, model) if distill else None
     if mode.name == "rewind":  # the trained weights only chose the channels; retrain from early ones
         model = _rewound(mode.rewind_from, name, record, shape)
@@ -244,8 +241,8 @@ def _rewound(early_path: str, name: str, record: PruningRecord | None, shape: tu
     if record is None:
         raise ConfigError("--rewind-from needs a pruned checkpoint (from 'autoprune apply') to take the "
                           "structure from")
-    early, payload = load_model(early_path, name)
-    if payload.get("pruning") is not None:
+    early, info = load_model(early_path, name)
+    if info.pruning is not None:
         raise ConfigError(f"--rewind-from {early_path} is a pruned model; pass a dense checkpoint saved "
                           f"early in training ('autoprune train --save-epochs')")
     return rewind(early, record, torch.zeros(1, *shape))
@@ -284,16 +281,16 @@ def _mode_hooks(mode: FinetuneMode, model: nn.Module, record: PruningRecord | No
 def export_stage(checkpoint: str | Path, out: str | Path, settings: LatencySettings = LatencySettings(),
                  exporter: str = "torchscript", measure_dense: bool = True) -> dict[str, Any]:
     """Export the checkpoint's model (ONNX, weights, policy) and measure it; returns ``export.json``."""
-    model, payload = load_model(checkpoint)
-    name, meta = payload["model"], dict(payload.get("meta") or {})
-    shape = input_shape_of(payload, source=f"checkpoint {checkpoint}")
+    model, info = load_model(checkpoint)
+    name, meta = info.model, dict(info.meta)
+    shape = info.shape(source=f"checkpoint {checkpoint}")
     policy = PruningPolicy.from_dict(meta.pop("policy"), "checkpoint's policy") if meta.get("policy") else None
-    args = payload.get("model_args") or None
+    args = info.model_args or None
     if measure_dense:
-        dense = create_model(name, shape[0], payload.get("num_classes"), args).eval()
+        dense = create_model(name, shape[0], info.num_classes, args).eval()
         meta["dense_latency_ms"] = round(measure_latency(dense, shape, settings), 4)
-    return export_model(model, name, out, shape, payload.get("num_classes"), pruning_record(payload),
-                        policy, meta, settings, exporter, model_args=args)
+    return export_model(model, name, out, shape, info.num_classes, info.pruning, policy, meta, settings, exporter,
+                        model_args=args)
 
 
 def sensitivity_stage(source: ModelSource, splits: Splits, out: str | Path, ratios=DEFAULT_RATIOS,
