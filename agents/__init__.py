@@ -7,12 +7,10 @@ factories take ``(seed, preset, overrides, preset_file)``; plug-in searchers reg
 
 from __future__ import annotations
 
-from typing import Any
-
 from autoprune.agents.amc import AMCDDPG, AMCSAC, AMCTD3, AMCMixin
 from autoprune.agents.evolution import CMAESSearcher
 from autoprune.agents.noise import DecayingTruncatedNormalNoise
-from autoprune.agents.presets_io import load_preset, parse_overrides
+from autoprune.agents.presets_io import AgentParams, ParamValue, load_preset, parse_overrides
 from autoprune.agents.searchers import (
     ALGORITHMS,
     GlobalMagnitudeSearcher,
@@ -33,7 +31,7 @@ ALIASES = {"ddpg": "amc-ddpg", "tp-global": "global-magnitude"}
 
 def _baseline(cls: type[Searcher]):
     """The factory of a searcher without presets: only the parameters it ``accepts``."""
-    def make(seed: int, preset: str, overrides: dict[str, Any] | None, preset_file: str | None) -> Searcher:
+    def make(seed: int, preset: str, overrides: AgentParams | None, preset_file: str | None) -> Searcher:
         unknown = sorted(set(overrides or {}) - cls.accepts)
         if unknown:
             takes = ", ".join(sorted(cls.accepts)) or "none"
@@ -44,7 +42,7 @@ def _baseline(cls: type[Searcher]):
 
 def _sb3(algo: str):
     """The factory of an SB3 agent: its preset plus the overrides."""
-    def make(seed: int, preset: str, overrides: dict[str, Any] | None, preset_file: str | None) -> Searcher:
+    def make(seed: int, preset: str, overrides: AgentParams | None, preset_file: str | None) -> Searcher:
         return SB3Searcher(algo, seed=seed, **load_preset(algo, preset, overrides, preset_file))
     return make
 
@@ -60,7 +58,7 @@ def list_searchers() -> list[str]:
     return sorted([*SEARCHERS.names(), *ALIASES])
 
 
-def make_searcher(name: str, seed: int = 0, preset: str = "default", overrides: dict[str, Any] | None = None,
+def make_searcher(name: str, seed: int = 0, preset: str = "default", overrides: AgentParams | None = None,
                   preset_file: str | None = None, seeds: tuple[str, ...] = ()) -> Searcher:
     """A searcher by name, its hyper-parameters from ``preset`` plus ``overrides``.
 
@@ -72,11 +70,11 @@ def make_searcher(name: str, seed: int = 0, preset: str = "default", overrides: 
     return searcher
 
 
-def _make(name: str, seed: int, preset: str, overrides: dict[str, Any] | None, preset_file: str | None) -> Searcher:
+def _make(name: str, seed: int, preset: str, overrides: AgentParams | None, preset_file: str | None) -> Searcher:
     return SEARCHERS.get(name)(seed, preset, overrides, preset_file)
 
 
-__all__ = ["ALGORITHMS", "AMCDDPG", "AMCMixin", "AMCSAC", "AMCTD3", "CMAESSearcher", "DEFAULT_SEEDS",
+__all__ = ["ALGORITHMS", "AMCDDPG", "AgentParams", "ParamValue", "AMCMixin", "AMCSAC", "AMCTD3", "CMAESSearcher", "DEFAULT_SEEDS",
            "DecayingTruncatedNormalNoise", "GlobalMagnitudeSearcher", "KnapsackSearcher", "ONE_SHOT",
            "RandomSearcher", "SB3Searcher", "SEED_RULES", "Searcher", "SeededSearcher", "UniformSearcher",
            "SEARCHERS", "list_searchers", "load_preset", "make_searcher", "parse_overrides"]

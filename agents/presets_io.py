@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import yaml
 
@@ -12,8 +11,12 @@ from autoprune.errors import ConfigError
 PRESET_DIR = Path(__file__).parent / "presets"
 
 
-def load_preset(agent: str, preset: str = "default", overrides: dict[str, Any] | None = None,
-                path: str | Path | None = None) -> dict[str, Any]:
+ParamValue = bool | int | float | str | list | dict | None  # a YAML value: scalar, list or mapping
+AgentParams = dict[str, ParamValue]  # hyper-parameters of an agent, by name (SB3 keyword arguments)
+
+
+def load_preset(agent: str, preset: str = "default", overrides: AgentParams | None = None,
+                path: str | Path | None = None) -> AgentParams:
     """Hyper-parameters of ``agent``'s ``preset`` (from ``path`` or the built-in file) with overrides."""
     file = Path(path) if path else PRESET_DIR / f"{agent}.yml"
     if not file.is_file():
@@ -45,7 +48,7 @@ RULES: dict[str, tuple[type, float, float]] = {
 MAX_LAYERS, MAX_UNITS = 8, 4096  # net_arch: a policy network far larger than a pruning MDP needs is refused
 
 
-def check_params(params: dict[str, Any]) -> None:
+def check_params(params: AgentParams) -> None:
     """One-line errors for a known hyper-parameter of the wrong type or out of range."""
     for key, value in params.items():
         if key == "net_arch":
@@ -68,7 +71,7 @@ def check_params(params: dict[str, Any]) -> None:
             raise ConfigError(f"agent parameter {key}={value!r} must be {what}")
 
 
-def parse_overrides(items: list[str]) -> dict[str, Any]:
+def parse_overrides(items: list[str]) -> AgentParams:
     """``["tau=0.005", "net_arch=[64, 64]"]`` -> dict, values parsed as YAML scalars/lists."""
     out = {}
     for item in items:

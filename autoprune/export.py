@@ -21,6 +21,7 @@ from autoprune.latency import LatencySettings, measure_onnx_latency
 from autoprune.onnx_export import export_onnx
 from autoprune.policy import PruningPolicy
 from autoprune.pruning.record import PruningRecord
+from autoprune.records import ExportRecord
 
 # Independent measurement windows, spread over ~2 s; the smallest is reported. On this shared VM
 # interference comes in bursts of a few hundred ms that can cover a whole ~0.1 s window: a model
@@ -33,7 +34,7 @@ def export_model(model: nn.Module, model_name: str, out: str | Path, input_shape
                  num_classes: int | None = None, record: PruningRecord | None = None,
                  policy: PruningPolicy | None = None, meta: dict[str, Any] | None = None,
                  settings: LatencySettings = LatencySettings(), exporter: str = "torchscript",
-                 model_args: dict[str, Any] | None = None) -> dict[str, Any]:
+                 model_args: dict[str, Any] | None = None) -> ExportRecord:
     """Write the export folder and return what ``export.json`` holds (``model_args``: the factory's)."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -49,7 +50,7 @@ def export_model(model: nn.Module, model_name: str, out: str | Path, input_shape
         time.sleep(PAUSE_S if i else 0.0)
         samples.append(measure_onnx_latency(onnx_path.read_bytes(), input_shape, settings))
     latency = min(samples)
-    summary: dict[str, Any] = {
+    summary: ExportRecord = {
         "model": model_name, "pruned": record is not None, "params": sum(p.numel() for p in model.parameters()),
         "onnx_bytes": onnx_path.stat().st_size, "latency_ms": round(latency, 4),
         "latency_windows_ms": [round(x, 4) for x in samples],

@@ -83,3 +83,30 @@ def test_no_import_cycles_between_modules():
     for m in sorted(edges):
         if m not in state:
             visit(m, [m])
+
+
+def test_no_untyped_mapping_in_public_signatures():
+    """Values crossing the env, agents, search and workflow layers are typed (dataclasses, typed
+    records), never ``dict[str, Any]``; Gymnasium's own ``step`` info is the one exception."""
+    import importlib
+    import inspect
+    import pkgutil
+
+    allowed = {"autoprune.envs.pruning_env.PruningEnv.step"}
+    found = []
+    for package in ("autoprune.envs", "autoprune.agents", "autoprune.search", "autoprune.workflow"):
+        pkg = importlib.import_module(package)
+        for info in pkgutil.iter_modules(pkg.__path__, package + "."):
+            module = importlib.import_module(info.name)
+            for name, obj in vars(module).items():
+                if name.startswith("_") or getattr(obj, "__module__", None) != module.__name__:
+                    continue
+                members = [(name, obj)] if inspect.isfunction(obj) else [
+                    (f"{name}.{m}", f) for m, f in vars(obj).items() if inspect.isclass(obj) and not m.startswith("_")
+                    and (inspect.isfunction(f) or isinstance(f, (classmethod, staticmethod)))]
+                for qual, f in members:
+                    f = getattr(f, "__func__", f)
+                    text = " ".join(str(a) for a in f.__annotations__.values())
+                    if "dict[str, Any]" in text and f"{module.__name__}.{qual}" not in allowed:
+                        found.append(f"{module.__name__}.{qual}")
+    assert not found, f"dict[str, Any] in public signatures: {found}"

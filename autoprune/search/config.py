@@ -10,7 +10,15 @@ from typing import Any
 
 import yaml
 
-from autoprune.agents import DEFAULT_SEEDS, SEED_RULES, SB3Searcher, list_searchers, make_searcher
+from autoprune.agents import (
+    DEFAULT_SEEDS,
+    SEED_RULES,
+    AgentParams,
+    ParamValue,
+    SB3Searcher,
+    list_searchers,
+    make_searcher,
+)
 from autoprune.atomic import write_text_atomic
 from autoprune.budget import BudgetSpec
 from autoprune.costs.registry import COST_MODELS
@@ -61,7 +69,7 @@ class SearchConfig:
     agent: str = setting("amc-ddpg", "searcher: " + ", ".join(list_searchers()))
     preset: str = setting("default", "hyper-parameter preset of the agent (quick: smoke tests only, too short "
                                      "to learn)")
-    agent_params: dict[str, Any] = setting(factory=dict, help="preset overrides (--agent-param KEY=VALUE)",
+    agent_params: AgentParams = setting(factory=dict, help="preset overrides (--agent-param KEY=VALUE)",
                                            cli=False)
     episodes: int = setting(300, "candidates evaluated (seed rules included)")
     seed: int = setting(0, "random seed (same seed: same history)")
@@ -179,7 +187,7 @@ class SearchConfig:
             raise ConfigError(f"{path}: {exc}") from exc
 
     @classmethod
-    def read_settings(cls, path: str | Path) -> dict[str, Any]:
+    def read_settings(cls, path: str | Path) -> dict[str, ParamValue]:
         """The settings a YAML file holds (a run's ``config.yaml`` or a user's ``--config`` file),
         names checked; values are checked by :meth:`validate`."""
         path = Path(path)

@@ -41,6 +41,7 @@ from autoprune.policy import PruningPolicy
 from autoprune.progress import bar_disabled, plain_lines
 from autoprune.pruning import rank_channels
 from autoprune.pruning.verify import check_prunable
+from autoprune.records import RerankRecord, SearchSummary, VerificationRecord
 from autoprune.scoring import ScoreFn, load_loss, load_score
 from autoprune.search.config import SearchConfig
 from autoprune.search.history import (
@@ -136,7 +137,7 @@ class SearchRun:
         return SubprocVecEnv([factory] * self.config.n_envs)
 
     # -- running -----------------------------------------------------------------------------
-    def run(self, resume: bool = False) -> dict[str, Any]:
+    def run(self, resume: bool = False) -> SearchSummary:
         """Run (or continue) the search; returns the summary."""
         self.out.mkdir(parents=True, exist_ok=True)
         history = read_history(self.out / "history.csv") if resume else None
@@ -203,7 +204,7 @@ class SearchRun:
         write_report(self.out)
         return summary
 
-    def _rerank(self, verification: dict[str, Any]) -> dict[str, Any]:
+    def _rerank(self, verification: VerificationRecord) -> RerankRecord:
         """Second-stage scoring of the best candidates; the best by it becomes ``best_policy.json``."""
         c = self.config
         if c.rerank_top < 1:
@@ -229,7 +230,7 @@ class SearchRun:
         return {"candidates": len(frame), "chosen_episode": chosen, "steps": c.rerank_steps,
                 "chosen_finetuned": self.best.finetuned, "seconds": round(time.perf_counter() - start, 2)}
 
-    def _verify(self) -> dict[str, Any]:
+    def _verify(self) -> VerificationRecord:
         """Time the best candidates on this machine; keep the most accurate one within budget (see verify)."""
         reason = skip_reason(self.config.verify_top, self.cost_model, self.budget)
         if reason:
@@ -277,7 +278,7 @@ class SearchRun:
                       **({"val_finetuned": b.finetuned, "finetune_steps": self.config.rerank_steps}
                          if b.finetuned is not None else {})})
 
-    def _summary(self, seconds: float, episodes: int, timing: dict[str, float]) -> dict[str, Any]:
+    def _summary(self, seconds: float, episodes: int, timing: dict[str, float]) -> SearchSummary:
         scoring, env = timing["scoring"], timing["env"]  # summed over every env (parallel: > wall)
         summary = {
             "episodes_this_session": episodes, "wall_s": round(seconds, 2),

@@ -14,7 +14,6 @@ over budget and vetoes them all, the seed rules included.
 from __future__ import annotations
 
 import json
-from typing import Any
 
 import pandas as pd
 
@@ -23,6 +22,7 @@ from autoprune.budget import MEASURED_TOLERANCE, Budget
 from autoprune.costs import CostModel, LookupTableCostModel, MeasuredLatencyCostModel
 from autoprune.devices import device_info
 from autoprune.latency import LatencySettings
+from autoprune.records import VerificationRecord
 from autoprune.search.history import top_candidates
 
 
@@ -64,7 +64,7 @@ def measure_top_candidates(history: pd.DataFrame, analysis: ModelAnalysis, table
     return frame
 
 
-def verdict(frame: pd.DataFrame, budget: Budget) -> dict[str, Any]:
+def verdict(frame: pd.DataFrame, budget: Budget) -> VerificationRecord:
     """What the verification found, for ``summary.json``."""
     fitting = frame[frame["fits"]]
     chosen = None if fitting.empty else fitting.iloc[0]

@@ -43,6 +43,7 @@ from autoprune.finetune.rewind import rewind
 from autoprune.finetune.unstructured import sparsity_report
 from autoprune.latency import measure_latency
 from autoprune.policy import PruningPolicy
+from autoprune.records import FinetuneRecord
 from autoprune.scoring import LossFn, ScoreFn, accuracy
 from autoprune.training import evaluate
 
@@ -108,7 +109,7 @@ def _measure(model: nn.Module, shape: tuple[int, ...]) -> dict[str, Any]:
 
 def iterative_channels_stage(settings: IterativeSettings, splits: Splits, cfg: FinetuneConfig, out: str | Path,
                              teacher_weights: str | None = None, distill: bool = False, progress: bool = True,
-                             score: ScoreFn = accuracy, loss: LossFn | None = None) -> dict[str, Any]:
+                             score: ScoreFn = accuracy, loss: LossFn | None = None) -> FinetuneRecord:
     """Reach the policy's channels in ``settings.steps`` cuts, fine-tuning after each (rewinding the
     kept channels to ``settings.rewind_from`` first, for structured IMP); resumable."""
     out = Path(out)
@@ -158,7 +159,7 @@ def iterative_channels_stage(settings: IterativeSettings, splits: Splits, cfg: F
 
 
 def imp_stage(settings: IterativeSettings, splits: Splits, cfg: FinetuneConfig, out: str | Path,
-              progress: bool = True, score: ScoreFn = accuracy, loss: LossFn | None = None) -> dict[str, Any]:
+              progress: bool = True, score: ScoreFn = accuracy, loss: LossFn | None = None) -> FinetuneRecord:
     """Unstructured iterative magnitude pruning: each round prunes a share of the remaining weights
     (``imp_schedule``), rewinds the survivors to ``settings.rewind_from`` (else to the checkpoint's
     own weights) and retrains ``epochs_per_step`` epochs with the mask held; resumable."""

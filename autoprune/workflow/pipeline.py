@@ -17,6 +17,7 @@ from autoprune.data import Splits, load_splits
 from autoprune.errors import ConfigError
 from autoprune.finetune import FinetuneConfig
 from autoprune.latency import LatencySettings
+from autoprune.records import PipelineRecord
 from autoprune.scoring import load_loss, load_score
 from autoprune.search import SearchConfig, SearchRun
 from autoprune.search.history import read_history
@@ -25,7 +26,7 @@ from autoprune.workflow.stages import apply_stage, export_stage, finetune_stage
 
 def run_pipeline(search: SearchConfig, ft: FinetuneConfig, out: str | Path, distill: bool = False,
                  settings: LatencySettings = LatencySettings(), resume: bool = False, command: str = "",
-                 splits: Splits | None = None, progress: bool = True) -> dict[str, Any]:
+                 splits: Splits | None = None, progress: bool = True) -> PipelineRecord:
     """Run every stage not finished yet; returns (and writes) ``pipeline.json``.
 
     ``splits``: data as an object (Python API) instead of by the config's name.

@@ -26,6 +26,7 @@ from autoprune.latency import LatencySettings
 from autoprune.models.source import ModelSource
 from autoprune.policy import PruningPolicy
 from autoprune.pruning.record import PruningRecord
+from autoprune.records import ExportRecord
 from autoprune.scoring import ScoreFn, accuracy
 from autoprune.search import SearchConfig, SearchRun
 from autoprune.training import recalibrate_bn
@@ -113,7 +114,7 @@ def finetune_model(model: nn.Module, train_data: Data, val_data: Data, epochs: i
 
 
 def export_model(model: nn.Module, out: str | Path, example_input: torch.Tensor,
-                 policy: PruningPolicy | None = None, settings: LatencySettings = LatencySettings()) -> dict[str, Any]:
+                 policy: PruningPolicy | None = None, settings: LatencySettings = LatencySettings()) -> ExportRecord:
     """Write ``model.onnx`` (+ weights, + ``policy.json``) to ``out`` and measure its latency with
     ONNX Runtime; returns what ``export.json`` holds (``latency_ms``; against the policy's budget)."""
     return _export(model.cpu().eval(), policy.model if policy and policy.model else type(model).__name__, out,

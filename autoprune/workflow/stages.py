@@ -46,6 +46,7 @@ from autoprune.policy import PruningPolicy
 from autoprune.pruning import rank_channels
 from autoprune.pruning.record import PruningRecord
 from autoprune.pruning.verify import check_prunable
+from autoprune.records import ApplyRecord, ExportRecord, FinetuneRecord
 from autoprune.scoring import LossFn, ScoreFn, accuracy
 from autoprune.sensitivity import DEFAULT_RATIOS, plot_sensitivity, sensitivity_sweep
 from autoprune.training import evaluate, recalibrate_bn
@@ -54,7 +55,7 @@ from autoprune.workflow.iterative import IterativeSettings, imp_stage, iterative
 
 def apply_stage(policy_path: str | Path, source: ModelSource | None, splits: Splits, out: str | Path,
                 importance: str | None = None, bn_batches: int | None = None,
-                require_weights: bool = True, score: ScoreFn = accuracy) -> dict[str, Any]:
+                require_weights: bool = True, score: ScoreFn = accuracy) -> ApplyRecord:
     """Prune the dense model to the policy for real, recalibrate BN, save it; returns ``apply.json``.
 
     The model is ``source``, or the one the policy names (with its factory arguments). The
@@ -158,7 +159,7 @@ class FinetuneMode:
 def finetune_stage(checkpoint: str | Path, splits: Splits, cfg: FinetuneConfig, out: str | Path,
                    mode: FinetuneMode = FinetuneMode(), teacher_weights: str | Path | None = None,
                    distill: bool = False, progress: bool = True, source: ModelSource | None = None,
-                   score: ScoreFn = accuracy, loss: LossFn | None = None) -> dict[str, Any]:
+                   score: ScoreFn = accuracy, loss: LossFn | None = None) -> FinetuneRecord:
     """Fine-tune the checkpoint's model as ``mode`` says; writes ``model.pt`` and ``finetune.json``.
 
     ``source`` names the model when the checkpoint is a plain state dict; ``score`` picks the best
@@ -206,7 +207,7 @@ def finetune_stage(checkpoint: str | Path, splits: Splits, cfg: FinetuneConfig, 
 
 def _iterative(checkpoint: str | Path, splits: Splits, cfg: FinetuneConfig, out: Path, mode: FinetuneMode,
                teacher_weights: str | Path | None, distill: bool, progress: bool, score: ScoreFn,
-               loss: LossFn | None) -> dict[str, Any]:
+               loss: LossFn | None) -> FinetuneRecord:
     """Prune -> fine-tune cycles toward a policy, or unstructured IMP rounds (resumable)."""
     imp = mode.name == "imp"
     parts = mode.rounds if imp else mode.steps
@@ -279,7 +280,7 @@ def _mode_hooks(mode: FinetuneMode, model: nn.Module, record: PruningRecord | No
 
 
 def export_stage(checkpoint: str | Path, out: str | Path, settings: LatencySettings = LatencySettings(),
-                 exporter: str = "torchscript", measure_dense: bool = True) -> dict[str, Any]:
+                 exporter: str = "torchscript", measure_dense: bool = True) -> ExportRecord:
     """Export the checkpoint's model (ONNX, weights, policy) and measure it; returns ``export.json``."""
     model, info = load_model(checkpoint)
     name, meta = info.model, dict(info.meta)
