@@ -12,7 +12,7 @@ from autoprune import __version__
 from autoprune.errors import AutopruneError
 
 COMMANDS = ("train_cmd", "analyse_cmd", "profile_cmd", "search_cmd", "apply_cmd", "finetune_cmd",
-            "export_cmd", "sensitivity_cmd", "pipeline_cmd")
+            "export_cmd", "sensitivity_cmd", "pipeline_cmd", "dynamic_cmd")
 EXAMPLES = {
     "train": ["autoprune train --model vgg_small --epochs 10 --out runs/vgg",
               "autoprune train --model my/net.py:build --data imagefolder:images --augment crop --out runs/mine"],
@@ -28,6 +28,8 @@ EXAMPLES = {
     "finetune": ["autoprune finetune runs/r20-apply/model.pt --epochs 8 --distill --out runs/r20-ft"],
     "export": ["autoprune export runs/r20-ft/model.pt --out runs/r20-export"],
     "sensitivity": ["autoprune sensitivity --model resnet20 --out runs/r20-sens"],
+    "dynamic": ["autoprune dynamic runs/s70/best_policy.json runs/s50/best_policy.json runs/s30/best_policy.json "
+                "--out runs/dynamic"],
     "pipeline": ["autoprune pipeline --out runs/resnet20-50pct",
                  "autoprune pipeline --resume --out runs/resnet20-50pct"],
 }

@@ -1,0 +1,45 @@
+"""``autoprune dynamic``: policies for several budgets -> one model whose width is switched at run time."""
+
+from __future__ import annotations
+
+import argparse
+
+from autoprune.cli.common import ensure_writable_dir
+from autoprune.cli.loading import add_data_args, add_model_args, model_source, resolve_splits
+from autoprune.devices import check_provider
+from autoprune.latency import LatencySettings
+from autoprune.policy import PruningPolicy
+from autoprune.workflow.dynamic_stage import dynamic_stage
+from autoprune.workflow.stages import policy_model_source
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("dynamic", help="nest policies for several budgets into one model with switchable width; "
+                                       "export every variant (variants.json, dynamic.pt)")
+    p.add_argument("policies", nargs="+", help="policy files, one per budget (best_policy.json of searches)")
+    add_model_args(p, default=None, exclude=False)  # the policies say which modules were excluded
+    add_data_args(p)
+    p.add_argument("--bn-batches", type=int, default=20, help="BN recalibration batches per variant")
+    p.add_argument("--latency-threads", type=int, default=1, help="ONNX Runtime threads when timing variants")
+    p.add_argument("--provider", default=None, metavar="NAME", help="ONNX Runtime execution provider (default: cpu)")
+    p.add_argument("--out", default="runs/dynamic", help="output folder")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    first = PruningPolicy.load(args.policies[0])
+    for path in args.policies[1:]:
+        PruningPolicy.load(path)  # every file checked before any work
+    source = model_source(args) if args.model else policy_model_source(first, f"policy {args.policies[0]}", args.weights)
+    settings = LatencySettings(threads=args.latency_threads, provider=check_provider(args.provider))
+    splits = resolve_splits(args)
+    out = ensure_writable_dir(args.out)
+    reports = dynamic_stage(args.policies, source, splits, out, settings, args.bn_batches,
+                            require_weights=args.data != "synthetic")
+    for r in reports:
+        budget = "" if r.budget_ms is None else f" (budget {r.budget_ms:.4f} ms: {'within' if r.within_budget else 'OVER'})"
+        cut = f"; nesting cut {sum(r.channels_cut_by_nesting.values())} channels" if r.channels_cut_by_nesting else ""
+        print(f"{r.label:>6}: test accuracy {r.test_acc:.4f}, {r.measured_ms:.4f} ms{budget}{cut}")
+    print(f"variants in {out}/variants.json; weights once in {out}/dynamic.pt "
+          f"(autoprune.dynamic.load_dynamic, then set_budget / set_latency_ms)")
+    return 0

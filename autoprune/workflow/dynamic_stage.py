@@ -1,0 +1,95 @@
+"""Policies for several budgets -> one dynamic model: nested, BN statistics per width, each variant
+exported to ONNX and measured, the weights stored once."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+
+from autoprune.analysis import analyse_model
+from autoprune.atomic import write_json_atomic
+from autoprune.budget import MEASURED_TOLERANCE, Budget
+from autoprune.costs import FlopsCostModel
+from autoprune.data import Splits
+from autoprune.dynamic import DynamicModel, nest_variants
+from autoprune.dynamic.variants import export_variants, save_dynamic
+from autoprune.errors import ConfigError
+from autoprune.evaluation import search_bn_batches
+from autoprune.latency import LatencySettings
+from autoprune.models.source import ModelSource
+from autoprune.policy import PruningPolicy
+from autoprune.pruning import rank_channels
+from autoprune.training import evaluate
+
+
+@dataclass(frozen=True)
+class VariantReport:
+    """One variant of ``dynamic.json``: its budget, what nesting changed, accuracy and latency."""
+
+    label: str
+    policy: str
+    budget_ms: float | None
+    measured_ms: float
+    within_budget: bool | None
+    test_acc: float
+    channels_cut_by_nesting: dict[str, int]
+
+
+def dynamic_stage(policies: Sequence[str | Path], source: ModelSource, splits: Splits, out: str | Path,
+                  settings: LatencySettings = LatencySettings(), bn_batches: int = 20,
+                  require_weights: bool = True) -> list[VariantReport]:
+    """Nest the policies' architectures, build the :class:`DynamicModel`, recalibrate BN per width,
+    export and measure every variant; writes ``variants.json``, ``dynamic.pt`` and ``dynamic.json``."""
+    out = Path(out)
+    loaded = [PruningPolicy.load(p) for p in policies]
+    first = loaded[0]
+    if any(p.exclude != first.exclude or p.importance != first.importance for p in loaded):
+        raise ConfigError("the policies differ in excluded modules or channel importance; give policies of "
+                          "one model searched with the same settings")
+    shape = source.shape(tuple(first.input_shape) if first.input_shape else splits.input_shape)
+    dense = source.load(require_weights, shape[0], splits.num_classes)
+    analysis = analyse_model(dense, torch.zeros(1, *shape), exclude=first.exclude)
+    labels = {}
+    for path, policy in zip(policies, loaded):
+        policy.validate_for(analysis, source=f"policy {path}")
+        labels[_label(policy, path, labels)] = (str(path), policy)
+    ranking = rank_channels(analysis, first.importance, batches=splits.train(64, shuffle=False))
+    flops = FlopsCostModel(analysis.layers)
+    wanted = {label: policy.architecture(analysis) for label, (_, policy) in labels.items()}
+    nested = nest_variants(wanted, size=lambda kept: flops.cost(kept).flops)
+    model = DynamicModel(analysis, ranking, nested).eval()
+    model.recalibrate(search_bn_batches(splits, bn_batches), bn_batches)
+    accuracy = {}
+    for label in nested:
+        accuracy[label] = evaluate(model.set_variant(label), splits.test())
+    budgets = {label: _budget_ms(policy) for label, (_, policy) in labels.items()}
+    found = export_variants(model, out, shape, settings, accuracy, budgets)
+    save_dynamic(out / "dynamic.pt", model, source.ref, shape, splits.num_classes, source.args)
+    reports = [_report(v.label, labels[v.label][0], budgets[v.label], v.latency_ms, accuracy[v.label],
+                       wanted[v.label], nested[v.label]) for v in found.variants]
+    write_json_atomic(out / "dynamic.json", {"model": source.ref, "variants": [asdict(r) for r in reports],
+                                             "tolerance": MEASURED_TOLERANCE})
+    return reports
+
+
+def _label(policy: PruningPolicy, path: str | Path, taken: dict) -> str:
+    """``"40%"`` for a policy searched at 40 % of the dense cost, else the file's name."""
+    label = f"{round(100 * Budget.from_dict(policy.budget).fraction)}%" if policy.budget else Path(path).stem
+    if label in taken:
+        raise ConfigError(f"two policies are for the same budget ({label}); give one policy per budget")
+    return label
+
+
+def _budget_ms(policy: PruningPolicy) -> float | None:
+    budget = Budget.from_dict(policy.budget) if policy.budget else None
+    return budget.value if budget is not None and budget.metric == "latency_ms" else None
+
+
+def _report(label: str, policy: str, budget_ms: float | None, measured: float, acc: float, wanted: dict[str, int],
+            nested: dict[str, int]) -> VariantReport:
+    within = None if budget_ms is None else Budget("latency_ms", budget_ms, budget_ms).fits(measured, MEASURED_TOLERANCE)
+    cut = {g: wanted[g] - nested[g] for g in wanted if nested[g] < wanted[g]}
+    return VariantReport(label, policy, budget_ms, measured, within, acc, cut)
