@@ -24,7 +24,8 @@ DEFAULT_SEEDS = ("uniform", "global-magnitude", "knapsack")
 
 
 class SeededSearcher(Searcher):
-    """Plays ``seeds`` (one episode each), then ``inner`` for the remaining episodes.
+    """Plays ``seeds`` (one episode each, at every budget of a front), then ``inner`` for the
+    remaining episodes.
 
     ``history.csv`` names each episode's ``source`` (``seed:uniform``, …, or the searcher).
     """
@@ -42,16 +43,27 @@ class SeededSearcher(Searcher):
     def model(self) -> Any:
         return getattr(self.inner, "model", None)
 
+    def _plays(self, env: Any) -> list[tuple[int, str]]:
+        """(budget index, rule) of every seed episode, in order."""
+        return [(b, s) for b in range(len(getattr(env, "budgets", [None]))) for s in self.seeds]
+
     def resume_point(self, state_dir, done: int) -> int:
         """Seed episodes are one-shot; beyond them, the inner searcher's saved state decides."""
-        k = len(self.seeds)
+        k = len(self._plays(self.seed_env)) if self.seed_env is not None else len(self.seeds)
         return done if done <= k else k + self.inner.resume_point(state_dir, done - k)
 
     def run(self, env, episodes, on_episode, start_episode=0, state_dir=None) -> None:
-        k = min(len(self.seeds), episodes)
+        seed_env = self.seed_env or env
+        plays = self._plays(seed_env)
+        k = min(len(plays), episodes)
+        several = len(plays) > len(self.seeds)
         for i in range(start_episode, k):
-            rule = SEED_RULES[self.seeds[i]](seed=self.seed)
-            rule.run(self.seed_env or env, 1, _tagged(on_episode, f"seed:{self.seeds[i]}"))
+            budget, name = plays[i]
+            if several:
+                seed_env.pin_budget(budget)
+            SEED_RULES[name](seed=self.seed).run(seed_env, 1, _tagged(on_episode, f"seed:{name}"))
+        if several:
+            seed_env.pin_budget(None)
         self.inner.run(env, episodes - k, _tagged(on_episode, self.inner.name), max(0, start_episode - k), state_dir)
 
 

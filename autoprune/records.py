@@ -69,6 +69,7 @@ class SearchSummary(TypedDict, total=False):
     config: dict[str, Json]
     verification: VerificationRecord
     rerank: RerankRecord
+    front: list[dict[str, Json]]  # one row per budget of a budget-conditioned search (front.csv)
 
 
 class ApplyRecord(TypedDict):

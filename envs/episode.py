@@ -28,6 +28,7 @@ class EpisodeResult:
     score_seconds: float = 0.0  # time spent scoring the candidate
     env_seconds: float = 0.0    # time in the environment itself, scoring excluded
     source: str | None = None   # who proposed it (a searcher, or ``seed:<rule>``)
+    budget: float | None = None  # the episode's budget (in the budget's metric), when several are searched
 
     @staticmethod
     def of(info: Mapping[str, Any]) -> EpisodeResult:

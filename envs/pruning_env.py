@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import gymnasium as gym
@@ -85,11 +85,14 @@ class PruningEnv(gym.Env):
     ``budget_rule`` (``project`` or ``wall``), ``enforce_budget`` (False = soft budget: no
     projection or clipping; default: False for the ``penalty`` reward, else True) and, optionally,
     ``analysis`` (the model behind the groups, needed by the ``global-magnitude`` searcher).
+    ``budgets``: several budgets for one budget-conditioned search (a front): each episode draws
+    one from ``budget_seed`` and its episode number (``episode_index``, so a resumed search draws
+    the same), shown in the observation; ``pin_budget(i)`` fixes one.
 
     ``info["result"]`` at the end holds the :class:`~autoprune.envs.episode.EpisodeResult`: kept
     channels, ratios, cost (predicted, in the budget's metric), latency, FLOPs, params, score,
-    reward, feasibility, the widths proposed before projection, and the episode's scoring and
-    environment time.
+    reward, feasibility, the widths proposed before projection, the episode's budget, and its
+    scoring and environment time.
 
     ## Version History
     * v0: initial version; ``budget_rule="project"`` added (default), the wall kept as ``"wall"``.
@@ -101,7 +104,8 @@ class PruningEnv(gym.Env):
                  budget: Budget, evaluator: Evaluator, min_ratio: float | Mapping[str, float] = 0.0,
                  max_ratio: float | Mapping[str, float] = 0.8, round_to: int = 1,
                  reward: str | Reward = "accuracy", enforce_budget: bool | None = None,
-                 analysis: ModelAnalysis | None = None, budget_rule: str = "project") -> None:
+                 analysis: ModelAnalysis | None = None, budget_rule: str = "project",
+                 budgets: Sequence[Budget] | None = None, budget_seed: int = 0) -> None:
         super().__init__()
         self.analysis = analysis  # the model the groups come from, for searchers that read weights
         self.groups, self.cost_model, self.budget, self.evaluator = groups, cost_model, budget, evaluator
@@ -114,10 +118,14 @@ class PruningEnv(gym.Env):
         if budget_rule not in BUDGET_RULES:
             raise ConfigError(f"unknown budget rule {budget_rule!r}; use one of {', '.join(BUDGET_RULES)}")
         self.budget_rule = budget_rule
-        self.wall = BudgetWall(groups, cost_model, budget, self.min_ratio, self.max_ratio, round_to)
-        self.projection = BudgetProjection(self.wall)
-        if enforce_budget:
-            self.wall.check_reachable()
+        self.budgets = list(budgets) if budgets else [budget]  # several: one is drawn per episode
+        self.budget_seed, self.episode_index, self._pinned = budget_seed, 0, None
+        self._rules: dict[int, tuple[BudgetWall, BudgetProjection]] = {}
+        for i in range(len(self.budgets)):
+            self._use_budget(i)
+            if enforce_budget:
+                self.wall.check_reachable()
+        self._use_budget(0)
         self.static = static_features(features.loc[[g.name for g in groups]])
         flops = features.loc[[g.name for g in groups], "flops"].to_numpy(float)
         self.remaining_share = (flops[::-1].cumsum()[::-1] - flops) / max(flops.sum(), 1.0)
@@ -135,8 +143,26 @@ class PruningEnv(gym.Env):
         return observation(self.static[self._t], reduced, self.remaining_share[self._t], self._prev,
                            self.budget.fraction, slack)
 
+    def _use_budget(self, i: int) -> None:
+        if i not in self._rules:
+            wall = BudgetWall(self.groups, self.cost_model, self.budgets[i], self.min_ratio, self.max_ratio,
+                              self.round_to)
+            self._rules[i] = (wall, BudgetProjection(wall))
+        self.budget_index, self.budget = i, self.budgets[i]
+        self.wall, self.projection = self._rules[i]
+
+    def pin_budget(self, i: int | None) -> None:
+        """Use budget ``i`` for every episode from now on (None: draw one per episode again)."""
+        self._pinned = i
+        if i is not None:
+            self._use_budget(i)
+
     def reset(self, *, seed: int | None = None, options: dict | None = None) -> tuple[np.ndarray, dict]:
         super().reset(seed=seed)
+        if len(self.budgets) > 1 and self._pinned is None:  # a function of the episode number: resumable
+            draw = np.random.default_rng([self.budget_seed, self.episode_index]).integers(len(self.budgets))
+            self._use_budget(int(draw))
+        self.episode_index += 1
         self._t, self._kept, self._prev, self._episode_env_seconds = 0, {}, 0.0, 0.0
         self._exact = bool((options or {}).get("exact", False))
         return self._obs(), {}
@@ -178,7 +204,7 @@ class PruningEnv(gym.Env):
             kept=dict(self._kept), proposed=proposed,
             ratios={g.name: 1.0 - self._kept[g.name] / g.channels for g in self.groups},
             cost=value, latency_ms=cost.latency_ms, flops=cost.flops, params=cost.params, accuracy=accuracy,
-            reward=reward, feasible=self.budget.fits(value), score_seconds=score_seconds)
+            reward=reward, feasible=self.budget.fits(value), score_seconds=score_seconds, budget=self.budget.value)
 
 
 def _per_group(value: float | Mapping[str, float], groups: list[PrunableGroup], what: str) -> list[float]:

@@ -66,6 +66,9 @@ class SearchConfig:
                                       "pipeline)")
     latency_batch: int = setting(1, "batch size latency is measured at")
     budget: str = setting("50%", "fraction of dense (50%% or 0.5) or absolute (0.15ms)")
+    budgets: list[str] = setting(factory=list, metavar="BUDGET",
+                                 help="several budgets, one budget-conditioned search (a front): e.g. 30%% 50%% "
+                                      "70%%; writes policies/<budget>.json, front.csv and front.png")
     agent: str = setting("amc-ddpg", "searcher: " + ", ".join(list_searchers()))
     preset: str = setting("default", "hyper-parameter preset of the agent (quick: smoke tests only, too short "
                                      "to learn)")
@@ -130,6 +133,15 @@ class SearchConfig:
     def _check_names(self) -> None:
         """Budget text, names, agent hyper-parameters and files: refused here, before any work."""
         BudgetSpec.parse(self.budget)
+        self.budgets = [b.strip() for item in self.budgets for b in str(item).split(",") if b.strip()]
+        for b in self.budgets:
+            BudgetSpec.parse(b)
+        if len(set(self.budgets)) != len(self.budgets):
+            raise ConfigError(f"--budgets lists a budget twice ({', '.join(self.budgets)}); give each once")
+        if len(self.budgets) > 1 and self.n_envs > 1:
+            raise ConfigError("--budgets searches in one process; use --n-envs 1")
+        if len(self.budgets) == 1:
+            self.budget, self.budgets = self.budgets[0], []
         if self.budget_rule not in BUDGET_RULES:
             raise ConfigError(f"--budget-rule must be one of {', '.join(BUDGET_RULES)}, got {self.budget_rule!r}")
         bad_seed = [s for s in self.seeds if s not in SEED_RULES]

@@ -15,7 +15,7 @@ import pandas as pd
 from autoprune.atomic import atomic_path
 from autoprune.envs import EpisodeResult
 
-COLUMNS = ["episode", "accuracy", "reward", "cost", "latency_ms", "flops", "params", "feasible",
+COLUMNS = ["episode", "accuracy", "reward", "cost", "budget", "latency_ms", "flops", "params", "feasible",
            "score_s", "wall_s", "ratios", "kept", "source"]
 
 

@@ -44,6 +44,7 @@ from autoprune.pruning.verify import check_prunable
 from autoprune.records import RerankRecord, SearchSummary, VerificationRecord
 from autoprune.scoring import ScoreFn, load_loss, load_score
 from autoprune.search.config import SearchConfig
+from autoprune.search.front import FrontPoint, episodes_at, policy_file, write_front
 from autoprune.search.history import (
     Candidate,
     HistoryWriter,
@@ -117,7 +118,8 @@ class SearchRun:
             check_prunable(self.analysis)
         ranking = rank_channels(self.analysis, c.importance, batches=splits.train(64, shuffle=False))
         self.cost_model = self._cost_model(self.analysis)
-        self.budget = Budget.from_spec(self.cost_model, c.budget)
+        self.budgets = [Budget.from_spec(self.cost_model, b) for b in (c.budgets or [c.budget])]
+        self.budget = self.budgets[0]  # the one best_policy.json is for (a front's first)
         score, self.score_name = load_score(c.score)
         if self._score is not None:
             score, self.score_name = self._score, getattr(self._score, "__name__", "score")
@@ -126,7 +128,7 @@ class SearchRun:
                                             device=check_torch_device(c.torch_device))
         return PruningEnv(self.analysis.groups, group_features(self.analysis), self.cost_model, self.budget,
                           self.evaluator, c.min_ratio, c.max_ratio, c.round_to, c.reward, analysis=self.analysis,
-                          budget_rule=c.budget_rule)
+                          budget_rule=c.budget_rule, budgets=self.budgets, budget_seed=c.seed)
 
     def _vector_env(self) -> SubprocVecEnv:
         """``n_envs`` copies of the environment in worker processes: candidates are scored in parallel."""
@@ -162,6 +164,7 @@ class SearchRun:
             done = point
         if history is not None and done:
             self._restore_best(history)
+        env.episode_index = done  # a front draws each episode's budget from its number
         writer = HistoryWriter(self.out / "history.csv")
         bar = tqdm(total=self.config.episodes, initial=done, desc=f"search {self.config.agent}",
                    unit="ep", disable=bar_disabled(self.progress))
@@ -196,7 +199,12 @@ class SearchRun:
             if self.search_env is not env:
                 self.search_env.close()
             summary = self._summary(time.perf_counter() - start, state["episode"] - done, state)
-        if state["episode"] >= self.config.episodes and self.best is not None:
+        if state["episode"] >= self.config.episodes and self.best is not None and self.is_front:
+            summary["front"] = self._front()
+            summary["best"] = asdict(self.best)
+            self._policy().save(self.out / "best_policy.json")
+            write_json_atomic(self.out / "summary.json", summary)
+        elif state["episode"] >= self.config.episodes and self.best is not None:
             summary["verification"] = self._verify()
             summary["rerank"] = self._rerank(summary["verification"])
             summary["best"] = asdict(self.best)
@@ -255,23 +263,63 @@ class SearchRun:
 
     def _consider(self, episode: int, result: EpisodeResult) -> None:
         acc = result.accuracy
-        if math.isnan(acc) or not result.feasible:
+        if math.isnan(acc) or not result.feasible or (self.is_front and not self._at_first_budget(result.budget)):
             return
         if self.best is None or acc > self.best.accuracy:
             self.best = Candidate.from_result(episode, result)
             self._policy().save(self.out / "best_policy.json")
 
+    @property
+    def is_front(self) -> bool:
+        """Several budgets searched at once (one policy per budget)."""
+        return len(self.config.budgets) > 1
+
+    def _at_first_budget(self, value: float | None) -> bool:
+        return value is not None and abs(value - self.budget.value) <= 1e-9 * max(abs(self.budget.value), 1.0)
+
+    def _front(self) -> list[dict[str, float | str | None]]:
+        """The best policy per budget (re-ranked per budget when --rerank-top), front.csv, front.png."""
+        c = self.config
+        history = read_history(self.out / "history.csv")
+        one_shot = ALIASES.get(c.agent, c.agent) in ONE_SHOT
+        points, firsts = [], []
+        for spec, budget in zip(c.budgets, self.budgets):
+            at = episodes_at(history, budget)
+            ok, uniform = scored_feasible(at), at[at["source"].astype(str) == "seed:uniform"]
+            uni = (float(uniform["accuracy"].iloc[0]), float(uniform["cost"].iloc[0])) if len(uniform) else (None, None)
+            if ok.empty:
+                points.append(FrontPoint(spec, budget.value, budget.fraction, None, None, None, None, *uni, None))
+                continue
+            best = Candidate.from_row(ok.loc[ok["accuracy"].idxmax()])
+            if c.rerank_top > 0 and not one_shot:
+                frame = rerank_candidates(at, lambda kept, steps: self.evaluator.finetuned(kept, steps, c.seed),
+                                          c.rerank_top, c.rerank_steps)
+                if not frame.empty and not pd.isna(frame.loc[0, "finetuned"]):
+                    best = Candidate.from_row(history.loc[history["episode"] == int(frame.loc[0, "episode"])].iloc[0])
+                    best.finetuned = float(frame.loc[0, "finetuned"])
+            file = policy_file(spec)
+            (self.out / "policies").mkdir(exist_ok=True)
+            self._policy(best, budget).save(self.out / file)
+            points.append(FrontPoint(spec, budget.value, budget.fraction, best.episode, best.accuracy, best.finetuned,
+                                     best.cost, *uni, file))
+            firsts.append(best)
+        if points[0].found:
+            self.best = firsts[0]
+        dense = self.evaluator({g.name: g.channels for g in self.analysis.groups})
+        write_front(self.out, points, self.budget.unit, self.budget.dense, dense)
+        return [asdict(p) for p in points]
+
     def _restore_best(self, history) -> None:
-        ok = scored_feasible(history)
+        ok = scored_feasible(episodes_at(history, self.budget) if self.is_front else history)
         if len(ok):
             self.best = Candidate.from_row(ok.loc[ok["accuracy"].idxmax()])
 
-    def _policy(self) -> PruningPolicy:
-        b = self.best
+    def _policy(self, best: Candidate | None = None, budget: Budget | None = None) -> PruningPolicy:
+        b, budget = best or self.best, budget or self.budget
         return PruningPolicy.for_model(
             self.analysis, b.ratios, model_name=self.config.model, model_args=dict(self.config.model_args),
             round_to=self.config.round_to,
-            importance=self.config.importance, exclude=list(self.config.exclude), budget=self.budget.to_dict(),
+            importance=self.config.importance, exclude=list(self.config.exclude), budget=budget.to_dict(),
             cost_model=self.cost_model.name, predicted_cost=b.predicted_cost(),
             accuracy={"val": b.accuracy, "val_images": self.config.val_size, "episode": b.episode,
                       "bn_batches": self.config.bn_batches,
