@@ -64,8 +64,20 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    previous = os.environ.get("TQDM_DISABLE")
     if args.quiet:
-        os.environ["TQDM_DISABLE"] = "1"  # read by autoprune.progress wherever a bar is made
+        os.environ["TQDM_DISABLE"] = "1"  # read by autoprune.progress wherever a bar is made (workers too)
+    try:
+        return _run(args)
+    finally:  # a caller running several commands in one process gets its environment back
+        if previous is None:
+            os.environ.pop("TQDM_DISABLE", None)
+        else:
+            os.environ["TQDM_DISABLE"] = previous
+
+
+def _run(args: argparse.Namespace) -> int:
+    """The command, with its errors turned into one line and an exit code."""
     if not args.verbose:
         warnings.filterwarnings("ignore", category=UserWarning)
     out = getattr(args, "out", None)
