@@ -16,7 +16,7 @@ from autoprune.errors import ConfigError
 from autoprune.models import create_model
 from autoprune.pruning import rank_channels
 from autoprune.pruning.physical import prune_physically
-from autoprune.training import recalibrate_bn
+from autoprune.training import evaluate, recalibrate_bn
 
 
 def _random_bn(model: nn.Module) -> nn.Module:
@@ -156,9 +156,10 @@ def test_dynamic_command_nests_searched_policies_and_exports_each_width(tmp_path
         assert main(["-q", "search", *common, "--agent", "random", "--episodes", "3", "--budget", budget,
                      "--out", str(tmp_path / budget)]) == 0
     policies = [str(tmp_path / b / "best_policy.json") for b in ("70%", "40%")]
-    assert main(["-q", "dynamic", *policies, "--data", "synthetic", "--bn-batches", "2",
-                 "--out", str(tmp_path / "d")]) == 0
+    assert main(["-q", "dynamic", *policies, "--data", "synthetic", "--bn-batches", "2", "--epochs", "1",
+                 "--augment", "none", "--out", str(tmp_path / "d")]) == 0
     report = json.loads((tmp_path / "d" / "dynamic.json").read_text())
+    assert [set(r) >= {"val_70%", "val_40%"} for r in report["joint_finetune"]] == [True]  # one joint epoch
     assert [v["label"] for v in report["variants"]] == ["70%", "40%"]
     variants = VariantSet.load(tmp_path / "d")
     large, small = (v.kept for v in variants.variants)
@@ -168,5 +169,41 @@ def test_dynamic_command_nests_searched_policies_and_exports_each_width(tmp_path
     assert main(["dynamic", policies[0], str(tmp_path / "nope.json"), "--data", "synthetic",
                  "--out", str(tmp_path / "e")]) == 2
     assert main(["dynamic", policies[0], policies[0], "--data", "synthetic", "--out", str(tmp_path / "f")]) == 2
+    assert main(["dynamic", policies[0], "--epochs", "-1", "--data", "synthetic", "--out", str(tmp_path / "g")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 2 and "nope.json" in err[0] and "same budget" in err[1]
+    assert len(err) == 3 and "nope.json" in err[0] and "same budget" in err[1] and "--epochs" in err[2]
+
+
+def test_joint_finetuning_trains_every_width_of_the_shared_weights():
+    from autoprune.data import synthetic_splits
+    from autoprune.dynamic.joint import joint_finetune
+    from autoprune.finetune import FinetuneConfig
+    from autoprune.training import TrainConfig, train
+
+    torch.manual_seed(0)
+    splits = synthetic_splits(n_train=512, n_val=256)
+    model = create_model("mlp")
+    train(model, lambda e: splits.train(64, augment=False, seed=e), TrainConfig(epochs=1, lr=0.05, device="cpu"),
+          progress=False)  # a dense model to start from and distil
+    model.eval()
+    analysis = analyse_model(model, torch.randn(1, 1, 28, 28))
+    ranking = rank_channels(analysis, "l1")
+    variants = nest_variants({"wide": {g.name: max(1, g.channels // 2) for g in analysis.groups},
+                              "narrow": {g.name: max(1, g.channels // 8) for g in analysis.groups}},
+                             size=lambda k: sum(k.values()))
+    dynamic = DynamicModel(analysis, ranking, variants)
+    bn = list(splits.train(64, shuffle=False, augment=False))[:4]
+    dynamic.recalibrate(bn, 4)
+    before = {v: evaluate(dynamic.set_variant(v).eval(), splits.val()) for v in variants}
+    ids = [id(p) for p in dynamic.parameters()]
+    result = joint_finetune(dynamic, lambda e: splits.train(64, augment=False, seed=e), splits.val(), bn,
+                            FinetuneConfig(epochs=2, lr=0.05, device="cpu"), teacher=model, progress=False)
+    last = result.history[-1]
+    assert all(last[f"val_{v}"] >= min(0.95, before[v] + 0.1) for v in variants), (before, last)  # each learnt
+    assert [id(p) for p in dynamic.parameters()] == ids  # still one set of weights
+    for label in variants:  # each width is still exactly its separately pruned model
+        separate = dynamic.pruned(label)
+        dynamic.set_variant(label)
+        x = torch.randn(3, 1, 28, 28)
+        with torch.no_grad():
+            assert torch.allclose(dynamic(x), separate(x), atol=1e-5)

@@ -6,7 +6,10 @@ import argparse
 
 from autoprune.cli.common import ensure_writable_dir
 from autoprune.cli.loading import add_data_args, add_model_args, model_source, resolve_splits
+from autoprune.data import parse_augment
 from autoprune.devices import check_provider
+from autoprune.errors import ConfigError
+from autoprune.finetune import FinetuneConfig
 from autoprune.latency import LatencySettings
 from autoprune.policy import PruningPolicy
 from autoprune.workflow.dynamic_stage import dynamic_stage
@@ -22,11 +25,18 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--bn-batches", type=int, default=20, help="BN recalibration batches per variant")
     p.add_argument("--latency-threads", type=int, default=1, help="ONNX Runtime threads when timing variants")
     p.add_argument("--provider", default=None, metavar="NAME", help="ONNX Runtime execution provider (default: cpu)")
+    p.add_argument("--epochs", type=int, default=0,
+                   help="fine-tune every width jointly, shared weights (sandwich rule, in-place distillation)")
+    p.add_argument("--lr", type=float, default=0.01, help="learning rate of that fine-tune")
+    p.add_argument("--no-distill", action="store_true", help="train the widest width on labels only, no dense teacher")
     p.add_argument("--out", default="runs/dynamic", help="output folder")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.epochs < 0 or args.lr <= 0:
+        raise ConfigError("--epochs must be >= 0 and --lr positive")
+    parse_augment(args.augment)
     first = PruningPolicy.load(args.policies[0])
     for path in args.policies[1:]:
         PruningPolicy.load(path)  # every file checked before any work
@@ -34,8 +44,11 @@ def run(args: argparse.Namespace) -> int:
     settings = LatencySettings(threads=args.latency_threads, provider=check_provider(args.provider))
     splits = resolve_splits(args)
     out = ensure_writable_dir(args.out)
+    finetune = FinetuneConfig(epochs=args.epochs, lr=args.lr, augment=parse_augment(args.augment),
+                              device=args.torch_device) if args.epochs else None
     reports = dynamic_stage(args.policies, source, splits, out, settings, args.bn_batches,
-                            require_weights=args.data != "synthetic")
+                            require_weights=args.data != "synthetic", finetune=finetune,
+                            distill=not args.no_distill, progress=not args.quiet)
     for r in reports:
         budget = "" if r.budget_ms is None else f" (budget {r.budget_ms:.4f} ms: {'within' if r.within_budget else 'OVER'})"
         cut = f"; nesting cut {sum(r.channels_cut_by_nesting.values())} channels" if r.channels_cut_by_nesting else ""

@@ -57,8 +57,9 @@ class DynamicModel(nn.Module):
         self._dense_bn = self._bn_buffers()
 
     # -- switching --------------------------------------------------------------------------
-    def set_variant(self, label: str | None) -> DynamicModel:
-        """Run the variant ``label`` from now on (None: the dense model)."""
+    def set_variant(self, label: str | None, statistics: bool = True) -> DynamicModel:
+        """Run the variant ``label`` from now on (None: the dense model); ``statistics``: load its BN
+        statistics too (joint training switches widths without, BN then uses batch statistics)."""
         if label is not None and label not in self.variants:
             raise ConfigError(f"no variant {label!r}; the model has {', '.join(self.variants)}")
         plan = self._plan(label) if label is not None else {}
@@ -66,7 +67,7 @@ class DynamicModel(nn.Module):
             m._dyn = plan.get(name, (None, None))
         stats = self.bn_stats.get(label, self._dense_bn) if label is not None else self._dense_bn
         with torch.no_grad():
-            for key, value in stats.items():
+            for key, value in stats.items() if statistics else ():
                 self._buffer(key).copy_(value)
         self.active = label
         return self

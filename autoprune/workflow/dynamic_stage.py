@@ -15,9 +15,11 @@ from autoprune.budget import MEASURED_TOLERANCE, Budget
 from autoprune.costs import FlopsCostModel
 from autoprune.data import Splits
 from autoprune.dynamic import DynamicModel, nest_variants
+from autoprune.dynamic.joint import joint_finetune
 from autoprune.dynamic.variants import export_variants, save_dynamic
 from autoprune.errors import ConfigError
 from autoprune.evaluation import search_bn_batches
+from autoprune.finetune import FinetuneConfig
 from autoprune.latency import LatencySettings
 from autoprune.models.source import ModelSource
 from autoprune.policy import PruningPolicy
@@ -40,9 +42,12 @@ class VariantReport:
 
 def dynamic_stage(policies: Sequence[str | Path], source: ModelSource, splits: Splits, out: str | Path,
                   settings: LatencySettings = LatencySettings(), bn_batches: int = 20,
-                  require_weights: bool = True) -> list[VariantReport]:
+                  require_weights: bool = True, finetune: FinetuneConfig | None = None,
+                  distill: bool = True, progress: bool = True) -> list[VariantReport]:
     """Nest the policies' architectures, build the :class:`DynamicModel`, recalibrate BN per width,
-    export and measure every variant; writes ``variants.json``, ``dynamic.pt`` and ``dynamic.json``."""
+    fine-tune every width jointly when ``finetune`` is given (distilled from the dense model when
+    ``distill``), export and measure every variant; writes ``variants.json``, ``dynamic.pt`` and
+    ``dynamic.json``."""
     out = Path(out)
     loaded = [PruningPolicy.load(p) for p in policies]
     first = loaded[0]
@@ -61,7 +66,13 @@ def dynamic_stage(policies: Sequence[str | Path], source: ModelSource, splits: S
     wanted = {label: policy.architecture(analysis) for label, (_, policy) in labels.items()}
     nested = nest_variants(wanted, size=lambda kept: flops.cost(kept).flops)
     model = DynamicModel(analysis, ranking, nested).eval()
-    model.recalibrate(search_bn_batches(splits, bn_batches), bn_batches)
+    bn = search_bn_batches(splits, bn_batches)
+    model.recalibrate(bn, bn_batches)
+    joint = []
+    if finetune is not None and finetune.epochs > 0:
+        joint = joint_finetune(model, lambda e: splits.train(finetune.batch_size, augment=finetune.augment,
+                                                             seed=finetune.seed * 1000 + e),
+                               splits.val(), bn, finetune, dense.eval() if distill else None, progress=progress).history
     accuracy = {}
     for label in nested:
         accuracy[label] = evaluate(model.set_variant(label), splits.test())
@@ -71,7 +82,8 @@ def dynamic_stage(policies: Sequence[str | Path], source: ModelSource, splits: S
     reports = [_report(v.label, labels[v.label][0], budgets[v.label], v.latency_ms, accuracy[v.label],
                        wanted[v.label], nested[v.label]) for v in found.variants]
     write_json_atomic(out / "dynamic.json", {"model": source.ref, "variants": [asdict(r) for r in reports],
-                                             "tolerance": MEASURED_TOLERANCE})
+                                             "tolerance": MEASURED_TOLERANCE, "joint_finetune": joint,
+                                             "finetune": None if finetune is None else asdict(finetune)})
     return reports
 
 
