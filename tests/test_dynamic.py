@@ -150,7 +150,7 @@ def test_a_layer_that_cannot_be_sliced_is_refused_in_one_line():
 def test_dynamic_command_nests_searched_policies_and_exports_each_width(tmp_path, capsys):
     from autoprune.cli.main import main
 
-    common = ["--model", "resnet20", "--data", "synthetic", "--cost-model", "flops", "--verify-top", "0",
+    common = ["--model", "mlp", "--data", "synthetic", "--cost-model", "flops", "--verify-top", "0",
               "--rerank-top", "0", "--val-size", "64", "--bn-batches", "1"]
     for budget in ("70%", "40%"):
         assert main(["-q", "search", *common, "--agent", "random", "--episodes", "3", "--budget", budget,

@@ -50,7 +50,7 @@ def test_budgets_are_drawn_per_episode_seeded_and_resumable(resnet):
 
 
 def test_front_search_writes_a_policy_per_budget_that_meets_it_and_resumes(tmp_path):
-    args = ["-q", "search", "--model", "resnet20", "--data", "synthetic", "--cost-model", "flops",
+    args = ["-q", "search", "--model", "mlp", "--data", "synthetic", "--cost-model", "flops",
             "--budgets", "30%,50%,70%", "--agent", "random", "--val-size", "64", "--bn-batches", "1",
             "--rerank-top", "2", "--rerank-steps", "2", "--seed", "4"]
     assert main([*args, "--episodes", "16", "--out", str(tmp_path / "full")]) == 0
@@ -61,7 +61,7 @@ def test_front_search_writes_a_policy_per_budget_that_meets_it_and_resumes(tmp_p
     assert list(full["source"][:9]) == [f"seed:{r}" for r in ("uniform", "global-magnitude", "knapsack")] * 3
     front = pd.read_csv(tmp_path / "full" / "front.csv")
     assert list(front["label"]) == ["30%", "50%", "70%"] and (tmp_path / "full" / "front.png").is_file()
-    analysis = analyse_model(create_model("resnet20").eval(), torch.randn(1, 1, 28, 28))
+    analysis = analyse_model(create_model("mlp").eval(), torch.randn(1, 1, 28, 28))
     cost = FlopsCostModel(analysis.layers)
     for row in front.itertuples():
         policy = PruningPolicy.load(tmp_path / "full" / row.policy)
