@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 from cmaes import CMA
 
-from autoprune.agents.searchers import Searcher
+from autoprune.agents.searchers import Searcher, batch_size, play_batch
 from autoprune.atomic import write_json_atomic
 from autoprune.errors import ConfigError
 
@@ -41,22 +41,21 @@ class CMAESSearcher(Searcher):
     def run(self, env, episodes, on_episode, start_episode=0, state_dir=None) -> None:
         opt = self._optimizer(len(env.groups))
         rewards = _load(state_dir, start_episode)
-        told: list[tuple[np.ndarray, float]] = []
-        for e in range(episodes):
-            x = opt.ask()
-            if e < start_episode:
-                value = rewards[e]
-            else:
-                result = self.play(env, lambda t, x=x: float(x[t]), seed=self.seed + e)
-                value = result.reward
-                rewards.append(value)
+        parallel = batch_size(env) > 1
+        first = 0
+        while first < episodes:  # one generation at a time: ask, play (scored together), tell
+            xs = [opt.ask() for _ in range(min(opt.population_size, episodes - first))]
+            new = [j for j in range(len(xs)) if first + j >= start_episode]
+            plays = [(lambda t, x=xs[j]: float(x[t]), self.seed + first + j) for j in new]
+            for result in (play_batch(self, env, plays) if parallel else
+                           (self.play(env, actions, seed=seed) for actions, seed in plays)):
+                rewards.append(result.reward)
                 if state_dir:
                     _save(state_dir, rewards)
                 on_episode(result)
-            told.append((x, -value))
-            if len(told) == opt.population_size:
-                opt.tell(told)
-                told = []
+            if len(xs) == opt.population_size:
+                opt.tell([(x, -rewards[first + j]) for j, x in enumerate(xs)])
+            first += len(xs)
 
 
 def _load(state_dir: Path | None, start: int) -> list[float]:

@@ -62,12 +62,12 @@ class Searcher(abc.ABC):
         return done
 
     def play(self, env: PruningEnv, actions: Callable[[int], float], seed: int | None = None,
-             exact: bool = False) -> EpisodeResult:
+             exact: bool = False, defer: bool = False) -> EpisodeResult:
         """One episode with ``actions(step) -> action``; returns its result.
 
         ``exact``: a feasible proposal is scored as it is (one-shot baselines), not filled up.
         """
-        env.reset(seed=seed, options={"exact": exact})
+        env.reset(seed=seed, options={"exact": exact, "defer": defer})
         t, done, info = 0, False, {}
         while not done:
             _, _, done, _, info = env.step(np.array([actions(t)], np.float32))
@@ -90,15 +90,37 @@ def action_for(env: PruningEnv, t: int, kept: int) -> float:
     return float(np.clip(2.0 * (ratio - env.min_ratio[t]) / span - 1.0, -1.0, 1.0))
 
 
+def play_batch(searcher: Searcher, env: PruningEnv, plays: list[tuple[Callable[[int], float], int]]
+               ) -> list[EpisodeResult]:
+    """Episodes ``(actions, seed)`` played in order, their candidates scored together (in parallel
+    when the environment's scorer has ``score_many``), results in the order played."""
+    many = getattr(env.evaluator, "score_many", None)
+    if many is None:
+        return [searcher.play(env, actions, seed=seed) for actions, seed in plays]
+    pending = [searcher.play(env, actions, seed=seed, defer=True) for actions, seed in plays]
+    scored = many([p.kept for p in pending])
+    return [env.complete(p, s.score, s.seconds) for p, s in zip(pending, scored)]
+
+
+def batch_size(env: PruningEnv) -> int:
+    """Candidates to score at once: the scorer's parallel workers (1: one at a time)."""
+    return max(1, int(getattr(env.evaluator, "parallel", 1)))
+
+
 class RandomSearcher(Searcher):
     """Uniformly random actions; with BN recalibration this is EagleEye's search (Li et al. 2020)."""
 
     name = "random"
 
     def run(self, env, episodes, on_episode, start_episode=0, state_dir=None) -> None:
-        for e in range(start_episode, episodes):
-            rng = np.random.default_rng([self.seed, e])  # per-episode stream: resumable, reproducible
-            on_episode(self.play(env, lambda t, rng=rng: float(rng.uniform(-1, 1)), seed=self.seed + e))
+        step = batch_size(env)
+        for first in range(start_episode, episodes, step):
+            plays = []
+            for e in range(first, min(first + step, episodes)):
+                rng = np.random.default_rng([self.seed, e])  # per-episode stream: resumable, reproducible
+                plays.append((lambda t, rng=rng: float(rng.uniform(-1, 1)), self.seed + e))
+            for result in play_batch(self, env, plays):
+                on_episode(result)
 
 
 class UniformSearcher(Searcher):

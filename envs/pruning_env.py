@@ -151,6 +151,13 @@ class PruningEnv(gym.Env):
         self.budget_index, self.budget = i, self.budgets[i]
         self.wall, self.projection = self._rules[i]
 
+    def complete(self, result: EpisodeResult, score: float, seconds: float) -> EpisodeResult:
+        """An episode played with ``reset(options={"defer": True})``, once its candidate is scored
+        (in a batch, by parallel workers): the score, its time and the reward under its budget."""
+        budget = next((b for b in self.budgets if b.value == result.budget), self.budget)
+        reward = 0.0 if math.isnan(score) else float(self.reward_fn(score, result.cost, budget))
+        return dataclasses.replace(result, accuracy=float(score), reward=reward, score_seconds=seconds)
+
     def pin_budget(self, i: int | None) -> None:
         """Use budget ``i`` for every episode from now on (None: draw one per episode again)."""
         self._pinned = i
@@ -165,6 +172,7 @@ class PruningEnv(gym.Env):
         self.episode_index += 1
         self._t, self._kept, self._prev, self._episode_env_seconds = 0, {}, 0.0, 0.0
         self._exact = bool((options or {}).get("exact", False))
+        self._defer = bool((options or {}).get("defer", False))  # scored later, in a batch (see complete)
         return self._obs(), {}
 
     def ratio_for(self, action: float, t: int) -> float:
@@ -197,7 +205,7 @@ class PruningEnv(gym.Env):
         cost = checked_cost(self.cost_model, self._kept)
         value = cost.value(self.budget.metric)
         s0 = time.perf_counter()
-        accuracy = float(self.evaluator(dict(self._kept)))
+        accuracy = math.nan if self._defer else float(self.evaluator(dict(self._kept)))
         score_seconds = time.perf_counter() - s0
         reward = 0.0 if math.isnan(accuracy) else float(self.reward_fn(accuracy, value, self.budget))
         return EpisodeResult(

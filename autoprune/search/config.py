@@ -28,6 +28,7 @@ from autoprune.errors import ConfigError
 from autoprune.latency import LatencySettings
 from autoprune.models import is_builtin
 from autoprune.models.source import ModelSource, parse_input_shape
+from autoprune.parallel import check_executor
 from autoprune.pruning.importance import IMPORTANCES
 from autoprune.references import canonical
 from autoprune.scoring import load_loss, load_score
@@ -98,6 +99,14 @@ class SearchConfig:
     rerank_steps: int = setting(100, "SGD steps of that short fine-tune (~9 s a ResNet-20 candidate on 2 cores)")
     verify_top: int = setting(10, "after the search, time this many best candidates here and keep the best "
                                   "within budget (lut tables profiled on this machine; 0: off)")
+    executor: str = setting("local", "where candidates are scored: local (this process), processes or ray "
+                                     "(random, cmaes and the seed rules score --workers candidates at once)",
+                            choices=["local", "processes", "ray"])
+    workers: int = setting(1, "scoring workers of --executor processes or ray")
+    ray_address: str | None = setting(None, "Ray cluster to join ('auto': the one this machine belongs to; "
+                                            "default: start a local Ray runtime)", metavar="ADDRESS")
+    worker_timeout: float | None = setting(None, "seconds a candidate may take before its worker is replaced "
+                                                 "and it is scored again (default: no limit)")
     out: str = setting("runs/search", "run folder", cli=False)
 
     def validate(self) -> SearchConfig:
@@ -127,6 +136,11 @@ class SearchConfig:
             raise ConfigError("--latency-threads and --latency-batch must be positive (at most 1024 and 65536)")
         if self.rerank_top < 0 or self.rerank_steps < 1:
             raise ConfigError("--rerank-top must be >= 0 and --rerank-steps >= 1")
+        check_executor(self.executor, self.workers)
+        if self.executor == "local" and self.workers != 1:
+            raise ConfigError("--workers needs --executor processes or ray (local scores in this process)")
+        if self.worker_timeout is not None and not self.worker_timeout > 0:
+            raise ConfigError(f"--worker-timeout must be positive seconds, got {self.worker_timeout}")
         self._check_names()
         return self
 
@@ -153,6 +167,9 @@ class SearchConfig:
         searcher = make_searcher(self.agent, self.seed, self.preset, self.agent_params)
         if isinstance(searcher, SB3Searcher):
             searcher.check()
+            if self.executor != "local":
+                raise ConfigError(f"{self.agent} scores in parallel with --n-envs N; --executor processes|ray "
+                                  f"serves random, cmaes and the one-shot rules")
         for option, path in (("--weights", self.weights), ("--table", self.table), ("--data-dir", self.data_dir)):
             if path and not Path(path).exists():
                 raise ConfigError(f"{option} {path} does not exist; check the path")

@@ -37,6 +37,7 @@ from autoprune.envs import EpisodeResult, PruningEnv
 from autoprune.errors import ConfigError
 from autoprune.evaluation import CandidateEvaluator
 from autoprune.memory import release_free_memory
+from autoprune.parallel import PooledScorer, make_executor
 from autoprune.policy import PruningPolicy
 from autoprune.progress import bar_disabled, plain_lines
 from autoprune.pruning import rank_channels
@@ -98,6 +99,12 @@ class SearchRun:
         self.search_env = self._vector_env() if c.n_envs > 1 else self.env
         if isinstance(self.searcher, SeededSearcher):
             self.searcher.seed_env = self.env  # seeds play one episode each, in the main process
+        self.executor = None
+        if c.executor != "local":  # candidates scored by workers that build their scorer once
+            factory = functools.partial(_worker_scorer, replace(self.config), self._splits, self._model, self._score)
+            self.executor = make_executor(c.executor, factory, c.workers, address=c.ray_address,
+                                          timeout_s=c.worker_timeout)
+            self.env.evaluator = PooledScorer(self.executor)
         return self.env
 
     def _build_env(self, check: bool = True) -> PruningEnv:
@@ -198,6 +205,8 @@ class SearchRun:
             writer.close()
             if self.search_env is not env:
                 self.search_env.close()
+            if self.executor is not None:
+                self.executor.close()
             summary = self._summary(time.perf_counter() - start, state["episode"] - done, state)
         if state["episode"] >= self.config.episodes and self.best is not None and self.is_front:
             summary["front"] = self._front()
@@ -359,7 +368,14 @@ def _worker_env(config: SearchConfig, splits: Splits | None, model: torch.nn.Mod
                 score: ScoreFn | None) -> PruningEnv:
     """A worker process's environment: the same model, data, cost model and budget, one thread."""
     torch.set_num_threads(1)
+    torch.manual_seed(config.seed)  # as the main process: a model built with random weights is the same one
     return SearchRun(config, splits=splits, progress=False, model=model, score=score)._build_env(check=False)
+
+
+def _worker_scorer(config: SearchConfig, splits: Splits | None, model: torch.nn.Module | None,
+                   score: ScoreFn | None):
+    """A scoring worker's scorer: the search's own candidate evaluator, built once in the worker."""
+    return _worker_env(config, splits, model, score).evaluator
 
 
 def check_val_size(splits: Splits, val_size: int) -> int:

@@ -1,0 +1,297 @@
+"""Scoring candidates in parallel: in this process, in worker processes, or on Ray actors.
+
+Scoring is almost all of a search's time. An executor scores a batch of candidates (channels kept
+per group: small messages) on workers that built their scorer once (model, data slices, cost
+model) and returns the scores in the order asked, so a search's history does not depend on the
+number of workers. A worker that dies or hangs past ``timeout_s`` is replaced and its candidate
+scored again; a candidate that fails on every try is recorded as failed (NaN), never lost.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import math
+import multiprocessing
+import os
+import signal
+import time
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from autoprune.errors import ConfigError
+
+EXECUTORS = ("local", "processes", "ray")
+RAY_MISSING = '--executor ray needs Ray; install it with: pip install "autoprune[ray]"'
+Kept = Mapping[str, int]
+Scorer = Callable[[Kept], float]
+
+
+@dataclass(frozen=True)
+class Scored:
+    """One candidate's score, the seconds it took, and the tries it needed (NaN: failed on every try)."""
+
+    score: float
+    seconds: float
+    attempts: int = 1
+
+
+class Executor(Protocol):
+    """Scores batches of candidates; ``workers`` of them at a time."""
+
+    workers: int
+
+    def score(self, batch: Sequence[Kept]) -> list[Scored]: ...
+
+    def close(self) -> None: ...
+
+
+def check_executor(name: str, workers: int) -> None:
+    """One-line errors for an unknown executor, a bad worker count or a missing extra."""
+    if name not in EXECUTORS:
+        raise ConfigError(f"--executor must be one of {', '.join(EXECUTORS)}, got {name!r}")
+    if not 1 <= workers <= 1024:
+        raise ConfigError(f"--workers must be between 1 and 1024, got {workers}")
+    if name == "ray" and importlib.util.find_spec("ray") is None:
+        raise ConfigError(RAY_MISSING)
+
+
+class LocalExecutor:
+    """In this process, one candidate after another (the default)."""
+
+    def __init__(self, scorer: Scorer) -> None:
+        self.scorer, self.workers = scorer, 1
+
+    def score(self, batch: Sequence[Kept]) -> list[Scored]:
+        out = []
+        for kept in batch:
+            start = time.perf_counter()
+            out.append(Scored(_safe(self.scorer, kept), time.perf_counter() - start))
+        return out
+
+    def close(self) -> None:
+        pass
+
+
+# -- worker processes ---------------------------------------------------------------------------
+_WORKER: dict[str, Any] = {}
+
+
+def _init_worker(factory: Callable[[], Scorer], threads: int) -> None:
+    import torch
+
+    torch.set_num_threads(threads)
+    _WORKER["scorer"] = factory()
+
+
+def _score_in_worker(kept: Kept) -> tuple[float, float, int]:
+    start = time.perf_counter()
+    value = float(_WORKER["scorer"](kept))  # exceptions travel back to the caller, which retries
+    return value, time.perf_counter() - start, os.getpid()
+
+
+class ProcessExecutor:
+    """``workers`` processes (spawned), each building its scorer once with ``factory``."""
+
+    def __init__(self, factory: Callable[[], Scorer], workers: int, timeout_s: float | None = None,
+                 retries: int = 2, threads: int = 1) -> None:
+        self.factory, self.workers, self.timeout_s, self.retries, self.threads = factory, workers, timeout_s, retries, threads
+        self.pool = self._new_pool()
+        self.pids: set[int] = set()
+
+    def _new_pool(self) -> ProcessPoolExecutor:
+        return ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"),
+                                   initializer=_init_worker, initargs=(self.factory, self.threads))
+
+    def worker_pids(self) -> list[int]:
+        """The worker processes' ids (they start with the first batch)."""
+        return list(getattr(self.pool, "_processes", {}) or {})
+
+    def score(self, batch: Sequence[Kept]) -> list[Scored]:
+        results: list[Scored | None] = [None] * len(batch)
+        tries = [0] * len(batch)
+        todo = list(range(len(batch)))
+        while todo:
+            running: dict[Future, int] = {}
+            started: dict[Future, float] = {}
+            for i in todo:
+                tries[i] += 1
+                future = self.pool.submit(_score_in_worker, batch[i])
+                running[future], started[future] = i, time.perf_counter()
+            todo, broken = [], False
+            while running:
+                done, _ = wait(list(running), timeout=self.timeout_s, return_when=FIRST_COMPLETED)
+                if not done:  # a worker hangs: replace the pool, score the unfinished again
+                    todo.extend(running.values())
+                    broken = True
+                    break
+                for future in done:
+                    i = running.pop(future)
+                    try:
+                        value, seconds, pid = future.result()
+                        self.pids.add(pid)
+                        results[i] = Scored(value, seconds, tries[i])
+                    except BrokenProcessPool:  # a worker died: every unfinished candidate again
+                        todo.append(i)
+                        broken = True
+                    except Exception:  # noqa: BLE001 - the scorer raised: try again, then record NaN
+                        if tries[i] <= self.retries:
+                            todo.append(i)
+                        else:
+                            results[i] = Scored(math.nan, 0.0, tries[i])
+                if broken:
+                    todo.extend(running.values())
+                    break
+            if broken:
+                self._restart()
+            todo = [i for i in dict.fromkeys(todo) if results[i] is None]
+            for i in todo:
+                if tries[i] > self.retries:
+                    results[i] = Scored(math.nan, 0.0, tries[i])
+            todo = [i for i in todo if results[i] is None]
+        return [r for r in results if r is not None]
+
+    def _restart(self) -> None:
+        for pid in self.worker_pids():
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
+        self.pool.shutdown(wait=False, cancel_futures=True)
+        self.pool = self._new_pool()
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=True, cancel_futures=True)
+
+
+# -- Ray actors ---------------------------------------------------------------------------------
+class _ScoringActor:
+    """A Ray actor holding one scorer (built once)."""
+
+    def __init__(self, factory: Callable[[], Scorer], threads: int) -> None:
+        _init_worker(factory, threads)
+
+    def score(self, kept: Kept) -> tuple[float, float, int]:
+        return _score_in_worker(kept)
+
+    def pid(self) -> int:
+        return os.getpid()
+
+
+class RayExecutor:
+    """``workers`` Ray actors (a local runtime, or the cluster at ``address``; ``auto`` joins one)."""
+
+    def __init__(self, factory: Callable[[], Scorer], workers: int, address: str | None = None,
+                 timeout_s: float | None = None, retries: int = 2, cpus: float = 1.0, gpus: float = 0.0,
+                 threads: int = 1) -> None:
+        if importlib.util.find_spec("ray") is None:
+            raise ConfigError(RAY_MISSING)
+        import ray
+
+        self.ray = ray
+        if not ray.is_initialized():
+            kwargs = {"address": address} if address else {"num_cpus": max(workers * cpus, 1)}
+            ray.init(include_dashboard=False, log_to_driver=False, ignore_reinit_error=True, **kwargs)
+        self.actor_class = ray.remote(num_cpus=cpus, num_gpus=gpus)(_ScoringActor)
+        self.factory, self.threads = factory, threads
+        self.workers, self.timeout_s, self.retries = workers, timeout_s, retries
+        self.actors = [self._new_actor(ready=False) for _ in range(workers)]
+        ray.get([a.pid.remote() for a in self.actors])  # started together
+
+    def _new_actor(self, ready: bool = True):
+        """An actor; ``ready``: once started (its scorer built), so the timeout measures scoring alone."""
+        actor = self.actor_class.remote(self.factory, self.threads)
+        if ready:
+            self.ray.get(actor.pid.remote())
+        return actor
+
+    def worker_pids(self) -> list[int]:
+        return [int(p) for p in self.ray.get([a.pid.remote() for a in self.actors])]
+
+    def score(self, batch: Sequence[Kept]) -> list[Scored]:
+        ray = self.ray
+        results: list[Scored | None] = [None] * len(batch)
+        tries = [0] * len(batch)
+        queue = list(range(len(batch)))
+        free = list(range(len(self.actors)))
+        running: dict[Any, tuple[int, int, float]] = {}  # ref -> (candidate, actor slot, start)
+        while queue or running:
+            while queue and free:
+                i, slot = queue.pop(0), free.pop(0)
+                tries[i] += 1
+                running[self.actors[slot].score.remote(batch[i])] = (i, slot, time.perf_counter())
+            done, _ = ray.wait(list(running), num_returns=1, timeout=self.timeout_s)
+            if not done:  # every running task is past the timeout: replace those actors
+                for ref, (i, slot, _) in list(running.items()):
+                    self._replace(slot)
+                    free.append(slot)
+                    self._retry_or_fail(i, tries, results, queue)
+                    del running[ref]
+                continue
+            ref = done[0]
+            i, slot, _ = running.pop(ref)
+            try:
+                value, seconds, _pid = ray.get(ref)
+                results[i] = Scored(value, seconds, tries[i])
+            except ray.exceptions.RayActorError:  # the actor died: a fresh one, the candidate again
+                self._replace(slot)
+                self._retry_or_fail(i, tries, results, queue)
+            except ray.exceptions.RayTaskError:  # the scorer raised
+                self._retry_or_fail(i, tries, results, queue)
+            free.append(slot)
+        return [r for r in results if r is not None]
+
+    def _retry_or_fail(self, i: int, tries: list[int], results: list, queue: list[int]) -> None:
+        if tries[i] <= self.retries:
+            queue.insert(0, i)
+        else:
+            results[i] = Scored(math.nan, 0.0, tries[i])
+
+    def _replace(self, slot: int) -> None:
+        try:
+            self.ray.kill(self.actors[slot], no_restart=True)
+        except Exception:  # noqa: BLE001 - already gone
+            pass
+        self.actors[slot] = self._new_actor()
+
+    def close(self) -> None:
+        for actor in self.actors:
+            try:
+                self.ray.kill(actor, no_restart=True)
+            except Exception:  # noqa: BLE001
+                pass
+
+
+def make_executor(name: str, factory: Callable[[], Scorer], workers: int, local: Scorer | None = None,
+                  **options: Any) -> Executor:
+    """The executor ``name`` (``local`` uses ``local``, the scorer already built in this process)."""
+    check_executor(name, workers)
+    if name == "local":
+        return LocalExecutor(local if local is not None else factory())
+    if name == "processes":
+        return ProcessExecutor(factory, workers, options.get("timeout_s"), threads=options.get("threads", 1))
+    return RayExecutor(factory, workers, options.get("address"), options.get("timeout_s"),
+                       cpus=options.get("cpus", 1.0), gpus=options.get("gpus", 0.0), threads=options.get("threads", 1))
+
+
+class PooledScorer:
+    """What the environment calls: one candidate (``scorer(kept)``) or a batch (``score_many``)."""
+
+    def __init__(self, executor: Executor) -> None:
+        self.executor = executor
+        self.parallel = executor.workers
+
+    def __call__(self, kept: Kept) -> float:
+        return self.executor.score([kept])[0].score
+
+    def score_many(self, batch: Sequence[Kept]) -> list[Scored]:
+        return self.executor.score(batch)
+
+
+def _safe(scorer: Scorer, kept: Kept) -> float:
+    try:
+        return float(scorer(kept))
+    except Exception:  # noqa: BLE001 - a failing candidate is recorded (NaN), never fatal
+        return math.nan

@@ -1,0 +1,131 @@
+"""Scoring on workers (processes, Ray): the same history as in-process, and faults survived:
+a worker killed or hung is replaced and its candidate scored again; a candidate failing on every
+try is recorded as NaN; a missing Ray extra is named in one line."""
+
+import functools
+import math
+import os
+import signal
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from autoprune.cli.main import main
+from autoprune.errors import ConfigError
+from autoprune.parallel import RAY_MISSING, ProcessExecutor, check_executor
+
+
+def _scorer(marker_dir: str):
+    """A scorer for worker tests: ``die``/``hang`` misbehave once (a marker file says so), ``bad`` always raises."""
+
+    def score(kept):
+        marker = Path(marker_dir) / f"{next(iter(kept))}.done"
+        if "die" in kept and not marker.exists():
+            marker.touch()
+            os.kill(os.getpid(), signal.SIGKILL)
+        if "hang" in kept and not marker.exists():
+            marker.touch()
+            time.sleep(60)
+        if "bad" in kept:
+            raise ValueError("this candidate breaks the model")
+        return float(sum(kept.values()))
+
+    return score
+
+
+def test_a_killed_or_hung_worker_is_replaced_and_a_failing_candidate_recorded_as_nan(tmp_path):
+    executor = ProcessExecutor(functools.partial(_scorer, str(tmp_path)), workers=2, timeout_s=8, retries=2)
+    try:
+        batch = [{"a": 1}, {"die": 2}, {"b": 3}, {"bad": 4}, {"c": 5}, {"hang": 6}, {"d": 7}]
+        scored = executor.score(batch)
+    finally:
+        executor.close()
+    values = [s.score for s in scored]
+    assert values[:3] == [1.0, 2.0, 3.0] and math.isnan(values[3]) and values[4:] == [5.0, 6.0, 7.0]
+    assert scored[1].attempts >= 2 and scored[5].attempts >= 2  # killed / hung once, then scored again
+    assert scored[3].attempts == 3  # raised on every try: recorded as failed, the batch goes on
+
+
+SEARCH = ["-q", "search", "--data", "synthetic", "--model", "mlp", "--cost-model", "flops", "--episodes", "9",
+          "--val-size", "64", "--bn-batches", "1", "--rerank-top", "0", "--verify-top", "0", "--seed", "5"]
+
+
+def _history(folder: Path) -> pd.DataFrame:
+    return pd.read_csv(folder / "history.csv").drop(columns=["wall_s", "score_s"])
+
+
+@pytest.mark.parametrize("agent", ["random", "cmaes"])
+def test_processes_give_the_history_of_the_local_search(tmp_path, agent):
+    assert main([*SEARCH, "--agent", agent, "--out", str(tmp_path / "local")]) == 0
+    assert main([*SEARCH, "--agent", agent, "--executor", "processes", "--workers", "2",
+                 "--out", str(tmp_path / "pool")]) == 0
+    assert _history(tmp_path / "local").equals(_history(tmp_path / "pool"))
+
+
+def test_a_worker_killed_mid_search_loses_no_episode(tmp_path, monkeypatch):
+    score = tmp_path / "score.py"
+    score.write_text(
+        "import os, signal\nfrom pathlib import Path\nfrom autoprune.scoring import accuracy\n"
+        "def score(model, batches):\n"
+        "    calls = Path(os.environ['KILL_DIR'])\n"
+        "    n = len(list(calls.iterdir()))\n"
+        "    (calls / f'{os.getpid()}-{n}').touch()\n"
+        "    if n >= 4 and not (calls.parent / 'killed').exists():\n"
+        "        (calls.parent / 'killed').touch()\n"
+        "        os.kill(os.getpid(), signal.SIGKILL)  # about the fifth candidate kills its worker, once\n"
+        "    return accuracy(model, batches)\n")
+    calls = tmp_path / "calls"
+    calls.mkdir()
+    monkeypatch.setenv("KILL_DIR", str(calls))
+    assert main([*SEARCH, "--agent", "random", "--score", f"{score}:score", "--executor", "processes",
+                 "--workers", "2", "--out", str(tmp_path / "pool")]) == 0
+    assert main([*SEARCH, "--agent", "random", "--out", str(tmp_path / "local")]) == 0
+    history = _history(tmp_path / "pool")
+    assert len(history) == 9 and history["accuracy"].notna().all()
+    assert history.equals(_history(tmp_path / "local"))
+    made = sorted((int(p.name.split("-")[1]), p.name.split("-")[0]) for p in calls.iterdir())
+    killed = next(pid for n, pid in made if n >= 4)
+    assert len(made) == 10 and all(pid != killed for n, pid in made if n > 4)  # retried on a fresh worker
+
+
+def test_unknown_executor_and_missing_ray_are_refused_in_one_line(tmp_path, capsys, monkeypatch):
+    assert main(["search", "--data", "synthetic", "--workers", "2", "--out", str(tmp_path / "a")]) == 2
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "ray" else real(name, *a))
+    with pytest.raises(ConfigError, match="pip install"):
+        check_executor("ray", 2)
+    assert main(["search", "--data", "synthetic", "--executor", "ray", "--workers", "2",
+                 "--out", str(tmp_path / "b")]) == 2
+    assert main(["search", "--data", "synthetic", "--agent", "sac", "--executor", "processes", "--workers", "2",
+                 "--out", str(tmp_path / "c")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 3 and "--executor processes or ray" in err[0] and RAY_MISSING in err[1] and "--n-envs" in err[2]
+
+
+@pytest.mark.slow  # a local Ray runtime and its actors take minutes to start on 2 cores
+def test_ray_gives_the_local_history_and_survives_a_killed_actor(tmp_path):
+    pytest.importorskip("ray")
+    import sys
+
+    import ray
+    from ray import cloudpickle
+
+    from autoprune.parallel import RayExecutor
+
+    cloudpickle.register_pickle_by_value(sys.modules[__name__])  # the test's scorer travels to the actors
+    try:
+        executor = RayExecutor(functools.partial(_scorer, str(tmp_path)), workers=2, timeout_s=20)
+        scored = executor.score([{"a": 1}, {"die": 2}, {"bad": 3}, {"b": 4}])
+        assert [s.score for s in scored][:2] == [1.0, 2.0] and math.isnan(scored[2].score) and scored[3].score == 4.0
+        assert scored[1].attempts == 2
+        executor.close()
+        assert main([*SEARCH, "--agent", "random", "--executor", "ray", "--workers", "2",
+                     "--out", str(tmp_path / "ray")]) == 0
+        assert main([*SEARCH, "--agent", "random", "--out", str(tmp_path / "local")]) == 0
+        assert _history(tmp_path / "ray").equals(_history(tmp_path / "local"))
+    finally:
+        ray.shutdown()
