@@ -190,8 +190,8 @@ class RayExecutor:
             raise ConfigError(RAY_MISSING)
         import ray
 
-        self.ray = ray
-        if not ray.is_initialized():
+        self.ray, self.started = ray, not ray.is_initialized()
+        if self.started:  # ours to stop on close; a runtime the caller started stays up
             kwargs = {"address": address} if address else {"num_cpus": max(workers * cpus, 1)}
             ray.init(include_dashboard=False, log_to_driver=False, ignore_reinit_error=True, **kwargs)
         self.actor_class = ray.remote(num_cpus=cpus, num_gpus=gpus)(_ScoringActor)
@@ -262,6 +262,8 @@ class RayExecutor:
                 self.ray.kill(actor, no_restart=True)
             except Exception:  # noqa: BLE001
                 pass
+        if self.started:
+            self.ray.shutdown()
 
 
 def make_executor(name: str, factory: Callable[[], Scorer], workers: int, local: Scorer | None = None,
