@@ -113,45 +113,42 @@ class ProcessExecutor:
         results: list[Scored | None] = [None] * len(batch)
         tries = [0] * len(batch)
         todo = list(range(len(batch)))
-        while todo:
-            running: dict[Future, int] = {}
-            started: dict[Future, float] = {}
+        while todo:  # one round: submit what is left, collect until done or the pool breaks
             for i in todo:
                 tries[i] += 1
-                future = self.pool.submit(_score_in_worker, batch[i])
-                running[future], started[future] = i, time.perf_counter()
-            todo, broken = [], False
-            while running:
-                done, _ = wait(list(running), timeout=self.timeout_s, return_when=FIRST_COMPLETED)
-                if not done:  # a worker hangs: replace the pool, score the unfinished again
-                    todo.extend(running.values())
-                    broken = True
-                    break
-                for future in done:
-                    i = running.pop(future)
-                    try:
-                        value, seconds, pid = future.result()
-                        self.pids.add(pid)
-                        results[i] = Scored(value, seconds, tries[i])
-                    except BrokenProcessPool:  # a worker died: every unfinished candidate again
-                        todo.append(i)
-                        broken = True
-                    except Exception:  # noqa: BLE001 - the scorer raised: try again, then record NaN
-                        if tries[i] <= self.retries:
-                            todo.append(i)
-                        else:
-                            results[i] = Scored(math.nan, 0.0, tries[i])
-                if broken:
-                    todo.extend(running.values())
-                    break
-            if broken:
-                self._restart()
-            todo = [i for i in dict.fromkeys(todo) if results[i] is None]
-            for i in todo:
+            running = {self.pool.submit(_score_in_worker, batch[i]): i for i in todo}
+            todo = self._collect(running, tries, results)
+            for i in todo:  # a candidate out of tries is recorded as failed
                 if tries[i] > self.retries:
                     results[i] = Scored(math.nan, 0.0, tries[i])
             todo = [i for i in todo if results[i] is None]
         return [r for r in results if r is not None]
+
+    def _collect(self, running: dict[Future, int], tries: list[int],
+                 results: list[Scored | None]) -> list[int]:
+        """Wait for ``running``; returns the candidates to score again. A dead or hung worker
+        (no result within the timeout) breaks the pool: it is replaced and every unfinished
+        candidate goes again."""
+        again: list[int] = []
+        while running:
+            done, _ = wait(list(running), timeout=self.timeout_s, return_when=FIRST_COMPLETED)
+            broken = not done
+            for future in done:
+                i = running.pop(future)
+                try:
+                    value, seconds, pid = future.result()
+                    self.pids.add(pid)
+                    results[i] = Scored(value, seconds, tries[i])
+                except BrokenProcessPool:
+                    again.append(i)
+                    broken = True
+                except Exception:  # noqa: BLE001 - the scorer raised: tried again, then recorded NaN
+                    again.append(i)
+            if broken:
+                again.extend(running.values())
+                self._restart()
+                break
+        return list(dict.fromkeys(again))
 
     def _restart(self) -> None:
         for pid in self.worker_pids():
