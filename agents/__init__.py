@@ -74,7 +74,7 @@ def _make(name: str, seed: int, preset: str, overrides: AgentParams | None, pres
     return SEARCHERS.get(name)(seed, preset, overrides, preset_file)
 
 
-__all__ = ["ALGORITHMS", "AMCDDPG", "AgentParams", "ParamValue", "AMCMixin", "AMCSAC", "AMCTD3", "CMAESSearcher", "DEFAULT_SEEDS",
-           "DecayingTruncatedNormalNoise", "GlobalMagnitudeSearcher", "KnapsackSearcher", "ONE_SHOT",
+__all__ = ["ALGORITHMS", "AMCDDPG", "AMCMixin", "AMCSAC", "AMCTD3", "AgentParams", "CMAESSearcher", "DEFAULT_SEEDS",
+           "ParamValue", "DecayingTruncatedNormalNoise", "GlobalMagnitudeSearcher", "KnapsackSearcher", "ONE_SHOT",
            "RandomSearcher", "SB3Searcher", "SEED_RULES", "Searcher", "SeededSearcher", "UniformSearcher",
            "SEARCHERS", "list_searchers", "load_preset", "make_searcher", "parse_overrides"]
