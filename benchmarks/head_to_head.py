@@ -87,6 +87,9 @@ def main() -> None:
     parser.add_argument("--budgets", help="run only these budgets now (e.g. 0.5; the config keeps the profile's)")
     parser.add_argument("--seeds", help="run only these seeds now")
     parser.add_argument("--episodes", type=int, help="candidate evaluations per search, overriding the profile's")
+    parser.add_argument("--executor", default="local", choices=["local", "processes", "ray"],
+                        help="where random search and CMA-ES score candidates (same results; see docs/search.md)")
+    parser.add_argument("--workers", type=int, default=1, help="scoring workers of --executor processes or ray")
     parser.add_argument("--ft-images", type=int, help="fine-tuning images, overriding the profile's")
     args = parser.parse_args()
     prof = dict(PROFILES[args.profile])
@@ -107,6 +110,7 @@ def main() -> None:
     torch.set_num_threads(2)
     splits = load_splits("fashion-mnist")
     bench = Bench(out, prof, splits, args.keep_models)
+    bench.executor = (args.executor, args.workers)
     best_agent = bench.select_agent()
     for model in prof["models"]:
         for budget in [float(b) for b in args.budgets.split(",")] if args.budgets else prof["budgets"]:
@@ -132,6 +136,7 @@ class Bench:
             splits, x_train=splits.x_train[:n], y_train=splits.y_train[:n])
         self.dense: dict[str, dict[str, float]] = {}
         self.tables: dict[tuple[str, tuple[str, ...]], tuple[Any, Any]] = {}  # (model, exclude) -> (analysis, LUT)
+        self.executor = ("local", 1)  # where random search and CMA-ES score (same history anywhere)
 
     # -- shared per model -------------------------------------------------------------------
     def weights(self, model: str) -> str:
@@ -213,8 +218,11 @@ class Bench:
                            agent=agent, preset=self.prof["preset"], episodes=episodes, seed=seed,
                            max_ratio=MAX_RATIO, round_to=ROUND_TO, out=str(folder),
                            **(AMC_AS_PUBLISHED if agent == "amc-ddpg" else {}))
+        pooled = agent in ("random", "cmaes") and self.executor[0] != "local"
+        if pooled:  # the workers load the data by name themselves
+            cfg.executor, cfg.workers = self.executor
         resume = (folder / "history.csv").is_file()
-        summary = SearchRun(cfg, splits=self.splits, progress=False).run(resume=resume)
+        summary = SearchRun(cfg, splits=None if pooled else self.splits, progress=False).run(resume=resume)
         if resume:  # the wall time of a resumed search only covers its last session
             summary["resumed"] = True
         summary["complete"] = True
