@@ -89,3 +89,8 @@ def test_one_budget_in_the_list_is_a_plain_search():
 
     c = SearchConfig(budgets=["40%"]).validate()
     assert c.budget == "40%" and c.budgets == [] and np.isfinite(Budget.parse(c.budget, "flops", 1.0).value)
+
+
+def test_pipeline_refuses_several_budgets_before_any_work(tmp_path, capsys):
+    assert main(["pipeline", "--data", "synthetic", "--budgets", "30%,50%", "--out", str(tmp_path / "p")]) == 2
+    assert "search --budgets" in capsys.readouterr().err and not (tmp_path / "p").exists()

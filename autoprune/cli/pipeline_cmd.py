@@ -9,6 +9,7 @@ from autoprune.cli.common import command_line, ensure_writable_dir
 from autoprune.cli.export_cmd import report
 from autoprune.cli.finetune_cmd import add_training_args, training_config
 from autoprune.cli.search_cmd import add_search_args, config_from_args
+from autoprune.errors import ConfigError
 from autoprune.workflow.pipeline import run_pipeline
 
 FINETUNE_EPOCHS = 3  # the main job stays near 10 minutes on 2 cores; more epochs gain a little
@@ -24,8 +25,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    out = ensure_writable_dir(args.out)
     search = config_from_args(args, out=str(Path(args.out) / "search"))
+    if search.budgets:
+        raise ConfigError("pipeline prunes for one --budget; for several, run search --budgets, then "
+                          "autoprune dynamic on its policies")
+    out = ensure_writable_dir(args.out)
     s = run_pipeline(search, training_config(args), out, args.distill, search.latency_settings(), args.resume,
                      command_line())
     print(f"test accuracy: dense {s['dense_test_acc']:.4f}, pruned {s['pruned_test_acc_bn']:.4f}, "
