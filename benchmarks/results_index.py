@@ -17,7 +17,7 @@ WHAT = {
     "cost_fidelity_seed8": "the same with another seed",
     "eval_mode": "candidate scoring: physically pruned copy vs masked dense model",
     "finetune_resnet20": "a DDPG policy applied, fine-tuned 8 epochs with distillation, exported",
-    "front_resnet20": "one budget-conditioned search (30-70 %) vs separate searches; the front as one dynamic model (in progress)",
+    "front_resnet20": "one budget-conditioned search (30-70 %) vs separate searches; the front as one dynamic model",
     "foundation": "groups, masked vs physical outputs, uniform 50 % speed-up",
     "head_to_head": "head-to-head, protocol profile: 4 epochs with distillation, 3 seeds (runs.csv; in progress)",
     "head_to_head_1epoch": "head-to-head, earlier searchers, 1 fine-tuning epoch on 20k images",
