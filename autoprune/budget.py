@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import numbers
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -99,6 +100,10 @@ class Budget:
         """The budget as a share of the dense cost."""
         return self.value / self.dense
 
+    def matches(self, value: float | None) -> bool:
+        """Whether ``value`` is this budget's value (as an episode or history row records it)."""
+        return value is not None and abs(value - self.value) <= 1e-9 * max(abs(self.value), 1.0)
+
     def fits(self, cost: float, tolerance: float = 0.0) -> bool:
         """Whether ``cost`` meets the budget; ``tolerance`` is a share over it that still counts
         (0 for predicted costs, :data:`MEASURED_TOLERANCE` for measured latency)."""
@@ -125,3 +130,8 @@ class Budget:
         if not (math.isfinite(out.value) and math.isfinite(out.dense) and out.value > 0 and out.dense > 0):
             raise ConfigError(f"{source}: budget value and dense cost must be positive, finite numbers")
         return out
+
+
+def file_label(label: str) -> str:
+    """A budget as written (``"30%"``, ``"0.15ms"``) as a file-name part: ``30pct``, ``0.15ms``."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "", label.replace("%", "pct")) or "budget"

@@ -86,10 +86,10 @@ def _init_worker(factory: Callable[[], Scorer], threads: int) -> None:
     _WORKER["scorer"] = factory()
 
 
-def _score_in_worker(kept: Kept) -> tuple[float, float, int]:
+def _score_in_worker(kept: Kept) -> tuple[float, float]:
     start = time.perf_counter()
     value = float(_WORKER["scorer"](kept))  # exceptions travel back to the caller, which retries
-    return value, time.perf_counter() - start, os.getpid()
+    return value, time.perf_counter() - start
 
 
 class ProcessExecutor:
@@ -99,7 +99,6 @@ class ProcessExecutor:
                  retries: int = 2, threads: int = 1) -> None:
         self.factory, self.workers, self.timeout_s, self.retries, self.threads = factory, workers, timeout_s, retries, threads
         self.pool = self._new_pool()
-        self.pids: set[int] = set()
 
     def _new_pool(self) -> ProcessPoolExecutor:
         return ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"),
@@ -136,9 +135,7 @@ class ProcessExecutor:
             for future in done:
                 i = running.pop(future)
                 try:
-                    value, seconds, pid = future.result()
-                    self.pids.add(pid)
-                    results[i] = Scored(value, seconds, tries[i])
+                    results[i] = Scored(*future.result(), tries[i])
                 except BrokenProcessPool:
                     again.append(i)
                     broken = True
@@ -170,7 +167,7 @@ class _ScoringActor:
     def __init__(self, factory: Callable[[], Scorer], threads: int) -> None:
         _init_worker(factory, threads)
 
-    def score(self, kept: Kept) -> tuple[float, float, int]:
+    def score(self, kept: Kept) -> tuple[float, float]:
         return _score_in_worker(kept)
 
     def pid(self) -> int:
@@ -204,9 +201,6 @@ class RayExecutor:
             self.ray.get(actor.pid.remote())
         return actor
 
-    def worker_pids(self) -> list[int]:
-        return [int(p) for p in self.ray.get([a.pid.remote() for a in self.actors])]
-
     def score(self, batch: Sequence[Kept]) -> list[Scored]:
         ray = self.ray
         results: list[Scored | None] = [None] * len(batch)
@@ -230,8 +224,7 @@ class RayExecutor:
             ref = done[0]
             i, slot, _ = running.pop(ref)
             try:
-                value, seconds, _pid = ray.get(ref)
-                results[i] = Scored(value, seconds, tries[i])
+                results[i] = Scored(*ray.get(ref), tries[i])
             except ray.exceptions.RayActorError:  # the actor died: a fresh one, the candidate again
                 self._replace(slot)
                 self._retry_or_fail(i, tries, results, queue)

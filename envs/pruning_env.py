@@ -154,7 +154,7 @@ class PruningEnv(gym.Env):
     def complete(self, result: EpisodeResult, score: float, seconds: float) -> EpisodeResult:
         """An episode played with ``reset(options={"defer": True})``, once its candidate is scored
         (in a batch, by parallel workers): the score, its time and the reward under its budget."""
-        budget = next((b for b in self.budgets if b.value == result.budget), self.budget)
+        budget = next((b for b in self.budgets if b.matches(result.budget)), self.budget)
         reward = 0.0 if math.isnan(score) else float(self.reward_fn(score, result.cost, budget))
         return dataclasses.replace(result, accuracy=float(score), reward=reward, score_seconds=seconds)
 

@@ -20,6 +20,7 @@ from tqdm import tqdm
 from autoprune.devices import check_torch_device
 from autoprune.dynamic.model import DynamicModel
 from autoprune.finetune import FinetuneConfig
+from autoprune.finetune.distill import distillation_loss
 from autoprune.progress import bar_disabled
 from autoprune.scoring import to_device
 from autoprune.training import cosine_lr, evaluate, make_optimizer
@@ -44,8 +45,7 @@ def joint_finetune(model: DynamicModel, train_batches: Callable[[int], Iterable]
     widest, narrowest, middle = order[0], order[-1], order[1:-1]
     device = torch.device(check_torch_device(cfg.device))
     model.to(device)
-    if teacher is not None:
-        teacher.to(device).eval()
+    loss_fn = distillation_loss(teacher.to(device), cfg.kd_alpha, cfg.kd_temperature) if teacher is not None else None
     opt = make_optimizer(model, cfg)
     rng = np.random.default_rng(cfg.seed)
     torch.manual_seed(cfg.seed)
@@ -63,13 +63,7 @@ def joint_finetune(model: DynamicModel, train_batches: Callable[[int], Iterable]
             opt.zero_grad(set_to_none=True)
             model.set_variant(widest, statistics=False)
             logits = model(x)
-            loss = F.cross_entropy(logits, y)
-            if teacher is not None:
-                with torch.no_grad():
-                    target = F.log_softmax(teacher(x) / cfg.kd_temperature, dim=1)
-                kd = F.kl_div(F.log_softmax(logits / cfg.kd_temperature, dim=1), target, reduction="batchmean",
-                              log_target=True) * cfg.kd_temperature ** 2
-                loss = cfg.kd_alpha * kd + (1 - cfg.kd_alpha) * loss
+            loss = loss_fn(logits, y, x) if loss_fn else F.cross_entropy(logits, y)
             loss.backward()
             soft = F.softmax(logits.detach(), dim=1)  # in-place distillation target
             picks = list(rng.choice(middle, size=min(sampled, len(middle)), replace=False)) if middle else []

@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from autoprune.analysis import ModelAnalysis
-from autoprune.dynamic.reorder import SLICEABLE, GroupSpan, reorder_channels
+from autoprune.dynamic.reorder import SLICEABLE, GroupSpan, is_depthwise, reorder_channels
 from autoprune.errors import ConfigError
 from autoprune.pruning.physical import prune_physically
 from autoprune.training import recalibrate_bn
@@ -134,7 +134,7 @@ class DynamicModel(nn.Module):
                 out_size = m.weight.shape[0] if m.weight is not None else m.num_features
                 out = _active(out_size, spans.out, kept)
                 inp = _active(m.weight.shape[1], spans.inp, kept) if isinstance(m, (nn.Conv2d, nn.Linear)) \
-                    and not _is_depthwise(m) else None
+                    and not is_depthwise(m) else None
                 if out is not None or inp is not None:
                     plan[name] = (out, inp)
             self._plans[label] = plan
@@ -163,10 +163,6 @@ def _active(size: int, spans: list[GroupSpan], kept: Mapping[str, int]) -> Index
     return slice(0, len(idx)) if torch.equal(idx, torch.arange(len(idx))) else idx
 
 
-def _is_depthwise(m: nn.Module) -> bool:
-    return isinstance(m, nn.Conv2d) and m.groups > 1 and m.groups == m.in_channels
-
-
 class _DynamicConv2d(nn.Conv2d):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out, inp = self._dyn
@@ -175,7 +171,7 @@ class _DynamicConv2d(nn.Conv2d):
         w, b = self.weight, self.bias
         if out is not None:
             w, b = w[out], None if b is None else b[out]
-        if _is_depthwise(self):
+        if is_depthwise(self):
             return F.conv2d(x, w, b, self.stride, self.padding, self.dilation, w.shape[0])
         if inp is not None:
             w = w[:, inp]

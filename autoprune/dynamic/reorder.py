@@ -66,7 +66,7 @@ def reorder_channels(analysis: ModelAnalysis, ranking: Mapping[str, torch.Tensor
             if type(module) not in SLICEABLE:
                 raise ConfigError(f"dynamic width does not support {type(module).__name__} ({name}) in group "
                                   f"{g.name}; exclude the group (--exclude) or use separate pruned models")
-            out = graph.is_out_channel_pruning_fn(dep.handler) or _depthwise(module)
+            out = graph.is_out_channel_pruning_fn(dep.handler) or is_depthwise(module)
             dim = 0 if out else 1
             if (name, dim) in done:
                 continue
@@ -78,7 +78,8 @@ def reorder_channels(analysis: ModelAnalysis, ranking: Mapping[str, torch.Tensor
     return dataclasses.replace(analysis, model=model, graph=graph), spans
 
 
-def _depthwise(module: nn.Module) -> bool:
+def is_depthwise(module: nn.Module) -> bool:
+    """A depthwise conv: its input and output channels are the same channels."""
     return isinstance(module, nn.Conv2d) and module.groups > 1 and module.groups == module.in_channels
 
 

@@ -4,7 +4,6 @@ the variant for a latency target; the PyTorch weights are stored once (``dynamic
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -14,6 +13,7 @@ import torch
 
 from autoprune.analysis import analyse_model
 from autoprune.atomic import atomic_path, write_json_atomic
+from autoprune.budget import file_label
 from autoprune.dynamic.model import DynamicModel
 from autoprune.errors import ConfigError
 from autoprune.latency import LatencySettings, measure_onnx_latency
@@ -101,7 +101,7 @@ def export_variants(model: DynamicModel, out: str | Path, input_shape: tuple[int
     variants = []
     for label, kept in model.variants.items():
         pruned = model.pruned(label)
-        file = f"variant-{_slug(label)}.onnx"
+        file = f"variant-{file_label(label)}.onnx"
         path = export_onnx(pruned, torch.randn(1, *input_shape), out / file)
         ms = measure_onnx_latency(path.read_bytes(), input_shape, settings)
         model.latency_ms[label] = round(ms, 4)
@@ -145,7 +145,3 @@ def load_dynamic(path: str | Path) -> DynamicModel:
     model = DynamicModel(analysis, in_order, payload["variants"], payload["latency_ms"])
     model.bn_stats = {label: dict(stats) for label, stats in payload["bn_stats"].items()}
     return model.eval()
-
-
-def _slug(label: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._-]+", "", label.replace("%", "pct")) or "variant"

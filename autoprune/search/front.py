@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import pandas as pd
 
 from autoprune.atomic import write_text_atomic
-from autoprune.budget import Budget
+from autoprune.budget import Budget, file_label
 
 
 @dataclass(frozen=True)
@@ -34,14 +33,14 @@ class FrontPoint:
 
 def policy_file(label: str) -> str:
     """``"30%"`` -> ``policies/30pct.json``."""
-    return f"policies/{re.sub(r'[^A-Za-z0-9._-]+', '', label.replace('%', 'pct')) or 'budget'}.json"
+    return f"policies/{file_label(label)}.json"
 
 
 def episodes_at(history: pd.DataFrame, budget: Budget) -> pd.DataFrame:
     """The episodes played at ``budget`` (every episode when the history records no budgets)."""
     if "budget" not in history or history["budget"].isna().all():
         return history
-    return history[(history["budget"] - budget.value).abs() <= 1e-9 * max(abs(budget.value), 1.0)]
+    return history[history["budget"].map(budget.matches)]
 
 
 def write_front(out: Path, points: list[FrontPoint], metric_unit: str, dense_cost: float,

@@ -15,6 +15,7 @@ import functools
 import math
 import sys
 import time
+from collections.abc import Mapping
 from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
@@ -234,8 +235,7 @@ class SearchRun:
         if (self.out / "verification.csv").is_file() and "skipped" not in verification:
             checked = pd.read_csv(self.out / "verification.csv")
             allowed = set(checked.loc[checked["fits"].astype(bool), "episode"].astype(int))
-        frame = rerank_candidates(history, lambda kept, steps: self.evaluator.finetuned(kept, steps, c.seed),
-                                  c.rerank_top, c.rerank_steps, allowed)
+        frame = rerank_candidates(history, self._second_stage, c.rerank_top, c.rerank_steps, allowed)
         frame.to_csv(self.out / "rerank.csv", index=False)
         if frame.empty or pd.isna(frame.loc[0, "finetuned"]):
             return {"candidates": len(frame), "chosen_episode": None}
@@ -246,6 +246,10 @@ class SearchRun:
         self._policy().save(self.out / "best_policy.json")
         return {"candidates": len(frame), "chosen_episode": chosen, "steps": c.rerank_steps,
                 "chosen_finetuned": self.best.finetuned, "seconds": round(time.perf_counter() - start, 2)}
+
+    def _second_stage(self, kept: Mapping[str, int], steps: int) -> float:
+        """A candidate's score after the short fine-tune of re-ranking (seeded by the search)."""
+        return self.evaluator.finetuned(kept, steps, self.config.seed)
 
     def _verify(self) -> VerificationRecord:
         """Time the best candidates on this machine; keep the most accurate one within budget (see verify)."""
@@ -272,7 +276,7 @@ class SearchRun:
 
     def _consider(self, episode: int, result: EpisodeResult) -> None:
         acc = result.accuracy
-        if math.isnan(acc) or not result.feasible or (self.is_front and not self._at_first_budget(result.budget)):
+        if math.isnan(acc) or not result.feasible or (self.is_front and not self.budget.matches(result.budget)):
             return
         if self.best is None or acc > self.best.accuracy:
             self.best = Candidate.from_result(episode, result)
@@ -282,9 +286,6 @@ class SearchRun:
     def is_front(self) -> bool:
         """Several budgets searched at once (one policy per budget)."""
         return len(self.config.budgets) > 1
-
-    def _at_first_budget(self, value: float | None) -> bool:
-        return value is not None and abs(value - self.budget.value) <= 1e-9 * max(abs(self.budget.value), 1.0)
 
     def _front(self) -> list[dict[str, float | str | None]]:
         """The best policy per budget (re-ranked per budget when --rerank-top), front.csv, front.png."""
@@ -301,8 +302,7 @@ class SearchRun:
                 continue
             best = Candidate.from_row(ok.loc[ok["accuracy"].idxmax()])
             if c.rerank_top > 0 and not one_shot:
-                frame = rerank_candidates(at, lambda kept, steps: self.evaluator.finetuned(kept, steps, c.seed),
-                                          c.rerank_top, c.rerank_steps)
+                frame = rerank_candidates(at, self._second_stage, c.rerank_top, c.rerank_steps)
                 if not frame.empty and not pd.isna(frame.loc[0, "finetuned"]):
                     best = Candidate.from_row(history.loc[history["episode"] == int(frame.loc[0, "episode"])].iloc[0])
                     best.finetuned = float(frame.loc[0, "finetuned"])
