@@ -3,7 +3,7 @@ in this process, on 1 and 2 worker processes, and on 1 and 2 Ray actors; wall ti
 overhead per candidate, and an estimate for 16 and 64 workers from the measured scoring time and
 overhead (wall = candidates x (scoring / workers + overhead)). Every run must give the same history.
 
-Writes results/parallel_executors/: runs.csv, summary.json, runs/ (each search's folder).
+Writes results/parallel_eval/: runs.csv, summary.json, runs/ (each search's folder).
 Usage: python benchmarks/executors.py [--candidates 100] [--skip-ray]
 """
 
@@ -31,7 +31,7 @@ def main() -> None:
     parser.add_argument("--skip-ray", action="store_true")
     parser.add_argument("--arms", help="only these runs, e.g. ray-2 (the others are read from runs.csv)")
     args = parser.parse_args()
-    out = result_dir("parallel_executors")
+    out = result_dir("parallel_eval")
     torch.set_num_threads(2)
     arms = [("local", 1), ("processes", 1), ("processes", 2)]
     if not args.skip_ray and importlib.util.find_spec("ray") is not None:

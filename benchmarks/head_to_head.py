@@ -22,9 +22,13 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import json
+import os
 import shutil
+import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +51,7 @@ from autoprune.models import create_model
 from autoprune.policy import PruningPolicy
 from autoprune.search import SearchRun
 from autoprune.search.config import SearchConfig
+from autoprune.sweep import run_tasks
 from autoprune.training import evaluate, recalibrate_bn
 
 PROFILES: dict[str, dict[str, Any]] = {
@@ -91,6 +96,12 @@ def main() -> None:
                         help="where random search and CMA-ES score candidates (same results; see docs/search.md)")
     parser.add_argument("--workers", type=int, default=1, help="scoring workers of --executor processes or ray")
     parser.add_argument("--ft-images", type=int, help="fine-tuning images, overriding the profile's")
+    parser.add_argument("--cells", default="local", choices=["local", "processes", "ray"],
+                        help="run the (model, budget, method, seed) cells one after another here, in worker "
+                             "processes or as Ray tasks (finished cells are kept and skipped on a rerun)")
+    parser.add_argument("--cell-workers", type=int, default=2, help="cells at a time with --cells processes|ray")
+    parser.add_argument("--cell-cpus", type=float, default=2, help="CPUs (torch threads) per cell")
+    parser.add_argument("--cell-gpus", type=float, default=0, help="GPUs per Ray cell (fractions share one)")
     args = parser.parse_args()
     prof = dict(PROFILES[args.profile])
     if args.models:
@@ -107,21 +118,67 @@ def main() -> None:
                                             "selection_seed": SELECTION_SEED, "amc_ddpg": AMC_AS_PUBLISHED,
                                             "seed_rules": SearchConfig().seeds, "rerank_top": SearchConfig().rerank_top,
                                             "rerank_steps": SearchConfig().rerank_steps})
-    torch.set_num_threads(2)
+    torch.set_num_threads(max(1, round(args.cell_cpus)))
     splits = load_splits("fashion-mnist")
     bench = Bench(out, prof, splits, args.keep_models)
     bench.executor = (args.executor, args.workers)
     best_agent = bench.select_agent()
+    cells = []
     for model in prof["models"]:
         for budget in [float(b) for b in args.budgets.split(",")] if args.budgets else prof["budgets"]:
             for seed in [int(x) for x in args.seeds.split(",")] if args.seeds else prof["seeds"]:
-                for method in ONE_SHOT + searched:
-                    bench.attempt(model, budget, method, seed, best_agent)
-        for budget in prof["hardware_aware"]:
-            if model == prof["models"][0]:
-                bench.attempt(model, budget, "amc-ddpg", prof["seeds"][0], best_agent, cost_model="flops")
+                cells += [Cell(model, budget, method, seed, best_agent) for method in ONE_SHOT + searched]
+        if model == prof["models"][0]:
+            cells += [Cell(model, budget, "amc-ddpg", prof["seeds"][0], best_agent, "flops")
+                      for budget in prof["hardware_aware"]]
+    cells = [c for c in cells if not bench.finished(c)]
+    if args.cells == "local":
+        for cell in cells:
+            bench.attempt(cell)
+    else:
+        bench.prepare_shared(cells)  # tables, dense stats and one-shot searches: made once, here
+        task = functools.partial(run_cell, str(out), prof, args.keep_models, bench.executor, bench.dense,
+                                 max(1, round(args.cell_cpus)))
+        for done in run_tasks(task, cells, args.cells, args.cell_workers, cpus=args.cell_cpus, gpus=args.cell_gpus,
+                              ray_env={"PYTHONPATH": os.pathsep.join([str(Path(__file__).parent), *sys.path])}):
+            if isinstance(done.error, ConfigError):
+                bench.skip(done.item, done.error)
+            elif done.error is not None:
+                print(f"failed {done.item}: {type(done.error).__name__}: {done.error} (rerun to retry)", flush=True)
+            else:
+                bench.record(done.result)
     write_report(out)
     print((out / "summary.md").read_text())
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One row of the table: a method on a model at a budget with a seed (and the cost model searched)."""
+
+    model: str
+    budget: float
+    method: str
+    seed: int
+    best_agent: str
+    cost_model: str = "lut"
+
+    def key(self) -> dict[str, Any]:
+        return {"model": self.model, "budget": self.budget, "method": self.method, "seed": self.seed,
+                "cost_model": self.cost_model}
+
+    def tag(self) -> str:
+        return f"{self.model}/{int(self.budget * 100)}pct/{self.method}" + \
+            ("" if self.cost_model == "lut" else "-" + self.cost_model)
+
+
+def run_cell(out: str, prof: dict[str, Any], keep: bool, executor: tuple[str, int],
+             dense: dict[str, dict[str, float]], threads: int, cell: Cell) -> dict[str, Any]:
+    """One cell in a worker process or Ray task: its own data and bench over the same folder; the
+    row goes back to the caller, the one writer of runs.csv."""
+    torch.set_num_threads(threads)
+    bench = Bench(Path(out), prof, load_splits("fashion-mnist"), keep)
+    bench.executor, bench.dense = executor, dict(dense)
+    return bench.run(cell)
 
 
 class Bench:
@@ -194,18 +251,46 @@ class Bench:
         return max(rows, key=lambda r: r["best_val_acc"])["agent"]
 
     # -- one run ----------------------------------------------------------------------------
-    def attempt(self, *args: Any, **kwargs: Any) -> None:
-        """:meth:`run`, but a cell the tool refuses (e.g. a budget out of reach) is recorded, not fatal."""
+    def finished(self, cell: Cell) -> bool:
+        key = cell.key()
+        return any(all(r[k] == v for k, v in key.items()) for r in self.rows)
+
+    def attempt(self, cell: Cell) -> None:
+        """:meth:`run` and record, but a cell the tool refuses (e.g. a budget out of reach) is
+        recorded as skipped, not fatal."""
         try:
-            self.run(*args, **kwargs)
+            self.record(self.run(cell))
         except ConfigError as exc:
-            print(f"skipped {args[:4]}: {exc}", flush=True)
-            path = self.out / "skipped.json"
-            skipped = json.loads(path.read_text()) if path.is_file() else []
-            entry = {"run": [str(a) for a in args[:4]], "cost_model": kwargs.get("cost_model", "lut"),
-                     "reason": str(exc)}
-            if entry not in skipped:
-                write_json_atomic(path, skipped + [entry])
+            self.skip(cell, exc)
+
+    def record(self, row: dict[str, Any]) -> None:
+        self.rows.append(row)
+        write_text_atomic(self.csv, pd.DataFrame(self.rows).to_csv(index=False))
+        print(f"{row['model']} {row['budget']} {row['method']} seed {row['seed']}: test {row['test_acc_bn']:.4f} -> "
+              f"{row['test_acc_ft']:.4f}, {row['measured_ms']:.3f} ms ({row['measured_over_budget']:.2f}x budget)",
+              flush=True)
+
+    def skip(self, cell: Cell, exc: Exception) -> None:
+        print(f"skipped {cell}: {exc}", flush=True)
+        path = self.out / "skipped.json"
+        skipped = json.loads(path.read_text()) if path.is_file() else []
+        entry = {"run": [cell.model, str(cell.budget), cell.method, str(cell.seed)], "cost_model": cell.cost_model,
+                 "reason": str(exc)}
+        if entry not in skipped:
+            write_json_atomic(path, skipped + [entry])
+
+    def prepare_shared(self, cells: list[Cell]) -> None:
+        """What cells share, made before they run in parallel: latency tables, the dense models'
+        accuracy and latency, and the one-shot rules' searches (one per model and budget)."""
+        for cell in cells:
+            if cell.cost_model == "lut":
+                self.table(cell.model)
+            self.dense_stats(cell.model)
+            if cell.method in ONE_SHOT:
+                try:
+                    self.search(cell.model, cell.budget, cell.method, 0, self.folder(cell), 1, cell.cost_model)
+                except ConfigError:
+                    pass  # the cell itself records why
 
     def search(self, model: str, budget: float, agent: str, seed: int, folder: Path, episodes: int,
                cost_model: str = "lut") -> dict[str, Any]:
@@ -230,15 +315,17 @@ class Bench:
         shutil.rmtree(folder / "agent", ignore_errors=True)
         return summary
 
-    def run(self, model: str, budget: float, method: str, seed: int, best_agent: str,
-            cost_model: str = "lut") -> None:
-        key = {"model": model, "budget": budget, "method": method, "seed": seed, "cost_model": cost_model}
-        if any(all(r[k] == v for k, v in key.items()) for r in self.rows):
-            return
-        agent = best_agent if method == "best-agent" else method
+    def folder(self, cell: Cell) -> Path:
+        return self.out / "runs" / cell.tag() / ("search" if cell.method in ONE_SHOT else f"seed{cell.seed}")
+
+    def run(self, cell: Cell) -> dict[str, Any]:
+        """Search (or the one-shot rule), apply, fine-tune, export and measure: the cell's row."""
+        model, budget, method, seed, cost_model = cell.model, cell.budget, cell.method, cell.seed, cell.cost_model
+        key = cell.key()
+        agent = cell.best_agent if method == "best-agent" else method
         one_shot = method in ONE_SHOT
-        tag = f"{model}/{int(budget * 100)}pct/{method}{'' if cost_model == 'lut' else '-' + cost_model}"
-        folder = self.out / "runs" / tag / ("search" if one_shot else f"seed{seed}")
+        tag = cell.tag()
+        folder = self.folder(cell)
         start = time.perf_counter()
         summary = self.search(model, budget, agent, 0 if one_shot else seed, folder,
                               1 if one_shot else self.prof["episodes"], cost_model)
@@ -251,10 +338,7 @@ class Bench:
                **self.finish(model, policy, seed, self.out / "runs" / tag / f"seed{seed}" / "export")}
         row["budget_ms"] = budget * row["dense_latency_ms"] if cost_model != "lut" else policy.budget["value"]
         row["measured_over_budget"] = row["measured_ms"] / row["budget_ms"]
-        self.rows.append(row)
-        write_text_atomic(self.csv, pd.DataFrame(self.rows).to_csv(index=False))
-        print(f"  test {row['test_acc_bn']:.4f} -> {row['test_acc_ft']:.4f}, {row['measured_ms']:.3f} ms "
-              f"({row['measured_over_budget']:.2f}x budget)", flush=True)
+        return row
 
     def finish(self, model: str, policy: PruningPolicy, seed: int, export_dir: Path) -> dict[str, Any]:
         """Apply for real, recalibrate BN, fine-tune (seeded), export and measure."""

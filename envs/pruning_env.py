@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import math
 import time
@@ -157,6 +158,15 @@ class PruningEnv(gym.Env):
         budget = next((b for b in self.budgets if b.matches(result.budget)), self.budget)
         reward = 0.0 if math.isnan(score) else float(self.reward_fn(score, result.cost, budget))
         return dataclasses.replace(result, accuracy=float(score), reward=reward, score_seconds=seconds)
+
+    def clone(self) -> PruningEnv:
+        """Another environment over the same groups, cost model, budgets and scorer (shared, read
+        only) with its own episode state: several episodes played at once in one process."""
+        other = copy.copy(self)
+        other._np_random = None
+        other.reset()
+        other.episode_index = self.episode_index
+        return other
 
     def pin_budget(self, i: int | None) -> None:
         """Use budget ``i`` for every episode from now on (None: draw one per episode again)."""

@@ -100,32 +100,82 @@ def test_unknown_executor_and_missing_ray_are_refused_in_one_line(tmp_path, caps
         check_executor("ray", 2)
     assert main(["search", "--data", "synthetic", "--executor", "ray", "--workers", "2",
                  "--out", str(tmp_path / "b")]) == 2
-    assert main(["search", "--data", "synthetic", "--agent", "sac", "--executor", "processes", "--workers", "2",
-                 "--out", str(tmp_path / "c")]) == 2
+    assert main(["search", "--data", "synthetic", "--agent", "random", "--n-envs", "2", "--out", str(tmp_path / "c")]) == 2
+    assert main(["search", "--data", "synthetic", "--executor", "processes", "--worker-gpus", "0.5",
+                 "--out", str(tmp_path / "d")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 3 and "--executor processes or ray" in err[0] and RAY_MISSING in err[1] and "--n-envs" in err[2]
+    assert len(err) == 4 and "--executor processes or ray" in err[0] and RAY_MISSING in err[1]
+    assert "--executor processes|ray --workers N" in err[2] and "--worker-gpus" in err[3]
+    assert not any((tmp_path / d).exists() for d in "abcd")  # refused before any folder is written
 
 
-@pytest.mark.slow  # a local Ray runtime and its actors take minutes to start on 2 cores
-def test_ray_gives_the_local_history_and_survives_a_killed_actor(tmp_path):
-    pytest.importorskip("ray")
+def _cell(n: int) -> int:
+    """A sweep task: ``n`` squared after ``n`` tenths of a second; 3 raises."""
+    time.sleep(n / 10)
+    if n == 3:
+        raise ValueError("cell 3 fails")
+    return n * n
+
+
+@pytest.mark.parametrize("executor", ["local", "processes"])
+def test_sweep_tasks_all_come_back_once_and_a_failing_one_is_reported(executor):
+    from autoprune.sweep import run_tasks
+
+    done = list(run_tasks(_cell, [4, 1, 3, 2], executor, workers=1 if executor == "local" else 2))
+    assert sorted(d.item for d in done) == [1, 2, 3, 4]
+    assert {d.item: d.result for d in done if d.error is None} == {1: 1, 2: 4, 4: 16}
+    assert [type(d.error) for d in done if d.item == 3] == [ValueError]
+
+
+@pytest.fixture(scope="module")
+def ray_runtime():
+    """One local Ray runtime (2 CPUs) for this module's Ray tests; executors join it, not stop it."""
+    ray = pytest.importorskip("ray")
     import sys
 
-    import ray
     from ray import cloudpickle
 
+    cloudpickle.register_pickle_by_value(sys.modules[__name__])  # the test's scorer travels to the actors
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield ray
+    ray.shutdown()
+
+
+def test_ray_actors_killed_or_failing_are_survived(ray_runtime, tmp_path):
     from autoprune.parallel import RayExecutor
 
-    cloudpickle.register_pickle_by_value(sys.modules[__name__])  # the test's scorer travels to the actors
+    executor = RayExecutor(functools.partial(_scorer, str(tmp_path)), workers=2, timeout_s=30)
     try:
-        executor = RayExecutor(functools.partial(_scorer, str(tmp_path)), workers=2, timeout_s=20)
         scored = executor.score([{"a": 1}, {"die": 2}, {"bad": 3}, {"b": 4}])
-        assert [s.score for s in scored][:2] == [1.0, 2.0] and math.isnan(scored[2].score) and scored[3].score == 4.0
-        assert scored[1].attempts == 2
-        executor.close()
-        assert main([*SEARCH, "--agent", "random", "--executor", "ray", "--workers", "2",
-                     "--out", str(tmp_path / "ray")]) == 0
-        assert main([*SEARCH, "--agent", "random", "--out", str(tmp_path / "local")]) == 0
-        assert _history(tmp_path / "ray").equals(_history(tmp_path / "local"))
     finally:
-        ray.shutdown()
+        executor.close()
+    assert [s.score for s in scored][:2] == [1.0, 2.0] and math.isnan(scored[2].score) and scored[3].score == 4.0
+    assert scored[1].attempts == 2 and scored[2].attempts == 3
+    assert ray_runtime.is_initialized()  # an executor leaves a runtime it joined running
+
+
+def test_ray_search_gives_the_local_history_when_a_worker_is_killed_by_pid(ray_runtime, tmp_path):
+    score = tmp_path / "score.py"  # (Ray's workers started before this test: the flag's path is in the file)
+    score.write_text(
+        "import os, signal\nfrom pathlib import Path\nfrom autoprune.scoring import accuracy\n"
+        "def score(model, batches):\n"
+        f"    flag = Path({str(tmp_path / 'killed')!r})\n"
+        "    if not flag.exists():  # the first candidate a worker scores kills it, once\n"
+        "        flag.write_text(str(os.getpid()))\n"
+        "        os.kill(os.getpid(), signal.SIGKILL)\n"
+        "    return accuracy(model, batches)\n")
+    ray_search = [*SEARCH, "--agent", "random", "--score", f"{score}:score"]
+    assert main([*ray_search, "--executor", "ray", "--workers", "2", "--out", str(tmp_path / "ray")]) == 0
+    assert (tmp_path / "killed").read_text().isdigit()
+    assert main([*ray_search, "--out", str(tmp_path / "local")]) == 0
+    history = _history(tmp_path / "ray")
+    assert len(history) == 9 and history["accuracy"].notna().all()
+    assert history.equals(_history(tmp_path / "local"))
+
+
+def test_sweep_cells_run_as_ray_tasks(ray_runtime):
+    from autoprune.sweep import run_tasks
+
+    done = list(run_tasks(_cell, [4, 1, 3, 2], "ray", workers=2))
+    assert {d.item: d.result for d in done if d.error is None} == {1: 1, 2: 4, 4: 16}
+    assert [str(d.error) for d in done if d.item == 3] == ["cell 3 fails"]

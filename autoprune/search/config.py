@@ -100,9 +100,12 @@ class SearchConfig:
     verify_top: int = setting(10, "after the search, time this many best candidates here and keep the best "
                                   "within budget (lut tables profiled on this machine; 0: off)")
     executor: str = setting("local", "where candidates are scored: local (this process), processes or ray "
-                                     "(random, cmaes and the seed rules score --workers candidates at once)",
+                                     "(random and cmaes score --workers candidates at once; SB3 agents the "
+                                     "candidates of their --n-envs episodes)",
                             choices=["local", "processes", "ray"])
     workers: int = setting(1, "scoring workers of --executor processes or ray")
+    worker_cpus: float = setting(1.0, "CPUs per worker (its torch threads; a Ray actor's num_cpus)")
+    worker_gpus: float = setting(0.0, "GPUs per Ray worker (fractions share one: 0.25 puts four on a GPU)")
     ray_address: str | None = setting(None, "Ray cluster to join ('auto': the one this machine belongs to; "
                                             "default: start a local Ray runtime)", metavar="ADDRESS")
     worker_timeout: float | None = setting(None, "seconds a candidate may take before its worker is replaced "
@@ -139,6 +142,11 @@ class SearchConfig:
         check_executor(self.executor, self.workers)
         if self.executor == "local" and self.workers != 1:
             raise ConfigError("--workers needs --executor processes or ray (local scores in this process)")
+        if not 0 < self.worker_cpus <= 1024 or not 0 <= self.worker_gpus <= 64:
+            raise ConfigError(f"--worker-cpus must be in (0, 1024] and --worker-gpus in [0, 64], got "
+                              f"{self.worker_cpus} and {self.worker_gpus}")
+        if self.worker_gpus and self.executor != "ray":
+            raise ConfigError("--worker-gpus places Ray actors; use it with --executor ray")
         if self.worker_timeout is not None and not self.worker_timeout > 0:
             raise ConfigError(f"--worker-timeout must be positive seconds, got {self.worker_timeout}")
         self._check_names()
@@ -167,9 +175,9 @@ class SearchConfig:
         searcher = make_searcher(self.agent, self.seed, self.preset, self.agent_params)
         if isinstance(searcher, SB3Searcher):
             searcher.check()
-            if self.executor != "local":
-                raise ConfigError(f"{self.agent} scores in parallel with --n-envs N; --executor processes|ray "
-                                  f"serves random, cmaes and the one-shot rules")
+        elif self.n_envs > 1:
+            raise ConfigError(f"--n-envs > 1 runs SB3 agents in parallel; {self.agent!r} plays one episode at a "
+                              f"time (use --executor processes|ray --workers N to score its candidates in parallel)")
         for option, path in (("--weights", self.weights), ("--table", self.table), ("--data-dir", self.data_dir)):
             if path and not Path(path).exists():
                 raise ConfigError(f"{option} {path} does not exist; check the path")

@@ -23,11 +23,12 @@ from typing import Any
 import pandas as pd
 import torch
 import yaml
-from stable_baselines3.common.vec_env import SubprocVecEnv
+from stable_baselines3.common.vec_env import SubprocVecEnv, VecEnv
 from tqdm.auto import tqdm
 
 from autoprune.agents import ALIASES, ONE_SHOT, SeededSearcher, make_searcher
 from autoprune.agents.searchers import SB3Searcher
+from autoprune.agents.vector import PooledVecEnv
 from autoprune.analysis import ModelAnalysis, analyse_model, group_features
 from autoprune.atomic import write_json_atomic, write_text_atomic
 from autoprune.budget import MEASURED_TOLERANCE, Budget
@@ -97,15 +98,16 @@ class SearchRun:
         self.searcher = make_searcher(c.agent, c.seed, c.preset, c.agent_params, seeds=tuple(c.seeds))
         torch.manual_seed(c.seed)
         self.env = self._build_env()
-        self.search_env = self._vector_env() if c.n_envs > 1 else self.env
         if isinstance(self.searcher, SeededSearcher):
             self.searcher.seed_env = self.env  # seeds play one episode each, in the main process
         self.executor = None
         if c.executor != "local":  # candidates scored by workers that build their scorer once
             factory = functools.partial(_worker_scorer, replace(self.config), self._splits, self._model, self._score)
             self.executor = make_executor(c.executor, factory, c.workers, address=c.ray_address,
-                                          timeout_s=c.worker_timeout)
+                                          timeout_s=c.worker_timeout, cpus=c.worker_cpus, gpus=c.worker_gpus,
+                                          threads=max(1, round(c.worker_cpus)))
             self.env.evaluator = PooledScorer(self.executor)
+        self.search_env = self._vector_env()
         return self.env
 
     def _build_env(self, check: bool = True) -> PruningEnv:
@@ -138,11 +140,16 @@ class SearchRun:
                           self.evaluator, c.min_ratio, c.max_ratio, c.round_to, c.reward, analysis=self.analysis,
                           budget_rule=c.budget_rule, budgets=self.budgets, budget_seed=c.seed)
 
-    def _vector_env(self) -> SubprocVecEnv:
-        """``n_envs`` copies of the environment in worker processes: candidates are scored in parallel."""
+    def _vector_env(self) -> PruningEnv | VecEnv:
+        """What the searcher plays: the environment, or for SB3 agents with ``n_envs`` > 1 or an
+        executor, ``n_envs`` copies of it, stepped together and their candidates scored in parallel
+        (on the executor's workers, or each copy in a worker process of its own)."""
         if not isinstance(getattr(self.searcher, "inner", self.searcher), SB3Searcher):
-            raise ConfigError(f"--n-envs > 1 runs SB3 agents in parallel; {self.config.agent!r} plays one "
-                              f"episode at a time, use --n-envs 1")
+            return self.env
+        if self.executor is not None:
+            return PooledVecEnv(self.env, self.config.n_envs)
+        if self.config.n_envs == 1:
+            return self.env
         factory = functools.partial(_worker_env, replace(self.config), self._splits, self._model, self._score)
         return SubprocVecEnv([factory] * self.config.n_envs)
 
@@ -363,19 +370,21 @@ def _unit(metric: str) -> str:
     return "ms" if metric == "latency_ms" else ""
 
 
-
 def _worker_env(config: SearchConfig, splits: Splits | None, model: torch.nn.Module | None,
-                score: ScoreFn | None) -> PruningEnv:
-    """A worker process's environment: the same model, data, cost model and budget, one thread."""
-    torch.set_num_threads(1)
-    torch.manual_seed(config.seed)  # as the main process: a model built with random weights is the same one
-    return SearchRun(config, splits=splits, progress=False, model=model, score=score)._build_env(check=False)
+                score: ScoreFn | None, threads: int | None = 1) -> PruningEnv:
+    """A worker process's environment: the same model, data, cost model and budget (``threads``:
+    torch threads, None: as set already)."""
+    if threads is not None:
+        torch.set_num_threads(threads)
+    run = SearchRun(config, splits=splits, progress=False, model=model, score=score)  # validating draws numbers
+    torch.manual_seed(config.seed)  # then seeded as in prepare: a model with random weights is the main one
+    return run._build_env(check=False)
 
 
 def _worker_scorer(config: SearchConfig, splits: Splits | None, model: torch.nn.Module | None,
                    score: ScoreFn | None):
     """A scoring worker's scorer: the search's own candidate evaluator, built once in the worker."""
-    return _worker_env(config, splits, model, score).evaluator
+    return _worker_env(config, splits, model, score, threads=None).evaluator  # the executor set the threads
 
 
 def check_val_size(splits: Splits, val_size: int) -> int:

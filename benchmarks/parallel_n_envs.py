@@ -2,8 +2,8 @@
 1 environment (torch on 2 threads) vs 2 worker environments (1 thread each, SB3 SubprocVecEnv),
 same episodes, same lookup table. Reports wall time, episodes per second and the best accuracy.
 
-Writes results/parallel_eval/: n_envs_<k>/ (run folders), summary.json.
-Usage: python benchmarks/parallel_eval.py [--episodes 60] [--n-envs 1 2]
+Writes results/parallel_n_envs/: n_envs_<k>/ (run folders), summary.json.
+Usage: python benchmarks/parallel_n_envs.py [--episodes 60] [--n-envs 1 2]
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ def main() -> None:
     parser.add_argument("--n-envs", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--table", default=str(ROOT / "results/cost_fidelity/resnet20_table.csv"))
     args = parser.parse_args()
-    out = result_dir("parallel_eval")
+    out = result_dir("parallel_n_envs")
     torch.set_num_threads(2)
     rows = {}
     for n in args.n_envs:
@@ -32,7 +32,7 @@ def main() -> None:
         shutil.rmtree(folder, ignore_errors=True)
         config = SearchConfig(table=args.table, episodes=args.episodes, n_envs=n,
                               agent_params={"warmup_episodes": 20}, out=str(folder))
-        s = SearchRun(config, "python benchmarks/parallel_eval.py", progress=False).run()
+        s = SearchRun(config, "python benchmarks/parallel_n_envs.py", progress=False).run()
         rows[n] = {"wall_s": s["wall_s"], "episodes_per_s": round(args.episodes / s["wall_s"], 3),
                    "scoring_s_summed_over_envs": s["scoring_s"], "best_val_accuracy": s["best"]["accuracy"]}
         print(n, rows[n])
