@@ -68,13 +68,13 @@ def _ray_tasks(fn: Callable[[T], R], items: Sequence[T], workers: int, cpus: flo
     if started:
         ray.init(num_cpus=max(workers * cpus, 1), include_dashboard=False, log_to_driver=False,
                  runtime_env={"env_vars": env} if env else None)
-    task = ray.remote(num_cpus=cpus, num_gpus=gpus, max_retries=retries)(fn)
+    task = ray.remote(num_cpus=cpus, num_gpus=gpus, max_retries=retries)(_call)  # fn may be a partial
     try:
-        queue, running = list(items), {}
+        shared, queue, running = ray.put(fn), list(items), {}
         while queue or running:
             while queue and len(running) < workers:
                 item = queue.pop(0)
-                running[task.remote(item)] = item
+                running[task.remote(shared, item)] = item
             done, _ = ray.wait(list(running), num_returns=1)
             item = running.pop(done[0])
             try:
@@ -84,3 +84,7 @@ def _ray_tasks(fn: Callable[[T], R], items: Sequence[T], workers: int, cpus: flo
     finally:
         if started:
             ray.shutdown()
+
+
+def _call(fn: Callable[[T], R], item: T) -> R:
+    return fn(item)

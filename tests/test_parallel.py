@@ -58,9 +58,11 @@ def _history(folder: Path) -> pd.DataFrame:
 
 @pytest.mark.parametrize("agent", ["random", "cmaes"])
 def test_processes_give_the_history_of_the_local_search(tmp_path, agent):
+    """Also when the pooled search stops after 5 episodes and is resumed to 9."""
     assert main([*SEARCH, "--agent", agent, "--out", str(tmp_path / "local")]) == 0
-    assert main([*SEARCH, "--agent", agent, "--executor", "processes", "--workers", "2",
-                 "--out", str(tmp_path / "pool")]) == 0
+    pooled = [*SEARCH, "--agent", agent, "--executor", "processes", "--workers", "2", "--out", str(tmp_path / "pool")]
+    assert main([*pooled, "--episodes", "5"]) == 0 and len(_history(tmp_path / "pool")) == 5
+    assert main([*pooled, "--resume"]) == 0
     assert _history(tmp_path / "local").equals(_history(tmp_path / "pool"))
 
 
