@@ -2,8 +2,8 @@
 Ray tasks, yielded as they finish so the caller can record each at once (and resume later).
 
 A task that raises is yielded with its exception (the caller records it; the sweep goes on); a
-Ray task whose worker dies is retried by Ray (``retries``); a dead worker process fails only the
-tasks it was running.
+Ray task whose worker dies is retried by Ray (``retries``); a worker process that dies breaks
+its pool, and the tasks not finished by then are yielded with that error (a rerun retries them).
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
-from autoprune.parallel import RAY_MISSING, check_executor
+from autoprune.parallel import check_executor
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -60,10 +60,8 @@ def run_tasks(fn: Callable[[T], R], items: Sequence[T], executor: str = "local",
 
 def _ray_tasks(fn: Callable[[T], R], items: Sequence[T], workers: int, cpus: float, gpus: float, retries: int,
                env: dict[str, str] | None) -> Iterator[TaskResult[T, R]]:
-    try:
-        import ray
-    except ImportError:  # pragma: no cover - check_executor found it
-        raise SystemExit(RAY_MISSING) from None
+    import ray  # check_executor found it
+
     started = not ray.is_initialized()
     if started:
         ray.init(num_cpus=max(workers * cpus, 1), include_dashboard=False, log_to_driver=False,

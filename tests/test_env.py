@@ -233,3 +233,19 @@ def test_a_cost_model_returning_a_bad_cost_is_refused_in_one_line(resnet, bad):
 
     with pytest.raises(ConfigError, match="cost model 'broken-npu' returned latency_ms="):
         rollout(make_env(resnet, "50%", cost=Broken(resnet.layers)), lambda t: 0.0)  # refused when first priced
+
+
+def test_a_clone_plays_its_own_episodes_and_deferred_ones_complete_as_played_here(resnet):
+    env = make_env(resnet)
+    alone = rollout(make_env(resnet), lambda t: 0.3 * (t % 3) - 0.2)
+    env.reset()
+    env.step(np.array([0.5], np.float32))  # the original is mid-episode when cloned
+    other = env.clone()
+    other.reset(options={"defer": True})
+    pending = None
+    for t in range(len(resnet.groups)):
+        _, _, done, _, info = other.step(np.array([0.3 * (t % 3) - 0.2], np.float32))
+        pending = EpisodeResult.of(info) if done else None
+    assert math.isnan(pending.accuracy) and env._t == 1 and env._kept  # the original's episode untouched
+    done = other.complete(pending, alone.accuracy, 0.0)
+    assert done.kept == alone.kept and done.reward == alone.reward and done.cost == alone.cost
