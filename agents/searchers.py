@@ -102,9 +102,14 @@ def play_batch(searcher: Searcher, env: PruningEnv, plays: list[tuple[Callable[[
     return [env.complete(p, s.score, s.seconds) for p, s in zip(pending, scored)]
 
 
+QUEUED_PER_WORKER = 4  # a worker done early takes the next candidate instead of idling until the batch ends
+
+
 def batch_size(env: PruningEnv) -> int:
-    """Candidates to score at once: the scorer's parallel workers (1: one at a time)."""
-    return max(1, int(getattr(env.evaluator, "parallel", 1)))
+    """Candidates to score at once: a few per worker of a pooled scorer (1: one at a time, here)."""
+    if not hasattr(env.evaluator, "score_many"):
+        return 1
+    return QUEUED_PER_WORKER * max(1, int(getattr(env.evaluator, "parallel", 1)))
 
 
 class RandomSearcher(Searcher):
