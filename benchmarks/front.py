@@ -16,6 +16,7 @@ against its budget), variants/ (variants.json, dynamic.json, one ONNX file per w
 not committed), switch.json, runs/ (each search).
 
 Usage: python benchmarks/front.py [--agent sac] [--evaluations 250] [--name front_resnet20]
+       [--executor processes|ray --workers N]
 """
 
 from __future__ import annotations
@@ -50,12 +51,16 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--rerank-top", type=int, default=SearchConfig().rerank_top)
     parser.add_argument("--name", default="front_resnet20")
+    parser.add_argument("--executor", default="local", choices=["local", "processes", "ray"],
+                        help="where candidates are scored (the same histories; see docs/search.md)")
+    parser.add_argument("--workers", type=int, default=1, help="scoring workers of --executor processes or ray")
     args = parser.parse_args()
     out = result_dir(args.name)
     common = dict(model="resnet20", weights=str(shipped_weights("resnet20")), cost_model="lut", table=str(TABLE),
                   agent=args.agent, seed=args.seed, max_ratio=0.9, round_to=8, verify_top=0,
                   rerank_top=args.rerank_top)
     write_json_atomic(out / "config.json", {"budgets": BUDGETS, "evaluations": args.evaluations, **common})
+    common.update(executor=args.executor, workers=args.workers)  # where, not what: not part of the config
     torch.set_num_threads(2)
     splits = load_splits("fashion-mnist")
     conditioned = search(out / "runs" / "conditioned", splits, budgets=BUDGETS, episodes=args.evaluations, **common)
@@ -93,7 +98,9 @@ def search(folder: Path, splits, **settings) -> dict:
         return json.loads(done.read_text())
     cfg = SearchConfig(out=str(folder), **settings)
     start = time.perf_counter()
-    summary = SearchRun(cfg, splits=splits, progress=False).run(resume=(folder / "history.csv").is_file())
+    local = cfg.executor == "local"  # workers load the data by name themselves (no copy sent to each)
+    summary = SearchRun(cfg, splits=splits if local else None, progress=False).run(
+        resume=(folder / "history.csv").is_file())
     shutil.rmtree(folder / "agent", ignore_errors=True)
     print(f"{folder.name}: {time.perf_counter() - start:.0f} s", flush=True)
     return json.loads(done.read_text()) if done.is_file() else summary
