@@ -146,8 +146,12 @@ def ray_runtime():
 def test_ray_actors_killed_or_failing_are_survived(ray_runtime, tmp_path):
     from autoprune.parallel import RayExecutor
 
-    executor = RayExecutor(functools.partial(_scorer, str(tmp_path)), workers=2, timeout_s=30)
+    executor = RayExecutor(functools.partial(_scorer, str(tmp_path)), workers=2, timeout_s=30, cpus=0.5)
     try:
+        deadline = time.time() + 10  # (the runtime reports resources with a short delay)
+        while ray_runtime.available_resources().get("CPU") != 1.0 and time.time() < deadline:
+            time.sleep(0.2)
+        assert ray_runtime.available_resources().get("CPU") == 1.0  # two actors of half a CPU each hold one
         scored = executor.score([{"a": 1}, {"die": 2}, {"bad": 3}, {"b": 4}])
     finally:
         executor.close()
