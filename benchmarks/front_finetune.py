@@ -13,7 +13,8 @@ cosine schedule, distillation from the dense model (the head-to-head protocol's 
 its epochs as an option).
 
 Writes ``<front>/finetune/``: jobs.csv (one row per fine-tuned model and seed, appended as jobs
-finish, so a rerun resumes), compare_a.csv, compare_b.csv, sizes.json, summary.json.
+finish, so a rerun resumes), architectures.csv, compare_a.csv, compare_b.csv, sizes.json,
+front_finetuned.png.
 
 Usage: python benchmarks/front_finetune.py [--front results/front_resnet20] [--epochs 2] [--seeds 0,1]
        [--workers 1] [--threads 2] [--device cpu]
@@ -158,6 +159,29 @@ def compare(archs: pd.DataFrame, jobs: pd.DataFrame) -> tuple[pd.DataFrame, pd.D
     return pd.DataFrame(rows_a), pd.DataFrame(rows_b)
 
 
+def plot(table_a: pd.DataFrame, table_b: pd.DataFrame, dense_acc: float, path: Path) -> None:
+    """Test accuracy after the same fine-tune per budget: both searches, the jointly fine-tuned
+    nested family (one set of weights) and its widths fine-tuned one by one; the dense model."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    x = [float(b.rstrip("%")) for b in table_a["budget"]]
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for values, label, style in ((table_a["conditioned"], "one budget-conditioned search", "o-"),
+                                 (table_a["separate"], "five separate searches", "s--"),
+                                 (table_b["joint"], "nested family, jointly fine-tuned (one set of weights)", "^-"),
+                                 (table_b["separate"], "nested widths, fine-tuned one by one", "v:")):
+        ax.plot(x, 100 * values.to_numpy(float), style, label=label, markersize=5)
+    ax.axhline(100 * dense_acc, color="black", linewidth=0.8, label=f"dense ({100 * dense_acc:.2f} %)")
+    ax.set_xlabel("latency budget (% of the dense model)")
+    ax.set_ylabel("test accuracy after fine-tuning (%)")
+    ax.set_title("ResNet-20 front, Fashion-MNIST", fontsize=10)
+    ax.legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
 def sizes(front: Path, archs: pd.DataFrame) -> dict:
     """Bytes of the dynamic checkpoint (weights once, BN per width) against the five separately
     pruned models' state dicts."""
@@ -211,6 +235,8 @@ def main() -> None:
     write_text_atomic(out / "compare_a.csv", table_a.to_csv(index=False))
     write_text_atomic(out / "compare_b.csv", table_b.to_csv(index=False))
     write_json_atomic(out / "sizes.json", sizes(args.front, archs))
+    dense = load_or_create("resnet20", shipped_weights("resnet20"), require_weights=True).eval()
+    plot(table_a, table_b, evaluate(dense, load_splits("fashion-mnist").test()), out / "front_finetuned.png")
     print(table_a.to_string(), table_b.to_string(), sep="\n")
 
 
