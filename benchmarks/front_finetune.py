@@ -131,7 +131,10 @@ def _steps(splits, cfg: FinetuneConfig) -> int:
 
 def compare(archs: pd.DataFrame, jobs: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(a) conditioned vs separate per budget, (b) joint vs separate per width: mean test accuracy
-    over the seeds both sides finished (and how many)."""
+    over the seeds whose every fine-tune has finished (and how many), so all cells share seeds."""
+    needed = {*archs["kept"], JOINT}
+    complete = [s for s, rows in jobs.groupby("seed") if needed <= set(rows["kept"])]
+    jobs = jobs[jobs["seed"].isin(complete)]
     single = jobs[jobs["kept"] != JOINT]
     joint = jobs[jobs["kept"] == JOINT]
 
