@@ -37,7 +37,6 @@ from autoprune.errors import ConfigError
 from autoprune.pruning.global_magnitude import global_magnitude_kept, size_global_magnitude
 from autoprune.pruning.importance import channel_scores
 from autoprune.pruning.knapsack import knapsack_allocation
-from autoprune.pruning.ratios import channels_kept
 
 EpisodeHook = Callable[[EpisodeResult], None]
 
@@ -81,13 +80,8 @@ class Searcher(abc.ABC):
 
 
 def action_for(env: PruningEnv, t: int, kept: int) -> float:
-    """The action whose ratio rounds back to ``kept`` channels of group ``t``."""
-    g = env.groups[t]
-    span = env.max_ratio[t] - env.min_ratio[t]
-    if span <= 0:
-        return 0.0
-    ratio = 1.0 - kept / g.channels
-    return float(np.clip(2.0 * (ratio - env.min_ratio[t]) / span - 1.0, -1.0, 1.0))
+    """The action that asks for ``kept`` channels of group ``t``."""
+    return env.action_for(t, kept)
 
 
 def play_batch(searcher: Searcher, env: PruningEnv, plays: list[tuple[Callable[[int], float], int]]
@@ -148,7 +142,7 @@ class UniformSearcher(Searcher):
         """
         def fits(a: float) -> bool:
             a32 = float(np.float32(a))
-            kept = {g.name: channels_kept(g.channels, env.ratio_for(a32, t), env.round_to)
+            kept = {g.name: env.wall.clip(t, {}, env.width_for(a32, t), enforce=False)
                     for t, g in enumerate(env.groups)}
             return env.wall.cost_of(kept) <= env.budget.value
 
@@ -223,9 +217,7 @@ class KnapsackSearcher(ModelRuleSearcher):
     def widths(self, env: PruningEnv) -> tuple[dict[str, int], bool]:
         scores = channel_scores(env.analysis, str(self.params.get("importance", "l1")))
         names = [g.name for g in env.groups]
-        kept = knapsack_allocation(
-            {n: scores[n] for n in names}, dict(zip(names, env.wall.min_keep)), dict(zip(names, env.wall.max_keep)),
-            dict(zip(names, env.wall.step)), env.wall.cost_of, env.budget)
+        kept = knapsack_allocation({n: scores[n] for n in names}, env.wall.choices, env.wall.cost_of, env.budget)
         return kept, True
 
 

@@ -7,7 +7,7 @@ then ``autoprune.finetune_model`` and ``autoprune.export_model`` (see :mod:`auto
 from typing import Any
 
 __version__ = "0.1.0"
-__all__ = ["PruneResult", "export_model", "finetune_model", "prune_to_budget", "__version__"]
+__all__ = ["PruneResult", "consent", "export_model", "finetune_model", "prune_to_budget", "__version__"]
 
 
 def __getattr__(name: str) -> Any:
@@ -16,4 +16,8 @@ def __getattr__(name: str) -> Any:
         from autoprune.workflow import python_api
 
         return getattr(python_api, name)
+    if name == "consent":  # code named in a file runs only inside ``with autoprune.consent(ref):``
+        from autoprune.references import consent
+
+        return consent
     raise AttributeError(f"module 'autoprune' has no attribute {name!r}")

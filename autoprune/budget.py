@@ -15,6 +15,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from autoprune.costs.base import checked_cost
 from autoprune.errors import ConfigError
 
 MEASURED_TOLERANCE = 0.05  # a measured latency may be this share over its budget (timing noise)
@@ -89,7 +90,7 @@ class Budget:
     def from_spec(cls, cost_model: Any, spec: str | float | BudgetSpec) -> Budget:
         """The budget ``spec`` for ``cost_model`` (anything with ``metric``, ``name``, ``dense_cost()``)."""
         parsed = spec if isinstance(spec, BudgetSpec) else BudgetSpec.parse(spec)
-        dense = cost_model.dense_cost().value(cost_model.metric)
+        dense = checked_cost(cost_model, {}).value(cost_model.metric)
         if not (isinstance(dense, numbers.Real) and math.isfinite(dense) and dense > 0):
             raise ConfigError(f"cost model {cost_model.name!r} prices the dense model at {dense!r}; a cost "
                               f"must be a positive, finite number; fix the cost model")

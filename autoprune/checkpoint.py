@@ -22,9 +22,11 @@ from torch import nn
 
 from autoprune.analysis import analyse_model
 from autoprune.atomic import atomic_path
-from autoprune.errors import ConfigError
+from autoprune.errors import ConfigError, TrainingError
+from autoprune.limits import MAX_CLASSES, MAX_IN_CHANNELS, MAX_INPUT_ELEMENTS
 from autoprune.models import MODELS, create_model, is_builtin
 from autoprune.pruning.record import PruningRecord, rebuild_pruned
+from autoprune.references import canonical, consent, require_consent
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 FORMAT = "autoprune-checkpoint"
@@ -98,6 +100,7 @@ def save_checkpoint(path: str | Path, model: nn.Module, model_name: str, in_chan
         model_args: the factory's keyword arguments (references only).
     """
     input_shape = input_shape or getattr(model, "input_shape", None)  # built-ins declare theirs
+    check_finite(model, f"the model for {path}")
     if pruning is not None and input_shape is None:
         raise ValueError("a pruned model's checkpoint needs its input_shape")
     payload = {
@@ -114,6 +117,14 @@ def save_checkpoint(path: str | Path, model: nn.Module, model_name: str, in_chan
     with atomic_path(path) as tmp:
         torch.save(payload, tmp)
     return Path(path)
+
+
+def check_finite(model: nn.Module, what: str) -> None:
+    """Refuse weights or buffers holding NaN or infinity: such a model never replaces a saved one."""
+    for name, value in model.state_dict().items():
+        if value.is_floating_point() and not torch.isfinite(value).all():
+            raise TrainingError(f"{what} has NaN or infinite values in {name!r}; not saved (an earlier file "
+                                f"there is kept); lower the learning rate or check the data")
 
 
 def read_checkpoint(path: str | Path) -> dict[str, Any]:
@@ -144,8 +155,6 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     raise ConfigError(f"{path} is not an autoprune checkpoint or a state dict")
 
 
-MAX_CLASSES, MAX_IN_CHANNELS, MAX_INPUT_ELEMENTS = 1_000_000, 4096, 1 << 26  # far beyond real models
-
 
 def _check_header(payload: dict[str, Any], path: Path) -> None:
     """Header fields are checked before any model is built from them (type, sign, bounds, agreement)."""
@@ -159,6 +168,10 @@ def _check_header(payload: dict[str, Any], path: Path) -> None:
     count("num_classes", MAX_CLASSES)
     if not isinstance(payload.get("model", ""), (str, type(None))) or not isinstance(payload.get("model_args", {}), dict):
         raise ConfigError(f"checkpoint {path}: 'model' must be a name and 'model_args' a mapping")
+    for key in ("meta", "pruning"):
+        if payload.get(key) is not None and not isinstance(payload[key], dict):
+            raise ConfigError(f"checkpoint {path}: '{key}' must be a mapping, found a {type(payload[key]).__name__}; "
+                              f"the file is damaged or not from autoprune")
     if not isinstance(payload.get("state_dict"), dict) or not all(
             isinstance(v, torch.Tensor) for v in payload["state_dict"].values()):
         raise ConfigError(f"checkpoint {path}: state_dict must map names to tensors")
@@ -195,9 +208,11 @@ def load_model(path: str | Path, model_name: str | None = None, model_args: dict
     name = model_name or payload.get("model")
     if not name:
         raise ConfigError(f"{path} is a bare state dict; also pass --model NAME or --model file.py:factory")
-    if payload.get("model") and model_name and model_name != payload["model"]:
+    if payload.get("model") and model_name and canonical(model_name) != canonical(payload["model"]):
         raise ConfigError(f"{path} holds a {payload['model']!r} model, not {model_name!r}; "
                           f"pass --model {payload['model']} or other weights")
+    with consent(model_name):  # a caller naming the model consents to its factory
+        require_consent(payload.get("model"), f"checkpoint {path}")
     if payload.get("model") is None:  # a plain state dict: what the caller says is all there is
         payload.update(model=name, in_channels=in_channels, **({"num_classes": num_classes} if num_classes else {}))
         if model_args:

@@ -11,6 +11,11 @@ class ConfigError(AutopruneError):
     """A setting, name or argument is invalid."""
 
 
+class UserCodeError(ConfigError):
+    """A user's function (``--score``, ``--loss``) raised or returned something unusable: the search
+    stops with one line naming it, instead of recording every candidate as failed."""
+
+
 class DataError(AutopruneError):
     """A data set cannot be found or read."""
 
@@ -21,3 +26,7 @@ class PolicyError(AutopruneError):
 
 class AnalysisError(AutopruneError):
     """The model cannot be analysed for pruning."""
+
+
+class TrainingError(AutopruneError):
+    """Training cannot go on (a non-finite loss); checkpoints saved before it are kept."""

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 import torch
 
 from autoprune.analysis.groups import ModelAnalysis
 from autoprune.data.batches import Splits
+from autoprune.errors import UserCodeError
 from autoprune.pruning.masked import MaskedPruner
 from autoprune.pruning.physical import prune_physically
 from autoprune.scoring import LossFn, ScoreFn, accuracy
@@ -33,6 +34,9 @@ class CandidateEvaluator:
     else streams. The score is top-1 accuracy unless ``score`` says otherwise (higher is better).
     Candidates are scored on ``device`` (the analysis model stays where it is).
 
+    ``scorer`` (set after construction) replaces the first-stage score: e.g. a supernet sliced to
+    the candidate (:class:`~autoprune.dynamic.supernet.SupernetScorer`, given this evaluator's slices).
+
     ``mode="physical"`` scores a physically pruned copy (~20 ms to build for ResNet-20), whose
     forward pass is as much faster as the candidate is; ``mode="masked"`` scores the dense model
     with channel masks (~2 ms to apply, but dense compute). Both give the same accuracy; physical
@@ -53,10 +57,26 @@ class CandidateEvaluator:
         self.bn_batches = bn_batches
         self.splits, self.finetune_batch = splits, finetune_batch
         self.score, self.device, self.loss = score, torch.device(device), loss
+        self.scorer: Callable[[Mapping[str, int]], float] | None = None  # scores instead of a pruned copy
+
+    def restore(self, asked: list[Mapping[str, int]]) -> None:
+        """A resumed search's earlier candidates, for a lookup score that draws per ask (see
+        :mod:`autoprune.channel_bench`); nothing to do for scores computed on the model."""
+        if hasattr(self.score, "restore"):
+            self.score.restore(asked)
 
     def __call__(self, kept: Mapping[str, int]) -> float:
-        """Validation score of the model pruned to ``kept`` channels per group (NaN on failure)."""
+        """Validation score of the model pruned to ``kept`` channels per group (NaN on failure).
+
+        A score that looks the architecture up (``score.of_architecture``, a benchmark table)
+        is asked with the channels directly: no model is pruned.
+        """
+        lookup = getattr(self.score, "of_architecture", None)
+        if lookup is not None:
+            return float(lookup(kept))
         try:
+            if self.scorer is not None:  # e.g. a supernet sliced to ``kept``
+                return float(self.scorer(kept))
             if self.mode == "physical":
                 model = prune_physically(self.analysis, self.ranking, kept).to(self.device)
                 recalibrate_bn(model, self.bn_data, self.bn_batches)
@@ -65,6 +85,8 @@ class CandidateEvaluator:
                 with self.pruner.applied(kept):
                     recalibrate_bn(self.model, self.bn_data, self.bn_batches)
                     acc = evaluate(self.model, self.val_data, self.score)
+        except UserCodeError:  # the user's score or loss misbehaves: stop, naming it
+            raise
         except Exception:  # noqa: BLE001 - any failure of a user model: recorded (NaN) and skipped
             acc = math.nan
         return acc
@@ -84,5 +106,7 @@ class CandidateEvaluator:
                               seed=seed)
             train(model, lambda epoch: batches, cfg, loss_fn=self.loss, progress=False)
             return evaluate(model, self.val_data, self.score)
+        except UserCodeError:
+            raise
         except Exception:  # noqa: BLE001 - as for the first stage: recorded (NaN) and skipped
             return math.nan

@@ -14,6 +14,8 @@ import math
 import multiprocessing
 import os
 import signal
+import sys
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
@@ -21,7 +23,7 @@ from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from autoprune.errors import ConfigError
+from autoprune.errors import ConfigError, UserCodeError
 
 EXECUTORS = ("local", "processes", "ray")
 RAY_MISSING = '--executor ray needs Ray; install it with: pip install "autoprune[ray]"'
@@ -79,11 +81,24 @@ class LocalExecutor:
 _WORKER: dict[str, Any] = {}
 
 
-def _init_worker(factory: Callable[[], Scorer], threads: int) -> None:
+def _init_worker(factory: Callable[[], Scorer], threads: int, parent: int | None = None) -> None:
     import torch
 
+    if parent is not None:
+        exit_with_parent(parent)
     torch.set_num_threads(threads)
     _WORKER["scorer"] = factory()
+
+
+def exit_with_parent(parent: int, every_s: float = 0.5) -> None:
+    """Exit this worker process as soon as ``parent`` is gone (killed with -9 included), so no
+    worker outlives the search that started it (a daemon thread polls the parent's id)."""
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(every_s)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="autoprune-exit-with-parent", daemon=True).start()
 
 
 def _score_in_worker(kept: Kept) -> tuple[float, float]:
@@ -102,7 +117,7 @@ class ProcessExecutor:
 
     def _new_pool(self) -> ProcessPoolExecutor:
         return ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"),
-                                   initializer=_init_worker, initargs=(self.factory, self.threads))
+                                   initializer=_init_worker, initargs=(self.factory, self.threads, os.getpid()))
 
     def worker_pids(self) -> list[int]:
         """The worker processes' ids (they start with the first batch)."""
@@ -110,28 +125,32 @@ class ProcessExecutor:
 
     def score(self, batch: Sequence[Kept]) -> list[Scored]:
         results: list[Scored | None] = [None] * len(batch)
-        tries = [0] * len(batch)
+        tries, timeouts = [0] * len(batch), [0] * len(batch)
         todo = list(range(len(batch)))
         while todo:  # one round: submit what is left, collect until done or the pool breaks
             for i in todo:
                 tries[i] += 1
             running = {self.pool.submit(_score_in_worker, batch[i]): i for i in todo}
-            todo = self._collect(running, tries, results)
+            todo = self._collect(running, tries, timeouts, results)
             for i in todo:  # a candidate out of tries is recorded as failed
                 if tries[i] > self.retries:
+                    check_timeouts(timeouts[i], tries[i], self.timeout_s)
                     results[i] = Scored(math.nan, 0.0, tries[i])
             todo = [i for i in todo if results[i] is None]
         return [r for r in results if r is not None]
 
-    def _collect(self, running: dict[Future, int], tries: list[int],
+    def _collect(self, running: dict[Future, int], tries: list[int], timeouts: list[int],
                  results: list[Scored | None]) -> list[int]:
         """Wait for ``running``; returns the candidates to score again. A dead or hung worker
         (no result within the timeout) breaks the pool: it is replaced and every unfinished
-        candidate goes again."""
+        candidate goes again. A user's score function that misbehaves stops the search."""
         again: list[int] = []
         while running:
             done, _ = wait(list(running), timeout=self.timeout_s, return_when=FIRST_COMPLETED)
             broken = not done
+            if broken:  # nothing finished within the timeout: every running candidate timed out
+                for i in running.values():
+                    timeouts[i] += 1
             for future in done:
                 i = running.pop(future)
                 try:
@@ -139,6 +158,9 @@ class ProcessExecutor:
                 except BrokenProcessPool:
                     again.append(i)
                     broken = True
+                except UserCodeError:
+                    self._restart()
+                    raise
                 except Exception:  # noqa: BLE001 - the scorer raised: tried again, then recorded NaN
                     again.append(i)
             if broken:
@@ -204,7 +226,7 @@ class RayExecutor:
     def score(self, batch: Sequence[Kept]) -> list[Scored]:
         ray = self.ray
         results: list[Scored | None] = [None] * len(batch)
-        tries = [0] * len(batch)
+        tries, timeouts = [0] * len(batch), [0] * len(batch)
         queue = list(range(len(batch)))
         free = list(range(len(self.actors)))
         running: dict[Any, tuple[int, int, float]] = {}  # ref -> (candidate, actor slot, start)
@@ -218,7 +240,8 @@ class RayExecutor:
                 for ref, (i, slot, _) in list(running.items()):
                     self._replace(slot)
                     free.append(slot)
-                    self._retry_or_fail(i, tries, results, queue)
+                    timeouts[i] += 1
+                    self._retry_or_fail(i, tries, results, queue, timeouts)
                     del running[ref]
                 continue
             ref = done[0]
@@ -227,16 +250,19 @@ class RayExecutor:
                 results[i] = Scored(*ray.get(ref), tries[i])
             except ray.exceptions.RayActorError:  # the actor died: a fresh one, the candidate again
                 self._replace(slot)
-                self._retry_or_fail(i, tries, results, queue)
-            except ray.exceptions.RayTaskError:  # the scorer raised
-                self._retry_or_fail(i, tries, results, queue)
+                self._retry_or_fail(i, tries, results, queue, timeouts)
+            except ray.exceptions.RayTaskError as exc:  # the scorer raised
+                if isinstance(getattr(exc, "cause", None), UserCodeError):
+                    raise exc.cause from None
+                self._retry_or_fail(i, tries, results, queue, timeouts)
             free.append(slot)
         return [r for r in results if r is not None]
 
-    def _retry_or_fail(self, i: int, tries: list[int], results: list, queue: list[int]) -> None:
+    def _retry_or_fail(self, i: int, tries: list[int], results: list, queue: list[int], timeouts: list[int]) -> None:
         if tries[i] <= self.retries:
             queue.insert(0, i)
         else:
+            check_timeouts(timeouts[i], tries[i], self.timeout_s)
             results[i] = Scored(math.nan, 0.0, tries[i])
 
     def _replace(self, slot: int) -> None:
@@ -256,10 +282,47 @@ class RayExecutor:
             self.ray.shutdown()
 
 
+WORKER_MEMORY_BYTES = 500 * 2**20  # resident size of one scoring worker (torch, model, data slices): ~420 MB seen
+
+
+def available_memory() -> int | None:
+    """Bytes of memory available to new processes (Linux ``MemAvailable``), None where unknown."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        return None
+    return None
+
+
+def cap_workers(workers: int, cpus_each: float = 1.0) -> int:
+    """``workers`` capped by this machine's cores and memory; a one-line note when capped.
+
+    Workers beyond the cores only queue for them, and beyond memory they swap or are killed.
+    """
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    by_cores = max(1, int(cores // max(cpus_each, 1e-9)))
+    memory = available_memory()
+    by_memory = max(1, memory // WORKER_MEMORY_BYTES) if memory is not None else workers
+    capped = max(1, min(workers, by_cores, by_memory))
+    if capped < workers:
+        why = f"{cores} cores" if capped == by_cores else f"{memory / 2**30:.1f} GiB of free memory"
+        print(f"note: --workers {workers} capped to {capped} ({why} here)", file=sys.stderr)
+    return capped
+
+
 def make_executor(name: str, factory: Callable[[], Scorer], workers: int, local: Scorer | None = None,
                   **options: Any) -> Executor:
-    """The executor ``name`` (``local`` uses ``local``, the scorer already built in this process)."""
+    """The executor ``name`` (``local`` uses ``local``, the scorer already built in this process).
+
+    Worker processes, and the actors of a Ray runtime started here, are capped by this machine's
+    cores and memory (:func:`cap_workers`); a Ray cluster (``address``) sizes itself.
+    """
     check_executor(name, workers)
+    if name == "processes" or (name == "ray" and not options.get("address")):
+        workers = cap_workers(workers, float(options.get("cpus", 1.0)) if name == "ray" else 1.0)
     if name == "local":
         return LocalExecutor(local if local is not None else factory())
     if name == "processes":
@@ -285,5 +348,14 @@ class PooledScorer:
 def _safe(scorer: Scorer, kept: Kept) -> float:
     try:
         return float(scorer(kept))
+    except UserCodeError:  # the user's score function misbehaves: the search stops, naming it
+        raise
     except Exception:  # noqa: BLE001 - a failing candidate is recorded (NaN), never fatal
         return math.nan
+
+
+def check_timeouts(timeouts: int, tries: int, timeout_s: float | None) -> None:
+    """A candidate that timed out on every try means the timeout is too short: say so, in one line."""
+    if timeout_s is not None and timeouts >= tries:
+        raise ConfigError(f"scoring a candidate timed out {tries} times (--worker-timeout {timeout_s:g} s): "
+                          f"raise --worker-timeout above the seconds one candidate takes, or leave it unset")

@@ -8,6 +8,7 @@ Schema (version 1), every key but ``ratios`` and ``schema_version`` optional::
      "ratios": {"conv1": 0.25, "layer1.0.conv1": 0.5, …},  # every prunable group, in [0, 1)
      "channels": {"conv1": 12, …},                         # channels kept (derived, for reading)
      "round_to": 1, "importance": "l1", "exclude": [],     # modules kept dense at analysis
+     "widths": {"conv1": [4, 8, 12, 16], …},               # optional: the widths the search allowed
      "budget": {"metric": "latency_ms", "value": 0.15, "fraction": 0.5},
      "cost_model": "ort-lut", "predicted_cost": {"latency_ms": 0.149, "flops": …, "params": …},
      "accuracy": {"val": 0.91}, "created": "…", "tool_version": "0.1.0", "torch_version": "…"}
@@ -29,6 +30,7 @@ from autoprune.analysis.fingerprint import model_fingerprint
 from autoprune.analysis.groups import ModelAnalysis
 from autoprune.atomic import write_json_atomic
 from autoprune.errors import PolicyError
+from autoprune.limits import MAX_INPUT_ELEMENTS, MAX_MODEL_ARGS_BYTES
 from autoprune.pruning.ratios import architecture_for
 
 FORMAT = "autoprune-policy"
@@ -53,6 +55,7 @@ class PruningPolicy:
     predicted_cost: dict[str, float] | None = None
     accuracy: dict[str, float] | None = None
     channels: dict[str, int] = field(default_factory=dict)
+    widths: dict[str, list[int]] | None = None  # channels each group could keep (a listed search space)
     created: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
     tool_version: str = __version__
     torch_version: str = torch.__version__
@@ -157,6 +160,7 @@ _TYPES = {"model": (str, type(None)), "fingerprint": (str, type(None)), "round_t
           "model_args": dict, "input_shape": (list, type(None)),
           "importance": str, "exclude": list, "budget": (dict, type(None)), "cost_model": (str, type(None)),
           "predicted_cost": (dict, type(None)), "accuracy": (dict, type(None)), "channels": dict,
+          "widths": (dict, type(None)),
           "created": str, "tool_version": str, "torch_version": str}
 
 
@@ -164,6 +168,10 @@ def _check_types(kwargs: dict[str, Any], source: str) -> None:
     for key, types in _TYPES.items():
         if key in kwargs and not isinstance(kwargs[key], types):
             raise PolicyError(f"{source}: field {key!r} has the wrong type ({type(kwargs[key]).__name__})")
+    widths = kwargs.get("widths") or {}
+    if not all(isinstance(v, list) and v and all(isinstance(n, int) and not isinstance(n, bool) and n > 0 for n in v)
+               for v in widths.values()):
+        raise PolicyError(f"{source}: 'widths' must map group names to lists of positive channel counts")
     if not all(isinstance(e, str) for e in kwargs.get("exclude", [])):
         raise PolicyError(f"{source}: 'exclude' must be a list of module names")
     if isinstance(kwargs.get("round_to"), bool) or kwargs.get("round_to", 1) < 1:
@@ -172,3 +180,8 @@ def _check_types(kwargs: dict[str, Any], source: str) -> None:
     if shape is not None and not (1 <= len(shape) <= 4 and all(
             isinstance(v, int) and not isinstance(v, bool) and 0 < v <= 1 << 16 for v in shape)):
         raise PolicyError(f"{source}: 'input_shape' must be 1-4 positive integers")
+    if shape is not None and math.prod(shape) > MAX_INPUT_ELEMENTS:
+        raise PolicyError(f"{source}: 'input_shape' {shape} is {math.prod(shape):,} elements per input, over the "
+                          f"{MAX_INPUT_ELEMENTS:,} this tool handles; is it the right file?")
+    if isinstance(kwargs.get("model_args"), dict) and len(json.dumps(kwargs["model_args"])) > MAX_MODEL_ARGS_BYTES:
+        raise PolicyError(f"{source}: 'model_args' is over {MAX_MODEL_ARGS_BYTES // 1024} KiB; is it the right file?")

@@ -1,8 +1,13 @@
 """User code by reference: ``path/to/file.py:name`` or ``package.module:name`` -> the object.
 
 Models, data sets and score functions are named this way on the command line and in saved
-files, so a run folder rebuilds what it used without the user repeating it. File references
-are stored with absolute paths (:func:`canonical`) so they resolve from any working directory.
+files. File references are stored with absolute paths (:func:`canonical`) so they resolve from
+any working directory.
+
+Files travel (policies, checkpoints, run folders), so a reference read from a file is data, not
+consent: it is imported only when the user names the same reference for this run, on the command
+line (:func:`consent`, entered by the CLI) or in a Python call. :func:`require_consent` is the
+check every file reader applies before anything is imported.
 """
 
 from __future__ import annotations
@@ -12,7 +17,9 @@ import importlib
 import importlib.util
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +40,39 @@ def canonical(text: str) -> str:
     if head.endswith(".py"):
         return f"{Path(head).expanduser().resolve()}:{tail}"
     return text
+
+
+CODE_OPTIONS = ("model", "data", "score", "loss")  # the options (and settings) that may name code
+_CONSENTED: ContextVar[frozenset[str]] = ContextVar("autoprune_consented", default=frozenset())
+
+
+@contextmanager
+def consent(*refs: str | None) -> Iterator[None]:
+    """Within the block, files may name these references (the user named them for this run)."""
+    named = {canonical(r) for r in refs if isinstance(r, str) and is_reference(r)}
+    token = _CONSENTED.set(_CONSENTED.get() | named)
+    try:
+        yield
+    finally:
+        _CONSENTED.reset(token)
+
+
+def consented(ref: str) -> bool:
+    """True when ``ref`` is a plain name (built-ins are free) or the user named it for this run."""
+    return not is_reference(ref) or canonical(ref) in _CONSENTED.get()
+
+
+def require_consent(ref: object, source: str, option: str = "--model") -> None:
+    """Refuse a code reference read from a file (``source``) unless the user named it for this run.
+
+    Raises:
+        ConfigError: one line naming the file, the reference and how to consent.
+    """
+    if not isinstance(ref, str) or consented(ref):
+        return
+    raise ConfigError(f"{source} names code to run ({option} {ref}); autoprune runs code named in a file "
+                      f"only when you name it too: if you trust it, add {option} {ref} to the command (in "
+                      f"Python: with autoprune.consent({ref!r}): ...)")
 
 
 def resolve(text: str, what: str, option: str) -> Callable[..., Any]:

@@ -10,7 +10,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from autoprune.errors import ConfigError
+from autoprune.errors import UserCodeError
 from autoprune.references import resolve
 
 ScoreFn = Callable[[nn.Module, Iterable[tuple[torch.Tensor, Any]]], float]
@@ -49,10 +49,15 @@ def accuracy(model: nn.Module, batches: Iterable[tuple[torch.Tensor, Any]]) -> f
     return correct / max(total, 1)
 
 
-def load_score(ref: str | None) -> tuple[ScoreFn, str]:
-    """The score function named ``ref`` and its name (``accuracy`` when ``ref`` is None)."""
+def load_score(ref: str | None, seed: int = 0) -> tuple[ScoreFn, str]:
+    """The score function named ``ref`` and its name (``accuracy`` when ``ref`` is None;
+    ``channel-bench:PATH``: a Channel-Bench-Macro table, its noisy draws seeded with ``seed``)."""
     if ref is None or ref == "accuracy":
         return accuracy, "accuracy"
+    if ref.startswith("channel-bench:"):
+        from autoprune.channel_bench import table_score
+
+        return table_score(ref, seed), "channel-bench"
     fn = resolve(ref, "score function", "--score")
     name = getattr(fn, "__name__", "score")
 
@@ -62,13 +67,17 @@ def load_score(ref: str | None) -> tuple[ScoreFn, str]:
         model.eval()
         try:
             value = fn(model, batches)
+        except Exception as exc:  # noqa: BLE001 - user code: one line naming it
+            raise UserCodeError(f"--score {ref} raised {type(exc).__name__}: {str(exc)[:200]}") from None
         finally:
             model.train(was_training)
         if isinstance(value, torch.Tensor) and value.numel() == 1:
             value = value.item()
         if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(f"--score {ref} returned a {type(value).__name__}; return one float, higher is better")
-        return float(value) if math.isfinite(value) else math.nan
+            raise UserCodeError(f"--score {ref} returned a {type(value).__name__}; return one float, higher is better")
+        if not math.isfinite(value):
+            raise UserCodeError(f"--score {ref} returned {value}; return one finite float, higher is better")
+        return float(value)
 
     checked.__name__ = name
     return checked, name
@@ -82,4 +91,16 @@ def load_loss(ref: str | None) -> LossFn | None:
     if ref is None or ref == "cross-entropy":
         return None
     fn = resolve(ref, "loss function", "--loss")
-    return lambda output, target, x: fn(output, target)
+
+    def checked(output: torch.Tensor, target: Any, x: torch.Tensor) -> torch.Tensor:
+        try:
+            value = fn(output, target)
+        except Exception as exc:  # noqa: BLE001 - user code, one line naming it
+            raise UserCodeError(f"--loss {ref} raised {type(exc).__name__}: {str(exc)[:200]}") from None
+        if not isinstance(value, torch.Tensor) or value.numel() != 1:
+            got = type(value).__name__ if not isinstance(value, torch.Tensor) else f"a tensor of shape {tuple(value.shape)}"
+            raise UserCodeError(f"--loss {ref} returned {got}; return one scalar tensor (e.g. .mean())")
+        return value
+
+    checked.label = f"--loss {ref}"  # how training errors name it
+    return checked

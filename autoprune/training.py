@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
 from tqdm.auto import tqdm
 
 from autoprune.devices import check_torch_device
-from autoprune.errors import ConfigError
+from autoprune.errors import AutopruneError, ConfigError, DataError, TrainingError
 from autoprune.progress import bar_disabled
 from autoprune.scoring import ScoreFn, accuracy, model_device, to_device
 
@@ -84,8 +85,14 @@ def cosine_lr(step: int, total: int, base: float) -> float:
 def train(model: nn.Module, make_batches: Callable[[int], Batches], cfg: TrainConfig,
           evaluate_fn: Callable[[nn.Module], float] | None = None,
           loss_fn: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
-          on_step: Callable[[int], None] | None = None, progress: bool = True) -> list[dict]:
+          on_step: Callable[[int], None] | None = None, progress: bool = True,
+          class_labels: bool | None = None) -> list[dict]:
     """Train ``model`` with a cosine schedule; returns one record per epoch.
+
+    Every batch is checked before it is trained on: finite inputs, labels that index the model's
+    outputs (``class_labels``; default: when training with cross-entropy) and a finite scalar loss.
+    A failed check stops training with one line (:class:`TrainingError` or :class:`DataError`);
+    nothing is saved from the failing epoch, so a caller's checkpoints stay the last good ones.
 
     Args:
         make_batches: epoch -> iterable of (x, y) batches.
@@ -93,6 +100,7 @@ def train(model: nn.Module, make_batches: Callable[[int], Batches], cfg: TrainCo
         loss_fn: (logits, y, x) -> loss; cross-entropy when omitted (distillation passes its own).
         on_step: called with the global step after every optimiser step (gradual pruning hooks in).
     """
+    class_labels = loss_fn is None if class_labels is None else class_labels
     torch.manual_seed(cfg.seed)
     opt = make_optimizer(model, cfg)
     steps_per_epoch = len(make_batches(0))  # type: ignore[arg-type]
@@ -103,14 +111,19 @@ def train(model: nn.Module, make_batches: Callable[[int], Batches], cfg: TrainCo
     for epoch in range(cfg.epochs):
         model.train()
         running, seen = 0.0, 0
-        bar = tqdm(make_batches(epoch), total=steps_per_epoch, desc=f"epoch {epoch + 1}/{cfg.epochs}",
-                   disable=bar_disabled(progress), leave=False)
+        where = f"epoch {epoch + 1}"
+        bar = tqdm(guarded(make_batches(epoch), f"the training data ({where})"), total=steps_per_epoch,
+                   desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=bar_disabled(progress), leave=False)
         for x, y in bar:
             for group in opt.param_groups:
                 group["lr"] = cosine_lr(step, total, cfg.lr)
             x, y = x.to(device), to_device(y, device)
+            check_inputs(x, f"{where}, step {step + 1}")
             logits = model(x)
+            if class_labels:
+                check_labels(y, logits, f"{where}, step {step + 1}")
             loss = loss_fn(logits, y, x) if loss_fn else ce(logits, y)
+            check_loss(loss, f"{where}, step {step + 1}", getattr(loss_fn, "label", "the training loss"))
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -127,3 +140,53 @@ def train(model: nn.Module, make_batches: Callable[[int], Batches], cfg: TrainCo
         if progress:
             tqdm.write(" ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in record.items()))
     return history
+
+
+def guarded(batches: Iterable[Any], what: str) -> Iterator[Any]:
+    """``batches``, with an error raised while reading them turned into one line naming ``what``."""
+    iterator, index = iter(batches), 0
+    while True:
+        try:
+            item = next(iterator)
+        except StopIteration:
+            return
+        except AutopruneError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - a user's loader: whatever it raises, one line
+            if isinstance(exc, MemoryError):
+                raise
+            raise DataError(f"reading {what} failed at batch {index + 1}: {type(exc).__name__}: "
+                            f"{str(exc)[:200]}; fix the data or its factory") from None
+        yield item
+        index += 1
+
+
+def check_inputs(x: torch.Tensor, where: str) -> None:
+    """Refuse NaN or infinite inputs before they are trained on."""
+    if isinstance(x, torch.Tensor) and x.is_floating_point() and not torch.isfinite(x).all():
+        raise DataError(f"the training inputs hold NaN or infinite values ({where}); clean the data "
+                        f"before training (nothing was trained on them)")
+
+
+def check_labels(y: Any, logits: torch.Tensor, where: str) -> None:
+    """Refuse class labels outside ``[0, outputs)`` (cross-entropy would fail with a device assert)."""
+    if not (isinstance(y, torch.Tensor) and not y.is_floating_point() and y.numel() and logits.dim() == 2):
+        return
+    classes = logits.shape[1]
+    low, high = int(y.min()), int(y.max())
+    if low < 0 or high >= classes:
+        bad = low if low < 0 else high
+        raise DataError(f"label {bad} is not a class of this model ({classes} outputs: labels 0..{classes - 1}) "
+                        f"({where}); fix the labels or build the model with more classes")
+
+
+def check_loss(loss: Any, where: str, label: str = "the training loss") -> None:
+    """A scalar, finite loss; else training stops before the step changes any weight."""
+    if not isinstance(loss, torch.Tensor) or loss.numel() != 1:
+        got = type(loss).__name__ if not isinstance(loss, torch.Tensor) else f"a tensor of shape {tuple(loss.shape)}"
+        raise ConfigError(f"{label} must be one number (a scalar tensor), got {got} ({where}); "
+                          f"reduce it, e.g. with .mean()")
+    if not torch.isfinite(loss.detach()).all():
+        raise TrainingError(f"{label} became {loss.item()} ({where}); stopped before that step "
+                            f"changed the weights; checkpoints saved before it are kept; lower --lr or check "
+                            f"the data and the loss")

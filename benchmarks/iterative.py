@@ -51,6 +51,7 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=6000, help="training images every mode fine-tunes on")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     parser.add_argument("--name", default="iterative_resnet20")
+    parser.add_argument("--device", default="cpu", help="where the fine-tunes run (cuda on a lent GPU)")
     args = parser.parse_args()
     out = result_dir(args.name)
     runs_csv = out / "runs.csv"
@@ -66,7 +67,7 @@ def main() -> None:
         for name, mode in modes(str(POLICY), args.epochs).items():
             if any(r["mode"] == name and r["seed"] == seed for r in rows):
                 continue
-            cfg = FinetuneConfig(epochs=args.epochs, seed=seed, augment=None, val_size=2000)
+            cfg = FinetuneConfig(epochs=args.epochs, seed=seed, augment=None, val_size=2000, device=args.device)
             start = time.perf_counter()
             source = applied / "model.pt" if name == "one-shot" else dense
             folder = work / f"{name}-seed{seed}"

@@ -10,43 +10,28 @@ width it returns has been checked against the budget (see :meth:`BudgetWall.clip
 
 from __future__ import annotations
 
-import math
-import numbers
-
 from autoprune.analysis.groups import PrunableGroup
 from autoprune.budget import Budget
-from autoprune.costs.base import Cost, CostModel
+from autoprune.costs.base import CostModel, checked_cost
 from autoprune.errors import ConfigError
-from autoprune.pruning.ratios import channels_kept
-
-
-def checked_cost(cost_model: CostModel, kept: dict[str, int]) -> Cost:
-    """``cost_model.cost(kept)``, refused in one line naming the model unless it is a :class:`Cost`
-    of finite, non-negative numbers (a plug-in's inf or NaN must not reach a policy file)."""
-    cost = cost_model.cost(kept)
-    name = getattr(cost_model, "name", type(cost_model).__name__)
-    if not isinstance(cost, Cost):
-        raise ConfigError(f"cost model {name!r} returned {type(cost).__name__}, not a Cost; fix the plug-in")
-    for field in ("flops", "params", "latency_ms"):
-        value = getattr(cost, field)
-        ok = value is None and field == "latency_ms" or (
-            isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value) and value >= 0)
-        if not ok:
-            raise ConfigError(f"cost model {name!r} returned {field}={value!r}; costs must be finite, "
-                              f"non-negative numbers; fix the plug-in")
-    return cost
+from autoprune.pruning.widths import WidthChoices
 
 
 class BudgetWall:
-    """Most channels group ``t`` may keep so the budget stays reachable (binary search on the cost)."""
+    """Most channels group ``t`` may keep so the budget stays reachable (binary search on the cost).
+
+    Widths come from ``choices`` (the search space; default: the ratio bounds' grid of multiples of
+    ``round_to``), so every width the wall returns is one the space allows.
+    """
 
     def __init__(self, groups: list[PrunableGroup], cost_model: CostModel, budget: Budget,
-                 min_ratio: list[float], max_ratio: list[float], round_to: int = 1) -> None:
+                 min_ratio: list[float], max_ratio: list[float], round_to: int = 1,
+                 choices: WidthChoices | None = None) -> None:
         self.groups, self.cost_model, self.budget = groups, cost_model, budget
         self.round_to = round_to
-        self.min_keep = [channels_kept(g.channels, hi, round_to) for g, hi in zip(groups, max_ratio)]
-        self.max_keep = [channels_kept(g.channels, lo, round_to) for g, lo in zip(groups, min_ratio)]
-        self.step = [max(1, round_to) if g.channels >= round_to else 1 for g in groups]
+        self.choices = choices or WidthChoices.grid(groups, min_ratio, max_ratio, round_to)
+        self.min_keep = [self.choices.lowest(g.name) for g in groups]
+        self.max_keep = [self.choices.highest(g.name) for g in groups]
 
     def cost_of(self, kept: dict[str, int]) -> float:
         return checked_cost(self.cost_model, kept).value(self.budget.metric)
@@ -56,7 +41,7 @@ class BudgetWall:
         return self.budget.fits(self.cost_of(kept))
 
     def smallest_cost(self) -> float:
-        """Cost with every group pruned to its upper ratio bound."""
+        """Cost with every group at its narrowest allowed width."""
         return self.cost_of({g.name: k for g, k in zip(self.groups, self.min_keep)})
 
     def check_reachable(self) -> None:
@@ -69,14 +54,14 @@ class BudgetWall:
                 f"({smallest / self.budget.dense:.1%} of dense); raise the budget or the max ratio")
 
     def worst_case(self, t: int, decided: dict[str, int]) -> float:
-        """Cost if groups ``t..`` were all pruned to their upper ratio bound."""
+        """Cost if groups ``t..`` were all at their narrowest allowed width."""
         arch = dict(decided)
         for g, k in zip(self.groups[t:], self.min_keep[t:]):
             arch[g.name] = k
         return self.cost_of(arch)
 
     def clip(self, t: int, decided: dict[str, int], requested: int, enforce: bool = True) -> int:
-        """The width group ``t`` gets for ``requested``: within its bounds and, if ``enforce``, feasible.
+        """The width group ``t`` gets for ``requested``: an allowed width and, if ``enforce``, feasible.
 
         Feasible means the budget is still met with every later group at its smallest width. The
         request itself when it fits; else the wall's :meth:`limit`, or (for a non-monotone cost,
@@ -84,11 +69,12 @@ class BudgetWall:
         width always fits (by induction from :meth:`check_reachable`), so every finished episode
         meets the budget whether or not the cost is monotone.
         """
-        kept = int(min(max(requested, self.min_keep[t]), self.max_keep[t]))
+        name = self.groups[t].name
+        kept = self.choices.snap(name, min(max(requested, self.min_keep[t]), self.max_keep[t]))
         if not enforce:
             return kept
         arch = {**decided, **{g.name: k for g, k in zip(self.groups[t + 1:], self.min_keep[t + 1:])}}
-        name, lo, step = self.groups[t].name, self.min_keep[t], self.step[t]
+        lo = self.min_keep[t]
 
         def fits(k: int) -> bool:
             arch[name] = k
@@ -100,35 +86,34 @@ class BudgetWall:
         if limit < kept:
             return limit
         while kept > lo and not fits(kept):  # non-monotone cost: a wider width fits, this one not
-            kept = max(lo, kept - step)
+            kept = self.choices.narrower(name, kept)
         return kept
 
     def limit(self, t: int, decided: dict[str, int]) -> int:
         """Most channels group ``t`` may keep given the ``decided`` earlier groups.
 
-        Bisection between the smallest width (feasible) and the largest: exact for a monotone
-        cost; otherwise a feasible width, perhaps not the largest one.
+        Bisection over the allowed widths between the smallest (feasible) and the largest: exact
+        for a monotone cost; otherwise a feasible width, perhaps not the largest one.
         """
         arch = dict(decided)
         for g, k in zip(self.groups[t + 1:], self.min_keep[t + 1:]):
             arch[g.name] = k
         name = self.groups[t].name
-        lo, hi, step = self.min_keep[t], self.max_keep[t], self.step[t]
+        levels = self.choices.levels[name]
 
         def fits(k: int) -> bool:
             arch[name] = k
             return self.fits(arch)
 
-        if fits(hi):
-            return hi
-        # Invariant: fits(lo) (guaranteed by induction from check_reachable); every move of
-        # ``left`` lands on a width that fits, so the answer fits even for a non-monotone cost.
-        n = (hi - lo) // step
-        left, right = 0, n  # fits(lo + left*step), not fits(lo + right*step) unless right == n
+        if fits(levels[-1]):
+            return levels[-1]
+        # Invariant: fits(levels[left]) (levels[0] fits by induction from check_reachable); every
+        # move of ``left`` lands on a width that fits, so the answer fits even for a non-monotone cost.
+        left, right = 0, len(levels) - 1
         while right - left > 1:
             mid = (left + right) // 2
-            if fits(lo + mid * step):
+            if fits(levels[mid]):
                 left = mid
             else:
                 right = mid
-        return lo + left * step
+        return levels[left]

@@ -34,9 +34,8 @@ class BudgetProjection:
         return out
 
     def _snap(self, t: int, width: float) -> int:
-        """``width`` rounded to the group's channel step, within its bounds."""
-        lo, hi, step = self.wall.min_keep[t], self.wall.max_keep[t], self.wall.step[t]
-        return int(min(max(lo + round((width - lo) / step) * step, lo), hi))
+        """``width`` as the nearest width the space allows."""
+        return self.wall.choices.snap(self.names[t], width)
 
     def project(self, proposed: dict[str, int], exact: bool = False) -> dict[str, int]:
         """The feasible architecture for ``proposed``: itself when it fits and uses the budget
@@ -61,7 +60,7 @@ class BudgetProjection:
             open_groups.sort(key=lambda t: (kept[self.names[t]] / max(proposed[self.names[t]], 1),
                                             kept[self.names[t]] / self.wall.groups[t].channels, t))
             t, name = open_groups[0], self.names[open_groups[0]]
-            trial = {**kept, name: min(kept[name] + self.wall.step[t], self.wall.max_keep[t])}
+            trial = {**kept, name: self.wall.choices.wider(name, kept[name])}
             if self.wall.fits(trial):
                 kept = trial
             if not self.wall.fits(trial) or kept[name] >= self.wall.max_keep[t]:

@@ -23,6 +23,7 @@ from autoprune.envs.projection import BudgetProjection
 from autoprune.envs.rewards import SOFT_BUDGET_REWARDS, Reward, make_reward
 from autoprune.errors import ConfigError
 from autoprune.pruning.ratios import channels_kept
+from autoprune.pruning.widths import WidthChoices
 
 Evaluator = Callable[[Mapping[str, int]], float]
 BUDGET_RULES = ("project", "wall")
@@ -39,7 +40,8 @@ class PruningEnv(gym.Env):
     * ``"project"`` (default): the whole proposal is projected onto the budget at the end
       (:class:`~autoprune.envs.projection.BudgetProjection`): every group moves by the same share
       towards its bound, then leftover budget is filled. No position in the network is favoured,
-      and a finished candidate uses at least 95 % of the budget unless the bounds forbid it.
+      and a finished candidate uses at least ``fill`` (95 %) of the budget unless the bounds forbid it
+      (``fill=0``: a feasible proposal is kept as it is).
     * ``"wall"``: AMC's action wall: each action is clipped so the budget stays reachable whatever
       later groups do (:class:`~autoprune.envs.budget.BudgetWall`); late groups absorb overspend.
 
@@ -48,8 +50,10 @@ class PruningEnv(gym.Env):
 
     ## Action Space
     ``Box(-1, 1, (1,), float32)``: mapped linearly to a ratio in ``[min_ratio, max_ratio]`` of the
-    current group, then rounded to whole channels (a multiple of ``round_to``); clipped at once
-    (``wall``) or projected with the rest of the proposal at the end (``project``).
+    current group, then rounded to whole channels (a multiple of ``round_to``); with listed widths
+    (``choices``, e.g. 1/4, 2/4, 3/4, 4/4 of the group), each width takes an equal share of
+    ``[-1, 1]``. Clipped at once (``wall``) or projected with the rest of the proposal at the end
+    (``project``), always onto widths the space allows.
 
     ## Observation Space
     ``Box(0, 1, (13,), float32)``, every entry scaled to [0, 1]:
@@ -88,7 +92,8 @@ class PruningEnv(gym.Env):
     ``analysis`` (the model behind the groups, needed by the ``global-magnitude`` searcher).
     ``budgets``: several budgets for one budget-conditioned search (a front): each episode draws
     one from ``budget_seed`` and its episode number (``episode_index``, so a resumed search draws
-    the same), shown in the observation; ``pin_budget(i)`` fixes one.
+    the same), shown in the observation; ``pin_budget(i)`` fixes one. ``choices``: the widths each
+    group may take (:class:`~autoprune.pruning.widths.WidthChoices`; default: the ratio bounds' grid).
 
     ``info["result"]`` at the end holds the :class:`~autoprune.envs.episode.EpisodeResult`: kept
     channels, ratios, cost (predicted, in the budget's metric), latency, FLOPs, params, score,
@@ -96,7 +101,8 @@ class PruningEnv(gym.Env):
     scoring and environment time.
 
     ## Version History
-    * v0: initial version; ``budget_rule="project"`` added (default), the wall kept as ``"wall"``.
+    * v0: initial version; ``budget_rule="project"`` added (default), the wall kept as ``"wall"``;
+      ``choices`` (listed widths) added.
     """
 
     metadata = {"render_modes": []}
@@ -106,7 +112,8 @@ class PruningEnv(gym.Env):
                  max_ratio: float | Mapping[str, float] = 0.8, round_to: int = 1,
                  reward: str | Reward = "accuracy", enforce_budget: bool | None = None,
                  analysis: ModelAnalysis | None = None, budget_rule: str = "project",
-                 budgets: Sequence[Budget] | None = None, budget_seed: int = 0) -> None:
+                 budgets: Sequence[Budget] | None = None, budget_seed: int = 0,
+                 choices: WidthChoices | None = None, fill: float = 0.95) -> None:
         super().__init__()
         self.analysis = analysis  # the model the groups come from, for searchers that read weights
         self.groups, self.cost_model, self.budget, self.evaluator = groups, cost_model, budget, evaluator
@@ -116,6 +123,10 @@ class PruningEnv(gym.Env):
         self.reward_fn = make_reward(reward) if isinstance(reward, str) else reward
         self.min_ratio = _per_group(min_ratio, groups, "min_ratio")
         self.max_ratio = _per_group(max_ratio, groups, "max_ratio")
+        self.choices = choices or WidthChoices.grid(groups, self.min_ratio, self.max_ratio, round_to)
+        if not 0.0 <= fill <= 1.0:
+            raise ConfigError(f"fill must be a share of the budget in [0, 1], got {fill}")
+        self.fill = fill
         if budget_rule not in BUDGET_RULES:
             raise ConfigError(f"unknown budget rule {budget_rule!r}; use one of {', '.join(BUDGET_RULES)}")
         self.budget_rule = budget_rule
@@ -147,8 +158,8 @@ class PruningEnv(gym.Env):
     def _use_budget(self, i: int) -> None:
         if i not in self._rules:
             wall = BudgetWall(self.groups, self.cost_model, self.budgets[i], self.min_ratio, self.max_ratio,
-                              self.round_to)
-            self._rules[i] = (wall, BudgetProjection(wall))
+                              self.round_to, self.choices)
+            self._rules[i] = (wall, BudgetProjection(wall, fill_target=self.fill))
         self.budget_index, self.budget = i, self.budgets[i]
         self.wall, self.projection = self._rules[i]
 
@@ -190,11 +201,27 @@ class PruningEnv(gym.Env):
         a = float(np.clip(action, -1.0, 1.0))
         return self.min_ratio[t] + (a + 1.0) / 2.0 * (self.max_ratio[t] - self.min_ratio[t])
 
+    def width_for(self, action: float, t: int) -> int:
+        """The width an action in [-1, 1] asks for at step ``t``: on a grid, the ratio it maps to,
+        rounded to whole channels; for listed widths, one of them, each an equal share of [-1, 1]."""
+        if self.choices.listed:  # -1 asks for the widest, +1 for the narrowest, as on the grid
+            return self.choices.pick(self.groups[t].name, (1.0 - float(np.clip(action, -1.0, 1.0))) / 2.0)
+        return channels_kept(self.groups[t].channels, self.ratio_for(action, t), self.round_to)
+
+    def action_for(self, t: int, kept: int) -> float:
+        """An action that asks for ``kept`` channels of group ``t`` (the inverse of :meth:`width_for`)."""
+        if self.choices.listed:
+            return 1.0 - 2.0 * self.choices.share_of(self.groups[t].name, kept)
+        span = self.max_ratio[t] - self.min_ratio[t]
+        if span <= 0:
+            return 0.0
+        ratio = 1.0 - kept / self.groups[t].channels
+        return float(np.clip(2.0 * (ratio - self.min_ratio[t]) / span - 1.0, -1.0, 1.0))
+
     def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
         start = time.perf_counter()
         t, g = self._t, self.groups[self._t]
-        kept = channels_kept(g.channels, self.ratio_for(float(np.asarray(action).reshape(-1)[0]), t),
-                             self.round_to)
+        kept = self.width_for(float(np.asarray(action).reshape(-1)[0]), t)
         kept = self.wall.clip(t, self._kept, kept, self.enforce_budget and self.budget_rule == "wall")
         self._kept[g.name] = kept
         self._prev = 1.0 - kept / g.channels

@@ -34,11 +34,13 @@ def test_lower_level_python_api_example_runs_as_written(tmp_path):
 
 
 def test_plugin_example_installs_and_searches_as_written(tmp_path):
+    docs = (ROOT / "docs" / "cost-models.md").read_text()
     package = tmp_path / "my-npu"
     (package / "my_npu").mkdir(parents=True)
     (package / "my_npu" / "__init__.py").write_text("")
-    (package / "my_npu" / "cost.py").write_text(block_after("### Your own cost model", "python", "# my_npu/cost.py"))
-    (package / "pyproject.toml").write_text(block_after("### Your own cost model", "toml", "# pyproject.toml"))
+    (package / "my_npu" / "cost.py").write_text(block_after("## Your own cost model", "python", "# my_npu/cost.py",
+                                                            docs))
+    (package / "pyproject.toml").write_text(block_after("## Your own cost model", "toml", "# pyproject.toml", docs))
     site = tmp_path / "site"
     pip = subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation",
                           "--target", str(site), str(package)], capture_output=True, text=True, timeout=300)

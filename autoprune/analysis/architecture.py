@@ -15,7 +15,10 @@ def layer_channels(layer: LayerSpec, arch: Architecture) -> tuple[int, int]:
     An input fed by several groups (``torch.cat``) loses each group's removed channels, times the
     features each channel feeds (a flatten before a Linear); inputs no group feeds stay.
     """
-    c_out = arch.get(layer.out_group, layer.out_channels) if layer.out_group else layer.out_channels
+    if layer.out_slices:
+        c_out = layer.out_channels - sum(channels - arch.get(group, channels) for group, channels in layer.out_slices)
+    else:
+        c_out = arch.get(layer.out_group, layer.out_channels) if layer.out_group else layer.out_channels
     if layer.kind == "depthwise" and layer.out_group:
         c_in = c_out
     elif layer.in_slices:

@@ -83,10 +83,12 @@ def _describe(tp_group: tp.Group, graph: tp.DependencyGraph, names: dict[nn.Modu
             if not out:
                 widths[name] = widths.get(name, 0) + len(idxs)
     producers = sorted(set(producers), key=order.__getitem__)
-    consumers = sorted(set(consumers) - set(producers), key=order.__getitem__)
+    depthwise = {p for p in producers if _is_depthwise(graph.model.get_submodule(p))}
+    # a depthwise conv's input is its output's channels; any other layer that both produces and
+    # consumes the group (a branch added back to its own input) loses input channels too
+    consumers = sorted(set(consumers) - depthwise, key=order.__getitem__)
     root = producers[0]
     root_module = graph.model.get_submodule(root)
-    depthwise = [p for p in producers if _is_depthwise(graph.model.get_submodule(p))]
     if len(producers) - len(depthwise) > 1:
         kind = "residual"
     elif isinstance(root_module, nn.Linear):
@@ -162,6 +164,7 @@ def analyse_model(model: nn.Module, example_input: torch.Tensor,
     kept_whole = {g.name: f"touches grouped convolution {n!r}, which is kept whole"
                   for g in groups for n in g.producers + g.consumers if _is_grouped(model.get_submodule(n))}
     groups = [g for g in groups if g.channels > 1 and g.name not in kept_whole]
+    groups = _distinct_names(groups, model)
     groups.sort(key=lambda g: order[g.name])
     if not groups:
         raise AnalysisError("nothing to prune: the model has no Conv2d/Linear layer whose output "
@@ -170,9 +173,44 @@ def analyse_model(model: nn.Module, example_input: torch.Tensor,
     return ModelAnalysis(model, example_input, groups, layers, output_layer, graph, kept_whole)
 
 
+def _distinct_names(groups: list[PrunableGroup], model: nn.Module) -> list[PrunableGroup]:
+    """Groups that share a first producer (its output split by ``torch.cat`` into slices, each tied
+    by a residual add to one branch) renamed after a producer whose whole output is theirs; the
+    group is then rooted there, so its channel indices address exactly its slice."""
+    by_name: dict[str, list[PrunableGroup]] = {}
+    for g in groups:
+        by_name.setdefault(g.name, []).append(g)
+    shared = {p for same in by_name.values() if len(same) > 1 for g in same for p in g.producers}
+    counts: dict[str, int] = {}
+    for g in groups:
+        for p in g.producers:
+            counts[p] = counts.get(p, 0) + 1
+    out = []
+    for g in groups:
+        if len(by_name[g.name]) == 1:
+            out.append(g)
+            continue
+        own = [p for p in g.producers if counts[p] == 1 and _out_width(model.get_submodule(p)) == g.channels]
+        if not own:
+            raise AnalysisError(f"the output of {g.name!r} is split into slices that no single layer produces "
+                                f"whole ({', '.join(sorted(shared))}); exclude {g.name!r} with --exclude")
+        out.append(replace(g, name=own[0], producers=(own[0], *(p for p in g.producers if p != own[0]))))
+    return out
+
+
+def _out_width(m: nn.Module) -> int:
+    return m.out_channels if isinstance(m, nn.Conv2d) else m.out_features
+
+
 def _link_layers(layers: list[LayerSpec], groups: list[PrunableGroup]) -> list[LayerSpec]:
-    """Each layer with the group its output belongs to and the groups that feed its input."""
-    out_of = {p: g.name for g in groups for p in g.producers}
+    """Each layer with the group its output belongs to and the groups that feed its input; a layer
+    whose output is split over several groups (``out_slices``) is priced by all of them."""
+    out_of: dict[str, str] = {}
+    split: dict[str, list[tuple[str, int]]] = {}
+    for g in groups:
+        for p in g.producers:
+            out_of.setdefault(p, g.name)
+            split.setdefault(p, []).append((g.name, g.channels))
     feeds: dict[str, list[tuple[str, int, int]]] = {}
     for g in groups:
         for consumer, width in zip(g.consumers, g.consumer_widths or [g.channels] * len(g.consumers)):
@@ -182,5 +220,6 @@ def _link_layers(layers: list[LayerSpec], groups: list[PrunableGroup]) -> list[L
         out_g = out_of.get(spec.name)
         slices = () if spec.kind == "depthwise" else tuple(feeds.get(spec.name, ()))
         in_g = out_g if spec.kind == "depthwise" else (slices[0][0] if slices else None)
-        linked.append(replace(spec, in_group=in_g, out_group=out_g, in_slices=slices))
+        out_slices = tuple(split[spec.name]) if len(split.get(spec.name, ())) > 1 else ()
+        linked.append(replace(spec, in_group=in_g, out_group=out_g, in_slices=slices, out_slices=out_slices))
     return linked

@@ -29,6 +29,9 @@ class LayerSpec:
     # (group, its channels, input features it feeds here): several for concatenated inputs; a
     # width above the group's channels for a Linear after a flatten (features per channel)
     in_slices: tuple[tuple[str, int, int], ...] = ()
+    # (group, its channels): an output split over several groups (a concatenation added back to
+    # the layer's output); empty when the output is one group's
+    out_slices: tuple[tuple[str, int], ...] = ()
 
     def macs(self, c_in: int | None = None, c_out: int | None = None) -> int:
         """Multiply-accumulates with ``c_in``/``c_out`` channels (default: the dense widths)."""

@@ -32,7 +32,7 @@ def run(args: argparse.Namespace) -> int:
     if args.model is None and (args.model_args or args.input_shape):
         source = model_source(args, policy.model)
     score = load_score(args.score)[0]
-    splits = resolve_splits(args)
+    splits = resolve_splits(args, tuple(policy.input_shape) if policy.input_shape else None)
     out = ensure_writable_dir(args.out)
     s = apply_stage(args.policy, source, splits, out, args.importance,
                     args.bn_batches, require_weights=args.data != "synthetic", score=score)

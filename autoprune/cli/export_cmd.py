@@ -15,6 +15,8 @@ from autoprune.workflow import export_stage
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("export", help="export a model as ONNX + weights and measure its latency")
     p.add_argument("checkpoint", help="model.pt from apply or finetune")
+    p.add_argument("--model", default=None, metavar="FILE.py:FACTORY",
+                   help="the factory the checkpoint names, when it is your code: naming it consents to running it")
     p.add_argument("--exporter", default="torchscript", choices=EXPORTERS)
     p.add_argument("--threads", type=int, default=1, help="ONNX Runtime threads for the latency figure")
     p.add_argument("--batch-size", type=int, default=1)

@@ -65,10 +65,11 @@ def add_data_args(p: argparse.ArgumentParser) -> None:
                    help="where torch scores, trains and fine-tunes (default: cuda when available, else cpu)")
 
 
-def resolve_splits(args: argparse.Namespace) -> Splits:
-    """The data set named by the options (image folders resized to ``--input-shape`` when given)."""
+def resolve_splits(args: argparse.Namespace, shape: tuple[int, ...] | None = None) -> Splits:
+    """The data set named by the options (image folders resized, synthetic data made, to
+    ``--input-shape``, else to ``shape``: the one a policy or checkpoint records)."""
     return load_splits(args.data, args.data_dir, getattr(args, "augment", None),
-                       parse_input_shape(getattr(args, "input_shape", None)))
+                       parse_input_shape(getattr(args, "input_shape", None)) or shape)
 
 
 def torch_device(args: argparse.Namespace) -> str:

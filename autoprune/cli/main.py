@@ -10,9 +10,10 @@ from pathlib import Path
 
 from autoprune import __version__
 from autoprune.errors import AutopruneError
+from autoprune.references import CODE_OPTIONS, consent
 
 COMMANDS = ("train_cmd", "analyse_cmd", "profile_cmd", "search_cmd", "apply_cmd", "finetune_cmd",
-            "export_cmd", "sensitivity_cmd", "pipeline_cmd", "dynamic_cmd")
+            "export_cmd", "sensitivity_cmd", "pipeline_cmd", "dynamic_cmd", "supernet_cmd")
 EXAMPLES = {
     "train": ["autoprune train --model vgg_small --epochs 10 --out runs/vgg",
               "autoprune train --model my/net.py:build --data imagefolder:images --augment crop --out runs/mine"],
@@ -30,6 +31,8 @@ EXAMPLES = {
     "sensitivity": ["autoprune sensitivity --model resnet20 --out runs/r20-sens"],
     "dynamic": ["autoprune dynamic runs/s70/best_policy.json runs/s50/best_policy.json runs/s30/best_policy.json "
                 "--out runs/dynamic"],
+    "supernet": ["autoprune supernet --model resnet20 --budget 30% --epochs 2 --out runs/r20-supernet",
+                 "autoprune search --scorer supernet --supernet runs/r20-supernet --budget 30% --out runs/r20-sn"],
     "pipeline": ["autoprune pipeline --out runs/resnet20-50pct",
                  "autoprune pipeline --resume --out runs/resnet20-50pct"],
 }
@@ -83,7 +86,8 @@ def _run(args: argparse.Namespace) -> int:
     out = getattr(args, "out", None)
     new_out = out is not None and not Path(out).exists()
     try:
-        return int(args.func(args) or 0)
+        with consent(*(getattr(args, name, None) for name in CODE_OPTIONS)):  # what the user named runs
+            return int(args.func(args) or 0)
     except AutopruneError as exc:
         if new_out:
             _remove_if_empty(Path(out))  # a refused command leaves no folder behind

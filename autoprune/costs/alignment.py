@@ -23,7 +23,7 @@ def group_widths(layers: list[LayerSpec], arch: Architecture) -> dict[str, int]:
     """Channels each group keeps under ``arch`` (dense where ``arch`` does not name it)."""
     dense: dict[str, int] = {}
     for spec in layers:
-        if spec.out_group is not None:
+        if spec.out_group is not None and not spec.out_slices:  # a split output is not one group's width
             dense.setdefault(spec.out_group, spec.out_channels)
     return {g: int(arch.get(g, c)) for g, c in dense.items()}
 

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import abc
+import math
+import numbers
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from autoprune.analysis.architecture import Architecture, layer_channels
 from autoprune.analysis.layers import LayerSpec
+from autoprune.errors import AutopruneError, ConfigError
 
 
 @dataclass(frozen=True)
@@ -33,6 +37,28 @@ def analytic_counts(layers: list[LayerSpec], arch: Architecture) -> tuple[int, i
         flops += spec.macs(c_in, c_out)
         params += spec.params(c_in, c_out)
     return flops, params
+
+
+def checked_cost(cost_model: CostModel, kept: Mapping[str, int]) -> Cost:
+    """``cost_model.cost(kept)``, refused in one line naming the model unless it is a :class:`Cost`
+    of finite, non-negative numbers (a plug-in's inf or NaN must not reach a policy file)."""
+    name = getattr(cost_model, "name", type(cost_model).__name__)
+    try:
+        cost = cost_model.cost(kept)
+    except AutopruneError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - a plug-in's bug: one line naming it
+        raise ConfigError(f"cost model {name!r} raised {type(exc).__name__}: {str(exc)[:200]}; fix the plug-in") from None
+    if not isinstance(cost, Cost):
+        raise ConfigError(f"cost model {name!r} returned {type(cost).__name__}, not a Cost; fix the plug-in")
+    for field in ("flops", "params", "latency_ms"):
+        value = getattr(cost, field)
+        ok = value is None and field == "latency_ms" or (
+            isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value) and value >= 0)
+        if not ok:
+            raise ConfigError(f"cost model {name!r} returned {field}={value!r}; costs must be finite, "
+                              f"non-negative numbers; fix the plug-in")
+    return cost
 
 
 class CostModel(abc.ABC):

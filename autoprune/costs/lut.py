@@ -222,10 +222,12 @@ def _check_meta(meta: dict[str, Any], path: Path) -> None:
     cal = meta.get("calibration", {})
     weights = cal.get("layer_weights") if isinstance(cal, dict) else None
     ok = isinstance(cal, dict) and all(number(cal.get(k, 0.0)) for k in ("scale", "offset")) and (
+        cal.get("scale", 1.0) > 0) and (
         weights is None or isinstance(weights, dict) and all(number(w) and w >= 0 for w in weights.values())) and (
         tolls_ok(cal.get("alignment_tolls", {})))
     if not ok:
-        raise ConfigError(f"{path}: its calibration metadata is malformed; profile the table again")
+        raise ConfigError(f"{path}: its calibration metadata is malformed (scale must be a positive number, "
+                          f"offset and tolls finite); profile the table again")
     round_to = meta.get("round_to", 1)
     if not isinstance(round_to, int) or isinstance(round_to, bool) or round_to < 1:
         raise ConfigError(f"{path}: metadata 'round_to' must be a positive integer, got {round_to!r}")

@@ -12,7 +12,7 @@ from PIL import Image, UnidentifiedImageError
 from torch.utils.data import Dataset
 
 from autoprune.data.streams import StreamSplits
-from autoprune.errors import ConfigError
+from autoprune.errors import ConfigError, DataError
 
 EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 
@@ -44,20 +44,28 @@ class ImageFolder(Dataset):
         if size is None:
             self.size = self._open(self.samples[0][0]).size[::-1]
 
-    def _open(self, path: Path) -> Image.Image:
+    def _open(self, path: Path, decode=None) -> Image.Image:
+        """The image at ``path`` (decoded by ``decode`` when given); one line naming the file when it
+        cannot be read (not an image, truncated, or larger than Pillow's decompression-bomb limit)."""
         try:
-            return Image.open(path)
-        except (UnidentifiedImageError, OSError) as exc:
-            raise ConfigError(f"cannot read image {path}: {exc}; remove or replace the file") from None
+            image = Image.open(path)
+            return decode(image) if decode else image
+        except Image.DecompressionBombError as exc:
+            raise DataError(f"image {path} is too large to decode safely ({exc}); resize it") from None
+        except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
+            raise DataError(f"cannot read image {path}: {exc}; remove or replace the file") from None
 
     def __len__(self) -> int:
         return len(self.samples)
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
         path, label = self.samples[index]
-        image = self._open(path).convert(self.mode)
-        if image.size[::-1] != tuple(self.size):
-            image = image.resize((self.size[1], self.size[0]))
+
+        def decode(image: Image.Image) -> Image.Image:
+            image = image.convert(self.mode)
+            return image if image.size[::-1] == tuple(self.size) else image.resize((self.size[1], self.size[0]))
+
+        image = self._open(path, decode)
         array = np.asarray(image, dtype=np.float32) / 255.0
         tensor = torch.from_numpy(array[None] if array.ndim == 2 else array.transpose(2, 0, 1).copy())
         return tensor, label

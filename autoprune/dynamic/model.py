@@ -25,6 +25,19 @@ from autoprune.training import recalibrate_bn
 Index = slice | torch.Tensor | None  # the active channels of one dimension (None: all)
 
 
+def check_widths(variants: Mapping[str, Mapping[str, int]], channels: Mapping[str, int]) -> None:
+    """Every width a whole number of channels in ``[1, the group's channels]`` of a known group."""
+    for label, kept in variants.items():
+        if not isinstance(kept, Mapping):
+            raise ConfigError(f"variant {label!r} must map group names to channels kept")
+        for group, n in kept.items():
+            if group not in channels:
+                raise ConfigError(f"variant {label!r} names group {group!r}, which the model does not have")
+            if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= channels[group]:
+                raise ConfigError(f"variant {label!r} keeps {n!r} channels of group {group!r}; it has "
+                                  f"{channels[group]}, so keep a whole number from 1 to {channels[group]}")
+
+
 class DynamicModel(nn.Module):
     """Several widths of one model, one set of weights.
 
@@ -43,6 +56,7 @@ class DynamicModel(nn.Module):
         self._analysis = dataclasses.replace(reordered, model=None)  # groups and example input, no second model
         self.net = reordered.model
         channels = {g.name: g.channels for g in analysis.groups}
+        check_widths(variants, channels)
         self.variants = {label: {g: int(kept.get(g, c)) for g, c in channels.items()} for label, kept in variants.items()}
         check_nested(self.variants)
         self.latency_ms = dict(latency_ms or {})
@@ -123,22 +137,36 @@ class DynamicModel(nn.Module):
         with torch.enable_grad():  # Torch-Pruning traces with autograd
             return prune_physically(analysis, last_first, self.variants[label], inplace=True).eval()
 
+    def set_widths(self, kept: Mapping[str, int]) -> DynamicModel:
+        """Run any architecture of the space, ``kept`` channels per group (its leading, most important
+        ones; groups not named stay whole). BN statistics are not switched: recalibrate them (a
+        supernet's candidates are scored that way)."""
+        channels = {g.name: g.channels for g in self._analysis.groups}
+        check_widths({"widths": kept}, channels)
+        plan = self._plan_for({g: int(kept.get(g, c)) for g, c in channels.items()})
+        for name, m in self._sliced.items():
+            m._dyn = plan.get(name, (None, None))
+        self.active = None
+        return self
+
     def _plan(self, label: str) -> dict[str, tuple[Index, Index]]:
         if label not in self._plans:  # built once per variant; later switches only look it up
-            kept = self.variants[label]
-            plan = {}
-            for name, m in self._sliced.items():
-                spans = self._spans.get(name)
-                if spans is None:
-                    continue
-                out_size = m.weight.shape[0] if m.weight is not None else m.num_features
-                out = _active(out_size, spans.out, kept)
-                inp = _active(m.weight.shape[1], spans.inp, kept) if isinstance(m, (nn.Conv2d, nn.Linear)) \
-                    and not is_depthwise(m) else None
-                if out is not None or inp is not None:
-                    plan[name] = (out, inp)
-            self._plans[label] = plan
+            self._plans[label] = self._plan_for(self.variants[label])
         return self._plans[label]
+
+    def _plan_for(self, kept: Mapping[str, int]) -> dict[str, tuple[Index, Index]]:
+        plan = {}
+        for name, m in self._sliced.items():
+            spans = self._spans.get(name)
+            if spans is None:
+                continue
+            out_size = m.weight.shape[0] if m.weight is not None else m.num_features
+            out = _active(out_size, spans.out, kept)
+            inp = _active(m.weight.shape[1], spans.inp, kept) if isinstance(m, (nn.Conv2d, nn.Linear)) \
+                and not is_depthwise(m) else None
+            if out is not None or inp is not None:
+                plan[name] = (out, inp)
+        return plan
 
 
 def check_nested(variants: Mapping[str, Mapping[str, int]]) -> None:

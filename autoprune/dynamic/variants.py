@@ -14,11 +14,14 @@ import torch
 from autoprune.analysis import analyse_model
 from autoprune.atomic import atomic_path, write_json_atomic
 from autoprune.budget import file_label
+from autoprune.checkpoint import load_state_into
 from autoprune.dynamic.model import DynamicModel
 from autoprune.errors import ConfigError
 from autoprune.latency import LatencySettings, measure_onnx_latency
+from autoprune.limits import MAX_CLASSES, check_input_size
 from autoprune.models import create_model
 from autoprune.onnx_export import export_onnx, ort_session
+from autoprune.references import require_consent
 
 VARIANTS_FORMAT, DYNAMIC_FORMAT, VERSION = "autoprune-variants", "autoprune-dynamic", 1
 
@@ -83,10 +86,14 @@ class VariantSet:
             raise ConfigError(f"{path}: malformed variant entry ({exc})") from exc
         if not variants:
             raise ConfigError(f"{path} lists no variants")
+        folder = path.parent.resolve()
         for v in variants:
+            if not isinstance(v.file, str) or (folder / v.file).resolve().parent != folder:
+                raise ConfigError(f"{path}: variant {v.label!r} names {v.file!r}, which is not a file in {path.parent}; "
+                                  f"variant files must sit next to variants.json")
             if not (path.parent / v.file).is_file():
                 raise ConfigError(f"{path}: variant {v.label!r} names {v.file}, which is missing")
-            if not v.latency_ms > 0:
+            if isinstance(v.latency_ms, bool) or not isinstance(v.latency_ms, (int, float)) or not v.latency_ms > 0:
                 raise ConfigError(f"{path}: variant {v.label!r} has latency {v.latency_ms!r}; must be positive")
         return cls(path.parent, variants, tuple(data["input_shape"]), dict(data.get("latency_settings") or {}))
 
@@ -137,11 +144,38 @@ def load_dynamic(path: str | Path) -> DynamicModel:
         raise ConfigError(f"cannot read {path} ({type(exc).__name__}); pass a dynamic.pt written by autoprune") from exc
     if not isinstance(payload, dict) or payload.get("format") != DYNAMIC_FORMAT:
         raise ConfigError(f"{path} is not an autoprune dynamic model")
+    _check_dynamic_header(payload, str(path))
+    require_consent(payload.get("model"), f"dynamic model {path}")
     shape = tuple(payload["input_shape"])
     dense = create_model(payload["model"], shape[0], payload.get("num_classes"), payload.get("model_args") or None)
-    dense.load_state_dict(payload["state_dict"])
+    load_state_into(dense, payload["state_dict"], str(path))
     analysis = analyse_model(dense.eval(), torch.zeros(1, *shape))
     in_order = {g.name: torch.arange(g.channels - 1, -1, -1) for g in analysis.groups}  # saved already sorted
     model = DynamicModel(analysis, in_order, payload["variants"], payload["latency_ms"])
+    known = set(model._bn_buffers())
+    for label, stats in payload["bn_stats"].items():
+        if label not in model.variants or not isinstance(stats, dict) or set(stats) - known:
+            raise ConfigError(f"{path}: BN statistics of {label!r} do not fit the model; the file is damaged")
     model.bn_stats = {label: dict(stats) for label, stats in payload["bn_stats"].items()}
     return model.eval()
+
+
+def _check_dynamic_header(payload: dict[str, Any], path: str) -> None:
+    """Types and sizes of a dynamic model's fields, checked before anything is built from them."""
+    if payload.get("version", 0) > VERSION:
+        raise ConfigError(f"{path} was written by a newer autoprune (version {payload['version']}); upgrade")
+    shape = payload.get("input_shape")
+    if not (isinstance(shape, list) and 1 <= len(shape) <= 4
+            and all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in shape)):
+        raise ConfigError(f"{path}: input_shape {shape!r} must be 1-4 positive integers; the file is damaged")
+    check_input_size(shape, f"{path}: input_shape")
+    classes = payload.get("num_classes")
+    if classes is not None and (isinstance(classes, bool) or not isinstance(classes, int) or not 1 <= classes <= MAX_CLASSES):
+        raise ConfigError(f"{path}: num_classes {classes!r} must be an integer in [1, {MAX_CLASSES}]")
+    kinds = {"model": str, "model_args": dict, "state_dict": dict, "variants": dict, "latency_ms": dict,
+             "bn_stats": dict}
+    for key, kind in kinds.items():
+        if not isinstance(payload.get(key), kind):
+            raise ConfigError(f"{path}: '{key}' must be a {kind.__name__}; the file is damaged or not from autoprune")
+    if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0 for v in payload["latency_ms"].values()):
+        raise ConfigError(f"{path}: every latency must be a positive number of milliseconds")

@@ -82,7 +82,8 @@ def finetune(model: nn.Module, splits: Splits, cfg: FinetuneConfig, teacher: nn.
         teacher.to(check_torch_device(cfg.device))
     loss_fn = distillation_loss(teacher, cfg.kd_alpha, cfg.kd_temperature) if teacher is not None else loss
     history = train(model, lambda e: splits.train(cfg.batch_size, augment=cfg.augment, seed=cfg.seed * 1000 + e),
-                    cfg, evaluate_fn=evaluate_and_keep, loss_fn=loss_fn, on_step=on_step, progress=progress)
+                    cfg, evaluate_fn=evaluate_and_keep, loss_fn=loss_fn, on_step=on_step, progress=progress,
+                    class_labels=loss is None)
     if state["best"] is not None:
         model.load_state_dict(state["best"])
     model.eval()

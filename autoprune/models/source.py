@@ -14,6 +14,7 @@ import yaml
 from torch import nn
 
 from autoprune.errors import ConfigError
+from autoprune.limits import MAX_MODEL_ARGS_BYTES, MAX_MODEL_ARGS_DEPTH, check_input_size
 from autoprune.references import canonical, is_reference
 
 MAX_DIMS = 4
@@ -101,6 +102,7 @@ def parse_input_shape(text: str | None) -> tuple[int, ...] | None:
         raise ConfigError(f"--input-shape must be comma-separated positive integers like 3,32,32, got {text!r}") from None
     if not 1 <= len(shape) <= MAX_DIMS or any(s < 1 or s > 1 << 16 for s in shape):
         raise ConfigError(f"--input-shape must be 1 to {MAX_DIMS} positive integers (each <= 65536), got {text!r}")
+    check_input_size(shape, "--input-shape")
     return shape
 
 
@@ -110,14 +112,31 @@ def parse_model_args(text: str | None) -> dict[str, Any]:
         return {}
     path = Path(text)
     if len(text) < 4096 and path.suffix in (".json", ".yaml", ".yml") and path.is_file():
+        if path.stat().st_size > MAX_MODEL_ARGS_BYTES:
+            raise ConfigError(f"--model-args file {text} is {path.stat().st_size} bytes, over the "
+                              f"{MAX_MODEL_ARGS_BYTES // 1024} KiB limit; give the factory's keyword arguments only")
         text = path.read_text()
+    if len(text.encode()) > MAX_MODEL_ARGS_BYTES:
+        raise ConfigError(f"--model-args is {len(text.encode())} bytes, over the {MAX_MODEL_ARGS_BYTES // 1024} KiB "
+                          f"limit; give the factory's keyword arguments only (a factory reads large data itself)")
     try:
         data = json.loads(text)
-    except json.JSONDecodeError:
+    except (json.JSONDecodeError, RecursionError):
         try:
             data = yaml.safe_load(text)
-        except yaml.YAMLError:
+        except (yaml.YAMLError, RecursionError):
             data = None
+    if isinstance(data, dict) and _depth(data) > MAX_MODEL_ARGS_DEPTH:
+        raise ConfigError(f"--model-args is nested more than {MAX_MODEL_ARGS_DEPTH} levels deep; give plain "
+                          f"keyword arguments like '{{\"width\": 2}}'")
     if not isinstance(data, dict) or not all(isinstance(k, str) for k in data):
         raise ConfigError(f"--model-args must be key-values as JSON or YAML, like '{{\"width\": 2}}', got {text[:60]!r}")
     return data
+
+
+def _depth(value: Any, level: int = 0) -> int:
+    """Nesting depth of lists and dicts (stops counting past the limit)."""
+    if level > MAX_MODEL_ARGS_DEPTH:
+        return level
+    children = value.values() if isinstance(value, dict) else value if isinstance(value, list) else ()
+    return max((_depth(v, level + 1) for v in children), default=level)

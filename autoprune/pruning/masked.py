@@ -35,32 +35,33 @@ class MaskedPruner:
         self._bn_state: dict[str, torch.Tensor] | None = None
         self._members = {g.name: self._out_members(g.name) for g in analysis.groups}
 
-    def _out_members(self, group: str) -> list[str]:
-        """Modules whose output channels belong to ``group`` (producers and their norms)."""
+    def _out_members(self, group: str) -> dict[str, torch.Tensor]:
+        """Modules whose output channels belong to ``group`` (producers and their norms), each with
+        the index of its output channel for every channel of the group (a slice of a wider output
+        when a concatenation splits it over several groups)."""
         tp_group = self.analysis.tp_group(group)
         graph = self.analysis.graph
-        names = []
-        for dep, _ in tp_group:
+        members: dict[str, torch.Tensor] = {}
+        for dep, idxs in tp_group:
             name = graph._module2name.get(dep.target.module)
-            if name is not None and graph.is_out_channel_pruning_fn(dep.handler):
-                names.append(name)
-        return list(dict.fromkeys(names))
+            if name is not None and graph.is_out_channel_pruning_fn(dep.handler) and name not in members:
+                members[name] = torch.as_tensor([int(i) for i in idxs], dtype=torch.long)
+        return members
 
     def apply(self, kept: Mapping[str, int]) -> None:
         """Mask every group down to ``kept[group]`` channels (its most important ones)."""
         self.remove()
-        masks: dict[str, torch.Tensor] = {}
+        removed: dict[str, list[torch.Tensor]] = {}
         for g in self.analysis.groups:
             n_keep = int(kept.get(g.name, g.channels))
             if n_keep >= g.channels:
                 continue
-            mask = torch.ones(g.channels)
-            mask[self.ranking[g.name][: g.channels - n_keep]] = 0.0
-            for member in self._members[g.name]:
-                masks[member] = masks[member] * mask if member in masks else mask
+            dropped = self.ranking[g.name][: g.channels - n_keep]
+            for member, index in self._members[g.name].items():
+                removed.setdefault(member, []).append(index[dropped])
         model = self.analysis.model
-        for name, mask in masks.items():
-            self._handles.append(model.get_submodule(name).register_forward_hook(_mask_hook(mask)))
+        for name, parts in removed.items():
+            self._handles.append(model.get_submodule(name).register_forward_hook(_mask_hook(torch.cat(parts))))
         if self.restore_bn:
             self._bn_state = {k: v.clone() for k, v in model.state_dict().items() if "running_" in k
                               or "num_batches_tracked" in k}
@@ -91,8 +92,16 @@ class _Applied:
         self.pruner.remove()
 
 
-def _mask_hook(mask: torch.Tensor):
+def _mask_hook(removed: torch.Tensor):
+    """A forward hook zeroing output channels ``removed`` (the mask is built once per width)."""
+    masks: dict[tuple[int, torch.device], torch.Tensor] = {}
+
     def hook(module: nn.Module, inputs, output: torch.Tensor) -> torch.Tensor:
+        key = (output.shape[1], output.device)  # the model may run on a GPU
+        if key not in masks:
+            mask = torch.ones(output.shape[1], device=output.device)
+            mask[removed.to(output.device)] = 0.0
+            masks[key] = mask
         shape = [1, -1] + [1] * (output.dim() - 2)
-        return output * mask.to(output.device).view(shape)  # the model may run on a GPU
+        return output * masks[key].view(shape)
     return hook

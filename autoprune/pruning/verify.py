@@ -58,12 +58,14 @@ def _trial(analysis: ModelAnalysis, kept: dict[str, int], ranking: dict[str, tor
         model = prune_physically(analysis, ranking, kept)
     except Exception as exc:  # Torch-Pruning failing on an unknown op
         return f"Torch-Pruning failed ({type(exc).__name__}: {str(exc)[:120]})"
+    expected: dict[str, int] = {}  # a layer whose output several groups share keeps their sum
     for g in analysis.groups:
-        want = kept.get(g.name, g.channels)
         for name in g.producers:
-            got = _out_channels(model.get_submodule(name))
-            if got != want:
-                return f"asked to keep {want} of {g.channels} channels, layer {name!r} kept {got}"
+            expected[name] = expected.get(name, 0) + kept.get(g.name, g.channels)
+    for name, want in expected.items():
+        got = _out_channels(model.get_submodule(name))
+        if got != want:
+            return f"asked to keep {want} channels, layer {name!r} kept {got}"
     try:
         with torch.no_grad():
             out = model.eval()(analysis.example_input)

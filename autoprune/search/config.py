@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import sys
 import types
 import typing
 from dataclasses import asdict, dataclass, fields
@@ -23,17 +25,20 @@ from autoprune.atomic import write_text_atomic
 from autoprune.budget import BudgetSpec
 from autoprune.costs.registry import COST_MODELS
 from autoprune.devices import check_provider, check_torch_device
+from autoprune.dynamic.supernet import SupernetSettings
 from autoprune.envs import BUDGET_RULES, make_reward
 from autoprune.errors import ConfigError
 from autoprune.latency import LatencySettings
 from autoprune.models import is_builtin
-from autoprune.models.source import ModelSource, parse_input_shape
+from autoprune.models.source import ModelSource, parse_input_shape, parse_model_args
 from autoprune.parallel import check_executor
 from autoprune.pruning.importance import IMPORTANCES
-from autoprune.references import canonical
+from autoprune.pruning.widths import parse_widths
+from autoprune.references import CODE_OPTIONS, canonical, require_consent
 from autoprune.scoring import load_loss, load_score
 from autoprune.settings import setting
 
+MAX_SETTINGS_BYTES = 1024 * 1024
 MAX_EPISODES = 10_000_000  # far beyond any search (AMC: 400); larger is a typo
 
 
@@ -86,17 +91,40 @@ class SearchConfig:
     max_ratio: float = setting(0.8, "largest share of a group pruned")
     round_to: int = setting(8, "keep channel counts a multiple of this (ONNX Runtime's CPU kernels are fast "
                                "for multiples of 8)")
+    widths: list[float] = setting(factory=list, metavar="W,W,...",
+                                  help="the widths every group may take: fractions (0.25,0.5,0.75,1.0) or channel "
+                                       "counts (16,32,64); the search picks among them (default: every multiple "
+                                       "of --round-to within the ratio bounds)")
+    group_widths: dict[str, list[float]] = setting(factory=dict, cli=False,
+                                                   help="widths per group name, overriding --widths (config file)")
     importance: str = setting("l1", "l1, l2, bn_scale or taylor")
     reward: str = setting("accuracy", "accuracy, amc or penalty")
     budget_rule: str = setting("project", "project: each finished proposal is projected onto the budget (no "
                                           "position bias); wall: AMC's per-step action wall",
                                choices=list(BUDGET_RULES))
+    budget_fill: float = setting(0.95, "with --budget-rule project: a candidate that fits but uses less of the "
+                                       "budget is filled up to it (0: a feasible proposal is kept as proposed)")
     seeds: list[str] = setting(factory=lambda: list(DEFAULT_SEEDS), metavar="RULE",
                                help=f"one-shot rules played as the first episodes ({', '.join(SEED_RULES)}; "
                                     f"none: --seeds)")
+    refine: int = setting(0, "of the --episodes, this many refine the search's best at its end: the best "
+                             "candidates asked again (noisy scores) and their one-step neighbours, most "
+                             "promising first (an upper-confidence rule)")
+    scorer: str = setting("bn", "how a candidate is scored: bn (pruned from the trained model, BN recalibrated: "
+                                "EagleEye) or supernet (sliced from a once-for-all supernet trained first, BN "
+                                "recalibrated: ranks better at aggressive budgets)", choices=["bn", "supernet"])
+    supernet: str | None = setting(None, "folder of the supernet (--scorer supernet): reused when it holds one for "
+                                         "this model, space and settings, else trained into it, resuming a partial "
+                                         "one (default: <out>/supernet)", metavar="DIR")
+    supernet_epochs: int = setting(2, "epochs the supernet is trained (sandwich rule, in-place distillation)")
+    supernet_sampled: int = setting(2, "architectures per supernet step besides the widest and the narrowest")
     rerank_top: int = setting(6, "after the search, fine-tune this many best candidates briefly and keep the "
                                  "best by that second score (0: off)")
     rerank_steps: int = setting(100, "SGD steps of that short fine-tune (~9 s a ResNet-20 candidate on 2 cores)")
+    rerank_by: str = setting("finetune", "the second score: finetune (a short fine-tune) or requery (the score "
+                                         "asked again --rerank-repeats times and averaged: for noisy scores)",
+                             choices=["finetune", "requery"])
+    rerank_repeats: int = setting(2, "with --rerank-by requery: further queries of each re-ranked candidate")
     verify_top: int = setting(10, "after the search, time this many best candidates here and keep the best "
                                   "within budget (lut tables profiled on this machine; 0: off)")
     executor: str = setting("local", "where candidates are scored: local (this process), processes or ray "
@@ -149,6 +177,19 @@ class SearchConfig:
             raise ConfigError("--worker-gpus places Ray actors; use it with --executor ray")
         if self.worker_timeout is not None and not self.worker_timeout > 0:
             raise ConfigError(f"--worker-timeout must be positive seconds, got {self.worker_timeout}")
+        self.widths = parse_widths(",".join(str(w) for w in self.widths))
+        if self.group_widths and not self.widths:
+            raise ConfigError("group_widths overrides --widths for some groups; give --widths for the others too")
+        self.group_widths = {str(g): parse_widths(",".join(str(w) for w in ws) if isinstance(ws, list) else str(ws))
+                             for g, ws in self.group_widths.items()}
+        if not 0 <= self.refine < max(self.episodes, 1):
+            raise ConfigError(f"--refine must be from 0 to --episodes - 1 ({self.episodes - 1}), got {self.refine}")
+        if self.refine and len(self.budgets) > 1:
+            raise ConfigError("--refine refines one budget's best; it does not go with --budgets")
+        if self.scorer == "supernet":
+            self.supernet_settings()
+        if self.rerank_repeats < 1:
+            raise ConfigError(f"--rerank-repeats must be >= 1, got {self.rerank_repeats}")
         self._check_names()
         return self
 
@@ -158,8 +199,12 @@ class SearchConfig:
         self.budgets = [b.strip() for item in self.budgets for b in str(item).split(",") if b.strip()]
         for b in self.budgets:
             BudgetSpec.parse(b)
-        if len(set(self.budgets)) != len(self.budgets):
-            raise ConfigError(f"--budgets lists a budget twice ({', '.join(self.budgets)}); give each once")
+        merged = {_budget_key(b): b for b in reversed(self.budgets)}  # the first spelling of each is kept
+        if len(merged) < len(self.budgets):
+            kept = [b for b in self.budgets if merged[_budget_key(b)] == b]
+            print(f"note: --budgets {' '.join(self.budgets)} repeats a budget; searching {' '.join(kept)}",
+                  file=sys.stderr)
+            self.budgets = list(dict.fromkeys(kept))
         if len(self.budgets) > 1 and self.n_envs > 1:
             raise ConfigError("--budgets searches in one process; use --n-envs 1")
         if len(self.budgets) == 1:
@@ -190,12 +235,31 @@ class SearchConfig:
         if self.model_args and is_builtin(self.model):
             raise ConfigError(f"--model-args is for models given as file.py:factory; built-in {self.model!r} "
                               f"takes its sizes from the data")
+        if self.model_args:
+            parse_model_args(json.dumps(self.model_args))  # the same size and depth bounds as the option
         load_score(self.score)
         load_loss(self.loss)
+        if self.score and self.score.startswith("channel-bench:"):
+            self._check_table_search()
         device = check_torch_device(self.torch_device)
         check_provider(self.provider)
         if self.eval_mode == "masked" and device != "cpu":
             raise ConfigError("--eval-mode masked scores on the CPU; use --eval-mode physical with --torch-device")
+
+    def _check_table_search(self) -> None:
+        """A table score is a lookup asked in this process (its draws count the asks), on the
+        table's own inputs; no images are needed, so the default data becomes synthetic ones."""
+        if self.executor != "local" or self.n_envs > 1:
+            raise ConfigError("--score channel-bench: is a table lookup (microseconds a candidate): use "
+                              "--executor local and --n-envs 1")
+        if self.data == "fashion-mnist":
+            print("note: --score channel-bench: scores from its table; the model sees synthetic 3x32x32 inputs "
+                  "(no data set is read)", file=sys.stderr)
+            self.data, self.input_shape = "synthetic", self.input_shape or [3, 32, 32]
+
+    def supernet_settings(self) -> SupernetSettings:
+        """The supernet's training settings (--scorer supernet), checked."""
+        return SupernetSettings(epochs=self.supernet_epochs, sampled=self.supernet_sampled, seed=self.seed).check()
 
     def model_source(self) -> ModelSource:
         """The model these settings name."""
@@ -230,8 +294,15 @@ class SearchConfig:
         path = Path(path)
         if not path.is_file():
             raise ConfigError(f"settings file {path} does not exist; check the path")
+        if path.stat().st_size > MAX_SETTINGS_BYTES:
+            raise ConfigError(f"settings file {path} is {path.stat().st_size} bytes, over the "
+                              f"{MAX_SETTINGS_BYTES // 1024} KiB a settings file needs; is it the right file?")
         try:
-            data = yaml.safe_load(path.read_text())
+            data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        except UnicodeDecodeError:
+            raise ConfigError(f"settings file {path} is not text; pass a YAML file like a run's config.yaml") from None
+        except RecursionError:
+            raise ConfigError(f"settings file {path} is nested too deeply to be settings") from None
         except yaml.YAMLError as exc:
             raise ConfigError(f"{path} is not valid YAML ({str(exc).splitlines()[0]})") from exc
         if not isinstance(data, dict):
@@ -243,7 +314,15 @@ class SearchConfig:
         if unknown:
             raise ConfigError(f"{path}: unknown setting {unknown[0]!r}; settings are named as in a run's "
                               f"config.yaml (model, budget, agent, ...)")
+        for name in CODE_OPTIONS:  # a file's references run only with the user's consent
+            require_consent(data.get(name), f"settings file {path}", f"--{name}")
         return data
+
+
+def _budget_key(text: str) -> tuple[float | None, float | None, str | None]:
+    """What a budget means (``50%`` and ``0.5`` are one budget)."""
+    spec = BudgetSpec.parse(text)
+    return (None if spec.fraction is None else round(spec.fraction, 12), spec.value, spec.unit)
 
 
 def _field_types() -> dict[str, tuple[type, ...]]:

@@ -87,6 +87,7 @@ class Candidate:
     flops: int
     params: int
     finetuned: float | None = None  # the second-stage score, once re-ranked
+    key: str | None = None  # the architecture (kept channels, JSON with sorted keys) once known
 
     @classmethod
     def from_result(cls, episode: int, r: EpisodeResult) -> Candidate:
@@ -122,10 +123,17 @@ def scored_feasible(history: pd.DataFrame) -> pd.DataFrame:
     return history[history["feasible"].astype(bool) & history["accuracy"].notna()]
 
 
+def by_architecture(history: pd.DataFrame) -> pd.DataFrame:
+    """The feasible, scored rows with ``mean_score``: the mean of every score their architecture got
+    (a noisy score asked again gives it several; a deterministic one, the same value)."""
+    ok = scored_feasible(history)
+    return ok.assign(mean_score=ok.groupby("kept")["accuracy"].transform("mean"))
+
+
 def top_candidates(history: pd.DataFrame, top: int) -> pd.DataFrame:
-    """The ``top`` best feasible candidates by score (one per architecture), plus the seed rules'
-    candidates (``source`` ``seed:…``) wherever they rank: the pool a search's best is chosen from."""
-    ok = scored_feasible(history).sort_values(["accuracy", "episode"], ascending=[False, True])
+    """The ``top`` best feasible architectures by mean score (their first episode), plus the seed
+    rules' candidates (``source`` ``seed:…``) wherever they rank: the pool a search's best is chosen from."""
+    ok = by_architecture(history).sort_values(["mean_score", "episode"], ascending=[False, True])
     ok = ok.drop_duplicates("kept")
     seeds = ok[ok["source"].astype(str).str.startswith("seed:")] if "source" in ok else ok.iloc[:0]
     return pd.concat([ok.head(top), seeds]).drop_duplicates("episode")

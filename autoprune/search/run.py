@@ -11,7 +11,9 @@ state for ``--resume``), ``sb3_log/`` (SB3's own training log: CSV, and TensorBo
 
 from __future__ import annotations
 
+import copy
 import functools
+import json
 import math
 import sys
 import time
@@ -35,8 +37,9 @@ from autoprune.budget import MEASURED_TOLERANCE, Budget
 from autoprune.costs import CostModel, create_cost_model, profile_latency_table
 from autoprune.data import Splits, load_splits
 from autoprune.devices import check_provider, check_torch_device
+from autoprune.dynamic.supernet import SupernetScorer
 from autoprune.envs import EpisodeResult, PruningEnv
-from autoprune.errors import ConfigError
+from autoprune.errors import ConfigError, UserCodeError
 from autoprune.evaluation import CandidateEvaluator
 from autoprune.memory import release_free_memory
 from autoprune.parallel import PooledScorer, make_executor
@@ -44,6 +47,7 @@ from autoprune.policy import PruningPolicy
 from autoprune.progress import bar_disabled, plain_lines
 from autoprune.pruning import rank_channels
 from autoprune.pruning.verify import check_prunable
+from autoprune.pruning.widths import WidthChoices
 from autoprune.records import RerankRecord, SearchSummary, VerificationRecord
 from autoprune.scoring import ScoreFn, load_loss, load_score
 from autoprune.search.config import SearchConfig
@@ -51,12 +55,15 @@ from autoprune.search.front import FrontPoint, episodes_at, policy_file, write_f
 from autoprune.search.history import (
     Candidate,
     HistoryWriter,
+    by_architecture,
     read_history,
     scored_feasible,
     truncate_history,
 )
+from autoprune.search.refine import final_choice, next_query
 from autoprune.search.report import write_report
 from autoprune.search.rerank import rerank_candidates
+from autoprune.search.supernet import prepare_supernet
 from autoprune.search.verify import measure_top_candidates, skip_reason, verdict
 
 TRIM_EVERY = 50  # episodes between returning freed heap memory to the OS (see autoprune.memory)
@@ -75,6 +82,7 @@ class SearchRun:
         self.command, self.progress = command, progress
         self._splits, self._model, self._score = splits, model, score
         self.best: Candidate | None = None
+        self._scores: dict[str, tuple[float, int, int]] = {}  # architecture -> (sum, count, first episode)
 
     # -- preparation -------------------------------------------------------------------------
     def _cost_model(self, analysis: ModelAnalysis) -> CostModel:
@@ -130,15 +138,32 @@ class SearchRun:
         self.cost_model = self._cost_model(self.analysis)
         self.budgets = [Budget.from_spec(self.cost_model, b) for b in (c.budgets or [c.budget])]
         self.budget = self.budgets[0]  # the one best_policy.json is for (a front's first)
-        score, self.score_name = load_score(c.score)
+        score, self.score_name = load_score(c.score, c.seed)
         if self._score is not None:
             score, self.score_name = self._score, getattr(self._score, "__name__", "score")
         self.evaluator = CandidateEvaluator(self.analysis, ranking, splits, c.val_size, c.bn_batches,
                                             mode=c.eval_mode, score=score, loss=load_loss(c.loss),
                                             device=check_torch_device(c.torch_device))
-        return PruningEnv(self.analysis.groups, group_features(self.analysis), self.cost_model, self.budget,
-                          self.evaluator, c.min_ratio, c.max_ratio, c.round_to, c.reward, analysis=self.analysis,
-                          budget_rule=c.budget_rule, budgets=self.budgets, budget_seed=c.seed)
+        env = PruningEnv(self.analysis.groups, group_features(self.analysis), self.cost_model, self.budget,
+                         self.evaluator, c.min_ratio, c.max_ratio, c.round_to, c.reward, analysis=self.analysis,
+                         budget_rule=c.budget_rule, budgets=self.budgets, budget_seed=c.seed,
+                         choices=self._choices(), fill=c.budget_fill)
+        if c.scorer == "supernet":
+            supernet = prepare_supernet(self.analysis, ranking, splits, self.cost_model, env.choices,
+                                        c.supernet_settings(), [b.fraction for b in self.budgets],
+                                        c.supernet or self.out / "supernet", copy.deepcopy(model).eval(),
+                                        c.torch_device, self.progress)
+            self.evaluator.scorer = SupernetScorer(supernet, self.evaluator.bn_data, self.evaluator.val_data,
+                                                   c.bn_batches, score)
+        return env
+
+    def _choices(self) -> WidthChoices | None:
+        """The widths each group may take: ``--widths`` (and per-group ``group_widths``), else the grid."""
+        c, groups = self.config, self.analysis.groups
+        if not c.widths:
+            return None
+        return WidthChoices.listing(groups, c.widths, c.group_widths, [c.min_ratio] * len(groups),
+                                    [c.max_ratio] * len(groups), c.round_to)
 
     def _vector_env(self) -> PruningEnv | VecEnv:
         """What the searcher plays: the environment, or for SB3 agents with ``n_envs`` > 1 or an
@@ -170,7 +195,8 @@ class SearchRun:
         if self.command:
             write_text_atomic(self.out / "command.txt", self.command + "\n")
         done = 0 if history is None else len(history)
-        point = self.searcher.resume_point(self.out / "agent", done) if done else 0
+        searched = self.config.episodes - self.config.refine  # the searcher's episodes; refinement follows
+        point = self.searcher.resume_point(self.out / "agent", done) if 0 < done <= searched else done
         if point < done:  # the agent's state covers fewer episodes: replay the rest exactly
             tqdm.write(f"resuming from the agent's state after episode {point}: the {done - point} later "
                        f"episodes are played again (same seed, same results)")
@@ -179,6 +205,7 @@ class SearchRun:
             done = point
         if history is not None and done:
             self._restore_best(history)
+            self.evaluator.restore([json.loads(k) for k in history["kept"]])  # noisy lookups draw on
         env.episode_index = done  # a front draws each episode's budget from its number
         writer = HistoryWriter(self.out / "history.csv")
         bar = tqdm(total=self.config.episodes, initial=done, desc=f"search {self.config.agent}",
@@ -207,7 +234,13 @@ class SearchRun:
                            f"{now - start:.0f} s", file=sys.stderr)
 
         try:
-            self.searcher.run(self.search_env, self.config.episodes, on_episode, done, self.out / "agent")
+            if done < searched:
+                self.searcher.run(self.search_env, searched, on_episode, done, self.out / "agent")
+            if self.config.refine:
+                self._refine(on_episode, state)
+        except UserCodeError as exc:  # the user's score or loss: name the episode it failed on
+            raise UserCodeError(f"{exc} (episode {state['episode']}; the episodes before it are in "
+                                f"{self.out / 'history.csv'})") from None
         finally:
             bar.close()
             writer.close()
@@ -218,6 +251,11 @@ class SearchRun:
             summary = self._summary(time.perf_counter() - start, state["episode"] - done, state)
         if state["episode"] >= self.config.episodes and self.best is not None and self.is_front:
             summary["front"] = self._front()
+            missing = [p["label"] for p in summary["front"] if not p["policy"]]
+            if missing:
+                tqdm.write(f"warning: no feasible candidate for budget {', '.join(missing)} in "
+                           f"{self.config.episodes} episodes ({len(self.budgets)} budgets share them); "
+                           f"resume with more --episodes")
             summary["best"] = asdict(self.best)
             self._policy().save(self.out / "best_policy.json")
             write_json_atomic(self.out / "summary.json", summary)
@@ -228,6 +266,23 @@ class SearchRun:
             write_json_atomic(self.out / "summary.json", summary)
         write_report(self.out)
         return summary
+
+    def _refine(self, on_episode, state: dict[str, float]) -> None:
+        """The refinement episodes (see :mod:`autoprune.search.refine`), then the best architecture
+        by its lower confidence bound becomes the search's best."""
+        while state["episode"] < self.config.episodes:
+            kept = next_query(read_history(self.out / "history.csv"), self.env.choices, self.env.wall.fits)
+            if kept is None:
+                break
+            on_episode(self.searcher.play_widths(self.env, kept, exact=True).tagged("refine"))
+        history = read_history(self.out / "history.csv")
+        choice = final_choice(history)
+        if choice is not None:
+            rows = by_architecture(history)
+            rows = rows[[json.dumps(json.loads(k), sort_keys=True) == choice for k in rows["kept"]]]
+            self.best = Candidate.from_row(rows.iloc[0])
+            self.best.accuracy, self.best.key = float(rows.iloc[0]["mean_score"]), choice
+            self._policy().save(self.out / "best_policy.json")
 
     def _rerank(self, verification: VerificationRecord) -> RerankRecord:
         """Second-stage scoring of the best candidates; the best by it becomes ``best_policy.json``."""
@@ -242,7 +297,7 @@ class SearchRun:
         if (self.out / "verification.csv").is_file() and "skipped" not in verification:
             checked = pd.read_csv(self.out / "verification.csv")
             allowed = set(checked.loc[checked["fits"].astype(bool), "episode"].astype(int))
-        frame = rerank_candidates(history, self._second_stage, c.rerank_top, c.rerank_steps, allowed)
+        frame = rerank_candidates(history, self._second_stage_of(history), c.rerank_top, c.rerank_steps, allowed)
         frame.to_csv(self.out / "rerank.csv", index=False)
         if frame.empty or pd.isna(frame.loc[0, "finetuned"]):
             return {"candidates": len(frame), "chosen_episode": None}
@@ -254,9 +309,19 @@ class SearchRun:
         return {"candidates": len(frame), "chosen_episode": chosen, "steps": c.rerank_steps,
                 "chosen_finetuned": self.best.finetuned, "seconds": round(time.perf_counter() - start, 2)}
 
-    def _second_stage(self, kept: Mapping[str, int], steps: int) -> float:
-        """A candidate's score after the short fine-tune of re-ranking (seeded by the search)."""
-        return self.evaluator.finetuned(kept, steps, self.config.seed)
+    def _second_stage_of(self, history: pd.DataFrame):
+        """The second-stage score: after a short fine-tune (seeded by the search), or (``requery``)
+        the mean of every score the architecture got, ``rerank_repeats`` more asked now."""
+        c = self.config
+        if c.rerank_by == "finetune":
+            return lambda kept, steps: self.evaluator.finetuned(kept, steps, c.seed)
+        earlier = by_architecture(history).groupby("kept")["accuracy"].apply(list).to_dict()
+
+        def requery(kept: Mapping[str, int], steps: int) -> float:
+            scores = earlier.get(json.dumps(dict(kept)), []) + [self.evaluator(kept) for _ in range(c.rerank_repeats)]
+            return float(sum(scores) / len(scores))
+
+        return requery
 
     def _verify(self) -> VerificationRecord:
         """Time the best candidates on this machine; keep the most accurate one within budget (see verify)."""
@@ -282,12 +347,33 @@ class SearchRun:
         return result
 
     def _consider(self, episode: int, result: EpisodeResult) -> None:
+        """Keep the best feasible architecture by its mean score (a noisy score asked again for the
+        same architecture is averaged, so one lucky draw does not win)."""
         acc = result.accuracy
         if math.isnan(acc) or not result.feasible or (self.is_front and not self.budget.matches(result.budget)):
             return
-        if self.best is None or acc > self.best.accuracy:
-            self.best = Candidate.from_result(episode, result)
+        key = json.dumps(result.kept, sort_keys=True)
+        total, count, first = self._scores.get(key, (0.0, 0, episode))
+        self._scores[key] = (total + acc, count + 1, first)
+        mean = (total + acc) / (count + 1)
+        if self.best is not None and self.best.key == key:  # the best's own mean moved
+            self.best.accuracy = mean
+            if count + 1 > 1 and not self._is_best_mean(key):
+                self._reselect()
+            return
+        if self.best is None or mean > self.best.accuracy:
+            self.best = Candidate.from_result(first if count else episode, result)
+            self.best.accuracy, self.best.key = mean, key
             self._policy().save(self.out / "best_policy.json")
+
+    def _is_best_mean(self, key: str) -> bool:
+        means = {k: t / n for k, (t, n, _) in self._scores.items()}
+        return means[key] >= max(means.values())
+
+    def _reselect(self) -> None:
+        """The best by mean after the best's mean fell below another's (from the history)."""
+        self._restore_best(read_history(self.out / "history.csv"))
+        self._policy().save(self.out / "best_policy.json")
 
     @property
     def is_front(self) -> bool:
@@ -309,7 +395,7 @@ class SearchRun:
                 continue
             best = Candidate.from_row(ok.loc[ok["accuracy"].idxmax()])
             if c.rerank_top > 0 and not one_shot:
-                frame = rerank_candidates(at, self._second_stage, c.rerank_top, c.rerank_steps)
+                frame = rerank_candidates(at, self._second_stage_of(at), c.rerank_top, c.rerank_steps)
                 if not frame.empty and not pd.isna(frame.loc[0, "finetuned"]):
                     best = Candidate.from_row(history.loc[history["episode"] == int(frame.loc[0, "episode"])].iloc[0])
                     best.finetuned = float(frame.loc[0, "finetuned"])
@@ -326,9 +412,17 @@ class SearchRun:
         return [asdict(p) for p in points]
 
     def _restore_best(self, history) -> None:
-        ok = scored_feasible(episodes_at(history, self.budget) if self.is_front else history)
+        """The best architecture by mean score in ``history`` (its first episode), and the scores so far."""
+        ok = by_architecture(episodes_at(history, self.budget) if self.is_front else history)
+        self._scores = {}
+        for kept, group in ok.groupby("kept", sort=False):
+            key = json.dumps(json.loads(kept), sort_keys=True)
+            self._scores[key] = (float(group["accuracy"].sum()), len(group), int(group["episode"].min()))
         if len(ok):
-            self.best = Candidate.from_row(ok.loc[ok["accuracy"].idxmax()])
+            ranked = ok.sort_values(["mean_score", "episode"], ascending=[False, True])
+            self.best = Candidate.from_row(ranked.iloc[0])
+            self.best.accuracy = float(ranked.iloc[0]["mean_score"])
+            self.best.key = json.dumps(json.loads(ranked.iloc[0]["kept"]), sort_keys=True)
 
     def _policy(self, best: Candidate | None = None, budget: Budget | None = None) -> PruningPolicy:
         b, budget = best or self.best, budget or self.budget
@@ -336,6 +430,7 @@ class SearchRun:
             self.analysis, b.ratios, model_name=self.config.model, model_args=dict(self.config.model_args),
             round_to=self.config.round_to,
             importance=self.config.importance, exclude=list(self.config.exclude), budget=budget.to_dict(),
+            widths=self.env.choices.to_dict() if self.env.choices.listed else None,
             cost_model=self.cost_model.name, predicted_cost=b.predicted_cost(),
             accuracy={"val": b.accuracy, "val_images": self.config.val_size, "episode": b.episode,
                       "bn_batches": self.config.bn_batches,
@@ -391,6 +486,9 @@ def check_val_size(splits: Splits, val_size: int) -> int:
     """The validation samples to score on: a ``--val-size`` beyond the split is refused, not silently
     cut; the default on a smaller split becomes the whole split, with a note."""
     n = splits.val_length()
+    if n == 0:
+        raise ConfigError("the validation split is empty: candidates are scored on it; give the data a "
+                          "validation split (a data factory returns (train, val) or (train, val, test))")
     if n is None or val_size <= n:
         return val_size
     if val_size == SearchConfig.val_size:

@@ -1,18 +1,20 @@
 """search -> apply -> fine-tune -> export in one run folder; resumable stage by stage.
 
 Folder: ``search/`` (a search run folder), ``apply/``, ``finetune/``, ``export/`` (each as written by
-its stage) and ``pipeline.json`` (the headline numbers). With ``resume`` an interrupted search is
+its stage), ``pipeline_config.yaml`` (the fine-tune settings) and ``pipeline.json`` (the headline numbers). With ``resume`` an interrupted search is
 continued and finished stages are skipped.
 """
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+import yaml
 from tqdm.auto import tqdm
 
-from autoprune.atomic import read_json, write_json_atomic
+from autoprune.atomic import read_json, write_json_atomic, write_text_atomic
 from autoprune.data import Splits, load_splits
 from autoprune.errors import ConfigError
 from autoprune.finetune import FinetuneConfig
@@ -33,11 +35,12 @@ def run_pipeline(search: SearchConfig, ft: FinetuneConfig, out: str | Path, dist
     """
     out = Path(out)
     search.out = str(out / "search")
-    if splits is None:
-        splits = load_splits(search.data, search.data_dir, input_shape=search.input_shape)
     done = len(read_history(out / "search" / "history.csv"))
     if done and not resume:
         raise ConfigError(f"{out} already holds a pipeline run; pass --resume to continue it or choose another --out")
+    ft, distill = stage_settings(out, ft, distill, resume)
+    if splits is None:
+        splits = load_splits(search.data, search.data_dir, input_shape=search.input_shape)
     if done < search.episodes:
         SearchRun(search, command, splits, progress).run(resume=done > 0)
     policy = out / "search" / "best_policy.json"
@@ -59,6 +62,33 @@ def run_pipeline(search: SearchConfig, ft: FinetuneConfig, out: str | Path, dist
                    "latency_ms", "dense_latency_ms", "budget_ms", "latency_over_budget", "within_budget_tolerance")}}
     write_json_atomic(out / "pipeline.json", summary)
     return summary
+
+
+STAGE_SETTINGS = "pipeline_config.yaml"  # the fine-tune settings, kept so --resume uses them
+
+
+def stage_settings(out: Path, ft: FinetuneConfig, distill: bool, resume: bool) -> tuple[FinetuneConfig, bool]:
+    """The fine-tune settings of this run: the interrupted run's (from ``pipeline_config.yaml``) when
+    resuming, else the given ones, written there first (the search keeps its own in ``config.yaml``)."""
+    path = out / STAGE_SETTINGS
+    if resume and path.is_file():
+        try:
+            data = yaml.safe_load(path.read_text())
+            saved = data["finetune"]
+            saved["augment"] = tuple(saved["augment"]) if isinstance(saved.get("augment"), list) else saved.get("augment")
+            restored = (FinetuneConfig(**saved), bool(data["distill"]))
+        except (OSError, yaml.YAMLError, KeyError, TypeError) as exc:
+            raise ConfigError(f"{path} is damaged ({type(exc).__name__}); delete it to resume with the settings "
+                              f"of this command") from None
+        if restored != (ft, distill):
+            tqdm.write(f"resuming with the fine-tune settings of the interrupted run ({path}); the command "
+                       f"line's are not used")
+        return restored
+    plain = asdict(ft)
+    plain["augment"] = list(ft.augment) if isinstance(ft.augment, tuple) else ft.augment
+    out.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(path, yaml.safe_dump({"finetune": plain, "distill": distill}, sort_keys=False))
+    return ft, distill
 
 
 def _stage(marker: Path, resume: bool, run) -> dict[str, Any]:

@@ -47,6 +47,7 @@ from autoprune.pruning import rank_channels
 from autoprune.pruning.record import PruningRecord
 from autoprune.pruning.verify import check_prunable
 from autoprune.records import ApplyRecord, ExportRecord, FinetuneRecord
+from autoprune.references import require_consent
 from autoprune.scoring import LossFn, ScoreFn, accuracy
 from autoprune.sensitivity import DEFAULT_RATIOS, plot_sensitivity, sensitivity_sweep
 from autoprune.training import evaluate, recalibrate_bn
@@ -68,6 +69,7 @@ def apply_stage(policy_path: str | Path, source: ModelSource | None, splits: Spl
     policy = PruningPolicy.load(policy_path)
     source = source or policy_model_source(policy, str(policy_path))
     shape = source.shape(tuple(policy.input_shape) if policy.input_shape else splits.input_shape)
+    check_data_shape(splits, shape, f"policy {policy_path}")
     dense = source.load(require_weights, shape[0], splits.num_classes)
     analysis = analyse_model(dense, torch.zeros(1, *shape), exclude=policy.exclude)
     policy.validate_for(analysis, source=f"policy {policy_path}")
@@ -95,6 +97,14 @@ def apply_stage(policy_path: str | Path, source: ModelSource | None, splits: Spl
     return summary
 
 
+def check_data_shape(splits: Splits, shape: tuple[int, ...], source: str) -> None:
+    """Refuse data whose inputs do not have the model's input shape, before any work."""
+    given = tuple(splits.input_shape) if getattr(splits, "input_shape", None) else None
+    if given and tuple(given) != tuple(shape):
+        raise ConfigError(f"the data's inputs have shape {list(given)}, but {source} is for inputs of shape "
+                          f"{list(shape)}; pass data of that shape (or --input-shape for image folders)")
+
+
 def test_split_name(splits: Splits) -> str:
     """Which split the ``test`` numbers come from: data given without one report on validation."""
     return "test" if getattr(splits, "has_test", True) else "val (the data has no test split)"
@@ -104,6 +114,7 @@ def policy_model_source(policy: PruningPolicy, where: str, weights: str | None =
     """The model a policy was found for (name or factory reference, with its arguments)."""
     if not policy.model:
         raise ConfigError(f"{where} names no model; pass --model NAME or --model file.py:factory")
+    require_consent(policy.model, where)
     return ModelSource(policy.model, dict(policy.model_args), weights,
                        tuple(policy.input_shape) if policy.input_shape else None)
 

@@ -1,0 +1,113 @@
+"""Refinement: after the search, the best architectures and their one-step neighbours are scored
+(again), the most promising first, within the same query budget.
+
+A search's best single score is partly luck when scores are noisy (the winner's curse), and the
+best architecture is often one step from the best one found (one group one allowed width
+narrower or wider). Each refinement query goes to the highest upper confidence bound: a known
+architecture's mean plus one noise standard deviation over the square root of its queries, or an
+unqueried neighbour of one of the best three at its parent's mean plus one deviation. The noise
+is the pooled spread of repeated queries (the first refinement query repeats the best one to
+measure it); a score without noise (the same candidate, the same score) is never asked twice, so
+refinement is then a greedy walk through the best candidates' neighbours (NetAdapt's local steps).
+
+The next query is a function of the history alone: an interrupted refinement resumes exactly.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+import pandas as pd
+
+from autoprune.pruning.widths import WidthChoices
+from autoprune.search.history import scored_feasible
+
+PARENTS = 3  # the best architectures whose neighbours are candidates
+Arch = dict[str, int]
+
+
+@dataclass
+class ArchStats:
+    """The scores one architecture got: their sum and count, and its first episode."""
+
+    kept: Arch
+    total: float
+    count: int
+    first: int
+
+    @property
+    def mean(self) -> float:
+        return self.total / self.count
+
+
+def arch_stats(history: pd.DataFrame) -> dict[str, ArchStats]:
+    """Per architecture (its JSON, sorted keys) of the feasible, scored episodes."""
+    stats: dict[str, ArchStats] = {}
+    for kept, score, episode in zip(*(scored_feasible(history)[c] for c in ("kept", "accuracy", "episode"))):
+        arch = json.loads(kept)
+        key = json.dumps(arch, sort_keys=True)
+        if key in stats:
+            stats[key].total += float(score)
+            stats[key].count += 1
+        else:
+            stats[key] = ArchStats(arch, float(score), 1, int(episode))
+    return stats
+
+
+def noise_sd(stats: Mapping[str, ArchStats], history: pd.DataFrame) -> float | None:
+    """Pooled standard deviation of repeated scores of one architecture (None: none repeated yet)."""
+    ok = scored_feasible(history)
+    keys = [json.dumps(json.loads(k), sort_keys=True) for k in ok["kept"]]
+    frame = pd.DataFrame({"key": keys, "score": ok["accuracy"].astype(float)})
+    repeated = frame.groupby("key").filter(lambda g: len(g) > 1)
+    if repeated.empty:
+        return None
+    squares = repeated.groupby("key")["score"].apply(lambda s: ((s - s.mean()) ** 2).sum()).sum()
+    dof = len(repeated) - repeated["key"].nunique()
+    return math.sqrt(squares / dof)
+
+
+def neighbours(kept: Arch, choices: WidthChoices, fits: Callable[[Arch], bool]) -> list[Arch]:
+    """Architectures one allowed width narrower or wider in one group, within the budget."""
+    out = []
+    for name, width in kept.items():
+        for other in (choices.narrower(name, width), choices.wider(name, width)):
+            if other != width:
+                candidate = {**kept, name: other}
+                if fits(candidate):
+                    out.append(candidate)
+    return out
+
+
+def next_query(history: pd.DataFrame, choices: WidthChoices, fits: Callable[[Arch], bool]) -> Arch | None:
+    """The architecture to score next (None: nothing scored yet)."""
+    stats = arch_stats(history)
+    if not stats:
+        return None
+    ranked = sorted(stats.values(), key=lambda s: (-s.mean, s.first))
+    sd = noise_sd(stats, history)
+    if sd is None:  # is the score noisy? ask the best again to find out
+        return ranked[0].kept
+    options: list[tuple[float, int, Arch]] = []
+    if sd > 0:
+        options += [(s.mean + sd / math.sqrt(s.count), -i, s.kept) for i, s in enumerate(ranked)]
+    for i, parent in enumerate(ranked[:PARENTS]):
+        for j, arch in enumerate(neighbours(parent.kept, choices, fits)):
+            if json.dumps(arch, sort_keys=True) not in stats:
+                options.append((parent.mean + sd, -(len(ranked) + 100 * i + j), arch))
+    if not options:
+        return ranked[0].kept
+    return max(options, key=lambda o: (o[0], o[1]))[2]
+
+
+def final_choice(history: pd.DataFrame) -> str | None:
+    """The architecture (JSON, sorted keys) with the best lower confidence bound: its mean minus one
+    noise deviation over the square root of its queries (the best mean when scores are not noisy)."""
+    stats = arch_stats(history)
+    if not stats:
+        return None
+    sd = noise_sd(stats, history) or 0.0
+    return max(stats, key=lambda k: (stats[k].mean - sd / math.sqrt(stats[k].count), -stats[k].first))

@@ -1,0 +1,85 @@
+"""The pending-measurements runner: lists what a results folder still lacks, runs the folder's own
+resumable runner, and never counts or writes a job twice."""
+
+import json
+import sys
+import textwrap
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+import pending  # noqa: E402
+
+
+def _head_to_head(folder: Path, rows: list[dict]) -> pending.HeadToHead:
+    folder.mkdir(parents=True)
+    (folder / "config.json").write_text(json.dumps({
+        "models": ["resnet20"], "budgets": [0.3], "seeds": [0, 1, 2], "methods": ["uniform", "random"],
+        "method_seeds": {"random": [0]}}))
+    pd.DataFrame(rows).to_csv(folder / "runs.csv", index=False)
+    return pending.HeadToHead(folder)
+
+
+def test_finished_rows_are_not_pending_and_the_smaller_protocol_is_followed(tmp_path):
+    source = _head_to_head(tmp_path / "h2h", [{"model": "resnet20", "budget": 0.3, "method": "uniform", "seed": 0,
+                                               "finetune_s": 500.0}])
+    assert source.pending() == [("resnet20", 0.3, "uniform", 1), ("resnet20", 0.3, "uniform", 2),
+                                ("resnet20", 0.3, "random", 0)]
+    estimate = source.estimate()
+    assert estimate.jobs == 3 and estimate.cpu_hours == pytest.approx(3 * 500 / 3600, abs=0.01)
+    assert "3 pending of 4" in pending.report([source])
+
+
+class Appending(pending.Source):
+    """A folder whose runner appends one row per pending job and, while ``crash`` exists, dies
+    after its first job (an interruption)."""
+
+    name = "fake"
+
+    @property
+    def rows_path(self) -> Path:
+        return self.folder / "rows.csv"
+
+    def expected(self):
+        return [(j,) for j in range(5)]
+
+    def key(self, row):
+        return (int(row["job"]),)
+
+    def command(self, device, workers):
+        script = textwrap.dedent(f"""
+            import os, pandas as pd
+            path = {str(self.rows_path)!r}
+            rows = pd.read_csv(path).to_dict("records") if os.path.exists(path) else []
+            done = {{int(r["job"]) for r in rows}}
+            for job in range(5):
+                if job in done:
+                    continue
+                rows.append({{"job": job, "seconds": 1.0, "device": {device!r}}})
+                pd.DataFrame(rows).to_csv(path, index=False)
+                if os.path.exists({str(self.folder / "crash")!r}):
+                    raise SystemExit(1)
+        """)
+        return [sys.executable, "-c", script]
+
+
+def test_an_interrupted_job_list_resumes_and_no_row_is_written_twice(tmp_path, capsys):
+    folder = tmp_path / "fake"
+    folder.mkdir()
+    (folder / "crash").touch()
+    source = Appending(folder)
+    assert pending.run([source], "cpu", 1) == 4  # stopped after one job
+    assert pending.run([source], "cpu", 1) == 3  # each rerun goes on where it stopped
+    (folder / "crash").unlink()
+    assert pending.run([source], "cpu", 1) == 0
+    assert pending.run([source], "cpu", 1) == 0  # nothing pending: the runner is not even started
+    assert sorted(source.finished()) == [(j,) for j in range(5)] and not pending.duplicates(source)
+    assert len(source.rows()) == 5
+    assert "nothing pending" in pending.report([source])
+
+
+def test_a_folder_holding_a_job_twice_is_reported(tmp_path):
+    source = _head_to_head(tmp_path / "h2h", [{"model": "resnet20", "budget": 0.3, "method": "uniform", "seed": 0}] * 2)
+    assert pending.duplicates(source) == [("resnet20", 0.3, "uniform", 0)]
