@@ -7,6 +7,8 @@
   step only (default) or broadcast to every step as AMC's ``amc_search.py`` does
   (``broadcast_reward``; on our toy problem with a known optimum broadcasting made the actor
   collapse to "keep everything", so it is off by default). Bootstrapping uses discount 1.
+* optionally (``reward_scale``) that credit divided by the rewards' moving spread, so the critic
+  sees differences of order one whether scores differ by points or by hundredths.
 """
 
 from __future__ import annotations
@@ -23,12 +25,15 @@ class AMCMixin:
     """Mixed into an SB3 off-policy algorithm (before it in the bases)."""
 
     def __init__(self, *args: Any, critic_learning_rate: float | None = None, broadcast_reward: bool = False,
-                 reward_baseline: bool = True, baseline_decay: float = 0.95, **kwargs: Any) -> None:
+                 reward_baseline: bool = True, baseline_decay: float = 0.95, reward_scale: bool = False,
+                 **kwargs: Any) -> None:
         self.critic_learning_rate = critic_learning_rate
         self.broadcast_reward = broadcast_reward
         self.reward_baseline = reward_baseline
         self.baseline_decay = baseline_decay
+        self.reward_scale = reward_scale  # credit over the moving spread of rewards: a scale-free signal
         self.baseline: float | None = None
+        self.spread: float | None = None
         self._episode_steps = 0
         super().__init__(*args, **kwargs)
 
@@ -54,9 +59,15 @@ class AMCMixin:
         steps = min(self._episode_steps, size) if self.broadcast_reward else 1
         for env_idx in np.flatnonzero(dones):  # vector envs run in lockstep: all finish together
             final = float(reward[env_idx])
+            previous = final if self.baseline is None else self.baseline
             self.baseline = final if self.baseline is None else \
                 self.baseline_decay * self.baseline + (1 - self.baseline_decay) * final
             credit = final - self.baseline if self.reward_baseline else final
+            if self.reward_scale:  # moving mean absolute deviation, so credit is O(1) whatever the score's range
+                deviation = abs(final - previous)
+                self.spread = deviation if self.spread is None else \
+                    self.baseline_decay * self.spread + (1 - self.baseline_decay) * deviation
+                credit = credit / max(self.spread, 1e-8)
             for k in range(1, steps + 1):
                 replay_buffer.rewards[(replay_buffer.pos - k) % size, env_idx] = credit
         self._episode_steps = 0

@@ -407,6 +407,7 @@ def _counters(model: BaseAlgorithm) -> dict[str, Any]:
     log_ent = getattr(model, "log_ent_coef", None)
     return {"num_timesteps": int(model.num_timesteps), "n_updates": int(getattr(model, "_n_updates", 0)),
             "episode_num": int(getattr(model, "_episode_num", 0)), "baseline": getattr(model, "baseline", None),
+            "spread": getattr(model, "spread", None),
             "noise_episodes": getattr(noise, "episodes", None),
             "noise_rng": noise.rng.bit_generator.state if isinstance(noise, DecayingTruncatedNormalNoise) else None,
             "log_ent_coef": None if log_ent is None else float(log_ent.detach().reshape(-1)[0]),
@@ -437,7 +438,7 @@ def _set_counters(model: BaseAlgorithm, c: dict[str, Any]) -> None:
     model.num_timesteps = int(c["num_timesteps"])
     model._n_updates, model._episode_num = int(c.get("n_updates", 0)), int(c.get("episode_num", 0))
     if hasattr(model, "baseline"):
-        model.baseline = c.get("baseline")
+        model.baseline, model.spread = c.get("baseline"), c.get("spread")
     _set_noise(model, c)
     model._autoprune_counters = c  # the noise is set again once learn() has reset it (see run)
     if c.get("log_ent_coef") is not None and getattr(model, "log_ent_coef", None) is not None:

@@ -213,6 +213,10 @@ def load_model(path: str | Path, model_name: str | None = None, model_args: dict
                           f"pass --model {payload['model']} or other weights")
     with consent(model_name):  # a caller naming the model consents to its factory
         require_consent(payload.get("model"), f"checkpoint {path}")
+    if is_builtin(name) and name not in MODELS.names():
+        source = f"checkpoint {path} names" if name == payload.get("model") else "--model is"
+        raise ConfigError(f"{source} model {name!r}, which this autoprune does not have (built-ins: "
+                          f"{', '.join(MODELS.names())}); pass --model NAME or --model file.py:factory")
     if payload.get("model") is None:  # a plain state dict: what the caller says is all there is
         payload.update(model=name, in_channels=in_channels, **({"num_classes": num_classes} if num_classes else {}))
         if model_args:

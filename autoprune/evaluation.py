@@ -9,6 +9,7 @@ import torch
 
 from autoprune.analysis.groups import ModelAnalysis
 from autoprune.data.batches import Splits
+from autoprune.data.guard import guarded
 from autoprune.errors import UserCodeError
 from autoprune.pruning.masked import MaskedPruner
 from autoprune.pruning.physical import prune_physically
@@ -22,7 +23,8 @@ BN_BATCH_SIZE = 128
 def search_bn_batches(splits: Splits, bn_batches: int, batch_size: int = BN_BATCH_SIZE) -> list:
     """The fixed training batches a search recalibrates BN on (the leading ones, in order, not
     augmented); ``apply`` and the Python API recalibrate on the same, so scores reproduce."""
-    return list(splits.train(batch_size, shuffle=False, augment=False, limit=bn_batches * batch_size))  # a few hundred steps from pruned weights: gentle, no warm-up needed
+    return list(guarded(splits.train(batch_size, shuffle=False, augment=False, limit=bn_batches * batch_size),
+                        "the training data"))  # a few hundred steps from pruned weights: gentle, no warm-up needed
 
 
 class CandidateEvaluator:
@@ -53,7 +55,7 @@ class CandidateEvaluator:
         self.pruner = MaskedPruner(analysis, ranking) if mode == "masked" else None
         self.model = analysis.model
         self.bn_data = search_bn_batches(splits, bn_batches, batch_size)
-        self.val_data = list(splits.val(batch_size=500, limit=val_size))
+        self.val_data = list(guarded(splits.val(batch_size=500, limit=val_size), "the validation data"))
         self.bn_batches = bn_batches
         self.splits, self.finetune_batch = splits, finetune_batch
         self.score, self.device, self.loss = score, torch.device(device), loss

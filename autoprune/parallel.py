@@ -90,11 +90,23 @@ def _init_worker(factory: Callable[[], Scorer], threads: int, parent: int | None
     _WORKER["scorer"] = factory()
 
 
-def exit_with_parent(parent: int, every_s: float = 0.5) -> None:
+def exit_with_parent(parent: int, every_s: float = 0.5, child: bool = True) -> None:
     """Exit this worker process as soon as ``parent`` is gone (killed with -9 included), so no
-    worker outlives the search that started it (a daemon thread polls the parent's id)."""
+    worker outlives the search that started it (a daemon thread polls). ``child``: ``parent`` is
+    this process's parent (a process pool); else any process on this machine (a Ray actor's driver)."""
+    def alive() -> bool:
+        if child:
+            return os.getppid() == parent
+        try:
+            os.kill(parent, 0)
+            return True
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+
     def watch() -> None:
-        while os.getppid() == parent:
+        while alive():
             time.sleep(every_s)
         os._exit(1)
 
@@ -186,7 +198,9 @@ class ProcessExecutor:
 class _ScoringActor:
     """A Ray actor holding one scorer (built once)."""
 
-    def __init__(self, factory: Callable[[], Scorer], threads: int) -> None:
+    def __init__(self, factory: Callable[[], Scorer], threads: int, driver: int | None = None) -> None:
+        if driver is not None:  # a local runtime: the actor exits with the search that started it
+            exit_with_parent(driver, child=False)
         _init_worker(factory, threads)
 
     def score(self, kept: Kept) -> tuple[float, float]:
@@ -207,6 +221,7 @@ class RayExecutor:
         import ray
 
         self.ray, self.started = ray, not ray.is_initialized()
+        self.local = self.started and not address  # actors on this machine: they can watch this process
         if self.started:  # ours to stop on close; a runtime the caller started stays up
             kwargs = {"address": address} if address else {"num_cpus": max(workers * cpus, 1)}
             ray.init(include_dashboard=False, log_to_driver=False, ignore_reinit_error=True, **kwargs)
@@ -218,7 +233,7 @@ class RayExecutor:
 
     def _new_actor(self, ready: bool = True):
         """An actor; ``ready``: once started (its scorer built), so the timeout measures scoring alone."""
-        actor = self.actor_class.remote(self.factory, self.threads)
+        actor = self.actor_class.remote(self.factory, self.threads, os.getpid() if self.local else None)
         if ready:
             self.ray.get(actor.pid.remote())
         return actor

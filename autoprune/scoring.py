@@ -10,6 +10,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from autoprune.data.guard import guarded
 from autoprune.errors import UserCodeError
 from autoprune.references import resolve
 
@@ -41,7 +42,7 @@ def accuracy(model: nn.Module, batches: Iterable[tuple[torch.Tensor, Any]]) -> f
     model.eval()
     device = model_device(model)
     correct = total = 0
-    for x, y in batches:
+    for x, y in guarded(batches, "the evaluation data"):
         y = torch.as_tensor(y).to(device)
         correct += (model(x.to(device)).argmax(1) == y).sum().item()
         total += len(y)

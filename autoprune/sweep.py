@@ -4,17 +4,19 @@ Ray tasks, yielded as they finish so the caller can record each at once (and res
 A task that raises is yielded with its exception (the caller records it; the sweep goes on); a
 Ray task whose worker dies is retried by Ray (``retries``); a worker process that dies breaks
 its pool, and the tasks not finished by then are yielded with that error (a rerun retries them).
+Worker processes exit when the process that started them is killed.
 """
 
 from __future__ import annotations
 
 import multiprocessing
+import os
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
-from autoprune.parallel import check_executor
+from autoprune.parallel import check_executor, exit_with_parent
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -46,7 +48,8 @@ def run_tasks(fn: Callable[[T], R], items: Sequence[T], executor: str = "local",
             except Exception as exc:  # noqa: BLE001 - recorded by the caller, the sweep goes on
                 yield TaskResult(item, error=exc)
     elif executor == "processes":
-        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
+                                 initializer=exit_with_parent, initargs=(os.getpid(),)) as pool:
             running = {pool.submit(fn, item): item for item in items}
             while running:
                 done, _ = wait(list(running), return_when=FIRST_COMPLETED)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -11,8 +11,9 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from autoprune.data.guard import guarded
 from autoprune.devices import check_torch_device
-from autoprune.errors import AutopruneError, ConfigError, DataError, TrainingError
+from autoprune.errors import ConfigError, DataError, TrainingError
 from autoprune.progress import bar_disabled
 from autoprune.scoring import ScoreFn, accuracy, model_device, to_device
 
@@ -140,25 +141,6 @@ def train(model: nn.Module, make_batches: Callable[[int], Batches], cfg: TrainCo
         if progress:
             tqdm.write(" ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in record.items()))
     return history
-
-
-def guarded(batches: Iterable[Any], what: str) -> Iterator[Any]:
-    """``batches``, with an error raised while reading them turned into one line naming ``what``."""
-    iterator, index = iter(batches), 0
-    while True:
-        try:
-            item = next(iterator)
-        except StopIteration:
-            return
-        except AutopruneError:
-            raise
-        except Exception as exc:  # noqa: BLE001 - a user's loader: whatever it raises, one line
-            if isinstance(exc, MemoryError):
-                raise
-            raise DataError(f"reading {what} failed at batch {index + 1}: {type(exc).__name__}: "
-                            f"{str(exc)[:200]}; fix the data or its factory") from None
-        yield item
-        index += 1
 
 
 def check_inputs(x: torch.Tensor, where: str) -> None:

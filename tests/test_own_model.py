@@ -128,16 +128,18 @@ def test_own_model_and_data_go_through_analyse_search_apply_export(user, tmp_pat
     policy = json.loads((run / "best_policy.json").read_text())
     assert policy["input_shape"] == [3, 32, 32]
     assert policy["model"] == (f"{(user / 'ownnet.py').resolve()}:build" if form == "file" else "ownnet:build")
-    assert main(["apply", str(run / "best_policy.json"), "--data", data, "--out", str(tmp_path / "a")]) == 0
+    assert main(["apply", str(run / "best_policy.json"), "--model", model, "--data", data,
+                 "--out", str(tmp_path / "a")]) == 0  # naming the policy's factory consents to running it
     applied = json.loads((tmp_path / "a" / "apply.json").read_text())
     assert applied["test_split"].startswith("val")  # the data factory gave no test split, and it says so
     # BN recalibrated on the search's batches: the applied model reproduces the search's score
     assert applied["val_score"] == pytest.approx(policy["accuracy"]["val"], abs=1e-6)
-    assert main(["export", str(tmp_path / "a" / "model.pt"), "--out", str(tmp_path / "e")]) == 0
+    assert main(["export", str(tmp_path / "a" / "model.pt"), "--model", model, "--out", str(tmp_path / "e")]) == 0
     exported = json.loads((tmp_path / "e" / "export.json").read_text())
     assert exported["latency_ms"] > 0 and exported["model"] == policy["model"]
     monkeypatch.chdir(tmp_path.parent)  # the recorded reference rebuilds the model from anywhere
-    model_, payload = load_model(tmp_path / "e" / "model.pt")
+    with autoprune.consent(policy["model"]):
+        model_, payload = load_model(tmp_path / "e" / "model.pt")
     assert model_(torch.randn(2, 3, 32, 32)).shape == (2, 4)
     assert [m.out_channels for m in model_.modules() if isinstance(m, torch.nn.Conv2d)] == [
         policy["channels"]["body.0"], policy["channels"]["body.3"]]
@@ -230,9 +232,9 @@ def test_a_non_image_model_on_vectors(user, tmp_path):
                  *QUICK, "--out", str(run)]) == 0
     policy = json.loads((run / "best_policy.json").read_text())
     assert policy["input_shape"] == [20] and set(policy["ratios"]) == {"0", "2"}
-    assert main(["apply", str(run / "best_policy.json"), "--data", f"{user}/owndata.py:vectors",
-                 "--out", str(tmp_path / "a")]) == 0
-    model, _ = load_model(tmp_path / "a" / "model.pt")
+    assert main(["apply", str(run / "best_policy.json"), "--model", f"{user}/ownnet.py:vectors",
+                 "--data", f"{user}/owndata.py:vectors", "--out", str(tmp_path / "a")]) == 0
+    model, _ = load_model(tmp_path / "a" / "model.pt", f"{user}/ownnet.py:vectors")
     assert model(torch.randn(5, 20)).shape == (5, 3)
 
 
@@ -298,9 +300,10 @@ def test_provider_reaches_the_latency_settings(user, tmp_path):
     run = tmp_path / "p"
     assert main(["search", "--model", f"{user}/ownnet.py:build", "--data", f"{user}/owndata.py:datasets",
                  *QUICK, "--out", str(run)]) == 0
-    assert main(["apply", str(run / "best_policy.json"), "--data", f"{user}/owndata.py:datasets",
-                 "--out", str(tmp_path / "a")]) == 0
-    assert main(["export", str(tmp_path / "a" / "model.pt"), "--provider", "cpu", "--out", str(tmp_path / "e")]) == 0
+    assert main(["apply", str(run / "best_policy.json"), "--model", f"{user}/ownnet.py:build",
+                 "--data", f"{user}/owndata.py:datasets", "--out", str(tmp_path / "a")]) == 0
+    assert main(["export", str(tmp_path / "a" / "model.pt"), "--model", f"{user}/ownnet.py:build", "--provider", "cpu",
+                 "--out", str(tmp_path / "e")]) == 0
     exported = json.loads((tmp_path / "e" / "export.json").read_text())
     assert exported["latency_settings"]["provider"] == "CPUExecutionProvider"
 
@@ -321,7 +324,7 @@ def test_train_sensitivity_and_pipeline_take_references(user, tmp_path):
     model, data = f"{user}/ownnet.py:build", f"{user}/owndata.py:loaders"
     assert main(["train", "--model", model, "--model-args", "width: 8", "--data", data, "--epochs", "1",
                  "--lr", "0.05", "--out", str(tmp_path / "t")]) == 0
-    trained, payload = load_model(tmp_path / "t" / "model.pt")
+    trained, payload = load_model(tmp_path / "t" / "model.pt", model)
     assert payload.model_args == {"width": 8} and payload.input_shape == (3, 32, 32)
     assert main(["sensitivity", "--model", model, "--model-args", "width: 8", "--weights", str(tmp_path / "t" / "model.pt"),
                  "--data", data, "--ratios", "0.5", "--val-size", "48", "--out", str(tmp_path / "s")]) == 0
@@ -331,5 +334,5 @@ def test_train_sensitivity_and_pipeline_take_references(user, tmp_path):
                  "--out", str(tmp_path / "p")]) == 0
     summary = json.loads((tmp_path / "p" / "pipeline.json").read_text())
     assert summary["latency_ms"] > 0 and summary["params"][1] < summary["params"][0]
-    tuned, payload = load_model(tmp_path / "p" / "finetune" / "model.pt")
+    tuned, payload = load_model(tmp_path / "p" / "finetune" / "model.pt", model)
     assert payload.model_args == {"width": 8} and tuned(torch.randn(1, 3, 32, 32)).shape == (1, 4)

@@ -180,15 +180,18 @@ def test_workers_die_when_their_search_is_killed(tmp_path):
     cmd = [sys.executable, "-m", "autoprune.cli.main", "-q", "search", *TINY, "--agent", "random",
            "--episodes", "100000", "--executor", "processes", "--workers", "2", "--out", str(out)]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    workers = []
-    deadline = time.time() + 120
-    while time.time() < deadline and len(workers) < 2:
+    from autoprune.search import read_history
+
+    deadline = time.time() + 300
+    while time.time() < deadline and len(read_history(out / "history.csv")) < 4:  # workers up and scoring
         time.sleep(0.2)
-        workers = _children(proc.pid)
+    workers = _children(proc.pid)
     assert len(workers) >= 2, "the workers did not start"
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
-    time.sleep(10)
+    deadline = time.time() + 10
+    while time.time() < deadline and any(_alive(pid) for pid in workers):
+        time.sleep(0.2)
     alive = [pid for pid in workers if _alive(pid)]
     assert not alive, f"workers {alive} outlived their search"
 

@@ -40,7 +40,7 @@ from autoprune.finetune import (
     sparsity_report,
 )
 from autoprune.latency import LatencySettings, measure_latency
-from autoprune.models import create_model, is_builtin
+from autoprune.models import create_model, is_builtin, list_models
 from autoprune.models.source import ModelSource
 from autoprune.policy import PruningPolicy
 from autoprune.pruning import rank_channels
@@ -115,6 +115,9 @@ def policy_model_source(policy: PruningPolicy, where: str, weights: str | None =
     if not policy.model:
         raise ConfigError(f"{where} names no model; pass --model NAME or --model file.py:factory")
     require_consent(policy.model, where)
+    if is_builtin(policy.model) and policy.model not in list_models():
+        raise ConfigError(f"{where} names model {policy.model!r}, which this autoprune does not have (built-ins: "
+                          f"{', '.join(list_models())}); pass --model NAME or --model file.py:factory")
     return ModelSource(policy.model, dict(policy.model_args), weights,
                        tuple(policy.input_shape) if policy.input_shape else None)
 
