@@ -78,6 +78,7 @@ class ApplyRecord(TypedDict):
     policy: str
     model: str
     importance: str
+    init: str  # "dense", or "supernet <folder>": where the pruned model's weights came from
     dense_test_acc: float
     pruned_test_acc_raw: float
     pruned_test_acc_bn: float

@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 import torch
+from hypothesis import settings
 from torch import nn
 
 from autoprune.analysis import analyse_model
 from autoprune.data import synthetic_splits
+
+# Property tests: a small profile in the default run, the thorough one in CI's second pass
+# (HYPOTHESIS_PROFILE=thorough, see .ci/run).
+settings.register_profile("default", max_examples=30)
+settings.register_profile("thorough", max_examples=150)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 
 
 class TinyResNet(nn.Module):

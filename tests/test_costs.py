@@ -1,8 +1,6 @@
 import copy
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -147,16 +145,14 @@ def test_entry_point_plugin_is_used_by_name(monkeypatch, tiny_analysis):
     assert dense == pytest.approx(sum(s.out_channels for s in tiny_analysis.layers) * 1e-3)
 
 
-def test_cli_profile_and_plugin_by_name(tmp_path):
-    env = {**os.environ, "PYTHONPATH": str(PLUGIN_DIST)}
-    out = subprocess.run([sys.executable, "-m", "autoprune.cli.main", "profile", "mlp",
-                          "--round-to", "128", "--calibration", "2", "--out", str(tmp_path / "mlp.csv")],
-                         capture_output=True, text=True, env=env, timeout=120)
-    assert out.returncode == 0, out.stderr
-    assert "profiled 3 layers of mlp" in out.stdout and (tmp_path / "mlp.csv").is_file()
-    code = ("from autoprune.costs import list_cost_models; print(list_cost_models())")
-    names = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=60)
-    assert "channel-count" in names.stdout
+def test_cli_profile_and_plugin_by_name(tmp_path, monkeypatch, capsys):
+    from autoprune.cli.main import main
+    from autoprune.costs import list_cost_models
+
+    monkeypatch.syspath_prepend(str(PLUGIN_DIST))
+    assert main(["profile", "mlp", "--round-to", "128", "--calibration", "2", "--out", str(tmp_path / "mlp.csv")]) == 0
+    assert "profiled 3 layers of mlp" in capsys.readouterr().out and (tmp_path / "mlp.csv").is_file()
+    assert "channel-count" in list_cost_models()
 
 
 def test_per_layer_calibration_recovers_weights_and_alignment_tolls():
@@ -332,20 +328,19 @@ def _plugin_dist(root: Path) -> Path:
     return root
 
 
-def test_a_broken_plugin_fails_only_when_named_and_plugins_get_their_options(tmp_path):
-    env = {**os.environ, "PYTHONPATH": str(_plugin_dist(tmp_path))}
-    base = [sys.executable, "-m", "autoprune.cli.main", "-q", "search", "--model", "mlp", "--data", "synthetic",
-            "--agent", "uniform", "--val-size", "64", "--bn-batches", "1"]
-    ok = subprocess.run([*base, "--cost-model", "flops", "--out", str(tmp_path / "a")], capture_output=True,
-                        text=True, env=env, timeout=120)
-    assert ok.returncode == 0, ok.stderr  # the broken plug-in installed beside does not matter
-    bad = subprocess.run([*base, "--cost-model", "broken-npu", "--out", str(tmp_path / "b")], capture_output=True,
-                         text=True, env=env, timeout=120)
-    assert bad.returncode == 2 and "plug-in 'broken-npu'" in bad.stderr and "vendor SDK" in bad.stderr
-    assert bad.stderr.count("\n") == 1
-    given = subprocess.run([*base, "--cost-model", "options-npu", "--hardware-profile", "2.0", "--budget", "0.1ms",
-                            "--out", str(tmp_path / "c")], capture_output=True, text=True, env=env, timeout=120)
-    assert given.returncode == 0, given.stderr
+def test_a_broken_plugin_fails_only_when_named_and_plugins_get_their_options(tmp_path, monkeypatch, capsys):
+    from autoprune.cli.main import main
+
+    monkeypatch.syspath_prepend(str(_plugin_dist(tmp_path)))  # installed beside: found by its entry points
+    base = ["-q", "search", "--model", "mlp", "--data", "synthetic", "--agent", "uniform", "--val-size", "64",
+            "--bn-batches", "1"]
+    assert main([*base, "--cost-model", "flops", "--out", str(tmp_path / "a")]) == 0  # the broken one does not matter
+    capsys.readouterr()
+    assert main([*base, "--cost-model", "broken-npu", "--out", str(tmp_path / "b")]) == 2
+    err = capsys.readouterr().err
+    assert "plug-in 'broken-npu'" in err and "vendor SDK" in err and err.count("\n") == 1
+    assert main([*base, "--cost-model", "options-npu", "--hardware-profile", "2.0", "--budget", "0.1ms",
+                 "--out", str(tmp_path / "c")]) == 0
     policy = json.loads((tmp_path / "c" / "best_policy.json").read_text())
     macs = FlopsCostModel(analyse_model(create_model("mlp"), torch.randn(1, 1, 28, 28)).layers).dense_cost().flops
     assert policy["budget"]["dense"] == pytest.approx(2.0 * macs / 1e6)  # the plug-in priced with --hardware-profile 2.0

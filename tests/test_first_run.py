@@ -64,6 +64,7 @@ def test_every_command_help_shows_defaults_and_examples():
     assert "(default: 300)" in " ".join(commands["search"].format_help().split())
 
 
+@pytest.mark.slow
 def test_dynamo_exporter_writes_a_checked_onnx_file(tmp_path):
     from autoprune.onnx_export import export_onnx
 

@@ -26,7 +26,7 @@ from autoprune.search import SearchConfig
 
 ANALYSIS = analyse_model(create_model("mlp").eval(), torch.randn(1, 1, 28, 28))
 VALID = PruningPolicy.for_model(ANALYSIS, {"body.0": 0.5, "body.2": 0.25}, "mlp").to_dict()
-FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+FUZZ = settings(deadline=None, suppress_health_check=[HealthCheck.too_slow])  # examples: the profile's (conftest)
 
 scalars = (st.none() | st.booleans() | st.integers(-10**12, 10**12) | st.floats(allow_nan=True, allow_infinity=True)
            | st.text(max_size=12))
@@ -118,7 +118,7 @@ def test_latency_table_loader_accepts_or_refuses_in_one_line(meta, rows):
         assert isinstance(layer, LayerTable) and np.isfinite(layer.predict(8, 8))
 
 
-@settings(max_examples=40, deadline=None,
+@settings(max_examples=max(10, settings.default.max_examples // 4), deadline=None,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 @given(policy_mutations)
 def test_cli_apply_never_shows_a_traceback(capsys, mutation):
@@ -156,7 +156,8 @@ def test_any_budget_text_is_a_finite_budget_or_a_one_line_error(text):
     assert json.loads(json.dumps(budget.to_dict(), allow_nan=False))  # always valid JSON
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=max(10, settings.default.max_examples // 6), deadline=None,
+          suppress_health_check=[HealthCheck.too_slow])
 @given(st.sampled_from(["--budget", "--max-ratio", "--min-ratio", "--val-size", "--round-to",
                         "--rerank-top", "--rerank-steps", "--agent-param"]), NUMBERS)
 def test_cli_numeric_options_succeed_or_fail_in_one_line(option, value):

@@ -35,6 +35,7 @@ def _scorer(marker_dir: str):
     return score
 
 
+@pytest.mark.slow
 def test_a_killed_or_hung_worker_is_replaced_and_a_failing_candidate_recorded_as_nan(tmp_path):
     executor = ProcessExecutor(functools.partial(_scorer, str(tmp_path)), workers=2, timeout_s=8, retries=2)
     try:
@@ -56,6 +57,7 @@ def _history(folder: Path) -> pd.DataFrame:
     return pd.read_csv(folder / "history.csv").drop(columns=["wall_s", "score_s"])
 
 
+@pytest.mark.slow  # the killed-worker test below compares with the local history in the default run
 @pytest.mark.parametrize("agent", ["random", "cmaes"])
 def test_processes_give_the_history_of_the_local_search(tmp_path, agent):
     """Also when the pooled search stops after 5 episodes and is resumed to 9."""
@@ -143,6 +145,7 @@ def ray_runtime():
     ray.shutdown()
 
 
+@pytest.mark.slow
 def test_ray_actors_killed_or_failing_are_survived(ray_runtime, tmp_path):
     from autoprune.parallel import RayExecutor
 
@@ -160,6 +163,7 @@ def test_ray_actors_killed_or_failing_are_survived(ray_runtime, tmp_path):
     assert ray_runtime.is_initialized()  # an executor leaves a runtime it joined running
 
 
+@pytest.mark.slow
 def test_ray_search_gives_the_local_history_when_a_worker_is_killed_by_pid(ray_runtime, tmp_path):
     score = tmp_path / "score.py"  # (Ray's workers started before this test: the flag's path is in the file)
     score.write_text(
@@ -179,6 +183,7 @@ def test_ray_search_gives_the_local_history_when_a_worker_is_killed_by_pid(ray_r
     assert history.equals(_history(tmp_path / "local"))
 
 
+@pytest.mark.slow
 def test_sweep_cells_run_as_ray_tasks(ray_runtime):
     from autoprune.sweep import run_tasks
 

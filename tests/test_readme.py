@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text()
 
@@ -33,6 +35,7 @@ def test_lower_level_python_api_example_runs_as_written(tmp_path):
     assert (tmp_path / "runs/api/export/model.onnx").is_file() and payload.pruning is not None
 
 
+@pytest.mark.slow
 def test_plugin_example_installs_and_searches_as_written(tmp_path):
     docs = (ROOT / "docs" / "cost-models.md").read_text()
     package = tmp_path / "my-npu"

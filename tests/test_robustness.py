@@ -151,7 +151,7 @@ def test_a_loss_that_misbehaves_is_named_in_one_line(user, tmp_path, capsys, los
 
 @pytest.mark.parametrize("score,message", [("raising_score", "raised RuntimeError: metric server down"),
                                            ("nan_score", "returned nan"), ("text_score", "returned a str")])
-@pytest.mark.parametrize("executor", ["local", "processes"])
+@pytest.mark.parametrize("executor", ["local", pytest.param("processes", marks=pytest.mark.slow)])
 def test_a_score_that_misbehaves_is_named_with_its_episode(user, capsys, score, message, executor):
     args = ["-q", "search", *TINY, "--agent", "random", "--episodes", "3", "--score", f"user.py:{score}",
             "--executor", executor, "--workers", "1", "--out", "s"]
@@ -175,6 +175,7 @@ def test_workers_are_capped_by_the_machine(tmp_path, capsys):
     assert cap_workers(1) == 1
 
 
+@pytest.mark.slow
 def test_workers_die_when_their_search_is_killed(tmp_path):
     out = tmp_path / "s"
     cmd = [sys.executable, "-m", "autoprune.cli.main", "-q", "search", *TINY, "--agent", "random",

@@ -1,6 +1,7 @@
+import contextlib
+import io
 import json
-import subprocess
-import sys
+from types import SimpleNamespace
 
 import pandas as pd
 import pytest
@@ -14,8 +15,13 @@ TINY = ["--model", "mlp", "--data", "synthetic", "--cost-model", "flops", "--bud
 
 
 def run_cli(*args):
-    return subprocess.run([sys.executable, "-m", "autoprune.cli.main", *args], capture_output=True, text=True,
-                          timeout=300)
+    """The CLI in this process (what a shell would see: exit code, stdout, stderr)."""
+    from autoprune.cli.main import main
+
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = main(list(args))
+    return SimpleNamespace(returncode=code, stdout=out.getvalue(), stderr=err.getvalue())
 
 
 def test_cli_search_completes_and_resumes(tmp_path):
@@ -105,6 +111,7 @@ def test_missing_weights_for_real_data(tmp_path, capsys):
     assert code == 2 and "Fashion-MNIST not found" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_parallel_envs_search_and_resume(tmp_path):
     """TD3 playing two episodes at a time, each environment in a worker process; the same with the
     environments here and their candidates scored on two pooled workers gives the same history."""

@@ -109,3 +109,24 @@ def test_a_search_scores_with_the_supernet_and_reuses_it(tmp_path, capsys):
     assert main([*common[:-10], "--supernet-epochs", "2", "--agent", "random", "--episodes", "2", "--val-size", "64",
                  "--bn-batches", "2", "--rerank-top", "0", "--out", str(tmp_path / "c")]) == 2  # other settings
     assert "another model, search space or settings" in capsys.readouterr().err
+
+
+def test_apply_can_start_from_the_supernets_slice(tmp_path, capsys):
+    common = ["-q", "search", "--model", "mlp", "--data", "synthetic", "--cost-model", "flops", "--budget", "40%",
+              "--scorer", "supernet", "--supernet-epochs", "1", "--agent", "random", "--episodes", "4",
+              "--val-size", "64", "--bn-batches", "2", "--rerank-top", "0", "--out", str(tmp_path / "s")]
+    assert main(common) == 0
+    policy = tmp_path / "s" / "best_policy.json"
+    assert main(["-q", "apply", str(policy), "--data", "synthetic", "--out", str(tmp_path / "dense")]) == 0
+    assert main(["-q", "apply", str(policy), "--data", "synthetic", "--init", "supernet", "--supernet",
+                 str(tmp_path / "s" / "supernet"), "--out", str(tmp_path / "sn")]) == 0
+    from autoprune.checkpoint import load_model
+
+    a, info_a = load_model(tmp_path / "dense" / "model.pt")
+    b, info_b = load_model(tmp_path / "sn" / "model.pt")
+    assert info_a.pruning.kept == info_b.pruning.kept  # the same architecture ...
+    sa, sb = a.state_dict(), b.state_dict()
+    assert any(not torch.equal(sa[k], sb[k]) for k in sa)  # ... with the supernet's weights
+    assert main(["-q", "apply", str(policy), "--data", "synthetic", "--init", "supernet",
+                 "--out", str(tmp_path / "x")]) == 2
+    assert "--supernet DIR" in capsys.readouterr().err

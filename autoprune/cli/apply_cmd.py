@@ -6,6 +6,7 @@ import argparse
 
 from autoprune.cli.common import ensure_writable_dir
 from autoprune.cli.loading import add_data_args, add_model_args, model_source, resolve_splits
+from autoprune.errors import ConfigError
 from autoprune.policy import PruningPolicy
 from autoprune.scoring import load_score
 from autoprune.workflow import apply_stage
@@ -22,11 +23,17 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="report FUNCTION(model, batches) -> float instead of accuracy (the search's --score)")
     p.add_argument("--bn-batches", type=int, default=None,
                    help="BN recalibration batches after pruning (default: the search's, so the score matches)")
+    p.add_argument("--init", default="dense", choices=["dense", "supernet"],
+                   help="the pruned model's weights: the dense model's channels, or the supernet's slice (--supernet)")
+    p.add_argument("--supernet", default=None, metavar="DIR", help="the supernet folder for --init supernet")
     p.add_argument("--out", default="runs/apply", help="output folder")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    if (args.init == "supernet") != (args.supernet is not None):
+        raise ConfigError("--init supernet and --supernet DIR go together (the supernet's folder, e.g. the search's "
+                          "<out>/supernet)")
     policy = PruningPolicy.load(args.policy)
     source = model_source(args) if args.model else policy_model_source(policy, f"policy {args.policy}", args.weights)
     if args.model is None and (args.model_args or args.input_shape):
@@ -35,7 +42,7 @@ def run(args: argparse.Namespace) -> int:
     splits = resolve_splits(args, tuple(policy.input_shape) if policy.input_shape else None)
     out = ensure_writable_dir(args.out)
     s = apply_stage(args.policy, source, splits, out, args.importance,
-                    args.bn_batches, require_weights=args.data != "synthetic", score=score)
+                    args.bn_batches, require_weights=args.data != "synthetic", score=score, supernet=args.supernet)
     print(f"pruned {s['dense_params']} -> {s['pruned_params']} parameters; test accuracy {s['dense_test_acc']:.4f} "
           f"dense, {s['pruned_test_acc_raw']:.4f} pruned, {s['pruned_test_acc_bn']:.4f} after BN "
           f"recalibration; saved {out / 'model.pt'} (fine-tune it with: autoprune finetune {out / 'model.pt'})")

@@ -125,8 +125,19 @@ class DynamicModel(nn.Module):
         """The variant ``label`` as a physically pruned model (same weights, same outputs)."""
         active = self.active
         self.set_variant(label)
-        model = copy.deepcopy(self.net)
+        model = self._pruned_copy(self.variants[label])
         self.set_variant(active)
+        return model
+
+    def pruned_widths(self, kept: Mapping[str, int]) -> nn.Module:
+        """Any architecture of the space as a physically pruned model with these weights (its BN
+        statistics: the buffers as they are; recalibrate them)."""
+        channels = {g.name: g.channels for g in self._analysis.groups}
+        check_widths({"widths": kept}, channels)
+        return self._pruned_copy({g: int(kept.get(g, c)) for g, c in channels.items()})
+
+    def _pruned_copy(self, kept: Mapping[str, int]) -> nn.Module:
+        model = copy.deepcopy(self.net)  # the whole net (its slicing plan dropped below), then cut
         for m in model.modules():
             if hasattr(m, "_dyn"):
                 del m._dyn
@@ -135,7 +146,7 @@ class DynamicModel(nn.Module):
         last_first = {g: torch.arange(c - 1, -1, -1) for g, c in channels.items()}  # already sorted
         analysis = dataclasses.replace(self._analysis, model=model)
         with torch.enable_grad():  # Torch-Pruning traces with autograd
-            return prune_physically(analysis, last_first, self.variants[label], inplace=True).eval()
+            return prune_physically(analysis, last_first, kept, inplace=True).eval()
 
     def set_widths(self, kept: Mapping[str, int]) -> DynamicModel:
         """Run any architecture of the space, ``kept`` channels per group (its leading, most important

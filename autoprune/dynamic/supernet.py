@@ -169,6 +169,21 @@ def read_supernet(folder: str | Path) -> dict[str, Any] | None:
     return payload
 
 
+def load_supernet(folder: str | Path, supernet: DynamicModel) -> DynamicModel:
+    """``supernet`` (the dense model's, reordered with the search's ranking) with the weights trained
+    into ``folder``; a one-line error when there are none or they do not fit."""
+    payload = read_supernet(folder)
+    if payload is None:
+        raise ConfigError(f"{folder} holds no supernet; train one with 'autoprune supernet' or search with "
+                          f"--scorer supernet")
+    try:
+        supernet.net.load_state_dict(payload["state_dict"])
+    except RuntimeError as exc:
+        raise ConfigError(f"the supernet in {folder} was trained for another model ({str(exc).splitlines()[0][:120]})"
+                          ) from None
+    return supernet.eval()
+
+
 class SupernetScorer:
     """``scorer(kept) -> score``: the supernet sliced to ``kept``, BN recalibrated on ``bn_data``,
     scored on ``val_data`` (the search's fixed slices)."""

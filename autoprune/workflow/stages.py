@@ -27,6 +27,8 @@ from autoprune.checkpoint import (
     shipped_weights,
 )
 from autoprune.data import Splits
+from autoprune.dynamic.model import DynamicModel
+from autoprune.dynamic.supernet import load_supernet
 from autoprune.errors import ConfigError
 from autoprune.evaluation import CandidateEvaluator, search_bn_batches
 from autoprune.export import export_model
@@ -56,8 +58,12 @@ from autoprune.workflow.iterative import IterativeSettings, imp_stage, iterative
 
 def apply_stage(policy_path: str | Path, source: ModelSource | None, splits: Splits, out: str | Path,
                 importance: str | None = None, bn_batches: int | None = None,
-                require_weights: bool = True, score: ScoreFn = accuracy) -> ApplyRecord:
+                require_weights: bool = True, score: ScoreFn = accuracy,
+                supernet: str | Path | None = None) -> ApplyRecord:
     """Prune the dense model to the policy for real, recalibrate BN, save it; returns ``apply.json``.
+
+    ``supernet``: a supernet folder (``--init supernet``): the pruned model starts from the
+    supernet's slice of the policy's architecture instead of the dense model's channels.
 
     The model is ``source``, or the one the policy names (with its factory arguments). The
     modules the search excluded are read from the policy, so its groups match the model's. BN is
@@ -74,6 +80,10 @@ def apply_stage(policy_path: str | Path, source: ModelSource | None, splits: Spl
     analysis = analyse_model(dense, torch.zeros(1, *shape), exclude=policy.exclude)
     policy.validate_for(analysis, source=f"policy {policy_path}")
     pruned, record = apply_policy(analysis, policy, importance, splits.train(64, shuffle=False), policy.exclude)
+    if supernet is not None:  # same architecture, the supernet's weights for it
+        ranking = rank_channels(analysis, importance or policy.importance, splits.train(64, shuffle=False))
+        sliced = load_supernet(supernet, DynamicModel(analysis, ranking, {})).pruned_widths(record.kept)
+        pruned.load_state_dict(sliced.state_dict())
     raw_test = evaluate(pruned, splits.test(), score)
     searched = policy.accuracy or {}
     bn = bn_batches if bn_batches is not None else int(searched.get("bn_batches", 5))
@@ -81,6 +91,7 @@ def apply_stage(policy_path: str | Path, source: ModelSource | None, splits: Spl
     val_images = int(searched.get("val_images", 0)) or None
     summary = {
         "policy": str(policy_path), "model": source.ref, "importance": importance or policy.importance,
+        "init": "dense" if supernet is None else f"supernet {supernet}",
         "dense_test_acc": evaluate(dense, splits.test(), score), "pruned_test_acc_raw": raw_test,
         "pruned_test_acc_bn": evaluate(pruned, splits.test(), score), "pruned_val_acc_bn": evaluate(pruned, splits.val(), score),
         "val_score": evaluate(pruned, splits.val(limit=val_images), score), "val_score_search": searched.get("val"),
