@@ -8,18 +8,17 @@ factories take ``(seed, preset, overrides, preset_file)``; plug-in searchers reg
 from __future__ import annotations
 
 from autoprune.agents.amc import AMCDDPG, AMCSAC, AMCTD3, AMCMixin
-from autoprune.agents.evolution import CMAESSearcher
-from autoprune.agents.noise import DecayingTruncatedNormalNoise
-from autoprune.agents.presets_io import AgentParams, ParamValue, load_preset, parse_overrides
-from autoprune.agents.searchers import (
-    ALGORITHMS,
+from autoprune.agents.base import Searcher
+from autoprune.agents.baselines import (
     GlobalMagnitudeSearcher,
     KnapsackSearcher,
     RandomSearcher,
-    SB3Searcher,
-    Searcher,
     UniformSearcher,
 )
+from autoprune.agents.evolution import CMAESSearcher
+from autoprune.agents.noise import DecayingTruncatedNormalNoise
+from autoprune.agents.presets_io import AgentParams, ParamValue, load_preset, parse_overrides
+from autoprune.agents.sb3 import ALGORITHMS, SB3Searcher
 from autoprune.agents.seeded import DEFAULT_SEEDS, SEED_RULES, SeededSearcher
 from autoprune.errors import ConfigError
 from autoprune.registry import Registry
@@ -54,11 +53,11 @@ for _algo in ALGORITHMS:
 
 
 def list_searchers() -> list[str]:
-    """Agent and baseline names accepted by :func:`make_searcher`."""
+    """Agent and baseline names accepted by :func:`create_searcher`."""
     return sorted([*SEARCHERS.names(), *ALIASES])
 
 
-def make_searcher(name: str, seed: int = 0, preset: str = "default", overrides: AgentParams | None = None,
+def create_searcher(name: str, seed: int = 0, preset: str = "default", overrides: AgentParams | None = None,
                   preset_file: str | None = None, seeds: tuple[str, ...] = ()) -> Searcher:
     """A searcher by name, its hyper-parameters from ``preset`` plus ``overrides``.
 
@@ -77,4 +76,6 @@ def _make(name: str, seed: int, preset: str, overrides: AgentParams | None, pres
 __all__ = ["ALGORITHMS", "AMCDDPG", "AMCMixin", "AMCSAC", "AMCTD3", "AgentParams", "CMAESSearcher", "DEFAULT_SEEDS",
            "ParamValue", "DecayingTruncatedNormalNoise", "GlobalMagnitudeSearcher", "KnapsackSearcher", "ONE_SHOT",
            "RandomSearcher", "SB3Searcher", "SEED_RULES", "Searcher", "SeededSearcher", "UniformSearcher",
-           "SEARCHERS", "list_searchers", "load_preset", "make_searcher", "parse_overrides"]
+           "SEARCHERS", "list_searchers", "load_preset", "create_searcher", "parse_overrides"]
+
+make_searcher = create_searcher  # the name before factories were all create_*

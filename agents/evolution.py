@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 from cmaes import CMA
 
-from autoprune.agents.searchers import Searcher, batch_size, play_batch
+from autoprune.agents.base import Searcher, batch_size, play_batch
 from autoprune.atomic import write_json_atomic
 from autoprune.errors import ConfigError
 

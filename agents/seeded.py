@@ -8,13 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from autoprune.agents.searchers import (
-    EpisodeHook,
-    GlobalMagnitudeSearcher,
-    KnapsackSearcher,
-    Searcher,
-    UniformSearcher,
-)
+from autoprune.agents.base import EpisodeHook, Searcher
+from autoprune.agents.baselines import GlobalMagnitudeSearcher, KnapsackSearcher, UniformSearcher
 from autoprune.envs.episode import EpisodeResult
 from autoprune.errors import ConfigError
 

@@ -328,7 +328,7 @@ def cap_workers(workers: int, cpus_each: float = 1.0) -> int:
     return capped
 
 
-def make_executor(name: str, factory: Callable[[], Scorer], workers: int, local: Scorer | None = None,
+def create_executor(name: str, factory: Callable[[], Scorer], workers: int, local: Scorer | None = None,
                   **options: Any) -> Executor:
     """The executor ``name`` (``local`` uses ``local``, the scorer already built in this process).
 

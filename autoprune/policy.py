@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -38,6 +38,40 @@ SCHEMA_VERSION = 1
 MAX_BYTES = 10 * 1024 * 1024
 
 
+@dataclass(frozen=True)
+class SearchScore:
+    """What the search measured of a policy's candidate (the policy file's ``accuracy`` object).
+
+    ``val``: its first-stage score on ``val_images`` validation images after BN recalibration on
+    ``bn_batches`` training batches; ``val_finetuned``: the re-ranking score after
+    ``finetune_steps`` SGD steps (when re-ranked); ``episode``: where it came from.
+    """
+
+    val: float | None = None
+    val_images: int | None = None
+    episode: int | None = None
+    bn_batches: int | None = None
+    val_finetuned: float | None = None
+    finetune_steps: int | None = None
+
+    @classmethod
+    def from_dict(cls, data: dict[str, float] | None, source: str = "policy") -> SearchScore | None:
+        if data is None:
+            return None
+        unknown = sorted(set(data) - {f.name for f in fields(cls)})
+        if unknown:
+            raise PolicyError(f"{source}: 'accuracy' has an unknown field {unknown[0]!r}")
+        for key, value in data.items():
+            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
+                                      or not math.isfinite(value)):
+                raise PolicyError(f"{source}: accuracy field {key!r} must be a finite number, got {value!r}")
+        ints = {"val_images", "episode", "bn_batches", "finetune_steps"}
+        return cls(**{k: (int(v) if k in ints and v is not None else v) for k, v in data.items()})
+
+    def to_dict(self) -> dict[str, float]:
+        return {k: v for k, v in asdict(self).items() if v is not None}
+
+
 @dataclass
 class PruningPolicy:
     """Per-group pruning ratios and their provenance."""
@@ -53,13 +87,17 @@ class PruningPolicy:
     budget: dict[str, Any] | None = None
     cost_model: str | None = None
     predicted_cost: dict[str, float] | None = None
-    accuracy: dict[str, float] | None = None
+    accuracy: SearchScore | None = None
     channels: dict[str, int] = field(default_factory=dict)
     widths: dict[str, list[int]] | None = None  # channels each group could keep (a listed search space)
     created: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
     tool_version: str = __version__
     torch_version: str = torch.__version__
     schema_version: int = SCHEMA_VERSION
+
+    def __post_init__(self) -> None:
+        if isinstance(self.accuracy, dict):  # the JSON form, as older code and the Python API pass it
+            self.accuracy = SearchScore.from_dict(self.accuracy)
 
     @classmethod
     def for_model(cls, analysis: ModelAnalysis, ratios: dict[str, float], model_name: str | None = None,
@@ -96,7 +134,9 @@ class PruningPolicy:
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON document (``format`` first)."""
-        return {"format": FORMAT, **asdict(self)}
+        data = asdict(self)
+        data["accuracy"] = None if self.accuracy is None else self.accuracy.to_dict()
+        return {"format": FORMAT, **data}
 
     def save(self, path: str | Path) -> Path:
         """Write the policy atomically (tmp file + rename)."""
@@ -125,6 +165,7 @@ class PruningPolicy:
         kwargs = {k: data[k] for k in cls.__dataclass_fields__ if k in data}
         kwargs["ratios"] = {str(k): float(v) for k, v in ratios.items()}
         _check_types(kwargs, source)
+        kwargs["accuracy"] = SearchScore.from_dict(kwargs.get("accuracy"), source)
         return cls(**kwargs)
 
     @classmethod

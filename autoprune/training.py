@@ -66,7 +66,7 @@ class TrainConfig:
     device: str | None = None  # torch device to train on (None: cuda when available, else cpu)
 
 
-def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+def create_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
     """SGD with Nesterov momentum or AdamW, weight decay on weights only (not BN/bias)."""
     decay = [p for p in model.parameters() if p.ndim > 1]
     no_decay = [p for p in model.parameters() if p.ndim <= 1]
@@ -103,7 +103,7 @@ def train(model: nn.Module, make_batches: Callable[[int], Batches], cfg: TrainCo
     """
     class_labels = loss_fn is None if class_labels is None else class_labels
     torch.manual_seed(cfg.seed)
-    opt = make_optimizer(model, cfg)
+    opt = create_optimizer(model, cfg)
     steps_per_epoch = len(make_batches(0))  # type: ignore[arg-type]
     total, step, history = cfg.epochs * steps_per_epoch, 0, []
     ce = nn.CrossEntropyLoss()

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import dataclasses
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,8 +27,10 @@ from pathlib import Path
 import pandas as pd
 import torch
 import torch.multiprocessing as mp
+from common import BN_BATCHES, trimmed
 
 from autoprune.analysis import analyse_model
+from autoprune.apply import recalibrate_pruned
 from autoprune.atomic import write_json_atomic, write_text_atomic
 from autoprune.checkpoint import load_or_create, shipped_weights
 from autoprune.data import load_splits
@@ -37,7 +38,7 @@ from autoprune.evaluation import CandidateEvaluator
 from autoprune.finetune import FinetuneConfig, finetune
 from autoprune.pruning.importance import rank_channels
 from autoprune.pruning.physical import prune_physically
-from autoprune.training import evaluate, recalibrate_bn
+from autoprune.training import evaluate
 
 
 @dataclass(frozen=True)
@@ -78,8 +79,7 @@ class Worker:
              ft_images: int | None) -> None:
         torch.set_num_threads(threads)
         splits = load_splits("fashion-mnist")
-        if ft_images:
-            splits = dataclasses.replace(splits, x_train=splits.x_train[:ft_images], y_train=splits.y_train[:ft_images])
+        splits = trimmed(splits, ft_images)
         dense = load_or_create(model, str(shipped_weights(model)), require_weights=True).eval()
         analysis = analyse_model(dense, torch.zeros(1, *splits.input_shape))
         ranking = rank_channels(analysis, "l1", batches=splits.train(64, shuffle=False))
@@ -99,7 +99,7 @@ class Worker:
             return row
         model = prune_physically(s["analysis"], s["ranking"], kept).to(s["device"])
         splits = s["splits"]
-        recalibrate_bn(model, splits.train(128, shuffle=True, seed=job.seed), 20)
+        recalibrate_pruned(model, splits, BN_BATCHES, job.seed)
         before = evaluate(model, splits.test())
         torch.manual_seed(job.seed)
         cfg = FinetuneConfig(epochs=s["epochs"], lr=0.01, seed=job.seed, device=s["device"])

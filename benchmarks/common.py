@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import platform
 import shlex
 import sys
@@ -12,9 +13,18 @@ import onnxruntime
 import torch
 
 from autoprune.atomic import write_json_atomic, write_text_atomic
+from autoprune.data import DataSplits
 from autoprune.devices import device_info
 
 ROOT = Path(__file__).resolve().parents[1]
+BN_BATCHES = 20  # the protocol: BN statistics recalibrated on 20 seeded batches of 128 before every fine-tune
+
+
+def trimmed(splits: DataSplits, images: int | None) -> DataSplits:
+    """``splits`` with its training split cut to the first ``images`` (None: whole)."""
+    if not images:
+        return splits
+    return dataclasses.replace(splits, x_train=splits.x_train[:images], y_train=splits.y_train[:images])
 
 
 def result_dir(name: str) -> Path:

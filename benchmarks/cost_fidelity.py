@@ -79,8 +79,8 @@ def run_model(name: str, policies: int, out, seed: int, round_to: int, passes: i
     # grids, fresh calibration measurements), and the ground truth measured the old way (each
     # model's 5 rounds back to back, no interleaving).
     no_tolls = LatencyTable(table.tables, {**table.meta, "calibration": calibrate(
-        table, analysis, table_settings(table), table.meta["calibration"]["samples"] - 1, 1000 + seed,
-        tolls=False)})
+        table, analysis, table_settings(table), table.calibration.samples - 1, 1000 + seed,
+        tolls=False).to_dict()})
     back_to_back = MeasuredLatencyCostModel(analysis, LatencySettings("onnxruntime", 1, 1))
     for row, arch in zip(rows, tqdm(archs, desc=f"{name}: back-to-back measurement")):
         row["lut_no_tolls_ms"] = no_tolls.predict(analysis.layers, arch)

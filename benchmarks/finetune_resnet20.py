@@ -18,7 +18,7 @@ from common import ROOT, result_dir
 from autoprune.atomic import write_json_atomic
 from autoprune.data import load_splits
 from autoprune.finetune import FinetuneConfig
-from autoprune.models.source import ModelSource
+from autoprune.model_source import ModelSource
 from autoprune.workflow import apply_stage, export_stage, finetune_stage
 
 

@@ -36,7 +36,7 @@ from autoprune.checkpoint import load_or_create, shipped_weights
 from autoprune.data import load_splits
 from autoprune.dynamic import load_dynamic
 from autoprune.latency import LatencySettings, measure_latency
-from autoprune.models.source import ModelSource
+from autoprune.model_source import ModelSource
 from autoprune.search import SearchConfig, SearchRun
 from autoprune.workflow.dynamic_stage import dynamic_stage
 

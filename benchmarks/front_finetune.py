@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import dataclasses
 import io
 import json
 import time
@@ -34,9 +33,10 @@ from pathlib import Path
 import pandas as pd
 import torch
 import torch.multiprocessing as mp
-from common import ROOT
+from common import BN_BATCHES, ROOT, trimmed
 
 from autoprune.analysis import analyse_model
+from autoprune.apply import recalibrate_pruned
 from autoprune.atomic import write_json_atomic, write_text_atomic
 from autoprune.budget import Budget
 from autoprune.checkpoint import load_or_create, shipped_weights
@@ -48,7 +48,7 @@ from autoprune.finetune import FinetuneConfig, finetune
 from autoprune.policy import PruningPolicy
 from autoprune.pruning import rank_channels
 from autoprune.pruning.physical import prune_physically
-from autoprune.training import evaluate, recalibrate_bn
+from autoprune.training import evaluate
 
 JOINT = "joint"
 
@@ -90,8 +90,7 @@ class Worker:
     def init(cls, front: str, epochs: int, device: str, threads: int, ft_images: int | None) -> None:
         torch.set_num_threads(threads)
         splits = load_splits("fashion-mnist")
-        if ft_images:
-            splits = dataclasses.replace(splits, x_train=splits.x_train[:ft_images], y_train=splits.y_train[:ft_images])
+        splits = trimmed(splits, ft_images)
         dense = load_or_create("resnet20", shipped_weights("resnet20"), require_weights=True).eval()
         analysis = analyse_model(dense, torch.zeros(1, 1, 28, 28))
         ranking = rank_channels(analysis, "l1", batches=splits.train(64, shuffle=False))
@@ -117,7 +116,7 @@ class Worker:
                      "val_last": history[-1][f"val_{label}"], "seconds": round(seconds, 1)}
                     for label in model.variants]
         model = prune_physically(s["analysis"], s["ranking"], json.loads(job.kept)).to(s["device"])
-        recalibrate_bn(model, splits.train(128, shuffle=True, seed=job.seed), 20)
+        recalibrate_pruned(model, splits, BN_BATCHES, job.seed)
         before = evaluate(model, splits.test())
         result = finetune(model, splits, cfg, s["teacher"], progress=False)
         return [{"kept": job.kept, "width": "", "seed": job.seed, "steps": _steps(splits, cfg), "test_bn": before,

@@ -21,7 +21,6 @@ Usage: python benchmarks/head_to_head.py --profile quick|session|protocol|full [
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import functools
 import json
 import os
@@ -34,11 +33,11 @@ from typing import Any
 
 import pandas as pd
 import torch
-from common import result_dir
+from common import BN_BATCHES, result_dir, trimmed
 from head_to_head_report import write_report
 
 from autoprune.analysis import analyse_model
-from autoprune.apply import apply_policy
+from autoprune.apply import apply_and_recalibrate
 from autoprune.atomic import write_json_atomic, write_text_atomic
 from autoprune.checkpoint import load_or_create, shipped_weights
 from autoprune.costs import create_cost_model, profile_latency_table
@@ -52,7 +51,7 @@ from autoprune.policy import PruningPolicy
 from autoprune.search import SearchRun
 from autoprune.search.config import SearchConfig
 from autoprune.sweep import run_tasks
-from autoprune.training import evaluate, recalibrate_bn
+from autoprune.training import evaluate
 
 PROFILES: dict[str, dict[str, Any]] = {
     # the check that everything runs end to end: under 15 minutes on 2 cores
@@ -195,9 +194,7 @@ class Bench:
         self.out, self.prof, self.splits, self.keep, self.device = out, prof, splits, keep_models, device
         self.csv = out / "runs.csv"
         self.rows = pd.read_csv(self.csv).to_dict("records") if self.csv.is_file() else []
-        n = prof["ft_images"]
-        self.ft_splits = splits if n is None else dataclasses.replace(
-            splits, x_train=splits.x_train[:n], y_train=splits.y_train[:n])
+        self.ft_splits = trimmed(splits, prof["ft_images"])
         self.dense: dict[str, dict[str, float]] = {}
         self.tables: dict[tuple[str, tuple[str, ...]], tuple[Any, Any]] = {}  # (model, exclude) -> (analysis, LUT)
         self.executor = ("local", 1)  # where random search and CMA-ES score (same history anywhere)
@@ -351,8 +348,7 @@ class Bench:
         """Apply for real, recalibrate BN, fine-tune (seeded), export and measure."""
         dense = load_or_create(model, self.weights(model))
         analysis = analyse_model(dense, torch.zeros(1, *self.splits.input_shape), exclude=policy.exclude)
-        pruned, record = apply_policy(analysis, policy, None, self.splits.train(64, shuffle=False), policy.exclude)
-        recalibrate_bn(pruned, self.splits.train(128, shuffle=True, seed=seed), 20)
+        pruned, record = apply_and_recalibrate(analysis, policy, self.splits, BN_BATCHES, seed=seed)
         acc_bn = evaluate(pruned, self.splits.test())
         start = time.perf_counter()
         torch.manual_seed(seed)

@@ -16,18 +16,17 @@ Usage: python benchmarks/iterative.py [--epochs 15] [--images 6000] [--seeds 0 1
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import shutil
 import time
 
 import pandas as pd
-from common import ROOT, result_dir
+from common import ROOT, result_dir, trimmed
 
 from autoprune.atomic import write_text_atomic
 from autoprune.checkpoint import shipped_weights
 from autoprune.data import load_splits
 from autoprune.finetune import FinetuneConfig
-from autoprune.models.source import ModelSource
+from autoprune.model_source import ModelSource
 from autoprune.workflow import FinetuneMode, apply_stage, finetune_stage
 
 POLICY = ROOT / "results/head_to_head/runs/resnet20/30pct/knapsack/search/best_policy.json"
@@ -57,7 +56,7 @@ def main() -> None:
     runs_csv = out / "runs.csv"
     rows = pd.read_csv(runs_csv).to_dict("records") if runs_csv.is_file() else []
     full = load_splits("fashion-mnist")
-    splits = dataclasses.replace(full, x_train=full.x_train[:args.images], y_train=full.y_train[:args.images])
+    splits = trimmed(full, args.images)
     dense = str(shipped_weights("resnet20"))
     work = ROOT / "runs" / args.name
     applied = work / "apply"

@@ -18,12 +18,12 @@ import json
 import numpy as np
 import pandas as pd
 import torch
-from common import result_dir
+from common import BN_BATCHES, result_dir
 from scipy.stats import spearmanr
 
 from autoprune.agents import SEED_RULES
 from autoprune.analysis import analyse_model
-from autoprune.apply import apply_policy
+from autoprune.apply import apply_policy, recalibrate_pruned
 from autoprune.atomic import write_json_atomic, write_text_atomic
 from autoprune.checkpoint import load_or_create, shipped_weights
 from autoprune.costs import profile_latency_table
@@ -32,7 +32,7 @@ from autoprune.envs import EpisodeResult
 from autoprune.finetune import FinetuneConfig, finetune
 from autoprune.policy import PruningPolicy
 from autoprune.search import SearchConfig, SearchRun
-from autoprune.training import evaluate, recalibrate_bn
+from autoprune.training import evaluate
 
 MODEL, ROUND_TO, MAX_RATIO, STEPS = "resnet20", 8, 0.9, SearchConfig().rerank_steps
 
@@ -103,7 +103,7 @@ def score(run: SearchRun, kept: dict, splits, weights: str, epochs: int) -> dict
     dense = load_or_create(MODEL, weights)
     analysis = analyse_model(dense, torch.zeros(1, *splits.input_shape))
     pruned, _ = apply_policy(analysis, policy)
-    recalibrate_bn(pruned, splits.train(128, shuffle=True, seed=0), 20)
+    recalibrate_pruned(pruned, splits, BN_BATCHES, 0)
     tuned = finetune(pruned, splits, FinetuneConfig(epochs=epochs, lr=0.01, seed=0), dense.eval(),
                      progress=False).model
     return {"stage1": stage1, "stage2": stage2, "final_test": evaluate(tuned, splits.test())}

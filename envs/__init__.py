@@ -7,11 +7,13 @@ from autoprune.envs.budget import BudgetWall
 from autoprune.envs.episode import RESULT_KEY, EpisodeResult
 from autoprune.envs.projection import BudgetProjection
 from autoprune.envs.pruning_env import BUDGET_RULES, PruningEnv
-from autoprune.envs.rewards import REWARDS, make_reward
+from autoprune.envs.rewards import REWARDS, create_reward
+
+make_reward = create_reward  # the name before factories were all create_*
 
 ENV_ID = "autoprune/ChannelPruning-v0"
 if ENV_ID not in registry:
     register(id=ENV_ID, entry_point="autoprune.envs.pruning_env:PruningEnv")
 
 __all__ = ["BUDGET_RULES", "ENV_ID", "RESULT_KEY", "REWARDS", "Budget", "BudgetProjection", "BudgetWall", "EpisodeResult",
-           "PruningEnv", "make_reward"]
+           "PruningEnv", "create_reward"]

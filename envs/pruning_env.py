@@ -20,7 +20,7 @@ from autoprune.envs.budget import BudgetWall, checked_cost
 from autoprune.envs.episode import RESULT_KEY, EpisodeResult
 from autoprune.envs.observation import OBS_NAMES, observation, static_features
 from autoprune.envs.projection import BudgetProjection
-from autoprune.envs.rewards import SOFT_BUDGET_REWARDS, Reward, make_reward
+from autoprune.envs.rewards import SOFT_BUDGET_REWARDS, Reward, create_reward
 from autoprune.errors import ConfigError
 from autoprune.pruning.ratios import channels_kept
 from autoprune.pruning.widths import WidthChoices
@@ -120,7 +120,7 @@ class PruningEnv(gym.Env):
         if enforce_budget is None:  # soft-budget rewards need over-budget candidates to penalise
             enforce_budget = not (isinstance(reward, str) and reward in SOFT_BUDGET_REWARDS)
         self.round_to, self.enforce_budget = round_to, enforce_budget
-        self.reward_fn = make_reward(reward) if isinstance(reward, str) else reward
+        self.reward_fn = create_reward(reward) if isinstance(reward, str) else reward
         self.min_ratio = _per_group(min_ratio, groups, "min_ratio")
         self.max_ratio = _per_group(max_ratio, groups, "max_ratio")
         self.choices = choices or WidthChoices.grid(groups, self.min_ratio, self.max_ratio, round_to)

@@ -26,7 +26,7 @@ def amc_flops_reward(accuracy: float, cost: float, budget: Budget) -> float:
     return -(1.0 - accuracy) * math.log(max(_AMC_SCALE * cost / budget.dense, 1.0 + 1e-9))
 
 
-def make_penalty_reward(weight: float = 1.0) -> Reward:
+def create_penalty_reward(weight: float = 1.0) -> Reward:
     """Soft budgets: ``accuracy - weight * max(0, cost / budget - 1)``; the search then runs
     without projection (over-budget candidates are tried, penalised, and never chosen as best)."""
 
@@ -39,11 +39,11 @@ def make_penalty_reward(weight: float = 1.0) -> Reward:
 REWARDS: Registry[Reward] = Registry("reward")
 REWARDS.add("accuracy", lambda: accuracy_reward)
 REWARDS.add("amc", lambda: amc_flops_reward)
-REWARDS.add("penalty", make_penalty_reward)
+REWARDS.add("penalty", create_penalty_reward)
 SOFT_BUDGET_REWARDS = frozenset({"penalty"})  # rewards that need candidates over the budget
 
 
-def make_reward(name: str) -> Reward:
+def create_reward(name: str) -> Reward:
     """A reward function by name: ``accuracy``, ``amc`` or ``penalty``."""
     try:
         return REWARDS.create(name)

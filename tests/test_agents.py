@@ -7,8 +7,8 @@ from conftest import TinyResNet
 
 from autoprune.agents import (
     DecayingTruncatedNormalNoise,
+    create_searcher,
     load_preset,
-    make_searcher,
     parse_overrides,
 )
 from autoprune.analysis import analyse_model, group_features
@@ -41,7 +41,7 @@ def toy_problem(budget_rule="project"):
 @pytest.mark.parametrize("agent,rule", [("amc-ddpg", "wall"), ("td3", "wall"), ("amc-ddpg", "project")])
 def test_agent_solves_toy_problem_with_known_optimum(agent, rule):
     env, optimum = toy_problem(rule)
-    searcher = make_searcher(agent, seed=0, preset="quick", overrides={"warmup_episodes": 20})
+    searcher = create_searcher(agent, seed=0, preset="quick", overrides={"warmup_episodes": 20})
     found = []
     searcher.run(env, 200, lambda info: found.append(info.accuracy))
     # what the search returns, its best candidate, is within 1.5 points of the brute-force optimum
@@ -62,7 +62,7 @@ def test_random_and_uniform_share_the_interface():
     env, optimum = toy_problem()
     for name, episodes in (("random", 30), ("uniform", 5)):
         infos = []
-        make_searcher(name, seed=1).run(env, episodes, infos.append)
+        create_searcher(name, seed=1).run(env, episodes, infos.append)
         assert len(infos) == (episodes if name == "random" else 1)
         assert all(i.feasible and i.accuracy <= optimum + 1e-9 for i in infos)
     ratios = list(infos[0].ratios.values())
@@ -83,7 +83,7 @@ def test_noise_is_truncated_and_decays():
 def test_amc_reward_baseline_and_broadcast(broadcast):
     env, _ = toy_problem()
     finals = []
-    searcher = make_searcher("amc-ddpg", seed=0, preset="quick",
+    searcher = create_searcher("amc-ddpg", seed=0, preset="quick",
                              overrides={"warmup_episodes": 5, "broadcast_reward": broadcast})
     searcher.run(env, 3, lambda info: finals.append(info.reward))
     buf, steps = searcher.model.replay_buffer, len(env.groups)
@@ -109,7 +109,7 @@ def test_presets_and_overrides(tmp_path):
     with pytest.raises(ConfigError, match="no preset 'fast'"):
         load_preset("td3", "fast")
     with pytest.raises(ConfigError, match="unknown agent 'a2c'"):
-        make_searcher("a2c")
+        create_searcher("a2c")
     (tmp_path / "mine.yml").write_text("default:\n  warmup_episodes: 3\n  net_arch: [16]\n")
     assert load_preset("td3", path=tmp_path / "mine.yml") == {"warmup_episodes": 3, "net_arch": [16]}
 
@@ -117,7 +117,7 @@ def test_presets_and_overrides(tmp_path):
 def test_bad_hyper_parameter_is_one_line():
     env, _ = toy_problem()
     with pytest.raises(ConfigError, match="bad hyper-parameter for td3"):
-        make_searcher("td3", overrides={"no_such_knob": 1}).run(env, 1, lambda i: None)
+        create_searcher("td3", overrides={"no_such_knob": 1}).run(env, 1, lambda i: None)
 
 
 def _bimodal_model():
@@ -148,7 +148,7 @@ def test_global_magnitude_cuts_the_weakest_channels_network_wide_first():
 def test_global_magnitude_searcher_meets_the_budget_with_one_candidate():
     env, optimum = toy_problem()
     infos = []
-    make_searcher("tp-global", seed=0).run(env, 10, infos.append)
+    create_searcher("tp-global", seed=0).run(env, 10, infos.append)
     assert len(infos) == 1 and infos[0].feasible and infos[0].accuracy <= optimum + 1e-9
     kept = infos[0].kept
     # the episode applied a Torch-Pruning global allocation unchanged (within the env's bounds)
@@ -156,7 +156,7 @@ def test_global_magnitude_searcher_meets_the_budget_with_one_candidate():
                         for t, g in enumerate(env.groups)}
                for k in (global_magnitude_kept(env.analysis, r / 40) for r in range(40)))
     # resumed after its one episode, it proposes nothing more
-    make_searcher("global-magnitude").run(env, 10, infos.append, start_episode=1)
+    create_searcher("global-magnitude").run(env, 10, infos.append, start_episode=1)
     assert len(infos) == 1
 
 
@@ -164,11 +164,11 @@ def test_global_magnitude_needs_the_model_and_takes_only_its_parameter():
     env, _ = toy_problem()
     env.analysis = None
     with pytest.raises(ConfigError, match="needs the model"):
-        make_searcher("global-magnitude").run(env, 1, lambda i: None)
+        create_searcher("global-magnitude").run(env, 1, lambda i: None)
     with pytest.raises(ConfigError, match="no parameter 'warmup_episodes'.*takes: p"):
-        make_searcher("global-magnitude", overrides={"warmup_episodes": 3})
+        create_searcher("global-magnitude", overrides={"warmup_episodes": 3})
     with pytest.raises(ConfigError, match="random searcher has no parameter"):
-        make_searcher("random", overrides={"p": 2})
+        create_searcher("random", overrides={"p": 2})
 
 
 def test_knapsack_meets_the_budget_under_a_non_monotone_cost():
@@ -186,24 +186,24 @@ def test_knapsack_meets_the_budget_under_a_non_monotone_cost():
     env = PruningEnv(env.groups, group_features(env.analysis), bumpy, Budget.from_spec(bumpy, "45%"),
                      lambda kept: 0.5, analysis=env.analysis)
     infos = []
-    make_searcher("knapsack").run(env, 5, infos.append)
+    create_searcher("knapsack").run(env, 5, infos.append)
     assert len(infos) == 1 and infos[0].feasible and env.budget.fits(infos[0].cost)
 
 
 def test_knapsack_keeps_the_channels_that_buy_most_importance_per_cost():
     env, _ = toy_problem()
     infos = []
-    make_searcher("knapsack").run(env, 1, infos.append)
+    create_searcher("knapsack").run(env, 1, infos.append)
     kept = infos[0].kept
     assert infos[0].feasible and kept == infos[0].proposed  # a fitting one-shot rule is scored as made
 
 
 def test_cmaes_resumes_exactly_and_beats_its_start(tmp_path):
     full, env = [], toy_problem()[0]
-    make_searcher("cmaes", seed=3).run(env, 24, full.append, state_dir=tmp_path / "a")
+    create_searcher("cmaes", seed=3).run(env, 24, full.append, state_dir=tmp_path / "a")
     part = []
-    make_searcher("cmaes", seed=3).run(env, 10, part.append, state_dir=tmp_path / "b")
-    make_searcher("cmaes", seed=3).run(env, 24, part.append, start_episode=10, state_dir=tmp_path / "b")
+    create_searcher("cmaes", seed=3).run(env, 10, part.append, state_dir=tmp_path / "b")
+    create_searcher("cmaes", seed=3).run(env, 24, part.append, start_episode=10, state_dir=tmp_path / "b")
     assert [i.kept for i in part] == [i.kept for i in full]
     assert all(i.feasible for i in full)
     assert max(i.accuracy for i in full[12:]) >= max(i.accuracy for i in full[:6])
@@ -214,19 +214,19 @@ def test_cmaes_resumes_exactly_and_beats_its_start(tmp_path):
                                       "reward_baseline=3"])
 def test_agent_parameters_are_checked_by_type_and_range(override):
     with pytest.raises(ConfigError, match="agent parameter"):
-        make_searcher("amc-ddpg", overrides=parse_overrides([override]))
+        create_searcher("amc-ddpg", overrides=parse_overrides([override]))
 
 
 def test_global_magnitude_projects_its_narrowest_allocation_when_no_global_ratio_fits(monkeypatch):
-    import autoprune.agents.searchers as searchers
+    import autoprune.agents.baselines as baselines
 
     def no_ratio_fits(*args, **kwargs):
         raise ValueError("Torch-Pruning's global magnitude pruning meets the budget at no global ratio")
 
-    monkeypatch.setattr(searchers, "size_global_magnitude", no_ratio_fits)
+    monkeypatch.setattr(baselines, "size_global_magnitude", no_ratio_fits)
     env, _ = toy_problem()
     infos = []
-    make_searcher("global-magnitude").run(env, 1, infos.append)  # used to refuse the budget
+    create_searcher("global-magnitude").run(env, 1, infos.append)  # used to refuse the budget
     assert len(infos) == 1 and infos[0].feasible
 
 

@@ -263,12 +263,12 @@ def test_calibration_learns_a_toll_for_off_block_widths(monkeypatch, tiny_table)
 
     monkeypatch.setattr(calibration, "MeasuredLatencyCostModel", SyntheticMeasurement)
     result = calibration.calibrate(table, a, FAST, samples=60, seed=0, progress=False)
-    assert result["alignment_tolls"]["expand.0"]["16"] == pytest.approx(0.02, abs=1e-3)
-    assert sum(t for per in result["alignment_tolls"].values() for t in per.values()) == pytest.approx(0.02, abs=2e-3)
-    assert all(w == pytest.approx(0.9, abs=0.05) for w in result["layer_weights"].values())
-    assert result["offset"] == pytest.approx(0.05, abs=2e-3)
+    assert result.alignment_tolls["expand.0"]["16"] == pytest.approx(0.02, abs=1e-3)
+    assert sum(t for per in result.alignment_tolls.values() for t in per.values()) == pytest.approx(0.02, abs=2e-3)
+    assert all(w == pytest.approx(0.9, abs=0.05) for w in result.layer_weights.values())
+    assert result.offset == pytest.approx(0.05, abs=2e-3)
     plain = calibration.calibrate(table, a, FAST, samples=60, seed=0, progress=False, tolls=False)
-    assert plain["alignment_tolls"] == {}
+    assert plain.alignment_tolls == {}
 
 
 def test_default_calibration_size_covers_every_fitted_term():

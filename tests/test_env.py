@@ -11,8 +11,8 @@ from stable_baselines3.common.env_checker import check_env as sb3_check_env
 from autoprune.analysis import analyse_model, group_features
 from autoprune.budget import BudgetSpec
 from autoprune.costs import Cost, FlopsCostModel, RooflineCostModel
-from autoprune.envs import ENV_ID, Budget, EpisodeResult, PruningEnv, make_reward
-from autoprune.envs.rewards import amc_flops_reward, make_penalty_reward
+from autoprune.envs import ENV_ID, Budget, EpisodeResult, PruningEnv, create_reward
+from autoprune.envs.rewards import amc_flops_reward, create_penalty_reward
 from autoprune.errors import ConfigError
 from autoprune.models import create_model
 from autoprune.pruning import channels_kept
@@ -131,11 +131,11 @@ def test_failed_candidate_gets_zero_reward(resnet):
 
 def test_rewards():
     budget = Budget("flops", 10.0, 20.0)
-    assert make_reward("accuracy")(0.9, 5, budget) == 0.9
+    assert create_reward("accuracy")(0.9, 5, budget) == 0.9
     assert amc_flops_reward(0.9, 20.0 * math.e / 1e6, budget) == pytest.approx(-0.1)
-    assert make_penalty_reward(2.0)(0.9, 12, budget) == pytest.approx(0.5)
+    assert create_penalty_reward(2.0)(0.9, 12, budget) == pytest.approx(0.5)
     with pytest.raises(ConfigError, match="unknown reward"):
-        make_reward("speed")
+        create_reward("speed")
 
 
 def test_amc_reward_tells_accuracies_apart_under_a_millisecond_budget():

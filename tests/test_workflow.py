@@ -16,8 +16,8 @@ from autoprune.cli.main import main
 from autoprune.errors import ConfigError, PolicyError
 from autoprune.evaluation import CandidateEvaluator
 from autoprune.export import export_model
+from autoprune.model_source import ModelSource
 from autoprune.models import create_model
-from autoprune.models.source import ModelSource
 from autoprune.policy import PruningPolicy
 from autoprune.pruning import MaskedPruner, rank_channels
 from autoprune.sensitivity import plot_sensitivity, sensitivity_sweep

@@ -10,7 +10,7 @@ from torch import nn
 from autoprune.analysis import ModelAnalysis, analyse_model
 from autoprune.data import BUILTIN_DATA, Splits, load_splits
 from autoprune.devices import check_torch_device
-from autoprune.models.source import ModelSource, parse_input_shape, parse_model_args
+from autoprune.model_source import ModelSource, parse_input_shape, parse_model_args
 from autoprune.pruning.verify import check_prunable
 
 MODEL_HELP = "built-in name (resnet20, ...) or your own: path/to/file.py:factory or package.module:factory"

@@ -61,7 +61,7 @@ def run(args: argparse.Namespace) -> int:
 def alignment_hint(table: LatencyTable, dense_ms: float, round_to: int) -> str | None:
     """A line advising a coarser ``--round-to`` when off-block channel counts cost > 1 % of dense."""
     per_block: dict[int, float] = {}
-    for tolls in table.meta.get("calibration", {}).get("alignment_tolls", {}).values():
+    for tolls in table.calibration.alignment_tolls.values():
         for block, ms in tolls.items():
             per_block[int(block)] = per_block.get(int(block), 0.0) + ms
     costly = [b for b, ms in sorted(per_block.items()) if round_to % b != 0 and ms > 0.01 * dense_ms]

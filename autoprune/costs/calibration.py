@@ -18,7 +18,7 @@ from tqdm.auto import tqdm
 from autoprune.analysis.groups import ModelAnalysis
 from autoprune.analysis.layers import LayerSpec
 from autoprune.costs.alignment import alignment_keys, misaligned
-from autoprune.costs.lut import LatencyTable
+from autoprune.costs.lut import Calibration, LatencyTable
 from autoprune.costs.measured import MeasuredLatencyCostModel
 from autoprune.latency import LatencySettings
 from autoprune.progress import bar_disabled
@@ -38,7 +38,7 @@ def default_samples(layers: list[LayerSpec], round_to: int) -> int:
 
 
 def calibrate(table: LatencyTable, analysis: ModelAnalysis, settings: LatencySettings, samples: int,
-              seed: int, progress: bool = True, ridge: float = 0.05, tolls: bool = True) -> dict[str, Any]:
+              seed: int, progress: bool = True, ridge: float = 0.05, tolls: bool = True) -> Calibration:
     """Measure the dense model and ``samples`` random architectures; fit the calibration to them.
 
     Per-layer weights are fitted when there are two samples per term, else one shared scale;
@@ -56,7 +56,7 @@ def calibrate(table: LatencyTable, analysis: ModelAnalysis, settings: LatencySet
     x, y = np.asarray([table.layer_terms(analysis.layers, arch) for arch in archs]), np.asarray(ys)
     sums = x.sum(axis=1)
     if len(archs) < 3:
-        return {"scale": float(y[0] / max(sums[0], 1e-9)), "offset": 0.0, "samples": len(archs)}
+        return Calibration(float(y[0] / max(sums[0], 1e-9)), 0.0, len(archs))
     scale, offset = np.polyfit(sums, y, 1)
     if scale <= 0:  # a degenerate fit; fall back to a pure ratio
         scale, offset = float(np.mean(y) / np.mean(sums)), 0.0
@@ -66,7 +66,7 @@ def calibrate(table: LatencyTable, analysis: ModelAnalysis, settings: LatencySet
     varying = [j for j in range(len(keys)) if 0 < flags[:, j].sum() < len(archs)]
     per_layer = len(archs) >= 2 * (x.shape[1] + len(varying))
     if not per_layer and len(archs) < 2 * (1 + len(varying)):
-        return result
+        return Calibration.from_dict(result)
     # The shared scale the per-layer weights are pulled toward is fitted with the tolls: left
     # to a plain line through the sums, off-block tolls would bias it.
     shared, fitted, offset = fit_calibration(sums[:, None], flags[:, varying], y, float(scale), 0.0)
@@ -84,7 +84,7 @@ def calibrate(table: LatencyTable, analysis: ModelAnalysis, settings: LatencySet
             g, b = keys[j]
             by_group.setdefault(g, {})[str(b)] = toll
     result["alignment_tolls"] = by_group
-    return result
+    return Calibration.from_dict(result)
 
 
 def fit_calibration(x: np.ndarray, flags: np.ndarray, y: np.ndarray, scale: float,

@@ -19,7 +19,7 @@ import math
 from bisect import bisect_right
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 import numpy as np
 import pandas as pd
@@ -90,20 +90,83 @@ def _bracket(levels: list[int], x: float) -> tuple[int, float]:
     return i, (x - levels[i]) / (levels[i + 1] - levels[i])
 
 
+class CalibrationRecord(TypedDict, total=False):
+    """:class:`Calibration` as a table's metadata (JSON) records it."""
+
+    scale: float
+    offset: float
+    samples: int
+    layer_weights: dict[str, float]
+    alignment_tolls: dict[str, dict[str, float]]
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """How a table's layer sums become whole-model latency (see :mod:`autoprune.costs.calibration`):
+    ``offset + sum_l w_l * term_l + tolls``, ``w_l`` the layer's weight or the shared ``scale``."""
+
+    scale: float = 1.0
+    offset: float = 0.0
+    samples: int = 0
+    layer_weights: dict[str, float] | None = None
+    alignment_tolls: dict[str, dict[str, float]] = field(default_factory=dict)  # group -> block -> ms
+
+    @classmethod
+    def from_dict(cls, data: Any, source: str = "latency table") -> Calibration:
+        """From a table's metadata; a one-line error when a hand edit broke it."""
+        def number(v: Any) -> bool:
+            return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+        tolls = data.get("alignment_tolls", {}) if isinstance(data, dict) else None
+        weights = data.get("layer_weights") if isinstance(data, dict) else None
+        ok = isinstance(data, dict) and all(number(data.get(k, 0.0)) for k in ("scale", "offset")) and (
+            data.get("scale", 1.0) > 0) and (
+            weights is None or isinstance(weights, dict) and all(number(w) and w >= 0 for w in weights.values())) and (
+            isinstance(tolls, dict) and all(isinstance(per, dict) and all(
+                str(b).isdigit() and int(b) > 0 and number(t) and t >= 0 for b, t in per.items())
+                for per in tolls.values()))
+        if not ok:
+            raise ConfigError(f"{source}: its calibration metadata is malformed (scale must be a positive number, "
+                              f"offset and tolls finite); profile the table again")
+        return cls(float(data.get("scale", 1.0)), float(data.get("offset", 0.0)), int(data.get("samples", 0)),
+                   None if weights is None else {str(k): float(v) for k, v in weights.items()},
+                   {str(g): {str(b): float(t) for b, t in per.items()} for g, per in tolls.items()})
+
+    def to_dict(self) -> CalibrationRecord:
+        """As a table's metadata records it."""
+        out: CalibrationRecord = {"scale": self.scale, "offset": self.offset, "samples": self.samples}
+        if self.layer_weights is not None:
+            out["layer_weights"] = dict(self.layer_weights)
+        if self.alignment_tolls:
+            out["alignment_tolls"] = {g: dict(per) for g, per in self.alignment_tolls.items()}
+        return out
+
+
 @dataclass
 class LatencyTable:
-    """Per-layer latency tables plus calibration and provenance."""
+    """Per-layer latency tables plus calibration and provenance (``meta``, JSON in the file's
+    first line; its ``calibration`` entry is read as a :class:`Calibration`)."""
 
     tables: dict[str, LayerTable]
     meta: dict[str, Any] = field(default_factory=dict)
 
     @property
+    def calibration(self) -> Calibration:
+        """The calibration ``meta`` holds (parsed once per value it holds)."""
+        raw = self.meta.get("calibration", {})
+        cached = getattr(self, "_calibration", None)
+        if cached is None or cached[0] is not raw:
+            cached = (raw, Calibration.from_dict(raw))
+            self._calibration = cached
+        return cached[1]
+
+    @property
     def scale(self) -> float:
-        return float(self.meta.get("calibration", {}).get("scale", 1.0))
+        return self.calibration.scale
 
     @property
     def offset(self) -> float:
-        return float(self.meta.get("calibration", {}).get("offset", 0.0))
+        return self.calibration.offset
 
     def layer_terms(self, layers: list[LayerSpec], arch: Architecture) -> list[float]:
         """Each layer's latency above its smallest configuration (ms), uncalibrated.
@@ -125,13 +188,14 @@ class LatencyTable:
 
     def predict(self, layers: list[LayerSpec], arch: Architecture) -> float:
         """Calibrated whole-model latency (ms)."""
-        calibration = self.meta.get("calibration", {})
-        weights = calibration.get("layer_weights")
+        calibration = self.calibration
+        weights = calibration.layer_weights
         terms = self.layer_terms(layers, arch)
-        toll = alignment_toll(calibration.get("alignment_tolls", {}), layers, arch)
+        toll = alignment_toll(calibration.alignment_tolls, layers, arch)
         if weights:
-            return self.offset + toll + sum(weights.get(s.name, self.scale) * t for s, t in zip(layers, terms))
-        return self.scale * sum(terms) + self.offset + toll
+            return calibration.offset + toll + sum(weights.get(s.name, calibration.scale) * t
+                                                   for s, t in zip(layers, terms))
+        return calibration.scale * sum(terms) + calibration.offset + toll
 
     def check_matches(self, analysis: ModelAnalysis, source: str = "latency table") -> None:
         """Raise a one-line error unless the table covers every layer of ``analysis`` at its widths."""
@@ -211,23 +275,7 @@ class LatencyTable:
 
 def _check_meta(meta: dict[str, Any], path: Path) -> None:
     """One-line errors for calibration or rounding values a hand-edited file may have broken."""
-    def number(v: Any) -> bool:
-        return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-
-    def tolls_ok(tolls: Any) -> bool:
-        return isinstance(tolls, dict) and all(
-            isinstance(per, dict) and all(str(b).isdigit() and int(b) > 0 and number(t) and t >= 0
-                                          for b, t in per.items()) for per in tolls.values())
-
-    cal = meta.get("calibration", {})
-    weights = cal.get("layer_weights") if isinstance(cal, dict) else None
-    ok = isinstance(cal, dict) and all(number(cal.get(k, 0.0)) for k in ("scale", "offset")) and (
-        cal.get("scale", 1.0) > 0) and (
-        weights is None or isinstance(weights, dict) and all(number(w) and w >= 0 for w in weights.values())) and (
-        tolls_ok(cal.get("alignment_tolls", {})))
-    if not ok:
-        raise ConfigError(f"{path}: its calibration metadata is malformed (scale must be a positive number, "
-                          f"offset and tolls finite); profile the table again")
+    Calibration.from_dict(meta.get("calibration", {}), str(path))
     round_to = meta.get("round_to", 1)
     if not isinstance(round_to, int) or isinstance(round_to, bool) or round_to < 1:
         raise ConfigError(f"{path}: metadata 'round_to' must be a positive integer, got {round_to!r}")

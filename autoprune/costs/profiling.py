@@ -75,6 +75,6 @@ def profile_latency_table(analysis: ModelAnalysis, model_name: str | None = None
         "round_to": round_to, "device": device_info(),
     }
     samples = default_samples(analysis.layers, round_to) if calibration_samples is None else calibration_samples
-    table.meta["calibration"] = calibrate(table, analysis, settings, samples, seed, progress)
+    table.meta["calibration"] = calibrate(table, analysis, settings, samples, seed, progress).to_dict()
     table.meta["profile_seconds"] = round(time.perf_counter() - start, 3)
     return table

@@ -23,7 +23,7 @@ from autoprune.finetune import FinetuneConfig
 from autoprune.finetune.distill import distillation_loss
 from autoprune.progress import bar_disabled
 from autoprune.scoring import to_device
-from autoprune.training import cosine_lr, evaluate, make_optimizer
+from autoprune.training import cosine_lr, create_optimizer, evaluate
 
 
 @dataclass
@@ -46,7 +46,7 @@ def joint_finetune(model: DynamicModel, train_batches: Callable[[int], Iterable]
     device = torch.device(check_torch_device(cfg.device))
     model.to(device)
     loss_fn = distillation_loss(teacher.to(device), cfg.kd_alpha, cfg.kd_temperature) if teacher is not None else None
-    opt = make_optimizer(model, cfg)
+    opt = create_optimizer(model, cfg)
     rng = np.random.default_rng(cfg.seed)
     torch.manual_seed(cfg.seed)
     steps_per_epoch = len(list(train_batches(0)))

@@ -39,7 +39,7 @@ from autoprune.finetune.distill import distillation_loss
 from autoprune.progress import bar_disabled
 from autoprune.pruning.widths import WidthChoices
 from autoprune.scoring import ScoreFn, accuracy, to_device
-from autoprune.training import check_loss, cosine_lr, evaluate, make_optimizer, recalibrate_bn
+from autoprune.training import check_loss, cosine_lr, create_optimizer, evaluate, recalibrate_bn
 
 FORMAT, VERSION = "autoprune-supernet", 1
 Arch = dict[str, int]
@@ -97,7 +97,7 @@ def train_supernet(supernet: DynamicModel, widest: Arch, narrowest: Arch, sample
     supernet.to(dev)
     teacher = teacher.to(dev).eval()
     cfg = FinetuneConfig(epochs=settings.epochs, lr=settings.lr, batch_size=settings.batch_size, seed=settings.seed)
-    opt = make_optimizer(supernet, cfg)
+    opt = create_optimizer(supernet, cfg)
     done, history = _resume(supernet, opt, folder, key)
     kd = distillation_loss(teacher, cfg.kd_alpha, cfg.kd_temperature)
     steps = len(list(train_batches(0)))

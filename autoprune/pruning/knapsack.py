@@ -10,11 +10,14 @@ architecture within budget are taken, so the result fits whether or not the cost
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING
 
 import torch
 
-from autoprune.budget import Budget
 from autoprune.pruning.widths import WidthChoices
+
+if TYPE_CHECKING:  # only its ``fits`` is used: no import of the budget module at run time
+    from autoprune.budget import Budget
 
 Arch = dict[str, int]
 

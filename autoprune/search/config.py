@@ -18,19 +18,19 @@ from autoprune.agents import (
     AgentParams,
     ParamValue,
     SB3Searcher,
+    create_searcher,
     list_searchers,
-    make_searcher,
 )
 from autoprune.atomic import write_text_atomic
 from autoprune.budget import BudgetSpec
 from autoprune.costs.registry import COST_MODELS
 from autoprune.devices import check_provider, check_torch_device
 from autoprune.dynamic.supernet import SupernetSettings
-from autoprune.envs import BUDGET_RULES, make_reward
+from autoprune.envs import BUDGET_RULES, create_reward
 from autoprune.errors import ConfigError
 from autoprune.latency import LatencySettings
+from autoprune.model_source import ModelSource, parse_input_shape, parse_model_args
 from autoprune.models import is_builtin
-from autoprune.models.source import ModelSource, parse_input_shape, parse_model_args
 from autoprune.parallel import check_executor
 from autoprune.pruning.importance import IMPORTANCES
 from autoprune.pruning.widths import parse_widths
@@ -214,10 +214,10 @@ class SearchConfig:
         bad_seed = [s for s in self.seeds if s not in SEED_RULES]
         if bad_seed:
             raise ConfigError(f"unknown seed rule {bad_seed[0]!r}; known: {', '.join(SEED_RULES)}")
-        make_reward(self.reward)
+        create_reward(self.reward)
         IMPORTANCES.get(self.importance)
         COST_MODELS.get(self.cost_model)
-        searcher = make_searcher(self.agent, self.seed, self.preset, self.agent_params)
+        searcher = create_searcher(self.agent, self.seed, self.preset, self.agent_params)
         if isinstance(searcher, SB3Searcher):
             searcher.check()
         elif self.n_envs > 1:

@@ -19,7 +19,7 @@ import yaml  # noqa: E402
 
 from autoprune.atomic import atomic_path, write_text_atomic  # noqa: E402
 from autoprune.budget import Budget  # noqa: E402
-from autoprune.policy import PruningPolicy  # noqa: E402
+from autoprune.policy import PruningPolicy, SearchScore  # noqa: E402
 from autoprune.search.history import read_history  # noqa: E402
 
 PLOTS = ("progress.png", "candidates.png", "ratios.png", "latency.png")
@@ -49,7 +49,7 @@ def write_report(folder: str | Path) -> Path | None:
 
 def _markdown(config: dict, policy: PruningPolicy, budget: Budget | None, history: pd.DataFrame,
               summary: dict, plots: list[str], score: str = "accuracy") -> str:
-    acc = policy.accuracy or {}
+    acc = (policy.accuracy or SearchScore()).to_dict()
     lines = ["# Search report", "", f"{len(history)} episodes, agent `{config.get('agent')}`, "
              f"model `{policy.model}`, cost model `{policy.cost_model}`.", ""]
     if budget is not None:
@@ -98,7 +98,7 @@ def _candidates(history: pd.DataFrame, folder: Path, budget: Budget | None, poli
     fig, ax = plt.subplots(figsize=(6.5, 3.8))
     unit = budget.unit if budget else ""
     ax.scatter(history["cost"], history["accuracy"], s=8, alpha=0.5, label="candidates")
-    best = history[history["episode"] == (policy.accuracy or {}).get("episode")]
+    best = history[history["episode"] == (policy.accuracy or SearchScore()).episode]
     ax.scatter(best["cost"], best["accuracy"], s=80, marker="*", color="tab:red", label="best policy")
     if budget is not None:
         ax.axvline(budget.value, color="k", ls="--", lw=1, label=f"budget {budget.value:.4g} {unit}")

@@ -28,8 +28,8 @@ import yaml
 from stable_baselines3.common.vec_env import SubprocVecEnv, VecEnv
 from tqdm.auto import tqdm
 
-from autoprune.agents import ALIASES, ONE_SHOT, SeededSearcher, make_searcher
-from autoprune.agents.searchers import SB3Searcher
+from autoprune.agents import ALIASES, ONE_SHOT, SeededSearcher, create_searcher
+from autoprune.agents.sb3 import SB3Searcher
 from autoprune.agents.vector import PooledVecEnv
 from autoprune.analysis import ModelAnalysis, analyse_model, group_features
 from autoprune.atomic import write_json_atomic, write_text_atomic
@@ -42,8 +42,8 @@ from autoprune.envs import EpisodeResult, PruningEnv
 from autoprune.errors import ConfigError, UserCodeError
 from autoprune.evaluation import CandidateEvaluator
 from autoprune.memory import release_free_memory
-from autoprune.parallel import PooledScorer, make_executor
-from autoprune.policy import PruningPolicy
+from autoprune.parallel import PooledScorer, create_executor
+from autoprune.policy import PruningPolicy, SearchScore
 from autoprune.progress import bar_disabled, plain_lines
 from autoprune.pruning import rank_channels
 from autoprune.pruning.verify import check_prunable
@@ -103,7 +103,7 @@ class SearchRun:
     def prepare(self) -> PruningEnv:
         """Load everything and build the environment(s) (fails fast, before any search time)."""
         c = self.config
-        self.searcher = make_searcher(c.agent, c.seed, c.preset, c.agent_params, seeds=tuple(c.seeds))
+        self.searcher = create_searcher(c.agent, c.seed, c.preset, c.agent_params, seeds=tuple(c.seeds))
         torch.manual_seed(c.seed)
         self.env = self._build_env()
         if isinstance(self.searcher, SeededSearcher):
@@ -111,7 +111,7 @@ class SearchRun:
         self.executor = None
         if c.executor != "local":  # candidates scored by workers that build their scorer once
             factory = functools.partial(_worker_scorer, replace(self.config), self._splits, self._model, self._score)
-            self.executor = make_executor(c.executor, factory, c.workers, address=c.ray_address,
+            self.executor = create_executor(c.executor, factory, c.workers, address=c.ray_address,
                                           timeout_s=c.worker_timeout, cpus=c.worker_cpus, gpus=c.worker_gpus,
                                           threads=max(1, round(c.worker_cpus)))
             self.env.evaluator = PooledScorer(self.executor)
@@ -432,10 +432,8 @@ class SearchRun:
             importance=self.config.importance, exclude=list(self.config.exclude), budget=budget.to_dict(),
             widths=self.env.choices.to_dict() if self.env.choices.listed else None,
             cost_model=self.cost_model.name, predicted_cost=b.predicted_cost(),
-            accuracy={"val": b.accuracy, "val_images": self.config.val_size, "episode": b.episode,
-                      "bn_batches": self.config.bn_batches,
-                      **({"val_finetuned": b.finetuned, "finetune_steps": self.config.rerank_steps}
-                         if b.finetuned is not None else {})})
+            accuracy=SearchScore(b.accuracy, self.config.val_size, b.episode, self.config.bn_batches,
+                                 b.finetuned, self.config.rerank_steps if b.finetuned is not None else None))
 
     def _summary(self, seconds: float, episodes: int, timing: dict[str, float]) -> SearchSummary:
         scoring, env = timing["scoring"], timing["env"]  # summed over every env (parallel: > wall)

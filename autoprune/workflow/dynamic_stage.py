@@ -21,7 +21,7 @@ from autoprune.errors import ConfigError
 from autoprune.evaluation import search_bn_batches
 from autoprune.finetune import FinetuneConfig
 from autoprune.latency import LatencySettings
-from autoprune.models.source import ModelSource
+from autoprune.model_source import ModelSource
 from autoprune.policy import PruningPolicy
 from autoprune.pruning import rank_channels
 from autoprune.training import evaluate

@@ -16,20 +16,18 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 
 from autoprune.analysis import analyse_model
-from autoprune.apply import apply_policy
+from autoprune.apply import apply_and_recalibrate
 from autoprune.data import StreamSplits
 from autoprune.errors import ConfigError
-from autoprune.evaluation import search_bn_batches
 from autoprune.export import export_model as _export
 from autoprune.finetune import FinetuneConfig, finetune
 from autoprune.latency import LatencySettings
-from autoprune.models.source import ModelSource
-from autoprune.policy import PruningPolicy
+from autoprune.model_source import ModelSource
+from autoprune.policy import PruningPolicy, SearchScore
 from autoprune.pruning.record import PruningRecord
 from autoprune.records import ExportRecord
 from autoprune.scoring import ScoreFn, accuracy
 from autoprune.search import SearchConfig, SearchRun
-from autoprune.training import recalibrate_bn
 
 Data = Dataset | DataLoader | tuple[torch.Tensor, torch.Tensor]
 
@@ -97,10 +95,10 @@ def prune_to_budget(model: nn.Module | str, example_input: torch.Tensor | None, 
         raise ConfigError(f"no candidate met the budget {budget}; loosen it or raise max_ratio (see {out}/history.csv)")
     policy = PruningPolicy.load(Path(out) / "best_policy.json")
     analysis = analyse_model(copy.deepcopy(module).eval(), torch.zeros(1, *splits.input_shape), exclude=policy.exclude)
-    pruned, record = apply_policy(analysis, policy, batches=splits.train(64, shuffle=False))
-    bn = int((policy.accuracy or {}).get("bn_batches", config.bn_batches))
-    recalibrate_bn(pruned, search_bn_batches(splits, bn), bn)
-    return PruneResult(pruned.eval(), policy, record, float((policy.accuracy or {}).get("val", float("nan"))), Path(out))
+    searched = policy.accuracy or SearchScore()
+    bn = searched.bn_batches or config.bn_batches
+    pruned, record = apply_and_recalibrate(analysis, policy, splits, bn)
+    return PruneResult(pruned.eval(), policy, record, float("nan") if searched.val is None else searched.val, Path(out))
 
 
 def finetune_model(model: nn.Module, train_data: Data, val_data: Data, epochs: int = 5, lr: float = 0.01,

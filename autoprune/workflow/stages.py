@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from autoprune.analysis import analyse_model
-from autoprune.apply import apply_policy
+from autoprune.apply import apply_policy, recalibrate_pruned
 from autoprune.atomic import write_json_atomic, write_text_atomic
 from autoprune.checkpoint import (
     load_model,
@@ -30,7 +30,7 @@ from autoprune.data import Splits
 from autoprune.dynamic.model import DynamicModel
 from autoprune.dynamic.supernet import load_supernet
 from autoprune.errors import ConfigError
-from autoprune.evaluation import CandidateEvaluator, search_bn_batches
+from autoprune.evaluation import CandidateEvaluator
 from autoprune.export import export_model
 from autoprune.finetune import (
     FinetuneConfig,
@@ -42,9 +42,9 @@ from autoprune.finetune import (
     sparsity_report,
 )
 from autoprune.latency import LatencySettings, measure_latency
+from autoprune.model_source import ModelSource
 from autoprune.models import create_model, is_builtin, list_models
-from autoprune.models.source import ModelSource
-from autoprune.policy import PruningPolicy
+from autoprune.policy import PruningPolicy, SearchScore
 from autoprune.pruning import rank_channels
 from autoprune.pruning.record import PruningRecord
 from autoprune.pruning.verify import check_prunable
@@ -52,7 +52,7 @@ from autoprune.records import ApplyRecord, ExportRecord, FinetuneRecord
 from autoprune.references import require_consent
 from autoprune.scoring import LossFn, ScoreFn, accuracy
 from autoprune.sensitivity import DEFAULT_RATIOS, plot_sensitivity, sensitivity_sweep
-from autoprune.training import evaluate, recalibrate_bn
+from autoprune.training import evaluate
 from autoprune.workflow.iterative import IterativeSettings, imp_stage, iterative_channels_stage
 
 
@@ -85,16 +85,16 @@ def apply_stage(policy_path: str | Path, source: ModelSource | None, splits: Spl
         sliced = load_supernet(supernet, DynamicModel(analysis, ranking, {})).pruned_widths(record.kept)
         pruned.load_state_dict(sliced.state_dict())
     raw_test = evaluate(pruned, splits.test(), score)
-    searched = policy.accuracy or {}
-    bn = bn_batches if bn_batches is not None else int(searched.get("bn_batches", 5))
-    recalibrate_bn(pruned, search_bn_batches(splits, bn), bn)
-    val_images = int(searched.get("val_images", 0)) or None
+    searched = policy.accuracy or SearchScore()
+    bn = bn_batches if bn_batches is not None else (searched.bn_batches or 5)
+    recalibrate_pruned(pruned, splits, bn)
+    val_images = searched.val_images or None
     summary = {
         "policy": str(policy_path), "model": source.ref, "importance": importance or policy.importance,
         "init": "dense" if supernet is None else f"supernet {supernet}",
         "dense_test_acc": evaluate(dense, splits.test(), score), "pruned_test_acc_raw": raw_test,
         "pruned_test_acc_bn": evaluate(pruned, splits.test(), score), "pruned_val_acc_bn": evaluate(pruned, splits.val(), score),
-        "val_score": evaluate(pruned, splits.val(limit=val_images), score), "val_score_search": searched.get("val"),
+        "val_score": evaluate(pruned, splits.val(limit=val_images), score), "val_score_search": searched.val,
         "bn_batches": bn, "test_split": test_split_name(splits), "dense_params": sum(p.numel() for p in dense.parameters()),
         "pruned_params": sum(p.numel() for p in pruned.parameters()), "channels": record.kept,
     }

@@ -1,6 +1,6 @@
 """``ModelSource``: which model to prune, as the user named it (a built-in or a factory reference,
 its arguments, its weights, one input's shape); the one value that travels from the CLI or the
-Python API to every stage."""
+Python API to every stage. It sits above the checkpoint code it loads models with."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ import torch
 import yaml
 from torch import nn
 
+from autoprune.checkpoint import load_or_create, read_checkpoint, shipped_weights
 from autoprune.errors import ConfigError
 from autoprune.limits import MAX_MODEL_ARGS_BYTES, MAX_MODEL_ARGS_DEPTH, check_input_size
 from autoprune.references import canonical, is_reference
@@ -53,8 +54,6 @@ class ModelSource:
         factory reference without ``weights`` must return the same (trained) weights every time:
         the model searched is rebuilt to be applied and exported.
         """
-        from autoprune.checkpoint import load_or_create
-
         model = load_or_create(self.ref, self.weights, require_weights, self.args or None, in_channels, num_classes)
         if same_weights and not self.is_builtin and self.weights is None:
             again = load_or_create(self.ref, None, False, self.args or None)
@@ -72,8 +71,6 @@ class ModelSource:
             return self.input_shape
         if data_shape:
             return tuple(data_shape)
-        from autoprune.checkpoint import read_checkpoint, shipped_weights
-
         weights = self.weights or shipped_weights(self.ref)
         if weights:
             recorded = read_checkpoint(weights).get("input_shape")
