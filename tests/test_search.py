@@ -301,3 +301,31 @@ def test_a_bad_config_file_is_one_line(tmp_path, capsys):
     assert "unknown setting 'budgett'" in capsys.readouterr().err
     assert main(["search", "--config", str(tmp_path / "none.yaml"), "--out", str(tmp_path / "r")]) == 2
     assert not (tmp_path / "r").exists()
+
+
+def test_a_pipeline_reads_its_history_file_at_most_once(tmp_path, monkeypatch):
+    """The search keeps its history in memory: verification, re-ranking, refinement, the report and
+    the pipeline's later stages never read history.csv back (a resume reads it once)."""
+    import autoprune.search.history as history_module
+    import autoprune.search.report as report_module
+    import autoprune.search.run as run_module
+
+    calls = []
+
+    def counting(path):
+        calls.append(path)
+        return history_module.read_history(path)
+
+    for module in (run_module, report_module):
+        monkeypatch.setattr(module, "read_history", counting)
+    common = ["-q", "pipeline", *TINY, "--agent", "random", "--rerank-top", "2", "--rerank-steps", "2", "--refine", "2",
+              "--epochs", "1", "--out", str(tmp_path / "p")]
+    assert run_cli(*common[1:], "--episodes", "6").returncode == 0
+    assert calls == []
+    (tmp_path / "p" / "finetune" / "finetune.json").unlink()
+    assert run_cli("pipeline", "--resume", "--episodes", "8", "--out", str(tmp_path / "p")).returncode == 0
+    assert len(calls) == 1  # the resumed search's one read
+    search = tmp_path / "p" / "search"
+    run = SearchRun(SearchConfig.load(search / "config.yaml"), progress=False)
+    assert run.run(resume=True) and len(calls) == 2
+    pd.testing.assert_frame_equal(run.writer.frame(), history_module.read_history(search / "history.csv"))

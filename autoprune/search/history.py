@@ -20,10 +20,18 @@ COLUMNS = ["episode", "accuracy", "reward", "cost", "budget", "latency_ms", "flo
 
 
 class HistoryWriter:
-    """Appends rows to ``history.csv``; each row is flushed and fsynced before the next episode."""
+    """Appends rows to ``history.csv``; each row is flushed and fsynced before the next episode.
 
-    def __init__(self, path: str | Path) -> None:
+    It also keeps the history in memory (``earlier``: the rows a resumed search read once), so the
+    search's later steps never read the file back: :meth:`frame` equals what :func:`read_history`
+    would return.
+    """
+
+    def __init__(self, path: str | Path, earlier: pd.DataFrame | None = None) -> None:
         self.path = Path(path)
+        self._earlier = earlier if earlier is not None else pd.DataFrame(columns=COLUMNS)
+        self._rows: list[str] = []  # the CSV lines written this session
+        self._frame: pd.DataFrame | None = None
         new = not self.path.exists() or self.path.stat().st_size == 0
         self._repair_partial_last_line()
         columns = COLUMNS if new else self._header()  # a history begun by an older version keeps its columns
@@ -52,6 +60,22 @@ class HistoryWriter:
                    kept=json.dumps(result.kept))
         self._writer.writerow(row)
         self._flush()
+        line = io.StringIO()
+        csv.DictWriter(line, fieldnames=self._writer.fieldnames, extrasaction="ignore").writerow(row)
+        self._rows.append(line.getvalue())
+        self._frame = None
+
+    def frame(self) -> pd.DataFrame:
+        """Every episode so far (those read at resume, then those appended), exactly as
+        :func:`read_history` would return them (the rows written, parsed the same way)."""
+        if self._frame is None:
+            if not self._rows:
+                self._frame = self._earlier
+            else:
+                header = ",".join(self._writer.fieldnames) + "\n"
+                new = pd.read_csv(io.StringIO(header + "".join(self._rows)))
+                self._frame = new if self._earlier.empty else pd.concat([self._earlier, new], ignore_index=True)
+        return self._frame
 
     def _flush(self) -> None:
         self._file.flush()
@@ -64,6 +88,12 @@ class HistoryWriter:
 def complete_lines(data: bytes) -> bytes:
     """``data`` without a last line that a crash cut short (no trailing newline)."""
     return data if not data or data.endswith(b"\n") else data[: data.rfind(b"\n") + 1]
+
+
+def count_episodes(path: str | Path) -> int:
+    """Finished episodes in a history file (its complete lines but the header), without parsing it."""
+    path = Path(path)
+    return max(0, complete_lines(path.read_bytes()).count(b"\n") - 1) if path.exists() else 0
 
 
 def read_history(path: str | Path) -> pd.DataFrame:

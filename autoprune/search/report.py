@@ -25,10 +25,11 @@ from autoprune.search.history import read_history  # noqa: E402
 PLOTS = ("progress.png", "candidates.png", "ratios.png", "latency.png")
 
 
-def write_report(folder: str | Path) -> Path | None:
-    """Write ``report.md`` and its plots into ``folder``; None when it holds no finished episode."""
+def write_report(folder: str | Path, history: pd.DataFrame | None = None) -> Path | None:
+    """Write ``report.md`` and its plots into ``folder``; None when it holds no finished episode.
+    ``history``: the search's episodes when the caller holds them (else read from the folder)."""
     folder = Path(folder)
-    history = read_history(folder / "history.csv")
+    history = read_history(folder / "history.csv") if history is None else history
     if history.empty or not (folder / "best_policy.json").is_file():
         return None
     policy = PruningPolicy.load(folder / "best_policy.json")

@@ -56,6 +56,7 @@ from autoprune.search.history import (
     Candidate,
     HistoryWriter,
     by_architecture,
+    count_episodes,
     read_history,
     scored_feasible,
     truncate_history,
@@ -182,8 +183,8 @@ class SearchRun:
     def run(self, resume: bool = False) -> SearchSummary:
         """Run (or continue) the search; returns the summary."""
         self.out.mkdir(parents=True, exist_ok=True)
-        history = read_history(self.out / "history.csv") if resume else None
-        if not resume and len(read_history(self.out / "history.csv")):
+        history = read_history(self.out / "history.csv") if resume else None  # the one read of the file
+        if not resume and count_episodes(self.out / "history.csv"):
             raise ConfigError(f"{self.out} already holds a search; pass --resume to continue it or "
                               f"choose another --out")
         env = self.prepare()
@@ -207,7 +208,7 @@ class SearchRun:
             self._restore_best(history)
             self.evaluator.restore([json.loads(k) for k in history["kept"]])  # noisy lookups draw on
         env.episode_index = done  # a front draws each episode's budget from its number
-        writer = HistoryWriter(self.out / "history.csv")
+        writer = self.writer = HistoryWriter(self.out / "history.csv", history)
         bar = tqdm(total=self.config.episodes, initial=done, desc=f"search {self.config.agent}",
                    unit="ep", disable=bar_disabled(self.progress))
         state = {"episode": done, "last": time.perf_counter(), "scoring": 0.0, "env": 0.0}
@@ -264,18 +265,18 @@ class SearchRun:
             summary["rerank"] = self._rerank(summary["verification"])
             summary["best"] = asdict(self.best)
             write_json_atomic(self.out / "summary.json", summary)
-        write_report(self.out)
+        write_report(self.out, self.writer.frame())
         return summary
 
     def _refine(self, on_episode, state: dict[str, float]) -> None:
         """The refinement episodes (see :mod:`autoprune.search.refine`), then the best architecture
         by its lower confidence bound becomes the search's best."""
         while state["episode"] < self.config.episodes:
-            kept = next_query(read_history(self.out / "history.csv"), self.env.choices, self.env.wall.fits)
+            kept = next_query(self.writer.frame(), self.env.choices, self.env.wall.fits)
             if kept is None:
                 break
             on_episode(self.searcher.play_widths(self.env, kept, exact=True).tagged("refine"))
-        history = read_history(self.out / "history.csv")
+        history = self.writer.frame()
         choice = final_choice(history)
         if choice is not None:
             rows = by_architecture(history)
@@ -292,10 +293,10 @@ class SearchRun:
         if ALIASES.get(c.agent, c.agent) in ONE_SHOT:
             return {"skipped": f"{c.agent} proposes one candidate"}
         start = time.perf_counter()
-        history = read_history(self.out / "history.csv")
+        history = self.writer.frame()
         allowed = None
-        if (self.out / "verification.csv").is_file() and "skipped" not in verification:
-            checked = pd.read_csv(self.out / "verification.csv")
+        checked = getattr(self, "_verification", None)
+        if checked is not None and "skipped" not in verification:
             allowed = set(checked.loc[checked["fits"].astype(bool), "episode"].astype(int))
         frame = rerank_candidates(history, self._second_stage_of(history), c.rerank_top, c.rerank_steps, allowed)
         frame.to_csv(self.out / "rerank.csv", index=False)
@@ -329,9 +330,10 @@ class SearchRun:
         if reason:
             return {"skipped": reason}
         start = time.perf_counter()
-        history = read_history(self.out / "history.csv")
+        history = self.writer.frame()
         frame = measure_top_candidates(history, self.analysis, self.cost_model, self.budget, self.config.verify_top)
         frame.to_csv(self.out / "verification.csv", index=False)
+        self._verification = frame
         result = {**verdict(frame, self.budget), "seconds": round(time.perf_counter() - start, 2)}
         chosen = result["chosen_episode"]
         if chosen is None:
@@ -372,7 +374,7 @@ class SearchRun:
 
     def _reselect(self) -> None:
         """The best by mean after the best's mean fell below another's (from the history)."""
-        self._restore_best(read_history(self.out / "history.csv"))
+        self._restore_best(self.writer.frame())
         self._policy().save(self.out / "best_policy.json")
 
     @property
@@ -383,9 +385,9 @@ class SearchRun:
     def _front(self) -> list[dict[str, float | str | None]]:
         """The best policy per budget (re-ranked per budget when --rerank-top), front.csv, front.png."""
         c = self.config
-        history = read_history(self.out / "history.csv")
         one_shot = ALIASES.get(c.agent, c.agent) in ONE_SHOT
         points, firsts = [], []
+        history = self.writer.frame()
         for spec, budget in zip(c.budgets, self.budgets):
             at = episodes_at(history, budget)
             ok, uniform = scored_feasible(at), at[at["source"].astype(str) == "seed:uniform"]

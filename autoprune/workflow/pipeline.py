@@ -22,7 +22,7 @@ from autoprune.latency import LatencySettings
 from autoprune.records import PipelineRecord
 from autoprune.scoring import load_loss, load_score
 from autoprune.search import SearchConfig, SearchRun
-from autoprune.search.history import read_history
+from autoprune.search.history import count_episodes
 from autoprune.workflow.stages import apply_stage, export_stage, finetune_stage
 
 
@@ -35,7 +35,7 @@ def run_pipeline(search: SearchConfig, ft: FinetuneConfig, out: str | Path, dist
     """
     out = Path(out)
     search.out = str(out / "search")
-    done = len(read_history(out / "search" / "history.csv"))
+    done = count_episodes(out / "search" / "history.csv")
     if done and not resume:
         raise ConfigError(f"{out} already holds a pipeline run; pass --resume to continue it or choose another --out")
     ft, distill = stage_settings(out, ft, distill, resume)
