@@ -92,7 +92,7 @@ class PruningPolicy:
     widths: dict[str, list[int]] | None = None  # channels each group could keep (a listed search space)
     created: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
     tool_version: str = __version__
-    torch_version: str = torch.__version__
+    torch_version: str = str(torch.__version__)  # a plain str: the policy may travel inside a checkpoint
     schema_version: int = SCHEMA_VERSION
 
     def __post_init__(self) -> None:

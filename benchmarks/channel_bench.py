@@ -43,6 +43,7 @@ from autoprune.search import SearchConfig, SearchRun, read_history
 from autoprune.sweep import run_tasks
 
 DEFAULT_AGENT = SearchConfig().agent
+CURVE_EVERY = 5  # the regret curve is kept at the first query and every 5th
 WIDTHS = [0.25, 0.5, 0.75, 1.0]
 REFINE = 100  # of the queries, the refinement stage's (measured: 100 of 300 beat 0, 8 x 2 re-queries and 150)
 SEEDS = ["uniform", "knapsack"]  # global magnitude left out: the table's trained weights are not published
@@ -88,7 +89,8 @@ def _row(table: ChannelBenchTable, cell: Cell, key: str, queries: int, seconds: 
 
 
 def curve(table: ChannelBenchTable, cell: Cell, history: pd.DataFrame) -> pd.DataFrame:
-    """Regret of the best-so-far architecture (by the mean of its queries) after each query."""
+    """Regret of the best-so-far architecture (by the mean of its queries) after the first query and
+    every :data:`CURVE_EVERY`-th."""
     best = table.best(cell.budget)[1]
     sums: dict[str, list[float]] = {}
     rows, chosen = [], None
@@ -97,7 +99,7 @@ def curve(table: ChannelBenchTable, cell: Cell, history: pd.DataFrame) -> pd.Dat
             key = table.space.key(json.loads(kept))
             sums.setdefault(key, []).append(float(acc))
             chosen = max(sums, key=lambda k: (np.mean(sums[k]), -list(sums).index(k)))
-        if chosen is not None:
+        if chosen is not None and (q == 1 or q % CURVE_EVERY == 0):
             rows.append({"space": cell.space, "budget": cell.budget, "method": cell.method, "seed": cell.seed,
                          "queries": q, "regret": round(best - table.entries[chosen].mean, 4)})
     return pd.DataFrame(rows)
@@ -118,9 +120,10 @@ def summarise(runs: pd.DataFrame, curves: pd.DataFrame, table: ChannelBenchTable
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    within = [table.entries[str(k)].flops <= b * table.full_flops for k, b in zip(runs.chosen_arch, runs.budget)]
     lines = [f"# Channel-Bench-Macro, {table.space.model}: regret after {queries} noisy queries", "",
              "Regret (accuracy points) = best feasible mean - returned architecture's mean; mean ± sd over seeds.",
-             ""]
+             f"Returned architectures within their FLOPs budget: {sum(within)} of {len(within)}.", ""]
     for budget, part in runs.groupby("budget"):
         best_key, best = table.best(budget)
         uniform = max((k for k in table.feasible(budget) if len(set(k)) == 1), key=lambda k: table.entries[k].mean)
@@ -169,7 +172,7 @@ def main() -> None:
     out = Path(args.out) if args.out else result_dir(f"channel_bench/{args.space}")
     out.mkdir(parents=True, exist_ok=True)
     runs_path, curves_path = out / "runs.csv", out / "curves.csv"
-    runs = pd.read_csv(runs_path) if runs_path.is_file() else pd.DataFrame(columns=COLUMNS)
+    runs = pd.read_csv(runs_path, dtype={"chosen_arch": str}) if runs_path.is_file() else pd.DataFrame(columns=COLUMNS)
     curves = pd.read_csv(curves_path) if curves_path.is_file() else pd.DataFrame()
     done = {(r.budget, r.method, r.seed) for r in runs.itertuples()}
     alias = DEFAULT_AGENT if "default" in methods and DEFAULT_AGENT in methods else None  # one search, two names

@@ -11,7 +11,6 @@ state for ``--resume``), ``sb3_log/`` (SB3's own training log: CSV, and TensorBo
 
 from __future__ import annotations
 
-import copy
 import functools
 import json
 import math
@@ -31,25 +30,18 @@ from tqdm.auto import tqdm
 from autoprune.agents import ALIASES, ONE_SHOT, SeededSearcher, create_searcher
 from autoprune.agents.sb3 import SB3Searcher
 from autoprune.agents.vector import PooledVecEnv
-from autoprune.analysis import ModelAnalysis, analyse_model, group_features
 from autoprune.atomic import write_json_atomic, write_text_atomic
 from autoprune.budget import MEASURED_TOLERANCE, Budget
-from autoprune.costs import CostModel, create_cost_model, profile_latency_table
-from autoprune.data import Splits, load_splits
-from autoprune.devices import check_provider, check_torch_device
-from autoprune.dynamic.supernet import SupernetScorer
+from autoprune.data import Splits
 from autoprune.envs import EpisodeResult, PruningEnv
 from autoprune.errors import ConfigError, UserCodeError
-from autoprune.evaluation import CandidateEvaluator
 from autoprune.memory import release_free_memory
 from autoprune.parallel import PooledScorer, create_executor
 from autoprune.policy import PruningPolicy, SearchScore
 from autoprune.progress import bar_disabled, plain_lines
-from autoprune.pruning import rank_channels
-from autoprune.pruning.verify import check_prunable
-from autoprune.pruning.widths import WidthChoices
 from autoprune.records import RerankRecord, SearchSummary, VerificationRecord
-from autoprune.scoring import ScoreFn, load_loss, load_score
+from autoprune.scoring import ScoreFn
+from autoprune.search.assembly import assemble
 from autoprune.search.config import SearchConfig
 from autoprune.search.front import FrontPoint, episodes_at, policy_file, write_front
 from autoprune.search.history import (
@@ -64,7 +56,6 @@ from autoprune.search.history import (
 from autoprune.search.refine import final_choice, next_query
 from autoprune.search.report import write_report
 from autoprune.search.rerank import rerank_candidates
-from autoprune.search.supernet import prepare_supernet
 from autoprune.search.verify import measure_top_candidates, skip_reason, verdict
 
 TRIM_EVERY = 50  # episodes between returning freed heap memory to the OS (see autoprune.memory)
@@ -83,30 +74,20 @@ class SearchRun:
         self.command, self.progress = command, progress
         self._splits, self._model, self._score = splits, model, score
         self.best: Candidate | None = None
+        self.policy: PruningPolicy | None = None  # the best candidate's policy, as best_policy.json holds it
         self._scores: dict[str, tuple[float, int, int]] = {}  # architecture -> (sum, count, first episode)
 
     # -- preparation -------------------------------------------------------------------------
-    def _cost_model(self, analysis: ModelAnalysis) -> CostModel:
-        c = self.config
-        if c.cost_model == "lut" and not c.table:
-            table_path = self.out / "latency_table.csv"
-            if not table_path.is_file():
-                tqdm.write(f"no --table given: profiling {c.model} on this machine into {table_path}")
-                settings = replace(c.latency_settings(), warmup=10, repeats=50)
-                profile_latency_table(analysis, c.model, round_to=c.round_to, settings=settings,
-                                      progress=self.progress).save(table_path)
-            c.table = str(table_path)
-        options = {"table": c.table, "hardware_profile": c.hardware_profile,  # plug-ins get them too
-                   "provider": check_provider(c.provider), "threads": c.latency_threads,  # (factories take **options)
-                   "batch_size": c.latency_batch}
-        return create_cost_model(c.cost_model, analysis, **{k: v for k, v in options.items() if v})
-
     def prepare(self) -> PruningEnv:
         """Load everything and build the environment(s) (fails fast, before any search time)."""
         c = self.config
         self.searcher = create_searcher(c.agent, c.seed, c.preset, c.agent_params, seeds=tuple(c.seeds))
         torch.manual_seed(c.seed)
-        self.env = self._build_env()
+        parts = assemble(c, self.out, self._splits, self._model, self._score, progress=self.progress)
+        c.val_size, c.table = parts.val_size, parts.table  # what the run folder's config.yaml resumes with
+        self.analysis, self.cost_model, self.budgets = parts.analysis, parts.cost_model, parts.budgets
+        self.budget, self.evaluator, self.score_name = parts.budgets[0], parts.evaluator, parts.score_name
+        self.env = parts.env
         if isinstance(self.searcher, SeededSearcher):
             self.searcher.seed_env = self.env  # seeds play one episode each, in the main process
         self.executor = None
@@ -118,53 +99,6 @@ class SearchRun:
             self.env.evaluator = PooledScorer(self.executor)
         self.search_env = self._vector_env()
         return self.env
-
-    def _build_env(self, check: bool = True) -> PruningEnv:
-        """Model, data, ranking, cost model, budget and scorer -> the environment.
-
-        ``check`` runs the prunability check; workers skip it (the main process did it already).
-        """
-        c = self.config
-        splits = self._splits or load_splits(c.data, c.data_dir, input_shape=c.input_shape)
-        c.val_size = check_val_size(splits, c.val_size)
-        source = c.model_source()
-        shape = source.shape(splits.input_shape)
-        # Random weights are only meaningful on synthetic data (tests, demos).
-        model = self._model if self._model is not None else source.load(
-            require_weights=c.data != "synthetic", in_channels=shape[0], num_classes=splits.num_classes)
-        self.analysis = analyse_model(model, torch.randn(1, *shape), exclude=c.exclude)
-        if check:
-            check_prunable(self.analysis)
-        ranking = rank_channels(self.analysis, c.importance, batches=splits.train(64, shuffle=False))
-        self.cost_model = self._cost_model(self.analysis)
-        self.budgets = [Budget.from_spec(self.cost_model, b) for b in (c.budgets or [c.budget])]
-        self.budget = self.budgets[0]  # the one best_policy.json is for (a front's first)
-        score, self.score_name = load_score(c.score, c.seed)
-        if self._score is not None:
-            score, self.score_name = self._score, getattr(self._score, "__name__", "score")
-        self.evaluator = CandidateEvaluator(self.analysis, ranking, splits, c.val_size, c.bn_batches,
-                                            mode=c.eval_mode, score=score, loss=load_loss(c.loss),
-                                            device=check_torch_device(c.torch_device))
-        env = PruningEnv(self.analysis.groups, group_features(self.analysis), self.cost_model, self.budget,
-                         self.evaluator, c.min_ratio, c.max_ratio, c.round_to, c.reward, analysis=self.analysis,
-                         budget_rule=c.budget_rule, budgets=self.budgets, budget_seed=c.seed,
-                         choices=self._choices(), fill=c.budget_fill)
-        if c.scorer == "supernet":
-            supernet = prepare_supernet(self.analysis, ranking, splits, self.cost_model, env.choices,
-                                        c.supernet_settings(), [b.fraction for b in self.budgets],
-                                        c.supernet or self.out / "supernet", copy.deepcopy(model).eval(),
-                                        c.torch_device, self.progress)
-            self.evaluator.scorer = SupernetScorer(supernet, self.evaluator.bn_data, self.evaluator.val_data,
-                                                   c.bn_batches, score)
-        return env
-
-    def _choices(self) -> WidthChoices | None:
-        """The widths each group may take: ``--widths`` (and per-group ``group_widths``), else the grid."""
-        c, groups = self.config, self.analysis.groups
-        if not c.widths:
-            return None
-        return WidthChoices.listing(groups, c.widths, c.group_widths, [c.min_ratio] * len(groups),
-                                    [c.max_ratio] * len(groups), c.round_to)
 
     def _vector_env(self) -> PruningEnv | VecEnv:
         """What the searcher plays: the environment, or for SB3 agents with ``n_envs`` > 1 or an
@@ -206,6 +140,7 @@ class SearchRun:
             done = point
         if history is not None and done:
             self._restore_best(history)
+            self.policy = self._policy() if self.best is not None else None
             self.evaluator.restore([json.loads(k) for k in history["kept"]])  # noisy lookups draw on
         env.episode_index = done  # a front draws each episode's budget from its number
         writer = self.writer = HistoryWriter(self.out / "history.csv", history)
@@ -258,7 +193,7 @@ class SearchRun:
                            f"{self.config.episodes} episodes ({len(self.budgets)} budgets share them); "
                            f"resume with more --episodes")
             summary["best"] = asdict(self.best)
-            self._policy().save(self.out / "best_policy.json")
+            self._save_best()
             write_json_atomic(self.out / "summary.json", summary)
         elif state["episode"] >= self.config.episodes and self.best is not None:
             summary["verification"] = self._verify()
@@ -283,7 +218,7 @@ class SearchRun:
             rows = rows[[json.dumps(json.loads(k), sort_keys=True) == choice for k in rows["kept"]]]
             self.best = Candidate.from_row(rows.iloc[0])
             self.best.accuracy, self.best.key = float(rows.iloc[0]["mean_score"]), choice
-            self._policy().save(self.out / "best_policy.json")
+            self._save_best()
 
     def _rerank(self, verification: VerificationRecord) -> RerankRecord:
         """Second-stage scoring of the best candidates; the best by it becomes ``best_policy.json``."""
@@ -306,7 +241,7 @@ class SearchRun:
         if chosen != self.best.episode:
             self.best = Candidate.from_row(history.loc[history["episode"] == chosen].iloc[0])
         self.best.finetuned = float(frame.loc[0, "finetuned"])
-        self._policy().save(self.out / "best_policy.json")
+        self._save_best()
         return {"candidates": len(frame), "chosen_episode": chosen, "steps": c.rerank_steps,
                 "chosen_finetuned": self.best.finetuned, "seconds": round(time.perf_counter() - start, 2)}
 
@@ -345,7 +280,7 @@ class SearchRun:
             tqdm.write(f"verification: the best candidate measured over budget on this machine; episode "
                        f"{chosen} (val {row['accuracy']:.4f}) is within it and becomes best_policy.json")
             self.best = Candidate.from_row(row)
-            self._policy().save(self.out / "best_policy.json")
+            self._save_best()
         return result
 
     def _consider(self, episode: int, result: EpisodeResult) -> None:
@@ -366,7 +301,7 @@ class SearchRun:
         if self.best is None or mean > self.best.accuracy:
             self.best = Candidate.from_result(first if count else episode, result)
             self.best.accuracy, self.best.key = mean, key
-            self._policy().save(self.out / "best_policy.json")
+            self._save_best()
 
     def _is_best_mean(self, key: str) -> bool:
         means = {k: t / n for k, (t, n, _) in self._scores.items()}
@@ -375,7 +310,7 @@ class SearchRun:
     def _reselect(self) -> None:
         """The best by mean after the best's mean fell below another's (from the history)."""
         self._restore_best(self.writer.frame())
-        self._policy().save(self.out / "best_policy.json")
+        self._save_best()
 
     @property
     def is_front(self) -> bool:
@@ -426,6 +361,11 @@ class SearchRun:
             self.best.accuracy = float(ranked.iloc[0]["mean_score"])
             self.best.key = json.dumps(json.loads(ranked.iloc[0]["kept"]), sort_keys=True)
 
+    def _save_best(self) -> None:
+        """The best candidate's policy as :attr:`policy` and ``best_policy.json`` (written atomically)."""
+        self.policy = self._policy()
+        self.policy.save(self.out / "best_policy.json")
+
     def _policy(self, best: Candidate | None = None, budget: Budget | None = None) -> PruningPolicy:
         b, budget = best or self.best, budget or self.budget
         return PruningPolicy.for_model(
@@ -468,31 +408,14 @@ def _unit(metric: str) -> str:
 def _worker_env(config: SearchConfig, splits: Splits | None, model: torch.nn.Module | None,
                 score: ScoreFn | None, threads: int | None = 1) -> PruningEnv:
     """A worker process's environment: the same model, data, cost model and budget (``threads``:
-    torch threads, None: as set already)."""
+    torch threads, None: as set already). Built without a search around it."""
     if threads is not None:
         torch.set_num_threads(threads)
-    run = SearchRun(config, splits=splits, progress=False, model=model, score=score)  # validating draws numbers
-    torch.manual_seed(config.seed)  # then seeded as in prepare: a model with random weights is the main one
-    return run._build_env(check=False)
+    torch.manual_seed(config.seed)  # seeded as in prepare: a model with random weights is the main one
+    return assemble(config, Path(config.out), splits, model, score, check=False, progress=False).env
 
 
 def _worker_scorer(config: SearchConfig, splits: Splits | None, model: torch.nn.Module | None,
                    score: ScoreFn | None):
     """A scoring worker's scorer: the search's own candidate evaluator, built once in the worker."""
     return _worker_env(config, splits, model, score, threads=None).evaluator  # the executor set the threads
-
-
-def check_val_size(splits: Splits, val_size: int) -> int:
-    """The validation samples to score on: a ``--val-size`` beyond the split is refused, not silently
-    cut; the default on a smaller split becomes the whole split, with a note."""
-    n = splits.val_length()
-    if n == 0:
-        raise ConfigError("the validation split is empty: candidates are scored on it; give the data a "
-                          "validation split (a data factory returns (train, val) or (train, val, test))")
-    if n is None or val_size <= n:
-        return val_size
-    if val_size == SearchConfig.val_size:
-        tqdm.write(f"note: the validation split has {n} samples; candidates are scored on all of them")
-        return n
-    raise ConfigError(f"--val-size {val_size} is more than the {n} samples of the validation split; "
-                      f"pass --val-size {n} or less")

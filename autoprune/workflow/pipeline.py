@@ -41,16 +41,19 @@ def run_pipeline(search: SearchConfig, ft: FinetuneConfig, out: str | Path, dist
     ft, distill = stage_settings(out, ft, distill, resume)
     if splits is None:
         splits = load_splits(search.data, search.data_dir, input_shape=search.input_shape)
+    found = None  # the best policy, in memory when the search ran in this process
     if done < search.episodes:
-        SearchRun(search, command, splits, progress).run(resume=done > 0)
+        run = SearchRun(search, command, splits, progress)
+        run.run(resume=done > 0)
+        found = run.policy
     policy = out / "search" / "best_policy.json"
-    if not policy.is_file():
+    if found is None and not policy.is_file():
         raise ConfigError(f"the search found no feasible policy (see {out / 'search' / 'history.csv'}); "
                           f"loosen --budget or --max-ratio")
     source = search.model_source()
     score, _ = load_score(search.score)
     apply = _stage(out / "apply" / "apply.json", resume, lambda: apply_stage(
-        policy, source, splits, out / "apply", require_weights=search.data != "synthetic", score=score))
+        policy, source, splits, out / "apply", require_weights=search.data != "synthetic", score=score, policy=found))
     tuned = _stage(out / "finetune" / "finetune.json", resume, lambda: finetune_stage(
         out / "apply" / "model.pt", splits, ft, out / "finetune", teacher_weights=source.weights,
         distill=distill, progress=progress, score=score, loss=load_loss(search.loss)))

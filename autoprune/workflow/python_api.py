@@ -93,7 +93,7 @@ def prune_to_budget(model: nn.Module | str, example_input: torch.Tensor | None, 
     summary = run.run(resume=resume)
     if summary["best"] is None:
         raise ConfigError(f"no candidate met the budget {budget}; loosen it or raise max_ratio (see {out}/history.csv)")
-    policy = PruningPolicy.load(Path(out) / "best_policy.json")
+    policy = run.policy  # what best_policy.json holds, without reading it back
     analysis = analyse_model(copy.deepcopy(module).eval(), torch.zeros(1, *splits.input_shape), exclude=policy.exclude)
     searched = policy.accuracy or SearchScore()
     bn = searched.bn_batches or config.bn_batches

@@ -59,11 +59,12 @@ from autoprune.workflow.iterative import IterativeSettings, imp_stage, iterative
 def apply_stage(policy_path: str | Path, source: ModelSource | None, splits: Splits, out: str | Path,
                 importance: str | None = None, bn_batches: int | None = None,
                 require_weights: bool = True, score: ScoreFn = accuracy,
-                supernet: str | Path | None = None) -> ApplyRecord:
+                supernet: str | Path | None = None, policy: PruningPolicy | None = None) -> ApplyRecord:
     """Prune the dense model to the policy for real, recalibrate BN, save it; returns ``apply.json``.
 
     ``supernet``: a supernet folder (``--init supernet``): the pruned model starts from the
     supernet's slice of the policy's architecture instead of the dense model's channels.
+    ``policy``: the policy ``policy_path`` holds, when the caller has it in memory (not read again).
 
     The model is ``source``, or the one the policy names (with its factory arguments). The
     modules the search excluded are read from the policy, so its groups match the model's. BN is
@@ -72,7 +73,7 @@ def apply_stage(policy_path: str | Path, source: ModelSource | None, splits: Spl
     validation score (``val_score`` next to the policy's ``val``).
     """
     out = Path(out)
-    policy = PruningPolicy.load(policy_path)
+    policy = policy or PruningPolicy.load(policy_path)
     source = source or policy_model_source(policy, str(policy_path))
     shape = source.shape(tuple(policy.input_shape) if policy.input_shape else splits.input_shape)
     check_data_shape(splits, shape, f"policy {policy_path}")

@@ -1,0 +1,130 @@
+"""Assembling a search from its settings: data, model, analysis, channel ranking, cost model,
+budgets, scorer and environment, built once (by the search, or by a scoring worker on its own).
+
+The settings are read, never changed: what assembling decides (the validation samples actually
+scored, the latency table profiled here) comes back in :class:`Assembled`, and the search records
+it in its run folder's ``config.yaml`` so a resume uses the same.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+
+from autoprune.analysis import ModelAnalysis, analyse_model, group_features
+from autoprune.budget import Budget
+from autoprune.costs import CostModel, create_cost_model, profile_latency_table
+from autoprune.data import Splits, load_splits
+from autoprune.devices import check_provider, check_torch_device
+from autoprune.dynamic.supernet import SupernetScorer
+from autoprune.envs import PruningEnv
+from autoprune.errors import ConfigError
+from autoprune.evaluation import CandidateEvaluator
+from autoprune.pruning import rank_channels
+from autoprune.pruning.verify import check_prunable
+from autoprune.pruning.widths import WidthChoices
+from autoprune.scoring import ScoreFn, load_loss, load_score
+from autoprune.search.config import SearchConfig
+from autoprune.search.supernet import prepare_supernet
+
+
+@dataclass
+class Assembled:
+    """The parts of a search (see the module docstring)."""
+
+    analysis: ModelAnalysis
+    cost_model: CostModel
+    budgets: list[Budget]  # the first is the one ``best_policy.json`` is for (a front's first)
+    evaluator: CandidateEvaluator
+    score_name: str
+    env: PruningEnv
+    val_size: int  # validation samples scored (the whole split when the default exceeds it)
+    table: str | None  # the latency table the cost model reads (profiled into the run folder if none given)
+
+
+def assemble(config: SearchConfig, out: Path, splits: Splits | None = None, model: torch.nn.Module | None = None,
+             score: ScoreFn | None = None, check: bool = True, progress: bool = True) -> Assembled:
+    """Build every part of the search ``config`` describes (``splits``/``model``/``score``: given
+    as objects by the Python API instead of by name). ``check``: run the prunability check (a
+    worker skips it: the search did it already)."""
+    c = config
+    splits = splits or load_splits(c.data, c.data_dir, input_shape=c.input_shape)
+    val_size = check_val_size(splits, c.val_size)
+    source = c.model_source()
+    shape = source.shape(splits.input_shape)
+    # Random weights are only meaningful on synthetic data (tests, demos).
+    model = model if model is not None else source.load(
+        require_weights=c.data != "synthetic", in_channels=shape[0], num_classes=splits.num_classes)
+    analysis = analyse_model(model, torch.randn(1, *shape), exclude=c.exclude)
+    if check:
+        check_prunable(analysis)
+    ranking = rank_channels(analysis, c.importance, batches=splits.train(64, shuffle=False))
+    table = c.table or _profiled_table(c, analysis, out, progress)
+    cost_model = _cost_model(c, analysis, table)
+    budgets = [Budget.from_spec(cost_model, b) for b in (c.budgets or [c.budget])]
+    score_fn, score_name = load_score(c.score, c.seed)
+    if score is not None:
+        score_fn, score_name = score, getattr(score, "__name__", "score")
+    evaluator = CandidateEvaluator(analysis, ranking, splits, val_size, c.bn_batches, mode=c.eval_mode,
+                                   score=score_fn, loss=load_loss(c.loss), device=check_torch_device(c.torch_device))
+    env = PruningEnv(analysis.groups, group_features(analysis), cost_model, budgets[0], evaluator, c.min_ratio,
+                     c.max_ratio, c.round_to, c.reward, analysis=analysis, budget_rule=c.budget_rule,
+                     budgets=budgets, budget_seed=c.seed, choices=choices(c, analysis), fill=c.budget_fill)
+    if c.scorer == "supernet":
+        supernet = prepare_supernet(analysis, ranking, splits, cost_model, env.choices, c.supernet_settings(),
+                                    [b.fraction for b in budgets], c.supernet or out / "supernet",
+                                    copy.deepcopy(model).eval(), c.torch_device, progress)
+        evaluator.scorer = SupernetScorer(supernet, evaluator.bn_data, evaluator.val_data, c.bn_batches, score_fn)
+    return Assembled(analysis, cost_model, budgets, evaluator, score_name, env, val_size, table)
+
+
+def choices(config: SearchConfig, analysis: ModelAnalysis) -> WidthChoices | None:
+    """The widths each group may take: ``--widths`` (and per-group ``group_widths``), else None (the grid)."""
+    groups = analysis.groups
+    if not config.widths:
+        return None
+    return WidthChoices.listing(groups, config.widths, config.group_widths, [config.min_ratio] * len(groups),
+                                [config.max_ratio] * len(groups), config.round_to)
+
+
+def _profiled_table(config: SearchConfig, analysis: ModelAnalysis, out: Path, progress: bool) -> str | None:
+    """For ``--cost-model lut`` without ``--table``: the table profiled on this machine into the run
+    folder (once; a resume finds it there)."""
+    if config.cost_model != "lut":
+        return None
+    path = out / "latency_table.csv"
+    if not path.is_file():
+        tqdm.write(f"no --table given: profiling {config.model} on this machine into {path}")
+        out.mkdir(parents=True, exist_ok=True)
+        settings = replace(config.latency_settings(), warmup=10, repeats=50)
+        profile_latency_table(analysis, config.model, round_to=config.round_to, settings=settings,
+                              progress=progress).save(path)
+    return str(path)
+
+
+def _cost_model(config: SearchConfig, analysis: ModelAnalysis, table: str | None) -> CostModel:
+    c = config
+    options = {"table": table, "hardware_profile": c.hardware_profile,  # plug-ins get them too
+               "provider": check_provider(c.provider), "threads": c.latency_threads,  # (factories take **options)
+               "batch_size": c.latency_batch}
+    return create_cost_model(c.cost_model, analysis, **{k: v for k, v in options.items() if v})
+
+
+def check_val_size(splits: Splits, val_size: int) -> int:
+    """The validation samples to score on: a ``--val-size`` beyond the split is refused, not silently
+    cut; the default on a smaller split becomes the whole split, with a note."""
+    n = splits.val_length()
+    if n == 0:
+        raise ConfigError("the validation split is empty: candidates are scored on it; give the data a "
+                          "validation split (a data factory returns (train, val) or (train, val, test))")
+    if n is None or val_size <= n:
+        return val_size
+    if val_size == SearchConfig.val_size:
+        tqdm.write(f"note: the validation split has {n} samples; candidates are scored on all of them")
+        return n
+    raise ConfigError(f"--val-size {val_size} is more than the {n} samples of the validation split; "
+                      f"pass --val-size {n} or less")
