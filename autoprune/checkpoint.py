@@ -155,7 +155,6 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     raise ConfigError(f"{path} is not an autoprune checkpoint or a state dict")
 
 
-
 def _check_header(payload: dict[str, Any], path: Path) -> None:
     """Header fields are checked before any model is built from them (type, sign, bounds, agreement)."""
     def count(key: str, most: int) -> None:
