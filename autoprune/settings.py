@@ -18,9 +18,11 @@ from typing import Any
 
 def setting(default: Any = dataclasses.MISSING, help: str = "", *,  # noqa: A002 - argparse's own word
             factory: Callable[[], Any] | None = None, metavar: str | None = None,
-            choices: Iterable[str] | None = None, cli: bool = True) -> Any:
-    """A dataclass field with its command-line help (``cli=False``: not an option of its own)."""
-    meta = {"help": help, "metavar": metavar, "choices": list(choices) if choices else None, "cli": cli}
+            choices: Iterable[str] | None = None, cli: bool = True, option: str | None = None) -> Any:
+    """A dataclass field with its command-line help (``cli=False``: not an option of its own;
+    ``option``: a flag other than the field's name, e.g. ``--ft-seed`` beside a search's ``--seed``)."""
+    meta = {"help": help, "metavar": metavar, "choices": list(choices) if choices else None, "cli": cli,
+            "option": option}
     if factory is not None:
         return dataclasses.field(default_factory=factory, metadata=meta)
     return dataclasses.field(default=default, metadata=meta)
@@ -31,20 +33,32 @@ def option_name(name: str) -> str:
     return "--" + name.replace("_", "-")
 
 
-def cli_fields(cls: type, skip: Iterable[str] = ()) -> list[dataclasses.Field]:
-    """The fields of ``cls`` that are command-line options, in declaration order."""
-    skipped = set(skip)
-    return [f for f in dataclasses.fields(cls) if f.metadata.get("cli") and f.name not in skipped]
+def cli_fields(cls: type, skip: Iterable[str] = (), only: Iterable[str] | None = None) -> list[dataclasses.Field]:
+    """The fields of ``cls`` that are command-line options (``only`` those named), in declaration order."""
+    skipped, chosen = set(skip), None if only is None else set(only)
+    return [f for f in dataclasses.fields(cls) if f.metadata.get("cli") and f.name not in skipped
+            and (chosen is None or f.name in chosen)]
 
 
-def add_settings(parser: argparse.ArgumentParser, cls: type, skip: Iterable[str] = ()) -> None:
-    """One option per setting of ``cls`` (except ``skip``), typed, with default and help."""
+def flag(f: dataclasses.Field) -> str:
+    """The command-line flag of a setting."""
+    return f.metadata.get("option") or option_name(f.name)
+
+
+def dest(f: dataclasses.Field) -> str:
+    """Where argparse keeps a setting's value: the flag's name (``--ft-seed`` -> ``ft_seed``)."""
+    return flag(f)[2:].replace("-", "_")
+
+
+def add_settings(parser: argparse.ArgumentParser | argparse._ArgumentGroup, cls: type, skip: Iterable[str] = (),
+                 only: Iterable[str] | None = None) -> None:
+    """One option per setting of ``cls`` (except ``skip``; ``only`` those named), typed, with default and help."""
     hints = typing.get_type_hints(cls)
     defaults = cls()
-    for f in cli_fields(cls, skip):
+    for f in cli_fields(cls, skip, only):
         kind = _base_type(hints[f.name])
         kwargs: dict[str, Any] = {"default": getattr(defaults, f.name), "help": f.metadata["help"],
-                                  "dest": f.name}
+                                  "dest": dest(f)}
         if f.metadata.get("metavar"):
             kwargs["metavar"] = f.metadata["metavar"]
         if f.metadata.get("choices"):
@@ -53,14 +67,15 @@ def add_settings(parser: argparse.ArgumentParser, cls: type, skip: Iterable[str]
             kwargs["nargs"] = "*"
         elif kind in (int, float):
             kwargs["type"] = kind
-        parser.add_argument(option_name(f.name), **kwargs)
+        parser.add_argument(flag(f), **kwargs)
 
 
-def settings_from_args(cls: type, args: argparse.Namespace, skip: Iterable[str] = ()) -> dict[str, Any]:
+def settings_from_args(cls: type, args: argparse.Namespace, skip: Iterable[str] = (),
+                       only: Iterable[str] | None = None) -> dict[str, Any]:
     """The values of ``cls``'s options in ``args`` (lists copied), as keyword arguments."""
     out = {}
-    for f in cli_fields(cls, skip):
-        value = getattr(args, f.name)
+    for f in cli_fields(cls, skip, only):
+        value = getattr(args, dest(f))
         out[f.name] = list(value) if isinstance(value, (list, tuple)) else value
     return out
 

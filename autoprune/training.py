@@ -16,6 +16,9 @@ from autoprune.devices import check_torch_device
 from autoprune.errors import ConfigError, DataError, TrainingError
 from autoprune.progress import bar_disabled
 from autoprune.scoring import ScoreFn, accuracy, model_device, to_device
+from autoprune.settings import setting
+
+OPTIMIZERS = ("sgd", "adamw")
 
 Batches = Iterable[tuple[torch.Tensor, torch.Tensor]]
 
@@ -53,17 +56,27 @@ def recalibrate_bn(model: nn.Module, batches: Batches, max_batches: int = 10) ->
 
 @dataclass
 class TrainConfig:
-    """Hyper-parameters of a supervised training or fine-tuning run."""
+    """Hyper-parameters of a supervised training or fine-tuning run (``autoprune train``'s options)."""
 
-    epochs: int = 10
-    lr: float = 0.1
-    momentum: float = 0.9
-    weight_decay: float = 5e-4
-    optimizer: str = "sgd"  # or "adamw"
-    batch_size: int = 128
-    augment: tuple[str, ...] | bool | None = None  # None: the data's default (see autoprune.data)
-    seed: int = 0
-    device: str | None = None  # torch device to train on (None: cuda when available, else cpu)
+    epochs: int = setting(10, "training epochs")
+    lr: float = setting(0.1, "peak learning rate (cosine decay to 0)")
+    momentum: float = setting(0.9, "SGD momentum (Nesterov)", cli=False)
+    weight_decay: float = setting(5e-4, "weight decay (weights only, not BN or biases)")
+    optimizer: str = setting("sgd", "optimiser", choices=OPTIMIZERS)
+    batch_size: int = setting(128, "images per step")
+    # None: the data's default (see autoprune.data); set from --augment / --no-augment
+    augment: tuple[str, ...] | bool | None = setting(None, cli=False)
+    seed: int = setting(0, "training seed")
+    # torch device to train on (None: cuda when available, else cpu); set from --device
+    device: str | None = setting(None, cli=False)
+
+    def check(self) -> TrainConfig:
+        """One-line errors for impossible values, before any training starts."""
+        if self.epochs < 1 or self.lr <= 0 or self.batch_size < 1:
+            raise ConfigError("--epochs and --batch-size must be >= 1 and --lr > 0")
+        if self.weight_decay < 0:
+            raise ConfigError("--weight-decay must be >= 0")
+        return self
 
 
 def create_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:

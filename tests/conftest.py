@@ -18,6 +18,11 @@ settings.register_profile("default", max_examples=30)
 settings.register_profile("thorough", max_examples=150)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 
+# Under pytest-xdist every core runs its own test process: one torch thread each, not one per core
+# in each (oversubscribed cores make the run slower than a single process).
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    torch.set_num_threads(1)
+
 
 class TinyResNet(nn.Module):
     """Stem, one residual block, one depthwise stage, classifier: every coupling kind in ~5k params."""

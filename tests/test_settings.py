@@ -7,9 +7,15 @@ import dataclasses
 
 import pytest
 
+from autoprune.cli.finetune_cmd import training_config
+from autoprune.cli.main import build_parser
 from autoprune.cli.search_cmd import add_search_args, config_from_args
+from autoprune.errors import ConfigError
+from autoprune.finetune import FinetuneConfig
 from autoprune.search import SearchConfig
-from autoprune.settings import cli_fields, option_name
+from autoprune.settings import cli_fields, dest, flag, option_name, settings_from_args
+from autoprune.training import TrainConfig
+from autoprune.workflow import FinetuneMode
 
 
 def parse(*argv: str) -> argparse.Namespace:
@@ -45,3 +51,28 @@ def test_options_are_typed_from_the_annotations() -> None:
         parse("--episodes", "many")
     with pytest.raises(SystemExit):
         parse("--eval-mode", "fast")  # choices come from the field too
+
+
+@pytest.mark.parametrize("command,classes", [("finetune", ("FinetuneConfig", "FinetuneMode")),
+                                             ("train", ("TrainConfig",))])
+def test_training_commands_are_made_from_their_settings(command: str, classes: tuple[str, ...]) -> None:
+    """Every option of the fine-tune and train settings is on its command, with the field's help and default."""
+    known = {"FinetuneConfig": FinetuneConfig, "FinetuneMode": FinetuneMode, "TrainConfig": TrainConfig}
+    sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction)).choices[command]
+    options = {a.dest: a for a in sub._actions}
+    for cls in (known[c] for c in classes):
+        for f in cli_fields(cls):
+            assert f.metadata["help"], f"{cls.__name__}.{f.name} has no help"
+            assert dest(f) in options and flag(f) in options[dest(f)].option_strings
+            assert options[dest(f)].help == f.metadata["help"]
+            assert options[dest(f)].default == getattr(cls(), f.name)
+
+
+def test_fine_tune_options_reach_the_settings() -> None:
+    args = build_parser().parse_args(["finetune", "m.pt", "--ft-seed", "3", "--lr", "0.5", "--iterative", "p.json",
+                                      "--steps", "4", "--ft-val-size", "100", "--no-augment"])
+    cfg, mode = training_config(args), FinetuneMode(**settings_from_args(FinetuneMode, args))
+    assert (cfg.seed, cfg.lr, cfg.val_size, cfg.augment, cfg.epochs) == (3, 0.5, 100, (), 5)
+    assert (mode.iterative_policy, mode.steps, mode.name) == ("p.json", 4, "iterative")
+    with pytest.raises(ConfigError, match="--kd-alpha"):
+        training_config(build_parser().parse_args(["finetune", "m.pt", "--kd-alpha", "2"]))

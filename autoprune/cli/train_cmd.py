@@ -22,6 +22,7 @@ from autoprune.data import parse_augment
 from autoprune.errors import ConfigError
 from autoprune.models import create_model
 from autoprune.scoring import load_loss, load_score
+from autoprune.settings import add_settings, settings_from_args
 from autoprune.training import TrainConfig, evaluate, train
 
 
@@ -35,11 +36,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="training loss FUNCTION(output, target) (default: cross-entropy)")
     p.add_argument("--score", default=None, metavar="FILE.py:FUNCTION",
                    help="validation score FUNCTION(model, batches) -> float (default: accuracy)")
-    p.add_argument("--epochs", type=int, default=10)
-    p.add_argument("--lr", type=float, default=0.1)
-    p.add_argument("--batch-size", type=int, default=128)
-    p.add_argument("--optimizer", default="sgd", choices=["sgd", "adamw"])
-    p.add_argument("--seed", type=int, default=0)
+    add_settings(p.add_argument_group("training"), TrainConfig)
     p.add_argument("--no-augment", action="store_true", help="no augmentation (the same as --augment none)")
     p.add_argument("--save-epochs", default="", metavar="N,M",
                    help="also save model_epochN.pt after these epochs (early weights for lottery-ticket rewinding)")
@@ -51,9 +48,8 @@ def run(args: argparse.Namespace) -> int:
     """Train, evaluate on validation each epoch and on test at the end, save everything."""
     save_at = parse_epochs(args.save_epochs, args.epochs)
     score, loss = load_score(args.score)[0], load_loss(args.loss)
-    cfg = TrainConfig(epochs=args.epochs, lr=args.lr, batch_size=args.batch_size, optimizer=args.optimizer,
-                      seed=args.seed, augment=parse_augment("none" if args.no_augment else args.augment),
-                      device=torch_device(args))
+    cfg = TrainConfig(**settings_from_args(TrainConfig, args),
+                      augment=parse_augment("none" if args.no_augment else args.augment), device=torch_device(args)).check()
     source = model_source(args)
     splits = resolve_splits(args)
     out = ensure_writable_dir(args.out)

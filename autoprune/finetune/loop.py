@@ -11,8 +11,10 @@ from torch import nn
 
 from autoprune.data.batches import Splits
 from autoprune.devices import check_torch_device
+from autoprune.errors import ConfigError
 from autoprune.finetune.distill import distillation_loss
 from autoprune.scoring import LossFn, ScoreFn, accuracy
+from autoprune.settings import setting
 from autoprune.training import TrainConfig, evaluate, train
 
 
@@ -28,11 +30,21 @@ class StepHook(Protocol):
 class FinetuneConfig(TrainConfig):
     """Fine-tuning hyper-parameters: a smaller learning rate than training, plus distillation."""
 
-    epochs: int = 5
-    lr: float = 0.01
-    kd_alpha: float = 0.5        # weight of the distillation term when a teacher is given
-    kd_temperature: float = 4.0
-    val_size: int | None = None  # validation images per epoch (None: the whole split)
+    epochs: int = setting(5, "fine-tuning epochs")
+    lr: float = setting(0.01, "peak learning rate (cosine decay to 0)")
+    seed: int = setting(0, "fine-tuning seed", option="--ft-seed")
+    kd_alpha: float = setting(0.5, "weight of the distillation term when a teacher is given")
+    kd_temperature: float = setting(4.0, "distillation temperature")
+    val_size: int | None = setting(None, "validation images per epoch (default: all)", option="--ft-val-size")
+
+    def check(self) -> FinetuneConfig:
+        """One-line errors for impossible values, before any training starts."""
+        super().check()
+        if not 0.0 <= self.kd_alpha <= 1.0 or self.kd_temperature <= 0:
+            raise ConfigError("--kd-alpha must be in [0, 1] and --kd-temperature > 0")
+        if self.val_size is not None and self.val_size < 1:
+            raise ConfigError("--ft-val-size must be >= 1")
+        return self
 
 
 @dataclass

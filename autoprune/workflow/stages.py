@@ -52,6 +52,7 @@ from autoprune.records import ApplyRecord, ExportRecord, FinetuneRecord
 from autoprune.references import require_consent
 from autoprune.scoring import LossFn, ScoreFn, accuracy
 from autoprune.sensitivity import DEFAULT_RATIOS, plot_sensitivity, sensitivity_sweep
+from autoprune.settings import setting
 from autoprune.training import evaluate
 from autoprune.workflow.iterative import IterativeSettings, imp_stage, iterative_channels_stage
 
@@ -149,20 +150,31 @@ class FinetuneMode:
             polynomial schedule, or in ``rounds`` IMP rounds when ``rounds`` > 1.
     """
 
-    gradual_policy: str | None = None
-    iterative_policy: str | None = None
-    steps: int = 3
-    schedule: str = "geometric"
-    epochs_per_step: int | None = None  # default: the epochs split evenly over the steps or rounds
-    rounds: int = 1
-    rewind_from: str | None = None
-    sparsity: float | None = None
-    sparsity_scope: str = "layer"
-    begin_step: int = 0
-    end_step: int | None = None  # default: half of the training steps
-    frequency: int = 100
-    power: float = 3.0
-    initial: float = 0.0  # initial sparsity, or initial share of the final ratios (gradual)
+    gradual_policy: str | None = setting(
+        None, "prune the dense checkpoint to POLICY gradually while training, then for real",
+        option="--gradual", metavar="POLICY")
+    rewind_from: str | None = setting(
+        None, "lottery-ticket rewinding: keep the pruned structure, retrain from these early weights",
+        metavar="EARLY.pt")
+    iterative_policy: str | None = setting(
+        None, "cut the dense checkpoint toward POLICY in --steps steps, fine-tuning after each",
+        option="--iterative", metavar="POLICY")
+    sparsity: float | None = setting(
+        None, "unstructured magnitude pruning to this share of zero weights (torch.nn.utils.prune); "
+              "with --rounds > 1, iterative magnitude pruning (IMP)")
+    sparsity_scope: str = setting("layer", "the share per layer, or one threshold over all layers",
+                                  choices=["layer", "global"])
+    steps: int = setting(3, "prune -> fine-tune cycles toward the policy")
+    schedule: str = setting("geometric", "channels per step: the same share of the remaining (geometric) "
+                                         "or the same number", choices=["geometric", "linear"])
+    rounds: int = setting(1, "IMP rounds (each prunes a share of the remaining weights)")
+    epochs_per_step: int | None = setting(None, "fine-tuning epochs after each step or round "
+                                                "(default: --epochs split evenly)")
+    begin_step: int = setting(0, "first step of the polynomial schedule")
+    end_step: int | None = setting(None, "last step of the schedule (default: half of the training steps)")
+    frequency: int = setting(100, "steps between mask updates")
+    power: float = setting(3.0, "exponent of the polynomial decay")
+    initial: float = setting(0.0, "initial sparsity, or initial share of the final ratios for --gradual")
 
     @property
     def name(self) -> str:
