@@ -118,8 +118,9 @@ class SB3Searcher(Searcher):
     def run(self, env, episodes, on_episode, start_episode=0, state_dir=None) -> None:
         model = self._restore(env, state_dir, start_episode) or self.build(env)
         self.model = model
-        if state_dir:  # SB3's own log (losses, entropy, episode rewards) next to the agent state
-            model.set_logger(sb3_logger(state_dir.parent / "sb3_log"))
+        # SB3's own log (losses, entropy, episode rewards) next to the agent state; without a run
+        # folder none (SB3's default would make an empty SB3-<date> folder in the temp directory)
+        model.set_logger(sb3_logger(state_dir.parent / "sb3_log") if state_dir else Logger(None, []))
         remaining = episodes - start_episode
         if remaining <= 0:
             return

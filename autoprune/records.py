@@ -53,6 +53,17 @@ class RerankRecord(TypedDict, total=False):
     seconds: float
 
 
+class CostModelRecord(TypedDict, total=False):
+    """What identifies a cost model in policies and run folders (``CostModel.describe()``); plug-ins
+    add their own settings beside these keys."""
+
+    name: str
+    metric: str
+    device: Json       # roofline: the device's numbers; lut: the profiled device's description
+    table: str | None  # lut: the table file
+    settings: Json     # lut, measured: the latency settings
+
+
 class SearchSummary(TypedDict, total=False):
     """``summary.json`` of a search run."""
 
@@ -65,7 +76,7 @@ class SearchSummary(TypedDict, total=False):
     best: CandidateRecord | None
     score: str
     budget: dict[str, Json]
-    cost_model: str
+    cost_model: CostModelRecord
     config: dict[str, Json]
     verification: VerificationRecord
     rerank: RerankRecord

@@ -50,11 +50,33 @@ def accuracy(model: nn.Module, batches: Iterable[tuple[torch.Tensor, Any]]) -> f
     return correct / max(total, 1)
 
 
+@torch.no_grad()
+def negative_loss(model: nn.Module, batches: Iterable[tuple[torch.Tensor, Any]]) -> float:
+    """Minus the mean cross-entropy over ``batches`` (higher is better), in eval mode: it ranks
+    candidates whose accuracies on a validation slice tie, as a supernet's narrow slices do."""
+    was_training = model.training
+    model.eval()
+    device = model_device(model)
+    total, n = 0.0, 0
+    for x, y in guarded(batches, "the evaluation data"):
+        y = torch.as_tensor(y).to(device)
+        total += float(torch.nn.functional.cross_entropy(model(x.to(device)), y, reduction="sum"))
+        n += len(y)
+    model.train(was_training)
+    return -total / max(n, 1)
+
+
+BUILTIN_SCORES = {"accuracy": accuracy, "neg-loss": negative_loss}
+
+
 def load_score(ref: str | None, seed: int = 0) -> tuple[ScoreFn, str]:
-    """The score function named ``ref`` and its name (``accuracy`` when ``ref`` is None;
-    ``channel-bench:PATH``: a Channel-Bench-Macro table, its noisy draws seeded with ``seed``)."""
-    if ref is None or ref == "accuracy":
+    """The score function named ``ref`` and its name (``accuracy`` when ``ref`` is None; ``neg-loss``:
+    minus the cross-entropy; ``channel-bench:PATH``: a Channel-Bench-Macro table, its noisy draws
+    seeded with ``seed``)."""
+    if ref is None:
         return accuracy, "accuracy"
+    if ref in BUILTIN_SCORES:
+        return BUILTIN_SCORES[ref], ref
     if ref.startswith("channel-bench:"):
         from autoprune.channel_bench import table_score
 

@@ -168,10 +168,46 @@ class FrontFinetune(Source):
                 ",".join(map(str, self.seeds)), "--workers", str(workers), "--threads", "1", "--device", device]
 
 
+class SupernetProxy(Source):
+    """``results/supernet_proxy``: one supernet per (epochs, sampled), its 31 candidates scored (one row each)."""
+
+    name = "supernet_proxy"
+    settings = ((1, 2), (2, 2), (4, 2))
+    default_seconds = 1800.0  # one supernet epoch on these 2 cores
+
+    @property
+    def rows_path(self) -> Path:
+        return self.folder / "scores.csv"
+
+    def expected(self) -> list[Key]:
+        return list(self.settings)
+
+    def key(self, row: dict) -> Key:
+        return (int(row["epochs"]), int(row["sampled"]))
+
+    def row_key(self, row: dict) -> Key:
+        return (int(row["epochs"]), int(row["sampled"]), int(row["index"]))
+
+    def estimate(self, workers: int = 1) -> Estimate:
+        """Training dominates and grows with the epochs: seconds per epoch from the finished supernets."""
+        per_epoch = [float(r["train_s"]) / int(r["epochs"]) for r in self.rows() if float(r["train_s"]) > 0]
+        each = statistics.median(per_epoch) if per_epoch else self.default_seconds
+        pending = self.pending()
+        epochs = sum(e for e, _ in pending)
+        gpu = epochs * each / CPU_JOB_S * GPU_JOB_MIN * GPU_WORKERS  # one supernet at a time: no sharing
+        return Estimate(len(pending), round(epochs * each / 3600, 2), round(gpu, 1))
+
+    def command(self, device: str, workers: int) -> list[str]:
+        epochs = sorted({e for e, _ in self.settings})
+        return [sys.executable, str(ROOT / "benchmarks" / "supernet_proxy.py"), "--epochs", *map(str, epochs),
+                "--device", device]
+
+
 def sources(root: Path = ROOT) -> list[Source]:
     """The protocol folders, those that exist."""
     found = [HeadToHead(root / "results" / "head_to_head"), Iterative(root / "results" / "iterative_resnet20"),
-             FrontFinetune(root / "results" / "front_resnet20" / "finetune")]
+             FrontFinetune(root / "results" / "front_resnet20" / "finetune"),
+             SupernetProxy(root / "results" / "supernet_proxy")]
     return [s for s in found if s.folder.is_dir()]
 
 

@@ -35,21 +35,12 @@ from autoprune.dynamic.supernet import SupernetScorer, SupernetSettings
 from autoprune.evaluation import CandidateEvaluator
 from autoprune.pruning import rank_channels
 from autoprune.pruning.widths import WidthChoices
+from autoprune.scoring import negative_loss
 from autoprune.search.supernet import prepare_supernet
 
 CEILING = ROOT / "results" / "candidate_ceiling_resnet20_30pct"
 TABLE = ROOT / "results" / "head_to_head" / "tables" / "resnet20.csv"
 MAX_RATIO, ROUND_TO, VAL_SIZE, BN_BATCHES, BUDGET = 0.9, 8, 2000, 5, 0.3
-
-
-def negative_loss(model: torch.nn.Module, batches) -> float:
-    """Minus the mean cross-entropy (a score: higher is better)."""
-    total, n = 0.0, 0
-    with torch.no_grad():
-        for x, y in batches:
-            total += float(torch.nn.functional.cross_entropy(model(x), y, reduction="sum"))
-            n += len(y)
-    return -total / max(n, 1)
 
 
 def truth() -> pd.DataFrame:
@@ -80,6 +71,16 @@ def main() -> None:
     rows_path = out / "scores.csv"
     rows = pd.read_csv(rows_path).to_dict("records") if rows_path.is_file() else []
     done = {(r["epochs"], r["sampled"]) for r in rows}
+
+    def bn_seconds() -> float:
+        """The first stage's cost per candidate, timed now on this machine (10 candidates)."""
+        start = time.perf_counter()
+        for kept in cands["kept"].head(10):
+            evaluator(json.loads(kept))
+        return (time.perf_counter() - start) / 10
+
+    if rows:  # the settings finished before, published before the next one trains
+        write_text_atomic(out / "proxy.csv", proxy_table(cands, pd.DataFrame(rows), bn_seconds()).to_csv(index=False))
     for epochs in args.epochs:
         if (epochs, args.sampled) in done:
             continue
@@ -99,13 +100,7 @@ def main() -> None:
                          "supernet_neg_loss": loss, "seconds": round(seconds, 3), "train_s": round(train_s, 1)})
         write_text_atomic(rows_path, pd.DataFrame(rows).to_csv(index=False))
         print(f"supernet E={epochs} n={args.sampled}: trained in {train_s:.0f} s", flush=True)
-    bn_seconds = []
-    for kept in cands["kept"].head(10):  # the first stage's cost per candidate, timed now on this machine
-        start = time.perf_counter()
-        evaluator(json.loads(kept))
-        bn_seconds.append(time.perf_counter() - start)
-    write_text_atomic(out / "proxy.csv", proxy_table(cands, pd.DataFrame(rows), sum(bn_seconds) / len(bn_seconds))
-                      .to_csv(index=False))
+        write_text_atomic(out / "proxy.csv", proxy_table(cands, pd.DataFrame(rows), bn_seconds()).to_csv(index=False))
     print((out / "proxy.csv").read_text())
 
 

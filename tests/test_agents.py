@@ -253,3 +253,17 @@ def test_a_searcher_of_your_own_registers_like_the_built_ins(tmp_path, splits):
         assert len(history) == 4 and history["kept"].nunique() == 1 and set(history["source"]) == {"halfway"}
     finally:
         SEARCHERS._factories.pop("halfway", None)
+
+
+@pytest.mark.parametrize("agent", ["amc-ddpg", "ppo"])
+def test_an_agent_without_a_run_folder_writes_nothing_to_the_temp_directory(agent, tmp_path, monkeypatch):
+    """SB3's default logger would leave an empty SB3-<date> folder in the temp directory per search."""
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    monkeypatch.delenv("SB3_LOGDIR", raising=False)
+    env, _ = toy_problem()
+    infos = []
+    create_searcher(agent, seed=0, preset="quick", overrides={"warmup_episodes": 2} if agent != "ppo" else {}).run(
+        env, 4, infos.append)
+    assert len(infos) >= 4 and not list(tmp_path.glob("SB3-*"))

@@ -83,3 +83,15 @@ def test_an_interrupted_job_list_resumes_and_no_row_is_written_twice(tmp_path, c
 def test_a_folder_holding_a_job_twice_is_reported(tmp_path):
     source = _head_to_head(tmp_path / "h2h", [{"model": "resnet20", "budget": 0.3, "method": "uniform", "seed": 0}] * 2)
     assert pending.duplicates(source) == [("resnet20", 0.3, "uniform", 0)]
+
+
+def test_supernet_settings_are_pending_until_their_candidates_are_scored(tmp_path):
+    folder = tmp_path / "supernet_proxy"
+    folder.mkdir()
+    pd.DataFrame([{"epochs": 1, "sampled": 2, "index": i, "train_s": 1000.0} for i in range(3)]).to_csv(
+        folder / "scores.csv", index=False)
+    source = pending.SupernetProxy(folder)
+    assert source.pending() == [(2, 2), (4, 2)] and not pending.duplicates(source)
+    estimate = source.estimate()  # 2 + 4 epochs at the finished supernet's 1,000 s per epoch
+    assert estimate.jobs == 2 and estimate.cpu_hours == pytest.approx(6000 / 3600, abs=0.01)
+    assert source.command("cuda", 1)[-4:] == ["2", "4", "--device", "cuda"]

@@ -329,3 +329,23 @@ def test_a_pipeline_reads_its_history_file_at_most_once(tmp_path, monkeypatch):
     run = SearchRun(SearchConfig.load(search / "config.yaml"), progress=False)
     assert run.run(resume=True) and len(calls) == 2
     pd.testing.assert_frame_equal(run.writer.frame(), history_module.read_history(search / "history.csv"))
+
+
+def test_a_search_validates_its_settings_and_builds_its_agent_once(tmp_path, monkeypatch):
+    """The command line validates before it names a folder and the search again when it starts: the
+    second validation of the unchanged config repeats nothing (the agent is checked once, built once)."""
+    import autoprune.agents.sb3 as sb3_module
+    import autoprune.search.run as run_module
+    from autoprune.errors import ConfigError
+
+    checks, created = [], []
+    real_check, real_create = sb3_module.SB3Searcher.check, run_module.create_searcher
+    monkeypatch.setattr(sb3_module.SB3Searcher, "check", lambda self: checks.append(1) or real_check(self))
+    monkeypatch.setattr(run_module, "create_searcher", lambda *a, **k: created.append(1) or real_create(*a, **k))
+    assert run_cli("search", *TINY, "--agent", "amc-ddpg", "--preset", "quick", "--episodes", "3", "--rerank-top", "0",
+                   "--out", str(tmp_path / "run")).returncode == 0
+    assert (len(checks), len(created)) == (1, 1)
+    config = SearchConfig(model="mlp", data="synthetic", agent="amc-ddpg", preset="quick").validate()
+    config.episodes = 0  # a changed config is validated again
+    with pytest.raises(ConfigError, match="--episodes"):
+        config.validate()

@@ -1,3 +1,6 @@
+import json
+
+import pandas as pd
 import torch
 
 from autoprune.models import create_model
@@ -26,3 +29,23 @@ def test_bn_recalibration_matches_data_statistics(tiny_model, splits):
         feats = torch.cat([tiny_model.stem[0](x) for x, _ in splits.train(64, shuffle=False)])
     assert torch.allclose(bn.running_mean, feats.mean((0, 2, 3)), atol=1e-4)
     assert bn.momentum == 0.1 and not tiny_model.training
+
+
+def test_neg_loss_score_is_minus_the_cross_entropy_and_drives_a_search(tmp_path):
+    """``--score neg-loss``: minus the mean cross-entropy over the batches, a built-in needing no consent."""
+    from autoprune.cli.main import main
+    from autoprune.scoring import load_score
+
+    score, name = load_score("neg-loss")
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(12, 3)).train()
+    batches = [(torch.randn(5, 12), torch.randint(0, 3, (5,))), (torch.randn(3, 12), torch.randint(0, 3, (3,)))]
+    x, y = torch.cat([b[0] for b in batches]), torch.cat([b[1] for b in batches])
+    expected = -float(torch.nn.functional.cross_entropy(model(x), y))
+    assert name == "neg-loss" and abs(score(model, batches) - expected) < 1e-5 and model.training
+    run = tmp_path / "run"
+    assert main(["-q", "search", "--model", "mlp", "--data", "synthetic", "--cost-model", "flops", "--budget", "50%",
+                 "--agent", "random", "--episodes", "4", "--val-size", "64", "--bn-batches", "1", "--rerank-top", "0",
+                 "--score", "neg-loss", "--out", str(run)]) == 0
+    history = pd.read_csv(run / "history.csv")
+    assert (history["accuracy"] < 0).all() and json.loads((run / "summary.json").read_text())["score"] == "neg-loss"

@@ -20,7 +20,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     add_data_args(p)
     p.add_argument("--importance", default=None, help="channel criterion (default: the policy's)")
     p.add_argument("--score", default=None, metavar="FILE.py:FUNCTION",
-                   help="report FUNCTION(model, batches) -> float instead of accuracy (the search's --score)")
+                   help="report FUNCTION(model, batches) -> float, or neg-loss, instead of accuracy (the "
+                        "search's --score)")
     p.add_argument("--bn-batches", type=int, default=None,
                    help="BN recalibration batches after pruning (default: the search's, so the score matches)")
     p.add_argument("--init", default="dense", choices=["dense", "supernet"],

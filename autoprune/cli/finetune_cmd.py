@@ -49,7 +49,8 @@ def add_training_args(p: argparse.ArgumentParser, epochs: int = D.epochs) -> Non
 def add_task_args(p: argparse.ArgumentParser) -> None:
     """``--score`` and ``--loss``: what is maximised and what is trained, for tasks beyond classification."""
     p.add_argument("--score", default=None, metavar="FILE.py:FUNCTION",
-                   help="validation score FUNCTION(model, batches) -> float, higher is better (default: accuracy)")
+                   help="validation score FUNCTION(model, batches) -> float, higher is better, or neg-loss "
+                        "(default: accuracy)")
     p.add_argument("--loss", default=None, metavar="FILE.py:FUNCTION",
                    help="training loss FUNCTION(output, target) (default: cross-entropy)")
 

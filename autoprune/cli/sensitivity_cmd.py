@@ -22,7 +22,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--round-to", type=int, default=1)
     p.add_argument("--importance", default="l1")
     p.add_argument("--score", default=None, metavar="FILE.py:FUNCTION",
-                   help="score with FUNCTION(model, batches) -> float, higher is better (default: accuracy)")
+                   help="score with FUNCTION(model, batches) -> float, higher is better, or neg-loss "
+                        "(default: accuracy)")
     p.add_argument("--out", default="runs/sensitivity", help="output folder")
     p.set_defaults(func=run)
 

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from autoprune.analysis.architecture import Architecture, layer_channels
 from autoprune.analysis.layers import LayerSpec
 from autoprune.errors import AutopruneError, ConfigError
+from autoprune.records import CostModelRecord
 
 
 @dataclass(frozen=True)
@@ -83,7 +84,7 @@ class CostModel(abc.ABC):
         """The cost of the unpruned model."""
         return self.cost({})
 
-    def describe(self) -> dict:
+    def describe(self) -> CostModelRecord:
         """Settings that identify this cost model, recorded in policies and run folders."""
         return {"name": self.name, "metric": self.metric}
 

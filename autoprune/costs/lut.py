@@ -31,6 +31,7 @@ from autoprune.atomic import write_text_atomic
 from autoprune.costs.alignment import alignment_toll
 from autoprune.costs.base import LatencyCostModel
 from autoprune.errors import ConfigError
+from autoprune.records import CostModelRecord
 
 FORMAT = "autoprune-latency-table"
 TABLE_VERSION = 2  # 2: calibration may hold alignment tolls, which version-1 readers would ignore
@@ -297,6 +298,6 @@ class LookupTableCostModel(LatencyCostModel):
         """Predicted latency (ms) of ``arch``."""
         return self.table.predict(self.layers, arch)
 
-    def describe(self) -> dict:
+    def describe(self) -> CostModelRecord:
         return {**super().describe(), "table": self.path, "device": self.table.meta.get("device"),
                 "settings": self.table.meta.get("settings")}

@@ -11,6 +11,7 @@ from autoprune.analysis.groups import ModelAnalysis
 from autoprune.costs.base import LatencyCostModel
 from autoprune.latency import LatencySettings, measure_latencies, measure_latency
 from autoprune.pruning.physical import prune_physically
+from autoprune.records import CostModelRecord
 
 
 class MeasuredLatencyCostModel(LatencyCostModel):
@@ -75,7 +76,7 @@ class MeasuredLatencyCostModel(LatencyCostModel):
             progress()
         return model
 
-    def describe(self) -> dict:
+    def describe(self) -> CostModelRecord:
         return {**super().describe(), **self.settings.__dict__}
 
 

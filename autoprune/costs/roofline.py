@@ -16,6 +16,7 @@ from autoprune.analysis.architecture import Architecture, layer_channels
 from autoprune.analysis.groups import ModelAnalysis
 from autoprune.costs.base import LatencyCostModel
 from autoprune.errors import ConfigError
+from autoprune.records import CostModelRecord
 
 
 @dataclass(frozen=True)
@@ -83,5 +84,5 @@ class RooflineCostModel(LatencyCostModel):
             total += max(compute, memory) + d.overhead_us * 1e-6
         return total * 1e3
 
-    def describe(self) -> dict:
+    def describe(self) -> CostModelRecord:
         return {**super().describe(), "device": asdict(self.device)}

@@ -58,7 +58,8 @@ class SearchConfig:
     exclude: list[str] = setting(factory=list, help="module names whose channels must not be pruned", cli=False)
     # What is searched for, and how candidates are scored.
     score: str | None = setting(None, "score candidates with FUNCTION(model, batches) -> float, higher is "
-                                      "better (default: accuracy)", metavar="FILE.py:FUNCTION")
+                                      "better, or neg-loss (minus the cross-entropy) (default: accuracy)",
+                                metavar="FILE.py:FUNCTION")
     loss: str | None = setting(None, "training loss FUNCTION(output, target) for the short fine-tunes "
                                      "(default: cross-entropy)", metavar="FILE.py:FUNCTION")
     cost_model: str = setting("lut", "lut (profiled on this machine when no --table), flops, roofline, "
@@ -141,7 +142,13 @@ class SearchConfig:
     out: str = setting("runs/search", "run folder", cli=False)
 
     def validate(self) -> SearchConfig:
-        """One-line errors for values of the wrong type or out of range."""
+        """One-line errors for values of the wrong type or out of range.
+
+        Validating an unchanged config again returns at once: the command line validates before it
+        names a folder, the search when it starts, and the checks build the agent once.
+        """
+        if getattr(self, "_validated", None) == asdict(self):
+            return self
         if isinstance(self.budget, (int, float)) and not isinstance(self.budget, bool):
             self.budget = str(self.budget)  # "budget: 0.5" in a YAML file
         for name, accepted in _TYPES.items():
@@ -191,6 +198,7 @@ class SearchConfig:
         if self.rerank_repeats < 1:
             raise ConfigError(f"--rerank-repeats must be >= 1, got {self.rerank_repeats}")
         self._check_names()
+        self._validated = asdict(self)  # not a field: copies made with replace() are validated again
         return self
 
     def _check_names(self) -> None:
