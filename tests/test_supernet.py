@@ -4,6 +4,7 @@ budgets, scoring is deterministic, training resumes exactly, and a search scores
 import copy
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -130,3 +131,34 @@ def test_apply_can_start_from_the_supernets_slice(tmp_path, capsys):
     assert main(["-q", "apply", str(policy), "--data", "synthetic", "--init", "supernet",
                  "--out", str(tmp_path / "x")]) == 2
     assert "--supernet DIR" in capsys.readouterr().err
+
+
+SN_SEARCH = ["-q", "search", "--model", "mlp", "--data", "synthetic", "--cost-model", "flops", "--scorer", "supernet",
+             "--supernet-epochs", "1", "--val-size", "64", "--bn-batches", "2", "--rerank-top", "0"]
+
+
+def test_one_supernet_serves_a_front_of_an_agent_and_a_resumed_search(tmp_path):
+    """An SB3 agent searching several budgets at once on one supernet; interrupted (fewer episodes),
+    resumed: the supernet is not trained again and the resumed history continues the first."""
+    sn, out = tmp_path / "sn", tmp_path / "front"
+    common = [*SN_SEARCH, "--supernet", str(sn), "--budgets", "30%", "60%", "--agent", "amc-ddpg", "--preset", "quick",
+              "--agent-param", "warmup_episodes=2", "--out", str(out)]
+    assert main([*common, "--episodes", "4"]) == 0
+    trained = (sn / "supernet.pt").stat().st_mtime_ns
+    first = read_history(out / "history.csv")
+    assert main([*SN_SEARCH[:2], "--resume", "--episodes", "8", "--out", str(out)]) == 0
+    after = read_history(out / "history.csv")
+    assert (sn / "supernet.pt").stat().st_mtime_ns == trained
+    assert list(after["episode"]) == list(range(8)) and after["accuracy"].iloc[:4].tolist() == first["accuracy"].tolist()
+    assert (after["cost"] <= after["budget"] * (1 + 1e-9)).all() and after["budget"].nunique() == 2
+    assert len(list(out.glob("policies/*.json"))) == 2 and len(pd.read_csv(out / "front.csv")) == 2
+
+
+@pytest.mark.slow
+def test_supernet_scores_are_the_same_on_worker_processes(tmp_path):
+    sn = tmp_path / "sn"
+    common = [*SN_SEARCH, "--supernet", str(sn), "--budget", "40%", "--agent", "random", "--episodes", "6"]
+    assert main([*common, "--out", str(tmp_path / "local")]) == 0
+    assert main([*common, "--executor", "processes", "--workers", "2", "--out", str(tmp_path / "workers")]) == 0
+    local, workers = (read_history(tmp_path / r / "history.csv") for r in ("local", "workers"))
+    assert local["accuracy"].tolist() == workers["accuracy"].tolist()
