@@ -43,7 +43,7 @@ WHAT = {
 
 def main() -> None:
     lines = ["# Results", "", "Each folder holds what a benchmark script wrote; `command.txt` is the command (run from the",
-             "repository root), `machine.json` the machine and date. Commit: the last one that changed the folder.", "",
+             "repository root), `machine.json` the machine and date. Commit: the last one that changed the folder's results.", "",
              "| folder | what | command | commit | date | machine |", "|---|---|---|---|---|---|"]
     tops = sorted(p for p in (ROOT / "results").iterdir() if p.is_dir())
     folders = [sub for top in tops for sub in ([top] if (top / "command.txt").is_file() or not any(
@@ -51,12 +51,16 @@ def main() -> None:
         s for s in top.iterdir() if (s / "command.txt").is_file()))]
     for folder in folders:
         name = str(folder.relative_to(ROOT / "results"))
-        command = (folder / "command.txt").read_text().split("#")[0].strip() if (folder / "command.txt").is_file() else "?"
+        unrecorded = "see its README" if (folder / "README.md").is_file() else "not recorded"
+        command = (folder / "command.txt").read_text().split("#")[0].strip() if (folder / "command.txt").is_file() else ""
         machine = json.loads((folder / "machine.json").read_text()) if (folder / "machine.json").is_file() else {}
-        commit = subprocess.run(["git", "log", "-1", "--format=%h", "--", str(folder)], cwd=ROOT,
-                                capture_output=True, text=True).stdout.strip() or "uncommitted"
-        lines.append(f"| [{name}]({name}/) | {WHAT.get(name, '')} | `{command}` | {commit} | "
-                     f"{str(machine.get('date', '?'))[:10]} | {machine.get('cpu', '?')}, {machine.get('cores', '?')} cores |")
+        notes = [f":(exclude){folder / n}" for n in ("README.md", "command.txt")]  # the results, not their notes
+        commit, day = subprocess.run(["git", "log", "-1", "--format=%h %cs", "--", str(folder), *notes], cwd=ROOT,
+                                     capture_output=True, text=True).stdout.split() or ["uncommitted", ""]
+        date = str(machine["date"])[:10] if "date" in machine else f"{day} (commit)"
+        where = f"{machine['cpu']}, {machine['cores']} cores" if "cpu" in machine else unrecorded
+        lines.append(f"| [{name}]({name}/) | {WHAT.get(name, '')} | {f'`{command}`' if command else unrecorded} | "
+                     f"{commit} | {date} | {where} |")
     (ROOT / "results" / "README.md").write_text("\n".join(lines) + "\n")
 
 
