@@ -27,7 +27,7 @@ import os
 import shutil
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -53,30 +53,49 @@ from autoprune.search.config import SearchConfig
 from autoprune.sweep import run_tasks
 from autoprune.training import evaluate
 
-PROFILES: dict[str, dict[str, Any]] = {
+SEARCHED = ("random", "amc-ddpg", "best-agent")  # one search per seed (a profile may name its own)
+
+
+@dataclass(frozen=True)
+class Profile:
+    """How much of the comparison to run: models, budgets, seeds, search length and fine-tuning."""
+
+    models: tuple[str, ...]
+    budgets: tuple[float, ...]
+    seeds: tuple[int, ...]
+    episodes: int                 # candidate evaluations per search
+    preset: str                   # the SB3 agents' preset
+    candidates: tuple[str, ...]   # agents the selection chooses "best-agent" from
+    select_episodes: int          # episodes of each selection search (0: the first candidate, unselected)
+    ft_epochs: int
+    ft_images: int | None         # fine-tuning images (None: the whole 55k split)
+    hardware_aware: tuple[float, ...]  # budgets where AMC-DDPG also searches by FLOPs (model 1 only)
+    distill: bool = False         # distillation from the dense model while fine-tuning
+    searched: tuple[str, ...] = SEARCHED
+    method_seeds: dict[str, tuple[int, ...]] = field(default_factory=dict)  # seeds of a method, if fewer
+
+
+PROFILES: dict[str, Profile] = {
     # the check that everything runs end to end: under 15 minutes on 2 cores
-    "quick": {"models": ["resnet20"], "budgets": [0.5, 0.3], "seeds": [0], "episodes": 20, "preset": "quick",
-              "candidates": ["td3"], "select_episodes": 0, "ft_epochs": 1, "ft_images": 5000,
-              "hardware_aware": [0.5]},
+    "quick": Profile(models=("resnet20",), budgets=(0.5, 0.3), seeds=(0,), episodes=20, preset="quick",
+                     candidates=("td3",), select_episodes=0, ft_epochs=1, ft_images=5000, hardware_aware=(0.5,)),
     # what fits in one working session here: every cell of the table, shorter searches and fine-tuning
-    "session": {"models": ["resnet20", "mobilenetv2_small"], "budgets": [0.5, 0.3], "seeds": [0, 1, 2],
-                "episodes": 60, "preset": "quick", "candidates": ["td3", "sac", "ppo"], "select_episodes": 60,
-                "ft_epochs": 1, "ft_images": 20000, "hardware_aware": [0.5, 0.3]},
+    "session": Profile(models=("resnet20", "mobilenetv2_small"), budgets=(0.5, 0.3), seeds=(0, 1, 2), episodes=60,
+                       preset="quick", candidates=("td3", "sac", "ppo"), select_episodes=60, ft_epochs=1,
+                       ft_images=20000, hardware_aware=(0.5, 0.3)),
     # the comparison that can tell methods apart: 200 evaluations, 4 epochs on the 55k fine-tune split with
     # distillation from the dense model, 3 seeds; the 30 % budget first (where the margin matters most)
-    "protocol": {"models": ["resnet20", "mobilenetv2_small"], "budgets": [0.3, 0.5], "seeds": [0, 1, 2],
-                 "episodes": 200, "preset": "default", "candidates": ["cmaes"], "select_episodes": 0,
-                 "ft_epochs": 4, "ft_images": None, "distill": True, "hardware_aware": [],
-                 "searched": ["random", "cmaes", "amc-ddpg"],
-                 # The smaller protocol (docs/head-to-head.md): the costliest searchers as published at one
-                 # seed; the one-shot rules are searched once and fine-tuned at every seed.
-                 "method_seeds": {"random": [0], "amc-ddpg": [0]}},
+    "protocol": Profile(models=("resnet20", "mobilenetv2_small"), budgets=(0.3, 0.5), seeds=(0, 1, 2), episodes=200,
+                        preset="default", candidates=("cmaes",), select_episodes=0, ft_epochs=4, ft_images=None,
+                        hardware_aware=(), distill=True, searched=("random", "cmaes", "amc-ddpg"),
+                        # The smaller protocol (docs/head-to-head.md): the costliest searchers as published
+                        # at one seed; the one-shot rules are searched once and fine-tuned at every seed.
+                        method_seeds={"random": (0,), "amc-ddpg": (0,)}),
     # the protocol as written: AMC's 300 episodes (100 warm-up), 8 fine-tuning epochs on 55k images
-    "full": {"models": ["resnet20", "mobilenetv2_small"], "budgets": [0.5, 0.3], "seeds": [0, 1, 2],
-             "episodes": 300, "preset": "default", "candidates": ["td3", "sac", "ppo"], "select_episodes": 300,
-             "ft_epochs": 8, "ft_images": None, "hardware_aware": [0.5, 0.3]},
+    "full": Profile(models=("resnet20", "mobilenetv2_small"), budgets=(0.5, 0.3), seeds=(0, 1, 2), episodes=300,
+                    preset="default", candidates=("td3", "sac", "ppo"), select_episodes=300, ft_epochs=8,
+                    ft_images=None, hardware_aware=(0.5, 0.3)),
 }
-SEARCHED = ["random", "amc-ddpg", "best-agent"]  # one search per seed (a profile may name its own)
 ONE_SHOT = ["uniform", "global-magnitude", "knapsack"]  # deterministic: searched once, fine-tuned per seed
 AMC_AS_PUBLISHED = {"budget_rule": "wall", "seeds": [], "rerank_top": 0}  # AMC-DDPG as in the paper
 # Steps of 8 channels, where the lookup table is accurate (thin widths at steps of 4 fall off ONNX
@@ -107,18 +126,19 @@ def main() -> None:
     parser.add_argument("--device", default="cpu", help="where the final fine-tunes run (cuda on a lent GPU; "
                                                         "latency is measured on this CPU either way)")
     args = parser.parse_args()
-    prof = dict(PROFILES[args.profile])
+    prof = PROFILES[args.profile]
     if args.models:
-        prof["models"] = args.models.split(",")
+        prof = replace(prof, models=tuple(args.models.split(",")))
     if args.episodes:
-        prof["episodes"] = prof["select_episodes"] = args.episodes
+        prof = replace(prof, episodes=args.episodes, select_episodes=args.episodes)
     if args.ft_images:
-        prof["ft_images"] = args.ft_images
+        prof = replace(prof, ft_images=args.ft_images)
     default = {"protocol": "head_to_head", "session": "head_to_head_1epoch"}.get(args.profile, f"head_to_head_{args.profile}")
     out = result_dir(args.name or default)
-    searched = prof.get("searched", SEARCHED)
-    write_json_atomic(out / "config.json", {"profile": args.profile, **prof, "ft_lr": 0.01, "max_ratio": MAX_RATIO,
-                                            "round_to": ROUND_TO, "methods": ONE_SHOT + searched,
+    searched = list(prof.searched)
+    write_json_atomic(out / "config.json", {"profile": args.profile, **asdict(prof), "ft_lr": 0.01,
+                                            "max_ratio": MAX_RATIO, "round_to": ROUND_TO,
+                                            "methods": ONE_SHOT + searched,
                                             "selection_seed": SELECTION_SEED, "amc_ddpg": AMC_AS_PUBLISHED,
                                             "seed_rules": SearchConfig().seeds, "rerank_top": SearchConfig().rerank_top,
                                             "rerank_steps": SearchConfig().rerank_steps})
@@ -128,14 +148,14 @@ def main() -> None:
     bench.executor = (args.executor, args.workers)
     best_agent = bench.select_agent()
     cells = []
-    for model in prof["models"]:
-        for budget in [float(b) for b in args.budgets.split(",")] if args.budgets else prof["budgets"]:
-            for seed in [int(x) for x in args.seeds.split(",")] if args.seeds else prof["seeds"]:
+    for model in prof.models:
+        for budget in [float(b) for b in args.budgets.split(",")] if args.budgets else prof.budgets:
+            for seed in [int(x) for x in args.seeds.split(",")] if args.seeds else prof.seeds:
                 cells += [Cell(model, budget, method, seed, best_agent) for method in ONE_SHOT + searched
-                          if seed in prof.get("method_seeds", {}).get(method, prof["seeds"])]
-        if model == prof["models"][0]:
-            cells += [Cell(model, budget, "amc-ddpg", prof["seeds"][0], best_agent, "flops")
-                      for budget in prof["hardware_aware"]]
+                          if seed in prof.method_seeds.get(method, prof.seeds)]
+        if model == prof.models[0]:
+            cells += [Cell(model, budget, "amc-ddpg", prof.seeds[0], best_agent, "flops")
+                      for budget in prof.hardware_aware]
     cells = [c for c in cells if not bench.finished(c)]
     if args.cells == "local":
         for cell in cells:
@@ -176,7 +196,7 @@ class Cell:
             ("" if self.cost_model == "lut" else "-" + self.cost_model)
 
 
-def run_cell(out: str, prof: dict[str, Any], keep: bool, executor: tuple[str, int],
+def run_cell(out: str, prof: Profile, keep: bool, executor: tuple[str, int],
              dense: dict[str, dict[str, float]], threads: int, device: str, cell: Cell) -> dict[str, Any]:
     """One cell in a worker process or Ray task: its own data and bench over the same folder; the
     row goes back to the caller, the one writer of runs.csv."""
@@ -189,12 +209,12 @@ def run_cell(out: str, prof: dict[str, Any], keep: bool, executor: tuple[str, in
 class Bench:
     """Runs and records one row per (model, budget, method, seed, cost model); skips finished rows."""
 
-    def __init__(self, out: Path, prof: dict[str, Any], splits: DataSplits, keep_models: bool,
+    def __init__(self, out: Path, prof: Profile, splits: DataSplits, keep_models: bool,
                  device: str = "cpu") -> None:
         self.out, self.prof, self.splits, self.keep, self.device = out, prof, splits, keep_models, device
         self.csv = out / "runs.csv"
         self.rows = pd.read_csv(self.csv).to_dict("records") if self.csv.is_file() else []
-        self.ft_splits = trimmed(splits, prof["ft_images"])
+        self.ft_splits = trimmed(splits, prof.ft_images)
         self.dense: dict[str, dict[str, float]] = {}
         self.tables: dict[tuple[str, tuple[str, ...]], tuple[Any, Any]] = {}  # (model, exclude) -> (analysis, LUT)
         self.executor = ("local", 1)  # where random search and CMA-ES score (same history anywhere)
@@ -237,12 +257,12 @@ class Bench:
     # -- agent selection --------------------------------------------------------------------
     def select_agent(self) -> str:
         """The best non-DDPG agent by best validation accuracy on the first model at the first budget."""
-        cands, episodes = self.prof["candidates"], self.prof["select_episodes"]
+        cands, episodes = list(self.prof.candidates), self.prof.select_episodes
         if episodes == 0 or len(cands) == 1:
             return cands[0]
         path = self.out / "agent_selection.csv"
         rows = pd.read_csv(path).to_dict("records") if path.is_file() else []
-        model, budget = self.prof["models"][0], self.prof["budgets"][0]
+        model, budget = self.prof.models[0], self.prof.budgets[0]
         for agent in cands:
             if any(r["agent"] == agent for r in rows):
                 continue
@@ -304,7 +324,7 @@ class Bench:
             return json.loads(done.read_text())
         cfg = SearchConfig(model=model, weights=self.weights(model), cost_model=cost_model,
                            table=self.table(model) if cost_model == "lut" else None, budget=f"{budget:.0%}",
-                           agent=agent, preset=self.prof["preset"], episodes=episodes, seed=seed,
+                           agent=agent, preset=self.prof.preset, episodes=episodes, seed=seed,
                            max_ratio=MAX_RATIO, round_to=ROUND_TO, out=str(folder),
                            **(AMC_AS_PUBLISHED if agent == "amc-ddpg" else {}))
         pooled = agent in ("random", "cmaes") and self.executor[0] != "local"
@@ -332,7 +352,7 @@ class Bench:
         folder = self.folder(cell)
         start = time.perf_counter()
         summary = self.search(model, budget, agent, 0 if one_shot else seed, folder,
-                              1 if one_shot else self.prof["episodes"], cost_model)
+                              1 if one_shot else self.prof.episodes, cost_model)
         print(f"{tag} seed {seed}: searched in {time.perf_counter() - start:.0f} s", flush=True)
         policy = PruningPolicy.load(folder / "best_policy.json")
         row = {**key, "agent": agent, "evaluations": summary["episodes_this_session"] if not one_shot
@@ -352,8 +372,8 @@ class Bench:
         acc_bn = evaluate(pruned, self.splits.test())
         start = time.perf_counter()
         torch.manual_seed(seed)
-        cfg = FinetuneConfig(epochs=self.prof["ft_epochs"], lr=0.01, seed=seed, device=self.device)
-        teacher = dense.eval() if self.prof.get("distill") else None
+        cfg = FinetuneConfig(epochs=self.prof.ft_epochs, lr=0.01, seed=seed, device=self.device)
+        teacher = dense.eval() if self.prof.distill else None
         tuned = finetune(pruned, self.ft_splits, cfg, teacher, progress=False).model.cpu()
         ft_s = time.perf_counter() - start
         exported = export_model(tuned, model, export_dir, self.splits.input_shape, self.splits.num_classes,
