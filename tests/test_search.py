@@ -151,6 +151,26 @@ def mlp_table(tmp_path_factory):
     return path
 
 
+def table_budget(table) -> str:
+    """A latency budget halfway between the table's floor (every group at its narrowest width the
+    search allows) and the dense latency: reachable however busy the machine was when the table
+    was profiled (a loaded machine times a larger fixed share per layer)."""
+    import torch
+
+    from autoprune.analysis import analyse_model
+    from autoprune.costs import LookupTableCostModel
+    from autoprune.models import create_model
+    from autoprune.pruning.widths import WidthChoices
+
+    c = SearchConfig()
+    analysis = analyse_model(create_model("mlp"), torch.randn(1, 1, 28, 28))
+    n = len(analysis.groups)
+    choices = WidthChoices.grid(analysis.groups, [c.min_ratio] * n, [c.max_ratio] * n, c.round_to)
+    cost = LookupTableCostModel(analysis, str(table))
+    floor = cost.cost({g.name: choices.lowest(g.name) for g in analysis.groups}).latency_ms
+    return f"{100 * (1 + floor / cost.dense_cost().latency_ms) / 2:.1f}%"
+
+
 def test_best_candidate_over_budget_on_this_machine_is_replaced(tmp_path, splits, mlp_table, monkeypatch):
     import autoprune.search.verify as verify
 
@@ -164,7 +184,7 @@ def test_best_candidate_over_budget_on_this_machine_is_replaced(tmp_path, splits
 
     monkeypatch.setattr(verify, "MeasuredLatencyCostModel", Measured)
     cfg = config(tmp_path, "random", "v", rerank_top=0)
-    cfg.cost_model, cfg.table, cfg.budget, cfg.episodes = "lut", str(mlp_table), "60%", 12
+    cfg.cost_model, cfg.table, cfg.budget, cfg.episodes = "lut", str(mlp_table), table_budget(mlp_table), 12
     summary = SearchRun(cfg, splits=splits, progress=False).run()
     checked = pd.read_csv(tmp_path / "v" / "verification.csv")
     history = read_history(tmp_path / "v" / "history.csv")
@@ -175,7 +195,7 @@ def test_best_candidate_over_budget_on_this_machine_is_replaced(tmp_path, splits
     assert policy["accuracy"]["episode"] == checked.loc[1, "episode"]
     # with the second stage on, the re-ranked best is still one that measured within budget
     cfg = config(tmp_path, "random", "v2")
-    cfg.cost_model, cfg.table, cfg.budget, cfg.episodes = "lut", str(mlp_table), "60%", 12
+    cfg.cost_model, cfg.table, cfg.budget, cfg.episodes = "lut", str(mlp_table), table_budget(mlp_table), 12
     summary = SearchRun(cfg, splits=splits, progress=False).run()
     checked = pd.read_csv(tmp_path / "v2" / "verification.csv")
     reranked = pd.read_csv(tmp_path / "v2" / "rerank.csv")
@@ -197,7 +217,7 @@ def test_a_machine_slow_during_verification_does_not_veto_the_candidates(tmp_pat
 
     monkeypatch.setattr(verify, "MeasuredLatencyCostModel", Busy)
     cfg = config(tmp_path, "random", "busy", rerank_top=0)
-    cfg.cost_model, cfg.table, cfg.budget, cfg.episodes = "lut", str(mlp_table), "60%", 8
+    cfg.cost_model, cfg.table, cfg.budget, cfg.episodes = "lut", str(mlp_table), table_budget(mlp_table), 8
     summary = SearchRun(cfg, splits=splits, progress=False).run()
     checked = pd.read_csv(tmp_path / "busy" / "verification.csv")
     assert (checked["measured_ms"] > summary["verification"]["budget_ms"] * 1.05).any()  # raw readings over
@@ -209,12 +229,12 @@ def test_verification_is_skipped_where_it_cannot_hold(tmp_path, splits, mlp_tabl
     flops = SearchRun(config(tmp_path, "random", "f"), splits=splits, progress=False).run()
     assert "not measured latency" in flops["verification"]["skipped"]
     cfg = config(tmp_path, "random", "off", verify_top=0)
-    cfg.cost_model, cfg.table, cfg.budget = "lut", str(mlp_table), "60%"
+    cfg.cost_model, cfg.table, cfg.budget = "lut", str(mlp_table), table_budget(mlp_table)
     assert "switched off" in SearchRun(cfg, splits=splits, progress=False).run()["verification"]["skipped"]
     moved = tmp_path / "elsewhere.csv"
     moved.write_text(mlp_table.read_text().replace('"cores": ', '"cores": 1000', 1))
     cfg = config(tmp_path, "random", "moved")
-    cfg.cost_model, cfg.table, cfg.budget = "lut", str(moved), "60%"
+    cfg.cost_model, cfg.table, cfg.budget = "lut", str(moved), table_budget(mlp_table)
     assert "not on this machine" in SearchRun(cfg, splits=splits, progress=False).run()["verification"]["skipped"]
     assert not (tmp_path / "moved" / "verification.csv").exists()
 
@@ -349,3 +369,16 @@ def test_a_search_validates_its_settings_and_builds_its_agent_once(tmp_path, mon
     config.episodes = 0  # a changed config is validated again
     with pytest.raises(ConfigError, match="--episodes"):
         config.validate()
+
+
+def test_a_finished_search_writes_its_summary_once(tmp_path, monkeypatch):
+    import autoprune.search.run as run_module
+
+    written = []
+    real = run_module.write_json_atomic
+    monkeypatch.setattr(run_module, "write_json_atomic", lambda path, data: written.append(path.name) or real(path, data))
+    assert run_cli("search", *TINY, "--agent", "random", "--episodes", "4", "--rerank-top", "2", "--rerank-steps", "2",
+                   "--out", str(tmp_path / "run")).returncode == 0
+    assert written.count("summary.json") == 1
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert {"verification", "rerank", "best", "wall_s"} <= set(summary)

@@ -169,11 +169,13 @@ class SearchRun:
                 tqdm.write(f"search: episode {state['episode']}/{self.config.episodes}, best score {best:.4f}, "
                            f"{now - start:.0f} s", file=sys.stderr)
 
+        interrupted = True
         try:
             if done < searched:
                 self.searcher.run(self.search_env, searched, on_episode, done, self.out / "agent")
             if self.config.refine:
                 self._refine(on_episode, state)
+            interrupted = False
         except UserCodeError as exc:  # the user's score or loss: name the episode it failed on
             raise UserCodeError(f"{exc} (episode {state['episode']}; the episodes before it are in "
                                 f"{self.out / 'history.csv'})") from None
@@ -185,20 +187,23 @@ class SearchRun:
             if self.executor is not None:
                 self.executor.close()
             summary = self._summary(time.perf_counter() - start, state["episode"] - done, state)
-        if state["episode"] >= self.config.episodes and self.best is not None and self.is_front:
-            summary["front"] = self._front()
-            missing = [p["label"] for p in summary["front"] if not p["policy"]]
-            if missing:
-                tqdm.write(f"warning: no feasible candidate for budget {', '.join(missing)} in "
-                           f"{self.config.episodes} episodes ({len(self.budgets)} budgets share them); "
-                           f"resume with more --episodes")
-            summary["best"] = asdict(self.best)
-            self._save_best()
-            write_json_atomic(self.out / "summary.json", summary)
-        elif state["episode"] >= self.config.episodes and self.best is not None:
-            summary["verification"] = self._verify()
-            summary["rerank"] = self._rerank(summary["verification"])
-            summary["best"] = asdict(self.best)
+            if interrupted:  # the timings of the episodes this session played are kept
+                write_json_atomic(self.out / "summary.json", summary)
+        try:
+            if state["episode"] >= self.config.episodes and self.best is not None and self.is_front:
+                summary["front"] = self._front()
+                missing = [p["label"] for p in summary["front"] if not p["policy"]]
+                if missing:
+                    tqdm.write(f"warning: no feasible candidate for budget {', '.join(missing)} in "
+                               f"{self.config.episodes} episodes ({len(self.budgets)} budgets share them); "
+                               f"resume with more --episodes")
+                summary["best"] = asdict(self.best)
+                self._save_best()
+            elif state["episode"] >= self.config.episodes and self.best is not None:
+                summary["verification"] = self._verify()
+                summary["rerank"] = self._rerank(summary["verification"])
+                summary["best"] = asdict(self.best)
+        finally:  # once: the finished search's record (what there is, should a stage fail)
             write_json_atomic(self.out / "summary.json", summary)
         write_report(self.out, self.writer.frame())
         return summary
@@ -388,7 +393,6 @@ class SearchRun:
             "cost_model": self.cost_model.describe(),
             "config": asdict(self.config),
         }
-        write_json_atomic(self.out / "summary.json", summary)
         return summary
 
 
