@@ -142,3 +142,46 @@ def test_candidate_evaluator_modes_agree(tiny_analysis, splits):
     before = {k: v.clone() for k, v in tiny_analysis.model.state_dict().items()}
     CandidateEvaluator(tiny_analysis, ranking, splits, val_size=64, mode="physical")(kept)
     assert all(torch.equal(v, tiny_analysis.model.state_dict()[k]) for k, v in before.items())
+
+
+class TokenMLP(nn.Module):
+    """The rows of an image as 7 tokens of 16 features: Linear layers and a LayerNorm on
+    (batch, tokens, features), the MLP block of a transformer."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc1, self.norm, self.fc2, self.head = nn.Linear(16, 24), nn.LayerNorm(24), nn.Linear(24, 12), nn.Linear(12, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        t = torch.relu(self.norm(self.fc1(x.reshape(x.shape[0], 7, 16))))
+        return self.head(torch.relu(self.fc2(t)).mean(1))
+
+
+@pytest.mark.parametrize("share", [0.25, 0.5, 0.9])
+def test_linear_layers_on_tokens_prune_masked_as_physically(share):
+    """Channels are a token layer's last axis, a layer norm normalises over the kept features only,
+    and the FLOPs model counts every token."""
+    from autoprune.costs import FlopsCostModel
+    from autoprune.costs.layer_graphs import layer_graph, layer_input
+    from autoprune.pruning.verify import check_prunable
+
+    torch.manual_seed(0)
+    model = TokenMLP().eval()
+    with torch.no_grad():
+        model.norm.weight.uniform_(0.5, 1.5)
+        model.norm.bias.uniform_(-0.5, 0.5)
+    analysis = analyse_model(model, torch.randn(1, 7, 16))
+    assert [g.name for g in analysis.groups] == ["fc1", "fc2"] and "norm" in analysis.group("fc1").members
+    check_prunable(analysis)  # the trial cut agrees with the masked reference
+    ranking = rank_channels(analysis, "l1")
+    kept = {g.name: max(1, round(g.channels * (1 - share))) for g in analysis.groups}
+    pruned = prune_physically(analysis, ranking, kept).eval()
+    x = torch.randn(5, 7, 16)
+    with torch.no_grad(), MaskedPruner(analysis, ranking).applied(kept):
+        masked = model(x)
+    assert torch.allclose(masked, pruned(x), atol=1e-5)
+    macs = 7 * (pruned.fc1.weight.numel() + pruned.fc2.weight.numel()) + pruned.head.weight.numel()
+    assert FlopsCostModel(analysis.layers).cost(kept).flops == macs
+    spec = next(s for s in analysis.layers if s.name == "fc1")
+    assert spec.in_hw == (7, 1) and layer_input(spec, 16, batch=2).shape == (14, 16)
+    assert len(layer_graph(spec, 16, kept["fc1"], batch=2)) > 0

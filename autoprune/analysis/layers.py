@@ -21,7 +21,7 @@ class LayerSpec:
     groups: int
     kernel: tuple[int, int]
     stride: int
-    in_hw: tuple[int, int]
+    in_hw: tuple[int, int]   # a linear layer's (tokens, 1): the rows it multiplies per sample
     out_hw: tuple[int, int]
     padding: tuple[int, int] = (0, 0)
     in_group: str | None = None
@@ -58,7 +58,8 @@ def _spec(name: str, m: nn.Module, x: torch.Tensor, y: torch.Tensor) -> LayerSpe
         return LayerSpec(name, "depthwise" if depthwise else "conv", m.in_channels, m.out_channels,
                          m.groups, tuple(m.kernel_size), int(m.stride[0]), _hw(x), _hw(y),
                          tuple(int(p) for p in m.padding) if not isinstance(m.padding, str) else (0, 0))
-    return LayerSpec(name, "linear", m.in_features, m.out_features, 1, (1, 1), 1, (1, 1), (1, 1))
+    tokens = int(x.shape[1:-1].numel()) if x.dim() > 2 else 1  # a Linear on (batch, tokens, features)
+    return LayerSpec(name, "linear", m.in_features, m.out_features, 1, (1, 1), 1, (tokens, 1), (tokens, 1))
 
 
 def run_example(model: nn.Module, example: torch.Tensor) -> object:

@@ -20,7 +20,8 @@ def layer_graph(spec: LayerSpec, c_in: int, c_out: int, batch: int = 1, relu: bo
     if spec.kind == "linear":
         w = rng.standard_normal((c_out, c_in), dtype=np.float32)
         nodes = [helper.make_node("Gemm", ["x", "w", "b"], ["y0"], transB=1)]
-        x_shape, y_shape = [batch, c_in], [batch, c_out]
+        rows = batch * spec.in_hw[0] * spec.in_hw[1]  # a Linear on tokens: one row per token
+        x_shape, y_shape = [rows, c_in], [rows, c_out]
     else:
         groups = c_in if spec.kind == "depthwise" else spec.groups
         w = rng.standard_normal((c_out, c_in // groups, *spec.kernel), dtype=np.float32)
@@ -41,7 +42,7 @@ def layer_graph(spec: LayerSpec, c_in: int, c_out: int, batch: int = 1, relu: bo
 
 def layer_input(spec: LayerSpec, c_in: int, batch: int = 1) -> np.ndarray:
     """A random input for :func:`layer_graph`."""
-    shape = (batch, c_in) if spec.kind == "linear" else (batch, c_in, *spec.in_hw)
+    shape = (batch * spec.in_hw[0] * spec.in_hw[1], c_in) if spec.kind == "linear" else (batch, c_in, *spec.in_hw)
     return np.random.default_rng(1).standard_normal(shape, dtype=np.float32)
 
 

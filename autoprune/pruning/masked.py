@@ -2,7 +2,10 @@
 
 Forward hooks zero the removed channels at the output of every layer that produces them (convs,
 linears and their norms). Downstream layers then see zeros, which is exactly what physical removal
-computes, so masked and physical models give the same outputs for the same policy.
+computes, so masked and physical models give the same outputs for the same policy. Channels are
+dimension 1 of a conv's or batch norm's output and the last dimension of a linear layer's or layer
+norm's (a ``Linear`` on tokens, ``(batch, tokens, features)``); a layer norm is recomputed over
+the kept features only, as the physically pruned one normalises.
 """
 
 from __future__ import annotations
@@ -61,7 +64,9 @@ class MaskedPruner:
                 removed.setdefault(member, []).append(index[dropped])
         model = self.analysis.model
         for name, parts in removed.items():
-            self._handles.append(model.get_submodule(name).register_forward_hook(_mask_hook(torch.cat(parts))))
+            module = model.get_submodule(name)
+            hook = _layer_norm_hook if _exact_layer_norm(module) else _mask_hook
+            self._handles.append(module.register_forward_hook(hook(torch.cat(parts), _channel_dim(module))))
         if self.restore_bn:
             self._bn_state = {k: v.clone() for k, v in model.state_dict().items() if "running_" in k
                               or "num_batches_tracked" in k}
@@ -92,16 +97,42 @@ class _Applied:
         self.pruner.remove()
 
 
-def _mask_hook(removed: torch.Tensor):
+def _channel_dim(module: nn.Module) -> int:
+    """Where a module's output keeps its channels: last for linear layers and layer norms."""
+    return -1 if isinstance(module, (nn.Linear, nn.LayerNorm)) else 1
+
+
+def _exact_layer_norm(module: nn.Module) -> bool:
+    return isinstance(module, nn.LayerNorm) and len(module.normalized_shape) == 1
+
+
+def _mask_hook(removed: torch.Tensor, dim: int = 1):
     """A forward hook zeroing output channels ``removed`` (the mask is built once per width)."""
-    masks: dict[tuple[int, torch.device], torch.Tensor] = {}
+    masks: dict[tuple[int, int, torch.device], torch.Tensor] = {}
 
     def hook(module: nn.Module, inputs, output: torch.Tensor) -> torch.Tensor:
-        key = (output.shape[1], output.device)  # the model may run on a GPU
+        axis = dim % output.dim()
+        key = (axis, output.shape[axis], output.device)  # the model may run on a GPU
         if key not in masks:
-            mask = torch.ones(output.shape[1], device=output.device)
+            mask = torch.ones(output.shape[axis], device=output.device)
             mask[removed.to(output.device)] = 0.0
             masks[key] = mask
-        shape = [1, -1] + [1] * (output.dim() - 2)
+        shape = [1] * output.dim()
+        shape[axis] = -1
         return output * masks[key].view(shape)
+    return hook
+
+
+def _layer_norm_hook(removed: torch.Tensor, dim: int = -1):
+    """A forward hook recomputing a layer norm over its kept features (mean and variance of those
+    only, as the physically pruned norm computes them), the removed ones zero."""
+    def hook(module: nn.LayerNorm, inputs, output: torch.Tensor) -> torch.Tensor:
+        x = inputs[0]
+        keep = torch.ones(x.shape[-1], dtype=torch.bool, device=x.device)
+        keep[removed.to(x.device)] = False
+        weight = None if module.weight is None else module.weight[keep]
+        bias = None if module.bias is None else module.bias[keep]
+        out = torch.zeros_like(output)
+        out[..., keep] = torch.nn.functional.layer_norm(x[..., keep], (int(keep.sum()),), weight, bias, module.eps)
+        return out
     return hook
