@@ -185,3 +185,25 @@ def test_linear_layers_on_tokens_prune_masked_as_physically(share):
     spec = next(s for s in analysis.layers if s.name == "fc1")
     assert spec.in_hw == (7, 1) and layer_input(spec, 16, batch=2).shape == (14, 16)
     assert len(layer_graph(spec, 16, kept["fc1"], batch=2)) > 0
+
+
+def test_a_group_through_multihead_attention_is_kept_whole_and_the_rest_searched(tmp_path):
+    """nn.MultiheadAttention returns a tuple and packs its heads in one parameter: its group (the
+    embedding width) is not pruned, with the reason; the MLP after it is."""
+    from autoprune.pruning.verify import check_prunable
+
+    class Block(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.embed, self.attn = nn.Linear(16, 24), nn.MultiheadAttention(24, 4, batch_first=True)
+            self.fc1, self.fc2, self.head = nn.Linear(24, 32), nn.Linear(32, 24), nn.Linear(24, 3)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            t = self.embed(x)
+            t = t + self.attn(t, t, t, need_weights=False)[0]
+            return self.head((t + self.fc2(torch.relu(self.fc1(t)))).mean(1))
+
+    analysis = analyse_model(Block().eval(), torch.randn(1, 7, 16))
+    assert [g.name for g in analysis.groups] == ["fc1"]
+    assert "MultiheadAttention 'attn'" in analysis.kept_whole["embed"]
+    check_prunable(analysis)

@@ -101,6 +101,9 @@ def _describe(tp_group: tp.Group, graph: tp.DependencyGraph, names: dict[nn.Modu
                          tuple(widths[c] for c in consumers))
 
 
+_UNPRUNABLE = (nn.MultiheadAttention, nn.RNNBase)  # several outputs; heads and gates need their own rules
+
+
 def _is_grouped(m: nn.Module) -> bool:
     """A grouped convolution that is not depthwise: its channels cannot be pruned independently."""
     return isinstance(m, nn.Conv2d) and m.groups > 1 and not _is_depthwise(m)
@@ -163,6 +166,9 @@ def analyse_model(model: nn.Module, example_input: torch.Tensor,
     groups = [_describe(g, graph, names, order) for g in tp_groups]
     kept_whole = {g.name: f"touches grouped convolution {n!r}, which is kept whole"
                   for g in groups for n in g.producers + g.consumers if _is_grouped(model.get_submodule(n))}
+    kept_whole.update({g.name: f"touches {type(model.get_submodule(n)).__name__} {n!r}, whose channels autoprune "
+                               f"does not prune (attention heads and recurrent layers are kept whole)"
+                       for g in groups for n in g.members if isinstance(model.get_submodule(n), _UNPRUNABLE)})
     groups = [g for g in groups if g.channels > 1 and g.name not in kept_whole]
     groups = _distinct_names(groups, model)
     groups.sort(key=lambda g: order[g.name])
