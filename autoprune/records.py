@@ -148,8 +148,9 @@ class ExportRecord(TypedDict, total=False):
 
 
 class PipelineRecord(TypedDict, total=False):
-    """``pipeline.json``: the whole job's outcome."""
+    """``pipeline.json``: the whole job's outcome (``*_test_acc``: the test value of ``score``)."""
 
+    score: str  # accuracy unless the search's --score names another
     dense_test_acc: float
     pruned_test_acc_bn: float
     finetuned_test_acc: float

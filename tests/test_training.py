@@ -31,7 +31,7 @@ def test_bn_recalibration_matches_data_statistics(tiny_model, splits):
     assert bn.momentum == 0.1 and not tiny_model.training
 
 
-def test_neg_loss_score_is_minus_the_cross_entropy_and_drives_a_search(tmp_path):
+def test_neg_loss_score_is_minus_the_cross_entropy_and_drives_a_search(tmp_path, capsys):
     """``--score neg-loss``: minus the mean cross-entropy over the batches, a built-in needing no consent."""
     from autoprune.cli.main import main
     from autoprune.scoring import load_score
@@ -49,3 +49,7 @@ def test_neg_loss_score_is_minus_the_cross_entropy_and_drives_a_search(tmp_path)
                  "--score", "neg-loss", "--out", str(run)]) == 0
     history = pd.read_csv(run / "history.csv")
     assert (history["accuracy"] < 0).all() and json.loads((run / "summary.json").read_text())["score"] == "neg-loss"
+    capsys.readouterr()
+    assert main(["apply", str(run / "best_policy.json"), "--data", "synthetic", "--score", "neg-loss",
+                 "--out", str(tmp_path / "a")]) == 0
+    assert "test neg-loss -" in capsys.readouterr().out  # the report names the score it prints

@@ -39,12 +39,12 @@ def run(args: argparse.Namespace) -> int:
     source = model_source(args) if args.model else policy_model_source(policy, f"policy {args.policy}", args.weights)
     if args.model is None and (args.model_args or args.input_shape):
         source = model_source(args, policy.model)
-    score = load_score(args.score)[0]
+    score, score_name = load_score(args.score)
     splits = resolve_splits(args, tuple(policy.input_shape) if policy.input_shape else None)
     out = ensure_writable_dir(args.out)
     s = apply_stage(args.policy, source, splits, out, args.importance,
                     args.bn_batches, require_weights=args.data != "synthetic", score=score, supernet=args.supernet)
-    print(f"pruned {s['dense_params']} -> {s['pruned_params']} parameters; test accuracy {s['dense_test_acc']:.4f} "
+    print(f"pruned {s['dense_params']} -> {s['pruned_params']} parameters; test {score_name} {s['dense_test_acc']:.4f} "
           f"dense, {s['pruned_test_acc_raw']:.4f} pruned, {s['pruned_test_acc_bn']:.4f} after BN "
           f"recalibration; saved {out / 'model.pt'} (fine-tune it with: autoprune finetune {out / 'model.pt'})")
     return 0

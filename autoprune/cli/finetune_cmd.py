@@ -65,7 +65,7 @@ def training_config(args: argparse.Namespace) -> FinetuneConfig:
 def run(args: argparse.Namespace) -> int:
     mode = FinetuneMode(**settings_from_args(FinetuneMode, args))
     mode.name  # noqa: B018 - validates that at most one mode is chosen, before loading anything
-    cfg, score, loss = training_config(args), load_score(args.score)[0], load_loss(args.loss)
+    (score, score_name), cfg, loss = load_score(args.score), training_config(args), load_loss(args.loss)
     out = ensure_writable_dir(args.out)
     source = model_source(args) if args.model else None
     s = finetune_stage(args.checkpoint, resolve_splits(args), cfg, out, mode, args.teacher, args.distill,
@@ -83,7 +83,7 @@ def run(args: argparse.Namespace) -> int:
         sp = s["sparsity"]
         extra = (f"; weight sparsity {sp['weight_sparsity']:.3f}, {sp['bytes'] / 1e3:.0f} kB raw, "
                  f"{sp['gzip_bytes'] / 1e3:.0f} kB gzipped")
-    print(f"{s['mode']} fine-tuning, {args.epochs} epochs in {s['seconds'] / 60:.1f} min: test accuracy "
+    print(f"{s['mode']} fine-tuning, {args.epochs} epochs in {s['seconds'] / 60:.1f} min: test {score_name} "
           f"{s['test_acc_before']:.4f} -> {s['test_acc']:.4f} (best epoch {s['best_epoch']}){extra}; "
           f"saved {out / 'model.pt'}")
     return 0

@@ -32,7 +32,7 @@ def run(args: argparse.Namespace) -> int:
     out = ensure_writable_dir(args.out)
     s = run_pipeline(search, training_config(args), out, args.distill, search.latency_settings(), args.resume,
                      command_line())
-    print(f"test accuracy: dense {s['dense_test_acc']:.4f}, pruned {s['pruned_test_acc_bn']:.4f}, "
+    print(f"test {s['score']}: dense {s['dense_test_acc']:.4f}, pruned {s['pruned_test_acc_bn']:.4f}, "
           f"fine-tuned {s['finetuned_test_acc']:.4f} ({s['finetune_epochs']} epochs)")
     print(report(s, str(out / "export")))
     return 0

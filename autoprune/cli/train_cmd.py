@@ -47,7 +47,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     """Train, evaluate on validation each epoch and on test at the end, save everything."""
     save_at = parse_epochs(args.save_epochs, args.epochs)
-    score, loss = load_score(args.score)[0], load_loss(args.loss)
+    (score, score_name), loss = load_score(args.score), load_loss(args.loss)
     cfg = TrainConfig(**settings_from_args(TrainConfig, args),
                       augment=parse_augment("none" if args.no_augment else args.augment), device=torch_device(args)).check()
     source = model_source(args)
@@ -79,7 +79,7 @@ def run(args: argparse.Namespace) -> int:
               "train_seconds": round(seconds, 1), "torch": torch.__version__}
     save(out / "model.pt", model, {"val_acc": record["val_acc"], "test_acc": test_acc, "data": args.data})
     write_json_atomic(out / "train.json", record)
-    print(f"test accuracy {test_acc:.4f} after {args.epochs} epochs ({seconds / 60:.1f} min); "
+    print(f"test {score_name} {test_acc:.4f} after {args.epochs} epochs ({seconds / 60:.1f} min); "
           f"saved {out / 'model.pt'}")
     return 0
 

@@ -51,7 +51,7 @@ def run_pipeline(search: SearchConfig, ft: FinetuneConfig, out: str | Path, dist
         raise ConfigError(f"the search found no feasible policy (see {out / 'search' / 'history.csv'}); "
                           f"loosen --budget or --max-ratio")
     source = search.model_source()
-    score, _ = load_score(search.score)
+    score, score_name = load_score(search.score)
     apply = _stage(out / "apply" / "apply.json", resume, lambda: apply_stage(
         policy, source, splits, out / "apply", require_weights=search.data != "synthetic", score=score, policy=found))
     tuned = _stage(out / "finetune" / "finetune.json", resume, lambda: finetune_stage(
@@ -59,7 +59,7 @@ def run_pipeline(search: SearchConfig, ft: FinetuneConfig, out: str | Path, dist
         distill=distill, progress=progress, score=score, loss=load_loss(search.loss)))
     export = _stage(out / "export" / "export.json", resume,
                     lambda: export_stage(out / "finetune" / "model.pt", out / "export", settings))
-    summary = {"dense_test_acc": apply["dense_test_acc"], "pruned_test_acc_bn": apply["pruned_test_acc_bn"],
+    summary = {"score": score_name, "dense_test_acc": apply["dense_test_acc"], "pruned_test_acc_bn": apply["pruned_test_acc_bn"],
                "finetuned_test_acc": tuned["test_acc"], "finetune_epochs": ft.epochs,
                "params": [apply["dense_params"], apply["pruned_params"]], **{k: export.get(k) for k in (
                    "latency_ms", "dense_latency_ms", "budget_ms", "latency_over_budget", "within_budget_tolerance")}}
