@@ -49,7 +49,20 @@ def test_distillation_loss_terms():
     same = teacher(x).detach()
     assert distillation_loss(teacher, alpha=1.0)(same, y, x).item() == pytest.approx(0.0, abs=1e-6)
     assert distillation_loss(teacher, alpha=1.0)(logits, y, x).item() > 0.01
-    assert not any(p.requires_grad for p in teacher.parameters())
+    assert all(p.requires_grad for p in teacher.parameters())  # the teacher is not altered
+
+
+def test_a_teacher_is_left_prunable(tiny_analysis):
+    """Distilling from the model an analysis traced leaves its parameters trainable, so the analysis
+    still prunes it (Torch-Pruning traces through gradients; a frozen first layer falls out)."""
+    model = tiny_analysis.model
+    loss = distillation_loss(model)
+    x = torch.randn(4, 1, 28, 28)
+    assert loss(torch.randn(4, 10, requires_grad=True), torch.randint(0, 10, (4,)), x).requires_grad
+    assert all(p.requires_grad for p in model.parameters())
+    ranking = rank_channels(tiny_analysis, "l1")
+    pruned = prune_physically(tiny_analysis, ranking, {g.name: g.channels // 2 for g in tiny_analysis.groups})
+    assert pruned.stem[0].out_channels == tiny_analysis.group("stem.0").channels // 2
 
 
 def test_finetune_improves_and_keeps_the_best_epoch(splits):

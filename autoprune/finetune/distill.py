@@ -13,14 +13,13 @@ def distillation_loss(teacher: nn.Module, alpha: float = 0.5, temperature: float
                       ) -> Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]:
     """``(logits, y, x) -> loss``: ``alpha * T^2 * KL(teacher_T || student_T) + (1 - alpha) * CE``.
 
-    The teacher runs in eval mode without gradients; ``T^2`` keeps the soft term's gradient scale
-    independent of the temperature.
+    The teacher runs in eval mode under ``torch.no_grad`` (its parameters are left as they are: the
+    teacher is often the very model an analysis traced, and Torch-Pruning traces through gradients);
+    ``T^2`` keeps the soft term's gradient scale independent of the temperature.
     """
     if not 0.0 <= alpha <= 1.0 or temperature <= 0:
         raise ValueError(f"need 0 <= alpha <= 1 and temperature > 0, got {alpha} and {temperature}")
     teacher.eval()
-    for p in teacher.parameters():
-        p.requires_grad_(False)
 
     def loss(logits: torch.Tensor, y: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():
