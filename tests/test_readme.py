@@ -59,6 +59,7 @@ def test_plugin_example_installs_and_searches_as_written(tmp_path):
         assert '"cost_model": "my-npu"' in (tmp_path / model / "best_policy.json").read_text()
 
 
+@pytest.mark.slow  # the one-call API also runs in the default run (test_own_model.py::test_one_python_call)
 def test_one_call_python_example_runs_as_written(tmp_path):
     code = block_after("## Your own model and data", "python")
     knobs = 'COST, AGENT, EPISODES, EPOCHS = "lut", "amc-ddpg", 300, 5'
@@ -91,6 +92,7 @@ def splits():
 """
 
 
+@pytest.mark.slow  # the own-model CLI also runs in the default run (test_own_model.py)
 def test_own_model_cli_example_runs_as_written(tmp_path):
     (tmp_path / "my_project").mkdir()
     (tmp_path / "my_project" / "net.py").write_text(MY_NET)
