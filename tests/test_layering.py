@@ -61,18 +61,13 @@ def _runtime_imports(path: Path) -> set[str]:
     return found
 
 
-def test_no_import_cycles_between_modules():
-    files = [p for folder in ("autoprune", "envs", "agents") for p in (ROOT / folder).rglob("*.py")]
-    graph = {_module_name(p): _runtime_imports(p) for p in files}
-    modules = set(graph)
-    # a package's __init__ re-exports its modules: an edge to a package means its __init__ only
-    edges = {m: {t for t in targets if t in modules and t != m and not m.startswith(t + ".")}
-             for m, targets in graph.items()}
+def _assert_acyclic(edges: dict[str, set[str]]) -> None:
+    """Fail naming the first import cycle of ``edges`` (importer -> imported), by depth-first search."""
     state: dict[str, int] = {}
 
     def visit(m: str, stack: list[str]) -> None:
         state[m] = 1
-        for t in edges[m]:
+        for t in sorted(edges.get(m, ())):
             if state.get(t) == 1:
                 cycle = stack[stack.index(t):] + [t] if t in stack else [m, t]
                 raise AssertionError(f"import cycle: {' -> '.join(cycle)}")
@@ -83,6 +78,16 @@ def test_no_import_cycles_between_modules():
     for m in sorted(edges):
         if m not in state:
             visit(m, [m])
+
+
+def test_no_import_cycles_between_modules():
+    files = [p for folder in ("autoprune", "envs", "agents") for p in (ROOT / folder).rglob("*.py")]
+    graph = {_module_name(p): _runtime_imports(p) for p in files}
+    modules = set(graph)
+    # a package's __init__ re-exports its modules: an edge to a package means its __init__ only
+    edges = {m: {t for t in targets if t in modules and t != m and not m.startswith(t + ".")}
+             for m, targets in graph.items()}
+    _assert_acyclic(edges)
 
 
 def test_no_untyped_mapping_in_public_signatures():
@@ -127,18 +132,4 @@ def test_no_import_cycles_between_subpackages_counting_deferred_imports():
         unit = _unit(_module_name(path))
         edges.setdefault(unit, set()).update(_unit(t) for t in _runtime_imports(path) if _unit(t) != unit
                                              and t != "autoprune")
-    state: dict[str, int] = {}
-
-    def visit(m: str, stack: list[str]) -> None:
-        state[m] = 1
-        for t in sorted(edges.get(m, ())):
-            if state.get(t) == 1:
-                cycle = stack[stack.index(t):] + [t] if t in stack else [m, t]
-                raise AssertionError(f"import cycle: {' -> '.join(cycle)}")
-            if t not in state:
-                visit(t, stack + [t])
-        state[m] = 2
-
-    for m in sorted(edges):
-        if m not in state:
-            visit(m, [m])
+    _assert_acyclic(edges)
