@@ -158,17 +158,18 @@ def table_budget(table) -> str:
     import torch
 
     from autoprune.analysis import analyse_model
+    from autoprune.budget import Budget
     from autoprune.costs import LookupTableCostModel
+    from autoprune.envs.budget import BudgetWall
     from autoprune.models import create_model
-    from autoprune.pruning.widths import WidthChoices
 
     c = SearchConfig()
     analysis = analyse_model(create_model("mlp"), torch.randn(1, 1, 28, 28))
     n = len(analysis.groups)
-    choices = WidthChoices.grid(analysis.groups, [c.min_ratio] * n, [c.max_ratio] * n, c.round_to)
     cost = LookupTableCostModel(analysis, str(table))
-    floor = cost.cost({g.name: choices.lowest(g.name) for g in analysis.groups}).latency_ms
-    return f"{100 * (1 + floor / cost.dense_cost().latency_ms) / 2:.1f}%"
+    dense = Budget.from_spec(cost, "100%")
+    floor = BudgetWall(analysis.groups, cost, dense, [c.min_ratio] * n, [c.max_ratio] * n, c.round_to).smallest_cost()
+    return f"{100 * (1 + floor / dense.value) / 2:.1f}%"
 
 
 def test_best_candidate_over_budget_on_this_machine_is_replaced(tmp_path, splits, mlp_table, monkeypatch):
