@@ -126,10 +126,15 @@ def _mask_hook(removed: torch.Tensor, dim: int = 1):
 def _layer_norm_hook(removed: torch.Tensor, dim: int = -1):
     """A forward hook recomputing a layer norm over its kept features (mean and variance of those
     only, as the physically pruned norm computes them), the removed ones zero."""
+    kept: dict[tuple[int, torch.device], torch.Tensor] = {}  # built once per width, as the masks are
+
     def hook(module: nn.LayerNorm, inputs, output: torch.Tensor) -> torch.Tensor:
         x = inputs[0]
-        keep = torch.ones(x.shape[-1], dtype=torch.bool, device=x.device)
-        keep[removed.to(x.device)] = False
+        key = (x.shape[-1], x.device)
+        if key not in kept:
+            kept[key] = torch.ones(x.shape[-1], dtype=torch.bool, device=x.device)
+            kept[key][removed.to(x.device)] = False
+        keep = kept[key]
         weight = None if module.weight is None else module.weight[keep]
         bias = None if module.bias is None else module.bias[keep]
         out = torch.zeros_like(output)
