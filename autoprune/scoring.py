@@ -36,34 +36,31 @@ def to_device(value: Any, device: torch.device) -> Any:
 
 
 @torch.no_grad()
-def accuracy(model: nn.Module, batches: Iterable[tuple[torch.Tensor, Any]]) -> float:
-    """Top-1 accuracy (0..1) of ``model`` over ``batches``, in eval mode."""
-    was_training = model.training
-    model.eval()
-    device = model_device(model)
-    correct = total = 0
-    for x, y in guarded(batches, "the evaluation data"):
-        y = torch.as_tensor(y).to(device)
-        correct += (model(x.to(device)).argmax(1) == y).sum().item()
-        total += len(y)
-    model.train(was_training)
-    return correct / max(total, 1)
-
-
-@torch.no_grad()
-def negative_loss(model: nn.Module, batches: Iterable[tuple[torch.Tensor, Any]]) -> float:
-    """Minus the mean cross-entropy over ``batches`` (higher is better), in eval mode: it ranks
-    candidates whose accuracies on a validation slice tie, as a supernet's narrow slices do."""
+def _summed(model: nn.Module, batches: Iterable[tuple[torch.Tensor, Any]],
+            per_batch: Callable[[torch.Tensor, torch.Tensor], float]) -> float:
+    """``per_batch(outputs, labels)`` summed over ``batches`` and divided by the samples, in eval mode
+    (the model's mode restored)."""
     was_training = model.training
     model.eval()
     device = model_device(model)
     total, n = 0.0, 0
     for x, y in guarded(batches, "the evaluation data"):
         y = torch.as_tensor(y).to(device)
-        total += float(torch.nn.functional.cross_entropy(model(x.to(device)), y, reduction="sum"))
+        total += per_batch(model(x.to(device)), y)
         n += len(y)
     model.train(was_training)
-    return -total / max(n, 1)
+    return total / max(n, 1)
+
+
+def accuracy(model: nn.Module, batches: Iterable[tuple[torch.Tensor, Any]]) -> float:
+    """Top-1 accuracy (0..1) of ``model`` over ``batches``, in eval mode."""
+    return _summed(model, batches, lambda out, y: (out.argmax(1) == y).sum().item())
+
+
+def negative_loss(model: nn.Module, batches: Iterable[tuple[torch.Tensor, Any]]) -> float:
+    """Minus the mean cross-entropy over ``batches`` (higher is better), in eval mode: it ranks
+    candidates whose accuracies on a validation slice tie, as a supernet's narrow slices do."""
+    return -_summed(model, batches, lambda out, y: float(torch.nn.functional.cross_entropy(out, y, reduction="sum")))
 
 
 BUILTIN_SCORES = {"accuracy": accuracy, "neg-loss": negative_loss}
