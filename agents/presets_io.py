@@ -7,6 +7,7 @@ from pathlib import Path
 import yaml
 
 from autoprune.errors import ConfigError
+from autoprune.yaml_io import load_yaml
 
 PRESET_DIR = Path(__file__).parent / "presets"
 
@@ -24,7 +25,7 @@ def load_preset(agent: str, preset: str = "default", overrides: AgentParams | No
             raise ConfigError(f"preset file {file} does not exist")
         return dict(overrides or {})
     try:
-        presets = yaml.safe_load(file.read_text()) or {}
+        presets = load_yaml(file.read_text(), f"preset file {file}") or {}
     except yaml.YAMLError as exc:
         raise ConfigError(f"preset file {file} is not valid YAML ({str(exc).splitlines()[0]})") from exc
     if not isinstance(presets, dict) or preset not in presets or not isinstance(presets[preset], dict):
@@ -52,6 +53,9 @@ MAX_LAYERS, MAX_UNITS = 8, 4096  # net_arch: a policy network far larger than a 
 def check_params(params: AgentParams) -> None:
     """One-line errors for a known hyper-parameter of the wrong type or out of range."""
     for key, value in params.items():
+        if not isinstance(key, str) or not key.isidentifier() or key.startswith("_"):
+            raise ConfigError(f"agent parameter {key!r} is not a hyper-parameter name (private and non-identifier "
+                              f"names are refused); see the agent's preset file for the names")
         if key == "net_arch":
             ok = isinstance(value, list) and 0 < len(value) <= MAX_LAYERS and all(
                 isinstance(u, int) and not isinstance(u, bool) and 1 <= u <= MAX_UNITS for u in value)
@@ -80,7 +84,7 @@ def parse_overrides(items: list[str]) -> AgentParams:
         if not sep or not key.strip():
             raise ConfigError(f"agent parameter {item!r} must look like key=value")
         try:
-            out[key.strip()] = yaml.safe_load(value)
+            out[key.strip()] = load_yaml(value, f"agent parameter {key.strip()}")
         except yaml.YAMLError:
             raise ConfigError(f"cannot parse the value of agent parameter {item!r}") from None
     return out

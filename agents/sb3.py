@@ -161,7 +161,7 @@ class SB3Searcher(Searcher):
         write_json_atomic(state_dir / "agent.json", {"episodes": episodes, "algo": self.algo, "state": folder.name,
                                                      **counters(model)})
         for old in state_dir.glob("state-*"):
-            if old.name != folder.name:
+            if old.name != folder.name and not old.is_symlink():  # never delete through a link
                 shutil.rmtree(old, ignore_errors=True)
 
     def _restore(self, env: PruningEnv, state_dir: Path | None, start_episode: int) -> BaseAlgorithm | None:

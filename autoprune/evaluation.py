@@ -10,7 +10,7 @@ import torch
 from autoprune.analysis.groups import ModelAnalysis
 from autoprune.data.batches import Splits
 from autoprune.data.guard import guarded
-from autoprune.errors import UserCodeError
+from autoprune.errors import DataError, TrainingError, UserCodeError
 from autoprune.pruning.masked import MaskedPruner
 from autoprune.pruning.physical import prune_physically
 from autoprune.scoring import LossFn, ScoreFn, accuracy
@@ -87,7 +87,7 @@ class CandidateEvaluator:
                 with self.pruner.applied(kept):
                     recalibrate_bn(self.model, self.bn_data, self.bn_batches)
                     acc = evaluate(self.model, self.val_data, self.score)
-        except UserCodeError:  # the user's score or loss misbehaves: stop, naming it
+        except (UserCodeError, DataError):  # the user's score, loss or data misbehaves: stop, naming it
             raise
         except Exception:  # noqa: BLE001 - any failure of a user model: recorded (NaN) and skipped
             acc = math.nan
@@ -108,7 +108,10 @@ class CandidateEvaluator:
                               seed=seed)
             train(model, lambda epoch: batches, cfg, loss_fn=self.loss, progress=False)
             return evaluate(model, self.val_data, self.score)
-        except UserCodeError:
+        except (UserCodeError, DataError):
             raise
+        except TrainingError as exc:  # a loss that turns NaN: never an empty score left unsaid
+            raise TrainingError(f"re-ranking's short fine-tune of a candidate stopped: {exc}; or skip re-ranking "
+                                f"with --rerank-top 0") from None
         except Exception:  # noqa: BLE001 - as for the first stage: recorded (NaN) and skipped
             return math.nan

@@ -17,6 +17,7 @@ from autoprune.checkpoint import load_or_create, read_checkpoint, shipped_weight
 from autoprune.errors import ConfigError
 from autoprune.limits import MAX_MODEL_ARGS_BYTES, MAX_MODEL_ARGS_DEPTH, check_input_size
 from autoprune.references import canonical, is_reference
+from autoprune.yaml_io import load_yaml
 
 MAX_DIMS = 4
 
@@ -120,7 +121,7 @@ def parse_model_args(text: str | None) -> dict[str, Any]:
         data = json.loads(text)
     except (json.JSONDecodeError, RecursionError):
         try:
-            data = yaml.safe_load(text)
+            data = load_yaml(text, "--model-args")
         except (yaml.YAMLError, RecursionError):
             data = None
     if isinstance(data, dict) and _depth(data) > MAX_MODEL_ARGS_DEPTH:

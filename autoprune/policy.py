@@ -197,6 +197,8 @@ def _reject_constant(name: str) -> float:
     raise ValueError(f"{name} is not allowed (ratios and costs must be finite numbers)")
 
 
+MAX_ROUND_TO = 1 << 16  # wider than any layer: a larger multiple would keep every channel
+
 _TYPES = {"model": (str, type(None)), "fingerprint": (str, type(None)), "round_to": int,
           "model_args": dict, "input_shape": (list, type(None)),
           "importance": str, "exclude": list, "budget": (dict, type(None)), "cost_model": (str, type(None)),
@@ -215,8 +217,9 @@ def _check_types(kwargs: dict[str, Any], source: str) -> None:
         raise PolicyError(f"{source}: 'widths' must map group names to lists of positive channel counts")
     if not all(isinstance(e, str) for e in kwargs.get("exclude", [])):
         raise PolicyError(f"{source}: 'exclude' must be a list of module names")
-    if isinstance(kwargs.get("round_to"), bool) or kwargs.get("round_to", 1) < 1:
-        raise PolicyError(f"{source}: 'round_to' must be a positive integer")
+    if isinstance(kwargs.get("round_to"), bool) or not 1 <= kwargs.get("round_to", 1) <= MAX_ROUND_TO:
+        raise PolicyError(f"{source}: 'round_to' must be a positive integer up to {MAX_ROUND_TO} (channels are "
+                          f"kept in multiples of it); is it the right file?")
     shape = kwargs.get("input_shape")
     if shape is not None and not (1 <= len(shape) <= 4 and all(
             isinstance(v, int) and not isinstance(v, bool) and 0 < v <= 1 << 16 for v in shape)):

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib
+import importlib.machinery
 import importlib.util
 import os
 import sys
@@ -43,18 +44,25 @@ def canonical(text: str) -> str:
 
 
 CODE_OPTIONS = ("model", "data", "score", "loss")  # the options (and settings) that may name code
+PLUGIN_OPTIONS = ("cost_model", "importance")  # options that name plug-ins (plain names) on the command line
 _CONSENTED: ContextVar[frozenset[str]] = ContextVar("autoprune_consented", default=frozenset())
 
 
 @contextmanager
 def consent(*refs: str | None) -> Iterator[None]:
-    """Within the block, files may name these references (the user named them for this run)."""
-    named = {canonical(r) for r in refs if isinstance(r, str) and is_reference(r)}
+    """Within the block, files may name these references (the user named them for this run); plain
+    names are recorded too, so a plug-in the user named loads even from outside site-packages."""
+    named = {canonical(r) for r in refs if isinstance(r, str) and r}
     token = _CONSENTED.set(_CONSENTED.get() | named)
     try:
         yield
     finally:
         _CONSENTED.reset(token)
+
+
+def named_for_run(name: str) -> bool:
+    """True when the user named ``name`` (a plug-in's plain name) for this run."""
+    return name in _CONSENTED.get()
 
 
 def consented(ref: str) -> bool:
@@ -120,15 +128,32 @@ def _load_file(path_text: str, option: str) -> Any:
 
 
 def _import(name: str, option: str) -> Any:
-    """Import ``name``; like ``uvicorn app:main``, the working directory is searched too."""
-    if os.getcwd() not in sys.path:
-        sys.path.append(os.getcwd())
+    """Import ``name``; like ``uvicorn app:main``, the working directory is searched too, but only
+    for that module, loaded by its file: the working directory never joins ``sys.path`` (where
+    anything in it, a planted package's entry points included, would be found later)."""
+    top = name.partition(".")[0]
     try:
+        if top not in sys.modules and importlib.util.find_spec(top) is None:
+            _load_from_cwd(top)
         return importlib.import_module(name)
     except ModuleNotFoundError as exc:
         raise ConfigError(f"{option}: no module named {exc.name!r}; install it or give path/to/file.py:name") from None
     except Exception as exc:  # noqa: BLE001
         raise ConfigError(f"{option}: importing {name} failed: {type(exc).__name__}: {exc}") from None
+
+
+def _load_from_cwd(top: str) -> None:
+    """The module or package ``top`` of the working directory, loaded by its file (if there is one)."""
+    spec = importlib.machinery.PathFinder.find_spec(top, [os.getcwd()])
+    if spec is None or spec.loader is None:
+        return
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[top] = module
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        sys.modules.pop(top, None)
+        raise
 
 
 def _example(what: str) -> str:

@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from autoprune.data.guard import guarded
-from autoprune.errors import UserCodeError
+from autoprune.errors import DataError, TrainingError, UserCodeError
 from autoprune.references import resolve
 
 ScoreFn = Callable[[nn.Module, Iterable[tuple[torch.Tensor, Any]]], float]
@@ -44,11 +44,20 @@ def _summed(model: nn.Module, batches: Iterable[tuple[torch.Tensor, Any]],
     model.eval()
     device = model_device(model)
     total, n = 0.0, 0
-    for x, y in guarded(batches, "the evaluation data"):
-        y = torch.as_tensor(y).to(device)
-        total += per_batch(model(x.to(device)), y)
-        n += len(y)
-    model.train(was_training)
+    try:
+        for i, (x, y) in enumerate(guarded(batches, "the evaluation data")):
+            if isinstance(x, torch.Tensor) and x.is_floating_point() and not torch.isfinite(x).all():
+                raise DataError(f"the evaluation data holds NaN or infinite inputs (batch {i + 1}); clean the data "
+                                f"(a NaN input would be scored as a wrong answer)")
+            y = torch.as_tensor(y).to(device)
+            out = model(x.to(device))
+            if isinstance(out, torch.Tensor) and out.is_floating_point() and not torch.isfinite(out).all():
+                raise TrainingError(f"the model's outputs are NaN or infinite on evaluation batch {i + 1}; its "
+                                    f"weights have diverged: lower --lr or check the loss")
+            total += per_batch(out, y)
+            n += len(y)
+    finally:
+        model.train(was_training)
     return total / max(n, 1)
 
 

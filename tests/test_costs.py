@@ -137,10 +137,16 @@ def test_unknown_cost_model_lists_known_ones(tiny_analysis):
 
 
 def test_entry_point_plugin_is_used_by_name(monkeypatch, tiny_analysis):
+    """A plug-in found outside site-packages is neither listed nor loaded unless the user names it."""
+    import autoprune
+
     monkeypatch.syspath_prepend(str(PLUGIN_DIST))
     monkeypatch.setattr(COST_MODELS, "_factories", dict(COST_MODELS._factories))
-    assert "channel-count" in list_cost_models()
-    model = create_cost_model("channel-count", tiny_analysis)
+    assert "channel-count" not in list_cost_models()
+    with pytest.raises(ConfigError, match="outside site-packages"):
+        create_cost_model("channel-count", tiny_analysis)
+    with autoprune.consent("channel-count"):
+        model = create_cost_model("channel-count", tiny_analysis)
     dense = model.dense_cost().latency_ms
     assert dense == pytest.approx(sum(s.out_channels for s in tiny_analysis.layers) * 1e-3)
 
@@ -152,7 +158,7 @@ def test_cli_profile_and_plugin_by_name(tmp_path, monkeypatch, capsys):
     monkeypatch.syspath_prepend(str(PLUGIN_DIST))
     assert main(["profile", "mlp", "--round-to", "128", "--calibration", "2", "--out", str(tmp_path / "mlp.csv")]) == 0
     assert "profiled 3 layers of mlp" in capsys.readouterr().out and (tmp_path / "mlp.csv").is_file()
-    assert "channel-count" in list_cost_models()
+    assert "channel-count" not in list_cost_models()  # beside, not installed: not offered
 
 
 def test_per_layer_calibration_recovers_weights_and_alignment_tolls():

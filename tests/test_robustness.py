@@ -111,7 +111,7 @@ def test_a_nan_loss_stops_training_and_leaves_the_saved_model_untouched(user, tm
     good = (out / "model.pt").read_bytes()
     capsys.readouterr()
     assert main(["-q", "finetune", str(checkpoint), "--data", "synthetic", "--epochs", "2",
-                 "--loss", "user.py:nan_later", "--out", str(out)]) == 2
+                 "--loss", "user.py:nan_later", "--out", str(out), "--overwrite"]) == 2
     err = one_line(capsys)
     assert "--loss" in err and "nan" in err and "step 4" in err
     assert (out / "model.pt").read_bytes() == good

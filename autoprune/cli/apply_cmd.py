@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from autoprune.cli.common import ensure_writable_dir
+from autoprune.cli.common import add_overwrite_arg, prepare_out
 from autoprune.cli.loading import add_data_args, add_model_args, model_source, resolve_splits
 from autoprune.errors import ConfigError
 from autoprune.policy import PruningPolicy
@@ -28,6 +28,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="the pruned model's weights: the dense model's channels, or the supernet's slice (--supernet)")
     p.add_argument("--supernet", default=None, metavar="DIR", help="the supernet folder for --init supernet")
     p.add_argument("--out", default="runs/apply", help="output folder")
+    add_overwrite_arg(p)
     p.set_defaults(func=run)
 
 
@@ -41,7 +42,7 @@ def run(args: argparse.Namespace) -> int:
         source = model_source(args, policy.model)
     score, score_name = load_score(args.score)
     splits = resolve_splits(args, tuple(policy.input_shape) if policy.input_shape else None)
-    out = ensure_writable_dir(args.out)
+    out = prepare_out(args.out, overwrite=args.overwrite, finished=("model.pt",))
     s = apply_stage(args.policy, source, splits, out, args.importance,
                     args.bn_batches, require_weights=args.data != "synthetic", score=score, supernet=args.supernet)
     print(f"pruned {s['dense_params']} -> {s['pruned_params']} parameters; test {score_name} {s['dense_test_acc']:.4f} "

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import argparse
+import os
 import shlex
 import shutil
 import sys
+import tempfile
 from pathlib import Path
 
 from autoprune.errors import ConfigError
+from autoprune.run_folder import MIN_FREE_BYTES, prepare_run_folder
 
 
 def command_line() -> str:
@@ -15,7 +19,14 @@ def command_line() -> str:
     return " ".join(shlex.quote(a) for a in ["autoprune", *sys.argv[1:]])
 
 
-MIN_FREE_BYTES = 50 * 2**20  # checkpoints, agent state and history of a search fit in far less
+def prepare_out(path: str | Path, resume: bool = False, overwrite: bool = False, finished: tuple[str, ...] = ()) -> Path:
+    """The ``--out`` run folder, checked before any work (see :mod:`autoprune.run_folder`)."""
+    return prepare_run_folder(path, resume=resume, overwrite=overwrite, finished=finished)
+
+
+def add_overwrite_arg(p: argparse.ArgumentParser) -> None:
+    """``--overwrite``: replace the finished results of an earlier run in ``--out``."""
+    p.add_argument("--overwrite", action="store_true", help="replace the finished results already in --out")
 
 
 def ensure_writable_dir(path: str | Path, min_free: int = MIN_FREE_BYTES) -> Path:
@@ -23,9 +34,9 @@ def ensure_writable_dir(path: str | Path, min_free: int = MIN_FREE_BYTES) -> Pat
     path = Path(path)
     try:
         path.mkdir(parents=True, exist_ok=True)
-        probe = path / ".write-test"
-        probe.write_text("ok")
-        probe.unlink()
+        fd, probe = tempfile.mkstemp(dir=path, prefix=".write-test.")  # O_EXCL: never through a link
+        os.close(fd)
+        os.unlink(probe)
         free = shutil.disk_usage(path).free
     except OSError as exc:
         raise ConfigError(f"output folder {path} is not writable ({exc.strerror}); choose another --out") from exc

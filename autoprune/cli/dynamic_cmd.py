@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from autoprune.cli.common import ensure_writable_dir
+from autoprune.cli.common import add_overwrite_arg, prepare_out
 from autoprune.cli.loading import add_data_args, add_model_args, model_source, resolve_splits
 from autoprune.data import parse_augment
 from autoprune.devices import check_provider
@@ -30,6 +30,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--lr", type=float, default=0.01, help="learning rate of that fine-tune")
     p.add_argument("--no-distill", action="store_true", help="train the widest width on labels only, no dense teacher")
     p.add_argument("--out", default="runs/dynamic", help="output folder")
+    add_overwrite_arg(p)
     p.set_defaults(func=run)
 
 
@@ -43,7 +44,7 @@ def run(args: argparse.Namespace) -> int:
     source = model_source(args) if args.model else policy_model_source(first, f"policy {args.policies[0]}", args.weights)
     settings = LatencySettings(threads=args.latency_threads, provider=check_provider(args.provider))
     splits = resolve_splits(args)
-    out = ensure_writable_dir(args.out)
+    out = prepare_out(args.out, overwrite=args.overwrite, finished=("dynamic.pt",))
     finetune = FinetuneConfig(epochs=args.epochs, lr=args.lr, augment=parse_augment(args.augment),
                               device=args.torch_device) if args.epochs else None
     reports = dynamic_stage(args.policies, source, splits, out, settings, args.bn_batches,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from autoprune.budget import MEASURED_TOLERANCE
-from autoprune.cli.common import ensure_writable_dir
+from autoprune.cli.common import add_overwrite_arg, prepare_out
 from autoprune.devices import check_provider
 from autoprune.latency import LatencySettings
 from autoprune.onnx_export import EXPORTERS
@@ -24,12 +24,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="ONNX Runtime execution provider that times the model (cpu, cuda, tensorrt, openvino, "
                         "coreml, ...; default: cpu)")
     p.add_argument("--out", default="runs/export", help="output folder")
+    add_overwrite_arg(p)
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     settings = LatencySettings(batch_size=args.batch_size, threads=args.threads, provider=check_provider(args.provider))
-    out = ensure_writable_dir(args.out)
+    out = prepare_out(args.out, overwrite=args.overwrite, finished=("model.onnx", "model.pt"))
     s = export_stage(args.checkpoint, out, settings, args.exporter)
     print(report(s, str(out)))
     return 0

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from autoprune.cli.common import ensure_writable_dir
+from autoprune.cli.common import add_overwrite_arg, prepare_out
 from autoprune.cli.loading import add_data_args, model_source, resolve_splits, torch_device
 from autoprune.data import parse_augment
 from autoprune.finetune import FinetuneConfig
@@ -33,6 +33,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     add_settings(p.add_argument_group("polynomial-decay schedule (gradual, sparsity)"), FinetuneMode,
                  skip=MODES + ITERATIVE)
     p.add_argument("--out", default="runs/finetune", help="output folder")
+    add_overwrite_arg(p)
     p.set_defaults(func=run)
 
 
@@ -66,7 +67,7 @@ def run(args: argparse.Namespace) -> int:
     mode = FinetuneMode(**settings_from_args(FinetuneMode, args))
     mode.name  # noqa: B018 - validates that at most one mode is chosen, before loading anything
     (score, score_name), cfg, loss = load_score(args.score), training_config(args), load_loss(args.loss)
-    out = ensure_writable_dir(args.out)
+    out = prepare_out(args.out, overwrite=args.overwrite, finished=("model.pt",))
     source = model_source(args) if args.model else None
     s = finetune_stage(args.checkpoint, resolve_splits(args), cfg, out, mode, args.teacher, args.distill,
                        source=source, score=score, loss=loss)

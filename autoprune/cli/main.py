@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 import warnings
 from pathlib import Path
 
 from autoprune import __version__
 from autoprune.errors import AutopruneError
-from autoprune.references import CODE_OPTIONS, consent
+from autoprune.references import CODE_OPTIONS, PLUGIN_OPTIONS, consent
+from autoprune.run_folder import MARKER
 
 COMMANDS = ("train_cmd", "analyse_cmd", "profile_cmd", "search_cmd", "apply_cmd", "finetune_cmd",
             "export_cmd", "sensitivity_cmd", "pipeline_cmd", "dynamic_cmd", "supernet_cmd")
@@ -63,7 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; returns the process exit code."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(_join_negative_values(sys.argv[1:] if argv is None else list(argv)))
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
@@ -86,7 +88,7 @@ def _run(args: argparse.Namespace) -> int:
     out = getattr(args, "out", None)
     new_out = out is not None and not Path(out).exists()
     try:
-        with consent(*(getattr(args, name, None) for name in CODE_OPTIONS)):  # what the user named runs
+        with consent(*(getattr(args, name, None) for name in (*CODE_OPTIONS, *PLUGIN_OPTIONS))):  # what the user named runs
             return int(args.func(args) or 0)
     except AutopruneError as exc:
         if new_out:
@@ -106,12 +108,25 @@ def _run(args: argparse.Namespace) -> int:
         return 130
 
 
+def _join_negative_values(argv: list[str]) -> list[str]:
+    """``--budget -5%`` -> ``--budget=-5%``: argparse reads a value that starts with '-' as an option
+    and would say "expected one argument"; joined, the option's own check says what is wrong."""
+    out: list[str] = []
+    for token in argv:
+        if out and out[-1].startswith("--") and "=" not in out[-1] and re.match(r"-[\d.]", token):
+            out[-1] = f"{out[-1]}={token}"
+        else:
+            out.append(token)
+    return out
+
+
 def _remove_if_empty(folder: Path) -> None:
-    """Remove ``folder`` (made by this command) when nothing was written into it."""
+    """Remove ``folder`` (made by this command) when nothing but run-folder markers was written into it."""
     try:
+        if any(c.is_file() and c.name != MARKER for c in folder.rglob("*")):
+            return
         for child in sorted(folder.rglob("*"), reverse=True):
-            if child.is_dir():
-                child.rmdir()
+            child.rmdir() if child.is_dir() else child.unlink()
         folder.rmdir()
     except OSError:  # something was written: keep it
         pass

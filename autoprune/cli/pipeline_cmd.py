@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from autoprune.cli.common import command_line, ensure_writable_dir
+from autoprune.cli.common import command_line, prepare_out
 from autoprune.cli.export_cmd import report
 from autoprune.cli.finetune_cmd import add_training_args, training_config
 from autoprune.cli.search_cmd import add_search_args, config_from_args
@@ -29,7 +29,7 @@ def run(args: argparse.Namespace) -> int:
     if search.budgets:
         raise ConfigError("pipeline prunes for one --budget; for several, run search --budgets, then "
                           "autoprune dynamic on its policies")
-    out = ensure_writable_dir(args.out)
+    out = prepare_out(args.out, resume=args.resume)
     s = run_pipeline(search, training_config(args), out, args.distill, search.latency_settings(), args.resume,
                      command_line())
     print(f"test {s['score']}: dense {s['dense_test_acc']:.4f}, pruned {s['pruned_test_acc_bn']:.4f}, "

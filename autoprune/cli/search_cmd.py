@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from autoprune.agents import parse_overrides
-from autoprune.cli.common import command_line, ensure_writable_dir
+from autoprune.cli.common import command_line, prepare_out
 from autoprune.cli.loading import add_data_args, add_model_args, model_source
 from autoprune.data import parse_augment
 from autoprune.search import SearchConfig, SearchRun
@@ -64,7 +64,7 @@ def config_from_args(args: argparse.Namespace, out: str | None = None) -> Search
 
 def run(args: argparse.Namespace) -> int:
     config = config_from_args(args)
-    ensure_writable_dir(config.out)
+    prepare_out(config.out, resume=args.resume)  # an earlier search there is refused by the run (--resume)
     try:
         summary = SearchRun(config, command_line()).run(resume=args.resume)
     except KeyboardInterrupt:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from autoprune.cli.common import ensure_writable_dir
+from autoprune.cli.common import prepare_out
 from autoprune.cli.loading import add_data_args, add_model_args, model_source, resolve_splits
 from autoprune.errors import ConfigError
 from autoprune.scoring import load_score
@@ -42,7 +42,7 @@ def parse_ratios(text: str) -> list[float]:
 def run(args: argparse.Namespace) -> int:
     ratios, score = parse_ratios(args.ratios), load_score(args.score)[0]
     source, splits = model_source(args), resolve_splits(args)
-    out = ensure_writable_dir(args.out)
+    out = prepare_out(args.out)
     frame = sensitivity_stage(source, splits, out, ratios, args.val_size, args.bn_batches, args.round_to,
                               args.importance, args.exclude, require_weights=args.data != "synthetic", score=score)
     worst = frame.groupby("group", sort=False)["drop"].mean().sort_values(ascending=False)

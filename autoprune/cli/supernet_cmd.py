@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 
-from autoprune.cli.common import ensure_writable_dir
+from autoprune.cli.common import prepare_out
 from autoprune.cli.search_cmd import add_search_args, config_from_args
 from autoprune.search import SearchRun
 
@@ -19,7 +19,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    out = ensure_writable_dir(args.out)
+    out = prepare_out(args.out)
     config = config_from_args(args, out=str(out))  # a latency table profiled here lands beside the supernet
     config = dataclasses.replace(config, scorer="supernet", supernet=str(out), supernet_epochs=args.epochs).validate()
     SearchRun(config, progress=not args.quiet).prepare()  # builds the search's pieces: trains the supernet

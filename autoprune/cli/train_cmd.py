@@ -10,7 +10,7 @@ import torch
 
 from autoprune.atomic import write_json_atomic
 from autoprune.checkpoint import save_checkpoint
-from autoprune.cli.common import command_line, ensure_writable_dir
+from autoprune.cli.common import add_overwrite_arg, command_line, prepare_out
 from autoprune.cli.loading import (
     MODEL_HELP,
     add_data_args,
@@ -41,6 +41,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--save-epochs", default="", metavar="N,M",
                    help="also save model_epochN.pt after these epochs (early weights for lottery-ticket rewinding)")
     p.add_argument("--out", default="runs/train", help="output folder")
+    add_overwrite_arg(p)
     p.set_defaults(func=run)
 
 
@@ -52,7 +53,7 @@ def run(args: argparse.Namespace) -> int:
                       augment=parse_augment("none" if args.no_augment else args.augment), device=torch_device(args)).check()
     source = model_source(args)
     splits = resolve_splits(args)
-    out = ensure_writable_dir(args.out)
+    out = prepare_out(args.out, overwrite=args.overwrite, finished=("model.pt",))
     torch.manual_seed(args.seed)
     shape = splits.input_shape
     model = create_model(source.ref, shape[0], splits.num_classes, source.args or None)

@@ -265,6 +265,9 @@ class LatencyTable:
                               f"channels twice")
         tables = {}
         for name, rows in frame.groupby("layer", sort=False):
+            if rows["c_in"].nunique() * rows["c_out"].nunique() != len(rows):  # checked before the grid is built
+                raise ConfigError(f"latency table {path}: layer {name!r} has an incomplete grid (every input width "
+                                  f"needs a row for every output width)")
             grid = rows.pivot(index="c_in", columns="c_out", values="latency_ms").sort_index().sort_index(axis=1)
             if grid.isna().any().any():
                 raise ConfigError(f"latency table {path}: layer {name!r} has an incomplete grid")

@@ -17,6 +17,7 @@ from autoprune.analysis.groups import ModelAnalysis
 from autoprune.costs.base import LatencyCostModel
 from autoprune.errors import ConfigError
 from autoprune.records import CostModelRecord
+from autoprune.yaml_io import load_yaml
 
 
 @dataclass(frozen=True)
@@ -57,7 +58,7 @@ def load_device_profile(name_or_path: str | Path) -> DeviceProfile:
                           f"{', '.join(DEVICE_PROFILES)}, or a YAML/JSON file")
     try:
         text = path.read_text()
-        data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+        data = json.loads(text) if path.suffix == ".json" else load_yaml(text, str(path))
         return DeviceProfile(**{"name": path.stem, **data})
     except (TypeError, ValueError, yaml.YAMLError) as exc:
         raise ConfigError(f"device profile {path} is invalid ({str(exc).splitlines()[0][:100]}); it needs "

@@ -11,6 +11,7 @@ take their widths from here, so no candidate ever leaves the space.
 from __future__ import annotations
 
 import bisect
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -129,6 +130,8 @@ def parse_widths(text: str | Sequence[float] | None) -> list[float]:
     except (TypeError, ValueError):
         raise ConfigError(f"--widths takes comma-separated fractions like 0.25,0.5,0.75,1.0 (or channel "
                           f"counts like 16,32,64), got {text!r}") from None
+    if not all(math.isfinite(w) for w in widths):
+        raise ConfigError(f"--widths must be finite numbers (fractions like 0.5 or channel counts like 32), got {text!r}")
     for w in widths:
         width_in_channels(w, 1 << 30)
     if len(widths) > 256:

@@ -37,6 +37,7 @@ from autoprune.pruning.widths import parse_widths
 from autoprune.references import CODE_OPTIONS, canonical, require_consent
 from autoprune.scoring import load_loss, load_score
 from autoprune.settings import setting
+from autoprune.yaml_io import dump_yaml, load_yaml
 
 MAX_SETTINGS_BYTES = 1024 * 1024
 MAX_EPISODES = 10_000_000  # far beyond any search (AMC: 400); larger is a typo
@@ -281,7 +282,7 @@ class SearchConfig:
 
     def save(self, path: str | Path) -> None:
         """Write the settings as YAML (atomically)."""
-        write_text_atomic(path, yaml.safe_dump(asdict(self), sort_keys=False))
+        write_text_atomic(path, dump_yaml(asdict(self)))
 
     @classmethod
     def load(cls, path: str | Path) -> SearchConfig:
@@ -306,7 +307,7 @@ class SearchConfig:
             raise ConfigError(f"settings file {path} is {path.stat().st_size} bytes, over the "
                               f"{MAX_SETTINGS_BYTES // 1024} KiB a settings file needs; is it the right file?")
         try:
-            data = yaml.safe_load(path.read_text(encoding="utf-8"))
+            data = load_yaml(path.read_text(encoding="utf-8"), f"settings file {path}")
         except UnicodeDecodeError:
             raise ConfigError(f"settings file {path} is not text; pass a YAML file like a run's config.yaml") from None
         except RecursionError:

@@ -12,8 +12,9 @@ from typing import Any
 
 import pandas as pd
 
-from autoprune.atomic import atomic_path
+from autoprune.atomic import atomic_path, open_append, write_bytes_atomic
 from autoprune.envs import EpisodeResult
+from autoprune.errors import ConfigError
 
 COLUMNS = ["episode", "accuracy", "reward", "cost", "budget", "latency_ms", "flops", "params", "feasible",
            "score_s", "wall_s", "ratios", "kept", "source"]
@@ -35,7 +36,7 @@ class HistoryWriter:
         new = not self.path.exists() or self.path.stat().st_size == 0
         self._repair_partial_last_line()
         columns = COLUMNS if new else self._header()  # a history begun by an older version keeps its columns
-        self._file = self.path.open("a", newline="")
+        self._file = open_append(self.path)
         self._writer = csv.DictWriter(self._file, fieldnames=columns, extrasaction="ignore")
         if new:
             self._writer.writeheader()
@@ -51,7 +52,7 @@ class HistoryWriter:
             return
         data = self.path.read_bytes()
         if complete_lines(data) != data:
-            self.path.write_bytes(complete_lines(data))
+            write_bytes_atomic(self.path, complete_lines(data))
 
     def append(self, episode: int, result: EpisodeResult, wall_s: float) -> None:
         row = {k: getattr(result, k, None) for k in COLUMNS}
@@ -102,7 +103,51 @@ def read_history(path: str | Path) -> pd.DataFrame:
     data = complete_lines(path.read_bytes()) if path.exists() else b""
     if not data.strip():
         return pd.DataFrame(columns=COLUMNS)
-    return pd.read_csv(io.BytesIO(data))
+    try:
+        frame = pd.read_csv(io.BytesIO(data))
+    except (ValueError, pd.errors.ParserError) as exc:
+        raise ConfigError(f"{path} is damaged ({str(exc).splitlines()[0][:80]}); {_DAMAGED}") from None
+    check_history(frame, path)
+    return frame
+
+
+_DAMAGED = "restore it, or start a new search in another folder"
+REQUIRED = ("episode", "accuracy", "cost", "latency_ms", "flops", "params", "ratios", "kept")
+NUMERIC = ("episode", "accuracy", "reward", "cost", "budget", "latency_ms", "flops", "params")
+
+
+def check_history(frame: pd.DataFrame, path: str | Path) -> None:
+    """A history read back on resume, checked like a command line: its columns, numbers and cells.
+
+    Raises:
+        ConfigError: one line naming the file, the row and the column.
+    """
+    missing = [c for c in REQUIRED if c not in frame.columns]
+    if missing:
+        raise ConfigError(f"{path} has no {', '.join(missing)} column; it is damaged: {_DAMAGED}")
+    for column in (c for c in NUMERIC if c in frame.columns):
+        numbers = pd.to_numeric(frame[column], errors="coerce")
+        bad = numbers.isna() & frame[column].notna()
+        if bad.any():
+            row = int(bad.to_numpy().argmax())
+            raise ConfigError(f"{path} row {row + 1}: {column} is {frame[column].iloc[row]!r}, not a number; "
+                              f"it is damaged: {_DAMAGED}")
+        frame[column] = numbers
+    for row, (ratios, kept) in enumerate(zip(frame["ratios"], frame["kept"])):
+        if not (_mapping_of(ratios, float, 0.0, 1.0) and _mapping_of(kept, int, 0, 1 << 30)):
+            raise ConfigError(f"{path} row {row + 1}: its ratios or kept cell is not a mapping of group names to "
+                              f"ratios and channel counts; it is damaged: {_DAMAGED}")
+
+
+def _mapping_of(cell: Any, kind: type, low: float, high: float) -> bool:
+    """True when ``cell`` is JSON for a mapping of names to numbers of ``kind`` in ``[low, high]``."""
+    try:
+        value = json.loads(cell)
+    except (TypeError, ValueError, RecursionError):
+        return False
+    return isinstance(value, dict) and all(
+        isinstance(k, str) and isinstance(v, (int, float)) and not isinstance(v, bool)
+        and (kind is float or float(v).is_integer()) and low <= v <= high for k, v in value.items())
 
 
 @dataclass

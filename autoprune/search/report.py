@@ -15,12 +15,12 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
-import yaml  # noqa: E402
 
 from autoprune.atomic import atomic_path, write_text_atomic  # noqa: E402
 from autoprune.budget import Budget  # noqa: E402
 from autoprune.policy import PruningPolicy, SearchScore  # noqa: E402
 from autoprune.search.history import read_history  # noqa: E402
+from autoprune.yaml_io import dump_yaml, load_yaml
 
 PLOTS = ("progress.png", "candidates.png", "ratios.png", "latency.png")
 
@@ -34,7 +34,7 @@ def write_report(folder: str | Path, history: pd.DataFrame | None = None) -> Pat
         return None
     policy = PruningPolicy.load(folder / "best_policy.json")
     budget = Budget.from_dict(policy.budget, "best_policy.json") if policy.budget else None
-    config = yaml.safe_load((folder / "config.yaml").read_text()) if (folder / "config.yaml").is_file() else {}
+    config = load_yaml((folder / "config.yaml").read_text(), str(folder / "config.yaml")) if (folder / "config.yaml").is_file() else {}
     agent = str(config.get("agent", "search"))
     score = str(config.get("score") or "accuracy").rsplit(":", 1)[-1]  # a --score function's name
     plots = [_progress(history, folder, agent, score), _candidates(history, folder, budget, policy, score),
@@ -64,7 +64,7 @@ def _markdown(config: dict, policy: PruningPolicy, budget: Budget | None, histor
     before = _channels_before(policy)
     lines += [f"| `{g}` | {before[g]} -> {policy.channels[g]} | {policy.ratios[g]:.3f} |" for g in policy.ratios]
     lines += ["", *[f"![{p}]({p})" for p in plots], "", "## Settings", "", "```yaml",
-              yaml.safe_dump(config, sort_keys=False).rstrip(), "```"]
+              dump_yaml(config).rstrip(), "```"]
     if summary:
         lines += ["", f"Time: {summary.get('wall_s')} s (scoring {summary.get('scoring_s')} s)."]
     return "\n".join(lines) + "\n"

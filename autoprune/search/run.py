@@ -23,7 +23,6 @@ from typing import Any
 
 import pandas as pd
 import torch
-import yaml
 from stable_baselines3.common.vec_env import SubprocVecEnv, VecEnv
 from tqdm.auto import tqdm
 
@@ -40,6 +39,7 @@ from autoprune.parallel import PooledScorer, create_executor
 from autoprune.policy import PruningPolicy, SearchScore
 from autoprune.progress import bar_disabled, plain_lines
 from autoprune.records import RerankRecord, SearchSummary, VerificationRecord
+from autoprune.run_folder import prepare_run_folder
 from autoprune.scoring import ScoreFn
 from autoprune.search.assembly import assemble
 from autoprune.search.config import SearchConfig
@@ -57,6 +57,7 @@ from autoprune.search.refine import final_choice, next_query
 from autoprune.search.report import write_report
 from autoprune.search.rerank import rerank_candidates
 from autoprune.search.verify import measure_top_candidates, skip_reason, verdict
+from autoprune.yaml_io import dump_yaml
 
 TRIM_EVERY = 50  # episodes between returning freed heap memory to the OS (see autoprune.memory)
 
@@ -116,7 +117,7 @@ class SearchRun:
     # -- running -----------------------------------------------------------------------------
     def run(self, resume: bool = False) -> SearchSummary:
         """Run (or continue) the search; returns the summary."""
-        self.out.mkdir(parents=True, exist_ok=True)
+        prepare_run_folder(self.out, resume=resume)  # no foreign folder, no link inside
         history = read_history(self.out / "history.csv") if resume else None  # the one read of the file
         if not resume and count_episodes(self.out / "history.csv"):
             raise ConfigError(f"{self.out} already holds a search; pass --resume to continue it or "
@@ -124,9 +125,9 @@ class SearchRun:
         env = self.prepare()
         self.config.save(self.out / "config.yaml")
         inner = getattr(self.searcher, "inner", self.searcher)
-        write_text_atomic(self.out / "agent_params.yaml", yaml.safe_dump(
+        write_text_atomic(self.out / "agent_params.yaml", dump_yaml(
             {"agent": inner.name, "preset": self.config.preset, "seed": self.config.seed,
-             "params": _plain(inner.params)}, sort_keys=False))
+             "params": _plain(inner.params)}))
         if self.command:
             write_text_atomic(self.out / "command.txt", self.command + "\n")
         done = 0 if history is None else len(history)

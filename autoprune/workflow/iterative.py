@@ -22,7 +22,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from autoprune.analysis import analyse_model
-from autoprune.atomic import atomic_path, write_json_atomic, write_text_atomic
+from autoprune.atomic import atomic_path, read_json, write_json_atomic, write_text_atomic
 from autoprune.checkpoint import CheckpointInfo, load_model, save_checkpoint
 from autoprune.costs import FlopsCostModel
 from autoprune.data import Splits
@@ -68,7 +68,9 @@ class IterativeSettings:
         """Write the settings (or check them against a run to resume); returns the steps done."""
         path = out / "iterative.json"
         if path.is_file():
-            saved = json.loads(path.read_text())
+            saved = read_json(path)
+            if not isinstance(saved, dict):
+                raise ConfigError(f"{path} is damaged (not a mapping of settings); delete it to start the run over")
             if saved != asdict(self):
                 differ = sorted(k for k in saved if saved.get(k) != asdict(self).get(k))
                 raise ConfigError(f"{out} holds an iterative run with other settings ({', '.join(differ)}); "

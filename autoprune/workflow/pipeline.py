@@ -24,6 +24,7 @@ from autoprune.scoring import load_loss, load_score
 from autoprune.search import SearchConfig, SearchRun
 from autoprune.search.history import count_episodes
 from autoprune.workflow.stages import apply_stage, export_stage, finetune_stage
+from autoprune.yaml_io import dump_yaml, load_yaml
 
 
 def run_pipeline(search: SearchConfig, ft: FinetuneConfig, out: str | Path, distill: bool = False,
@@ -76,13 +77,16 @@ def stage_settings(out: Path, ft: FinetuneConfig, distill: bool, resume: bool) -
     path = out / STAGE_SETTINGS
     if resume and path.is_file():
         try:
-            data = yaml.safe_load(path.read_text())
+            data = load_yaml(path.read_text(), str(path))
             saved = data["finetune"]
             saved["augment"] = tuple(saved["augment"]) if isinstance(saved.get("augment"), list) else saved.get("augment")
-            restored = (FinetuneConfig(**saved), bool(data["distill"]))
-        except (OSError, yaml.YAMLError, KeyError, TypeError) as exc:
+            restored = (FinetuneConfig(**saved).check(), bool(data["distill"]))
+        except (OSError, yaml.YAMLError, KeyError, TypeError, AttributeError) as exc:
             raise ConfigError(f"{path} is damaged ({type(exc).__name__}); delete it to resume with the settings "
                               f"of this command") from None
+        except ConfigError as exc:
+            raise ConfigError(f"{path} holds a bad setting ({exc}); delete it to resume with the settings of this "
+                              f"command") from None
         if restored != (ft, distill):
             tqdm.write(f"resuming with the fine-tune settings of the interrupted run ({path}); the command "
                        f"line's are not used")
@@ -90,7 +94,7 @@ def stage_settings(out: Path, ft: FinetuneConfig, distill: bool, resume: bool) -
     plain = asdict(ft)
     plain["augment"] = list(ft.augment) if isinstance(ft.augment, tuple) else ft.augment
     out.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(path, yaml.safe_dump({"finetune": plain, "distill": distill}, sort_keys=False))
+    write_text_atomic(path, dump_yaml({"finetune": plain, "distill": distill}))
     return ft, distill
 
 

@@ -27,6 +27,7 @@ from autoprune.checkpoint import (
     shipped_weights,
 )
 from autoprune.data import Splits
+from autoprune.data.checks import check_training_data
 from autoprune.dynamic.model import DynamicModel
 from autoprune.dynamic.supernet import load_supernet
 from autoprune.errors import ConfigError
@@ -215,6 +216,7 @@ def finetune_stage(checkpoint: str | Path, splits: Splits, cfg: FinetuneConfig, 
     teacher = _teacher(name, args, teacher_weights or meta.get("dense_weights"), record, model) if distill else None
     if mode.name == "rewind":  # the trained weights only chose the channels; retrain from early ones
         model = _rewound(mode.rewind_from, name, record, shape)
+    check_training_data(splits, model, shape, loss is None, f"checkpoint {checkpoint}")
     before = evaluate(model, splits.test(), score)
     steps = cfg.epochs * len(splits.train(cfg.batch_size))
     hooks, finish = _mode_hooks(mode, model, record, shape, splits, steps)
