@@ -12,6 +12,7 @@ from torch import nn
 
 from autoprune.data.guard import guarded
 from autoprune.errors import DataError, TrainingError, UserCodeError
+from autoprune.outputs import scored_output
 from autoprune.references import resolve
 
 ScoreFn = Callable[[nn.Module, Iterable[tuple[torch.Tensor, Any]]], float]
@@ -50,7 +51,7 @@ def _summed(model: nn.Module, batches: Iterable[tuple[torch.Tensor, Any]],
                 raise DataError(f"the evaluation data holds NaN or infinite inputs (batch {i + 1}); clean the data "
                                 f"(a NaN input would be scored as a wrong answer)")
             y = torch.as_tensor(y).to(device)
-            out = model(x.to(device))
+            out = scored_output(model(x.to(device)))
             if isinstance(out, torch.Tensor) and out.is_floating_point() and not torch.isfinite(out).all():
                 raise TrainingError(f"the model's outputs are NaN or infinite on evaluation batch {i + 1}; its "
                                     f"weights have diverged: lower --lr or check the loss")

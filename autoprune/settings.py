@@ -63,7 +63,9 @@ def add_settings(parser: argparse.ArgumentParser | argparse._ArgumentGroup, cls:
             kwargs["metavar"] = f.metadata["metavar"]
         if f.metadata.get("choices"):
             kwargs["choices"] = f.metadata["choices"]
-        if kind is list:
+        if kind is bool:
+            kwargs["action"] = "store_true"
+        elif kind is list:
             kwargs["nargs"] = "*"
         elif kind in (int, float):
             kwargs["type"] = kind

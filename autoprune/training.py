@@ -14,6 +14,7 @@ from tqdm.auto import tqdm
 from autoprune.data.guard import guarded
 from autoprune.devices import check_torch_device
 from autoprune.errors import ConfigError, DataError, TrainingError
+from autoprune.outputs import scored_output
 from autoprune.progress import bar_disabled
 from autoprune.scoring import ScoreFn, accuracy, model_device, to_device
 from autoprune.settings import setting
@@ -133,10 +134,11 @@ def train(model: nn.Module, make_batches: Callable[[int], Batches], cfg: TrainCo
                 group["lr"] = cosine_lr(step, total, cfg.lr)
             x, y = x.to(device), to_device(y, device)
             check_inputs(x, f"{where}, step {step + 1}")
-            logits = model(x)
+            out = model(x)
+            logits = scored_output(out)
             if class_labels:
                 check_labels(y, logits, f"{where}, step {step + 1}")
-            loss = loss_fn(logits, y, x) if loss_fn else ce(logits, y)
+            loss = loss_fn(out, y, x) if loss_fn else ce(logits, y)
             check_loss(loss, f"{where}, step {step + 1}", getattr(loss_fn, "label", "the training loss"))
             opt.zero_grad(set_to_none=True)
             loss.backward()

@@ -51,7 +51,9 @@ class BudgetWall:
             raise ConfigError(
                 f"budget {self.budget.value:.6g} {self.budget.metric} cannot be met: the smallest "
                 f"reachable cost with the ratio bounds is {smallest:.6g} "
-                f"({smallest / self.budget.dense:.1%} of dense); raise the budget or the max ratio")
+                f"({smallest / self.budget.dense:.1%} of dense); raise the budget or the max ratio"
+                + (f", or keep channels in smaller multiples (--round-to {self.round_to} now; --round-to 1)"
+                   if self.round_to > 1 else ""))
 
     def worst_case(self, t: int, decided: dict[str, int]) -> float:
         """Cost if groups ``t..`` were all at their narrowest allowed width."""

@@ -6,6 +6,7 @@ depthwise conv) form one :class:`PrunableGroup`, named by its first producing la
 
 from __future__ import annotations
 
+import copy
 import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
@@ -16,6 +17,7 @@ from torch import nn
 
 from autoprune.analysis.layers import LayerSpec, executed_modules, trace_layers
 from autoprune.errors import AnalysisError
+from autoprune.outputs import flat_outputs, output_shapes
 
 
 @dataclass(frozen=True)
@@ -29,6 +31,7 @@ class PrunableGroup:
     consumers: tuple[str, ...]  # Conv/Linear layers whose input channels are removed
     members: tuple[str, ...] = field(default=())  # every module touched (BN, depthwise convs, ...)
     consumer_widths: tuple[int, ...] = field(default=())  # input features of each consumer tied to the group
+    parameters: tuple[str, ...] = field(default=())  # parameters used directly in forward that index the channels
 
 
 @dataclass
@@ -42,6 +45,7 @@ class ModelAnalysis:
     output_layer: str | None
     graph: tp.DependencyGraph
     kept_whole: dict[str, str] = field(default_factory=dict)  # group name -> why it is not prunable
+    output_layers: tuple[str, ...] = ()  # layers producing model outputs (never pruned on their output side)
 
     def group(self, name: str) -> PrunableGroup:
         """The group called ``name``."""
@@ -70,11 +74,15 @@ def _compute_layers(model: nn.Module) -> dict[nn.Module, str]:
 
 def _describe(tp_group: tp.Group, graph: tp.DependencyGraph, names: dict[nn.Module, str],
               order: dict[str, int]) -> PrunableGroup:
-    producers, consumers, members, widths = [], [], [], {}
+    producers, consumers, members, widths, params = [], [], [], {}, []
+    modules = dict(graph.model.named_modules())
     for dep, idxs in tp_group:
         module = dep.target.module
         name = graph._module2name.get(module)
         if name is None:
+            continue
+        if name not in modules:  # a parameter used directly in forward (a class token, a layer scale)
+            params.append(_parameter_name(graph.model, module))
             continue
         members.append(name)
         if module in names:
@@ -98,7 +106,13 @@ def _describe(tp_group: tp.Group, graph: tp.DependencyGraph, names: dict[nn.Modu
     channels = len(tp_group[0].idxs)
     return PrunableGroup(root, channels, kind, tuple(producers), tuple(consumers),
                          tuple(sorted(set(members), key=lambda n: order.get(n, 1 << 30))),
-                         tuple(widths[c] for c in consumers))
+                         tuple(widths[c] for c in consumers), tuple(sorted(set(params))))
+
+
+def _parameter_name(model: nn.Module, pseudo: object) -> str:
+    """The model's name for the parameter behind Torch-Pruning's pseudo-module ``pseudo``."""
+    tensor = pseudo if isinstance(pseudo, torch.Tensor) else getattr(pseudo, "parameters", None)
+    return next((n for n, p in model.named_parameters() if p is tensor), "a parameter")
 
 
 _UNPRUNABLE = (nn.MultiheadAttention, nn.RNNBase)  # several outputs; heads and gates need their own rules
@@ -147,16 +161,18 @@ def analyse_model(model: nn.Module, example_input: torch.Tensor,
     if unknown:
         raise AnalysisError(f"cannot exclude {unknown[0]!r}: no such module; names look like "
                             f"{', '.join(list(_compute_layers(model).values())[:3])}")
-    layers, output_layer = trace_layers(model, example_input)
+    trace = trace_layers(model, example_input)
+    layers, output_layer = trace.layers, (trace.output_layers[-1] if trace.output_layers else None)
     check_static_paths(model, example_input)
     ignored = [m for n, m in model.named_modules()
                if n in exclude or any(isinstance(e, type) and isinstance(m, e) for e in exclude)]
-    if output_layer and not prune_output_layer:
-        ignored.append(model.get_submodule(output_layer))
+    if not prune_output_layer:
+        ignored.extend(model.get_submodule(n) for n in trace.output_layers)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            graph = tp.DependencyGraph().build_dependency(model, example_inputs=example_input, verbose=False)
+            graph = tp.DependencyGraph().build_dependency(model, example_inputs=example_input, verbose=False,
+                                                          output_transform=flat_outputs)
             tp_groups = list(graph.get_all_groups(ignored_layers=ignored,
                                                   root_module_types=[nn.Conv2d, nn.Linear]))
     except Exception as exc:  # tracing errors from arbitrary user models
@@ -169,14 +185,58 @@ def analyse_model(model: nn.Module, example_input: torch.Tensor,
     kept_whole.update({g.name: f"touches {type(model.get_submodule(n)).__name__} {n!r}, whose channels autoprune "
                                f"does not prune (attention heads and recurrent layers are kept whole)"
                        for g in groups for n in g.members if isinstance(model.get_submodule(n), _UNPRUNABLE)})
+    kept_whole.update({g.name: f"uses parameter {g.parameters[0]!r} directly in forward along these channels, "
+                               f"which autoprune does not prune yet" for g in groups if g.parameters})
     groups = [g for g in groups if g.channels > 1 and g.name not in kept_whole]
     groups = _distinct_names(groups, model)
+    if not (trace.all_direct or prune_output_layer):  # an output after a functional op: find what it carries
+        bound = output_bound(model, example_input, groups)
+        kept_whole.update(bound)
+        groups = [g for g in groups if g.name not in bound]
     groups.sort(key=lambda g: order[g.name])
     if not groups:
         raise AnalysisError("nothing to prune: the model has no Conv2d/Linear layer whose output "
                             "channels can be removed (the output layer never is)")
     layers = _link_layers(layers, groups)
-    return ModelAnalysis(model, example_input, groups, layers, output_layer, graph, kept_whole)
+    return ModelAnalysis(model, example_input, groups, layers, output_layer, graph, kept_whole,
+                         tuple(trace.output_layers))
+
+
+def output_bound(model: nn.Module, example: torch.Tensor, groups: list[PrunableGroup]) -> dict[str, str]:
+    """Groups whose channels reach a model output (its shape would change if they were pruned), each
+    with the reason: found by trial cuts on copies, all groups at once and then one at a time."""
+    dense = _shapes_after(model, example, [])
+    if dense is None or _shapes_after(model, example, groups) in (dense, None):
+        return {}
+    bound = {}
+    for g in groups:
+        got = _shapes_after(model, example, [g])
+        if got is not None and got != dense:
+            path, before, after = next((p, a, b) for (p, a), (_, b) in zip(dense, got) if a != b)
+            bound[g.name] = (f"its channels are part of the model's output {path or 'tensor'} (shape {list(before)} "
+                             f"would become {list(after)}); outputs keep their width")
+    return bound
+
+
+def _shapes_after(model: nn.Module, example: torch.Tensor, cut: list[PrunableGroup]) -> list | None:
+    """The output shapes of a copy of ``model`` with half of each group in ``cut`` removed (None when
+    the cut fails: that is for :func:`~autoprune.pruning.verify.check_prunable` to explain)."""
+    trial = copy.deepcopy(model).eval()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            if cut:
+                graph = tp.DependencyGraph().build_dependency(trial, example_inputs=example, verbose=False,
+                                                              output_transform=flat_outputs)
+                for g in cut:
+                    root = trial.get_submodule(g.name)
+                    graph.get_pruning_group(root, graph.get_pruner_of_module(root).prune_out_channels,
+                                            list(range(g.channels // 2))).prune(record_history=False)
+            with torch.no_grad():
+                shapes = output_shapes(trial(example))
+    except Exception:  # noqa: BLE001 - any failure of the trial: not this check's to report
+        return None
+    return shapes
 
 
 def _distinct_names(groups: list[PrunableGroup], model: nn.Module) -> list[PrunableGroup]:

@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from autoprune.errors import AnalysisError
+from autoprune.outputs import output_tensors
 
 
 @dataclass(frozen=True)
@@ -100,12 +101,22 @@ def executed_modules(model: nn.Module, example: torch.Tensor) -> list[str]:
     return names
 
 
-@torch.no_grad()
-def trace_layers(model: nn.Module, example: torch.Tensor) -> tuple[list[LayerSpec], str | None]:
-    """Specs of every Conv2d/Linear in execution order, and the name of the output layer.
+@dataclass(frozen=True)
+class Trace:
+    """What one forward pass shows: the compute layers, and which of them produce model outputs."""
 
-    The output layer is the compute layer whose output tensor is the model's output (or, when the
-    output passes through a functional op, the last compute layer executed).
+    layers: list[LayerSpec]
+    output_layers: list[str]  # layers whose output tensor is one of the model's outputs
+    all_direct: bool  # every output tensor is a layer's own output (no functional op after it)
+
+
+@torch.no_grad()
+def trace_layers(model: nn.Module, example: torch.Tensor) -> Trace:
+    """Specs of every Conv2d/Linear in execution order, and the layers producing the model's outputs.
+
+    An output layer is a compute layer whose output tensor is one of the model's outputs (a
+    tensor, or an entry of a tuple, dict or dataclass); when the only output passes through a
+    functional op, the last compute layer executed stands for it.
     """
     records: list[tuple[str, nn.Module, torch.Tensor, torch.Tensor]] = []
     hooks = [m.register_forward_hook(lambda mod, inp, out, n=n: records.append((n, mod, inp[0], out)))
@@ -123,5 +134,10 @@ def trace_layers(model: nn.Module, example: torch.Tensor) -> tuple[list[LayerSpe
         if name not in seen:  # a module called twice is recorded once
             seen.add(name)
             specs.append(_spec(name, mod, x, y))
-    out_layer = next((n for n, _, _, y in records if y is output), records[-1][0] if records else None)
-    return specs, out_layer
+    tensors = [t for _, t in output_tensors(output)]
+    direct = [n for n, _, _, y in records if any(y is t for t in tensors)]
+    outputs = list(dict.fromkeys(direct))
+    all_direct = all(any(y is t for _, _, _, y in records) for t in tensors)
+    if not outputs and records:
+        outputs = [records[-1][0]]
+    return Trace(specs, outputs, all_direct and len(tensors) > 0)

@@ -7,6 +7,7 @@ import argparse
 from autoprune.analysis import group_features
 from autoprune.cli.loading import add_model_args, resolve_analysis, resolve_model
 from autoprune.costs import FlopsCostModel
+from autoprune.costs.coverage import coverage
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -25,7 +26,11 @@ def run(args: argparse.Namespace) -> int:
     features["producers"] = [len(g.producers) for g in analysis.groups]
     dense = FlopsCostModel(analysis.layers).dense_cost()
     print(f"{name}: {len(analysis.groups)} prunable groups, {dense.flops / 1e6:.1f} M MACs, "
-          f"{dense.params / 1e3:.1f} k weights; output layer {analysis.output_layer} is kept whole")
+          f"{dense.params / 1e3:.1f} k weights; output layer(s) {', '.join(analysis.output_layers)} kept whole")
+    found = coverage(analysis)
+    if found.uncounted_share > 0.001:
+        print(f"not priced by the flops, lut and roofline cost models: {100 * found.uncounted_share:.1f} % of "
+              f"{found.total_macs / 1e6:.1f} M MACs counted independently ({found.describe()})")
     print(features.drop(columns=["kind"]).to_string())
     for name, why in analysis.kept_whole.items():
         print(f"not prunable: {name} ({why})")

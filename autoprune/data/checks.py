@@ -11,6 +11,7 @@ from torch import nn
 from autoprune.data.batches import Splits
 from autoprune.data.guard import guarded
 from autoprune.errors import DataError
+from autoprune.outputs import scored_output
 
 PROBE = 8  # samples of each split read by the check
 
@@ -37,6 +38,8 @@ def check_training_data(splits: Splits, model: nn.Module, shape: tuple[int, ...]
             raise DataError(f"the {name} labels are {_describe(y)}, not class indices (one integer per sample); "
                             f"convert them, or pass --loss for another task")
         out = _forward(model, x, name, source)
+        if classification:
+            out = scored_output(out)
         if classification and isinstance(out, torch.Tensor) and out.dim() == 2 and y.numel():
             low, high = int(y.min()), int(y.max())
             if low < 0 or high >= out.shape[1]:

@@ -21,6 +21,7 @@ from autoprune.devices import check_torch_device
 from autoprune.dynamic.model import DynamicModel
 from autoprune.finetune import FinetuneConfig
 from autoprune.finetune.distill import distillation_loss
+from autoprune.outputs import scored_output
 from autoprune.progress import bar_disabled
 from autoprune.scoring import to_device
 from autoprune.training import cosine_lr, create_optimizer, evaluate
@@ -62,14 +63,15 @@ def joint_finetune(model: DynamicModel, train_batches: Callable[[int], Iterable]
             x, y = x.to(device), to_device(y, device)
             opt.zero_grad(set_to_none=True)
             model.set_variant(widest, statistics=False)
-            logits = model(x)
-            loss = loss_fn(logits, y, x) if loss_fn else F.cross_entropy(logits, y)
+            out = model(x)
+            logits = scored_output(out)
+            loss = loss_fn(out, y, x) if loss_fn else F.cross_entropy(logits, y)
             loss.backward()
             soft = F.softmax(logits.detach(), dim=1)  # in-place distillation target
             picks = list(rng.choice(middle, size=min(sampled, len(middle)), replace=False)) if middle else []
             for label in [narrowest, *picks] if narrowest != widest else []:
                 model.set_variant(label, statistics=False)
-                F.kl_div(F.log_softmax(model(x), dim=1), soft, reduction="batchmean").backward()
+                F.kl_div(F.log_softmax(scored_output(model(x)), dim=1), soft, reduction="batchmean").backward()
             opt.step()
             step += 1
             running += loss.item() * len(x)

@@ -19,6 +19,7 @@ from torch import nn
 
 from autoprune.analysis import ModelAnalysis
 from autoprune.errors import ConfigError
+from autoprune.outputs import flat_outputs
 
 SLICEABLE = (nn.Conv2d, nn.Linear, nn.BatchNorm1d, nn.BatchNorm2d)  # exactly these types, not subclasses
 
@@ -49,7 +50,8 @@ def reorder_channels(analysis: ModelAnalysis, ranking: Mapping[str, torch.Tensor
     model = copy.deepcopy(analysis.model).eval()
     with warnings.catch_warnings(), torch.enable_grad():
         warnings.simplefilter("ignore")
-        graph = tp.DependencyGraph().build_dependency(model, example_inputs=analysis.example_input, verbose=False)
+        graph = tp.DependencyGraph().build_dependency(model, example_inputs=analysis.example_input, verbose=False,
+                                                      output_transform=flat_outputs)
     names = {m: n for n, m in model.named_modules()}
     spans: dict[str, ModuleSpans] = {n: ModuleSpans([], []) for n, m in model.named_modules() if type(m) in SLICEABLE}
     for g in analysis.groups:

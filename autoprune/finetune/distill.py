@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import torch
 from torch import nn
 from torch.nn import functional as F
+
+from autoprune.outputs import scored_output
 
 
 def distillation_loss(teacher: nn.Module, alpha: float = 0.5, temperature: float = 4.0
@@ -21,9 +24,10 @@ def distillation_loss(teacher: nn.Module, alpha: float = 0.5, temperature: float
         raise ValueError(f"need 0 <= alpha <= 1 and temperature > 0, got {alpha} and {temperature}")
     teacher.eval()
 
-    def loss(logits: torch.Tensor, y: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    def loss(output: Any, y: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        logits = scored_output(output)
         with torch.no_grad():
-            soft_targets = F.log_softmax(teacher(x) / temperature, dim=1)
+            soft_targets = F.log_softmax(scored_output(teacher(x)) / temperature, dim=1)
         soft = F.kl_div(F.log_softmax(logits / temperature, dim=1), soft_targets, reduction="batchmean",
                         log_target=True) * temperature ** 2
         return alpha * soft + (1.0 - alpha) * F.cross_entropy(logits, y)

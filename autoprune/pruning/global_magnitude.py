@@ -16,6 +16,7 @@ import torch_pruning as tp
 from torch import nn
 
 from autoprune.analysis.groups import ModelAnalysis
+from autoprune.outputs import flat_outputs
 
 
 def global_magnitude_kept(analysis: ModelAnalysis, ratio: float, max_ratio: float = 0.8, round_to: int = 1,
@@ -34,7 +35,7 @@ def global_magnitude_kept(analysis: ModelAnalysis, ratio: float, max_ratio: floa
             model, analysis.example_input, importance=tp.importance.GroupMagnitudeImportance(p=p),
             global_pruning=True, pruning_ratio=float(ratio), max_pruning_ratio=float(max_ratio),
             ignored_layers=ignored, round_to=round_to if round_to > 1 else None,
-            root_module_types=[nn.Conv2d, nn.Linear])
+            root_module_types=[nn.Conv2d, nn.Linear], output_transform=flat_outputs)
         if ratio > 0:
             pruner.step()
     return {g.name: _out_width(model.get_submodule(g.name)) for g in analysis.groups}
@@ -73,8 +74,8 @@ def size_global_magnitude(analysis: ModelAnalysis, fits: Callable[[dict[str, int
 
 
 def _fixed_roots(analysis: ModelAnalysis) -> list[str]:
-    """Layers whose output channels no group prunes (output layer, excluded, grouped convolutions)."""
-    touched = {n for g in analysis.groups for n in (*g.producers, *g.members)}
+    """Layers whose output channels no group prunes (output layers, excluded, kept whole)."""
+    touched = {n for g in analysis.groups for n in g.producers}
     return [layer.name for layer in analysis.layers if layer.name not in touched]
 
 

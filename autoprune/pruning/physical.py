@@ -11,6 +11,7 @@ import torch_pruning as tp
 from torch import nn
 
 from autoprune.analysis.groups import ModelAnalysis
+from autoprune.outputs import flat_outputs
 
 
 def prune_physically(analysis: ModelAnalysis, ranking: Mapping[str, torch.Tensor], kept: Mapping[str, int],
@@ -24,7 +25,7 @@ def prune_physically(analysis: ModelAnalysis, ranking: Mapping[str, torch.Tensor
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         graph = tp.DependencyGraph().build_dependency(model, example_inputs=analysis.example_input,
-                                                      verbose=False)
+                                                      verbose=False, output_transform=flat_outputs)
     for g in analysis.groups:
         n_remove = g.channels - int(kept.get(g.name, g.channels))
         if n_remove <= 0:

@@ -14,6 +14,7 @@ from torch import nn
 
 from autoprune.analysis.groups import ModelAnalysis
 from autoprune.errors import AnalysisError
+from autoprune.outputs import output_tensors
 from autoprune.pruning.masked import MaskedPruner
 from autoprune.pruning.physical import prune_physically
 from autoprune.pruning.ratios import channels_kept
@@ -31,6 +32,12 @@ def check_prunable(analysis: ModelAnalysis) -> None:
                                 f"(--exclude {g.name}) or replace the custom layer next to it")
     raise AnalysisError("pruning all groups together breaks the model although each group prunes "
                         "alone; exclude groups one by one (--exclude) to find the pair")
+
+
+def pruning_problem(analysis: ModelAnalysis, kept: dict[str, int], ranking: dict[str, torch.Tensor]) -> str | None:
+    """What differs when the groups are cut physically to ``kept`` (by ``ranking``) instead of masked:
+    a kept count, a failing forward, a 0-sized parameter, any output's shape or values; None when nothing."""
+    return _trial(analysis, kept, ranking)
 
 
 def _problem(analysis: ModelAnalysis, kept: dict[str, int]) -> str | None:
@@ -71,13 +78,30 @@ def _trial(analysis: ModelAnalysis, kept: dict[str, int], ranking: dict[str, tor
             out = model.eval()(analysis.example_input)
     except Exception as exc:  # noqa: BLE001 - whatever the pruned user model raises
         return f"the pruned model fails to run ({type(exc).__name__}: {str(exc)[:120]})"
-    reference = _masked_output(analysis, ranking, kept)
-    if isinstance(out, torch.Tensor) and isinstance(reference, torch.Tensor) and out.shape == reference.shape:
-        tolerance = 1e-4 * max(1.0, float(reference.abs().max()))
-        if not torch.allclose(out, reference, atol=tolerance, rtol=1e-3):
-            return ("the pruned model computes something else than the same channels masked to zero (a layer "
-                    "feeds its consumers other channels than Torch-Pruning removed, e.g. a torch.chunk or "
-                    "reshape of the channel axis)")
+    empty = next((n for n, p in model.named_parameters() if 0 in p.shape), None)
+    if empty is not None:
+        return f"parameter {empty!r} of the pruned model has a 0-sized dimension"
+    return _compare_outputs(out, _masked_output(analysis, ranking, kept))
+
+
+def _compare_outputs(out: object, reference: object) -> str | None:
+    """What differs between every output tensor of the pruned model and of the masked reference."""
+    got, want = output_tensors(out), output_tensors(reference)
+    if [p for p, _ in got] != [p for p, _ in want]:
+        return f"the pruned model returns other outputs ({len(got)} tensors) than the dense one ({len(want)})"
+    for (path, a), (_, b) in zip(got, want):
+        name = f"output {path}" if path else "the output"
+        if a.shape != b.shape:
+            return (f"{name} has shape {list(a.shape)} after pruning, {list(b.shape)} before (a layer produces "
+                    f"a model output, or a torch.split/chunk of the channels feeds other layers than pruned)")
+        if a.is_floating_point() and b.is_floating_point():
+            tolerance = 1e-4 * max(1.0, float(b.abs().max())) if b.numel() else 0.0
+            if not torch.allclose(a, b, atol=tolerance, rtol=1e-3):
+                return (f"{name} of the pruned model differs from the same channels masked to zero (a layer "
+                        f"feeds its consumers other channels than Torch-Pruning removed, e.g. a torch.chunk or "
+                        f"reshape of the channel axis)")
+        elif not torch.equal(a, b):
+            return f"{name} of the pruned model differs from the same channels masked to zero"
     return None
 
 

@@ -18,12 +18,14 @@ from tqdm.auto import tqdm
 from autoprune.analysis import ModelAnalysis, analyse_model, group_features
 from autoprune.budget import Budget
 from autoprune.costs import CostModel, create_cost_model, profile_latency_table
+from autoprune.costs.coverage import check_coverage
 from autoprune.data import Splits, load_splits
 from autoprune.devices import check_provider, check_torch_device
 from autoprune.dynamic.supernet import SupernetScorer
 from autoprune.envs import PruningEnv
 from autoprune.errors import ConfigError
 from autoprune.evaluation import CandidateEvaluator
+from autoprune.outputs import scored_output
 from autoprune.pruning import rank_channels
 from autoprune.pruning.verify import check_prunable
 from autoprune.pruning.widths import WidthChoices
@@ -62,9 +64,14 @@ def assemble(config: SearchConfig, out: Path, splits: Splits | None = None, mode
     analysis = analyse_model(model, torch.randn(1, *shape), exclude=c.exclude)
     if check:
         check_prunable(analysis)
+        if c.score in (None, "accuracy", "neg-loss"):  # a built-in score reads one output: which, said now
+            with torch.no_grad():
+                scored_output(analysis.model.eval()(analysis.example_input))
     ranking = rank_channels(analysis, c.importance, batches=splits.train(64, shuffle=False))
     table = c.table or _profiled_table(c, analysis, out, progress)
     cost_model = _cost_model(c, analysis, table)
+    if check:
+        check_coverage(analysis, c.cost_model, c.allow_uncounted)  # never a budget met on paper only
     budgets = [Budget.from_spec(cost_model, b) for b in (c.budgets or [c.budget])]
     score_fn, score_name = load_score(c.score, c.seed)
     if score is not None:

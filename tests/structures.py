@@ -1,0 +1,295 @@
+"""Small models of common structures, written for the structure suite (the kinds Torch-Pruning's own
+tests exercise, and what users bring): each ``build()`` is seeded, takes a 1x28x28 image batch."""
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+
+def _seeded(cls):
+    def build(**_):
+        torch.manual_seed(0)
+        return cls().eval()
+    build.__name__ = cls.__name__
+    return build
+
+
+class Plain(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.c1, self.b1 = nn.Conv2d(1, 16, 3, padding=1), nn.BatchNorm2d(16)
+        self.c2, self.b2 = nn.Conv2d(16, 32, 3, stride=2, padding=1), nn.BatchNorm2d(32)
+        self.fc = nn.Linear(32, 10)
+
+    def forward(self, x):
+        x = F.relu(self.b2(self.c2(F.relu(self.b1(self.c1(x))))))
+        return self.fc(x.mean((2, 3)))
+
+
+class Residual(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.stem = nn.Conv2d(1, 16, 3, padding=1)
+        self.a, self.b = nn.Conv2d(16, 24, 3, padding=1), nn.Conv2d(24, 16, 3, padding=1)
+        self.fc = nn.Linear(16, 10)
+
+    def forward(self, x):
+        h = F.relu(self.stem(x))
+        h = h + self.b(F.relu(self.a(h)))
+        return self.fc(h.mean((2, 3)))
+
+
+class Concat(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.l, self.r = nn.Conv2d(1, 8, 3, padding=1), nn.Conv2d(1, 16, 5, padding=2)
+        self.mix = nn.Conv2d(24, 16, 1)
+        self.fc = nn.Linear(16, 10)
+
+    def forward(self, x):
+        h = torch.cat([F.relu(self.l(x)), F.relu(self.r(x))], 1)
+        return self.fc(F.relu(self.mix(h)).mean((2, 3)))
+
+
+class Depthwise(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.expand, self.bn = nn.Conv2d(1, 32, 1), nn.BatchNorm2d(32)
+        self.dw = nn.Conv2d(32, 32, 3, padding=1, groups=32)
+        self.project = nn.Conv2d(32, 16, 1)
+        self.fc = nn.Linear(16, 10)
+
+    def forward(self, x):
+        h = F.relu6(self.dw(F.relu6(self.bn(self.expand(x)))))
+        return self.fc(self.project(h).mean((2, 3)))
+
+
+class Grouped(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.c1 = nn.Conv2d(1, 16, 3, padding=1)
+        self.g = nn.Conv2d(16, 32, 3, padding=1, groups=4)
+        self.c3 = nn.Conv2d(32, 16, 1)
+        self.fc = nn.Linear(16, 10)
+
+    def forward(self, x):
+        return self.fc(F.relu(self.c3(F.relu(self.g(F.relu(self.c1(x)))))).mean((2, 3)))
+
+
+class Flatten(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.c1 = nn.Conv2d(1, 8, 5, stride=2)
+        self.fc1, self.drop, self.fc2 = nn.Linear(8 * 12 * 12, 64), nn.Dropout(0.1), nn.Linear(64, 10)
+
+    def forward(self, x):
+        return self.fc2(self.drop(F.relu(self.fc1(F.relu(self.c1(x)).flatten(1)))))
+
+
+class MLPNorm(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc1, self.n1 = nn.Linear(784, 128), nn.LayerNorm(128)
+        self.fc2, self.n2 = nn.Linear(128, 64), nn.BatchNorm1d(64)
+        self.out = nn.Linear(64, 10)
+
+    def forward(self, x):
+        h = F.gelu(self.n1(self.fc1(x.flatten(1))))
+        return self.out(F.relu(self.n2(self.fc2(h))))
+
+
+class PReLUNet(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.c1, self.act = nn.Conv2d(1, 16, 3, padding=1), nn.PReLU(16)
+        self.c2 = nn.Conv2d(16, 16, 3, padding=1)
+        self.fc = nn.Linear(16, 10)
+
+    def forward(self, x):
+        return self.fc(F.relu(self.c2(self.act(self.c1(x)))).mean((2, 3)))
+
+
+class Upsample(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.down = nn.Conv2d(1, 16, 3, stride=2, padding=1)
+        self.c2 = nn.Conv2d(16, 16, 3, padding=1)
+        self.fc = nn.Linear(16, 10)
+
+    def forward(self, x):
+        h = F.interpolate(F.relu(self.down(x)), scale_factor=2, mode="nearest")
+        return self.fc(F.relu(self.c2(h)).amax((2, 3)))
+
+
+class DictOut(nn.Module):
+    """Features and logits: the layer producing the features is an output layer too."""
+
+    def __init__(self):
+        super().__init__()
+        self.c1 = nn.Conv2d(1, 16, 3, padding=1)
+        self.feat, self.head = nn.Linear(16, 32), nn.Linear(32, 10)
+
+    def forward(self, x):
+        f = self.feat(F.relu(self.c1(x)).mean((2, 3)))
+        return {"features": f, "logits": self.head(F.relu(f))}
+
+
+class TupleOut(nn.Module):
+    """Logits and an auxiliary feature map behind a functional op (found by the trial cut); which
+    output to score is ambiguous, so a search with a built-in score is refused."""
+
+    def __init__(self):
+        super().__init__()
+        self.c1, self.c2 = nn.Conv2d(1, 16, 3, padding=1), nn.Conv2d(16, 16, 3, padding=1)
+        self.fc = nn.Linear(16, 10)
+
+    def forward(self, x):
+        h = F.relu(self.c1(x))
+        aux = torch.sigmoid(self.c2(h))
+        return self.fc(aux.mean((2, 3))), aux * 2
+
+
+@dataclass
+class Result:
+    logits: torch.Tensor
+    embedding: torch.Tensor
+
+
+class DataclassOut(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.c1, self.c2 = nn.Conv2d(1, 16, 3, padding=1), nn.Conv2d(16, 24, 3, padding=1)
+        self.fc = nn.Linear(24, 10)
+
+    def forward(self, x):
+        e = F.relu(self.c2(F.relu(self.c1(x)))).mean((2, 3))
+        return Result(self.fc(e), e)
+
+
+class Split(nn.Module):
+    """One conv applied to two slices of ``torch.split``: not prunable as the graph says."""
+
+    def __init__(self):
+        super().__init__()
+        self.c1, self.c2 = nn.Conv2d(1, 16, 3, padding=1), nn.Conv2d(8, 8, 3, padding=1)
+        self.fc = nn.Linear(16, 10)
+
+    def forward(self, x):
+        a, b = torch.split(self.c1(x), 8, dim=1)
+        return self.fc(torch.cat([self.c2(a), self.c2(b)], 1).mean((2, 3)))
+
+
+class Shared(nn.Module):
+    """A conv called twice: its second call is work a per-layer cost model must not miss."""
+
+    def __init__(self):
+        super().__init__()
+        self.c1, self.c2 = nn.Conv2d(1, 16, 3, padding=1), nn.Conv2d(16, 16, 3, padding=1)
+        self.fc = nn.Linear(16, 10)
+
+    def forward(self, x):
+        h = F.relu(self.c2(F.relu(self.c2(F.relu(self.c1(x))))))
+        return self.fc(h.mean((2, 3)))
+
+
+class Conv1dTail(nn.Module):
+    """Most of the work in a Conv1d: priced by no layer cost model."""
+
+    def __init__(self):
+        super().__init__()
+        self.c1, self.seq = nn.Conv2d(1, 16, 3, padding=1), nn.Conv1d(16, 16, 5, padding=2)
+        self.fc = nn.Linear(16, 10)
+
+    def forward(self, x):
+        return self.fc(self.seq(F.relu(self.c1(x)).flatten(2)).mean(-1))
+
+
+class ClassToken(nn.Module):
+    """A parameter used in forward (a class token along the embedding channels)."""
+
+    def __init__(self):
+        super().__init__()
+        self.cls = nn.Parameter(torch.randn(1, 1, 32) * 0.02)
+        self.embed, self.fc1, self.fc2 = nn.Linear(28, 32), nn.Linear(32, 64), nn.Linear(64, 32)
+        self.head = nn.Linear(32, 10)
+
+    def forward(self, x):
+        t = self.embed(x.flatten(1, 2))
+        t = torch.cat([self.cls.expand(len(t), -1, -1), t], 1)
+        t = t + self.fc2(F.gelu(self.fc1(t)))
+        return self.head(t[:, 0])
+
+
+class Attention(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.embed = nn.Linear(28, 32)
+        self.attn = nn.MultiheadAttention(32, 4, batch_first=True)
+        self.fc1, self.fc2 = nn.Linear(32, 64), nn.Linear(64, 32)
+        self.head = nn.Linear(32, 10)
+
+    def forward(self, x):
+        t = self.embed(x.flatten(1, 2))
+        t = t + self.attn(t, t, t, need_weights=False)[0]
+        t = t + self.fc2(F.relu(self.fc1(t)))
+        return self.head(t.mean(1))
+
+
+class GroupNormNet(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.c1, self.gn = nn.Conv2d(1, 16, 3, padding=1), nn.GroupNorm(4, 16)
+        self.c2 = nn.Conv2d(16, 16, 3, padding=1)
+        self.fc = nn.Linear(16, 10)
+
+    def forward(self, x):
+        return self.fc(F.relu(self.c2(F.relu(self.gn(self.c1(x))))).mean((2, 3)))
+
+
+class Deep(nn.Module):
+    """A ResNet-like stack: two stages, a strided shortcut with a 1x1 conv."""
+
+    def __init__(self):
+        super().__init__()
+        self.stem = nn.Conv2d(1, 16, 3, padding=1)
+        self.a1, self.a2 = nn.Conv2d(16, 16, 3, padding=1), nn.Conv2d(16, 16, 3, padding=1)
+        self.b1, self.b2 = nn.Conv2d(16, 32, 3, stride=2, padding=1), nn.Conv2d(32, 32, 3, padding=1)
+        self.short = nn.Conv2d(16, 32, 1, stride=2)
+        self.fc = nn.Linear(32, 10)
+
+    def forward(self, x):
+        h = F.relu(self.stem(x))
+        h = F.relu(h + self.a2(F.relu(self.a1(h))))
+        h = F.relu(self.short(h) + self.b2(F.relu(self.b1(h))))
+        return self.fc(h.mean((2, 3)))
+
+
+# name -> (factory, None when it prunes, else a part of the one-line refusal or the reason it is kept whole)
+STRUCTURES = {
+    "plain": (_seeded(Plain), None),
+    "residual": (_seeded(Residual), None),
+    "concat": (_seeded(Concat), None),
+    "depthwise": (_seeded(Depthwise), None),
+    "grouped": (_seeded(Grouped), None),
+    "flatten": (_seeded(Flatten), None),
+    "mlp_norm": (_seeded(MLPNorm), None),
+    "prelu": (_seeded(PReLUNet), None),
+    "upsample": (_seeded(Upsample), None),
+    "dict_out": (_seeded(DictOut), None),
+    "tuple_out": (_seeded(TupleOut), None),
+    "dataclass_out": (_seeded(DataclassOut), None),
+    "class_token": (_seeded(ClassToken), None),
+    "attention": (_seeded(Attention), None),
+    "deep": (_seeded(Deep), None),
+    "group_norm": (_seeded(GroupNormNet), "cannot be pruned reliably"),
+    "split": (_seeded(Split), "cannot be pruned reliably"),
+    "shared": (_seeded(Shared), "called more than once"),
+    "conv1d_tail": (_seeded(Conv1dTail), "Conv1d"),
+}
+
+
+def build(name: str = "plain", **_) -> nn.Module:
+    """``--model tests/structures.py:build --model-args '{"name": "deep"}'``: a structure by name."""
+    return STRUCTURES[name][0]()
