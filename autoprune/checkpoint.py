@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from autoprune.analysis import analyse_model
+from autoprune.analysis.layers import example_input
 from autoprune.atomic import atomic_path
 from autoprune.errors import ConfigError, TrainingError
 from autoprune.limits import MAX_CLASSES, MAX_IN_CHANNELS, MAX_INPUT_ELEMENTS
@@ -258,5 +259,5 @@ def input_shape_of(payload: dict[str, Any], given: tuple[int, ...] | None = None
 def _pruned_skeleton(dense: nn.Module, payload: dict[str, Any], source: str) -> nn.Module:
     """The dense model with the recorded channels removed (weights loaded afterwards)."""
     record = pruning_record(payload, source)
-    analysis = analyse_model(dense, torch.zeros(1, *input_shape_of(payload, source=source)), exclude=record.exclude)
+    analysis = analyse_model(dense, example_input(dense, input_shape_of(payload, source=source)), exclude=record.exclude)
     return rebuild_pruned(analysis, record, source)

@@ -11,9 +11,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-import torch
 from torch import nn
 
+from autoprune.analysis.layers import example_input
 from autoprune.atomic import write_json_atomic
 from autoprune.budget import MEASURED_TOLERANCE, Budget
 from autoprune.checkpoint import save_checkpoint
@@ -39,7 +39,7 @@ def export_model(model: nn.Module, model_name: str, out: str | Path, input_shape
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     model.eval()
-    example = torch.randn(1, *input_shape)
+    example = example_input(model, tuple(input_shape), random=True)
     onnx_path = export_onnx(model, example, out / "model.onnx", exporter)
     save_checkpoint(out / "model.pt", model, model_name, input_shape[0], num_classes, meta,
                     pruning=record, input_shape=input_shape, model_args=model_args)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import statistics
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -12,6 +13,7 @@ import onnxruntime as ort
 import torch
 from torch import nn
 
+from autoprune.analysis.layers import example_input
 from autoprune.errors import ConfigError
 from autoprune.onnx_export import ort_session, to_onnx_bytes
 
@@ -94,7 +96,12 @@ def measure_latencies(models: Iterable[nn.Module], input_shape: tuple[int, ...],
     of interference on a shared machine spoil one candidate's every round. With ONNX Runtime each
     model is exported as it is drawn, so a generator of models is never all in memory at once.
     """
-    x = torch.randn(settings.batch_size, *input_shape)
+    models = iter(models)
+    first = next(models, None)
+    if first is None:
+        return []
+    models = itertools.chain([first], models)
+    x = example_input(first, tuple(input_shape), settings.batch_size, random=True)  # token IDs for a text model
     if settings.backend == "onnxruntime":
         feed = {"input": x.numpy()}
         runners = [_session_runner(ort_session(to_onnx_bytes(m, x[:1]), settings.threads, settings.provider), feed)

@@ -195,7 +195,7 @@ class Shared(nn.Module):
 
 
 class Conv1dTail(nn.Module):
-    """Most of the work in a Conv1d: priced by no layer cost model."""
+    """Most of the work in a Conv1d over the flattened feature map."""
 
     def __init__(self):
         super().__init__()
@@ -204,6 +204,48 @@ class Conv1dTail(nn.Module):
 
     def forward(self, x):
         return self.fc(self.seq(F.relu(self.c1(x)).flatten(2)).mean(-1))
+
+
+class Conv1dNet(nn.Module):
+    """A sequence model: Conv1d layers only (the image read as 28 steps of 28 features)."""
+
+    def __init__(self):
+        super().__init__()
+        self.c1, self.b1 = nn.Conv1d(28, 32, 3, padding=1), nn.BatchNorm1d(32)
+        self.c2, self.c3 = nn.Conv1d(32, 32, 5, padding=2, stride=2), nn.Conv1d(32, 16, 1)
+        self.fc = nn.Linear(16, 10)
+
+    def forward(self, x):
+        h = F.relu(self.b1(self.c1(x.squeeze(1))))
+        return self.fc(F.relu(self.c3(F.relu(self.c2(h)))).mean(-1))
+
+
+class TextBag(nn.Module):
+    """Token IDs in: an embedding bag and an MLP."""
+
+    input_shape = (16,)
+
+    def __init__(self):
+        super().__init__()
+        self.embed = nn.Embedding(100, 32)
+        self.fc1, self.head = nn.Linear(32, 64), nn.Linear(64, 10)
+
+    def forward(self, ids):
+        return self.head(F.relu(self.fc1(self.embed(ids).mean(1))))
+
+
+class TextConv(nn.Module):
+    """Token IDs in: a Conv1d over the embedded sequence."""
+
+    input_shape = (16,)
+
+    def __init__(self):
+        super().__init__()
+        self.embed = nn.Embedding(100, 24)
+        self.conv, self.fc = nn.Conv1d(24, 32, 3, padding=1), nn.Linear(32, 10)
+
+    def forward(self, ids):
+        return self.fc(F.relu(self.conv(self.embed(ids).transpose(1, 2))).amax(-1))
 
 
 class ClassToken(nn.Module):
@@ -266,7 +308,7 @@ class Deep(nn.Module):
         return self.fc(h.mean((2, 3)))
 
 
-# name -> (factory, None when it prunes, else a part of the one-line refusal or the reason it is kept whole)
+# name -> (factory, None when it prunes, else a part of the one-line refusal)
 STRUCTURES = {
     "plain": (_seeded(Plain), None),
     "residual": (_seeded(Residual), None),
@@ -285,11 +327,26 @@ STRUCTURES = {
     "deep": (_seeded(Deep), None),
     "group_norm": (_seeded(GroupNormNet), "cannot be pruned reliably"),
     "split": (_seeded(Split), "cannot be pruned reliably"),
-    "shared": (_seeded(Shared), "called more than once"),
-    "conv1d_tail": (_seeded(Conv1dTail), "Conv1d"),
+    "shared": (_seeded(Shared), None),
+    "conv1d_tail": (_seeded(Conv1dTail), None),
+    "conv1d_net": (_seeded(Conv1dNet), None),
+    "text_bag": (_seeded(TextBag), None),
+    "text_conv": (_seeded(TextConv), None),
 }
+UNPRICED = {"attention": "MultiheadAttention", "shared": "called more than once"}
+"""Structures with work the traced layers do not price: named by the coverage check (the latency
+tables refuse them; the FLOPs model counts that work at its dense value)."""
 
 
 def build(name: str = "plain", **_) -> nn.Module:
     """``--model tests/structures.py:build --model-args '{"name": "deep"}'``: a structure by name."""
     return STRUCTURES[name][0]()
+
+
+def token_data():
+    """``--data tests/structures.py:token_data``: token IDs (16 per sample) with class labels."""
+    from torch.utils.data import TensorDataset
+
+    g = torch.Generator().manual_seed(0)
+    ids, labels = torch.randint(0, 100, (192, 16), generator=g), torch.arange(192) % 10
+    return TensorDataset(ids[:128], labels[:128]), TensorDataset(ids[128:], labels[128:])

@@ -15,7 +15,14 @@ import torch
 import torch_pruning as tp
 from torch import nn
 
-from autoprune.analysis.layers import LayerSpec, executed_modules, trace_layers
+from autoprune.analysis.layers import (
+    COMPUTE,
+    CONVS,
+    LayerSpec,
+    executed_modules,
+    other_inputs,
+    trace_layers,
+)
 from autoprune.errors import AnalysisError
 from autoprune.outputs import flat_outputs, output_shapes
 
@@ -69,7 +76,7 @@ class ModelAnalysis:
 
 
 def _compute_layers(model: nn.Module) -> dict[nn.Module, str]:
-    return {m: n for n, m in model.named_modules() if isinstance(m, (nn.Conv2d, nn.Linear))}
+    return {m: n for n, m in model.named_modules() if isinstance(m, COMPUTE)}
 
 
 def _describe(tp_group: tp.Group, graph: tp.DependencyGraph, names: dict[nn.Module, str],
@@ -120,21 +127,18 @@ _UNPRUNABLE = (nn.MultiheadAttention, nn.RNNBase)  # several outputs; heads and 
 
 def _is_grouped(m: nn.Module) -> bool:
     """A grouped convolution that is not depthwise: its channels cannot be pruned independently."""
-    return isinstance(m, nn.Conv2d) and m.groups > 1 and not _is_depthwise(m)
+    return isinstance(m, CONVS) and m.groups > 1 and not _is_depthwise(m)
 
 
 def _is_depthwise(m: nn.Module) -> bool:
-    return isinstance(m, nn.Conv2d) and m.groups > 1 and m.groups == m.in_channels == m.out_channels
+    return isinstance(m, CONVS) and m.groups > 1 and m.groups == m.in_channels == m.out_channels
 
 
 def check_static_paths(model: nn.Module, example: torch.Tensor, tries: int = 2) -> None:
     """Refuse a model whose forward runs different layers for different inputs (data-dependent
     control flow): the traced graph would describe one path only, and pruning would break the others."""
     first = executed_modules(model, example)
-    generator = torch.Generator().manual_seed(0)
-    others = [-example] + [torch.randn(example.shape, generator=generator) * example.std().clamp(min=1e-3) * (i + 1)
-                           for i in range(tries)]
-    for other in others:
+    for other in other_inputs(example, tries):
         path = executed_modules(model, other)
         if path != first:
             odd = next((n for n in path + first if (n in path) != (n in first)), path[0] if path else "?")
@@ -174,7 +178,7 @@ def analyse_model(model: nn.Module, example_input: torch.Tensor,
             graph = tp.DependencyGraph().build_dependency(model, example_inputs=example_input, verbose=False,
                                                           output_transform=flat_outputs)
             tp_groups = list(graph.get_all_groups(ignored_layers=ignored,
-                                                  root_module_types=[nn.Conv2d, nn.Linear]))
+                                                  root_module_types=list(COMPUTE)))
     except Exception as exc:  # tracing errors from arbitrary user models
         raise AnalysisError(f"cannot trace the model for pruning: {type(exc).__name__}: {exc}") from exc
     names = _compute_layers(model)
@@ -195,7 +199,7 @@ def analyse_model(model: nn.Module, example_input: torch.Tensor,
         groups = [g for g in groups if g.name not in bound]
     groups.sort(key=lambda g: order[g.name])
     if not groups:
-        raise AnalysisError("nothing to prune: the model has no Conv2d/Linear layer whose output "
+        raise AnalysisError("nothing to prune: the model has no Conv1d/Conv2d/Linear layer whose output "
                             "channels can be removed (the output layer never is)")
     layers = _link_layers(layers, groups)
     return ModelAnalysis(model, example_input, groups, layers, output_layer, graph, kept_whole,
@@ -265,7 +269,7 @@ def _distinct_names(groups: list[PrunableGroup], model: nn.Module) -> list[Pruna
 
 
 def _out_width(m: nn.Module) -> int:
-    return m.out_channels if isinstance(m, nn.Conv2d) else m.out_features
+    return m.out_channels if isinstance(m, CONVS) else m.out_features
 
 
 def _link_layers(layers: list[LayerSpec], groups: list[PrunableGroup]) -> list[LayerSpec]:

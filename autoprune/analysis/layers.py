@@ -49,18 +49,72 @@ class LayerSpec:
         return c_out * (c_in // max(groups, 1)) * self.kernel[0] * self.kernel[1]
 
 
+CONVS = (nn.Conv1d, nn.Conv2d)  # convolutions whose output channels are pruned (a Conv1d as an Hx1 conv)
+COMPUTE = (*CONVS, nn.Linear)  # the layers groups are rooted at and cost models price
+
+
 def _hw(t: torch.Tensor) -> tuple[int, int]:
+    if t.dim() == 3:  # a Conv1d's (batch, channels, length): length x 1
+        return (int(t.shape[-1]), 1)
     return (int(t.shape[-2]), int(t.shape[-1])) if t.dim() == 4 else (1, 1)
 
 
 def _spec(name: str, m: nn.Module, x: torch.Tensor, y: torch.Tensor) -> LayerSpec:
-    if isinstance(m, nn.Conv2d):
+    if isinstance(m, CONVS):
         depthwise = m.groups == m.in_channels == m.out_channels and m.groups > 1
+        pad = tuple(int(p) for p in m.padding) if not isinstance(m.padding, str) else (0,) * len(m.kernel_size)
+        kernel = tuple(m.kernel_size) if len(m.kernel_size) == 2 else (int(m.kernel_size[0]), 1)
         return LayerSpec(name, "depthwise" if depthwise else "conv", m.in_channels, m.out_channels,
-                         m.groups, tuple(m.kernel_size), int(m.stride[0]), _hw(x), _hw(y),
-                         tuple(int(p) for p in m.padding) if not isinstance(m.padding, str) else (0, 0))
+                         m.groups, kernel, int(m.stride[0]), _hw(x), _hw(y), pad if len(pad) == 2 else (pad[0], 0))
     tokens = int(x.shape[1:-1].numel()) if x.dim() > 2 else 1  # a Linear on (batch, tokens, features)
     return LayerSpec(name, "linear", m.in_features, m.out_features, 1, (1, 1), 1, (tokens, 1), (tokens, 1))
+
+
+def takes_token_ids(model: nn.Module) -> bool:
+    """True when the model's input goes straight into an ``nn.Embedding`` (token IDs, not floats):
+    found from the module the forward calls first that holds weights."""
+    first: list[nn.Module] = []
+
+    def hook(module: nn.Module, *_: object) -> None:
+        if not first:
+            first.append(module)
+        raise _Seen
+
+    hooks = [m.register_forward_pre_hook(hook) for m in model.modules()
+             if next(m.parameters(recurse=False), None) is not None]
+    try:
+        with torch.no_grad():
+            model(torch.zeros(1, 1, dtype=torch.long))
+    except Exception:  # noqa: BLE001 - _Seen, or a forward that needs another input: answered below
+        pass
+    finally:
+        for h in hooks:
+            h.remove()
+    return bool(first) and isinstance(first[0], nn.Embedding)
+
+
+class _Seen(Exception):
+    pass
+
+
+def example_input(model: nn.Module, shape: tuple[int, ...], batch: int = 1, random: bool = False) -> torch.Tensor:
+    """An input of ``shape`` for ``model``: token IDs (``long``, within every embedding's vocabulary)
+    for a model that embeds its input, else floats (``random``: normal, else zeros)."""
+    if takes_token_ids(model):
+        vocab = min(m.num_embeddings for m in model.modules() if isinstance(m, nn.Embedding))
+        return torch.randint(0, vocab, (batch, *shape)) if random else torch.zeros(batch, *shape, dtype=torch.long)
+    return torch.randn(batch, *shape) if random else torch.zeros(batch, *shape)
+
+
+def other_inputs(example: torch.Tensor, count: int, seed: int = 0) -> list[torch.Tensor]:
+    """``count`` inputs of ``example``'s shape and kind that differ from it (floats of other scale
+    and sign; other token IDs)."""
+    generator = torch.Generator().manual_seed(seed)
+    if not example.is_floating_point():
+        top = int(example.max()) + 1 if example.numel() else 1
+        return [torch.randint(0, max(top, 2), example.shape, generator=generator) for _ in range(count + 1)]
+    scale = example.std().clamp(min=1e-3) if example.numel() > 1 else torch.tensor(1.0)
+    return [-example] + [torch.randn(example.shape, generator=generator) * scale * (i + 1) for i in range(count)]
 
 
 def run_example(model: nn.Module, example: torch.Tensor) -> object:
@@ -86,10 +140,10 @@ def _failed(model: nn.Module, example: torch.Tensor, exc: Exception) -> str:
 
 @torch.no_grad()
 def executed_modules(model: nn.Module, example: torch.Tensor) -> list[str]:
-    """Names of the Conv2d/Linear modules ``model(example)`` runs, in order."""
+    """Names of the Conv/Linear modules ``model(example)`` runs, in order."""
     names: list[str] = []
     hooks = [m.register_forward_hook(lambda *_, n=n: names.append(n))
-             for n, m in model.named_modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+             for n, m in model.named_modules() if isinstance(m, COMPUTE)]
     was_training = model.training
     model.eval()
     try:
@@ -112,7 +166,7 @@ class Trace:
 
 @torch.no_grad()
 def trace_layers(model: nn.Module, example: torch.Tensor) -> Trace:
-    """Specs of every Conv2d/Linear in execution order, and the layers producing the model's outputs.
+    """Specs of every Conv/Linear in execution order, and the layers producing the model's outputs.
 
     An output layer is a compute layer whose output tensor is one of the model's outputs (a
     tensor, or an entry of a tuple, dict or dataclass); when the only output passes through a
@@ -120,7 +174,7 @@ def trace_layers(model: nn.Module, example: torch.Tensor) -> Trace:
     """
     records: list[tuple[str, nn.Module, torch.Tensor, torch.Tensor]] = []
     hooks = [m.register_forward_hook(lambda mod, inp, out, n=n: records.append((n, mod, inp[0], out)))
-             for n, m in model.named_modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+             for n, m in model.named_modules() if isinstance(m, COMPUTE)]
     was_training = model.training
     model.eval()
     try:

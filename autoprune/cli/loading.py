@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import argparse
 
-import torch
 from torch import nn
 
 from autoprune.analysis import ModelAnalysis, analyse_model
+from autoprune.analysis.layers import example_input
 from autoprune.data import BUILTIN_DATA, Splits, load_splits
 from autoprune.devices import check_torch_device
 from autoprune.model_source import ModelSource, parse_input_shape, parse_model_args
@@ -48,7 +48,7 @@ def resolve_analysis(model: nn.Module, args: argparse.Namespace, source: ModelSo
                      splits: Splits | None = None) -> ModelAnalysis:
     """Analyse ``model`` for pruning with the user's exclusions; every group is checked to prune cleanly."""
     shape = source.shape(None if splits is None else splits.input_shape, model)
-    analysis = analyse_model(model, torch.randn(1, *shape), exclude=getattr(args, "exclude", []) or [])
+    analysis = analyse_model(model, example_input(model, shape, random=True), exclude=getattr(args, "exclude", []) or [])
     check_prunable(analysis)
     return analysis
 

@@ -1,9 +1,10 @@
 """What the layer-based cost models price, checked against an independent count of the whole model.
 
-The FLOPs, lookup-table and roofline models price the traced Conv2d/Linear layers. A model whose
-work lies elsewhere (a Conv1d, a transposed convolution, attention's matmuls, a shared module's
-second call) would meet a budget on paper only; :func:`coverage` counts every multiply-accumulate
-with ``torch.utils.flop_counter.FlopCounterMode`` and names what the layers leave out.
+The lookup-table and roofline models price the traced Conv/Linear layers. A model whose work lies
+elsewhere (a transposed convolution, attention's matmuls, a shared module's second call) would meet
+a latency budget on paper only; :func:`coverage` counts every multiply-accumulate with
+``torch.utils.flop_counter.FlopCounterMode`` and names what the layers leave out. The FLOPs model
+adds that work at its dense value, so its count is complete.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from autoprune.analysis.groups import ModelAnalysis
 from autoprune.errors import ConfigError
 
 UNCOUNTED_LIMIT = 0.01  # a budget is not reported met while more than this share of the MACs is unpriced
-LAYER_COST_MODELS = ("flops", "lut", "roofline")  # the built-ins that price the traced layers only
+LAYER_COST_MODELS = ("lut", "roofline")  # the built-ins that price the traced layers only
 
 
 @dataclass(frozen=True)
@@ -53,10 +54,13 @@ def coverage(analysis: ModelAnalysis) -> Coverage:
     model = analysis.model
     was_training = model.training
     model.eval()
+    fastpath = torch.backends.mha.get_fastpath_enabled()
+    torch.backends.mha.set_fastpath_enabled(False)  # the fused attention kernel is invisible to the counter
     try:
         with FlopCounterMode(display=False) as counter:
             model(analysis.example_input)
     finally:
+        torch.backends.mha.set_fastpath_enabled(fastpath)
         model.train(was_training)
     root = type(model).__name__
     per_module = {}
@@ -103,5 +107,6 @@ def check_coverage(analysis: ModelAnalysis, cost_model: str, allow_uncounted: bo
     if found.uncounted_share > UNCOUNTED_LIMIT and not allow_uncounted:
         raise ConfigError(f"the {cost_model} cost model prices {100 * (1 - found.uncounted_share):.1f} % of this "
                           f"model's MACs; not priced: {found.describe()}; a budget would be met on paper only: use "
-                          f"--cost-model ort-measured, or --allow-uncounted to search anyway")
+                          f"--cost-model ort-measured (times the whole model) or flops, or --allow-uncounted to "
+                          f"search anyway")
     return found

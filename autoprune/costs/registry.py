@@ -14,6 +14,7 @@ from typing import Any
 
 from autoprune.analysis.groups import ModelAnalysis
 from autoprune.costs.base import CostModel
+from autoprune.costs.coverage import coverage
 from autoprune.costs.flops import FlopsCostModel
 from autoprune.costs.lut import LookupTableCostModel
 from autoprune.costs.measured import MeasuredLatencyCostModel
@@ -32,7 +33,8 @@ def register_cost_model(name: str) -> Callable:
 
 @register_cost_model("flops")
 def _flops(analysis: ModelAnalysis, **_: Any) -> CostModel:
-    return FlopsCostModel(analysis.layers)
+    found = coverage(analysis)
+    return FlopsCostModel(analysis.layers, max(0, found.total_macs - found.counted_macs))
 
 
 @register_cost_model("ort-measured")

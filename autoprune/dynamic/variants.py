@@ -12,6 +12,7 @@ from typing import Any
 import torch
 
 from autoprune.analysis import analyse_model
+from autoprune.analysis.layers import example_input
 from autoprune.atomic import atomic_path, write_json_atomic
 from autoprune.budget import file_label
 from autoprune.checkpoint import load_state_into
@@ -109,7 +110,7 @@ def export_variants(model: DynamicModel, out: str | Path, input_shape: tuple[int
     for label, kept in model.variants.items():
         pruned = model.pruned(label)
         file = f"variant-{file_label(label)}.onnx"
-        path = export_onnx(pruned, torch.randn(1, *input_shape), out / file)
+        path = export_onnx(pruned, example_input(pruned, tuple(input_shape), random=True), out / file)
         ms = measure_onnx_latency(path.read_bytes(), input_shape, settings)
         model.latency_ms[label] = round(ms, 4)
         variants.append(Variant(label, file, round(ms, 4), dict(kept), sum(p.numel() for p in pruned.parameters()),
@@ -149,7 +150,7 @@ def load_dynamic(path: str | Path) -> DynamicModel:
     shape = tuple(payload["input_shape"])
     dense = create_model(payload["model"], shape[0], payload.get("num_classes"), payload.get("model_args") or None)
     load_state_into(dense, payload["state_dict"], str(path))
-    analysis = analyse_model(dense.eval(), torch.zeros(1, *shape))
+    analysis = analyse_model(dense.eval(), example_input(dense, shape))
     in_order = {g.name: torch.arange(g.channels - 1, -1, -1) for g in analysis.groups}  # saved already sorted
     model = DynamicModel(analysis, in_order, payload["variants"], payload["latency_ms"])
     known = set(model._bn_buffers())

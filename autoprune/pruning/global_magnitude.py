@@ -16,6 +16,7 @@ import torch_pruning as tp
 from torch import nn
 
 from autoprune.analysis.groups import ModelAnalysis
+from autoprune.analysis.layers import COMPUTE, CONVS
 from autoprune.outputs import flat_outputs
 
 
@@ -35,7 +36,7 @@ def global_magnitude_kept(analysis: ModelAnalysis, ratio: float, max_ratio: floa
             model, analysis.example_input, importance=tp.importance.GroupMagnitudeImportance(p=p),
             global_pruning=True, pruning_ratio=float(ratio), max_pruning_ratio=float(max_ratio),
             ignored_layers=ignored, round_to=round_to if round_to > 1 else None,
-            root_module_types=[nn.Conv2d, nn.Linear], output_transform=flat_outputs)
+            root_module_types=list(COMPUTE), output_transform=flat_outputs)
         if ratio > 0:
             pruner.step()
     return {g.name: _out_width(model.get_submodule(g.name)) for g in analysis.groups}
@@ -80,8 +81,8 @@ def _fixed_roots(analysis: ModelAnalysis) -> list[str]:
 
 
 def _out_width(module: nn.Module) -> int:
-    if isinstance(module, nn.Conv2d):
+    if isinstance(module, CONVS):
         return module.out_channels
     if isinstance(module, nn.Linear):
         return module.out_features
-    raise TypeError(f"group root {type(module).__name__} is neither Conv2d nor Linear")
+    raise TypeError(f"group root {type(module).__name__} is neither a convolution nor Linear")

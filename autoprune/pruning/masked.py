@@ -98,8 +98,8 @@ class _Applied:
 
 
 def _channel_dim(module: nn.Module) -> int:
-    """Where a module's output keeps its channels: last for linear layers and layer norms."""
-    return -1 if isinstance(module, (nn.Linear, nn.LayerNorm)) else 1
+    """Where a module's output keeps its channels: last for linear layers, layer norms and embeddings."""
+    return -1 if isinstance(module, (nn.Linear, nn.LayerNorm, nn.Embedding)) else 1
 
 
 def _exact_layer_norm(module: nn.Module) -> bool:

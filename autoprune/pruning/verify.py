@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from autoprune.analysis.groups import ModelAnalysis
+from autoprune.analysis.layers import CONVS
 from autoprune.errors import AnalysisError
 from autoprune.outputs import output_tensors
 from autoprune.pruning.masked import MaskedPruner
@@ -119,7 +120,7 @@ def _masked_output(analysis: ModelAnalysis, ranking: dict[str, torch.Tensor], ke
 
 
 def _out_channels(module: nn.Module) -> int | None:
-    if isinstance(module, nn.Conv2d):
+    if isinstance(module, CONVS):
         return module.out_channels
     if isinstance(module, nn.Linear):
         return module.out_features

@@ -16,9 +16,10 @@ import torch
 from tqdm.auto import tqdm
 
 from autoprune.analysis import ModelAnalysis, analyse_model, group_features
+from autoprune.analysis.layers import example_input
 from autoprune.budget import Budget
 from autoprune.costs import CostModel, create_cost_model, profile_latency_table
-from autoprune.costs.coverage import check_coverage
+from autoprune.costs.coverage import check_coverage, coverage
 from autoprune.data import Splits, load_splits
 from autoprune.devices import check_provider, check_torch_device
 from autoprune.dynamic.supernet import SupernetScorer
@@ -61,7 +62,7 @@ def assemble(config: SearchConfig, out: Path, splits: Splits | None = None, mode
     # Random weights are only meaningful on synthetic data (tests, demos).
     model = model if model is not None else source.load(
         require_weights=c.data != "synthetic", in_channels=shape[0], num_classes=splits.num_classes)
-    analysis = analyse_model(model, torch.randn(1, *shape), exclude=c.exclude)
+    analysis = analyse_model(model, example_input(model, shape, random=True), exclude=c.exclude)
     if check:
         check_prunable(analysis)
         if c.score in (None, "accuracy", "neg-loss"):  # a built-in score reads one output: which, said now
@@ -72,6 +73,10 @@ def assemble(config: SearchConfig, out: Path, splits: Splits | None = None, mode
     cost_model = _cost_model(c, analysis, table)
     if check:
         check_coverage(analysis, c.cost_model, c.allow_uncounted)  # never a budget met on paper only
+        fixed = getattr(cost_model, "fixed_macs", 0)
+        if progress and fixed and fixed > 0.01 * cost_model.dense_cost().flops:
+            tqdm.write(f"note: {fixed / cost_model.dense_cost().flops:.1%} of the MACs lie in layers autoprune does "
+                       f"not prune ({coverage(analysis).describe()}); the FLOPs budget counts them at their dense value")
     budgets = [Budget.from_spec(cost_model, b) for b in (c.budgets or [c.budget])]
     score_fn, score_name = load_score(c.score, c.seed)
     if score is not None:

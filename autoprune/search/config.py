@@ -66,8 +66,8 @@ class SearchConfig:
     cost_model: str = setting("lut", "lut (profiled on this machine when no --table), flops, roofline, "
                                      "ort-measured, or a plug-in")
     table: str | None = setting(None, "latency table CSV for --cost-model lut")
-    allow_uncounted: bool = setting(False, "search with a layer cost model (flops, lut, roofline) although over "
-                                           "1 percent of the model's MACs lie in layers it does not price")
+    allow_uncounted: bool = setting(False, "search with a latency model that prices layers (lut, roofline) although "
+                                           "over 1 percent of the model's MACs lie in layers it does not price")
     hardware_profile: str | None = setting(None, "device class for --cost-model roofline (cortex-a53, ..., "
                                                  "or a YAML file)")
     provider: str | None = setting(None, "ONNX Runtime execution provider that profiles and times (cpu, cuda, "

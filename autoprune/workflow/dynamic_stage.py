@@ -7,9 +7,8 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import torch
-
 from autoprune.analysis import analyse_model
+from autoprune.analysis.layers import example_input
 from autoprune.atomic import write_json_atomic
 from autoprune.budget import MEASURED_TOLERANCE, Budget
 from autoprune.costs import FlopsCostModel
@@ -56,7 +55,7 @@ def dynamic_stage(policies: Sequence[str | Path], source: ModelSource, splits: S
                           "one model searched with the same settings")
     shape = source.shape(tuple(first.input_shape) if first.input_shape else splits.input_shape)
     dense = source.load(require_weights, shape[0], splits.num_classes)
-    analysis = analyse_model(dense, torch.zeros(1, *shape), exclude=first.exclude)
+    analysis = analyse_model(dense, example_input(dense, shape), exclude=first.exclude)
     labels = {}
     for path, policy in zip(policies, loaded):
         policy.validate_for(analysis, source=f"policy {path}")

@@ -22,6 +22,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from autoprune.analysis import analyse_model
+from autoprune.analysis.layers import example_input
 from autoprune.atomic import atomic_path, read_json, write_json_atomic, write_text_atomic
 from autoprune.checkpoint import CheckpointInfo, load_model, save_checkpoint
 from autoprune.costs import FlopsCostModel
@@ -103,7 +104,7 @@ def _publish(final: Path, path: Path) -> None:
 
 
 def _measure(model: nn.Module, shape: tuple[int, ...]) -> dict[str, Any]:
-    layers = analyse_model(model, torch.zeros(1, *shape)).layers
+    layers = analyse_model(model, example_input(model, shape)).layers
     cost = FlopsCostModel(layers).dense_cost()
     return {"params": sum(p.numel() for p in model.parameters()), "macs": cost.flops,
             "latency_ms": round(measure_latency(model.cpu().eval(), shape), 4)}
@@ -117,7 +118,7 @@ def iterative_channels_stage(settings: IterativeSettings, splits: Splits, cfg: F
     out = Path(out)
     dense, info, shape, name, args = _dense(settings.checkpoint, "iterative pruning")
     policy = PruningPolicy.load(settings.policy)
-    analysis = analyse_model(dense, torch.zeros(1, *shape), exclude=policy.exclude)
+    analysis = analyse_model(dense, example_input(dense, shape), exclude=policy.exclude)
     policy.validate_for(analysis, source=f"policy {settings.policy}")
     plan = channel_schedule({g.name: g.channels for g in analysis.groups}, policy.architecture(analysis),
                             settings.steps, settings.schedule)
@@ -136,10 +137,10 @@ def iterative_channels_stage(settings: IterativeSettings, splits: Splits, cfg: F
     importance = settings.importance or policy.importance
     for k in range(done + 1, settings.steps + 1):
         start = time.perf_counter()
-        model, record = prune_further(model.cpu(), torch.zeros(1, *shape), record, plan[k - 1], importance,
+        model, record = prune_further(model.cpu(), example_input(model, shape), record, plan[k - 1], importance,
                                       splits.train(64, shuffle=False))
         if early is not None:  # structured IMP: the surviving channels restart from the early weights
-            model = rewind(early, record, torch.zeros(1, *shape))
+            model = rewind(early, record, example_input(early, shape))
         if step_cfg.epochs > 0:
             model = finetune(model, splits, step_cfg, teacher, progress=progress, score=score, loss=loss).model
         model = model.cpu().eval()

@@ -16,6 +16,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 
 from autoprune.analysis import analyse_model
+from autoprune.analysis.layers import example_input as make_example
 from autoprune.apply import apply_and_recalibrate
 from autoprune.data import StreamSplits
 from autoprune.errors import ConfigError
@@ -94,7 +95,8 @@ def prune_to_budget(model: nn.Module | str, example_input: torch.Tensor | None, 
     if summary["best"] is None:
         raise ConfigError(f"no candidate met the budget {budget}; loosen it or raise max_ratio (see {out}/history.csv)")
     policy = run.policy  # what best_policy.json holds, without reading it back
-    analysis = analyse_model(copy.deepcopy(module).eval(), torch.zeros(1, *splits.input_shape), exclude=policy.exclude)
+    example = example_input[:1] if example_input is not None else make_example(module, tuple(splits.input_shape))
+    analysis = analyse_model(copy.deepcopy(module).eval(), example, exclude=policy.exclude)
     searched = policy.accuracy or SearchScore()
     bn = searched.bn_batches or config.bn_batches
     pruned, record = apply_and_recalibrate(analysis, policy, splits, bn)

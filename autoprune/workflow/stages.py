@@ -14,10 +14,10 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-import torch
 from torch import nn
 
 from autoprune.analysis import analyse_model
+from autoprune.analysis.layers import example_input
 from autoprune.apply import apply_policy, recalibrate_pruned
 from autoprune.atomic import write_json_atomic, write_text_atomic
 from autoprune.checkpoint import (
@@ -80,7 +80,7 @@ def apply_stage(policy_path: str | Path, source: ModelSource | None, splits: Spl
     shape = source.shape(tuple(policy.input_shape) if policy.input_shape else splits.input_shape)
     check_data_shape(splits, shape, f"policy {policy_path}")
     dense = source.load(require_weights, shape[0], splits.num_classes)
-    analysis = analyse_model(dense, torch.zeros(1, *shape), exclude=policy.exclude)
+    analysis = analyse_model(dense, example_input(dense, shape), exclude=policy.exclude)
     policy.validate_for(analysis, source=f"policy {policy_path}")
     pruned, record = apply_policy(analysis, policy, importance, splits.train(64, shuffle=False), policy.exclude)
     if supernet is not None:  # same architecture, the supernet's weights for it
@@ -286,7 +286,7 @@ def _rewound(early_path: str, name: str, record: PruningRecord | None, shape: tu
     if info.pruning is not None:
         raise ConfigError(f"--rewind-from {early_path} is a pruned model; pass a dense checkpoint saved "
                           f"early in training ('autoprune train --save-epochs')")
-    return rewind(early, record, torch.zeros(1, *shape))
+    return rewind(early, record, example_input(early, shape))
 
 
 def _mode_hooks(mode: FinetuneMode, model: nn.Module, record: PruningRecord | None,
@@ -306,7 +306,7 @@ def _mode_hooks(mode: FinetuneMode, model: nn.Module, record: PruningRecord | No
     if record is not None:
         raise ConfigError("gradual pruning starts from the dense model; pass its checkpoint, not a pruned one")
     policy = PruningPolicy.load(mode.gradual_policy)
-    analysis = analyse_model(model, torch.zeros(1, *shape), exclude=policy.exclude)
+    analysis = analyse_model(model, example_input(model, shape), exclude=policy.exclude)
     policy.validate_for(analysis, source=f"policy {mode.gradual_policy}")
     hook = GradualChannelPruning(analysis, policy.ratios, mode.begin_step, end, mode.power, mode.frequency,
                                  mode.initial, policy.importance, policy.round_to,
@@ -342,7 +342,7 @@ def sensitivity_stage(source: ModelSource, splits: Splits, out: str | Path, rati
     out = Path(out)
     shape = source.shape(splits.input_shape)
     model = source.load(require_weights, shape[0], splits.num_classes)
-    analysis = analyse_model(model, torch.zeros(1, *shape), exclude=exclude or [])
+    analysis = analyse_model(model, example_input(model, shape), exclude=exclude or [])
     check_prunable(analysis)
     ranking = rank_channels(analysis, importance, splits.train(64, shuffle=False))
     scorer = CandidateEvaluator(analysis, ranking, splits, val_size, bn_batches, score=score)
