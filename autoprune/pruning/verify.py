@@ -22,17 +22,21 @@ from autoprune.pruning.ratios import channels_kept
 
 
 def check_prunable(analysis: ModelAnalysis) -> None:
-    """Raise :class:`AnalysisError` naming the first group (and layer) that does not prune cleanly."""
-    half = {g.name: channels_kept(g.channels, 0.5) for g in analysis.groups}
-    if _problem(analysis, half) is None:
-        return
-    for g in analysis.groups:  # find the culprit: one group at a time
-        problem = _problem(analysis, {g.name: half[g.name]})
-        if problem:
-            raise AnalysisError(f"group {g.name!r} cannot be pruned reliably: {problem}; exclude it "
-                                f"(--exclude {g.name}) or replace the custom layer next to it")
-    raise AnalysisError("pruning all groups together breaks the model although each group prunes "
-                        "alone; exclude groups one by one (--exclude) to find the pair")
+    """Raise :class:`AnalysisError` naming the first group (and layer) that does not prune cleanly.
+
+    Two cuts are tried: half of every group, and 30 % (a count that rarely divides evenly, which a
+    reshape into heads of a fixed size cannot take)."""
+    for ratio, patterns in ((0.5, PATTERNS), (0.3, ("shuffled",))):
+        cut = {g.name: channels_kept(g.channels, ratio) for g in analysis.groups}
+        if _problem(analysis, cut, patterns) is None:
+            continue
+        for g in analysis.groups:  # find the culprit: one group at a time
+            problem = _problem(analysis, {g.name: cut[g.name]}, patterns)
+            if problem:
+                raise AnalysisError(f"group {g.name!r} cannot be pruned reliably: {problem}; exclude it "
+                                    f"(--exclude {g.name}) or replace the custom layer next to it")
+        raise AnalysisError("pruning all groups together breaks the model although each group prunes "
+                            "alone; exclude groups one by one (--exclude) to find the pair")
 
 
 def pruning_problem(analysis: ModelAnalysis, kept: dict[str, int], ranking: dict[str, torch.Tensor]) -> str | None:
@@ -41,13 +45,17 @@ def pruning_problem(analysis: ModelAnalysis, kept: dict[str, int], ranking: dict
     return _trial(analysis, kept, ranking)
 
 
-def _problem(analysis: ModelAnalysis, kept: dict[str, int]) -> str | None:
+PATTERNS = ("alternate", "leading", "shuffled")
+
+
+def _problem(analysis: ModelAnalysis, kept: dict[str, int], patterns: tuple[str, ...] = PATTERNS) -> str | None:
     """What goes wrong when the groups in ``kept`` are cut to those counts (None: nothing).
 
-    Two trial choices of channels: every other one (contiguous blocks can hide a reshaped channel
-    axis) and the leading block (an even spread can hide a chunked one).
+    Three trial choices of channels: every other one (contiguous blocks can hide a reshaped channel
+    axis), the leading block (an even spread can hide a chunked one) and a seeded shuffle (both can
+    hide a reshape into heads that only holds when every head loses as many channels).
     """
-    for pattern in ("alternate", "leading"):
+    for pattern in patterns:
         problem = _trial(analysis, kept, _ranking(analysis, pattern))
         if problem:
             return problem
@@ -57,6 +65,9 @@ def _problem(analysis: ModelAnalysis, kept: dict[str, int]) -> str | None:
 def _ranking(analysis: ModelAnalysis, pattern: str) -> dict[str, torch.Tensor]:
     if pattern == "leading":
         return {g.name: torch.arange(g.channels) for g in analysis.groups}
+    if pattern == "shuffled":
+        generator = torch.Generator().manual_seed(0)
+        return {g.name: torch.randperm(g.channels, generator=generator) for g in analysis.groups}
     return {g.name: torch.cat([torch.arange(0, g.channels, 2), torch.arange(1, g.channels, 2)])
             for g in analysis.groups}
 
