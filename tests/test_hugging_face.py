@@ -14,7 +14,7 @@ from autoprune.outputs import output_shapes, scored_output  # noqa: E402
 from autoprune.pruning import rank_channels  # noqa: E402
 from autoprune.pruning.physical import prune_physically  # noqa: E402
 from autoprune.pruning.ratios import channels_kept  # noqa: E402
-from autoprune.pruning.verify import check_prunable, pruning_problem  # noqa: E402
+from autoprune.pruning.verify import check_prunable, keep_unprunable_whole, pruning_problem  # noqa: E402
 
 
 def _resnet():
@@ -66,16 +66,16 @@ def test_a_hugging_face_convnet_prunes_and_its_logits_are_scored(factory):
     _prunes_like_the_masked_reference(analysis, x)
 
 
-def test_bert_takes_token_ids_and_its_attention_groups_are_refused_by_name_until_excluded():
+def test_bert_takes_token_ids_and_its_attention_groups_are_named_and_kept_whole():
     model, shape = _built(_bert)
     x = example_input(model, shape, batch=2, random=True)
     assert x.dtype == torch.long
     analysis = analyse_model(model, x[:1])
     with pytest.raises(AnalysisError, match=r"attention\.self\.query' cannot be pruned reliably"):
         check_prunable(analysis)
-    queries = [g.name for g in analysis.groups if g.name.endswith("attention.self.query")]
-    analysis = analyse_model(model, x[:1], exclude=queries)
-    check_prunable(analysis)
+    analysis, dropped = keep_unprunable_whole(analysis, lambda extra: analyse_model(model, x[:1], exclude=extra))
+    assert sorted(dropped) == [f"bert.encoder.layer.{i}.attention.self.query" for i in (0, 1)]
+    assert all(name in analysis.kept_whole for name in dropped)
     assert any(g.name.endswith("intermediate.dense") for g in analysis.groups)
     _prunes_like_the_masked_reference(analysis, x)
 
@@ -85,3 +85,51 @@ def test_gpt2_is_refused_in_one_line():
     with pytest.raises(AnalysisError) as error:
         check_prunable(analyse_model(model, example_input(model, shape, random=True)))
     assert "\n" not in str(error.value)
+
+
+FACTORY = '''
+import torch
+import transformers
+
+
+def vit(**_):
+    torch.manual_seed(0)
+    config = transformers.ViTConfig(image_size=28, patch_size=7, num_channels=1, hidden_size=32, num_hidden_layers=2,
+                                    num_attention_heads=4, intermediate_size=64, num_labels=10)
+    return transformers.ViTForImageClassification(config).eval()
+'''
+
+
+def test_a_vit_from_a_config_searches_its_mlp_widths_to_a_flops_budget_by_the_independent_count(tmp_path, capsys):
+    import json
+
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from autoprune.checkpoint import load_model
+    from autoprune.cli.main import main
+    from autoprune.references import consent
+
+    (tmp_path / "hfvit.py").write_text(FACTORY)
+    ref = f"{tmp_path / 'hfvit.py'}:vit"
+    common = ["--model", ref, "--input-shape", "1,28,28", "--data", "synthetic"]
+    assert main(["-q", "search", *common, "--cost-model", "flops", "--budget", "90%", "--agent", "random",
+                 "--episodes", "3", "--round-to", "1", "--val-size", "64", "--bn-batches", "1", "--rerank-top", "0",
+                 "--verify-top", "0", "--out", str(tmp_path / "s")]) == 0
+    assert "attention.q_proj' kept whole" in capsys.readouterr().out
+    policy = json.loads((tmp_path / "s" / "best_policy.json").read_text())
+    assert sorted(policy["ratios"]) == ["vit.layers.0.mlp.fc1", "vit.layers.1.mlp.fc1"]
+    assert main(["-q", "apply", str(tmp_path / "s" / "best_policy.json"), *common, "--out", str(tmp_path / "a")]) == 0
+    with consent(ref):
+        pruned, _ = load_model(tmp_path / "a" / "model.pt")
+
+    def macs(model):
+        with torch.no_grad(), FlopCounterMode(display=False) as counter:
+            model.eval()(torch.randn(1, 1, 28, 28))
+        return counter.get_total_flops() // 2
+
+    with consent(ref):
+        from autoprune.models import create_model
+
+        dense = create_model(ref)
+    assert macs(pruned) <= policy["budget"]["fraction"] * macs(dense) * 1.02
+    assert pruned(torch.randn(2, 1, 28, 28)).logits.shape == (2, 10)

@@ -138,3 +138,11 @@ def test_a_search_on_a_model_with_several_unnamed_outputs_is_refused_naming_them
 @pytest.mark.parametrize("name", [n for n in PRUNES if n not in ("dict_out", "deep", "attention", "tuple_out", "conv1d_net", "text_bag")])
 def test_every_prunable_structure_searches_to_its_flops_budget(name, tmp_path):
     _search_meets_budget_by_independent_count(name, tmp_path)
+
+
+def test_a_group_that_does_not_prune_cleanly_is_kept_whole_and_recorded_in_the_policy(tmp_path, capsys):
+    """The split structure: its first conv's group is excluded with the reason; the rest is searched,
+    and the policy's exclusion makes apply rebuild the same groups."""
+    _search_meets_budget_by_independent_count("split", tmp_path)
+    policy = json.loads((tmp_path / "split" / "best_policy.json").read_text())
+    assert policy["exclude"] == ["c1"] and "c1" not in policy["ratios"]

@@ -11,7 +11,7 @@ from autoprune.analysis.layers import example_input
 from autoprune.data import BUILTIN_DATA, Splits, load_splits
 from autoprune.devices import check_torch_device
 from autoprune.model_source import ModelSource, parse_input_shape, parse_model_args
-from autoprune.pruning.verify import check_prunable
+from autoprune.pruning.verify import keep_unprunable_whole
 
 MODEL_HELP = "built-in name (resnet20, ...) or your own: path/to/file.py:factory or package.module:factory"
 
@@ -46,11 +46,13 @@ def resolve_model(args: argparse.Namespace, splits: Splits | None = None) -> tup
 
 def resolve_analysis(model: nn.Module, args: argparse.Namespace, source: ModelSource,
                      splits: Splits | None = None) -> ModelAnalysis:
-    """Analyse ``model`` for pruning with the user's exclusions; every group is checked to prune cleanly."""
+    """Analyse ``model`` for pruning with the user's exclusions; every group is checked to prune cleanly
+    (one that does not is kept whole, with the reason in ``kept_whole``)."""
     shape = source.shape(None if splits is None else splits.input_shape, model)
-    analysis = analyse_model(model, example_input(model, shape, random=True), exclude=getattr(args, "exclude", []) or [])
-    check_prunable(analysis)
-    return analysis
+    example = example_input(model, shape, random=True)
+    exclude = list(getattr(args, "exclude", []) or [])
+    analysis = analyse_model(model, example, exclude=exclude)
+    return keep_unprunable_whole(analysis, lambda extra: analyse_model(model, example, exclude=[*exclude, *extra]))[0]
 
 
 def add_data_args(p: argparse.ArgumentParser) -> None:

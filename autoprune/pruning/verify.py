@@ -9,6 +9,8 @@ on the original (the reference), catches all three and names the group.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch import nn
 
@@ -33,10 +35,42 @@ def check_prunable(analysis: ModelAnalysis) -> None:
         for g in analysis.groups:  # find the culprit: one group at a time
             problem = _problem(analysis, {g.name: cut[g.name]}, patterns)
             if problem:
-                raise AnalysisError(f"group {g.name!r} cannot be pruned reliably: {problem}; exclude it "
-                                    f"(--exclude {g.name}) or replace the custom layer next to it")
+                raise UnprunableGroup(g.name, problem)
         raise AnalysisError("pruning all groups together breaks the model although each group prunes "
                             "alone; exclude groups one by one (--exclude) to find the pair")
+
+
+class UnprunableGroup(AnalysisError):
+    """A group whose physical cut differs from its masked reference (``group``, ``problem``)."""
+
+    def __init__(self, group: str, problem: str) -> None:
+        super().__init__(f"group {group!r} cannot be pruned reliably: {problem}; exclude it (--exclude {group}) "
+                         f"or replace the custom layer next to it")
+        self.group, self.problem = group, problem
+
+
+def keep_unprunable_whole(analysis: ModelAnalysis, reanalyse: Callable[[list[str]], ModelAnalysis],
+                          limit: int = 64) -> tuple[ModelAnalysis, dict[str, str]]:
+    """The analysis with every group that does not prune cleanly excluded (kept whole), and why.
+
+    ``reanalyse(extra)`` analyses the model again with the modules ``extra`` excluded too. A group
+    is excluded by its first producer; a group it couples to may then be rooted at another one and
+    is checked again, up to ``limit`` groups.
+
+    Raises:
+        AnalysisError: when only a combination of groups breaks the model, or past ``limit``.
+    """
+    dropped: dict[str, str] = {}
+    for _ in range(limit):
+        try:
+            check_prunable(analysis)
+            analysis.kept_whole.update(dropped)
+            return analysis, dropped
+        except UnprunableGroup as bad:
+            dropped[bad.group] = bad.problem
+            analysis = reanalyse(list(dropped))
+    raise AnalysisError(f"over {limit} groups of this model do not prune cleanly; exclude the custom layers "
+                        f"(--exclude) or check the model")
 
 
 def pruning_problem(analysis: ModelAnalysis, kept: dict[str, int], ranking: dict[str, torch.Tensor]) -> str | None:

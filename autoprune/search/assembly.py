@@ -28,7 +28,7 @@ from autoprune.errors import ConfigError
 from autoprune.evaluation import CandidateEvaluator
 from autoprune.outputs import scored_output
 from autoprune.pruning import rank_channels
-from autoprune.pruning.verify import check_prunable
+from autoprune.pruning.verify import keep_unprunable_whole
 from autoprune.pruning.widths import WidthChoices
 from autoprune.scoring import ScoreFn, load_loss, load_score
 from autoprune.search.config import SearchConfig
@@ -62,9 +62,15 @@ def assemble(config: SearchConfig, out: Path, splits: Splits | None = None, mode
     # Random weights are only meaningful on synthetic data (tests, demos).
     model = model if model is not None else source.load(
         require_weights=c.data != "synthetic", in_channels=shape[0], num_classes=splits.num_classes)
-    analysis = analyse_model(model, example_input(model, shape, random=True), exclude=c.exclude)
-    if check:
-        check_prunable(analysis)
+    example = example_input(model, shape, random=True)
+    analysis = analyse_model(model, example, exclude=c.exclude)
+    if check:  # groups that do not prune cleanly are kept whole, recorded in the config's (and policy's) exclude
+        analysis, dropped = keep_unprunable_whole(
+            analysis, lambda extra: analyse_model(model, example, exclude=[*c.exclude, *extra]))
+        if dropped:
+            c.exclude = [*c.exclude, *dropped]
+            for name, why in dropped.items():
+                tqdm.write(f"note: group {name!r} kept whole: {why}")
         if c.score in (None, "accuracy", "neg-loss"):  # a built-in score reads one output: which, said now
             with torch.no_grad():
                 scored_output(analysis.model.eval()(analysis.example_input))
