@@ -55,7 +55,12 @@ def _summed(model: nn.Module, batches: Iterable[tuple[torch.Tensor, Any]],
             if isinstance(out, torch.Tensor) and out.is_floating_point() and not torch.isfinite(out).all():
                 raise TrainingError(f"the model's outputs are NaN or infinite on evaluation batch {i + 1}; its "
                                     f"weights have diverged: lower --lr or check the loss")
-            total += per_batch(out, y)
+            try:
+                total += per_batch(out, y)
+            except (RuntimeError, IndexError, ValueError) as exc:  # outputs and labels that do not pair up
+                raise DataError(f"the built-in score cannot compare the model's output {list(out.shape)} with the "
+                                f"targets {list(y.shape)} ({str(exc).splitlines()[0][:80]}); pass --score "
+                                f"FILE.py:function (and --loss) for this task") from None
             n += len(y)
     finally:
         model.train(was_training)

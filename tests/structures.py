@@ -249,7 +249,7 @@ class TextConv(nn.Module):
 
 
 class ClassToken(nn.Module):
-    """A parameter used in forward (a class token along the embedding channels)."""
+    """A parameter used in forward (a class token along the embedding channels): pruned with them."""
 
     def __init__(self):
         super().__init__()

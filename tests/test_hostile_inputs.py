@@ -10,6 +10,7 @@ import zlib
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from autoprune.checkpoint import save_checkpoint
@@ -249,3 +250,13 @@ def test_a_policy_rounding_to_an_absurd_multiple_is_refused(tmp_path, capsys):
     capsys.readouterr()
     assert main(["apply", str(tmp_path / "p.json"), "--data", "synthetic", "--out", str(tmp_path / "a")]) == 2
     assert "round_to" in _one_line(capsys)
+
+
+def test_the_built_in_score_on_outputs_that_are_not_class_scores_is_one_line():
+    from autoprune.errors import DataError
+    from autoprune.scoring import accuracy
+
+    model = torch.nn.Conv2d(1, 4, 3, padding=1)
+    batches = [(torch.randn(8, 1, 6, 6), torch.randn(8, 4, 6, 6))]
+    with pytest.raises(DataError, match="pass --score"):
+        accuracy(model, batches)

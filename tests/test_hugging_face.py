@@ -100,7 +100,7 @@ def vit(**_):
 '''
 
 
-def test_a_vit_from_a_config_searches_its_mlp_widths_to_a_flops_budget_by_the_independent_count(tmp_path, capsys):
+def test_a_vit_from_a_config_searches_its_widths_to_a_flops_budget_by_the_independent_count(tmp_path, capsys):
     import json
 
     from torch.utils.flop_counter import FlopCounterMode
@@ -117,7 +117,8 @@ def test_a_vit_from_a_config_searches_its_mlp_widths_to_a_flops_budget_by_the_in
                  "--verify-top", "0", "--out", str(tmp_path / "s")]) == 0
     assert "attention.q_proj' kept whole" in capsys.readouterr().out
     policy = json.loads((tmp_path / "s" / "best_policy.json").read_text())
-    assert sorted(policy["ratios"]) == ["vit.layers.0.mlp.fc1", "vit.layers.1.mlp.fc1"]
+    assert sorted(policy["ratios"]) == ["vit.embeddings.patch_embeddings.projection",  # the hidden width, with
+                                        "vit.layers.0.mlp.fc1", "vit.layers.1.mlp.fc1"]  # the class token along
     assert main(["-q", "apply", str(tmp_path / "s" / "best_policy.json"), *common, "--out", str(tmp_path / "a")]) == 0
     with consent(ref):
         pruned, _ = load_model(tmp_path / "a" / "model.pt")

@@ -86,11 +86,13 @@ def test_a_structure_that_cannot_be_pruned_as_traced_is_refused_with_the_reason(
         check_prunable(analyse_model(model, _input(model, 1)))
 
 
-def test_output_layers_and_parameter_users_are_kept_whole_with_the_reason():
+def test_output_layers_and_attention_are_kept_whole_with_the_reason_and_a_class_token_is_pruned_along():
     kept = {n: analyse_model(STRUCTURES[n][0](), _input(STRUCTURES[n][0](), 1)).kept_whole
             for n in ("tuple_out", "class_token", "attention")}
     assert "part of the model's output" in kept["tuple_out"]["c2"]
-    assert "'cls'" in kept["class_token"]["embed"]
+    assert not kept["class_token"]  # the class token is pruned with the embedding channels it indexes
+    token = analyse_model(STRUCTURES["class_token"][0](), _input(STRUCTURES["class_token"][0](), 1))
+    assert token.group("embed").parameters == ("cls",)
     assert "MultiheadAttention" in kept["attention"]["embed"]
     dict_out = analyse_model(STRUCTURES["dict_out"][0](), _input(STRUCTURES["dict_out"][0](), 1))
     assert set(dict_out.output_layers) == {"feat", "head"} and dict_out.group_names == ["c1"]
@@ -146,3 +148,9 @@ def test_a_group_that_does_not_prune_cleanly_is_kept_whole_and_recorded_in_the_p
     _search_meets_budget_by_independent_count("split", tmp_path)
     policy = json.loads((tmp_path / "split" / "best_policy.json").read_text())
     assert policy["exclude"] == ["c1"] and "c1" not in policy["ratios"]
+
+
+def test_exclude_takes_a_parameter_name_and_keeps_the_groups_indexing_it_whole():
+    model = STRUCTURES["class_token"][0]()
+    analysis = analyse_model(model, _input(model, 1), exclude=["cls"])
+    assert "embed" not in analysis.group_names and "'cls'" in analysis.kept_whole["embed"]

@@ -153,7 +153,8 @@ def analyse_model(model: nn.Module, example_input: torch.Tensor,
 
     Args:
         example_input: one batch of input (batch size 1 is enough) for tracing.
-        exclude: module names or module types whose output channels must not be pruned.
+        exclude: module names or module types whose output channels must not be pruned, or names of
+            parameters used in forward (the groups indexing them are kept whole).
         prune_output_layer: never set in normal use; the output layer's classes are not prunable.
 
     Raises:
@@ -161,9 +162,10 @@ def analyse_model(model: nn.Module, example_input: torch.Tensor,
     """
     exclude = list(exclude)
     module_names = {n for n, _ in model.named_modules()}
-    unknown = [e for e in exclude if isinstance(e, str) and e not in module_names]
+    parameter_names = {n for n, _ in model.named_parameters()}
+    unknown = [e for e in exclude if isinstance(e, str) and e not in module_names | parameter_names]
     if unknown:
-        raise AnalysisError(f"cannot exclude {unknown[0]!r}: no such module; names look like "
+        raise AnalysisError(f"cannot exclude {unknown[0]!r}: no such module or parameter; names look like "
                             f"{', '.join(list(_compute_layers(model).values())[:3])}")
     trace = trace_layers(model, example_input)
     layers, output_layer = trace.layers, (trace.output_layers[-1] if trace.output_layers else None)
@@ -184,13 +186,12 @@ def analyse_model(model: nn.Module, example_input: torch.Tensor,
     names = _compute_layers(model)
     order = {n: i for i, (n, _) in enumerate(model.named_modules())}
     groups = [_describe(g, graph, names, order) for g in tp_groups]
-    kept_whole = {g.name: f"touches grouped convolution {n!r}, which is kept whole"
-                  for g in groups for n in g.producers + g.consumers if _is_grouped(model.get_submodule(n))}
+    kept_whole = {g.name: f"indexes parameter {p!r}, excluded" for g in groups for p in g.parameters if p in exclude}
+    kept_whole.update({g.name: f"touches grouped convolution {n!r}, which is kept whole"
+                       for g in groups for n in g.producers + g.consumers if _is_grouped(model.get_submodule(n))})
     kept_whole.update({g.name: f"touches {type(model.get_submodule(n)).__name__} {n!r}, whose channels autoprune "
                                f"does not prune (attention heads and recurrent layers are kept whole)"
                        for g in groups for n in g.members if isinstance(model.get_submodule(n), _UNPRUNABLE)})
-    kept_whole.update({g.name: f"uses parameter {g.parameters[0]!r} directly in forward along these channels, "
-                               f"which autoprune does not prune yet" for g in groups if g.parameters})
     groups = [g for g in groups if g.channels > 1 and g.name not in kept_whole]
     groups = _distinct_names(groups, model)
     if not (trace.all_direct or prune_output_layer):  # an output after a functional op: find what it carries

@@ -27,7 +27,8 @@ def add_model_args(p: argparse.ArgumentParser, default: str | None = "resnet20",
     p.add_argument("--input-shape", default=None, metavar="C,H,W",
                    help="one input's shape (default: from the data or the checkpoint)")
     if exclude:
-        p.add_argument("--exclude", nargs="*", default=[], help="module names whose channels must not be pruned")
+        p.add_argument("--exclude", nargs="*", default=[], help="module names whose channels must not be pruned, or "
+                                                           "parameters used in forward (their groups are kept whole)")
 
 
 def model_source(args: argparse.Namespace, ref: str | None = None) -> ModelSource:

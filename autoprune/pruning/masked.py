@@ -37,6 +37,8 @@ class MaskedPruner:
         self._handles: list[torch.utils.hooks.RemovableHandle] = []
         self._bn_state: dict[str, torch.Tensor] | None = None
         self._members = {g.name: self._out_members(g.name) for g in analysis.groups}
+        self._params = {g.name: self._param_members(g.name) for g in analysis.groups}
+        self._saved_params: list[tuple[torch.Tensor, torch.Tensor]] = []
 
     def _out_members(self, group: str) -> dict[str, torch.Tensor]:
         """Modules whose output channels belong to ``group`` (producers and their norms), each with
@@ -45,11 +47,23 @@ class MaskedPruner:
         tp_group = self.analysis.tp_group(group)
         graph = self.analysis.graph
         members: dict[str, torch.Tensor] = {}
+        modules = dict(self.analysis.model.named_modules())
         for dep, idxs in tp_group:
             name = graph._module2name.get(dep.target.module)
-            if name is not None and graph.is_out_channel_pruning_fn(dep.handler) and name not in members:
+            if name in modules and graph.is_out_channel_pruning_fn(dep.handler) and name not in members:
                 members[name] = torch.as_tensor([int(i) for i in idxs], dtype=torch.long)
         return members
+
+    def _param_members(self, group: str) -> list[tuple[torch.Tensor, int, torch.Tensor]]:
+        """Parameters used directly in forward that the group indexes (a class token, a layer
+        scale): each with its channel dimension and its index for every channel of the group."""
+        dims = {id(p): dim for p, dim in self.analysis.graph.unwrapped_parameters}
+        found = []
+        for dep, idxs in self.analysis.tp_group(group):
+            param = dep.target.module
+            if isinstance(param, torch.Tensor) and id(param) in dims:
+                found.append((param, dims[id(param)], torch.as_tensor([int(i) for i in idxs], dtype=torch.long)))
+        return found
 
     def apply(self, kept: Mapping[str, int]) -> None:
         """Mask every group down to ``kept[group]`` channels (its most important ones)."""
@@ -62,6 +76,9 @@ class MaskedPruner:
             dropped = self.ranking[g.name][: g.channels - n_keep]
             for member, index in self._members[g.name].items():
                 removed.setdefault(member, []).append(index[dropped])
+            for param, dim, index in self._params[g.name]:  # zeroed in place, restored by remove()
+                self._saved_params.append((param, param.data.clone()))
+                param.data.index_fill_(dim, index[dropped].to(param.device), 0.0)
         model = self.analysis.model
         for name, parts in removed.items():
             module = model.get_submodule(name)
@@ -76,6 +93,9 @@ class MaskedPruner:
         for h in self._handles:
             h.remove()
         self._handles.clear()
+        for param, saved in reversed(self._saved_params):
+            param.data.copy_(saved)
+        self._saved_params.clear()
         if self._bn_state is not None:
             self.analysis.model.load_state_dict(self._bn_state, strict=False)
             self._bn_state = None

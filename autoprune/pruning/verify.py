@@ -68,7 +68,13 @@ def keep_unprunable_whole(analysis: ModelAnalysis, reanalyse: Callable[[list[str
             return analysis, dropped
         except UnprunableGroup as bad:
             dropped[bad.group] = bad.problem
-            analysis = reanalyse(list(dropped))
+            try:
+                analysis = reanalyse(list(dropped))
+            except AnalysisError:
+                first = next(iter(dropped))
+                more = f" (and {len(dropped) - 1} more group(s))" if len(dropped) > 1 else ""
+                raise AnalysisError(f"nothing prunes cleanly: group {first!r}: {dropped[first]}{more}; replace the "
+                                    f"layer next to it or check the model") from None
     raise AnalysisError(f"over {limit} groups of this model do not prune cleanly; exclude the custom layers "
                         f"(--exclude) or check the model")
 
