@@ -4,6 +4,9 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Any
 
 import torch
@@ -11,6 +14,23 @@ import torch
 from autoprune.errors import AnalysisError
 
 MAX_OUTPUTS = 1024  # tensors looked at in one output structure
+_SCORED: ContextVar[str | None] = ContextVar("autoprune_scored_output", default=None)  # ``--output``
+
+
+def set_scored_output(key: str | None) -> None:
+    """Score and train the output ``key`` (a path as :func:`output_tensors` names it) from now on
+    in this context (a search sets it from its settings, in its worker processes too)."""
+    _SCORED.set(key)
+
+
+@contextmanager
+def scoring_output(key: str | None) -> Iterator[None]:
+    """Within the block, the output ``key`` is scored and trained (None: the default rule)."""
+    token = _SCORED.set(key)
+    try:
+        yield
+    finally:
+        _SCORED.reset(token)
 
 
 def output_tensors(out: Any, prefix: str = "") -> list[tuple[str, torch.Tensor]]:
@@ -49,19 +69,26 @@ def output_shapes(out: Any) -> list[tuple[str, tuple[int, ...]]]:
 
 
 def scored_output(out: Any) -> torch.Tensor:
-    """The output that is scored and trained: the only tensor, else the ``logits`` entry.
+    """The output that is scored and trained: the one ``--output`` names, else the only tensor, else
+    the ``logits`` entry.
 
     Raises:
-        AnalysisError: when neither exists, listing the outputs found.
+        AnalysisError: when that output does not exist or none is chosen, listing the outputs found.
     """
     if isinstance(out, torch.Tensor):
         return out
     tensors = output_tensors(out)
+    listed = ", ".join(f"{p or 'output'} {list(t.shape)}" for p, t in tensors[:6]) or "no tensor"
+    key = _SCORED.get()
+    if key is not None:
+        found = dict(tensors).get(key)
+        if found is None:
+            raise AnalysisError(f"--output {key!r} is not one of the model's outputs ({listed}); name one of those")
+        return found
     if len(tensors) == 1:
         return tensors[0][1]
     for path, t in tensors:
         if path == "logits" or path.endswith(".logits"):
             return t
-    listed = ", ".join(f"{p or 'output'} {list(t.shape)}" for p, t in tensors[:6]) or "no tensor"
-    raise AnalysisError(f"the model returns several outputs ({listed}) and none is called 'logits'; autoprune "
-                        f"scores and trains one: return it alone, or as the 'logits' entry of a dict")
+    raise AnalysisError(f"the model returns several outputs ({listed}) and none is called 'logits'; name the one "
+                        f"to score and train with --output (e.g. --output {tensors[0][0] if tensors else 0})")

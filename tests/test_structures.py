@@ -133,7 +133,8 @@ def test_a_search_on_a_model_with_several_unnamed_outputs_is_refused_naming_them
                  "--input-shape", "1,28,28", "--data", "synthetic", "--cost-model", "flops", "--budget", "85%",
                  "--agent", "uniform", "--val-size", "64", "--bn-batches", "1", "--out", str(tmp_path / "run")])
     err = capsys.readouterr().err.strip()
-    assert code == 2 and "several outputs (0 [1, 10], 1 [1, 16, 28, 28])" in err and len(err.splitlines()) == 1
+    assert code == 2 and "several outputs (0 [1, 10], 1 [1, 16, 28, 28])" in err and "--output" in err
+    assert len(err.splitlines()) == 1
 
 
 @pytest.mark.slow
@@ -154,3 +155,15 @@ def test_exclude_takes_a_parameter_name_and_keeps_the_groups_indexing_it_whole()
     model = STRUCTURES["class_token"][0]()
     analysis = analyse_model(model, _input(model, 1), exclude=["cls"])
     assert "embed" not in analysis.group_names and "'cls'" in analysis.kept_whole["embed"]
+
+
+def test_output_names_the_scored_output_of_a_model_with_several_unnamed_ones(tmp_path, capsys):
+    args = ["--model", f"{STRUCTURES_FILE}:build", "--model-args", '{"name": "tuple_out"}', "--input-shape", "1,28,28",
+            "--data", "synthetic", "--cost-model", "flops", "--budget", "85%", "--agent", "random", "--episodes", "3",
+            "--val-size", "64", "--bn-batches", "1", "--rerank-top", "0", "--verify-top", "0"]
+    assert main(["-q", "search", *args, "--output", "0", "--out", str(tmp_path / "run")]) == 0
+    capsys.readouterr()
+    assert main(["search", *args, "--output", "logits", "--out", str(tmp_path / "bad")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "--output 'logits' is not one of the model's outputs (0 [1, 10], 1 [1, 16, 28, 28])" in err
+    assert len(err.splitlines()) == 1

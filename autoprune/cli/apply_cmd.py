@@ -29,6 +29,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--supernet", default=None, metavar="DIR", help="the supernet folder for --init supernet")
     p.add_argument("--out", default="runs/apply", help="output folder")
     add_overwrite_arg(p)
+    p.add_argument("--output", default=None, metavar="KEY",
+                   help="the model output that is scored and trained (the search's --output)")
     p.set_defaults(func=run)
 
 

@@ -34,6 +34,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                  skip=MODES + ITERATIVE)
     p.add_argument("--out", default="runs/finetune", help="output folder")
     add_overwrite_arg(p)
+    p.add_argument("--output", default=None, metavar="KEY",
+                   help="the model output that is scored and trained (the search's --output)")
     p.set_defaults(func=run)
 
 

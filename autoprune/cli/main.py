@@ -11,6 +11,7 @@ from pathlib import Path
 
 from autoprune import __version__
 from autoprune.errors import AutopruneError
+from autoprune.outputs import scoring_output
 from autoprune.references import CODE_OPTIONS, PLUGIN_OPTIONS, consent
 from autoprune.run_folder import MARKER
 
@@ -88,7 +89,8 @@ def _run(args: argparse.Namespace) -> int:
     out = getattr(args, "out", None)
     new_out = out is not None and not Path(out).exists()
     try:
-        with consent(*(getattr(args, name, None) for name in (*CODE_OPTIONS, *PLUGIN_OPTIONS))):  # what the user named runs
+        with consent(*(getattr(args, name, None) for name in (*CODE_OPTIONS, *PLUGIN_OPTIONS))), \
+                scoring_output(getattr(args, "output", None)):  # what the user named runs; the output scored
             return int(args.func(args) or 0)
     except AutopruneError as exc:
         if new_out:

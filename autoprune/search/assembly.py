@@ -26,7 +26,7 @@ from autoprune.dynamic.supernet import SupernetScorer
 from autoprune.envs import PruningEnv
 from autoprune.errors import ConfigError
 from autoprune.evaluation import CandidateEvaluator
-from autoprune.outputs import scored_output
+from autoprune.outputs import scored_output, set_scored_output
 from autoprune.pruning import rank_channels
 from autoprune.pruning.verify import keep_unprunable_whole
 from autoprune.pruning.widths import WidthChoices
@@ -55,6 +55,7 @@ def assemble(config: SearchConfig, out: Path, splits: Splits | None = None, mode
     as objects by the Python API instead of by name). ``check``: run the prunability check (a
     worker skips it: the search did it already)."""
     c = config
+    set_scored_output(c.output)  # this search's scored output, in its worker processes too
     splits = splits or load_splits(c.data, c.data_dir, input_shape=c.input_shape)
     val_size = check_val_size(splits, c.val_size)
     source = c.model_source()

@@ -66,6 +66,8 @@ class SearchConfig:
     cost_model: str = setting("lut", "lut (profiled on this machine when no --table), flops, roofline, "
                                      "ort-measured, or a plug-in")
     table: str | None = setting(None, "latency table CSV for --cost-model lut")
+    output: str | None = setting(None, "the model output that is scored and trained: a key (logits), an index (0) "
+                                       "or a path (1.logits); default: the only tensor, else 'logits'", metavar="KEY")
     allow_uncounted: bool = setting(False, "search with a latency model that prices layers (lut, roofline) although "
                                            "over 1 percent of the model's MACs lie in layers it does not price")
     hardware_profile: str | None = setting(None, "device class for --cost-model roofline (cortex-a53, ..., "
