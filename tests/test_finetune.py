@@ -28,6 +28,17 @@ from autoprune.training import evaluate
 FAST = dict(epochs=2, lr=0.05, batch_size=64, augment=False)
 
 
+def test_the_guides_schedule_equals_tf_mots_documented_formula_at_every_step():
+    """TF-MOT ``PolynomialDecay(0, 0.5, begin_step=2000, end_step=10000, power=3, frequency=100)``:
+    ``final + (initial - final) * (1 - p) ** power`` with ``p`` clipped to [0, 1]; masks change at
+    ``begin + k * frequency`` up to ``end_step``."""
+    s = PolynomialDecay(0.0, 0.5, begin_step=2000, end_step=10000, power=3, frequency=100)
+    for step in range(0, 12001):
+        p = min(1.0, max(0.0, (step - 2000) / 8000))
+        assert s.value(step) == pytest.approx(0.5 + (0.0 - 0.5) * (1 - p) ** 3, abs=1e-12)
+        assert s.should_update(step) == (2000 <= step <= 10000 and (step - 2000) % 100 == 0)
+
+
 def test_polynomial_decay_follows_tf_mot():
     s = PolynomialDecay(0.1, 0.8, begin_step=10, end_step=110, power=3, frequency=25)
     assert s.value(0) == 0.0 and s.value(10) == pytest.approx(0.1) and s.value(110) == pytest.approx(0.8)

@@ -9,10 +9,18 @@ def test_builtin_models_are_listed():
     assert {"resnet20", "resnet56", "vgg_small", "mobilenetv2_small", "mlp"} <= set(list_models())
 
 
-@pytest.mark.parametrize("name", ["resnet20", "resnet56", "vgg_small", "mobilenetv2_small", "mlp"])
+@pytest.mark.parametrize("name", ["resnet20", "resnet56", "vgg_small", "mobilenetv2_small", "mlp", "seed_mlp"])
 def test_builtin_models_forward(name):
     model = create_model(name, in_channels=1, num_classes=7)
     assert model(torch.randn(3, 1, 28, 28)).shape == (3, 7)
+
+
+def test_seed_mlp_is_the_guides_784_128_64_10_network():
+    model = create_model("seed_mlp")
+    widths = [(m.in_features, m.out_features) for m in model.modules() if isinstance(m, torch.nn.Linear)]
+    assert widths == [(784, 128), (128, 64), (64, 10)]
+    assert sum(p.numel() for p in model.parameters()) == 784 * 128 + 128 + 128 * 64 + 64 + 64 * 10 + 10
+    assert model(torch.randn(2, 1, 28, 28)).shape == (2, 10)
 
 
 def test_resnet_depths():

@@ -29,3 +29,10 @@ class MLP(nn.Module):
 def mlp(in_channels: int = 1, num_classes: int = 10, image_size: int = 28) -> nn.Module:
     """MLP 784-256-128-10 for 28x28 single-channel images."""
     return MLP(in_channels * image_size * image_size, (256, 128), num_classes)
+
+
+@register_model("seed_mlp", input_size=FMNIST_SIZE)
+def seed_mlp(in_channels: int = 1, num_classes: int = 10, image_size: int = 28) -> nn.Module:
+    """The pruning guide's Keras model: 784-128-64-10, ReLU; logits out (the guide's softmax is the
+    cross-entropy's)."""
+    return MLP(in_channels * image_size * image_size, (128, 64), num_classes)
