@@ -239,7 +239,16 @@ class SearchRun:
         checked = getattr(self, "_verification", None)
         if checked is not None and "skipped" not in verification:
             allowed = set(checked.loc[checked["fits"].astype(bool), "episode"].astype(int))
-        frame = rerank_candidates(history, self._second_stage_of(history), c.rerank_top, c.rerank_steps, allowed)
+        second, asked = self._second_stage_of(history), [0]
+
+        def scored(kept: Mapping[str, int], steps: int) -> float:  # a line per candidate: minutes, not silence
+            asked[0] += 1
+            value = second(kept, steps)
+            self._say(f"re-ranking: candidate {asked[0]}/{c.rerank_top} scored {value:.4f} after {steps} steps")
+            return value
+
+        self._say(f"re-ranking the {c.rerank_top} best candidates ({c.rerank_by}, {c.rerank_steps} steps each)")
+        frame = rerank_candidates(history, scored, c.rerank_top, c.rerank_steps, allowed)
         frame.to_csv(self.out / "rerank.csv", index=False)
         if frame.empty or pd.isna(frame.loc[0, "finetuned"]):
             return {"candidates": len(frame), "chosen_episode": None}
@@ -250,6 +259,11 @@ class SearchRun:
         self._save_best()
         return {"candidates": len(frame), "chosen_episode": chosen, "steps": c.rerank_steps,
                 "chosen_finetuned": self.best.finetuned, "seconds": round(time.perf_counter() - start, 2)}
+
+    def _say(self, line: str) -> None:
+        """A progress line (not with ``-q``), also when the output is piped to a log."""
+        if not bar_disabled(self.progress):
+            tqdm.write(line)
 
     def _second_stage_of(self, history: pd.DataFrame):
         """The second-stage score: after a short fine-tune (seeded by the search), or (``requery``)
@@ -272,6 +286,7 @@ class SearchRun:
             return {"skipped": reason}
         start = time.perf_counter()
         history = self.writer.frame()
+        self._say(f"verification: timing the {self.config.verify_top} best candidates on this machine")
         frame = measure_top_candidates(history, self.analysis, self.cost_model, self.budget, self.config.verify_top)
         frame.to_csv(self.out / "verification.csv", index=False)
         self._verification = frame
