@@ -51,6 +51,7 @@ from autoprune.search.history import (
     count_episodes,
     read_history,
     scored_feasible,
+    top_candidates,
     truncate_history,
 )
 from autoprune.search.refine import final_choice, next_query
@@ -240,14 +241,17 @@ class SearchRun:
         if checked is not None and "skipped" not in verification:
             allowed = set(checked.loc[checked["fits"].astype(bool), "episode"].astype(int))
         second, asked = self._second_stage_of(history), [0]
+        pool = len(top_candidates(history if allowed is None else history[history["episode"].isin(allowed)],
+                                  c.rerank_top))
 
         def scored(kept: Mapping[str, int], steps: int) -> float:  # a line per candidate: minutes, not silence
             asked[0] += 1
             value = second(kept, steps)
-            self._say(f"re-ranking: candidate {asked[0]}/{c.rerank_top} scored {value:.4f} after {steps} steps")
+            self._say(f"re-ranking: candidate {asked[0]}/{pool} scored {value:.4f}")
             return value
 
-        self._say(f"re-ranking the {c.rerank_top} best candidates ({c.rerank_by}, {c.rerank_steps} steps each)")
+        self._say(f"re-ranking {pool} candidates (the {c.rerank_top} best and the seed rules'; {c.rerank_by}"
+                  + (f", {c.rerank_steps} steps each)" if c.rerank_by == "finetune" else ")"))
         frame = rerank_candidates(history, scored, c.rerank_top, c.rerank_steps, allowed)
         frame.to_csv(self.out / "rerank.csv", index=False)
         if frame.empty or pd.isna(frame.loc[0, "finetuned"]):
