@@ -9,7 +9,8 @@ def test_builtin_models_are_listed():
     assert {"resnet20", "resnet56", "vgg_small", "mobilenetv2_small", "mlp"} <= set(list_models())
 
 
-@pytest.mark.parametrize("name", ["resnet20", "resnet56", "vgg_small", "mobilenetv2_small", "mlp", "seed_mlp"])
+@pytest.mark.parametrize("name", ["resnet20", "resnet56", "vgg_small", "mobilenetv2_small", "mlp", "seed_mlp",
+                                  "vit_tiny"])
 def test_builtin_models_forward(name):
     model = create_model(name, in_channels=1, num_classes=7)
     assert model(torch.randn(3, 1, 28, 28)).shape == (3, 7)
@@ -38,3 +39,18 @@ def test_mobilenet_has_depthwise_convs():
 def test_unknown_model_lists_known_names():
     with pytest.raises(ConfigError, match="unknown model 'resnet99'; known: .*resnet20"):
         MODELS.get("resnet99")
+
+
+def test_vit_tiny_prunes_its_mlp_and_hidden_widths_and_keeps_its_heads_whole():
+    """Its attention reshapes q, k and v into 4 heads of 16: a cut across heads is refused by the
+    trial cut and those groups are kept whole; the MLP widths and the hidden width (with the class
+    token and position embeddings) prune."""
+    from autoprune.analysis import analyse_model
+    from autoprune.pruning.verify import keep_unprunable_whole
+
+    model = create_model("vit_tiny").eval()
+    x = torch.randn(1, 1, 28, 28)
+    analysis, dropped = keep_unprunable_whole(analyse_model(model, x), lambda e: analyse_model(model, x, exclude=e))
+    assert sorted(dropped) == [f"blocks.{i}.attn.q" for i in range(4)]
+    assert analysis.group_names == ["patch", *[f"blocks.{i}.fc1" for i in range(4)]]
+    assert set(analysis.group("patch").parameters) == {"cls_token", "pos_embed"}
