@@ -39,6 +39,7 @@ WHAT = {
     "sensitivity_resnet20": "per-group sensitivity of the shipped ResNet-20",
     "train_mobilenetv2_small": "training the shipped MobileNetV2-small",
     "train_resnet20": "training the shipped ResNet-20",
+    "train_vit_tiny": "training the shipped ViT-tiny (90.78 % test accuracy)",
 }
 
 

@@ -44,3 +44,12 @@ def test_shipped_resnet20_reaches_its_recorded_test_accuracy():
     assert splits.x_train.shape == (55000, 1, 28, 28) and splits.x_test.shape == (10000, 1, 28, 28)
     torch.set_num_threads(2)
     assert evaluate(model, splits.test()) == pytest.approx(payload.meta["test_acc"], abs=1e-4)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not have_data(), reason="Fashion-MNIST not installed (apt-get install dataset-fashion-mnist)")
+def test_shipped_vit_tiny_reaches_88_percent_and_its_recorded_test_accuracy():
+    model, payload = load_model(shipped_weights("vit_tiny"))
+    torch.set_num_threads(2)
+    accuracy = evaluate(model, load_splits().test())
+    assert accuracy >= 0.88 and accuracy == pytest.approx(payload.meta["test_acc"], abs=1e-4)
