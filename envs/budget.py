@@ -28,7 +28,7 @@ class BudgetWall:
                  min_ratio: list[float], max_ratio: list[float], round_to: int = 1,
                  choices: WidthChoices | None = None) -> None:
         self.groups, self.cost_model, self.budget = groups, cost_model, budget
-        self.round_to = round_to
+        self.round_to, self.ratio_bounds = round_to, (min_ratio, max_ratio)
         self.choices = choices or WidthChoices.grid(groups, min_ratio, max_ratio, round_to)
         self.min_keep = [self.choices.lowest(g.name) for g in groups]
         self.max_keep = [self.choices.highest(g.name) for g in groups]
@@ -45,15 +45,21 @@ class BudgetWall:
         return self.cost_of({g.name: k for g, k in zip(self.groups, self.min_keep)})
 
     def check_reachable(self) -> None:
-        """Raise a one-line error when even the hardest pruning allowed misses the budget."""
+        """Raise a one-line error when even the hardest pruning allowed misses the budget, naming
+        what ``--round-to 1`` would reach when channels are kept in larger multiples."""
         smallest = self.smallest_cost()
-        if not self.budget.fits(smallest):
-            raise ConfigError(
-                f"budget {self.budget.value:.6g} {self.budget.metric} cannot be met: the smallest "
-                f"reachable cost with the ratio bounds is {smallest:.6g} "
-                f"({smallest / self.budget.dense:.1%} of dense); raise the budget or the max ratio"
-                + (f", or keep channels in smaller multiples (--round-to {self.round_to} now; --round-to 1)"
-                   if self.round_to > 1 else ""))
+        if self.budget.fits(smallest):
+            return
+        hint = ""
+        if self.round_to > 1:
+            fine = WidthChoices.grid(self.groups, *self.ratio_bounds, 1)
+            finest = self.cost_of({g.name: fine.lowest(g.name) for g in self.groups})
+            hint = (f", or keep channels in smaller multiples (--round-to {self.round_to} now; --round-to 1 reaches "
+                    f"{finest / self.budget.dense:.1%} of dense)")
+        raise ConfigError(
+            f"budget {self.budget.value:.6g} {self.budget.metric} cannot be met: the smallest "
+            f"reachable cost with the ratio bounds is {smallest:.6g} "
+            f"({smallest / self.budget.dense:.1%} of dense); raise the budget or the max ratio{hint}")
 
     def worst_case(self, t: int, decided: dict[str, int]) -> float:
         """Cost if groups ``t..`` were all at their narrowest allowed width."""

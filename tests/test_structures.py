@@ -167,3 +167,11 @@ def test_output_names_the_scored_output_of_a_model_with_several_unnamed_ones(tmp
     err = capsys.readouterr().err.strip()
     assert "--output 'logits' is not one of the model's outputs (0 [1, 10], 1 [1, 16, 28, 28])" in err
     assert len(err.splitlines()) == 1
+
+
+def test_an_unreachable_budget_says_what_round_to_1_reaches(tmp_path, capsys):
+    code = main(["search", "--model", f"{STRUCTURES_FILE}:build", "--model-args", '{"name": "plain"}',
+                 "--input-shape", "1,28,28", "--data", "synthetic", "--cost-model", "flops", "--budget", "5%",
+                 "--agent", "uniform", "--val-size", "64", "--bn-batches", "1", "--out", str(tmp_path / "run")])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and "--round-to 8 now; --round-to 1 reaches" in err and len(err.splitlines()) == 1
