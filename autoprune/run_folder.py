@@ -4,8 +4,8 @@ keeps its finished results unless the user asks to replace them.
 A run folder may arrive from elsewhere (unpacked, shared, copied), so before any work is spent:
 a folder that holds files autoprune did not write is refused (its own folders carry a marker); a
 symbolic link or a hard-linked file anywhere inside is refused (a write through it would land
-outside the folder); a finished result (``model.pt``, ``best_policy.json``, an export) is replaced
-only with ``--overwrite``. Writes themselves are atomic renames of files created in the folder
+outside the folder); a finished result (``model.pt``, an export, ``dynamic.pt``) is replaced only
+with ``--overwrite`` (a search or pipeline continues with ``--resume``). Writes themselves are atomic renames of files created in the folder
 (:mod:`autoprune.atomic`), which replace a link rather than follow it.
 """
 
