@@ -40,6 +40,7 @@ class Coverage:
 
     @property
     def uncounted_share(self) -> float:
+        """The share of the independent count that the traced layers do not hold."""
         return max(0, self.total_macs - self.counted_macs) / max(self.total_macs, 1)
 
     def describe(self, limit: int = 3) -> str:
