@@ -28,6 +28,12 @@ def _mobilenet():
     return transformers.MobileNetV2ForImageClassification(config), (1, 28, 28)
 
 
+def _convnext():
+    config = transformers.ConvNextConfig(num_channels=1, hidden_sizes=[16, 32], depths=[1, 1], num_stages=2,
+                                         num_labels=10, patch_size=2)
+    return transformers.ConvNextForImageClassification(config), (1, 28, 28)
+
+
 def _bert():
     config = transformers.BertConfig(vocab_size=100, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
                                      intermediate_size=64, num_labels=10, max_position_embeddings=32)
@@ -55,8 +61,9 @@ def _prunes_like_the_masked_reference(analysis, x):
         assert output_shapes(prune_physically(analysis, ranking, kept).eval()(x)) == dense
 
 
-@pytest.mark.parametrize("factory", [_resnet, _mobilenet])
+@pytest.mark.parametrize("factory", [_resnet, _mobilenet, _convnext])
 def test_a_hugging_face_convnet_prunes_and_its_logits_are_scored(factory):
+    """ConvNeXt: a channels-first layer norm and a layer scale parameter along the channels."""
     model, shape = _built(factory)
     x = example_input(model, shape, batch=2, random=True)
     analysis = analyse_model(model, x[:1])

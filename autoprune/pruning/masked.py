@@ -149,7 +149,12 @@ def _layer_norm_hook(removed: torch.Tensor, dim: int = -1):
     kept: dict[tuple[int, torch.device], torch.Tensor] = {}  # built once per width, as the masks are
 
     def hook(module: nn.LayerNorm, inputs, output: torch.Tensor) -> torch.Tensor:
-        x = inputs[0]
+        x, width = inputs[0], module.normalized_shape[-1]
+        # a channels-first norm (ConvNeXt's: (N, C, H, W), normalised over C) is handled channels-last
+        axis = -1 if x.shape[-1] == width else (1 if x.dim() > 2 and x.shape[1] == width else None)
+        if axis is None:
+            raise ValueError(f"layer norm over {width} features on an input of shape {tuple(x.shape)}")
+        x, output = x.movedim(axis, -1), output.movedim(axis, -1)
         key = (x.shape[-1], x.device)
         if key not in kept:
             kept[key] = torch.ones(x.shape[-1], dtype=torch.bool, device=x.device)
@@ -159,5 +164,5 @@ def _layer_norm_hook(removed: torch.Tensor, dim: int = -1):
         bias = None if module.bias is None else module.bias[keep]
         out = torch.zeros_like(output)
         out[..., keep] = torch.nn.functional.layer_norm(x[..., keep], (int(keep.sum()),), weight, bias, module.eps)
-        return out
+        return out.movedim(-1, axis)
     return hook
