@@ -54,12 +54,23 @@ def prepare_run_folder(path: str | Path, *, resume: bool = False, overwrite: boo
                 if (path / name).exists():
                     raise ConfigError(f"{path / name} exists (a finished result); pass --overwrite to replace it "
                                       f"or choose another {option}")
+    ensure_writable(path, option, min_free)
+    if not (path / MARKER).is_file():
+        from autoprune.atomic import write_text_atomic
+
+        write_text_atomic(path / MARKER, "made by autoprune: a run folder (safe to resume or overwrite)\n")
+    return path
+
+
+def ensure_writable(path: str | Path, option: str = "--out", min_free: int = MIN_FREE_BYTES) -> Path:
+    """Create ``path`` and check it is writable and has room, before any work is spent.
+
+    Raises:
+        ConfigError: naming the folder and ``option`` to change.
+    """
+    path = Path(path)
     try:
         path.mkdir(parents=True, exist_ok=True)
-        if not (path / MARKER).is_file():
-            from autoprune.atomic import write_text_atomic
-
-            write_text_atomic(path / MARKER, "made by autoprune: a run folder (safe to resume or overwrite)\n")
         fd, probe = tempfile.mkstemp(dir=path, prefix=".write-test.")  # O_EXCL: never through a link
         os.close(fd)
         os.unlink(probe)

@@ -12,7 +12,7 @@ from collections import namedtuple
 import pandas as pd
 import pytest
 
-from autoprune.cli import common
+from autoprune import run_folder
 from autoprune.cli.main import main
 from autoprune.search import SearchConfig, SearchRun, read_history
 
@@ -99,7 +99,7 @@ def test_failing_candidates_are_recorded_and_skipped(tmp_path, splits, monkeypat
 
 def test_full_disk_is_refused_before_any_work(tmp_path, monkeypatch, capsys):
     usage = namedtuple("usage", "total used free")
-    monkeypatch.setattr(common.shutil, "disk_usage", lambda p: usage(10**9, 10**9 - 2**20, 2**20))
+    monkeypatch.setattr(run_folder.shutil, "disk_usage", lambda p: usage(10**9, 10**9 - 2**20, 2**20))
     assert main(["search", *TINY, "--out", str(tmp_path / "run")]) == 2
     err = capsys.readouterr().err.strip()
     assert "MiB free" in err and "choose another --out" in err and len(err.splitlines()) == 1

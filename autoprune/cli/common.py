@@ -3,15 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import os
 import shlex
-import shutil
 import sys
-import tempfile
 from pathlib import Path
 
-from autoprune.errors import ConfigError
-from autoprune.run_folder import MIN_FREE_BYTES, prepare_run_folder
+from autoprune.run_folder import MIN_FREE_BYTES, ensure_writable, prepare_run_folder
 
 
 def command_line() -> str:
@@ -31,17 +27,5 @@ def add_overwrite_arg(p: argparse.ArgumentParser) -> None:
 
 def ensure_writable_dir(path: str | Path, min_free: int = MIN_FREE_BYTES) -> Path:
     """Create ``path`` and check it is writable and has room, before any work is spent."""
-    path = Path(path)
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-        fd, probe = tempfile.mkstemp(dir=path, prefix=".write-test.")  # O_EXCL: never through a link
-        os.close(fd)
-        os.unlink(probe)
-        free = shutil.disk_usage(path).free
-    except OSError as exc:
-        raise ConfigError(f"output folder {path} is not writable ({exc.strerror}); choose another --out") from exc
-    if free < min_free:
-        raise ConfigError(f"only {free / 2**20:.1f} MiB free under {path} (need {min_free // 2**20} MiB); "
-                          f"free some space or choose another --out")
-    return path
+    return ensure_writable(path, "--out", min_free)
 
