@@ -20,9 +20,9 @@ class FlopsCostModel(CostModel):
     name = "flops"
     metric = "flops"
 
-    def __init__(self, layers: Sequence[LayerSpec], fixed_macs: int = 0) -> None:
+    def __init__(self, layers: Sequence[LayerSpec], fixed_macs: int = 0, fixed_parts: str = "") -> None:
         super().__init__(layers)
-        self.fixed_macs = int(fixed_macs)
+        self.fixed_macs, self.fixed_parts = int(fixed_macs), fixed_parts  # parts: what the fixed work is
 
     def cost(self, arch: Architecture) -> Cost:
         flops, params = analytic_counts(self.layers, arch)

@@ -34,7 +34,7 @@ def register_cost_model(name: str) -> Callable:
 @register_cost_model("flops")
 def _flops(analysis: ModelAnalysis, **_: Any) -> CostModel:
     found = coverage(analysis)
-    return FlopsCostModel(analysis.layers, max(0, found.total_macs - found.counted_macs))
+    return FlopsCostModel(analysis.layers, max(0, found.total_macs - found.counted_macs), found.describe())
 
 
 @register_cost_model("ort-measured")

@@ -19,7 +19,7 @@ from autoprune.analysis import ModelAnalysis, analyse_model, group_features
 from autoprune.analysis.layers import example_input
 from autoprune.budget import Budget
 from autoprune.costs import CostModel, create_cost_model, profile_latency_table
-from autoprune.costs.coverage import check_coverage, coverage
+from autoprune.costs.coverage import check_coverage
 from autoprune.data import Splits, load_splits
 from autoprune.devices import check_provider, check_torch_device
 from autoprune.dynamic.supernet import SupernetScorer
@@ -83,7 +83,7 @@ def assemble(config: SearchConfig, out: Path, splits: Splits | None = None, mode
         fixed = getattr(cost_model, "fixed_macs", 0)
         if progress and fixed and fixed > 0.01 * cost_model.dense_cost().flops:
             tqdm.write(f"note: {fixed / cost_model.dense_cost().flops:.1%} of the MACs lie in layers autoprune does "
-                       f"not prune ({coverage(analysis).describe()}); the FLOPs budget counts them at their dense value")
+                       f"not prune ({cost_model.fixed_parts}); the FLOPs budget counts them at their dense value")
     budgets = [Budget.from_spec(cost_model, b) for b in (c.budgets or [c.budget])]
     score_fn, score_name = load_score(c.score, c.seed)
     if score is not None:
