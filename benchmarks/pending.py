@@ -136,7 +136,7 @@ class Iterative(Source):
 
     def command(self, device: str, workers: int) -> list[str]:
         return [sys.executable, str(ROOT / "benchmarks" / "iterative.py"), "--device", device,
-                "--seeds", *map(str, self.seeds)]
+                "--seeds", *map(str, self.seeds), "--workers", str(workers)]
 
 
 class FrontFinetune(Source):
