@@ -36,7 +36,7 @@ def sensitivity_sweep(analysis: ModelAnalysis, score: Callable[[Mapping[str, int
     for g in analysis.groups:
         scored = {g.channels: dense}  # ratios that round to the same width are scored once
         for r in ratios:
-            kept = channels_kept(g.channels, r, round_to)
+            kept = channels_kept(g.channels, r, round_to, g.step)
             if kept not in scored:
                 scored[kept] = score({**dense_kept, g.name: kept})
             acc = scored[kept]

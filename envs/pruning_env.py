@@ -206,7 +206,8 @@ class PruningEnv(gym.Env):
         rounded to whole channels; for listed widths, one of them, each an equal share of [-1, 1]."""
         if self.choices.listed:  # -1 asks for the widest, +1 for the narrowest, as on the grid
             return self.choices.pick(self.groups[t].name, (1.0 - float(np.clip(action, -1.0, 1.0))) / 2.0)
-        return channels_kept(self.groups[t].channels, self.ratio_for(action, t), self.round_to)
+        g = self.groups[t]
+        return channels_kept(g.channels, self.ratio_for(action, t), self.round_to, g.step)
 
     def action_for(self, t: int, kept: int) -> float:
         """An action that asks for ``kept`` channels of group ``t`` (the inverse of :meth:`width_for`)."""

@@ -182,7 +182,7 @@ class Split(nn.Module):
 
 
 class Shared(nn.Module):
-    """A conv called twice: its second call is work a per-layer cost model must not miss."""
+    """A conv called twice at the same shapes: every call is priced."""
 
     def __init__(self):
         super().__init__()
@@ -192,6 +192,20 @@ class Shared(nn.Module):
     def forward(self, x):
         h = F.relu(self.c2(F.relu(self.c2(F.relu(self.c1(x))))))
         return self.fc(h.mean((2, 3)))
+
+
+class SharedScales(nn.Module):
+    """A conv applied at two resolutions: the second call, at other shapes, is named as unpriced."""
+
+    def __init__(self):
+        super().__init__()
+        self.c1, self.c2 = nn.Conv2d(1, 16, 3, padding=1), nn.Conv2d(16, 16, 3, padding=1)
+        self.fc = nn.Linear(32, 10)
+
+    def forward(self, x):
+        h = F.relu(self.c1(x))
+        fine, coarse = self.c2(h), self.c2(F.max_pool2d(h, 2))
+        return self.fc(torch.cat([fine.mean((2, 3)), coarse.mean((2, 3))], 1))
 
 
 class Conv1dTail(nn.Module):
@@ -280,6 +294,8 @@ class Attention(nn.Module):
 
 
 class GroupNormNet(nn.Module):
+    """A GroupNorm of 4 groups: pruned in whole norm groups (blocks of 4 channels)."""
+
     def __init__(self):
         super().__init__()
         self.c1, self.gn = nn.Conv2d(1, 16, 3, padding=1), nn.GroupNorm(4, 16)
@@ -288,6 +304,38 @@ class GroupNormNet(nn.Module):
 
     def forward(self, x):
         return self.fc(F.relu(self.c2(F.relu(self.gn(self.c1(x))))).mean((2, 3)))
+
+
+class GroupNormSplit(nn.Module):
+    """A GroupNorm over two concatenated groups' channels, and one of a single group: both kept whole."""
+
+    def __init__(self):
+        super().__init__()
+        self.a, self.b = nn.Conv2d(1, 8, 3, padding=1), nn.Conv2d(1, 8, 3, padding=1)
+        self.gn = nn.GroupNorm(4, 16)
+        self.c, self.ln = nn.Conv2d(16, 16, 3, padding=1), nn.GroupNorm(1, 16)
+        self.d = nn.Conv2d(16, 24, 3, padding=1)
+        self.fc = nn.Linear(24, 10)
+
+    def forward(self, x):
+        h = F.relu(self.gn(torch.cat([self.a(x), self.b(x)], 1)))
+        return self.fc(F.relu(self.d(F.relu(self.ln(self.c(h))))).mean((2, 3)))
+
+
+class Decoder(nn.Module):
+    """Transposed convolutions (an upsampling decoder) and a Linear reshaped into a feature map."""
+
+    def __init__(self):
+        super().__init__()
+        self.down = nn.Sequential(nn.Conv2d(1, 16, 3, 2, 1), nn.BatchNorm2d(16), nn.ReLU(),
+                                  nn.Conv2d(16, 32, 3, 2, 1), nn.ReLU())
+        self.up1, self.bn = nn.ConvTranspose2d(32, 24, 2, 2), nn.BatchNorm2d(24)
+        self.up2 = nn.ConvTranspose2d(24, 16, 4, 2, 1)
+        self.head = nn.Conv2d(16, 10, 1)
+
+    def forward(self, x):
+        h = self.up2(F.relu(self.bn(self.up1(self.down(x)))))
+        return self.head(F.relu(h)).mean((2, 3))
 
 
 class Deep(nn.Module):
@@ -325,15 +373,18 @@ STRUCTURES = {
     "class_token": (_seeded(ClassToken), None),
     "attention": (_seeded(Attention), None),
     "deep": (_seeded(Deep), None),
-    "group_norm": (_seeded(GroupNormNet), "cannot be pruned reliably"),
+    "group_norm": (_seeded(GroupNormNet), None),
+    "group_norm_whole": (_seeded(GroupNormSplit), None),
+    "decoder": (_seeded(Decoder), None),
     "split": (_seeded(Split), "cannot be pruned reliably"),
     "shared": (_seeded(Shared), None),
+    "shared_scales": (_seeded(SharedScales), None),
     "conv1d_tail": (_seeded(Conv1dTail), None),
     "conv1d_net": (_seeded(Conv1dNet), None),
     "text_bag": (_seeded(TextBag), None),
     "text_conv": (_seeded(TextConv), None),
 }
-UNPRICED = {"attention": "MultiheadAttention", "shared": "called more than once"}
+UNPRICED = {"attention": "MultiheadAttention", "shared_scales": "called again at other shapes"}
 """Structures with work the traced layers do not price: named by the coverage check (the latency
 tables refuse them; the FLOPs model counts that work at its dense value)."""
 

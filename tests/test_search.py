@@ -162,13 +162,15 @@ def table_budget(table) -> str:
     from autoprune.costs import LookupTableCostModel
     from autoprune.envs.budget import BudgetWall
     from autoprune.models import create_model
+    from autoprune.search.config import DEFAULT_ROUND_TO
 
     c = SearchConfig()
     analysis = analyse_model(create_model("mlp"), torch.randn(1, 1, 28, 28))
     n = len(analysis.groups)
     cost = LookupTableCostModel(analysis, str(table))
     dense = Budget.from_spec(cost, "100%")
-    floor = BudgetWall(analysis.groups, cost, dense, [c.min_ratio] * n, [c.max_ratio] * n, c.round_to).smallest_cost()
+    floor = BudgetWall(analysis.groups, cost, dense, [c.min_ratio] * n, [c.max_ratio] * n,
+                       DEFAULT_ROUND_TO).smallest_cost()
     return f"{100 * (1 + floor / dense.value) / 2:.1f}%"
 
 

@@ -55,7 +55,7 @@ def test_a_structure_prunes_with_every_output_of_its_dense_shape_and_equal_to_th
     ranking = rank_channels(analysis, "l1")
     dense = output_shapes(model(x))
     for ratio in (0.3, 0.6):
-        kept = {g.name: channels_kept(g.channels, ratio) for g in analysis.groups}
+        kept = {g.name: channels_kept(g.channels, ratio, 1, g.step) for g in analysis.groups}
         assert pruning_problem(analysis, kept, ranking) is None
         pruned = prune_physically(analysis, ranking, kept)
         assert output_shapes(pruned.eval()(x)) == dense
@@ -175,3 +175,35 @@ def test_an_unreachable_budget_says_what_round_to_1_reaches(tmp_path, capsys):
                  "--agent", "uniform", "--val-size", "64", "--bn-batches", "1", "--out", str(tmp_path / "run")])
     err = capsys.readouterr().err.strip()
     assert code == 2 and "--round-to 8 now; --round-to 1 reaches" in err and len(err.splitlines()) == 1
+
+
+def test_a_group_norm_is_pruned_in_whole_norm_groups_and_one_it_cannot_split_keeps_its_group_whole():
+    model = STRUCTURES["group_norm"][0]()
+    analysis = analyse_model(model, _input(model, 1))
+    assert analysis.group("c1").step == 4  # 16 channels in 4 norm groups
+    ranking = rank_channels(analysis, "l1")
+    gone = ranking["c1"][:8].tolist()
+    assert sorted(gone) == sorted({b // 4 * 4 + i for b in gone for i in range(4)})  # two whole blocks first
+    pruned = prune_physically(analysis, ranking, {"c1": channels_kept(16, 0.6, 1, 4)})
+    assert (pruned.gn.num_groups, pruned.gn.num_channels) == (2, 8)  # blocks of 4 kept, two of them
+    whole = analyse_model(STRUCTURES["group_norm_whole"][0](), _input(model, 1)).kept_whole
+    assert "normalises 16 channels, of which this group holds 8" in whole["a"]
+    assert "has one group" in whole["c"]
+
+
+def test_a_pruning_record_that_splits_a_norm_group_is_refused():
+    from autoprune.pruning.record import PruningRecord, rebuild_pruned
+
+    model = STRUCTURES["group_norm"][0]()
+    analysis = analyse_model(model, _input(model, 1))
+    with pytest.raises(AutopruneError, match="removes part of a norm group of group 'c1'"):
+        rebuild_pruned(analysis, PruningRecord({"c1": 16, "c2": 16}, {"c1": [0, 1, 2, 5]}))
+    assert rebuild_pruned(analysis, PruningRecord({"c1": 16, "c2": 16}, {"c1": [4, 5, 6, 7]})).gn.num_groups == 3
+
+
+def test_transposed_convolutions_are_pruned_and_priced_per_input_position():
+    model = STRUCTURES["decoder"][0]()
+    analysis = analyse_model(model, _input(model, 1))
+    assert {"up1", "up2"} <= set(analysis.group_names)
+    up2 = next(s for s in analysis.layers if s.name == "up2")
+    assert up2.kind == "transpose" and up2.macs() == 24 * 16 * 16 * up2.in_hw[0] * up2.in_hw[1]

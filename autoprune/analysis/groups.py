@@ -7,6 +7,7 @@ depthwise conv) form one :class:`PrunableGroup`, named by its first producing la
 from __future__ import annotations
 
 import copy
+import math
 import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
@@ -18,6 +19,7 @@ from torch import nn
 from autoprune.analysis.layers import (
     COMPUTE,
     CONVS,
+    TRANSPOSED,
     LayerSpec,
     executed_modules,
     other_inputs,
@@ -39,6 +41,7 @@ class PrunableGroup:
     members: tuple[str, ...] = field(default=())  # every module touched (BN, depthwise convs, ...)
     consumer_widths: tuple[int, ...] = field(default=())  # input features of each consumer tied to the group
     parameters: tuple[str, ...] = field(default=())  # parameters used directly in forward that index the channels
+    step: int = 1  # channels go in blocks of this many (a GroupNorm's groups): kept and removed whole
 
 
 @dataclass
@@ -131,7 +134,8 @@ def _is_grouped(m: nn.Module) -> bool:
 
 
 def _is_depthwise(m: nn.Module) -> bool:
-    return isinstance(m, CONVS) and m.groups > 1 and m.groups == m.in_channels == m.out_channels
+    return (isinstance(m, CONVS) and not isinstance(m, TRANSPOSED) and m.groups > 1
+            and m.groups == m.in_channels == m.out_channels)
 
 
 def check_static_paths(model: nn.Module, example: torch.Tensor, tries: int = 2) -> None:
@@ -182,6 +186,11 @@ def analyse_model(model: nn.Module, example_input: torch.Tensor,
             tp_groups = list(graph.get_all_groups(ignored_layers=ignored,
                                                   root_module_types=list(COMPUTE)))
     except Exception as exc:  # tracing errors from arbitrary user models
+        conv1d = next((n for n, m in model.named_modules() if type(m).__name__ == "Conv1D"), None)
+        if conv1d is not None:  # transformers' GPT-2 layer: a Linear stored transposed, which Torch-Pruning cannot trace
+            raise AnalysisError(f"cannot trace the model for pruning: {conv1d!r} is a Hugging Face Conv1D (GPT-2's "
+                                f"transposed Linear), which Torch-Pruning does not follow; such models are not "
+                                f"supported yet") from exc
         raise AnalysisError(f"cannot trace the model for pruning: {type(exc).__name__}: {exc}") from exc
     names = _compute_layers(model)
     order = {n: i for i, (n, _) in enumerate(model.named_modules())}
@@ -193,6 +202,9 @@ def analyse_model(model: nn.Module, example_input: torch.Tensor,
                                f"does not prune (attention heads and recurrent layers are kept whole)"
                        for g in groups for n in g.members if isinstance(model.get_submodule(n), _UNPRUNABLE)})
     groups = [g for g in groups if g.channels > 1 and g.name not in kept_whole]
+    groups, unblocked = _group_norm_blocks(groups, model)
+    kept_whole.update(unblocked)
+    groups = [g for g in groups if g.name not in unblocked]
     groups = _distinct_names(groups, model)
     if not (trace.all_direct or prune_output_layer):  # an output after a functional op: find what it carries
         bound = output_bound(model, example_input, groups)
@@ -205,6 +217,28 @@ def analyse_model(model: nn.Module, example_input: torch.Tensor,
     layers = _link_layers(layers, groups)
     return ModelAnalysis(model, example_input, groups, layers, output_layer, graph, kept_whole,
                          tuple(trace.output_layers))
+
+
+def _group_norm_blocks(groups: list[PrunableGroup], model: nn.Module) -> tuple[list[PrunableGroup], dict[str, str]]:
+    """Each group normalised by a ``GroupNorm`` gets its block size (channels per norm group): it is
+    pruned in whole norm groups, so the others keep their statistics. A norm over channels of
+    several groups, or of one group only, keeps its group whole (the reason returned)."""
+    out, whole = [], {}
+    for g in groups:
+        step = 1
+        for name in g.members:
+            norm = model.get_submodule(name)
+            if not isinstance(norm, nn.GroupNorm):
+                continue
+            if norm.num_channels != g.channels:
+                whole[g.name] = (f"GroupNorm {name!r} normalises {norm.num_channels} channels, of which this group "
+                                 f"holds {g.channels}; its groups cannot be removed whole")
+            elif norm.num_groups == 1:
+                whole[g.name] = f"GroupNorm {name!r} has one group: removing any channel changes every statistic"
+            else:
+                step = math.lcm(step, norm.num_channels // norm.num_groups)
+        out.append(replace(g, step=step) if step > 1 else g)
+    return out, whole
 
 
 def output_bound(model: nn.Module, example: torch.Tensor, groups: list[PrunableGroup]) -> dict[str, str]:

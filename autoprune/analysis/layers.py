@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 from torch import nn
@@ -16,7 +16,7 @@ class LayerSpec:
     """One Conv/Linear layer as the cost models see it; ``in_group``/``out_group`` link it to groups."""
 
     name: str
-    kind: str  # "conv", "depthwise" or "linear"
+    kind: str  # "conv", "depthwise", "transpose" (a transposed convolution) or "linear"
     in_channels: int
     out_channels: int
     groups: int
@@ -33,13 +33,17 @@ class LayerSpec:
     # (group, its channels): an output split over several groups (a concatenation added back to
     # the layer's output); empty when the output is one group's
     out_slices: tuple[tuple[str, int], ...] = ()
+    calls: int = 1  # times one forward runs the layer at these shapes (a shared module called in a loop)
 
     def macs(self, c_in: int | None = None, c_out: int | None = None) -> int:
-        """Multiply-accumulates with ``c_in``/``c_out`` channels (default: the dense widths)."""
+        """Multiply-accumulates of every call with ``c_in``/``c_out`` channels (default: the dense widths)."""
         c_in = self.in_channels if c_in is None else c_in
         c_out = self.out_channels if c_out is None else c_out
         groups = c_in if self.kind == "depthwise" else self.groups
-        return c_out * (c_in // max(groups, 1)) * self.kernel[0] * self.kernel[1] * self.out_hw[0] * self.out_hw[1]
+        # a transposed convolution multiplies every input position by the whole kernel
+        hw = self.in_hw if self.kind == "transpose" else self.out_hw
+        per_call = c_out * (c_in // max(groups, 1)) * self.kernel[0] * self.kernel[1] * hw[0] * hw[1]
+        return per_call * self.calls
 
     def params(self, c_in: int | None = None, c_out: int | None = None) -> int:
         """Weight count (bias excluded) with ``c_in``/``c_out`` channels."""
@@ -49,7 +53,8 @@ class LayerSpec:
         return c_out * (c_in // max(groups, 1)) * self.kernel[0] * self.kernel[1]
 
 
-CONVS = (nn.Conv1d, nn.Conv2d)  # convolutions whose output channels are pruned (a Conv1d as an Hx1 conv)
+TRANSPOSED = (nn.ConvTranspose1d, nn.ConvTranspose2d)
+CONVS = (nn.Conv1d, nn.Conv2d, *TRANSPOSED)  # convolutions whose output channels are pruned (1-d as Hx1)
 COMPUTE = (*CONVS, nn.Linear)  # the layers groups are rooted at and cost models price
 
 
@@ -61,10 +66,11 @@ def _hw(t: torch.Tensor) -> tuple[int, int]:
 
 def _spec(name: str, m: nn.Module, x: torch.Tensor, y: torch.Tensor) -> LayerSpec:
     if isinstance(m, CONVS):
-        depthwise = m.groups == m.in_channels == m.out_channels and m.groups > 1
+        depthwise = m.groups == m.in_channels == m.out_channels and m.groups > 1 and not isinstance(m, TRANSPOSED)
         pad = tuple(int(p) for p in m.padding) if not isinstance(m.padding, str) else (0,) * len(m.kernel_size)
         kernel = tuple(m.kernel_size) if len(m.kernel_size) == 2 else (int(m.kernel_size[0]), 1)
-        return LayerSpec(name, "depthwise" if depthwise else "conv", m.in_channels, m.out_channels,
+        kind = "transpose" if isinstance(m, TRANSPOSED) else "depthwise" if depthwise else "conv"
+        return LayerSpec(name, kind, m.in_channels, m.out_channels,
                          m.groups, kernel, int(m.stride[0]), _hw(x), _hw(y), pad if len(pad) == 2 else (pad[0], 0))
     tokens = int(x.shape[1:-1].numel()) if x.dim() > 2 else 1  # a Linear on (batch, tokens, features)
     return LayerSpec(name, "linear", m.in_features, m.out_features, 1, (1, 1), 1, (tokens, 1), (tokens, 1))
@@ -183,15 +189,18 @@ def trace_layers(model: nn.Module, example: torch.Tensor) -> Trace:
         for h in hooks:
             h.remove()
         model.train(was_training)
-    specs, seen = [], set()
+    specs: dict[str, LayerSpec] = {}
     for name, mod, x, y in records:
-        if name not in seen:  # a module called twice is recorded once
-            seen.add(name)
-            specs.append(_spec(name, mod, x, y))
+        spec = _spec(name, mod, x, y)
+        if name not in specs:
+            specs[name] = spec
+        elif replace(spec, calls=specs[name].calls) == specs[name]:  # called again at the same shapes: priced per call
+            specs[name] = replace(specs[name], calls=specs[name].calls + 1)
+        # a later call at other shapes stays unpriced: the coverage check names it
     tensors = [t for _, t in output_tensors(output)]
     direct = [n for n, _, _, y in records if any(y is t for t in tensors)]
     outputs = list(dict.fromkeys(direct))
     all_direct = all(any(y is t for _, _, _, y in records) for t in tensors)
     if not outputs and records:
         outputs = [records[-1][0]]
-    return Trace(specs, outputs, all_direct and len(tensors) > 0)
+    return Trace(list(specs.values()), outputs, all_direct and len(tensors) > 0)

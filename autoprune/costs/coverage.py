@@ -1,7 +1,7 @@
 """What the layer-based cost models price, checked against an independent count of the whole model.
 
 The lookup-table and roofline models price the traced Conv/Linear layers. A model whose work lies
-elsewhere (a transposed convolution, attention's matmuls, a shared module's second call) would meet
+elsewhere (a transposed convolution, attention's matmuls, a shared module called again at other shapes) would meet
 a latency budget on paper only; :func:`coverage` counts every multiply-accumulate with
 ``torch.utils.flop_counter.FlopCounterMode`` and names what the layers leave out. The FLOPs model
 adds that work at its dense value, so its count is complete.
@@ -82,7 +82,7 @@ def coverage(analysis: ModelAnalysis) -> Coverage:
             module = modules.get(name)
             kind = type(module).__name__ if module is not None else "op"
             if name in counted:
-                kind += " (called more than once)"
+                kind += " (called again at other shapes)"
             elif module is not None and any(True for _ in module.children()):
                 kind = f"ops in {kind}.forward"
             uncounted.append(Uncounted(name or root, kind, extra))

@@ -1,4 +1,4 @@
-"""Single-layer ONNX graphs (Conv+ReLU or Gemm) built with ``onnx.helper``, for latency profiling.
+"""Single-layer ONNX graphs (Conv, ConvTranspose or Gemm, then ReLU) built with ``onnx.helper``, for latency profiling.
 
 Building the graph directly takes about a millisecond, against ~30 ms for a torch export.
 """
@@ -22,6 +22,15 @@ def layer_graph(spec: LayerSpec, c_in: int, c_out: int, batch: int = 1, relu: bo
         nodes = [helper.make_node("Gemm", ["x", "w", "b"], ["y0"], transB=1)]
         rows = batch * spec.in_hw[0] * spec.in_hw[1]  # a Linear on tokens: one row per token
         x_shape, y_shape = [rows, c_in], [rows, c_out]
+    elif spec.kind == "transpose":  # weights (c_in, c_out / groups, k...); output padding from the traced shapes
+        w = rng.standard_normal((c_in, c_out // spec.groups, *spec.kernel), dtype=np.float32)
+        extra = [o - ((i - 1) * spec.stride - 2 * p + k)
+                 for i, o, p, k in zip(spec.in_hw, spec.out_hw, spec.padding, spec.kernel)]
+        pads = [spec.padding[0], spec.padding[1], spec.padding[0], spec.padding[1]]
+        nodes = [helper.make_node("ConvTranspose", ["x", "w", "b"], ["y0"], group=spec.groups,
+                                  kernel_shape=list(spec.kernel), strides=[spec.stride, spec.stride], pads=pads,
+                                  output_padding=[max(0, e) for e in extra])]
+        x_shape, y_shape = [batch, c_in, *spec.in_hw], [batch, c_out, *spec.out_hw]
     else:
         groups = c_in if spec.kind == "depthwise" else spec.groups
         w = rng.standard_normal((c_out, c_in // groups, *spec.kernel), dtype=np.float32)

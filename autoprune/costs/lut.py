@@ -180,7 +180,7 @@ class LatencyTable:
         for spec in layers:
             c_in, c_out = layer_channels(spec, arch)
             table = self.tables[spec.name]
-            terms.append(table.predict(c_in, c_out) - table.floor)
+            terms.append((table.predict(c_in, c_out) - table.floor) * spec.calls)
         return terms
 
     def layer_sum(self, layers: list[LayerSpec], arch: Architecture) -> float:

@@ -78,11 +78,11 @@ class RooflineCostModel(LatencyCostModel):
         d, total = self.device, 0.0
         for spec in self.layers:
             c_in, c_out = layer_channels(spec, arch)
-            compute = 2.0 * spec.macs(c_in, c_out) / (d.peak_gflops * 1e9)
+            compute = 2.0 * spec.macs(c_in, c_out) / spec.calls / (d.peak_gflops * 1e9)
             values = (c_in * spec.in_hw[0] * spec.in_hw[1] + c_out * spec.out_hw[0] * spec.out_hw[1]
                       + spec.params(c_in, c_out))
             memory = values * d.bytes_per_value / (d.bandwidth_gbs * 1e9)
-            total += max(compute, memory) + d.overhead_us * 1e-6
+            total += (max(compute, memory) + d.overhead_us * 1e-6) * spec.calls  # every call of a shared layer
         return total * 1e3
 
     def describe(self) -> CostModelRecord:

@@ -51,7 +51,7 @@ class GradualChannelPruning:
         if not first.should_update(step):
             return
         kept = {g.name: min(self.kept[g.name], channels_kept(g.channels, self.schedules[g.name].value(step),
-                                                              self.round_to))
+                                                              self.round_to, g.step))
                 for g in self.analysis.groups}
         fresh = rank_channels(self.analysis, self.importance, self.batches)
         self.ranking = {name: _keep_removed_first(self.ranking[name], fresh[name],

@@ -39,7 +39,8 @@ def global_magnitude_kept(analysis: ModelAnalysis, ratio: float, max_ratio: floa
             root_module_types=list(COMPUTE), output_transform=flat_outputs)
         if ratio > 0:
             pruner.step()
-    return {g.name: _out_width(model.get_submodule(g.name)) for g in analysis.groups}
+    # Torch-Pruning thins a GroupNorm's groups evenly; autoprune removes them whole: the same count, rounded down
+    return {g.name: max(g.step, _out_width(model.get_submodule(g.name)) // g.step * g.step) for g in analysis.groups}
 
 
 def size_global_magnitude(analysis: ModelAnalysis, fits: Callable[[dict[str, int]], bool], max_ratio: float = 0.8,

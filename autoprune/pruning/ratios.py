@@ -2,19 +2,26 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 
 from autoprune.analysis.groups import PrunableGroup
 
 
-def channels_kept(channels: int, ratio: float, round_to: int = 1) -> int:
-    """Channels kept when ``ratio`` of ``channels`` is pruned, rounded to a multiple of ``round_to``.
+def multiple(round_to: int = 1, step: int = 1) -> int:
+    """The multiple a group's channel count is kept in: ``round_to`` and the group's block size both."""
+    return math.lcm(max(1, int(round_to)), max(1, int(step)))
 
-    At least one channel (or ``round_to``, if the layer is that wide) is always kept.
+
+def channels_kept(channels: int, ratio: float, round_to: int = 1, step: int = 1) -> int:
+    """Channels kept when ``ratio`` of ``channels`` is pruned, rounded to a multiple of ``round_to``
+    and of the group's block size ``step`` (a GroupNorm's channels per group).
+
+    At least one channel (or the multiple, if the layer is that wide) is always kept.
     """
     if not 0.0 <= ratio < 1.0:
         raise ValueError(f"ratio must be in [0, 1), got {ratio}")
-    step = max(1, int(round_to))
+    step = multiple(round_to, step)
     kept = int(round(channels * (1.0 - ratio) / step)) * step
     return max(min(step, channels), min(kept, channels))
 
@@ -22,4 +29,4 @@ def channels_kept(channels: int, ratio: float, round_to: int = 1) -> int:
 def architecture_for(groups: list[PrunableGroup], ratios: Mapping[str, float],
                      round_to: int = 1) -> dict[str, int]:
     """Channels kept per group for ``ratios`` (groups not named keep every channel)."""
-    return {g.name: channels_kept(g.channels, float(ratios.get(g.name, 0.0)), round_to) for g in groups}
+    return {g.name: channels_kept(g.channels, float(ratios.get(g.name, 0.0)), round_to, g.step) for g in groups}

@@ -29,7 +29,7 @@ def check_prunable(analysis: ModelAnalysis) -> None:
     Two cuts are tried: half of every group, and 30 % (a count that rarely divides evenly, which a
     reshape into heads of a fixed size cannot take)."""
     for ratio, patterns in ((0.5, PATTERNS), (0.3, ("shuffled",))):
-        cut = {g.name: channels_kept(g.channels, ratio) for g in analysis.groups}
+        cut = {g.name: channels_kept(g.channels, ratio, 1, g.step) for g in analysis.groups}
         if _problem(analysis, cut, patterns) is None:
             continue
         for g in analysis.groups:  # find the culprit: one group at a time
@@ -103,12 +103,17 @@ def _problem(analysis: ModelAnalysis, kept: dict[str, int], patterns: tuple[str,
 
 
 def _ranking(analysis: ModelAnalysis, pattern: str) -> dict[str, torch.Tensor]:
-    if pattern == "leading":
-        return {g.name: torch.arange(g.channels) for g in analysis.groups}
-    if pattern == "shuffled":
-        generator = torch.Generator().manual_seed(0)
-        return {g.name: torch.randperm(g.channels, generator=generator) for g in analysis.groups}
-    return {g.name: torch.cat([torch.arange(0, g.channels, 2), torch.arange(1, g.channels, 2)])
+    """Each group's trial order; a group pruned in blocks (GroupNorm) orders whole blocks the same way."""
+    generator = torch.Generator().manual_seed(0)
+
+    def order(n: int) -> torch.Tensor:
+        if pattern == "leading":
+            return torch.arange(n)
+        if pattern == "shuffled":
+            return torch.randperm(n, generator=generator)
+        return torch.cat([torch.arange(0, n, 2), torch.arange(1, n, 2)])
+
+    return {g.name: (order(g.channels // g.step)[:, None] * g.step + torch.arange(g.step)).reshape(-1)
             for g in analysis.groups}
 
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 from autoprune.analysis.groups import PrunableGroup
 from autoprune.errors import ConfigError
-from autoprune.pruning.ratios import channels_kept
+from autoprune.pruning.ratios import channels_kept, multiple
 
 
 @dataclass(frozen=True)
@@ -34,8 +34,10 @@ class WidthChoices:
         """Multiples of ``round_to`` (a group narrower than that: every width) within the ratio bounds."""
         levels = {}
         for g, lo_ratio, hi_ratio in zip(groups, min_ratio, max_ratio):
-            lo, hi = channels_kept(g.channels, hi_ratio, round_to), channels_kept(g.channels, lo_ratio, round_to)
-            step = max(1, round_to) if g.channels >= round_to else 1
+            lo, hi = (channels_kept(g.channels, hi_ratio, round_to, g.step),
+                      channels_kept(g.channels, lo_ratio, round_to, g.step))
+            every = multiple(round_to, g.step)
+            step = every if g.channels >= every else 1
             levels[g.name] = tuple(sorted({*range(lo, hi, step), hi}))
         return cls(levels)
 
@@ -52,9 +54,9 @@ class WidthChoices:
                               f"its groups are {', '.join(g.name for g in list(groups)[:4])}, ...")
         levels = {}
         for t, g in enumerate(groups):
-            named = [width_in_channels(w, g.channels, round_to) for w in per_group.get(g.name, widths)]
-            lo = 0 if max_ratio is None else channels_kept(g.channels, max_ratio[t], round_to)
-            hi = g.channels if min_ratio is None else channels_kept(g.channels, min_ratio[t], round_to)
+            named = [width_in_channels(w, g.channels, round_to, g.step) for w in per_group.get(g.name, widths)]
+            lo = 0 if max_ratio is None else channels_kept(g.channels, max_ratio[t], round_to, g.step)
+            hi = g.channels if min_ratio is None else channels_kept(g.channels, min_ratio[t], round_to, g.step)
             allowed = sorted({n for n in named if lo <= n <= hi})
             if not allowed:
                 raise ConfigError(f"no width of {sorted(set(named))} for group {g.name!r} ({g.channels} channels) lies "
@@ -109,15 +111,16 @@ class WidthChoices:
         return {name: list(levels) for name, levels in self.levels.items()}
 
 
-def width_in_channels(width: float, channels: int, round_to: int = 1) -> int:
-    """A width as channels: a fraction in (0, 1] of ``channels`` (rounded as policies are), or a count."""
+def width_in_channels(width: float, channels: int, round_to: int = 1, step: int = 1) -> int:
+    """A width as channels: a fraction in (0, 1] of ``channels`` (rounded as policies are), or a count
+    (down to a whole number of the group's blocks of ``step`` channels)."""
     if isinstance(width, bool) or not isinstance(width, (int, float)) or not width > 0:
         raise ConfigError(f"a width must be a fraction in (0, 1] or a channel count, got {width!r}")
     if width <= 1.0:
-        return channels_kept(channels, 1.0 - float(width), round_to) if width < 1.0 else channels
+        return channels_kept(channels, 1.0 - float(width), round_to, step) if width < 1.0 else channels
     if float(width) != int(width):
         raise ConfigError(f"a width above 1 is a channel count and must be whole, got {width!r}")
-    return min(int(width), channels)
+    return max(step, min(int(width), channels) // step * step)
 
 
 def parse_widths(text: str | Sequence[float] | None) -> list[float]:

@@ -24,6 +24,7 @@ from autoprune.data import Splits, load_splits
 from autoprune.devices import check_provider, check_torch_device
 from autoprune.dynamic.supernet import SupernetScorer
 from autoprune.envs import PruningEnv
+from autoprune.envs.budget import BudgetWall
 from autoprune.errors import ConfigError
 from autoprune.evaluation import CandidateEvaluator
 from autoprune.outputs import scored_output, set_scored_output
@@ -31,7 +32,7 @@ from autoprune.pruning import rank_channels
 from autoprune.pruning.verify import keep_unprunable_whole
 from autoprune.pruning.widths import WidthChoices
 from autoprune.scoring import ScoreFn, load_loss, load_score
-from autoprune.search.config import SearchConfig
+from autoprune.search.config import DEFAULT_ROUND_TO, SearchConfig
 from autoprune.search.supernet import prepare_supernet
 
 
@@ -85,6 +86,7 @@ def assemble(config: SearchConfig, out: Path, splits: Splits | None = None, mode
             tqdm.write(f"note: {fixed / cost_model.dense_cost().flops:.1%} of the MACs lie in layers autoprune does "
                        f"not prune ({cost_model.fixed_parts}); the FLOPs budget counts them at their dense value")
     budgets = [Budget.from_spec(cost_model, b) for b in (c.budgets or [c.budget])]
+    c.round_to = resolve_round_to(c, analysis, cost_model, budgets, progress)
     score_fn, score_name = load_score(c.score, c.seed)
     if score is not None:
         score_fn, score_name = score, getattr(score, "__name__", "score")
@@ -99,6 +101,26 @@ def assemble(config: SearchConfig, out: Path, splits: Splits | None = None, mode
                                     copy.deepcopy(model).eval(), c.torch_device, progress)
         evaluator.scorer = SupernetScorer(supernet, evaluator.bn_data, evaluator.val_data, c.bn_batches, score_fn)
     return Assembled(analysis, cost_model, budgets, evaluator, score_name, env, val_size, table)
+
+
+def resolve_round_to(config: SearchConfig, analysis: ModelAnalysis, cost_model: CostModel, budgets: list[Budget],
+                     progress: bool = True) -> int:
+    """``--round-to`` as given, else 8, or the largest of 4, 2, 1 whose narrowest widths meet every
+    budget (a model of a few channels per layer cannot be cut in multiples of 8), said in a note."""
+    if config.round_to is not None:
+        return config.round_to
+    if config.widths:
+        return DEFAULT_ROUND_TO
+    n = len(analysis.groups)
+    for multiple in (DEFAULT_ROUND_TO, 4, 2, 1):
+        walls = [BudgetWall(analysis.groups, cost_model, b, [config.min_ratio] * n, [config.max_ratio] * n, multiple)
+                 for b in budgets]
+        if all(w.budget.fits(w.smallest_cost()) for w in walls):
+            if multiple < DEFAULT_ROUND_TO and progress:
+                tqdm.write(f"note: channels kept in multiples of {multiple}, not {DEFAULT_ROUND_TO}: multiples of "
+                           f"{DEFAULT_ROUND_TO} cannot reach the budget (set --round-to to choose)")
+            return multiple
+    return DEFAULT_ROUND_TO  # unreachable at any multiple: the wall's refusal says so
 
 
 def choices(config: SearchConfig, analysis: ModelAnalysis) -> WidthChoices | None:
@@ -120,7 +142,7 @@ def _profiled_table(config: SearchConfig, analysis: ModelAnalysis, out: Path, pr
         tqdm.write(f"no --table given: profiling {config.model} on this machine into {path}")
         out.mkdir(parents=True, exist_ok=True)
         settings = replace(config.latency_settings(), warmup=10, repeats=50)
-        profile_latency_table(analysis, config.model, round_to=config.round_to, settings=settings,
+        profile_latency_table(analysis, config.model, round_to=config.round_to or DEFAULT_ROUND_TO, settings=settings,
                               progress=progress).save(path)
     return str(path)
 

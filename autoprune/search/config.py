@@ -43,6 +43,8 @@ MAX_SETTINGS_BYTES = 1024 * 1024
 MAX_EPISODES = 10_000_000  # far beyond any search (AMC: 400); larger is a typo
 
 
+DEFAULT_ROUND_TO = 8  # channel multiples when --round-to is not given (ONNX Runtime's CPU blocks)
+
 @dataclass
 class SearchConfig:
     """Everything that defines a search; a run folder's ``config.yaml`` reproduces it."""
@@ -95,8 +97,9 @@ class SearchConfig:
                                          "dense model; same scores", choices=["physical", "masked"])
     min_ratio: float = setting(0.0, "least share of a group pruned")
     max_ratio: float = setting(0.8, "largest share of a group pruned")
-    round_to: int = setting(8, "keep channel counts a multiple of this (ONNX Runtime's CPU kernels are fast "
-                               "for multiples of 8)")
+    round_to: int | None = setting(None, "keep channel counts a multiple of this (default 8: ONNX Runtime's CPU "
+                                         "kernels are fast for multiples of 8; 4, 2 or 1 when the budget needs "
+                                         "finer widths, said in a note)")
     widths: list[float] = setting(factory=list, metavar="W,W,...",
                                   help="the widths every group may take: fractions (0.25,0.5,0.75,1.0) or channel "
                                        "counts (16,32,64); the search picks among them (default: every multiple "
@@ -173,7 +176,7 @@ class SearchConfig:
             raise ConfigError(f"--eval-mode must be physical or masked, got {self.eval_mode!r}")
         if not 1 <= self.n_envs <= 64:
             raise ConfigError(f"--n-envs must be between 1 and 64, got {self.n_envs}")
-        if self.val_size < 1 or self.bn_batches < 0 or self.round_to < 1 or self.verify_top < 0:
+        if self.val_size < 1 or self.bn_batches < 0 or (self.round_to or 1) < 1 or self.verify_top < 0:
             raise ConfigError("--val-size and --round-to must be >= 1, --bn-batches and --verify-top >= 0")
         if not 1 <= self.latency_threads <= 1024 or not 1 <= self.latency_batch <= 65536:
             raise ConfigError("--latency-threads and --latency-batch must be positive (at most 1024 and 65536)")

@@ -1,0 +1,375 @@
+"""Pruning modes side by side on the guide's MLPs: unstructured (one-shot per-layer and global,
+gradual, iterative, lottery ticket with rewinding and its random re-initialisation control) and
+structured (neurons removed for real: magnitude, sensitivity-guided, searched) at sparsities of
+50 / 80 / 90 / 95 / 98 %, with accuracy, size and ONNX Runtime latency.
+
+Per (model, seed): the dense model trains ``--dense-epochs`` (Adam lr 1e-3, batch 128, no
+augmentation) from a seeded init, keeping the weights after ``--rewind-steps`` steps (the early
+iterate lottery tickets rewind to). Every mode then spends the same ``--epochs`` epochs of training
+(same optimiser, batch and data order):
+
+- ``oneshot-layer`` / ``oneshot-global``: the sparsity at once (each layer's, or all weights
+  ranked together), then ``--epochs`` epochs with the masks fixed;
+- ``gradual``: TF-MOT's polynomial schedule 0 -> sparsity (power 3, masks every 100 steps) over
+  the first half of the epochs, then fixed;
+- ``iterative``: ``--rounds`` cuts to the IMP schedule's sparsities, each followed by an equal share
+  of the epochs, from the trained weights (no rewinding);
+- ``lottery``: the same rounds, each rewinding the surviving weights to the early iterate before
+  training (iterative magnitude pruning with rewinding); ``reinit``: the lottery's final masks on a
+  fresh random initialisation, trained as its last round is (Frankle & Carbin's control);
+- ``struct-magnitude``: Torch-Pruning's global magnitude pruning of whole neurons sized to the
+  same weight count; ``struct-sensitivity``: the widths whose summed accuracy drop in the tool's
+  sensitivity sweep is least within that count; ``struct-searched``: ``prune_to_budget`` (the
+  default searcher, ``--search-episodes`` episodes, FLOPs = weights for an MLP). Each is
+  fine-tuned ``--epochs`` epochs; at a count no width reaches the row says so.
+
+Every row: test accuracy (10k images), non-zero weights, file size raw and gzipped (a stripped
+state dict), sparse storage (bitmask + non-zero values; CSR), ONNX Runtime latency at batch 1 and
+256 (1 thread). One row per (model, seed, sparsity, mode) in ``runs.csv``, written as each job
+ends; a rerun skips finished rows (and reuses trained dense models from ``--work``).
+
+Usage: python benchmarks/pruning_modes.py [--models seed_mlp mlp] [--seeds 0 1 2] [--workers 1]
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import gzip
+import io
+import itertools
+import json
+import math
+import multiprocessing
+import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from common import ROOT, result_dir
+from torch import nn
+
+from autoprune.analysis import analyse_model
+from autoprune.atomic import write_text_atomic
+from autoprune.costs import create_cost_model
+from autoprune.data import load_splits
+from autoprune.errors import AutopruneError
+from autoprune.finetune.iterative import imp_schedule, magnitude_masks, prunable_weights
+from autoprune.finetune.schedule import PolynomialDecay
+from autoprune.latency import LatencySettings, measure_onnx_latency
+from autoprune.models import create_model
+from autoprune.onnx_export import to_onnx_bytes
+from autoprune.pruning import rank_channels
+from autoprune.pruning.global_magnitude import global_magnitude_kept
+from autoprune.pruning.physical import prune_physically
+from autoprune.sensitivity import sensitivity_sweep
+from autoprune.workflow.python_api import prune_to_budget
+
+UNSTRUCTURED = ("oneshot-layer", "oneshot-global", "gradual", "iterative", "lottery", "reinit")
+STRUCTURED = ("struct-magnitude", "struct-sensitivity", "struct-searched")
+MODES = UNSTRUCTURED + STRUCTURED
+SPARSITIES = (0.5, 0.8, 0.9, 0.95, 0.98)
+BATCH, LR = 128, 1e-3
+
+
+# ---- data and training ------------------------------------------------------------------------
+
+def load_data(name: str, images: int | None) -> dict[str, torch.Tensor]:
+    """The splits as tensors (``images``: the first N training images only, for quick runs)."""
+    s = load_splits(name)
+    n = images or len(s.x_train)
+    return {"x_train": s.x_train[:n], "y_train": s.y_train[:n], "x_val": s.x_val, "y_val": s.y_val,
+            "x_test": s.x_test, "y_test": s.y_test}
+
+
+def train(model: nn.Module, data: dict, epochs: float, seed: int, masks: dict | None = None,
+          hook=None, stop_after: int | None = None) -> int:
+    """Adam (lr 1e-3), batch 128, cross-entropy, ``epochs`` (a fraction allowed) over the training
+    split in an order fixed by ``seed``; masked weights are kept at zero after every step;
+    ``hook(step)`` may re-mask. Returns the steps taken."""
+    x, y = data["x_train"], data["y_train"]
+    per_epoch = math.ceil(len(x) / BATCH)
+    total = stop_after if stop_after is not None else int(round(epochs * per_epoch))
+    optimiser = torch.optim.Adam(model.parameters(), lr=LR)
+    generator = torch.Generator().manual_seed(seed)
+    weights = prunable_weights(model)
+    model.train()
+    step = 0
+    while step < total:
+        order = torch.randperm(len(x), generator=generator)
+        for start in range(0, len(x), BATCH):
+            if step >= total:
+                break
+            if hook is not None:
+                masks = hook(step) or masks
+            idx = order[start:start + BATCH]
+            optimiser.zero_grad(set_to_none=True)
+            nn.functional.cross_entropy(model(x[idx]), y[idx]).backward()
+            optimiser.step()
+            if masks:
+                with torch.no_grad():
+                    for name, mask in masks.items():
+                        weights[name].mul_(mask)
+            step += 1
+    return step
+
+
+@torch.no_grad()
+def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
+    model.eval()
+    return float(sum((model(x[i:i + 2000]).argmax(1) == y[i:i + 2000]).sum() for i in range(0, len(x), 2000)) / len(x))
+
+
+def dense_model(name: str, seed: int, data: dict, epochs: int, rewind_steps: int, work: Path) -> tuple[dict, dict]:
+    """The trained dense weights and the early iterate (both cached in ``work``)."""
+    path = work / f"{name}-seed{seed}-dense.pt"
+    if path.is_file():
+        saved = torch.load(path, weights_only=True)
+        return saved["trained"], saved["early"]
+    torch.manual_seed(seed)
+    model = create_model(name)
+    train(model, data, 0, seed, stop_after=rewind_steps)
+    early = copy.deepcopy(model.state_dict())
+    torch.manual_seed(seed)
+    model = create_model(name)
+    train(model, data, epochs, seed)
+    work.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    torch.save({"trained": model.state_dict(), "early": early}, tmp)
+    tmp.replace(path)
+    return model.state_dict(), early
+
+
+# ---- the modes --------------------------------------------------------------------------------
+
+def _model(name: str, state: dict) -> nn.Module:
+    model = create_model(name)
+    model.load_state_dict(state)
+    return model
+
+
+def unstructured(mode: str, name: str, sparsity: float, seed: int, data: dict, trained: dict, early: dict,
+                 epochs: float, rounds: int) -> nn.Module:
+    """The model after ``mode`` at ``sparsity``, its zeros applied (stripped)."""
+    model = _model(name, trained)
+    weights = prunable_weights(model)
+    ones = {n: torch.ones_like(w, dtype=torch.bool) for n, w in weights.items()}
+    if mode in ("oneshot-layer", "oneshot-global"):
+        masks = magnitude_masks(weights, ones, sparsity, "layer" if mode == "oneshot-layer" else "global")
+        _apply(weights, masks)
+        train(model, data, epochs, seed, masks=_float(masks))
+    elif mode == "gradual":
+        per_epoch = math.ceil(len(data["x_train"]) / BATCH)
+        schedule = PolynomialDecay(0.0, sparsity, 0, max(1, int(epochs * per_epoch / 2)), power=3, frequency=100)
+        state = {"masks": None}
+
+        def hook(step: int):
+            if schedule.should_update(step) or step == schedule.end_step:
+                state["masks"] = _float(magnitude_masks(weights, ones, schedule.value(step), "layer"))
+                _apply(weights, state["masks"])
+            return state["masks"]
+        train(model, data, epochs, seed, hook=hook)
+        _apply(weights, _float(magnitude_masks(weights, ones, sparsity, "layer")))  # the final step's target
+    elif mode in ("iterative", "lottery", "reinit"):
+        masks, targets = ones, imp_schedule(sparsity, rounds)
+        for i, target in enumerate(targets):
+            masks = magnitude_masks(weights, masks, target, "layer")  # from the weights the last round trained
+            if mode == "reinit" and i == len(targets) - 1:  # the ticket's masks on a fresh initialisation
+                torch.manual_seed(10_000 + seed)
+                model.load_state_dict(create_model(name).state_dict())
+            elif mode != "iterative":  # rewind the survivors to the early iterate
+                model.load_state_dict(early)
+            _apply(weights, masks)
+            train(model, data, epochs / rounds, seed, masks=_float(masks))
+    else:
+        raise ValueError(mode)
+    return model
+
+
+def _float(masks: dict) -> dict:
+    return {n: m.float() for n, m in masks.items()}
+
+
+@torch.no_grad()
+def _apply(weights: dict, masks: dict) -> None:
+    for n, m in masks.items():
+        weights[n].mul_(m.to(weights[n].dtype))
+
+
+def structured(mode: str, name: str, sparsity: float, seed: int, data: dict, trained: dict, epochs: float,
+               episodes: int, work: Path) -> nn.Module | None:
+    """Whole neurons removed so that the weights (= MACs for an MLP) fit ``1 - sparsity`` of dense;
+    None when no width reaches it."""
+    model = _model(name, trained).eval()
+    example = data["x_train"][:1]
+    analysis = analyse_model(model, example)
+    dense_weights = sum(s.macs() for s in analysis.layers)
+    limit = (1 - sparsity) * dense_weights
+
+    cost_model = create_cost_model("flops", analysis)
+
+    def weights_of(kept: dict[str, int]) -> int:
+        return cost_model.cost(kept).flops
+
+    ranking = rank_channels(analysis, "l1")
+    if mode == "struct-magnitude":
+        kept = None
+        for ratio in np.linspace(0.0, 0.995, 200):
+            candidate = global_magnitude_kept(analysis, float(ratio), 0.995, 1)
+            if weights_of(candidate) <= limit:
+                kept = candidate
+                break
+    elif mode == "struct-sensitivity":
+        kept = _sensitivity_widths(analysis, ranking, data, limit, weights_of)
+    else:
+        try:
+            result = prune_to_budget(model, example, (data["x_train"][:5000], data["y_train"][:5000]),
+                                     (data["x_val"], data["y_val"]), budget=f"{100 * (1 - sparsity):.6g}%",
+                                     cost_model="flops", episodes=episodes, seed=seed, round_to=1, max_ratio=0.995,
+                                     out=work / f"search-{name}-{seed}-{sparsity}", progress=False)
+        except AutopruneError:
+            return None
+        kept = {g: int(n) for g, n in result.record.kept.items()}
+    if kept is None or weights_of(kept) > limit:
+        return None
+    pruned = prune_physically(analysis, ranking, kept)
+    train(pruned, data, epochs, seed)
+    return pruned
+
+
+def _sensitivity_widths(analysis, ranking, data: dict, limit: float, weights_of) -> dict[str, int] | None:
+    """Per group, the accuracy at each width (the tool's sensitivity sweep, one group cut at a time);
+    then the widths within ``limit`` whose summed drops are least (exhaustive over the sweep's grid)."""
+    ratios = [0.0, 0.25, 0.5, 0.75, 0.875, 0.9375, 0.97, 0.985, 0.995]
+    x, y = data["x_val"][:2000], data["y_val"][:2000]
+
+    def score(kept):
+        return accuracy(prune_physically(analysis, ranking, kept), x, y)
+    frame = sensitivity_sweep(analysis, score, ratios, 1, progress=False)
+    options = {g: sorted(set(zip(rows["kept"].astype(int), rows["accuracy"].astype(float))))
+               for g, rows in frame.groupby("group", sort=False)}
+    best, best_loss = None, math.inf
+    for combo in itertools.product(*options.values()):
+        kept = {g: k for g, (k, _) in zip(options, combo)}
+        loss = sum(-a for _, a in combo)
+        if loss < best_loss and weights_of(kept) <= limit:
+            best, best_loss = kept, loss
+    return best
+
+
+# ---- what every row reports -------------------------------------------------------------------
+
+def storage(model: nn.Module) -> dict[str, int]:
+    """Bytes: the state dict raw and gzipped; the weights as bitmask + non-zero values and as CSR."""
+    buffer = io.BytesIO()
+    torch.save(model.state_dict(), buffer)
+    raw = buffer.getvalue()
+    weights = [m.weight.detach() for m in model.modules() if isinstance(m, nn.Linear)]
+    others = sum(p.numel() for p in model.parameters()) - sum(w.numel() for w in weights)
+    nnz = sum(int((w != 0).sum()) for w in weights)
+    bitmask = sum(math.ceil(w.numel() / 8) for w in weights) + 4 * (nnz + others)
+    csr = sum(4 * (w.shape[0] + 1) for w in weights) + 8 * nnz + 4 * others
+    return {"nonzero_weights": nnz, "bytes": len(raw), "gzip_bytes": len(gzip.compress(raw, 9)),
+            "bitmask_bytes": bitmask, "csr_bytes": csr}
+
+
+def latency(model: nn.Module, example: torch.Tensor) -> dict[str, float]:
+    onnx = to_onnx_bytes(model.eval(), example)
+    shape = tuple(example.shape[1:])
+    return {f"latency_b{b}_ms": round(measure_onnx_latency(onnx, shape, LatencySettings(threads=1, batch_size=b)), 4)
+            for b in (1, 256)}
+
+
+def run_job(job: tuple, args: argparse.Namespace) -> dict:
+    """One row: (model, seed, sparsity, mode), or the dense reference (mode ``dense``, sparsity 0)."""
+    torch.set_num_threads(1)
+    name, seed, sparsity, mode = job
+    data = load_data(args.data, args.images)
+    work = Path(args.work)
+    trained, early = dense_model(name, seed, data, args.dense_epochs, args.rewind_steps, work)
+    start = time.perf_counter()
+    torch.manual_seed(seed)
+    if mode == "dense":
+        model = _model(name, trained)
+    elif mode in UNSTRUCTURED:
+        model = unstructured(mode, name, sparsity, seed, data, trained, early, args.epochs, args.rounds)
+    else:
+        model = structured(mode, name, sparsity, seed, data, trained, args.epochs, args.search_episodes, work)
+    row = {"model": name, "seed": seed, "sparsity": sparsity, "mode": mode, "epochs": 0 if mode == "dense" else args.epochs,
+           "seconds": round(time.perf_counter() - start, 1)}
+    if model is None:
+        return {**row, "test_acc": None, "note": "no width reaches this weight count"}
+    sizes = storage(model)
+    dense_weights = sum(m.weight.numel() for m in create_model(name).modules() if isinstance(m, nn.Linear))
+    return {**row, "test_acc": round(accuracy(model, data["x_test"], data["y_test"]), 4),
+            "weight_share": round(sizes["nonzero_weights"] / dense_weights, 4), **sizes,
+            **latency(model, data["x_train"][:1]),
+            "widths": json.dumps([m.out_features for m in model.modules() if isinstance(m, nn.Linear)][:-1]),
+            "note": ""}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", nargs="+", default=["seed_mlp", "mlp"])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--sparsities", type=float, nargs="+", default=list(SPARSITIES))
+    parser.add_argument("--modes", nargs="+", default=list(MODES), choices=MODES)
+    parser.add_argument("--dense-epochs", type=int, default=5)
+    parser.add_argument("--epochs", type=float, default=4, help="training epochs every mode spends after the dense run")
+    parser.add_argument("--rounds", type=int, default=4, help="cuts of the iterative and lottery modes")
+    parser.add_argument("--rewind-steps", type=int, default=200, help="the early iterate tickets rewind to (steps)")
+    parser.add_argument("--search-episodes", type=int, default=60)
+    parser.add_argument("--data", default="fashion-mnist")
+    parser.add_argument("--images", type=int, help="train on the first N images only (quick checks)")
+    parser.add_argument("--workers", type=int, default=1, help="jobs run at once (processes)")
+    parser.add_argument("--name", default="pruning_modes")
+    parser.add_argument("--work", default=str(ROOT / "runs" / "pruning_modes"), help="dense models and searches")
+    args = parser.parse_args()
+    out = result_dir(args.name)
+    path = out / "runs.csv"
+    rows = pd.read_csv(path).to_dict("records") if path.is_file() else []
+    done = {(r["model"], int(r["seed"]), float(r["sparsity"]), r["mode"]) for r in rows}
+    jobs = [(m, s, 0.0, "dense") for m in args.models for s in args.seeds]
+    jobs += [(m, s, sp, mode) for m in args.models for s in args.seeds for sp in args.sparsities for mode in args.modes]
+    jobs = [j for j in jobs if j not in done]
+    for m, s in {(j[0], j[1]) for j in jobs}:  # dense models first, once each (the jobs share them)
+        dense_model(m, s, load_data(args.data, args.images), args.dense_epochs, args.rewind_steps, Path(args.work))
+    started = time.perf_counter()
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max(1, args.workers), mp_context=context) as pool:
+        futures = {pool.submit(run_job, job, args): job for job in jobs}
+        for future in as_completed(futures):
+            row = future.result()
+            rows.append(row)  # written as each job ends: a stopped run keeps what finished
+            write_text_atomic(path, pd.DataFrame(rows).to_csv(index=False))
+            print(f"{row['model']} seed {row['seed']} {row['mode']} {row['sparsity']:.0%}: test {row['test_acc']}",
+                  flush=True)
+    print(f"{len(jobs)} jobs in {time.perf_counter() - started:.0f} s", flush=True)
+    write_text_atomic(out / "summary.md", summary(pd.DataFrame(rows)))
+
+
+def summary(frame: pd.DataFrame) -> str:
+    """Test accuracy (mean ± sd over seeds) per model, mode and sparsity; sizes and latency at each."""
+    lines = ["# Pruning modes: test accuracy (%), mean ± sd over seeds\n"]
+    for model, rows in frame.groupby("model", sort=False):
+        dense = rows[rows["mode"] == "dense"]["test_acc"] * 100
+        lines += [f"## {model} (dense {dense.mean():.2f} ± {dense.std(ddof=0):.2f})\n",
+                  "| mode | " + " | ".join(f"{s:.0%}" for s in sorted(rows[rows["mode"] != "dense"]["sparsity"].unique()))
+                  + " |", "|---|" + "---|" * rows[rows["mode"] != "dense"]["sparsity"].nunique()]
+        for mode in [m for m in MODES if m in set(rows["mode"])]:
+            cells = []
+            for s in sorted(rows[rows["mode"] != "dense"]["sparsity"].unique()):
+                acc = rows[(rows["mode"] == mode) & (rows["sparsity"] == s)]["test_acc"].dropna() * 100
+                cells.append(f"{acc.mean():.2f} ± {acc.std(ddof=0):.2f}" if len(acc) else "–")
+            lines.append(f"| {mode} | " + " | ".join(cells) + " |")
+        lines.append("")
+        cols = ["weight_share", "gzip_bytes", "bitmask_bytes", "csr_bytes", "latency_b1_ms", "latency_b256_ms"]
+        table = rows.groupby(["mode", "sparsity"], sort=False)[cols].mean().round(4)
+        lines += ["Sizes (bytes) and latency (ms), mean over seeds:\n", "```", table.to_string(), "```", ""]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    main()
