@@ -310,7 +310,7 @@ def run_job(job: tuple, args: argparse.Namespace) -> dict:
             "note": ""}
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", nargs="+", default=["seed_mlp", "mlp"])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
@@ -325,11 +325,19 @@ def main() -> None:
     parser.add_argument("--images", type=int, help="train on the first N images only (quick checks)")
     parser.add_argument("--workers", type=int, default=1, help="jobs run at once (processes)")
     parser.add_argument("--name", default="pruning_modes")
+    parser.add_argument("--out", help="results folder (default: results/<name>)")
+    parser.add_argument("--retime", action="store_true",
+                        help="time every row's architecture again here, one at a time, round-robin (the runs "
+                             "time theirs beside the other jobs)")
     parser.add_argument("--work", default=str(ROOT / "runs" / "pruning_modes"), help="dense models and searches")
-    args = parser.parse_args()
-    out = result_dir(args.name)
+    args = parser.parse_args(argv)
+    out = Path(args.out) if args.out else result_dir(args.name)
+    out.mkdir(parents=True, exist_ok=True)
     path = out / "runs.csv"
     rows = pd.read_csv(path).to_dict("records") if path.is_file() else []
+    if args.retime:
+        write_text_atomic(out / "retimed.csv", retime(pd.DataFrame(rows)).to_csv(index=False))
+        return
     done = {(r["model"], int(r["seed"]), float(r["sparsity"]), r["mode"]) for r in rows}
     jobs = [(m, s, 0.0, "dense") for m in args.models for s in args.seeds]
     jobs += [(m, s, sp, mode) for m in args.models for s in args.seeds for sp in args.sparsities for mode in args.modes]
@@ -337,17 +345,46 @@ def main() -> None:
     for m, s in {(j[0], j[1]) for j in jobs}:  # dense models first, once each (the jobs share them)
         dense_model(m, s, load_data(args.data, args.images), args.dense_epochs, args.rewind_steps, Path(args.work))
     started = time.perf_counter()
-    context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max(1, args.workers), mp_context=context) as pool:
-        futures = {pool.submit(run_job, job, args): job for job in jobs}
-        for future in as_completed(futures):
-            row = future.result()
-            rows.append(row)  # written as each job ends: a stopped run keeps what finished
-            write_text_atomic(path, pd.DataFrame(rows).to_csv(index=False))
-            print(f"{row['model']} seed {row['seed']} {row['mode']} {row['sparsity']:.0%}: test {row['test_acc']}",
-                  flush=True)
+
+    def finished(row: dict) -> None:
+        rows.append(row)  # written as each job ends: a stopped run keeps what finished
+        write_text_atomic(path, pd.DataFrame(rows).to_csv(index=False))
+        print(f"{row['model']} seed {row['seed']} {row['mode']} {row['sparsity']:.0%}: test {row['test_acc']}",
+              flush=True)
+    if args.workers <= 1:
+        for job in jobs:
+            finished(run_job(job, args))
+    else:
+        with ProcessPoolExecutor(args.workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+            for future in as_completed([pool.submit(run_job, job, args) for job in jobs]):
+                finished(future.result())
     print(f"{len(jobs)} jobs in {time.perf_counter() - started:.0f} s", flush=True)
     write_text_atomic(out / "summary.md", summary(pd.DataFrame(rows)))
+
+
+def retime(frame: pd.DataFrame, passes: int = 5) -> pd.DataFrame:
+    """ONNX Runtime latency (1 thread; batch 1 and 256) of every distinct architecture in ``frame``,
+    timed here one model at a time and round-robin across them (zeros do not change a dense kernel's
+    time, so an architecture is its model and widths)."""
+    archs = frame.dropna(subset=["widths"])[["model", "widths"]].drop_duplicates().to_dict("records")
+    models = []
+    for a in archs:
+        torch.manual_seed(0)
+        model = create_model(a["model"])
+        example = torch.zeros(1, *getattr(model, "input_shape", (1, 28, 28)))
+        analysis = analyse_model(model.eval(), example)
+        kept = dict(zip(analysis.group_names, json.loads(a["widths"])))
+        models.append((prune_physically(analysis, rank_channels(analysis, "l1"), kept).eval(), example))
+    out = []
+    for batch in (1, 256):
+        times = {i: [] for i in range(len(models))}
+        for _ in range(passes):
+            for i, (m, example) in enumerate(models):
+                settings = LatencySettings(threads=1, batch_size=batch)
+                times[i].append(measure_onnx_latency(to_onnx_bytes(m, example), tuple(example.shape[1:]), settings))
+        for i, a in enumerate(archs):
+            out.append({**a, "batch": batch, "latency_ms": round(min(times[i]), 4)})
+    return pd.DataFrame(out)
 
 
 def summary(frame: pd.DataFrame) -> str:
