@@ -24,9 +24,11 @@ iterate lottery tickets rewind to). Every mode then spends the same ``--epochs``
   fine-tuned ``--epochs`` epochs; at a count no width reaches the row says so.
 
 Every row: test accuracy (10k images), non-zero weights, file size raw and gzipped (a stripped
-state dict), sparse storage (bitmask + non-zero values; CSR), ONNX Runtime latency at batch 1 and
-256 (1 thread). One row per (model, seed, sparsity, mode) in ``runs.csv``, written as each job
-ends; a rerun skips finished rows (and reuses trained dense models from ``--work``).
+state dict), sparse storage (bitmask + non-zero values; CSR) and the widths. One row per (model,
+seed, sparsity, mode) in ``runs.csv``, written as each job ends; a rerun skips finished rows (and
+reuses trained dense models from ``--work``). ``--retime`` then times every distinct architecture
+alone with ONNX Runtime (1 thread, batch 1 and 256; zeros do not speed up a dense kernel, so an
+unstructured model runs as its dense shape) into ``retimed.csv``, which the summary joins.
 
 Usage: python benchmarks/pruning_modes.py [--models seed_mlp mlp] [--seeds 0 1 2] [--workers 1]
 """
@@ -76,12 +78,17 @@ BATCH, LR = 128, 1e-3
 
 # ---- data and training ------------------------------------------------------------------------
 
+_DATA: dict[tuple, dict[str, torch.Tensor]] = {}  # per process: read once, shared by its jobs
+
+
 def load_data(name: str, images: int | None) -> dict[str, torch.Tensor]:
     """The splits as tensors (``images``: the first N training images only, for quick runs)."""
-    s = load_splits(name)
-    n = images or len(s.x_train)
-    return {"x_train": s.x_train[:n], "y_train": s.y_train[:n], "x_val": s.x_val, "y_val": s.y_val,
-            "x_test": s.x_test, "y_test": s.y_test}
+    if (name, images) not in _DATA:
+        s = load_splits(name)
+        n = images or len(s.x_train)
+        _DATA[(name, images)] = {"x_train": s.x_train[:n], "y_train": s.y_train[:n], "x_val": s.x_val,
+                                 "y_val": s.y_val, "x_test": s.x_test, "y_test": s.y_test}
+    return _DATA[(name, images)]
 
 
 def train(model: nn.Module, data: dict, epochs: float, seed: int, masks: dict | None = None,
@@ -275,13 +282,6 @@ def storage(model: nn.Module) -> dict[str, int]:
             "bitmask_bytes": bitmask, "csr_bytes": csr}
 
 
-def latency(model: nn.Module, example: torch.Tensor) -> dict[str, float]:
-    onnx = to_onnx_bytes(model.eval(), example)
-    shape = tuple(example.shape[1:])
-    return {f"latency_b{b}_ms": round(measure_onnx_latency(onnx, shape, LatencySettings(threads=1, batch_size=b)), 4)
-            for b in (1, 256)}
-
-
 def run_job(job: tuple, args: argparse.Namespace) -> dict:
     """One row: (model, seed, sparsity, mode), or the dense reference (mode ``dense``, sparsity 0)."""
     torch.set_num_threads(1)
@@ -305,7 +305,6 @@ def run_job(job: tuple, args: argparse.Namespace) -> dict:
     dense_weights = sum(m.weight.numel() for m in create_model(name).modules() if isinstance(m, nn.Linear))
     return {**row, "test_acc": round(accuracy(model, data["x_test"], data["y_test"]), 4),
             "weight_share": round(sizes["nonzero_weights"] / dense_weights, 4), **sizes,
-            **latency(model, data["x_train"][:1]),
             "widths": json.dumps([m.out_features for m in model.modules() if isinstance(m, nn.Linear)][:-1]),
             "note": ""}
 
@@ -337,6 +336,7 @@ def main(argv: list[str] | None = None) -> None:
     rows = pd.read_csv(path).to_dict("records") if path.is_file() else []
     if args.retime:
         write_text_atomic(out / "retimed.csv", retime(pd.DataFrame(rows)).to_csv(index=False))
+        write_text_atomic(out / "summary.md", summary(pd.DataFrame(rows), out))
         return
     done = {(r["model"], int(r["seed"]), float(r["sparsity"]), r["mode"]) for r in rows}
     jobs = [(m, s, 0.0, "dense") for m in args.models for s in args.seeds]
@@ -359,7 +359,7 @@ def main(argv: list[str] | None = None) -> None:
             for future in as_completed([pool.submit(run_job, job, args) for job in jobs]):
                 finished(future.result())
     print(f"{len(jobs)} jobs in {time.perf_counter() - started:.0f} s", flush=True)
-    write_text_atomic(out / "summary.md", summary(pd.DataFrame(rows)))
+    write_text_atomic(out / "summary.md", summary(pd.DataFrame(rows), out))
 
 
 def retime(frame: pd.DataFrame, passes: int = 5) -> pd.DataFrame:
@@ -387,8 +387,14 @@ def retime(frame: pd.DataFrame, passes: int = 5) -> pd.DataFrame:
     return pd.DataFrame(out)
 
 
-def summary(frame: pd.DataFrame) -> str:
-    """Test accuracy (mean ± sd over seeds) per model, mode and sparsity; sizes and latency at each."""
+def summary(frame: pd.DataFrame, out: Path) -> str:
+    """Test accuracy (mean ± sd over seeds) per model, mode and sparsity; sizes at each, and the
+    latency of ``out/retimed.csv`` when it is there."""
+    timed = out / "retimed.csv"
+    if timed.is_file():
+        times = pd.read_csv(timed).pivot_table(index=["model", "widths"], columns="batch", values="latency_ms")
+        times.columns = [f"latency_b{b}_ms" for b in times.columns]
+        frame = frame.merge(times.reset_index(), on=["model", "widths"], how="left")
     lines = ["# Pruning modes: test accuracy (%), mean ± sd over seeds\n"]
     for model, rows in frame.groupby("model", sort=False):
         dense = rows[rows["mode"] == "dense"]["test_acc"] * 100
@@ -402,7 +408,8 @@ def summary(frame: pd.DataFrame) -> str:
                 cells.append(f"{acc.mean():.2f} ± {acc.std(ddof=0):.2f}" if len(acc) else "–")
             lines.append(f"| {mode} | " + " | ".join(cells) + " |")
         lines.append("")
-        cols = ["weight_share", "gzip_bytes", "bitmask_bytes", "csr_bytes", "latency_b1_ms", "latency_b256_ms"]
+        cols = [c for c in ("weight_share", "gzip_bytes", "bitmask_bytes", "csr_bytes", "latency_b1_ms",
+                            "latency_b256_ms") if c in rows]
         table = rows.groupby(["mode", "sparsity"], sort=False)[cols].mean().round(4)
         lines += ["Sizes (bytes) and latency (ms), mean over seeds:\n", "```", table.to_string(), "```", ""]
     return "\n".join(lines)

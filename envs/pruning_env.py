@@ -136,7 +136,7 @@ class PruningEnv(gym.Env):
         for i in range(len(self.budgets)):
             self._use_budget(i)
             if enforce_budget:
-                self.wall.check_reachable()
+                self._check_reachable(analysis)
         self._use_budget(0)
         self.static = static_features(features.loc[[g.name for g in groups]])
         flops = features.loc[[g.name for g in groups], "flops"].to_numpy(float)
@@ -200,6 +200,20 @@ class PruningEnv(gym.Env):
         """The ratio an action in [-1, 1] asks for at step ``t`` (before rounding and clipping)."""
         a = float(np.clip(action, -1.0, 1.0))
         return self.min_ratio[t] + (a + 1.0) / 2.0 * (self.max_ratio[t] - self.min_ratio[t])
+
+    def _check_reachable(self, analysis: ModelAnalysis | None) -> None:
+        """The wall's refusal of an unreachable budget, naming the groups the analysis kept whole
+        (their layers cannot shrink, which is often why)."""
+        try:
+            self.wall.check_reachable()
+        except ConfigError as exc:
+            whole = analysis.kept_whole if analysis is not None else {}
+            if not whole:
+                raise
+            name, why = next(iter(whole.items()))
+            more = f" and {len(whole) - 1} more" if len(whole) > 1 else ""
+            raise ConfigError(f"{exc}; {len(whole)} group(s) are kept whole ({name!r}: {why}{more}; see autoprune "
+                              f"analyse)") from None
 
     def width_for(self, action: float, t: int) -> int:
         """The width an action in [-1, 1] asks for at step ``t``: on a grid, the ratio it maps to,

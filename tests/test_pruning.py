@@ -119,14 +119,18 @@ def test_concatenation_and_grouped_conv():
     model = randomise_bn(ConcatNet())
     x = torch.randn(3, 1, 12, 12)
     a = analyse_model(model, x[:1])
-    assert set(a.group_names) == {"a.0", "b.0"}  # each concatenated branch is its own group
-    # grouped (non-depthwise) convs would need balanced removal per group: kept whole, with a reason
-    assert set(a.kept_whole) == {"mix.0", "grouped.0"} and "grouped.0" in a.kept_whole["mix.0"]
+    assert set(a.group_names) == {"a.0", "b.0", "mix.0", "grouped.0"}  # each concatenated branch is its own group
+    # a grouped (non-depthwise) conv's channels go in units: the same position in each of its 2 groups
+    assert (a.group("mix.0").step, a.group("mix.0").interleaved) == (2, True) and not a.kept_whole
+    assert a.group("mix.0").units().tolist() == [[0, 4], [1, 5], [2, 6], [3, 7]]
     assert "mix.0" in a.group("a.0").consumers and "mix.0" in a.group("b.0").consumers
-    kept = {"a.0": 3, "b.0": 4}
+    kept = {"a.0": 3, "b.0": 4, "mix.0": 4, "grouped.0": 6}
     ranking = rank_channels(a, "l1")
+    gone = set(ranking["mix.0"][:4].tolist())
+    assert all(len(gone & set(u)) in (0, 2) for u in a.group("mix.0").units().tolist())  # whole units go
     pruned = prune_physically(a, ranking, kept).eval()
     assert pruned.mix[0].in_channels == 7
+    assert (pruned.grouped[0].in_channels, pruned.grouped[0].out_channels, pruned.grouped[0].groups) == (4, 6, 2)
     with torch.no_grad(), MaskedPruner(a, ranking).applied(kept):
         assert torch.allclose(model(x), pruned(x), atol=1e-5)
 

@@ -196,7 +196,7 @@ def test_a_pruning_record_that_splits_a_norm_group_is_refused():
 
     model = STRUCTURES["group_norm"][0]()
     analysis = analyse_model(model, _input(model, 1))
-    with pytest.raises(AutopruneError, match="removes part of a norm group of group 'c1'"):
+    with pytest.raises(AutopruneError, match="removes part of a unit of group 'c1'"):
         rebuild_pruned(analysis, PruningRecord({"c1": 16, "c2": 16}, {"c1": [0, 1, 2, 5]}))
     assert rebuild_pruned(analysis, PruningRecord({"c1": 16, "c2": 16}, {"c1": [4, 5, 6, 7]})).gn.num_groups == 3
 
@@ -207,3 +207,12 @@ def test_transposed_convolutions_are_pruned_and_priced_per_input_position():
     assert {"up1", "up2"} <= set(analysis.group_names)
     up2 = next(s for s in analysis.layers if s.name == "up2")
     assert up2.kind == "transpose" and up2.macs() == 24 * 16 * 16 * up2.in_hw[0] * up2.in_hw[1]
+
+
+def test_an_unreachable_budget_names_the_groups_kept_whole(tmp_path, capsys):
+    code = main(["search", "--model", f"{STRUCTURES_FILE}:build", "--model-args", '{"name": "split"}',
+                 "--input-shape", "1,28,28", "--data", "synthetic", "--cost-model", "flops", "--budget", "2%",
+                 "--agent", "uniform", "--val-size", "64", "--bn-batches", "1", "--out", str(tmp_path / "run")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and "1 group(s) are kept whole ('c1': " in err[-1] and "see autoprune analyse" in err[-1]
+    assert err[-1].startswith("autoprune: error: budget")

@@ -7,7 +7,6 @@ depthwise conv) form one :class:`PrunableGroup`, named by its first producing la
 from __future__ import annotations
 
 import copy
-import math
 import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
@@ -41,7 +40,15 @@ class PrunableGroup:
     members: tuple[str, ...] = field(default=())  # every module touched (BN, depthwise convs, ...)
     consumer_widths: tuple[int, ...] = field(default=())  # input features of each consumer tied to the group
     parameters: tuple[str, ...] = field(default=())  # parameters used directly in forward that index the channels
-    step: int = 1  # channels go in blocks of this many (a GroupNorm's groups): kept and removed whole
+    step: int = 1  # channels go in units of this many, kept and removed whole (see units())
+    interleaved: bool = False  # a unit takes one channel of each of ``step`` blocks (a grouped convolution's)
+
+    def units(self) -> torch.Tensor:
+        """The channel indices of each unit, one row per unit: ``step`` consecutive channels (a
+        GroupNorm's group), or the same offset in each of ``step`` equal blocks (a grouped
+        convolution with ``step`` groups loses the same input position in every group)."""
+        index = torch.arange(self.channels)
+        return index.view(self.step, -1).T if self.interleaved else index.view(-1, self.step)
 
 
 @dataclass
@@ -196,13 +203,11 @@ def analyse_model(model: nn.Module, example_input: torch.Tensor,
     order = {n: i for i, (n, _) in enumerate(model.named_modules())}
     groups = [_describe(g, graph, names, order) for g in tp_groups]
     kept_whole = {g.name: f"indexes parameter {p!r}, excluded" for g in groups for p in g.parameters if p in exclude}
-    kept_whole.update({g.name: f"touches grouped convolution {n!r}, which is kept whole"
-                       for g in groups for n in g.producers + g.consumers if _is_grouped(model.get_submodule(n))})
     kept_whole.update({g.name: f"touches {type(model.get_submodule(n)).__name__} {n!r}, whose channels autoprune "
                                f"does not prune (attention heads and recurrent layers are kept whole)"
                        for g in groups for n in g.members if isinstance(model.get_submodule(n), _UNPRUNABLE)})
     groups = [g for g in groups if g.channels > 1 and g.name not in kept_whole]
-    groups, unblocked = _group_norm_blocks(groups, model)
+    groups, unblocked = _channel_units(groups, model)
     kept_whole.update(unblocked)
     groups = [g for g in groups if g.name not in unblocked]
     groups = _distinct_names(groups, model)
@@ -219,25 +224,38 @@ def analyse_model(model: nn.Module, example_input: torch.Tensor,
                          tuple(trace.output_layers))
 
 
-def _group_norm_blocks(groups: list[PrunableGroup], model: nn.Module) -> tuple[list[PrunableGroup], dict[str, str]]:
-    """Each group normalised by a ``GroupNorm`` gets its block size (channels per norm group): it is
-    pruned in whole norm groups, so the others keep their statistics. A norm over channels of
-    several groups, or of one group only, keeps its group whole (the reason returned)."""
+def _channel_units(groups: list[PrunableGroup], model: nn.Module) -> tuple[list[PrunableGroup], dict[str, str]]:
+    """Groups whose channels must go in units: normalised by a ``GroupNorm`` (whole norm groups, so
+    the others keep their statistics) or touching a grouped convolution (the same position in each
+    of its groups, as the grouped weight keeps one layout for all). A norm or grouped convolution
+    over only part of the group's channels, a one-group norm, or both kinds in one group keep the
+    group whole (the reason returned)."""
     out, whole = [], {}
     for g in groups:
-        step = 1
+        blocks, interleaved = set(), set()
         for name in g.members:
-            norm = model.get_submodule(name)
-            if not isinstance(norm, nn.GroupNorm):
-                continue
-            if norm.num_channels != g.channels:
-                whole[g.name] = (f"GroupNorm {name!r} normalises {norm.num_channels} channels, of which this group "
-                                 f"holds {g.channels}; its groups cannot be removed whole")
-            elif norm.num_groups == 1:
-                whole[g.name] = f"GroupNorm {name!r} has one group: removing any channel changes every statistic"
-            else:
-                step = math.lcm(step, norm.num_channels // norm.num_groups)
-        out.append(replace(g, step=step) if step > 1 else g)
+            m = model.get_submodule(name)
+            if isinstance(m, nn.GroupNorm):
+                if m.num_channels != g.channels:
+                    whole[g.name] = (f"GroupNorm {name!r} normalises {m.num_channels} channels, of which this group "
+                                     f"holds {g.channels}; its groups cannot be removed whole")
+                elif m.num_groups == 1:
+                    whole[g.name] = f"GroupNorm {name!r} has one group: removing any channel changes every statistic"
+                else:
+                    blocks.add(m.num_channels // m.num_groups)
+            elif _is_grouped(m):
+                width = m.out_channels if name in g.producers else m.in_channels
+                if width != g.channels:
+                    whole[g.name] = (f"grouped convolution {name!r} ({m.groups} groups) takes {width} channels, of "
+                                     f"which this group holds {g.channels}; its groups cannot be thinned evenly")
+                else:
+                    interleaved.add(m.groups)
+        if g.name in whole or not (blocks or interleaved):
+            out.append(g)
+        elif blocks and interleaved or len(interleaved) > 1 or len(blocks) > 1:
+            whole[g.name] = "its channels are both normalised in groups and split into convolution groups"
+        else:
+            out.append(replace(g, step=next(iter(blocks or interleaved)), interleaved=bool(interleaved)))
     return out, whole
 
 

@@ -3,6 +3,7 @@ timed round-robin with ONNX Runtime, then calibrated on whole-model measurements
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 
@@ -44,8 +45,9 @@ def profile_latency_table(analysis: ModelAnalysis, model_name: str | None = None
     start = time.perf_counter()
     plans, unique = {}, {}
     for spec in analysis.layers:
-        ins = channel_levels(spec.in_channels, spec.in_group is not None and spec.kind != "depthwise", round_to)
-        outs = channel_levels(spec.out_channels, spec.out_group is not None, round_to)
+        every = math.lcm(round_to, spec.groups) if spec.kind in ("conv", "transpose") else round_to  # whole groups
+        ins = channel_levels(spec.in_channels, spec.in_group is not None and spec.kind != "depthwise", every)
+        outs = channel_levels(spec.out_channels, spec.out_group is not None, every)
         key = (spec.kind, spec.kernel, spec.stride, spec.padding, spec.in_hw, spec.groups, tuple(ins), tuple(outs))
         plans[spec.name] = key
         unique.setdefault(key, (spec, ins, outs))

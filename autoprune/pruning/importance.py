@@ -103,14 +103,15 @@ def channel_scores(analysis, importance: str | Importance = "l1",
 def rank_channels(analysis, importance: str | Importance = "l1",
                   batches: Iterable[tuple[torch.Tensor, torch.Tensor]] | None = None) -> dict[str, torch.Tensor]:
     """Per group, channel indices ordered from least to most important (ties by index)."""
-    return {name: _ranked(s, analysis.group(name).step)
+    return {name: _ranked(s, analysis.group(name))
             for name, s in channel_scores(analysis, importance, batches).items()}
 
 
-def _ranked(scores: torch.Tensor, step: int) -> torch.Tensor:
-    """Channel indices from least to most important; for a group in blocks of ``step`` channels, whole
-    blocks ordered by their summed score, so any count a multiple of ``step`` removes whole blocks."""
-    if step <= 1:
+def _ranked(scores: torch.Tensor, group) -> torch.Tensor:
+    """Channel indices from least to most important; for a group pruned in units (see
+    ``PrunableGroup.units``), whole units ordered by their summed score, so that any count a
+    multiple of the unit size removes whole units."""
+    if group.step <= 1:
         return torch.sort(scores, stable=True).indices
-    blocks = torch.sort(scores.view(-1, step).sum(1), stable=True).indices
-    return (blocks[:, None] * step + torch.arange(step)).reshape(-1)
+    units = group.units()
+    return units[torch.sort(scores[units].sum(1), stable=True).indices].reshape(-1)

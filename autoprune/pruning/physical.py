@@ -34,7 +34,7 @@ def prune_physically(analysis: ModelAnalysis, ranking: Mapping[str, torch.Tensor
         idxs = sorted(int(i) for i in ranking[g.name][:n_remove])
         group = graph.get_pruning_group(root, graph.get_pruner_of_module(root).prune_out_channels, idxs)
         group.prune(record_history=False)
-        if g.step > 1:  # whole norm groups were removed: the norm keeps its group size, not its group count
+        if g.step > 1 and not g.interleaved:  # whole norm groups removed: each keeps its size, not their count
             for name in g.members:
                 norm = model.get_submodule(name)
                 if isinstance(norm, nn.GroupNorm):

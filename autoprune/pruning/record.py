@@ -83,9 +83,9 @@ def rebuild_pruned(analysis: ModelAnalysis, record: PruningRecord, source: str =
         diff = sorted(set(widths.items()) ^ set(record.channels.items()))
         raise ConfigError(f"{source}: its pruning record does not match this model's groups (first "
                           f"difference: group {diff[0][0]!r}); rebuild it from the model it was pruned from")
-    for g in analysis.groups:  # a group pruned in norm groups loses whole blocks only
+    for g in analysis.groups:  # a group pruned in units (norm groups, convolution groups) loses whole units only
         gone = set(record.removed.get(g.name, []))
-        if g.step > 1 and any(len(gone & set(range(b, b + g.step))) not in (0, g.step) for b in range(0, g.channels, g.step)):
-            raise ConfigError(f"{source}: its pruning record removes part of a norm group of group {g.name!r} "
-                              f"(blocks of {g.step} channels go whole); rebuild it from the model it was pruned from")
+        if g.step > 1 and any(len(gone & set(unit.tolist())) not in (0, g.step) for unit in g.units()):
+            raise ConfigError(f"{source}: its pruning record removes part of a unit of group {g.name!r} (its "
+                              f"channels go {g.step} at a time); rebuild it from the model it was pruned from")
     return prune_physically(analysis, record.ranking(), record.kept)

@@ -103,7 +103,7 @@ def _problem(analysis: ModelAnalysis, kept: dict[str, int], patterns: tuple[str,
 
 
 def _ranking(analysis: ModelAnalysis, pattern: str) -> dict[str, torch.Tensor]:
-    """Each group's trial order; a group pruned in blocks (GroupNorm) orders whole blocks the same way."""
+    """Each group's trial order; a group pruned in units (GroupNorm, grouped convolution) orders its units."""
     generator = torch.Generator().manual_seed(0)
 
     def order(n: int) -> torch.Tensor:
@@ -113,8 +113,7 @@ def _ranking(analysis: ModelAnalysis, pattern: str) -> dict[str, torch.Tensor]:
             return torch.randperm(n, generator=generator)
         return torch.cat([torch.arange(0, n, 2), torch.arange(1, n, 2)])
 
-    return {g.name: (order(g.channels // g.step)[:, None] * g.step + torch.arange(g.step)).reshape(-1)
-            for g in analysis.groups}
+    return {g.name: g.units()[order(g.channels // g.step)].reshape(-1) for g in analysis.groups}
 
 
 def _trial(analysis: ModelAnalysis, kept: dict[str, int], ranking: dict[str, torch.Tensor]) -> str | None:
