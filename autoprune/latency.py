@@ -146,6 +146,9 @@ def measure_onnx_latency(onnx_bytes: bytes, input_shape: tuple[int, ...],
                          settings: LatencySettings = LatencySettings()) -> float:
     """Latency (ms) of an exported ONNX model under ONNX Runtime (the file a user ships)."""
     session = ort_session(onnx_bytes, settings.threads, settings.provider)
-    feed = {"input": np.random.default_rng(0).standard_normal(
-        (settings.batch_size, *input_shape)).astype(np.float32)}
+    shape = (settings.batch_size, *input_shape)
+    if session.get_inputs()[0].type == "tensor(int64)":  # token IDs: zeros are in every vocabulary
+        feed = {"input": np.zeros(shape, dtype=np.int64)}
+    else:
+        feed = {"input": np.random.default_rng(0).standard_normal(shape).astype(np.float32)}
     return robust_median_ms(lambda: session.run(None, feed), settings)

@@ -16,7 +16,8 @@ from torch import nn
 from autoprune.checkpoint import load_or_create, read_checkpoint, shipped_weights
 from autoprune.errors import ConfigError
 from autoprune.limits import MAX_MODEL_ARGS_BYTES, MAX_MODEL_ARGS_DEPTH, check_input_size
-from autoprune.references import canonical, is_reference
+from autoprune.models import is_builtin
+from autoprune.references import canonical
 from autoprune.yaml_io import load_yaml
 
 MAX_DIMS = 4
@@ -45,7 +46,7 @@ class ModelSource:
 
     @property
     def is_builtin(self) -> bool:
-        return not is_reference(self.ref)
+        return is_builtin(self.ref)
 
     def load(self, require_weights: bool = False, in_channels: int = 1, num_classes: int | None = None,
              same_weights: bool = True) -> nn.Module:

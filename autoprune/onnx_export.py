@@ -14,6 +14,7 @@ from torch import nn
 
 from autoprune.atomic import write_bytes_atomic
 from autoprune.errors import AutopruneError
+from autoprune.outputs import flat_outputs, output_tensors
 
 EXPORTERS = ("torchscript", "dynamo")
 
@@ -46,8 +47,9 @@ def to_onnx_bytes(model: nn.Module, example_input: torch.Tensor, exporter: str =
     try:
         with warnings.catch_warnings(), torch.no_grad():
             warnings.simplefilter("ignore")
-            torch.onnx.export(model, (example_input,), buf, input_names=["input"], output_names=["output"],
-                              dynamic_axes={"input": {0: "batch"}, "output": {0: "batch"}},
+            names = output_names(model(example_input))
+            torch.onnx.export(model, (example_input,), buf, input_names=["input"], output_names=names,
+                              dynamic_axes={"input": {0: "batch"}, **{n: {0: "batch"} for n in names}},
                               opset_version=opset if exporter == "torchscript" else max(opset, 18),
                               dynamo=exporter == "dynamo")
     finally:
@@ -67,13 +69,24 @@ def export_onnx(model: nn.Module, example_input: torch.Tensor, path: str | Path,
     return write_bytes_atomic(path, data)
 
 
+def output_names(out: object) -> list[str]:
+    """The ONNX output names: ``output`` for one tensor, else each tensor's path (``logits``,
+    ``0``, ``hidden_1``), in the order the exporter flattens them."""
+    if isinstance(out, torch.Tensor):
+        return ["output"]
+    return [path.replace(".", "_") or f"output_{i}" for i, (path, _) in enumerate(output_tensors(out))]
+
+
 def max_output_difference(onnx_bytes: bytes, model: nn.Module, example_input: torch.Tensor) -> float:
-    """Largest absolute difference between ONNX Runtime's and torch's outputs on ``example_input``."""
+    """Largest absolute difference between ONNX Runtime's and torch's outputs on ``example_input``,
+    over every output tensor (infinite when their number or shapes differ)."""
     session = ort_session(onnx_bytes, threads=1)
-    got = session.run(None, {"input": example_input.numpy()})[0]
+    got = session.run(None, {"input": example_input.numpy()})
     was_training = model.training
     model.eval()
     with torch.no_grad():
-        want = model(example_input).numpy()
+        want = [t.numpy() for t in flat_outputs(model(example_input))]
     model.train(was_training)
-    return float(np.max(np.abs(got - want)))
+    if len(got) != len(want) or any(g.shape != w.shape for g, w in zip(got, want)):
+        return float("inf")
+    return max(float(np.max(np.abs(g - w))) if g.size else 0.0 for g, w in zip(got, want))

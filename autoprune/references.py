@@ -29,12 +29,16 @@ from autoprune.errors import ConfigError
 
 def is_reference(text: str) -> bool:
     """True for ``something:name`` (a file or module and an attribute), False for a plain name."""
+    if text.startswith("hf:"):  # a Hugging Face folder (data: config and safetensors), not code
+        return False
     head, sep, tail = text.rpartition(":")
     return bool(sep and head and tail.isidentifier() and not head.endswith(("\\", "/")))
 
 
 def canonical(text: str) -> str:
     """The reference with a file part made absolute (module references and plain names unchanged)."""
+    if text.startswith("hf:"):
+        return "hf:" + str(Path(text[3:]).expanduser().resolve())
     if not is_reference(text):
         return text
     head, _, tail = text.rpartition(":")

@@ -141,3 +141,52 @@ def test_a_vit_from_a_config_searches_its_widths_to_a_flops_budget_by_the_indepe
         dense = create_model(ref)
     assert macs(pruned) <= policy["budget"]["fraction"] * macs(dense) * 1.02
     assert pruned(torch.randn(2, 1, 28, 28)).logits.shape == (2, 10)
+
+
+BERT = dict(vocab_size=100, hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64,
+            num_labels=10, max_position_embeddings=32)
+
+
+def test_a_saved_pretrained_folder_is_searched_applied_reloaded_and_exported_by_reference(tmp_path, capsys):
+    import json
+
+    from autoprune.checkpoint import load_model
+    from autoprune.cli.main import main
+
+    torch.manual_seed(0)
+    transformers.BertForSequenceClassification(transformers.BertConfig(**BERT)).save_pretrained(tmp_path / "bert")
+    ref = f"hf:{tmp_path / 'bert'}"
+    data = str(__import__("pathlib").Path(__file__).parent / "structures.py") + ":token_data"
+    common = ["--model", ref, "--input-shape", "16", "--data", data]
+    assert main(["-q", "search", *common, "--cost-model", "flops", "--budget", "90%", "--agent", "random",
+                 "--episodes", "3", "--round-to", "1", "--val-size", "64", "--bn-batches", "1", "--rerank-top", "0",
+                 "--verify-top", "0", "--out", str(tmp_path / "s")]) == 0
+    policy = json.loads((tmp_path / "s" / "best_policy.json").read_text())
+    assert policy["model"] == ref and "bert.encoder.layer.0.intermediate.dense" in policy["ratios"]
+    assert main(["-q", "apply", str(tmp_path / "s" / "best_policy.json"), "--data", data,
+                 "--out", str(tmp_path / "a")]) == 0
+    pruned, _ = load_model(tmp_path / "a" / "model.pt")  # a folder of data: rebuilt without consent
+    ids = torch.randint(0, 100, (2, 16))
+    assert pruned.eval()(ids).logits.shape == (2, 10)
+    assert main(["-q", "export", str(tmp_path / "a" / "model.pt"), "--out", str(tmp_path / "e")]) == 0
+    from autoprune.onnx_export import max_output_difference
+
+    assert json.loads((tmp_path / "e" / "export.json").read_text())["latency_ms"] > 0  # timed with token IDs
+    assert max_output_difference((tmp_path / "e" / "model.onnx").read_bytes(), pruned, ids) < 1e-4  # every output
+
+
+def test_a_transformers_class_builds_from_its_config_and_a_pickled_folder_is_refused(tmp_path):
+    from autoprune.errors import ConfigError
+    from autoprune.models import create_model
+
+    model = create_model("transformers:BertForSequenceClassification", args=BERT)
+    assert type(model).__name__ == "BertForSequenceClassification" and model.config.hidden_size == 32
+    with pytest.raises(ConfigError, match="building it from --model-args failed"):
+        create_model("transformers:BertForSequenceClassification", args={**BERT, "vocab_size": -1})
+    bert = transformers.BertForSequenceClassification(transformers.BertConfig(**BERT))
+    bert.config.save_pretrained(tmp_path / "pickled")  # a folder of pickled weights, as older savers wrote
+    torch.save(bert.state_dict(), tmp_path / "pickled" / "pytorch_model.bin")
+    with pytest.raises(ConfigError, match="holds no .safetensors weights, and autoprune reads no pickled ones"):
+        create_model(f"hf:{tmp_path / 'pickled'}")
+    with pytest.raises(ConfigError, match="holds no config.json"):
+        create_model(f"hf:{tmp_path}")

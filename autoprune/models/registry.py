@@ -9,6 +9,12 @@ from typing import Any
 from torch import nn
 
 from autoprune.errors import ConfigError
+from autoprune.models.hugging_face import (
+    from_config,
+    is_pretrained_class,
+    is_pretrained_dir,
+    load_pretrained_dir,
+)
 from autoprune.references import is_reference, resolve
 from autoprune.registry import Registry
 
@@ -27,8 +33,8 @@ def register_model(name: str, input_size: int | None = None) -> Callable[[Callab
 
 
 def is_builtin(ref: str) -> bool:
-    """True when ``ref`` names a registered model rather than a factory reference."""
-    return not is_reference(ref)
+    """True when ``ref`` names a registered model rather than a factory reference or ``hf:DIR``."""
+    return not is_reference(ref) and not is_pretrained_dir(ref)
 
 
 def create_model(ref: str, in_channels: int = 1, num_classes: int | None = None,
@@ -46,7 +52,13 @@ def create_model(ref: str, in_channels: int = 1, num_classes: int | None = None,
         if ref in _INPUT_SIZES and not hasattr(model, "input_shape"):
             model.input_shape = (in_channels, _INPUT_SIZES[ref], _INPUT_SIZES[ref])
         return model
+    if is_pretrained_dir(ref):
+        if args:
+            raise ConfigError(f"--model-args does not go with --model {ref}: its config.json sizes the model")
+        return load_pretrained_dir(ref)
     factory = resolve(ref, "model factory", "--model")
+    if is_pretrained_class(factory):  # transformers:ViTForImageClassification, --model-args: its config
+        return from_config(factory, args or {}, ref)
     try:
         model = factory(**(args or {}))
     except TypeError as exc:
