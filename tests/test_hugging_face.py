@@ -14,7 +14,7 @@ from autoprune.outputs import output_shapes, scored_output  # noqa: E402
 from autoprune.pruning import rank_channels  # noqa: E402
 from autoprune.pruning.physical import prune_physically  # noqa: E402
 from autoprune.pruning.ratios import channels_kept  # noqa: E402
-from autoprune.pruning.verify import check_prunable, keep_unprunable_whole, pruning_problem  # noqa: E402
+from autoprune.pruning.verify import check_prunable, pruning_problem  # noqa: E402
 
 
 def _resnet():
@@ -73,18 +73,20 @@ def test_a_hugging_face_convnet_prunes_and_its_logits_are_scored(factory):
     _prunes_like_the_masked_reference(analysis, x)
 
 
-def test_bert_takes_token_ids_and_its_attention_groups_are_named_and_kept_whole():
+def test_bert_takes_token_ids_and_its_attention_is_pruned_in_whole_heads():
     model, shape = _built(_bert)
     x = example_input(model, shape, batch=2, random=True)
     assert x.dtype == torch.long
     analysis = analyse_model(model, x[:1])
-    with pytest.raises(AnalysisError, match=r"attention\.self\.query' cannot be pruned reliably"):
-        check_prunable(analysis)
-    analysis, dropped = keep_unprunable_whole(analysis, lambda extra: analyse_model(model, x[:1], exclude=extra))
-    assert sorted(dropped) == [f"bert.encoder.layer.{i}.attention.self.query" for i in (0, 1)]
-    assert all(name in analysis.kept_whole for name in dropped)
+    check_prunable(analysis)
+    query = analysis.group("bert.encoder.layer.0.attention.self.query")  # q, k, v and the output projection
+    assert (query.step, query.heads) == (8, ("bert.encoder.layer.0.attention.self",))  # 4 heads of 8
     assert any(g.name.endswith("intermediate.dense") for g in analysis.groups)
     _prunes_like_the_masked_reference(analysis, x)
+    ranking = rank_channels(analysis, "l1")
+    pruned = prune_physically(analysis, ranking, {query.name: 16})
+    attention = pruned.get_submodule("bert.encoder.layer.0.attention.self")
+    assert (attention.num_attention_heads, attention.all_head_size, attention.query.out_features) == (2, 16, 16)
 
 
 def test_gpt2_is_refused_in_one_line_naming_its_conv1d():
@@ -110,6 +112,7 @@ def vit(**_):
 def test_a_vit_from_a_config_searches_its_widths_to_a_flops_budget_by_the_independent_count(tmp_path, capsys):
     import json
 
+    from torch.nn.attention import SDPBackend, sdpa_kernel
     from torch.utils.flop_counter import FlopCounterMode
 
     from autoprune.checkpoint import load_model
@@ -122,16 +125,18 @@ def test_a_vit_from_a_config_searches_its_widths_to_a_flops_budget_by_the_indepe
     assert main(["-q", "search", *common, "--cost-model", "flops", "--budget", "90%", "--agent", "random",
                  "--episodes", "3", "--round-to", "1", "--val-size", "64", "--bn-batches", "1", "--rerank-top", "0",
                  "--verify-top", "0", "--out", str(tmp_path / "s")]) == 0
-    assert "attention.q_proj' kept whole" in capsys.readouterr().out
+    assert "kept whole" not in capsys.readouterr().out
     policy = json.loads((tmp_path / "s" / "best_policy.json").read_text())
     assert sorted(policy["ratios"]) == ["vit.embeddings.patch_embeddings.projection",  # the hidden width, with
-                                        "vit.layers.0.mlp.fc1", "vit.layers.1.mlp.fc1"]  # the class token along
+                                        "vit.layers.0.attention.q_proj",  # the class token along; the heads,
+                                        "vit.layers.0.mlp.fc1", "vit.layers.1.attention.q_proj",  # and MLPs
+                                        "vit.layers.1.mlp.fc1"]
     assert main(["-q", "apply", str(tmp_path / "s" / "best_policy.json"), *common, "--out", str(tmp_path / "a")]) == 0
     with consent(ref):
         pruned, _ = load_model(tmp_path / "a" / "model.pt")
 
     def macs(model):
-        with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        with torch.no_grad(), sdpa_kernel(SDPBackend.MATH), FlopCounterMode(display=False) as counter:
             model.eval()(torch.randn(1, 1, 28, 28))
         return counter.get_total_flops() // 2
 

@@ -41,16 +41,21 @@ def test_unknown_model_lists_known_names():
         MODELS.get("resnet99")
 
 
-def test_vit_tiny_prunes_its_mlp_and_hidden_widths_and_keeps_its_heads_whole():
-    """Its attention reshapes q, k and v into 4 heads of 16: a cut across heads is refused by the
-    trial cut and those groups are kept whole; the MLP widths and the hidden width (with the class
-    token and position embeddings) prune."""
+def test_vit_tiny_prunes_whole_heads_mlp_and_hidden_widths():
+    """Its attention reshapes q, k and v into 4 heads of 16: each block's q/k/v group is pruned in
+    whole heads (the module's head count follows); the MLP widths and the hidden width (with the
+    class token and position embeddings) prune too."""
     from autoprune.analysis import analyse_model
+    from autoprune.pruning import rank_channels
+    from autoprune.pruning.physical import prune_physically
     from autoprune.pruning.verify import keep_unprunable_whole
 
     model = create_model("vit_tiny").eval()
     x = torch.randn(1, 1, 28, 28)
     analysis, dropped = keep_unprunable_whole(analyse_model(model, x), lambda e: analyse_model(model, x, exclude=e))
-    assert sorted(dropped) == [f"blocks.{i}.attn.q" for i in range(4)]
-    assert analysis.group_names == ["patch", *[f"blocks.{i}.fc1" for i in range(4)]]
+    assert not dropped
+    assert analysis.group_names == ["patch", *[n for i in range(4) for n in (f"blocks.{i}.attn.q", f"blocks.{i}.fc1")]]
     assert set(analysis.group("patch").parameters) == {"cls_token", "pos_embed"}
+    assert (analysis.group("blocks.0.attn.q").step, analysis.group("blocks.0.attn.q").heads) == (16, ("blocks.0.attn",))
+    pruned = prune_physically(analysis, rank_channels(analysis, "l1"), {"blocks.0.attn.q": 32})
+    assert pruned.blocks[0].attn.num_heads == 2 and pruned(x).shape == (1, 10)

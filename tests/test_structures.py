@@ -12,6 +12,7 @@ import json
 import pytest
 import torch
 from structures import STRUCTURES, UNPRICED
+from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.flop_counter import FlopCounterMode
 
 from autoprune.analysis import analyse_model
@@ -36,10 +37,10 @@ REFUSED = [n for n, (_, refusal) in STRUCTURES.items() if refusal is not None]
 
 
 def _macs(model) -> int:
-    """Every MAC of one forward (attention's fused eval kernel switched off: the counter cannot see it)."""
+    """Every MAC of one forward (attention's fused kernels switched off: the counter cannot see them)."""
     torch.backends.mha.set_fastpath_enabled(False)
     try:
-        with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        with torch.no_grad(), sdpa_kernel(SDPBackend.MATH), FlopCounterMode(display=False) as counter:
             model.eval()(_input(model, 1))
     finally:
         torch.backends.mha.set_fastpath_enabled(True)

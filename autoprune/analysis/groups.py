@@ -42,6 +42,7 @@ class PrunableGroup:
     parameters: tuple[str, ...] = field(default=())  # parameters used directly in forward that index the channels
     step: int = 1  # channels go in units of this many, kept and removed whole (see units())
     interleaved: bool = False  # a unit takes one channel of each of ``step`` blocks (a grouped convolution's)
+    heads: tuple[str, ...] = ()  # attention modules whose heads (``step`` channels each) this group's units are
 
     def units(self) -> torch.Tensor:
         """The channel indices of each unit, one row per unit: ``step`` consecutive channels (a
@@ -224,15 +225,46 @@ def analyse_model(model: nn.Module, example_input: torch.Tensor,
                          tuple(trace.output_layers))
 
 
+HEAD_COUNTS = ("num_attention_heads", "num_heads", "n_heads", "n_head")  # how attention modules name them
+HEAD_SIZES = ("attention_head_size", "head_dim", "head_size")
+
+
+def head_attributes(module: nn.Module) -> tuple[str, str] | None:
+    """The names of ``module``'s head count and head size, when it is an attention module."""
+    count = next((a for a in HEAD_COUNTS if isinstance(getattr(module, a, None), int)), None)
+    size = next((a for a in HEAD_SIZES if isinstance(getattr(module, a, None), int)), None)
+    return (count, size) if count and size else None
+
+
+def _attention_heads(g: PrunableGroup, model: nn.Module) -> tuple[int, tuple[str, ...]]:
+    """The head size and the attention modules when ``g`` is the query/key/value projections of
+    multi-head attention: several producers (query, key, value) under one module that declares heads
+    tiling the group's channels (an output projection alone under it is not a head group)."""
+    found, size = [], 0
+    parents = [p.rpartition(".")[0] for p in g.producers]
+    for parent in [p for p in dict.fromkeys(parents) if parents.count(p) > 1]:
+        module = model.get_submodule(parent)
+        names = head_attributes(module)
+        if names and parent and getattr(module, names[0]) > 1 \
+                and getattr(module, names[0]) * getattr(module, names[1]) == g.channels:
+            found.append(parent)
+            size = getattr(module, names[1])
+    return size, tuple(found)
+
+
 def _channel_units(groups: list[PrunableGroup], model: nn.Module) -> tuple[list[PrunableGroup], dict[str, str]]:
     """Groups whose channels must go in units: normalised by a ``GroupNorm`` (whole norm groups, so
-    the others keep their statistics) or touching a grouped convolution (the same position in each
-    of its groups, as the grouped weight keeps one layout for all). A norm or grouped convolution
-    over only part of the group's channels, a one-group norm, or both kinds in one group keep the
-    group whole (the reason returned)."""
+    the others keep their statistics), touching a grouped convolution (the same position in each
+    of its groups, as the grouped weight keeps one layout for all), or the projections of
+    multi-head attention (whole heads; the module's head count follows). A norm or grouped
+    convolution over only part of the group's channels, a one-group norm, or two kinds in one group
+    keep the group whole (the reason returned)."""
     out, whole = [], {}
     for g in groups:
         blocks, interleaved = set(), set()
+        head_size, heads = _attention_heads(g, model)
+        if heads:
+            blocks.add(head_size)
         for name in g.members:
             m = model.get_submodule(name)
             if isinstance(m, nn.GroupNorm):
@@ -255,7 +287,7 @@ def _channel_units(groups: list[PrunableGroup], model: nn.Module) -> tuple[list[
         elif blocks and interleaved or len(interleaved) > 1 or len(blocks) > 1:
             whole[g.name] = "its channels are both normalised in groups and split into convolution groups"
         else:
-            out.append(replace(g, step=next(iter(blocks or interleaved)), interleaved=bool(interleaved)))
+            out.append(replace(g, step=next(iter(blocks or interleaved)), interleaved=bool(interleaved), heads=heads))
     return out, whole
 
 

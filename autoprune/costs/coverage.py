@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.flop_counter import FlopCounterMode
 
 from autoprune.analysis.groups import ModelAnalysis
@@ -58,7 +59,8 @@ def coverage(analysis: ModelAnalysis) -> Coverage:
     fastpath = torch.backends.mha.get_fastpath_enabled()
     torch.backends.mha.set_fastpath_enabled(False)  # the fused attention kernel is invisible to the counter
     try:
-        with FlopCounterMode(display=False) as counter:
+        # the math kernel of scaled_dot_product_attention: the fused CPU kernel is invisible to the counter
+        with sdpa_kernel(SDPBackend.MATH), FlopCounterMode(display=False) as counter:
             model(analysis.example_input)
     finally:
         torch.backends.mha.set_fastpath_enabled(fastpath)

@@ -10,7 +10,7 @@ import torch
 import torch_pruning as tp
 from torch import nn
 
-from autoprune.analysis.groups import ModelAnalysis
+from autoprune.analysis.groups import ModelAnalysis, head_attributes
 from autoprune.outputs import flat_outputs
 
 
@@ -34,6 +34,12 @@ def prune_physically(analysis: ModelAnalysis, ranking: Mapping[str, torch.Tensor
         idxs = sorted(int(i) for i in ranking[g.name][:n_remove])
         group = graph.get_pruning_group(root, graph.get_pruner_of_module(root).prune_out_channels, idxs)
         group.prune(record_history=False)
+        for name in g.heads:  # whole heads removed: the attention module runs fewer of them
+            attention = model.get_submodule(name)
+            count, _ = head_attributes(attention)
+            setattr(attention, count, int(kept[g.name]) // g.step)
+            if isinstance(getattr(attention, "all_head_size", None), int):
+                attention.all_head_size = int(kept[g.name])
         if g.step > 1 and not g.interleaved:  # whole norm groups removed: each keeps its size, not their count
             for name in g.members:
                 norm = model.get_submodule(name)
