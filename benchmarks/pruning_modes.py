@@ -206,9 +206,9 @@ def _apply(weights: dict, masks: dict) -> None:
 
 
 def structured(mode: str, name: str, sparsity: float, seed: int, data: dict, trained: dict, epochs: float,
-               episodes: int, work: Path) -> nn.Module | None:
+               episodes: int, work: Path) -> tuple[nn.Module | None, str]:
     """Whole neurons removed so that the weights (= MACs for an MLP) fit ``1 - sparsity`` of dense;
-    None when no width reaches it."""
+    None and the reason when no width reaches it."""
     model = _model(name, trained).eval()
     example = data["x_train"][:1]
     analysis = analyse_model(model, example)
@@ -235,15 +235,15 @@ def structured(mode: str, name: str, sparsity: float, seed: int, data: dict, tra
             result = prune_to_budget(model, example, (data["x_train"][:5000], data["y_train"][:5000]),
                                      (data["x_val"], data["y_val"]), budget=f"{100 * (1 - sparsity):.6g}%",
                                      cost_model="flops", episodes=episodes, seed=seed, round_to=1, max_ratio=0.995,
-                                     out=work / f"search-{name}-{seed}-{sparsity}", progress=False)
-        except AutopruneError:
-            return None
+                                     out=work / f"search-{name}-{seed}-{sparsity}", progress=False, resume=True)
+        except AutopruneError as exc:
+            return None, str(exc)
         kept = {g: int(n) for g, n in result.record.kept.items()}
     if kept is None or weights_of(kept) > limit:
-        return None
+        return None, "no width reaches this weight count"
     pruned = prune_physically(analysis, ranking, kept)
     train(pruned, data, epochs, seed)
-    return pruned
+    return pruned, ""
 
 
 def _sensitivity_widths(analysis, ranking, data: dict, limit: float, weights_of) -> dict[str, int] | None:
@@ -291,22 +291,23 @@ def run_job(job: tuple, args: argparse.Namespace) -> dict:
     trained, early = dense_model(name, seed, data, args.dense_epochs, args.rewind_steps, work)
     start = time.perf_counter()
     torch.manual_seed(seed)
+    note = ""
     if mode == "dense":
         model = _model(name, trained)
     elif mode in UNSTRUCTURED:
         model = unstructured(mode, name, sparsity, seed, data, trained, early, args.epochs, args.rounds)
     else:
-        model = structured(mode, name, sparsity, seed, data, trained, args.epochs, args.search_episodes, work)
+        model, note = structured(mode, name, sparsity, seed, data, trained, args.epochs, args.search_episodes, work)
     row = {"model": name, "seed": seed, "sparsity": sparsity, "mode": mode, "epochs": 0 if mode == "dense" else args.epochs,
            "seconds": round(time.perf_counter() - start, 1)}
     if model is None:
-        return {**row, "test_acc": None, "note": "no width reaches this weight count"}
+        return {**row, "test_acc": None, "note": note}
     sizes = storage(model)
     dense_weights = sum(m.weight.numel() for m in create_model(name).modules() if isinstance(m, nn.Linear))
     return {**row, "test_acc": round(accuracy(model, data["x_test"], data["y_test"]), 4),
             "weight_share": round(sizes["nonzero_weights"] / dense_weights, 4), **sizes,
             "widths": json.dumps([m.out_features for m in model.modules() if isinstance(m, nn.Linear)][:-1]),
-            "note": ""}
+            "note": note}
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -59,3 +59,33 @@ def test_vit_tiny_prunes_whole_heads_mlp_and_hidden_widths():
     assert (analysis.group("blocks.0.attn.q").step, analysis.group("blocks.0.attn.q").heads) == (16, ("blocks.0.attn",))
     pruned = prune_physically(analysis, rank_channels(analysis, "l1"), {"blocks.0.attn.q": 32})
     assert pruned.blocks[0].attn.num_heads == 2 and pruned(x).shape == (1, 10)
+
+
+def test_vit_tiny_attention_is_priced_per_head_as_the_independent_count_finds_and_profiled_in_onnx():
+    """The matmuls of each attention module are a layer of the cost models (tokens^2 x channels,
+    twice): the FLOPs model equals FlopCounterMode at any heads kept, and the lookup table's graph
+    of it runs in ONNX Runtime with that many heads."""
+    import onnxruntime as ort
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from autoprune.analysis import analyse_model
+    from autoprune.costs import create_cost_model
+    from autoprune.costs.layer_graphs import check_graph, layer_graph, layer_input
+    from autoprune.pruning import rank_channels
+    from autoprune.pruning.physical import prune_physically
+
+    model, x = create_model("vit_tiny").eval(), torch.randn(1, 1, 28, 28)
+    analysis = analyse_model(model, x)
+    attention = [s for s in analysis.layers if s.kind == "attention"]
+    assert [s.name for s in attention] == [f"blocks.{i}.attn" for i in range(4)]
+    cost = create_cost_model("flops", analysis)
+    kept = {"blocks.0.attn.q": 16, "blocks.2.attn.q": 48, "blocks.1.fc1": 64}
+    pruned = prune_physically(analysis, rank_channels(analysis, "l1"), kept)
+    with torch.no_grad(), sdpa_kernel(SDPBackend.MATH), FlopCounterMode(display=False) as counter:
+        pruned(x)
+    assert cost.cost(kept).flops == counter.get_total_flops() // 2 and cost.fixed_macs == 0
+    graph = layer_graph(attention[0], 32, 32)
+    check_graph(graph)
+    out = ort.InferenceSession(graph).run(None, {"x": layer_input(attention[0], 32)})[0]
+    assert out.shape == (1, 2, 50, 16)  # two heads of 16 over 50 tokens

@@ -220,7 +220,7 @@ def analyse_model(model: nn.Module, example_input: torch.Tensor,
     if not groups:
         raise AnalysisError("nothing to prune: the model has no Conv1d/Conv2d/Linear layer whose output "
                             "channels can be removed (the output layer never is)")
-    layers = _link_layers(layers, groups)
+    layers = _link_layers(layers, groups) + _attention_layers(layers, groups)
     return ModelAnalysis(model, example_input, groups, layers, output_layer, graph, kept_whole,
                          tuple(trace.output_layers))
 
@@ -289,6 +289,15 @@ def _channel_units(groups: list[PrunableGroup], model: nn.Module) -> tuple[list[
         else:
             out.append(replace(g, step=next(iter(blocks or interleaved)), interleaved=bool(interleaved), heads=heads))
     return out, whole
+
+
+def _attention_layers(layers: list[LayerSpec], groups: list[PrunableGroup]) -> list[LayerSpec]:
+    """Multi-head attention's matmuls as layers the cost models price: one per attention module a
+    head group prunes, over the tokens its projections see, with the group's channels (heads)."""
+    tokens = {spec.name: spec.in_hw[0] for spec in layers}
+    return [LayerSpec(name, "attention", g.channels, g.channels, 1, (1, 1), 1, (tokens[g.producers[0]], 1),
+                      (tokens[g.producers[0]], 1), in_group=g.name, out_group=g.name, head_dim=g.step)
+            for g in groups for name in g.heads if g.producers[0] in tokens]
 
 
 def output_bound(model: nn.Module, example: torch.Tensor, groups: list[PrunableGroup]) -> dict[str, str]:

@@ -16,7 +16,7 @@ class LayerSpec:
     """One Conv/Linear layer as the cost models see it; ``in_group``/``out_group`` link it to groups."""
 
     name: str
-    kind: str  # "conv", "depthwise", "transpose" (a transposed convolution) or "linear"
+    kind: str  # "conv", "depthwise", "transpose" (a transposed convolution), "linear" or "attention"
     in_channels: int
     out_channels: int
     groups: int
@@ -34,11 +34,14 @@ class LayerSpec:
     # the layer's output); empty when the output is one group's
     out_slices: tuple[tuple[str, int], ...] = ()
     calls: int = 1  # times one forward runs the layer at these shapes (a shared module called in a loop)
+    head_dim: int = 0  # "attention": the matmuls of multi-head attention over in_hw[0] tokens, heads of this size
 
     def macs(self, c_in: int | None = None, c_out: int | None = None) -> int:
         """Multiply-accumulates of every call with ``c_in``/``c_out`` channels (default: the dense widths)."""
         c_in = self.in_channels if c_in is None else c_in
         c_out = self.out_channels if c_out is None else c_out
+        if self.kind == "attention":  # queries x keys, then weights x values: tokens^2 x channels each
+            return 2 * self.in_hw[0] * self.in_hw[0] * c_out * self.calls
         groups = c_in if self.kind == "depthwise" else self.groups
         # a transposed convolution multiplies every input position by the whole kernel
         hw = self.in_hw if self.kind == "transpose" else self.out_hw
@@ -47,6 +50,8 @@ class LayerSpec:
 
     def params(self, c_in: int | None = None, c_out: int | None = None) -> int:
         """Weight count (bias excluded) with ``c_in``/``c_out`` channels."""
+        if self.kind == "attention":
+            return 0
         c_in = self.in_channels if c_in is None else c_in
         c_out = self.out_channels if c_out is None else c_out
         groups = c_in if self.kind == "depthwise" else self.groups

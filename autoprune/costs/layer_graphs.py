@@ -17,6 +17,8 @@ OPSET = 17
 def layer_graph(spec: LayerSpec, c_in: int, c_out: int, batch: int = 1, relu: bool = True) -> bytes:
     """An ONNX model computing ``spec`` with ``c_in``/``c_out`` channels (random weights)."""
     rng = np.random.default_rng(0)
+    if spec.kind == "attention":
+        return _attention_graph(spec, c_out, batch)
     if spec.kind == "linear":
         w = rng.standard_normal((c_out, c_in), dtype=np.float32)
         nodes = [helper.make_node("Gemm", ["x", "w", "b"], ["y0"], transB=1)]
@@ -49,8 +51,30 @@ def layer_graph(spec: LayerSpec, c_in: int, c_out: int, batch: int = 1, relu: bo
     return model.SerializeToString()
 
 
+def _attention_graph(spec: LayerSpec, channels: int, batch: int) -> bytes:
+    """Multi-head attention's matmuls on ``channels / head_dim`` heads: the tokens' features split into
+    heads, softmax(q k^T / sqrt(d)) v with q = k = v (what the projections would feed it)."""
+    tokens, heads = spec.in_hw[0], channels // spec.head_dim
+    shape = numpy_helper.from_array(np.array([batch, tokens, heads, spec.head_dim], dtype=np.int64), "shape")
+    scale = numpy_helper.from_array(np.array(1.0 / np.sqrt(spec.head_dim), dtype=np.float32), "scale")
+    nodes = [helper.make_node("Reshape", ["x", "shape"], ["h"]),
+             helper.make_node("Transpose", ["h"], ["q"], perm=[0, 2, 1, 3]),
+             helper.make_node("Transpose", ["h"], ["kt"], perm=[0, 2, 3, 1]),
+             helper.make_node("MatMul", ["q", "kt"], ["s0"]), helper.make_node("Mul", ["s0", "scale"], ["s"]),
+             helper.make_node("Softmax", ["s"], ["p"], axis=-1), helper.make_node("MatMul", ["p", "q"], ["y"])]
+    graph = helper.make_graph(
+        nodes, "attention", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [batch, tokens, channels])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [batch, heads, tokens, spec.head_dim])],
+        initializer=[shape, scale])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)])
+    model.ir_version = 8
+    return model.SerializeToString()
+
+
 def layer_input(spec: LayerSpec, c_in: int, batch: int = 1) -> np.ndarray:
     """A random input for :func:`layer_graph`."""
+    if spec.kind == "attention":
+        return np.random.default_rng(1).standard_normal((batch, spec.in_hw[0], c_in), dtype=np.float32)
     shape = (batch * spec.in_hw[0] * spec.in_hw[1], c_in) if spec.kind == "linear" else (batch, c_in, *spec.in_hw)
     return np.random.default_rng(1).standard_normal(shape, dtype=np.float32)
 

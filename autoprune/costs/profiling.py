@@ -46,7 +46,9 @@ def profile_latency_table(analysis: ModelAnalysis, model_name: str | None = None
     plans, unique = {}, {}
     for spec in analysis.layers:
         every = math.lcm(round_to, spec.groups) if spec.kind in ("conv", "transpose") else round_to  # whole groups
-        ins = channel_levels(spec.in_channels, spec.in_group is not None and spec.kind != "depthwise", every)
+        every = math.lcm(every, spec.head_dim) if spec.kind == "attention" else every  # whole heads
+        same = spec.kind in ("depthwise", "attention")  # input channels are the output's: a table over c_out
+        ins = channel_levels(spec.in_channels, spec.in_group is not None and not same, every)
         outs = channel_levels(spec.out_channels, spec.out_group is not None, every)
         key = (spec.kind, spec.kernel, spec.stride, spec.padding, spec.in_hw, spec.groups, tuple(ins), tuple(outs))
         plans[spec.name] = key
@@ -55,8 +57,9 @@ def profile_latency_table(analysis: ModelAnalysis, model_name: str | None = None
     for key, (spec, ins, outs) in unique.items():
         for i, c_in in enumerate(ins):
             for j, c_out in enumerate(outs):
-                # Depthwise layers have c_in == c_out: their table is indexed by c_out.
-                runners.append(_point_runner(spec, c_out if spec.kind == "depthwise" else c_in, c_out, settings))
+                # Depthwise layers and attention have c_in == c_out: their table is indexed by c_out.
+                runners.append(_point_runner(spec, c_out if spec.kind in ("depthwise", "attention") else c_in,
+                                             c_out, settings))
                 slots.append((key, i, j))
     # Every grid point is timed once per pass, round-robin (see interleaved_ms): a burst of
     # interference then inflates single passes of many points, never all passes of one, and

@@ -34,14 +34,7 @@ def register_cost_model(name: str) -> Callable:
 @register_cost_model("flops")
 def _flops(analysis: ModelAnalysis, **_: Any) -> CostModel:
     found = coverage(analysis)
-    head_group = {m: g for g in analysis.groups for m in g.heads}
-    per_head: dict[str, tuple[int, int]] = {}
-    for part in found.uncounted:  # attention's matmuls in a module whose heads a group prunes: they shrink with it
-        g = head_group.get(part.name)
-        if g is not None:
-            per_head[g.name] = (per_head.get(g.name, (0, g.channels))[0] + part.macs, g.channels)
-    fixed = max(0, found.total_macs - found.counted_macs - sum(m for m, _ in per_head.values()))
-    return FlopsCostModel(analysis.layers, fixed, found.describe(), per_head)
+    return FlopsCostModel(analysis.layers, max(0, found.total_macs - found.counted_macs), found.describe())
 
 
 @register_cost_model("ort-measured")

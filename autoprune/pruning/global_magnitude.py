@@ -78,7 +78,7 @@ def size_global_magnitude(analysis: ModelAnalysis, fits: Callable[[dict[str, int
 def _fixed_roots(analysis: ModelAnalysis) -> list[str]:
     """Layers whose output channels no group prunes (output layers, excluded, kept whole)."""
     touched = {n for g in analysis.groups for n in g.producers}
-    return [layer.name for layer in analysis.layers if layer.name not in touched]
+    return [layer.name for layer in analysis.layers if layer.name not in touched and layer.kind != "attention"]
 
 
 def _out_width(module: nn.Module) -> int:
