@@ -283,7 +283,8 @@ def storage(model: nn.Module) -> dict[str, int]:
 
 
 def run_job(job: tuple, args: argparse.Namespace) -> dict:
-    """One row: (model, seed, sparsity, mode), or the dense reference (mode ``dense``, sparsity 0)."""
+    """One row: (model, seed, sparsity, mode), or a reference at sparsity 0: ``dense`` (as trained)
+    or ``continued`` (trained the modes' extra epochs without pruning)."""
     torch.set_num_threads(1)
     name, seed, sparsity, mode = job
     data = load_data(args.data, args.images)
@@ -294,11 +295,15 @@ def run_job(job: tuple, args: argparse.Namespace) -> dict:
     note = ""
     if mode == "dense":
         model = _model(name, trained)
+    elif mode == "continued":  # the control: the same extra epochs, nothing pruned
+        model = _model(name, trained)
+        train(model, data, args.epochs, seed)
     elif mode in UNSTRUCTURED:
         model = unstructured(mode, name, sparsity, seed, data, trained, early, args.epochs, args.rounds)
     else:
         model, note = structured(mode, name, sparsity, seed, data, trained, args.epochs, args.search_episodes, work)
-    row = {"model": name, "seed": seed, "sparsity": sparsity, "mode": mode, "epochs": 0 if mode == "dense" else args.epochs,
+    row = {"model": name, "seed": seed, "sparsity": sparsity, "mode": mode,
+           "epochs": 0 if mode == "dense" else args.epochs,
            "seconds": round(time.perf_counter() - start, 1)}
     if model is None:
         return {**row, "test_acc": None, "note": note}
@@ -340,7 +345,7 @@ def main(argv: list[str] | None = None) -> None:
         write_text_atomic(out / "summary.md", summary(pd.DataFrame(rows), out))
         return
     done = {(r["model"], int(r["seed"]), float(r["sparsity"]), r["mode"]) for r in rows}
-    jobs = [(m, s, 0.0, "dense") for m in args.models for s in args.seeds]
+    jobs = [(m, s, 0.0, ref) for m in args.models for s in args.seeds for ref in ("dense", "continued")]
     jobs += [(m, s, sp, mode) for m in args.models for s in args.seeds for sp in args.sparsities for mode in args.modes]
     jobs = [j for j in jobs if j not in done]
     for m, s in {(j[0], j[1]) for j in jobs}:  # dense models first, once each (the jobs share them)
@@ -398,21 +403,28 @@ def summary(frame: pd.DataFrame, out: Path) -> str:
         frame = frame.merge(times.reset_index(), on=["model", "widths"], how="left")
     lines = ["# Pruning modes: test accuracy (%), mean ± sd over seeds\n"]
     for model, rows in frame.groupby("model", sort=False):
-        dense = rows[rows["mode"] == "dense"]["test_acc"] * 100
-        lines += [f"## {model} (dense {dense.mean():.2f} ± {dense.std(ddof=0):.2f})\n",
-                  "| mode | " + " | ".join(f"{s:.0%}" for s in sorted(rows[rows["mode"] != "dense"]["sparsity"].unique()))
-                  + " |", "|---|" + "---|" * rows[rows["mode"] != "dense"]["sparsity"].nunique()]
+        def ms(mode: str, rows: pd.DataFrame = rows) -> str:
+            acc = rows[rows["mode"] == mode]["test_acc"] * 100
+            return f"{acc.mean():.2f} ± {acc.std(ddof=0):.2f}"
+        pruned = rows[rows["sparsity"] > 0]
+        levels = sorted(pruned["sparsity"].unique())
+        lines += [f"## {model}: dense {ms('dense')}; trained the same extra epochs unpruned {ms('continued')}\n",
+                  "| mode | " + " | ".join(f"{s:.0%}" for s in levels) + " |", "|---|" + "---|" * len(levels)]
         for mode in [m for m in MODES if m in set(rows["mode"])]:
             cells = []
-            for s in sorted(rows[rows["mode"] != "dense"]["sparsity"].unique()):
+            for s in levels:
                 acc = rows[(rows["mode"] == mode) & (rows["sparsity"] == s)]["test_acc"].dropna() * 100
                 cells.append(f"{acc.mean():.2f} ± {acc.std(ddof=0):.2f}" if len(acc) else "–")
             lines.append(f"| {mode} | " + " | ".join(cells) + " |")
         lines.append("")
         cols = [c for c in ("weight_share", "gzip_bytes", "bitmask_bytes", "csr_bytes", "latency_b1_ms",
                             "latency_b256_ms") if c in rows]
-        table = rows.groupby(["mode", "sparsity"], sort=False)[cols].mean().round(4)
-        lines += ["Sizes (bytes) and latency (ms), mean over seeds:\n", "```", table.to_string(), "```", ""]
+        order = {m: i for i, m in enumerate(("dense", "continued", *MODES))}
+        table = rows.groupby(["mode", "sparsity"])[cols].mean().reset_index()
+        table = table.astype({c: int for c in cols if c.endswith("bytes")}).round(4)
+        table = table.sort_values(["sparsity", "mode"], key=lambda c: c.map(order) if c.name == "mode" else c)
+        lines += ["Sizes (bytes) and latency (ms, ONNX Runtime, 1 thread), mean over seeds:\n", "```",
+                  table.to_string(index=False), "```", ""]
     return "\n".join(lines)
 
 

@@ -19,12 +19,12 @@ def test_every_mode_gives_its_sparsity_and_a_rerun_redoes_only_what_is_missing(t
     args = [*ARGS, "--out", str(tmp_path / "out"), "--work", str(tmp_path / "work")]
     pruning_modes.main(args)
     rows = pd.read_csv(tmp_path / "out" / "runs.csv")
-    assert len(rows) == 1 + len(pruning_modes.MODES)  # the dense reference and every mode once
+    assert len(rows) == 2 + len(pruning_modes.MODES)  # the dense and continued references, every mode once
     sparse = rows[rows["mode"].isin(pruning_modes.UNSTRUCTURED)]
     assert (sparse["weight_share"] <= 0.2 + 0.01).all()  # 80 % of the Linear weights are zero
     structured = rows[rows["mode"].isin(pruning_modes.STRUCTURED)].dropna(subset=["test_acc"])
     assert (structured["weight_share"] <= 0.2 + 1e-9).all() and (structured["bitmask_bytes"] > 0).all()
-    assert (rows[rows["mode"] == "dense"]["weight_share"] == 1.0).all()
+    assert (rows[rows["mode"].isin(["dense", "continued"])]["weight_share"] == 1.0).all()
     capsys.readouterr()
     pruning_modes.main(args)
     assert "0 jobs" in capsys.readouterr().out and len(pd.read_csv(tmp_path / "out" / "runs.csv")) == len(rows)
