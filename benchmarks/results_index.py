@@ -17,6 +17,7 @@ WHAT = {
     "cost_fidelity": "lookup table vs measured latency, 100 random policies per model (steps of 8)",
     "cost_fidelity_round4": "the same at steps of 4",
     "cost_fidelity_seed8": "the same with another seed",
+    "cost_fidelity_vit": "the same for the shipped ViT, attention priced per head count (100 random policies)",
     "eval_mode": "candidate scoring: physically pruned copy vs masked dense model",
     "finetune_resnet20": "a DDPG policy applied, fine-tuned 8 epochs with distillation, exported",
     "front_resnet20": "one budget-conditioned search (30-70 %) vs separate searches; the front as one dynamic model",
