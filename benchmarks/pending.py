@@ -94,10 +94,14 @@ class Source(abc.ABC):
 
 
 class HeadToHead(Source):
-    """``results/head_to_head``: one row per (model, budget, method, seed) of the protocol profile."""
+    """``results/head_to_head`` (and ``results/vit_fmnist``, the same protocol on the shipped ViT): one
+    row per (model, budget, method, seed) of the protocol profile."""
 
-    name = "head_to_head"
     seconds_column = "finetune_s"
+
+    @property
+    def name(self) -> str:  # type: ignore[override]
+        return self.folder.name
 
     @property
     def rows_path(self) -> Path:
@@ -113,8 +117,10 @@ class HeadToHead(Source):
         return (row["model"], float(row["budget"]), row["method"], int(row["seed"]))
 
     def command(self, device: str, workers: int) -> list[str]:
+        config = json.loads((self.folder / "config.json").read_text())
         return [sys.executable, str(ROOT / "benchmarks" / "head_to_head.py"), "--profile", "protocol", "--device",
-                device, *(["--cells", "processes", "--cell-workers", str(workers)] if workers > 1 else [])]
+                device, "--name", self.folder.name, "--models", ",".join(config["models"]),
+                *(["--cells", "processes", "--cell-workers", str(workers)] if workers > 1 else [])]
 
 
 class Iterative(Source):
@@ -205,7 +211,8 @@ class SupernetProxy(Source):
 
 def sources(root: Path = ROOT) -> list[Source]:
     """The protocol folders, those that exist."""
-    found = [HeadToHead(root / "results" / "head_to_head"), Iterative(root / "results" / "iterative_resnet20"),
+    found = [HeadToHead(root / "results" / "head_to_head"), HeadToHead(root / "results" / "vit_fmnist"),
+             Iterative(root / "results" / "iterative_resnet20"),
              FrontFinetune(root / "results" / "front_resnet20" / "finetune"),
              SupernetProxy(root / "results" / "supernet_proxy")]
     return [s for s in found if s.folder.is_dir()]
@@ -262,9 +269,10 @@ def main() -> None:
         left = run(found, args.device, args.workers)
         print(report(found, args.workers))
         sys.exit(0 if left == 0 else 3)
-    if args.retime:
-        subprocess.run([sys.executable, str(ROOT / "benchmarks" / "retime_policies.py"),
-                        str(ROOT / "results" / "head_to_head")], cwd=ROOT, check=True)
+    if args.retime:  # every head-to-head folder's policies, each alone on this machine
+        for source in (s for s in found if isinstance(s, HeadToHead) and s.rows()):
+            subprocess.run([sys.executable, str(ROOT / "benchmarks" / "retime_policies.py"), str(source.folder)],
+                           cwd=ROOT, check=True)
 
 
 if __name__ == "__main__":
