@@ -77,5 +77,3 @@ __all__ = ["ALGORITHMS", "AMCDDPG", "AMCMixin", "AMCSAC", "AMCTD3", "AgentParams
            "ParamValue", "DecayingTruncatedNormalNoise", "GlobalMagnitudeSearcher", "KnapsackSearcher", "ONE_SHOT",
            "RandomSearcher", "SB3Searcher", "SEED_RULES", "Searcher", "SeededSearcher", "UniformSearcher",
            "SEARCHERS", "list_searchers", "load_preset", "create_searcher", "parse_overrides"]
-
-make_searcher = create_searcher  # the name before factories were all create_*

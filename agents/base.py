@@ -54,13 +54,8 @@ class Searcher(abc.ABC):
 
     def play_widths(self, env: PruningEnv, kept: dict[str, int], exact: bool = True) -> EpisodeResult:
         """One episode proposing the widths ``kept`` (one-shot rules: scored as made when they fit)."""
-        actions = [action_for(env, t, kept[g.name]) for t, g in enumerate(env.groups)]
+        actions = [env.action_for(t, kept[g.name]) for t, g in enumerate(env.groups)]
         return self.play(env, lambda t: actions[t], exact=exact)
-
-
-def action_for(env: PruningEnv, t: int, kept: int) -> float:
-    """The action that asks for ``kept`` channels of group ``t``."""
-    return env.action_for(t, kept)
 
 
 def play_batch(searcher: Searcher, env: PruningEnv, plays: list[tuple[Callable[[int], float], int]]

@@ -9,8 +9,6 @@ from autoprune.envs.projection import BudgetProjection
 from autoprune.envs.pruning_env import BUDGET_RULES, PruningEnv
 from autoprune.envs.rewards import REWARDS, create_reward
 
-make_reward = create_reward  # the name before factories were all create_*
-
 ENV_ID = "autoprune/ChannelPruning-v0"
 if ENV_ID not in registry:
     register(id=ENV_ID, entry_point="autoprune.envs.pruning_env:PruningEnv")

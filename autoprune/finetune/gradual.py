@@ -41,10 +41,6 @@ class GradualChannelPruning:
         self.pruner = MaskedPruner(analysis, self.ranking, restore_bn=False)
         self.updates = 0
 
-    def ratios_at(self, step: int) -> dict[str, float]:
-        """Each group's scheduled ratio at ``step``."""
-        return {name: s.value(step) for name, s in self.schedules.items()}
-
     def on_step(self, step: int) -> None:
         """Recompute masks when the schedule says so (pruned channels stay pruned)."""
         first = next(iter(self.schedules.values()))
