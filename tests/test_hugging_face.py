@@ -125,12 +125,17 @@ def test_a_vit_from_a_config_searches_its_widths_to_a_flops_budget_by_the_indepe
     assert main(["-q", "search", *common, "--cost-model", "flops", "--budget", "90%", "--agent", "random",
                  "--episodes", "3", "--round-to", "1", "--val-size", "64", "--bn-batches", "1", "--rerank-top", "0",
                  "--verify-top", "0", "--out", str(tmp_path / "s")]) == 0
-    assert "kept whole" not in capsys.readouterr().out
+    assert "the hidden width (group 'vit.embeddings.patch_embeddings.projection') kept whole" in \
+        capsys.readouterr().out
     policy = json.loads((tmp_path / "s" / "best_policy.json").read_text())
-    assert sorted(policy["ratios"]) == ["vit.embeddings.patch_embeddings.projection",  # the hidden width, with
-                                        "vit.layers.0.attention.q_proj",  # the class token along; the heads,
-                                        "vit.layers.0.mlp.fc1", "vit.layers.1.attention.q_proj",  # and MLPs
-                                        "vit.layers.1.mlp.fc1"]
+    assert sorted(policy["ratios"]) == ["vit.layers.0.attention.q_proj", "vit.layers.0.mlp.fc1",  # heads and MLPs
+                                        "vit.layers.1.attention.q_proj", "vit.layers.1.mlp.fc1"]
+    assert policy["exclude"] == ["vit.embeddings.patch_embeddings.projection"]  # recorded: apply keeps it whole
+    assert main(["-q", "search", *common, "--cost-model", "flops", "--budget", "90%", "--agent", "uniform",
+                 "--prune-hidden", "--round-to", "1", "--val-size", "64", "--bn-batches", "1", "--rerank-top", "0",
+                 "--verify-top", "0", "--out", str(tmp_path / "h")]) == 0
+    hidden = json.loads((tmp_path / "h" / "best_policy.json").read_text())  # the hidden width, with the class token
+    assert "vit.embeddings.patch_embeddings.projection" in hidden["ratios"] and not hidden["exclude"]
     assert main(["-q", "apply", str(tmp_path / "s" / "best_policy.json"), *common, "--out", str(tmp_path / "a")]) == 0
     with consent(ref):
         pruned, _ = load_model(tmp_path / "a" / "model.pt")

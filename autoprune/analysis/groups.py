@@ -291,6 +291,13 @@ def _channel_units(groups: list[PrunableGroup], model: nn.Module) -> tuple[list[
     return out, whole
 
 
+def hidden_width_groups(analysis: ModelAnalysis) -> list[str]:
+    """Groups that feed the queries, keys and values of attention pruned in heads: a transformer's
+    hidden width (its residual stream), which every block reads and writes."""
+    projections = {p for g in analysis.groups if g.heads for p in g.producers}
+    return [g.name for g in analysis.groups if not g.heads and projections.intersection(g.consumers)]
+
+
 def _attention_layers(layers: list[LayerSpec], groups: list[PrunableGroup]) -> list[LayerSpec]:
     """Multi-head attention's matmuls as layers the cost models price: one per attention module a
     head group prunes, over the tokens its projections see, with the group's channels (heads)."""

@@ -16,6 +16,7 @@ import torch
 from tqdm.auto import tqdm
 
 from autoprune.analysis import ModelAnalysis, analyse_model, group_features
+from autoprune.analysis.groups import hidden_width_groups
 from autoprune.analysis.layers import example_input
 from autoprune.budget import Budget
 from autoprune.costs import CostModel, create_cost_model, profile_latency_table
@@ -66,6 +67,8 @@ def assemble(config: SearchConfig, out: Path, splits: Splits | None = None, mode
         require_weights=c.data != "synthetic", in_channels=shape[0], num_classes=splits.num_classes)
     example = example_input(model, shape, random=True)
     analysis = analyse_model(model, example, exclude=c.exclude)
+    if not c.prune_hidden:
+        analysis = _hidden_width_kept(c, analysis, lambda: analyse_model(model, example, exclude=c.exclude))
     if check:  # groups that do not prune cleanly are kept whole, recorded in the config's (and policy's) exclude
         analysis, dropped = keep_unprunable_whole(
             analysis, lambda extra: analyse_model(model, example, exclude=[*c.exclude, *extra]))
@@ -101,6 +104,19 @@ def assemble(config: SearchConfig, out: Path, splits: Splits | None = None, mode
                                     copy.deepcopy(model).eval(), c.torch_device, progress)
         evaluator.scorer = SupernetScorer(supernet, evaluator.bn_data, evaluator.val_data, c.bn_batches, score_fn)
     return Assembled(analysis, cost_model, budgets, evaluator, score_name, env, val_size, table)
+
+
+def _hidden_width_kept(config: SearchConfig, analysis: ModelAnalysis, reanalyse, limit: int = 8) -> ModelAnalysis:
+    """``analysis`` with a transformer's hidden width kept whole (added to the config's exclude, so
+    the policy records it); a coupled group that surfaces rooted at another layer goes too."""
+    for _ in range(limit):
+        hidden = hidden_width_groups(analysis)
+        if not hidden:
+            break
+        config.exclude = [*config.exclude, *hidden]
+        tqdm.write(f"note: the hidden width (group {hidden[0]!r}) kept whole; --prune-hidden searches it too")
+        analysis = reanalyse()
+    return analysis
 
 
 def resolve_round_to(config: SearchConfig, analysis: ModelAnalysis, cost_model: CostModel, budgets: list[Budget],

@@ -70,6 +70,8 @@ class SearchConfig:
     table: str | None = setting(None, "latency table CSV for --cost-model lut")
     output: str | None = setting(None, "the model output that is scored and trained: a key (logits), an index (0) "
                                        "or a path (1.logits); default: the only tensor, else 'logits'", metavar="KEY")
+    prune_hidden: bool = setting(False, "also search a transformer's hidden width (the channels every block reads and "
+                                        "adds to, with the class token and position embeddings); off: kept whole")
     allow_uncounted: bool = setting(False, "search with a latency model that prices layers (lut, roofline) although "
                                            "over 1 percent of the model's MACs lie in layers it does not price")
     hardware_profile: str | None = setting(None, "device class for --cost-model roofline (cortex-a53, ..., "
