@@ -14,14 +14,15 @@ FEATURE_COLUMNS = ["index", "kind", "channels", "in_channels", "kernel", "stride
 def group_features(analysis: ModelAnalysis) -> pd.DataFrame:
     """One row per group (index = group name): AMC's static features, un-normalised.
 
-    ``flops``/``params`` count the MACs/weights of every Conv/Linear layer the group touches, as
-    producer or consumer, so they say how much cost the group controls.
+    ``flops``/``params`` count the MACs/weights of every layer the group touches, as producer or
+    consumer (and the matmuls of the attention whose heads it is), so they say how much cost the
+    group controls.
     """
     rows = []
     layers = {spec.name: spec for spec in analysis.layers}
     for i, g in enumerate(analysis.groups):
         root = layers[g.name]
-        touched = [layers[n] for n in dict.fromkeys(g.producers + g.consumers) if n in layers]
+        touched = [layers[n] for n in dict.fromkeys(g.producers + g.consumers + g.heads) if n in layers]
         rows.append({
             "group": g.name, "index": i, "kind": KIND_CODES[g.kind], "channels": g.channels,
             "in_channels": root.in_channels, "kernel": root.kernel[0], "stride": root.stride,

@@ -22,7 +22,7 @@ def run(args: argparse.Namespace) -> int:
     analysis = resolve_analysis(model, args, source)
     name = source.ref
     features = group_features(analysis)
-    features.insert(1, "kind_name", [g.kind for g in analysis.groups])
+    features.insert(1, "kind_name", [f"heads of {g.step}" if g.heads else g.kind for g in analysis.groups])
     features["producers"] = [len(g.producers) for g in analysis.groups]
     dense = FlopsCostModel(analysis.layers).dense_cost()
     print(f"{name}: {len(analysis.groups)} prunable groups, {dense.flops / 1e6:.1f} M MACs, "
