@@ -117,6 +117,7 @@ def main() -> None:
                         help="where random search and CMA-ES score candidates (same results; see docs/search.md)")
     parser.add_argument("--workers", type=int, default=1, help="scoring workers of --executor processes or ray")
     parser.add_argument("--ft-images", type=int, help="fine-tuning images, overriding the profile's")
+    parser.add_argument("--prune-hidden", action="store_true", help="search a transformer's hidden width too")
     parser.add_argument("--cells", default="local", choices=["local", "processes", "ray"],
                         help="run the (model, budget, method, seed) cells one after another here, in worker "
                              "processes or as Ray tasks (finished cells are kept and skipped on a rerun)")
@@ -141,7 +142,8 @@ def main() -> None:
                                             "methods": ONE_SHOT + searched,
                                             "selection_seed": SELECTION_SEED, "amc_ddpg": AMC_AS_PUBLISHED,
                                             "seed_rules": SearchConfig().seeds, "rerank_top": SearchConfig().rerank_top,
-                                            "rerank_steps": SearchConfig().rerank_steps})
+                                            "rerank_steps": SearchConfig().rerank_steps,
+                                            "prune_hidden": args.prune_hidden})
     torch.set_num_threads(max(1, round(args.cell_cpus)))
     splits = load_splits("fashion-mnist")
     bench = Bench(out, prof, splits, args.keep_models, args.device)
@@ -218,6 +220,8 @@ class Bench:
         self.dense: dict[str, dict[str, float]] = {}
         self.tables: dict[tuple[str, tuple[str, ...]], tuple[Any, Any]] = {}  # (model, exclude) -> (analysis, LUT)
         self.executor = ("local", 1)  # where random search and CMA-ES score (same history anywhere)
+        config = out / "config.json"  # search a transformer's hidden width too: as the folder was started
+        self.prune_hidden = bool(json.loads(config.read_text()).get("prune_hidden")) if config.is_file() else False
 
     # -- shared per model -------------------------------------------------------------------
     def weights(self, model: str) -> str:
@@ -326,6 +330,7 @@ class Bench:
                            table=self.table(model) if cost_model == "lut" else None, budget=f"{budget:.0%}",
                            agent=agent, preset=self.prof.preset, episodes=episodes, seed=seed,
                            max_ratio=MAX_RATIO, round_to=ROUND_TO, out=str(folder),
+                           prune_hidden=self.prune_hidden,
                            **(AMC_AS_PUBLISHED if agent == "amc-ddpg" else {}))
         pooled = agent in ("random", "cmaes") and self.executor[0] != "local"
         if pooled:  # the workers load the data by name themselves

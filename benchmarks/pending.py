@@ -120,6 +120,7 @@ class HeadToHead(Source):
         config = json.loads((self.folder / "config.json").read_text())
         return [sys.executable, str(ROOT / "benchmarks" / "head_to_head.py"), "--profile", "protocol", "--device",
                 device, "--name", self.folder.name, "--models", ",".join(config["models"]),
+                *(["--prune-hidden"] if config.get("prune_hidden") else []),
                 *(["--cells", "processes", "--cell-workers", str(workers)] if workers > 1 else [])]
 
 
