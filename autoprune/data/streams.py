@@ -73,6 +73,11 @@ class StreamBatches:
 def _pair(batch: Any, name: str) -> tuple[torch.Tensor, Any]:
     if isinstance(batch, (tuple, list)) and len(batch) >= 2 and isinstance(batch[0], torch.Tensor):
         return batch[0], batch[1]
+    if isinstance(batch, (tuple, list)) and len(batch) >= 2 and isinstance(batch[0], (tuple, list, dict)):
+        kind = "dict" if isinstance(batch[0], dict) else f"{type(batch[0]).__name__} of {len(batch[0])}"
+        raise ConfigError(f"the {name} data yields several inputs per sample (a {kind}); autoprune prunes models "
+                          f"called as model(x) with one tensor: wrap the model in a module that takes one tensor "
+                          f"(e.g. the inputs concatenated) and yield that from the data")
     raise ConfigError(f"the {name} data must yield (input, target) pairs with a tensor input, got "
                       f"{type(batch).__name__}; return (x, y) from your Dataset's __getitem__")
 
