@@ -205,7 +205,7 @@ def analyse_model(model: nn.Module, example_input: torch.Tensor,
     groups = [_describe(g, graph, names, order) for g in tp_groups]
     kept_whole = {g.name: f"indexes parameter {p!r}, excluded" for g in groups for p in g.parameters if p in exclude}
     kept_whole.update({g.name: f"touches {type(model.get_submodule(n)).__name__} {n!r}, whose channels autoprune "
-                               f"does not prune (attention heads and recurrent layers are kept whole)"
+                               f"does not prune (nn.MultiheadAttention's fused projection and recurrent layers are kept whole)"
                        for g in groups for n in g.members if isinstance(model.get_submodule(n), _UNPRUNABLE)})
     groups = [g for g in groups if g.channels > 1 and g.name not in kept_whole]
     groups, unblocked = _channel_units(groups, model)
@@ -285,7 +285,9 @@ def _channel_units(groups: list[PrunableGroup], model: nn.Module) -> tuple[list[
         if g.name in whole or not (blocks or interleaved):
             out.append(g)
         elif blocks and interleaved or len(interleaved) > 1 or len(blocks) > 1:
-            whole[g.name] = "its channels are both normalised in groups and split into convolution groups"
+            sizes = sorted(blocks | interleaved)
+            whole[g.name] = (f"its channels would have to go in units of several sizes at once ({sizes}: norm "
+                             f"groups, convolution groups or heads)")
         else:
             out.append(replace(g, step=next(iter(blocks or interleaved)), interleaved=bool(interleaved), heads=heads))
     return out, whole
