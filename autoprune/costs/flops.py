@@ -10,8 +10,8 @@ from autoprune.costs.base import Cost, CostModel, analytic_counts
 
 
 class FlopsCostModel(CostModel):
-    """MACs and weights of the Conv/Linear layers and attention's matmuls, plus ``fixed_macs``: the work an independent count
-    finds elsewhere (a Conv1d, attention's matmuls, a module's second call), at its dense value.
+    """MACs and weights of the Conv/Linear layers and attention's matmuls, plus ``fixed_macs``: the
+    work an independent count finds elsewhere (a Conv1d, attention's matmuls, a module's second call), at its dense value.
 
     The fixed part keeps a FLOPs budget honest on any model: the count covers every MAC, and work
     the layers do not price is never taken as pruned (a conservative bound: pruning can only lower it).

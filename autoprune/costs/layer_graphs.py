@@ -1,4 +1,5 @@
-"""Single-layer ONNX graphs (Conv, ConvTranspose or Gemm, then ReLU) built with ``onnx.helper``, for latency profiling.
+"""Single-layer ONNX graphs (Conv, ConvTranspose or Gemm, then ReLU; attention's MatMul/Softmax) built
+with ``onnx.helper``, for latency profiling.
 
 Building the graph directly takes about a millisecond, against ~30 ms for a torch export.
 """

@@ -9,13 +9,13 @@ from autoprune.analysis.groups import PrunableGroup
 
 
 def multiple(round_to: int = 1, step: int = 1) -> int:
-    """The multiple a group's channel count is kept in: ``round_to`` and the group's block size both."""
+    """The multiple a group's channel count is kept in: ``round_to`` and the group's unit size both."""
     return math.lcm(max(1, int(round_to)), max(1, int(step)))
 
 
 def channels_kept(channels: int, ratio: float, round_to: int = 1, step: int = 1) -> int:
     """Channels kept when ``ratio`` of ``channels`` is pruned, rounded to a multiple of ``round_to``
-    and of the group's block size ``step`` (a GroupNorm's channels per group).
+    and of the group's unit size ``step`` (a norm group, one position per convolution group, a head).
 
     At least one channel (or the multiple, if the layer is that wide) is always kept.
     """
