@@ -178,7 +178,8 @@ class SearchConfig:
             raise ConfigError(f"--eval-mode must be physical or masked, got {self.eval_mode!r}")
         if not 1 <= self.n_envs <= 64:
             raise ConfigError(f"--n-envs must be between 1 and 64, got {self.n_envs}")
-        if self.val_size < 1 or self.bn_batches < 0 or (self.round_to or 1) < 1 or self.verify_top < 0:
+        if self.val_size < 1 or self.bn_batches < 0 or (self.round_to is not None and self.round_to < 1) \
+                or self.verify_top < 0:
             raise ConfigError("--val-size and --round-to must be >= 1, --bn-batches and --verify-top >= 0")
         if not 1 <= self.latency_threads <= 1024 or not 1 <= self.latency_batch <= 65536:
             raise ConfigError("--latency-threads and --latency-batch must be positive (at most 1024 and 65536)")
