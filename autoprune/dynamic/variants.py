@@ -116,7 +116,8 @@ def export_variants(model: DynamicModel, out: str | Path, input_shape: tuple[int
         variants.append(Variant(label, file, round(ms, 4), dict(kept), sum(p.numel() for p in pruned.parameters()),
                                 None if accuracy is None else accuracy.get(label),
                                 None if budgets_ms is None else budgets_ms.get(label)))
-    found = VariantSet(out, sorted(variants, key=lambda v: -v.latency_ms), tuple(input_shape),
+    # widest first, as they nest (not by the measured times, which a busy machine can swap)
+    found = VariantSet(out, sorted(variants, key=lambda v: (-v.params, -v.latency_ms)), tuple(input_shape),
                        {"batch_size": settings.batch_size, "threads": settings.threads, "provider": settings.provider})
     found.save()
     return found
