@@ -16,7 +16,7 @@ from tqdm.auto import tqdm
 from autoprune.analysis.groups import ModelAnalysis
 from autoprune.atomic import atomic_path
 from autoprune.progress import bar_disabled
-from autoprune.pruning.ratios import channels_kept
+from autoprune.pruning.ratios import group_kept
 
 DEFAULT_RATIOS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
 
@@ -36,7 +36,7 @@ def sensitivity_sweep(analysis: ModelAnalysis, score: Callable[[Mapping[str, int
     for g in analysis.groups:
         scored = {g.channels: dense}  # ratios that round to the same width are scored once
         for r in ratios:
-            kept = channels_kept(g.channels, r, round_to, g.step)
+            kept = group_kept(g, r, round_to)
             if kept not in scored:
                 scored[kept] = score({**dense_kept, g.name: kept})
             acc = scored[kept]

@@ -22,7 +22,7 @@ from autoprune.envs.observation import OBS_NAMES, observation, static_features
 from autoprune.envs.projection import BudgetProjection
 from autoprune.envs.rewards import SOFT_BUDGET_REWARDS, Reward, create_reward
 from autoprune.errors import ConfigError
-from autoprune.pruning.ratios import channels_kept
+from autoprune.pruning.ratios import group_kept
 from autoprune.pruning.widths import WidthChoices
 
 Evaluator = Callable[[Mapping[str, int]], float]
@@ -220,8 +220,7 @@ class PruningEnv(gym.Env):
         rounded to whole channels; for listed widths, one of them, each an equal share of [-1, 1]."""
         if self.choices.listed:  # -1 asks for the widest, +1 for the narrowest, as on the grid
             return self.choices.pick(self.groups[t].name, (1.0 - float(np.clip(action, -1.0, 1.0))) / 2.0)
-        g = self.groups[t]
-        return channels_kept(g.channels, self.ratio_for(action, t), self.round_to, g.step)
+        return group_kept(self.groups[t], self.ratio_for(action, t), self.round_to)
 
     def action_for(self, t: int, kept: int) -> float:
         """An action that asks for ``kept`` channels of group ``t`` (the inverse of :meth:`width_for`)."""

@@ -18,7 +18,7 @@ from autoprune.finetune.schedule import PolynomialDecay
 from autoprune.pruning.importance import Importance, rank_channels
 from autoprune.pruning.masked import MaskedPruner
 from autoprune.pruning.physical import prune_physically
-from autoprune.pruning.ratios import channels_kept
+from autoprune.pruning.ratios import group_kept
 from autoprune.pruning.record import PruningRecord
 
 
@@ -46,8 +46,7 @@ class GradualChannelPruning:
         first = next(iter(self.schedules.values()))
         if not first.should_update(step):
             return
-        kept = {g.name: min(self.kept[g.name], channels_kept(g.channels, self.schedules[g.name].value(step),
-                                                              self.round_to, g.step))
+        kept = {g.name: min(self.kept[g.name], group_kept(g, self.schedules[g.name].value(step), self.round_to))
                 for g in self.analysis.groups}
         fresh = rank_channels(self.analysis, self.importance, self.batches)
         self.ranking = {name: _keep_removed_first(self.ranking[name], fresh[name],

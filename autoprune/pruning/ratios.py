@@ -26,7 +26,12 @@ def channels_kept(channels: int, ratio: float, round_to: int = 1, step: int = 1)
     return max(min(step, channels), min(kept, channels))
 
 
+def group_kept(group: PrunableGroup, ratio: float, round_to: int = 1) -> int:
+    """:func:`channels_kept` for a group: its channels, kept in whole units (``group.step``)."""
+    return channels_kept(group.channels, ratio, round_to, group.step)
+
+
 def architecture_for(groups: list[PrunableGroup], ratios: Mapping[str, float],
                      round_to: int = 1) -> dict[str, int]:
     """Channels kept per group for ``ratios`` (groups not named keep every channel)."""
-    return {g.name: channels_kept(g.channels, float(ratios.get(g.name, 0.0)), round_to, g.step) for g in groups}
+    return {g.name: group_kept(g, float(ratios.get(g.name, 0.0)), round_to) for g in groups}

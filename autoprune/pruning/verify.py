@@ -20,7 +20,7 @@ from autoprune.errors import AnalysisError
 from autoprune.outputs import output_tensors
 from autoprune.pruning.masked import MaskedPruner
 from autoprune.pruning.physical import prune_physically
-from autoprune.pruning.ratios import channels_kept
+from autoprune.pruning.ratios import group_kept
 
 
 def check_prunable(analysis: ModelAnalysis) -> None:
@@ -29,7 +29,7 @@ def check_prunable(analysis: ModelAnalysis) -> None:
     Two cuts are tried: half of every group, and 30 % (a count that rarely divides evenly, which a
     reshape into heads of a fixed size cannot take)."""
     for ratio, patterns in ((0.5, PATTERNS), (0.3, ("shuffled",))):
-        cut = {g.name: channels_kept(g.channels, ratio, 1, g.step) for g in analysis.groups}
+        cut = {g.name: group_kept(g, ratio) for g in analysis.groups}
         if _problem(analysis, cut, patterns) is None:
             continue
         for g in analysis.groups:  # find the culprit: one group at a time

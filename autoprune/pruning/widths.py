@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 from autoprune.analysis.groups import PrunableGroup
 from autoprune.errors import ConfigError
-from autoprune.pruning.ratios import channels_kept, multiple
+from autoprune.pruning.ratios import channels_kept, group_kept, multiple
 
 
 @dataclass(frozen=True)
@@ -34,8 +34,7 @@ class WidthChoices:
         """Multiples of ``round_to`` (a group narrower than that: every width) within the ratio bounds."""
         levels = {}
         for g, lo_ratio, hi_ratio in zip(groups, min_ratio, max_ratio):
-            lo, hi = (channels_kept(g.channels, hi_ratio, round_to, g.step),
-                      channels_kept(g.channels, lo_ratio, round_to, g.step))
+            lo, hi = group_kept(g, hi_ratio, round_to), group_kept(g, lo_ratio, round_to)
             every = multiple(round_to, g.step)
             step = every if g.channels >= every else 1
             levels[g.name] = tuple(sorted({*range(lo, hi, step), hi}))
@@ -55,8 +54,8 @@ class WidthChoices:
         levels = {}
         for t, g in enumerate(groups):
             named = [width_in_channels(w, g.channels, round_to, g.step) for w in per_group.get(g.name, widths)]
-            lo = 0 if max_ratio is None else channels_kept(g.channels, max_ratio[t], round_to, g.step)
-            hi = g.channels if min_ratio is None else channels_kept(g.channels, min_ratio[t], round_to, g.step)
+            lo = 0 if max_ratio is None else group_kept(g, max_ratio[t], round_to)
+            hi = g.channels if min_ratio is None else group_kept(g, min_ratio[t], round_to)
             allowed = sorted({n for n in named if lo <= n <= hi})
             if not allowed:
                 raise ConfigError(f"no width of {sorted(set(named))} for group {g.name!r} ({g.channels} channels) lies "
