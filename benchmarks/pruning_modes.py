@@ -37,8 +37,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import gzip
-import io
 import itertools
 import json
 import math
@@ -60,6 +58,7 @@ from autoprune.data import load_splits
 from autoprune.errors import AutopruneError
 from autoprune.finetune.iterative import imp_schedule, magnitude_masks, prunable_weights
 from autoprune.finetune.schedule import PolynomialDecay
+from autoprune.finetune.unstructured import sparsity_report
 from autoprune.latency import LatencySettings, measure_onnx_latency
 from autoprune.models import create_model
 from autoprune.onnx_export import to_onnx_bytes
@@ -269,16 +268,14 @@ def _sensitivity_widths(analysis, ranking, data: dict, limit: float, weights_of)
 # ---- what every row reports -------------------------------------------------------------------
 
 def storage(model: nn.Module) -> dict[str, int]:
-    """Bytes: the state dict raw and gzipped; the weights as bitmask + non-zero values and as CSR."""
-    buffer = io.BytesIO()
-    torch.save(model.state_dict(), buffer)
-    raw = buffer.getvalue()
+    """Bytes: the state dict raw and gzipped (the tool's sparsity report); the weights as bitmask +
+    non-zero values and as CSR."""
+    report = sparsity_report(model)
     weights = [m.weight.detach() for m in model.modules() if isinstance(m, nn.Linear)]
-    others = sum(p.numel() for p in model.parameters()) - sum(w.numel() for w in weights)
-    nnz = sum(int((w != 0).sum()) for w in weights)
+    nnz, others = report["nonzero_weights"], report["params"] - report["weights"]
     bitmask = sum(math.ceil(w.numel() / 8) for w in weights) + 4 * (nnz + others)
     csr = sum(4 * (w.shape[0] + 1) for w in weights) + 8 * nnz + 4 * others
-    return {"nonzero_weights": nnz, "bytes": len(raw), "gzip_bytes": len(gzip.compress(raw, 9)),
+    return {"nonzero_weights": nnz, "bytes": report["bytes"], "gzip_bytes": report["gzip_bytes"],
             "bitmask_bytes": bitmask, "csr_bytes": csr}
 
 
