@@ -24,6 +24,7 @@ from autoprune.analysis import analyse_model
 from autoprune.analysis.layers import example_input
 from autoprune.atomic import atomic_path
 from autoprune.errors import ConfigError, TrainingError
+from autoprune.inputs import InputSpec, Signature, signature_from_json, signature_json
 from autoprune.limits import MAX_CLASSES, MAX_IN_CHANNELS, MAX_INPUT_ELEMENTS
 from autoprune.models import MODELS, create_model, is_builtin
 from autoprune.pruning.record import PruningRecord, rebuild_pruned
@@ -41,14 +42,15 @@ class CheckpointInfo:
     model: str                                  # built-in name or factory reference
     in_channels: int = 1
     num_classes: int | None = None
-    input_shape: tuple[int, ...] | None = None  # one input's shape, when recorded
+    input_shape: Signature | None = None  # one input's shape (or several inputs' spec), when recorded
     model_args: dict[str, Any] = field(default_factory=dict)
     meta: dict[str, Any] = field(default_factory=dict)  # test accuracy, policy, dense weights, ...
     pruning: PruningRecord | None = None        # None for a dense model
 
-    def shape(self, given: tuple[int, ...] | None = None, source: str = "the checkpoint") -> tuple[int, ...]:
-        """One input's shape: ``given`` (``--input-shape``), else as recorded; a one-line error if neither."""
-        shape = tuple(given) if given else self.input_shape
+    def shape(self, given: Signature | None = None, source: str = "the checkpoint") -> Signature:
+        """One input's shape (or several inputs' spec): ``given`` (``--input-shape``), else as recorded;
+        a one-line error if neither."""
+        shape = (given if isinstance(given, InputSpec) else tuple(given)) if given else self.input_shape
         if shape is None:
             raise ConfigError(f"{source} does not record the input shape; pass --input-shape C,H,W "
                               f"(or the shape of one input)")
@@ -89,15 +91,15 @@ def load_or_create(model_name: str, weights: str | Path | None = None, require_w
 
 def save_checkpoint(path: str | Path, model: nn.Module, model_name: str, in_channels: int = 1,
                     num_classes: int | None = None, meta: dict[str, Any] | None = None,
-                    pruning: PruningRecord | None = None, input_shape: tuple[int, ...] | None = None,
+                    pruning: PruningRecord | None = None, input_shape: Signature | None = None,
                     model_args: dict[str, Any] | None = None) -> Path:
     """Write ``model``'s weights plus what is needed to rebuild it (atomically: tmp file + rename).
 
     Args:
         model_name: a built-in name or a factory reference (``/abs/path/file.py:factory``).
         pruning: the record of a physically pruned ``model`` (None for a dense one).
-        input_shape: one input's shape, needed to re-analyse a pruned model (default: the model's
-            ``input_shape`` attribute, which built-ins have).
+        input_shape: one input's shape (or several inputs' spec), needed to re-analyse a pruned model
+            (default: the model's ``input_shape`` attribute, which built-ins have).
         model_args: the factory's keyword arguments (references only).
     """
     input_shape = input_shape or getattr(model, "input_shape", None)  # built-ins declare theirs
@@ -110,7 +112,7 @@ def save_checkpoint(path: str | Path, model: nn.Module, model_name: str, in_chan
         "state_dict": {k: v.detach().clone() for k, v in model.state_dict().items()}, "meta": meta or {},
     }
     if input_shape is not None:
-        payload["input_shape"] = list(input_shape)
+        payload["input_shape"] = signature_json(input_shape)
     if model_args:
         payload["model_args"] = dict(model_args)
     if pruning is not None:
@@ -176,7 +178,9 @@ def _check_header(payload: dict[str, Any], path: Path) -> None:
             isinstance(v, torch.Tensor) for v in payload["state_dict"].values()):
         raise ConfigError(f"checkpoint {path}: state_dict must map names to tensors")
     shape = payload.get("input_shape")
-    if shape is not None:
+    if isinstance(shape, dict):
+        InputSpec.from_json(shape, f"checkpoint {path}")
+    elif shape is not None:
         ok = isinstance(shape, list) and 1 <= len(shape) <= 4 and all(
             isinstance(s, int) and not isinstance(s, bool) and s > 0 for s in shape)
         if not ok or math.prod(shape) > MAX_INPUT_ELEMENTS:
@@ -230,7 +234,7 @@ def load_model(path: str | Path, model_name: str | None = None, model_args: dict
     shape = payload.get("input_shape")
     return model, CheckpointInfo(
         model=name, in_channels=payload.get("in_channels", 1), num_classes=payload.get("num_classes"),
-        input_shape=tuple(shape) if shape else None, model_args=dict(payload.get("model_args") or {}),
+        input_shape=signature_from_json(shape, f"checkpoint {path}"), model_args=dict(payload.get("model_args") or {}),
         meta=dict(payload.get("meta") or {}), pruning=pruning_record(payload, str(path)))
 
 
@@ -240,14 +244,18 @@ def pruning_record(payload: dict[str, Any], source: str = "checkpoint") -> Pruni
     return None if data is None else PruningRecord.from_dict(data, source)
 
 
-def input_shape_of(payload: dict[str, Any], given: tuple[int, ...] | None = None,
-                   source: str = "the checkpoint") -> tuple[int, ...]:
+def input_shape_of(payload: dict[str, Any], given: Signature | None = None,
+                   source: str = "the checkpoint") -> Signature:
     """One input's shape: ``given`` (``--input-shape``), else as recorded in the checkpoint.
 
     Raises:
         ConfigError: neither says (a plain state dict, or a checkpoint from before shapes were kept).
     """
+    if isinstance(given, InputSpec):
+        return given
     shape = list(given) if given else payload.get("input_shape")
+    if isinstance(shape, dict):
+        return InputSpec.from_json(shape, source)
     if shape is None:
         raise ConfigError(f"{source} does not record the input shape; pass --input-shape C,H,W "
                           f"(or the shape of one input)")

@@ -11,6 +11,7 @@ from autoprune.analysis.groups import ModelAnalysis
 from autoprune.data.batches import Splits
 from autoprune.data.guard import guarded
 from autoprune.errors import DataError, TrainingError, UserCodeError
+from autoprune.inputs import describe
 from autoprune.pruning.masked import MaskedPruner
 from autoprune.pruning.physical import prune_physically
 from autoprune.scoring import LossFn, ScoreFn, accuracy
@@ -25,6 +26,32 @@ def search_bn_batches(splits: Splits, bn_batches: int, batch_size: int = BN_BATC
     augmented); ``apply`` and the Python API recalibrate on the same, so scores reproduce."""
     return list(guarded(splits.train(batch_size, shuffle=False, augment=False, limit=bn_batches * batch_size),
                         "the training data"))  # a few hundred steps from pruned weights: gentle, no warm-up needed
+
+
+def check_scorable(model: torch.nn.Module, splits: Splits, score: ScoreFn, device: str | torch.device = "cpu",
+                   samples: int = 8) -> float:
+    """The unpruned model's score on the first ``samples`` validation samples; a one-line
+    :class:`DataError` with the cause when it cannot be scored (data that does not fit the model),
+    before any search: a candidate that fails later is only recorded as NaN."""
+    if getattr(score, "of_architecture", None) is not None:
+        return math.nan
+    batches = list(guarded(splits.val(batch_size=samples, limit=samples), "the validation data"))
+    if not batches:
+        raise DataError("the validation split is empty; give the data validation samples")
+    try:
+        value = evaluate(model.to(device), batches, score)
+    except (UserCodeError, DataError, TrainingError):
+        raise
+    except Exception as exc:  # noqa: BLE001 - the user's model on the user's data
+        raise DataError(f"the unpruned model cannot be scored on the validation data, whose inputs are "
+                        f"{describe(batches[0][0])} ({type(exc).__name__}: {str(exc).strip().splitlines()[0][:160]}); "
+                        f"give data the model takes (several inputs: a tuple or a dict per sample)") from None
+    finally:
+        model.cpu()
+    if math.isnan(value):
+        raise DataError("the unpruned model scores NaN on the first validation samples; check the data and the "
+                        "--score function (a search could not rank candidates by it)")
+    return value
 
 
 class CandidateEvaluator:

@@ -17,6 +17,7 @@ from autoprune.analysis.layers import example_input
 from autoprune.atomic import write_json_atomic
 from autoprune.budget import MEASURED_TOLERANCE, Budget
 from autoprune.checkpoint import save_checkpoint
+from autoprune.inputs import Signature, in_channels_of
 from autoprune.latency import LatencySettings, measure_onnx_latency
 from autoprune.onnx_export import export_onnx
 from autoprune.policy import PruningPolicy
@@ -30,7 +31,7 @@ WINDOWS = 5
 PAUSE_S = 0.3
 
 
-def export_model(model: nn.Module, model_name: str, out: str | Path, input_shape: tuple[int, ...],
+def export_model(model: nn.Module, model_name: str, out: str | Path, input_shape: Signature,
                  num_classes: int | None = None, record: PruningRecord | None = None,
                  policy: PruningPolicy | None = None, meta: dict[str, Any] | None = None,
                  settings: LatencySettings = LatencySettings(), exporter: str = "torchscript",
@@ -39,9 +40,9 @@ def export_model(model: nn.Module, model_name: str, out: str | Path, input_shape
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     model.eval()
-    example = example_input(model, tuple(input_shape), random=True)
+    example = example_input(model, input_shape, random=True)
     onnx_path = export_onnx(model, example, out / "model.onnx", exporter)
-    save_checkpoint(out / "model.pt", model, model_name, input_shape[0], num_classes, meta,
+    save_checkpoint(out / "model.pt", model, model_name, in_channels_of(input_shape) or 1, num_classes, meta,
                     pruning=record, input_shape=input_shape, model_args=model_args)
     if policy is not None:
         policy.save(out / "policy.json")

@@ -15,7 +15,8 @@ from torch import nn
 
 from autoprune.analysis.layers import example_input
 from autoprune.errors import ConfigError
-from autoprune.onnx_export import ort_session, to_onnx_bytes
+from autoprune.inputs import InputSpec, ModelInput, Signature, call, rows
+from autoprune.onnx_export import onnx_feed, ort_session, to_onnx_bytes
 
 
 @dataclass(frozen=True)
@@ -81,13 +82,13 @@ def interleaved_ms(fns: Sequence[Callable[[], object]], warmup: int, repeats: in
     return best
 
 
-def measure_latency(model: nn.Module, input_shape: tuple[int, ...],
+def measure_latency(model: nn.Module, input_shape: Signature,
                     settings: LatencySettings = LatencySettings()) -> float:
     """Latency (ms) of one forward pass of ``model`` at ``settings.batch_size`` (robust median)."""
     return measure_latencies([model], input_shape, settings, interleaved=False)[0]
 
 
-def measure_latencies(models: Iterable[nn.Module], input_shape: tuple[int, ...],
+def measure_latencies(models: Iterable[nn.Module], input_shape: Signature,
                       settings: LatencySettings = LatencySettings(), interleaved: bool = True,
                       progress: Callable[[], None] | None = None) -> list[float]:
     """Latencies (ms) of several models; ``interleaved`` measures them round-robin (:func:`interleaved_ms`).
@@ -101,10 +102,9 @@ def measure_latencies(models: Iterable[nn.Module], input_shape: tuple[int, ...],
     if first is None:
         return []
     models = itertools.chain([first], models)
-    x = example_input(first, tuple(input_shape), settings.batch_size, random=True)  # token IDs for a text model
+    x = example_input(first, input_shape, settings.batch_size, random=True)  # token IDs for a text model
     if settings.backend == "onnxruntime":
-        feed = {"input": x.numpy()}
-        runners = [_session_runner(ort_session(to_onnx_bytes(m, x[:1]), settings.threads, settings.provider), feed)
+        runners = [_session_runner(ort_session(to_onnx_bytes(m, rows(x, 1)), settings.threads, settings.provider), x)
                    for m in models]
         return _time_runners(runners, settings, interleaved, progress)
     if settings.backend == "torch":
@@ -122,12 +122,13 @@ def measure_latencies(models: Iterable[nn.Module], input_shape: tuple[int, ...],
     raise ConfigError(f"unknown latency backend {settings.backend!r}; use onnxruntime or torch")
 
 
-def _session_runner(session: ort.InferenceSession, feed: dict) -> Callable[[], object]:
+def _session_runner(session: ort.InferenceSession, x: ModelInput) -> Callable[[], object]:
+    feed = onnx_feed(session, x)
     return lambda: session.run(None, feed)
 
 
-def _module_runner(model: nn.Module, x: torch.Tensor) -> Callable[[], object]:
-    return lambda: model(x)
+def _module_runner(model: nn.Module, x: ModelInput) -> Callable[[], object]:
+    return lambda: call(model, x)
 
 
 def _time_runners(runners: list[Callable[[], object]], settings: LatencySettings, interleaved: bool,
@@ -142,10 +143,13 @@ def _time_runners(runners: list[Callable[[], object]], settings: LatencySettings
     return out
 
 
-def measure_onnx_latency(onnx_bytes: bytes, input_shape: tuple[int, ...],
+def measure_onnx_latency(onnx_bytes: bytes, input_shape: Signature,
                          settings: LatencySettings = LatencySettings()) -> float:
     """Latency (ms) of an exported ONNX model under ONNX Runtime (the file a user ships)."""
     session = ort_session(onnx_bytes, settings.threads, settings.provider)
+    if isinstance(input_shape, InputSpec):
+        feed = onnx_feed(session, input_shape.example(settings.batch_size, random=True))
+        return robust_median_ms(lambda: session.run(None, feed), settings)
     shape = (settings.batch_size, *input_shape)
     if session.get_inputs()[0].type == "tensor(int64)":  # token IDs: zeros are in every vocabulary
         feed = {"input": np.zeros(shape, dtype=np.int64)}

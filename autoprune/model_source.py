@@ -14,10 +14,11 @@ import yaml
 from torch import nn
 
 from autoprune.checkpoint import load_or_create, read_checkpoint, shipped_weights
-from autoprune.errors import ConfigError
+from autoprune.errors import ConfigError, UserCodeError
+from autoprune.inputs import InputSpec, Signature, check_tensors, signature_from_json, signature_of
 from autoprune.limits import MAX_MODEL_ARGS_BYTES, MAX_MODEL_ARGS_DEPTH, check_input_size
 from autoprune.models import is_builtin
-from autoprune.references import canonical
+from autoprune.references import canonical, resolve
 from autoprune.yaml_io import load_yaml
 
 MAX_DIMS = 4
@@ -31,18 +32,19 @@ class ModelSource:
         ref: a built-in name (``resnet20``) or ``path/to/file.py:factory`` / ``package.module:factory``.
         args: keyword arguments of a factory reference (``--model-args``).
         weights: an autoprune checkpoint or a plain ``state_dict`` file (None: shipped or as built).
-        input_shape: one input's shape (None: from the data, the checkpoint or the model).
+        input_shape: one input's shape, or several inputs' :class:`~autoprune.inputs.InputSpec`
+            (None: from the data, the checkpoint or the model).
     """
 
     ref: str = "resnet20"
     args: dict[str, Any] = field(default_factory=dict)
     weights: str | None = None
-    input_shape: tuple[int, ...] | None = None
+    input_shape: Signature | None = None
 
     def __post_init__(self) -> None:
         self.ref = canonical(self.ref)
-        if self.input_shape is not None:
-            self.input_shape = tuple(self.input_shape)
+        if isinstance(self.input_shape, (dict, list)):
+            self.input_shape = signature_from_json(self.input_shape, "the input shape")
 
     @property
     def is_builtin(self) -> bool:
@@ -65,19 +67,19 @@ class ModelSource:
                                   f"factory or pass --weights FILE")
         return model.eval()
 
-    def shape(self, data_shape: tuple[int, ...] | None = None, model: nn.Module | None = None) -> tuple[int, ...]:
-        """One input's shape: ``input_shape`` if given, else the data's, else the checkpoint's
+    def shape(self, data_shape: Signature | None = None, model: nn.Module | None = None) -> Signature:
+        """One input's shape (or several inputs' spec): ``input_shape`` if given, else the data's, else the checkpoint's
         (given or shipped weights), else the ``input_shape`` attribute of ``model`` (or of the
         model this source builds)."""
         if self.input_shape:
             return self.input_shape
         if data_shape:
-            return tuple(data_shape)
+            return data_shape if isinstance(data_shape, InputSpec) else tuple(data_shape)
         weights = self.weights or shipped_weights(self.ref)
         if weights:
             recorded = read_checkpoint(weights).get("input_shape")
             if recorded:
-                return tuple(recorded)
+                return signature_from_json(recorded, f"checkpoint {weights}")
         declared = getattr(model if model is not None else self.load(), "input_shape", None)
         if isinstance(declared, (tuple, list)) and declared and all(isinstance(v, int) and v > 0 for v in declared):
             return tuple(declared)
@@ -88,6 +90,24 @@ class ModelSource:
 def _same_weights(a: nn.Module, b: nn.Module) -> bool:
     sa, sb = a.state_dict(), b.state_dict()
     return sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
+
+
+def load_example(ref: str) -> Signature:
+    """What the inputs ``--example FILE.py:function`` returns look like: the function takes no arguments
+    and returns one batch of inputs (a tensor, a tuple of tensors, or a dict of keyword tensors)."""
+    fn = resolve(ref, "example-input function", "--example")
+    try:
+        example = fn()
+    except Exception as exc:  # noqa: BLE001 - user code: one line naming it
+        raise UserCodeError(f"--example {ref} raised {type(exc).__name__}: {str(exc)[:200]}") from None
+    check_tensors(example, f"--example {ref}")
+    signature = signature_of(tuple(example) if isinstance(example, list) else example)
+    if isinstance(signature, InputSpec):
+        for name, shape in zip(signature.names, signature.shapes):
+            check_input_size(shape, f"--example {ref}: input {name!r}")
+    else:
+        check_input_size(signature, f"--example {ref}")
+    return signature
 
 
 def parse_input_shape(text: str | None) -> tuple[int, ...] | None:

@@ -14,6 +14,7 @@ from torch import nn
 
 from autoprune.atomic import write_bytes_atomic
 from autoprune.errors import AutopruneError
+from autoprune.inputs import ModelInput, call, is_several, named_tensors
 from autoprune.outputs import flat_outputs, output_tensors
 
 EXPORTERS = ("torchscript", "dynamo")
@@ -32,9 +33,10 @@ def ort_session(onnx_bytes: bytes, threads: int = 1, provider: str = "CPUExecuti
     return ort.InferenceSession(onnx_bytes, opts, providers=providers)
 
 
-def to_onnx_bytes(model: nn.Module, example_input: torch.Tensor, exporter: str = "torchscript",
+def to_onnx_bytes(model: nn.Module, example_input: ModelInput, exporter: str = "torchscript",
                   opset: int = 17) -> bytes:
-    """Serialise ``model`` (eval mode) to ONNX with a dynamic batch axis.
+    """Serialise ``model`` (eval mode) to ONNX with a dynamic batch axis; several inputs keep their
+    names (a dict's keys; ``input_0``... for positional ones).
 
     The TorchScript exporter is the default: ~10x faster than the dynamo one for small CNNs, which
     matters when hundreds of candidates are measured.
@@ -47,9 +49,13 @@ def to_onnx_bytes(model: nn.Module, example_input: torch.Tensor, exporter: str =
     try:
         with warnings.catch_warnings(), torch.no_grad():
             warnings.simplefilter("ignore")
-            names = output_names(model(example_input))
-            torch.onnx.export(model, (example_input,), buf, input_names=["input"], output_names=names,
-                              dynamic_axes={"input": {0: "batch"}, **{n: {0: "batch"} for n in names}},
+            names = output_names(call(model, example_input))
+            inputs = [n for n, _ in named_tensors(example_input)]
+            args = () if isinstance(example_input, dict) else tuple(example_input) if is_several(example_input) \
+                else (example_input,)
+            torch.onnx.export(model, args, buf, kwargs=example_input if isinstance(example_input, dict) else None,
+                              input_names=inputs, output_names=names,
+                              dynamic_axes={**{n: {0: "batch"} for n in inputs}, **{n: {0: "batch"} for n in names}},
                               opset_version=opset if exporter == "torchscript" else max(opset, 18),
                               dynamo=exporter == "dynamo")
     finally:
@@ -57,7 +63,7 @@ def to_onnx_bytes(model: nn.Module, example_input: torch.Tensor, exporter: str =
     return buf.getvalue()
 
 
-def export_onnx(model: nn.Module, example_input: torch.Tensor, path: str | Path,
+def export_onnx(model: nn.Module, example_input: ModelInput, path: str | Path,
                 exporter: str = "torchscript", atol: float = 1e-4) -> Path:
     """Write ``model`` as ONNX to ``path``, validated by ``onnx.checker`` and ONNX Runtime vs torch."""
     data = to_onnx_bytes(model, example_input, exporter)
@@ -77,15 +83,22 @@ def output_names(out: object) -> list[str]:
     return [path.replace(".", "_") or f"output_{i}" for i, (path, _) in enumerate(output_tensors(out))]
 
 
-def max_output_difference(onnx_bytes: bytes, model: nn.Module, example_input: torch.Tensor) -> float:
+def onnx_feed(session: ort.InferenceSession, example: ModelInput) -> dict[str, np.ndarray]:
+    """The session's inputs from ``example`` by name (an input the graph does not use was left out of
+    it by the exporter, and is left out of the feed)."""
+    wanted = {i.name for i in session.get_inputs()}
+    return {n: t.detach().cpu().numpy() for n, t in named_tensors(example) if n in wanted}
+
+
+def max_output_difference(onnx_bytes: bytes, model: nn.Module, example_input: ModelInput) -> float:
     """Largest absolute difference between ONNX Runtime's and torch's outputs on ``example_input``,
     over every output tensor (infinite when their number or shapes differ)."""
     session = ort_session(onnx_bytes, threads=1)
-    got = session.run(None, {"input": example_input.numpy()})
+    got = session.run(None, onnx_feed(session, example_input))
     was_training = model.training
     model.eval()
     with torch.no_grad():
-        want = [t.numpy() for t in flat_outputs(model(example_input))]
+        want = [t.numpy() for t in flat_outputs(call(model, example_input))]
     model.train(was_training)
     if len(got) != len(want) or any(g.shape != w.shape for g, w in zip(got, want)):
         return float("inf")

@@ -29,7 +29,8 @@ from autoprune import __version__
 from autoprune.analysis.fingerprint import model_fingerprint
 from autoprune.analysis.groups import ModelAnalysis
 from autoprune.atomic import write_json_atomic
-from autoprune.errors import PolicyError
+from autoprune.errors import ConfigError, PolicyError
+from autoprune.inputs import InputSpec, Signature, signature_from_json, signature_json
 from autoprune.limits import MAX_INPUT_ELEMENTS, MAX_MODEL_ARGS_BYTES
 from autoprune.pruning.ratios import architecture_for
 
@@ -80,7 +81,7 @@ class PruningPolicy:
     model: str | None = None  # built-in name or factory reference (path/to/file.py:factory)
     fingerprint: str | None = None
     model_args: dict[str, Any] = field(default_factory=dict)
-    input_shape: list[int] | None = None
+    input_shape: list[int] | dict[str, Any] | None = None  # one input's shape, or several inputs' spec
     round_to: int = 1
     importance: str = "l1"
     exclude: list[str] = field(default_factory=list)
@@ -99,12 +100,17 @@ class PruningPolicy:
         if isinstance(self.accuracy, dict):  # the JSON form, as older code and the Python API pass it
             self.accuracy = SearchScore.from_dict(self.accuracy)
 
+    @property
+    def signature(self) -> Signature | None:
+        """What the model takes (one input's shape, or several inputs' spec), when recorded."""
+        return signature_from_json(self.input_shape, "the policy")
+
     @classmethod
     def for_model(cls, analysis: ModelAnalysis, ratios: dict[str, float], model_name: str | None = None,
                   round_to: int = 1, **provenance: Any) -> PruningPolicy:
         """A policy for ``analysis``'s model, with fingerprint and channels filled in."""
         full = {g.name: float(ratios.get(g.name, 0.0)) for g in analysis.groups}
-        provenance.setdefault("input_shape", list(analysis.example_input.shape[1:]))
+        provenance.setdefault("input_shape", signature_json(analysis.signature))
         policy = cls(full, model=model_name, fingerprint=model_fingerprint(analysis.model),
                      round_to=round_to, **provenance)
         policy.channels = architecture_for(analysis.groups, full, round_to)
@@ -200,7 +206,7 @@ def _reject_constant(name: str) -> float:
 MAX_ROUND_TO = 1 << 16  # wider than any layer: a larger multiple would keep every channel
 
 _TYPES = {"model": (str, type(None)), "fingerprint": (str, type(None)), "round_to": int,
-          "model_args": dict, "input_shape": (list, type(None)),
+          "model_args": dict, "input_shape": (list, dict, type(None)),
           "importance": str, "exclude": list, "budget": (dict, type(None)), "cost_model": (str, type(None)),
           "predicted_cost": (dict, type(None)), "accuracy": (dict, type(None)), "channels": dict,
           "widths": (dict, type(None)),
@@ -221,6 +227,15 @@ def _check_types(kwargs: dict[str, Any], source: str) -> None:
         raise PolicyError(f"{source}: 'round_to' must be a positive integer up to {MAX_ROUND_TO} (channels are "
                           f"kept in multiples of it); is it the right file?")
     shape = kwargs.get("input_shape")
+    if isinstance(shape, dict):
+        try:
+            spec = InputSpec.from_json(shape, source)
+        except ConfigError as exc:
+            raise PolicyError(str(exc)) from None
+        if any(math.prod(s) > MAX_INPUT_ELEMENTS for s in spec.shapes):
+            raise PolicyError(f"{source}: an input of 'input_shape' is over the {MAX_INPUT_ELEMENTS:,} elements "
+                              f"this tool handles; is it the right file?")
+        shape = None
     if shape is not None and not (1 <= len(shape) <= 4 and all(
             isinstance(v, int) and not isinstance(v, bool) and 0 < v <= 1 << 16 for v in shape)):
         raise PolicyError(f"{source}: 'input_shape' must be 1-4 positive integers")

@@ -12,6 +12,7 @@ from torch import nn
 
 from autoprune.data.guard import guarded
 from autoprune.errors import DataError, TrainingError, UserCodeError
+from autoprune.inputs import call, named_tensors, to_device
 from autoprune.outputs import scored_output
 from autoprune.references import resolve
 
@@ -25,17 +26,6 @@ def model_device(model: nn.Module) -> torch.device:
     return torch.device("cpu")
 
 
-def to_device(value: Any, device: torch.device) -> Any:
-    """Tensors (also inside tuples, lists and dicts) moved to ``device``; anything else unchanged."""
-    if isinstance(value, torch.Tensor):
-        return value.to(device, non_blocking=True)
-    if isinstance(value, (list, tuple)):
-        return type(value)(to_device(v, device) for v in value)
-    if isinstance(value, dict):
-        return {k: to_device(v, device) for k, v in value.items()}
-    return value
-
-
 @torch.no_grad()
 def _summed(model: nn.Module, batches: Iterable[tuple[torch.Tensor, Any]],
             per_batch: Callable[[torch.Tensor, torch.Tensor], float]) -> float:
@@ -47,11 +37,11 @@ def _summed(model: nn.Module, batches: Iterable[tuple[torch.Tensor, Any]],
     total, n = 0.0, 0
     try:
         for i, (x, y) in enumerate(guarded(batches, "the evaluation data")):
-            if isinstance(x, torch.Tensor) and x.is_floating_point() and not torch.isfinite(x).all():
+            if any(t.is_floating_point() and not torch.isfinite(t).all() for _, t in named_tensors(x)):
                 raise DataError(f"the evaluation data holds NaN or infinite inputs (batch {i + 1}); clean the data "
                                 f"(a NaN input would be scored as a wrong answer)")
             y = torch.as_tensor(y).to(device)
-            out = scored_output(model(x.to(device)))
+            out = scored_output(call(model, to_device(x, device)))
             if isinstance(out, torch.Tensor) and out.is_floating_point() and not torch.isfinite(out).all():
                 raise TrainingError(f"the model's outputs are NaN or infinite on evaluation batch {i + 1}; its "
                                     f"weights have diverged: lower --lr or check the loss")

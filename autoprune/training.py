@@ -14,9 +14,10 @@ from tqdm.auto import tqdm
 from autoprune.data.guard import guarded
 from autoprune.devices import check_torch_device
 from autoprune.errors import ConfigError, DataError, TrainingError
+from autoprune.inputs import ModelInput, batch_len, call, named_tensors, to_device
 from autoprune.outputs import scored_output
 from autoprune.progress import bar_disabled
-from autoprune.scoring import ScoreFn, accuracy, model_device, to_device
+from autoprune.scoring import ScoreFn, accuracy, model_device
 from autoprune.settings import setting
 
 OPTIMIZERS = ("sgd", "adamw")
@@ -49,7 +50,7 @@ def recalibrate_bn(model: nn.Module, batches: Batches, max_batches: int = 10) ->
     for i, (x, _) in enumerate(batches):
         if i >= max_batches:
             break
-        model(x.to(device))
+        call(model, to_device(x, device))
     model.train(was_training)
     for m, mom in zip(bns, saved):
         m.momentum = mom
@@ -132,9 +133,9 @@ def train(model: nn.Module, make_batches: Callable[[int], Batches], cfg: TrainCo
         for x, y in bar:
             for group in opt.param_groups:
                 group["lr"] = cosine_lr(step, total, cfg.lr)
-            x, y = x.to(device), to_device(y, device)
+            x, y = to_device(x, device), to_device(y, device)
             check_inputs(x, f"{where}, step {step + 1}")
-            out = model(x)
+            out = call(model, x)
             logits = scored_output(out)
             if class_labels:
                 check_labels(y, logits, f"{where}, step {step + 1}")
@@ -146,8 +147,8 @@ def train(model: nn.Module, make_batches: Callable[[int], Batches], cfg: TrainCo
             step += 1
             if on_step:
                 on_step(step)
-            running += loss.item() * len(x)
-            seen += len(x)
+            running += loss.item() * batch_len(x)
+            seen += batch_len(x)
             bar.set_postfix(loss=f"{running / seen:.3f}")
         record = {"epoch": epoch + 1, "loss": running / max(seen, 1)}
         if evaluate_fn:
@@ -158,9 +159,9 @@ def train(model: nn.Module, make_batches: Callable[[int], Batches], cfg: TrainCo
     return history
 
 
-def check_inputs(x: torch.Tensor, where: str) -> None:
+def check_inputs(x: ModelInput, where: str) -> None:
     """Refuse NaN or infinite inputs before they are trained on."""
-    if isinstance(x, torch.Tensor) and x.is_floating_point() and not torch.isfinite(x).all():
+    if any(t.is_floating_point() and not torch.isfinite(t).all() for _, t in named_tensors(x)):
         raise DataError(f"the training inputs hold NaN or infinite values ({where}); clean the data "
                         f"before training (nothing was trained on them)")
 

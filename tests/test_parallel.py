@@ -91,7 +91,8 @@ def test_a_worker_killed_mid_search_loses_no_episode(tmp_path, monkeypatch):
     assert history.equals(_history(tmp_path / "local"))
     made = sorted((int(p.name.split("-")[1]), p.name.split("-")[0]) for p in calls.iterdir())
     killed = next(pid for n, pid in made if n >= 4)
-    assert len(made) == 10 and all(pid != killed for n, pid in made if n > 4)  # retried on a fresh worker
+    # the first call checks the unpruned model in the search's own process; 9 candidates, one retried
+    assert len(made) == 11 and all(pid != killed for n, pid in made if n > 4)  # retried on a fresh worker
 
 
 def test_unknown_executor_and_missing_ray_are_refused_in_one_line(tmp_path, capsys, monkeypatch):

@@ -47,6 +47,14 @@ USER = textwrap.dedent("""
     def nan_score(model, batches):
         return math.nan
 
+    def late_raising_score(model, batches):  # fine for the check of the unpruned model, then down
+        from pathlib import Path
+
+        if Path("scored").exists():
+            raise RuntimeError("metric server down")
+        Path("scored").touch()
+        return 0.5
+
     def text_score(model, batches):
         return "good"
 
@@ -151,13 +159,23 @@ def test_a_loss_that_misbehaves_is_named_in_one_line(user, tmp_path, capsys, los
 
 @pytest.mark.parametrize("score,message", [("raising_score", "raised RuntimeError: metric server down"),
                                            ("nan_score", "returned nan"), ("text_score", "returned a str")])
-@pytest.mark.parametrize("executor", ["local", pytest.param("processes", marks=pytest.mark.slow)])
-def test_a_score_that_misbehaves_is_named_with_its_episode(user, capsys, score, message, executor):
+def test_a_score_that_misbehaves_is_named_before_the_search(user, capsys, score, message):
     args = ["-q", "search", *TINY, "--agent", "random", "--episodes", "3", "--score", f"user.py:{score}",
+            "--out", "s"]
+    assert main(args) == 2
+    err = one_line(capsys)
+    assert message in err and "user.py:" + score in err and "(episode" not in err
+    assert not (user / "s" / "history.csv").exists()  # found on the unpruned model, before any episode
+
+
+@pytest.mark.parametrize("executor", ["local", pytest.param("processes", marks=pytest.mark.slow)])
+def test_a_score_that_fails_during_the_search_is_named_with_its_episode(user, capsys, executor):
+    args = ["-q", "search", *TINY, "--agent", "random", "--episodes", "3", "--score", "user.py:late_raising_score",
             "--executor", executor, "--workers", "1", "--out", "s"]
     assert main(args) == 2
     err = one_line(capsys)
-    assert message in err and "user.py:" + score in err and "(episode 0" in err
+    assert "raised RuntimeError: metric server down" in err and "user.py:late_raising_score" in err
+    assert "(episode 0" in err
 
 
 def test_a_timeout_too_short_says_timed_out(tmp_path, capsys):

@@ -217,18 +217,3 @@ def test_an_unreachable_budget_names_the_groups_kept_whole(tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and "1 group(s) are kept whole ('c1': " in err[-1] and "see autoprune analyse" in err[-1]
     assert err[-1].startswith("autoprune: error: budget")
-
-
-def test_data_with_several_inputs_per_sample_is_refused_saying_so(tmp_path, capsys):
-    (tmp_path / "pairs.py").write_text(
-        "import torch\n"
-        "from torch.utils.data import Dataset\n\n\n"
-        "class Pairs(Dataset):\n"
-        "    def __len__(self):\n        return 64\n\n"
-        "    def __getitem__(self, i):\n        return (torch.zeros(1, 28, 28), torch.zeros(4)), i % 10\n\n\n"
-        "def data():\n    return Pairs(), Pairs()\n")
-    code = main(["search", "--model", f"{STRUCTURES_FILE}:build", "--data", f"{tmp_path / 'pairs.py'}:data",
-                 "--input-shape", "1,28,28", "--cost-model", "flops", "--budget", "85%", "--agent", "uniform",
-                 "--val-size", "64", "--bn-batches", "1", "--out", str(tmp_path / "run")])
-    err = capsys.readouterr().err.strip().splitlines()
-    assert code == 2 and "yields several inputs per sample (a list of 2)" in err[-1] and "wrap the model" in err[-1]

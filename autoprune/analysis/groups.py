@@ -25,6 +25,7 @@ from autoprune.analysis.layers import (
     trace_layers,
 )
 from autoprune.errors import AnalysisError
+from autoprune.inputs import ModelInput, Signature, call, check_tensors, signature_of
 from autoprune.outputs import flat_outputs, output_shapes
 
 
@@ -57,13 +58,18 @@ class ModelAnalysis:
     """What the rest of the tool knows about a model: groups, layers, and the dependency graph."""
 
     model: nn.Module
-    example_input: torch.Tensor
+    example_input: ModelInput  # one batch (of one sample) the model was traced with
     groups: list[PrunableGroup]
     layers: list[LayerSpec]
     output_layer: str | None
     graph: tp.DependencyGraph
     kept_whole: dict[str, str] = field(default_factory=dict)  # group name -> why it is not prunable
     output_layers: tuple[str, ...] = ()  # layers producing model outputs (never pruned on their output side)
+
+    @property
+    def signature(self) -> Signature:
+        """What the model takes: one input's shape, or several inputs' spec."""
+        return signature_of(self.example_input)
 
     def group(self, name: str) -> PrunableGroup:
         """The group called ``name``."""
@@ -146,7 +152,7 @@ def _is_depthwise(m: nn.Module) -> bool:
             and m.groups == m.in_channels == m.out_channels)
 
 
-def check_static_paths(model: nn.Module, example: torch.Tensor, tries: int = 2) -> None:
+def check_static_paths(model: nn.Module, example: ModelInput, tries: int = 2) -> None:
     """Refuse a model whose forward runs different layers for different inputs (data-dependent
     control flow): the traced graph would describe one path only, and pruning would break the others."""
     first = executed_modules(model, example)
@@ -159,12 +165,13 @@ def check_static_paths(model: nn.Module, example: torch.Tensor, tries: int = 2) 
                                 f"run the same layers for every input (e.g. compute both branches and select)")
 
 
-def analyse_model(model: nn.Module, example_input: torch.Tensor,
+def analyse_model(model: nn.Module, example_input: ModelInput,
                   exclude: Iterable[str | type] = (), prune_output_layer: bool = False) -> ModelAnalysis:
     """Find the prunable groups of ``model``.
 
     Args:
-        example_input: one batch of input (batch size 1 is enough) for tracing.
+        example_input: one batch of input (batch size 1 is enough) for tracing: a tensor, a tuple of
+            tensors (positional inputs) or a dict of tensors (keyword inputs).
         exclude: module names or module types whose output channels must not be pruned, or names of
             parameters used in forward (the groups indexing them are kept whole).
         prune_output_layer: never set in normal use; the output layer's classes are not prunable.
@@ -172,6 +179,7 @@ def analyse_model(model: nn.Module, example_input: torch.Tensor,
     Raises:
         AnalysisError: when tracing fails or nothing is prunable.
     """
+    check_tensors(example_input, "the example input")
     exclude = list(exclude)
     module_names = {n for n, _ in model.named_modules()}
     parameter_names = {n for n, _ in model.named_parameters()}
@@ -309,7 +317,7 @@ def _attention_layers(layers: list[LayerSpec], groups: list[PrunableGroup]) -> l
             for g in groups for name in g.heads if g.producers[0] in tokens]
 
 
-def output_bound(model: nn.Module, example: torch.Tensor, groups: list[PrunableGroup]) -> dict[str, str]:
+def output_bound(model: nn.Module, example: ModelInput, groups: list[PrunableGroup]) -> dict[str, str]:
     """Groups whose channels reach a model output (its shape would change if they were pruned), each
     with the reason: found by trial cuts on copies, all groups at once and then one at a time."""
     dense = _shapes_after(model, example, [])
@@ -325,7 +333,7 @@ def output_bound(model: nn.Module, example: torch.Tensor, groups: list[PrunableG
     return bound
 
 
-def _shapes_after(model: nn.Module, example: torch.Tensor, cut: list[PrunableGroup]) -> list | None:
+def _shapes_after(model: nn.Module, example: ModelInput, cut: list[PrunableGroup]) -> list | None:
     """The output shapes of a copy of ``model`` with half of each group in ``cut`` removed (None when
     the cut fails: that is for :func:`~autoprune.pruning.verify.check_prunable` to explain)."""
     trial = copy.deepcopy(model).eval()
@@ -340,7 +348,7 @@ def _shapes_after(model: nn.Module, example: torch.Tensor, cut: list[PrunableGro
                     graph.get_pruning_group(root, graph.get_pruner_of_module(root).prune_out_channels,
                                             list(range(g.channels // 2))).prune(record_history=False)
             with torch.no_grad():
-                shapes = output_shapes(trial(example))
+                shapes = output_shapes(call(trial, example))
     except Exception:  # noqa: BLE001 - any failure of the trial: not this check's to report
         return None
     return shapes

@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from autoprune.errors import AnalysisError
+from autoprune.inputs import InputSpec, ModelInput, Signature, call, describe, is_several, perturbed
 from autoprune.outputs import output_tensors
 
 
@@ -108,49 +109,48 @@ class _Seen(Exception):
     pass
 
 
-def example_input(model: nn.Module, shape: tuple[int, ...], batch: int = 1, random: bool = False) -> torch.Tensor:
+def example_input(model: nn.Module, shape: Signature, batch: int = 1, random: bool = False) -> ModelInput:
     """An input of ``shape`` for ``model``: token IDs (``long``, within every embedding's vocabulary)
-    for a model that embeds its input, else floats (``random``: normal, else zeros)."""
+    for a model that embeds its input, else floats (``random``: normal, else zeros); several inputs
+    as their :class:`~autoprune.inputs.InputSpec` describes them."""
+    if isinstance(shape, InputSpec):
+        return shape.example(batch, random)
     if takes_token_ids(model):
         vocab = min(m.num_embeddings for m in model.modules() if isinstance(m, nn.Embedding))
         return torch.randint(0, vocab, (batch, *shape)) if random else torch.zeros(batch, *shape, dtype=torch.long)
     return torch.randn(batch, *shape) if random else torch.zeros(batch, *shape)
 
 
-def other_inputs(example: torch.Tensor, count: int, seed: int = 0) -> list[torch.Tensor]:
-    """``count`` inputs of ``example``'s shape and kind that differ from it (floats of other scale
-    and sign; other token IDs)."""
-    generator = torch.Generator().manual_seed(seed)
-    if not example.is_floating_point():
-        top = int(example.max()) + 1 if example.numel() else 1
-        return [torch.randint(0, max(top, 2), example.shape, generator=generator) for _ in range(count + 1)]
-    scale = example.std().clamp(min=1e-3) if example.numel() > 1 else torch.tensor(1.0)
-    return [-example] + [torch.randn(example.shape, generator=generator) * scale * (i + 1) for i in range(count)]
+def other_inputs(example: ModelInput, count: int, seed: int = 0) -> list[ModelInput]:
+    """``count`` (or more) inputs of ``example``'s shapes and kinds that differ from it."""
+    return perturbed(example, count, seed)
 
 
-def run_example(model: nn.Module, example: torch.Tensor) -> object:
-    """``model(example)``, or an :class:`AnalysisError` saying in one line why the model cannot be
-    analysed from one input (several inputs, a wrong input shape, a failing forward)."""
+def run_example(model: nn.Module, example: ModelInput) -> object:
+    """``model(example)`` (``model(**example)`` for named inputs), or an :class:`AnalysisError` saying in
+    one line why the model cannot be analysed from this input (a missing input, a wrong shape, a
+    failing forward)."""
     try:
-        return model(example)
+        return call(model, example)
     except TypeError as exc:
-        if "positional argument" in str(exc) and "forward" in str(exc):
-            raise AnalysisError(f"{type(model).__name__}.forward takes more than one input ({exc}); autoprune "
-                                f"prunes models called as model(x): wrap it in a module whose forward takes one "
-                                f"tensor") from None
+        if "positional argument" in str(exc) and "forward" in str(exc) and not is_several(example):
+            raise AnalysisError(f"{type(model).__name__}.forward takes more than one input ({exc}); pass one "
+                                f"example of every input with --example FILE.py:function (a tuple, or a dict of "
+                                f"keyword inputs), or data that yields them") from None
         raise AnalysisError(_failed(model, example, exc)) from None
     except Exception as exc:  # noqa: BLE001 - whatever a user model raises
         raise AnalysisError(_failed(model, example, exc)) from None
 
 
-def _failed(model: nn.Module, example: torch.Tensor, exc: Exception) -> str:
+def _failed(model: nn.Module, example: ModelInput, exc: Exception) -> str:
     first = (str(exc).strip().splitlines() or [""])[0][:160]
-    return (f"running {type(model).__name__} on an input of shape {tuple(example.shape)} failed "
-            f"({type(exc).__name__}: {first}); pass the shape of one input with --input-shape")
+    way_out = ("pass one example of its inputs with --example FILE.py:function" if is_several(example)
+               else "pass the shape of one input with --input-shape (or every input with --example)")
+    return f"running {type(model).__name__} on an input of {describe(example)} failed ({type(exc).__name__}: {first}); {way_out}"
 
 
 @torch.no_grad()
-def executed_modules(model: nn.Module, example: torch.Tensor) -> list[str]:
+def executed_modules(model: nn.Module, example: ModelInput) -> list[str]:
     """Names of the Conv/Linear modules ``model(example)`` runs, in order."""
     names: list[str] = []
     hooks = [m.register_forward_hook(lambda *_, n=n: names.append(n))
@@ -176,7 +176,7 @@ class Trace:
 
 
 @torch.no_grad()
-def trace_layers(model: nn.Module, example: torch.Tensor) -> Trace:
+def trace_layers(model: nn.Module, example: ModelInput) -> Trace:
     """Specs of every Conv/Linear in execution order, and the layers producing the model's outputs.
 
     An output layer is a compute layer whose output tensor is one of the model's outputs (a

@@ -40,10 +40,10 @@ def run(args: argparse.Namespace) -> int:
                           "<out>/supernet)")
     policy = PruningPolicy.load(args.policy)
     source = model_source(args) if args.model else policy_model_source(policy, f"policy {args.policy}", args.weights)
-    if args.model is None and (args.model_args or args.input_shape):
+    if args.model is None and (args.model_args or args.input_shape or args.example):
         source = model_source(args, policy.model)
     score, score_name = load_score(args.score)
-    splits = resolve_splits(args, tuple(policy.input_shape) if policy.input_shape else None)
+    splits = resolve_splits(args, policy.signature)
     out = prepare_out(args.out, overwrite=args.overwrite, finished=("model.pt",))
     s = apply_stage(args.policy, source, splits, out, args.importance,
                     args.bn_batches, require_weights=args.data != "synthetic", score=score, supernet=args.supernet)

@@ -10,7 +10,9 @@ from autoprune.analysis import ModelAnalysis, analyse_model
 from autoprune.analysis.layers import example_input
 from autoprune.data import BUILTIN_DATA, Splits, load_splits
 from autoprune.devices import check_torch_device
-from autoprune.model_source import ModelSource, parse_input_shape, parse_model_args
+from autoprune.errors import ConfigError
+from autoprune.inputs import Signature, in_channels_of
+from autoprune.model_source import ModelSource, load_example, parse_input_shape, parse_model_args
 from autoprune.pruning.verify import keep_unprunable_whole
 
 MODEL_HELP = "built-in name (resnet20, ...) or your own: path/to/file.py:factory or package.module:factory"
@@ -26,6 +28,9 @@ def add_model_args(p: argparse.ArgumentParser, default: str | None = "resnet20",
                         "built-ins; as built for your factory)")
     p.add_argument("--input-shape", default=None, metavar="C,H,W",
                    help="one input's shape (default: from the data or the checkpoint)")
+    p.add_argument("--example", default=None, metavar="FILE.py:function",
+                   help="a function returning one batch of the model's inputs (a tensor, a tuple, or a dict of "
+                        "keyword inputs such as input_ids and attention_mask), for inputs a shape cannot describe")
     if exclude:
         p.add_argument("--exclude", nargs="*", default=[], help="module names whose channels must not be pruned, or "
                                                            "parameters used in forward (their groups are kept whole)")
@@ -34,14 +39,23 @@ def add_model_args(p: argparse.ArgumentParser, default: str | None = "resnet20",
 def model_source(args: argparse.Namespace, ref: str | None = None) -> ModelSource:
     """The :class:`ModelSource` the options name (``ref`` overrides ``--model``)."""
     return ModelSource(ref or args.model, parse_model_args(getattr(args, "model_args", None)),
-                       getattr(args, "weights", None), parse_input_shape(getattr(args, "input_shape", None)))
+                       getattr(args, "weights", None), input_signature(args))
+
+
+def input_signature(args: argparse.Namespace) -> Signature | None:
+    """What ``--input-shape`` or ``--example`` says the model takes (None: neither was given)."""
+    shape, example = getattr(args, "input_shape", None), getattr(args, "example", None)
+    if shape and example:
+        raise ConfigError("--input-shape and --example both say what the model takes; give one of them")
+    return load_example(example) if example else parse_input_shape(shape)
 
 
 def resolve_model(args: argparse.Namespace, splits: Splits | None = None) -> tuple[nn.Module, ModelSource]:
     """The model named by the options (weights: given, shipped, or as built), sized for ``splits``;
     for analysing and profiling, where only the structure matters."""
     source = model_source(args)
-    sizes = {} if splits is None else {"in_channels": splits.input_shape[0], "num_classes": splits.num_classes}
+    sizes = {} if splits is None else {"in_channels": in_channels_of(splits.input_shape) or 1,
+                                       "num_classes": splits.num_classes}
     return source.load(same_weights=False, **sizes), source
 
 
@@ -68,11 +82,11 @@ def add_data_args(p: argparse.ArgumentParser) -> None:
                    help="where torch scores, trains and fine-tunes (default: cuda when available, else cpu)")
 
 
-def resolve_splits(args: argparse.Namespace, shape: tuple[int, ...] | None = None) -> Splits:
+def resolve_splits(args: argparse.Namespace, shape: Signature | None = None) -> Splits:
     """The data set named by the options (image folders resized, synthetic data made, to
     ``--input-shape``, else to ``shape``: the one a policy or checkpoint records)."""
     return load_splits(args.data, args.data_dir, getattr(args, "augment", None),
-                       parse_input_shape(getattr(args, "input_shape", None)) or shape)
+                       input_signature(args) or shape)
 
 
 def torch_device(args: argparse.Namespace) -> str:

@@ -9,6 +9,7 @@ from autoprune.agents import parse_overrides
 from autoprune.cli.common import command_line, prepare_out
 from autoprune.cli.loading import add_data_args, add_model_args, model_source
 from autoprune.data import parse_augment
+from autoprune.inputs import signature_json
 from autoprune.search import SearchConfig, SearchRun
 from autoprune.settings import add_settings, settings_from_args
 
@@ -53,7 +54,7 @@ def config_from_args(args: argparse.Namespace, out: str | None = None) -> Search
     parse_augment(getattr(args, "augment", None))  # used by pipeline's fine-tuning: refused here, before any work
     config = SearchConfig(
         **settings_from_args(SearchConfig, args), model=source.ref, model_args=source.args, weights=args.weights,
-        input_shape=list(source.input_shape) if source.input_shape else None, data=args.data, data_dir=args.data_dir,
+        input_shape=signature_json(source.input_shape), data=args.data, data_dir=args.data_dir,
         torch_device=args.torch_device, exclude=args.exclude, agent_params=parse_overrides(args.agent_param), out=out)
     if args.config:  # the file's value for every setting the command line left at its default
         for name, value in SearchConfig.read_settings(args.config).items():

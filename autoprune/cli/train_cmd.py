@@ -20,6 +20,7 @@ from autoprune.cli.loading import (
 )
 from autoprune.data import parse_augment
 from autoprune.errors import ConfigError
+from autoprune.inputs import in_channels_of
 from autoprune.models import create_model
 from autoprune.scoring import load_loss, load_score
 from autoprune.settings import add_settings, settings_from_args
@@ -56,12 +57,12 @@ def run(args: argparse.Namespace) -> int:
     out = prepare_out(args.out, overwrite=args.overwrite, finished=("model.pt",))
     torch.manual_seed(args.seed)
     shape = splits.input_shape
-    model = create_model(source.ref, shape[0], splits.num_classes, source.args or None)
+    model = create_model(source.ref, in_channels_of(shape) or 1, splits.num_classes, source.args or None)
     num_classes = splits.num_classes
     epoch = {"n": 0}
 
     def save(path, m: torch.nn.Module, meta: dict) -> None:
-        save_checkpoint(path, m, source.ref, shape[0], num_classes, meta, input_shape=shape, model_args=source.args)
+        save_checkpoint(path, m, source.ref, in_channels_of(shape) or 1, num_classes, meta, input_shape=shape, model_args=source.args)
 
     def evaluate_and_save(m: torch.nn.Module) -> float:
         epoch["n"] += 1

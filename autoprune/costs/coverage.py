@@ -17,6 +17,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from autoprune.analysis.groups import ModelAnalysis
 from autoprune.errors import ConfigError
+from autoprune.inputs import call
 
 UNCOUNTED_LIMIT = 0.01  # a budget is not reported met while more than this share of the MACs is unpriced
 LAYER_COST_MODELS = ("lut", "roofline")  # the built-ins that price the traced layers only
@@ -61,7 +62,7 @@ def coverage(analysis: ModelAnalysis) -> Coverage:
     try:
         # the math kernel of scaled_dot_product_attention: the fused CPU kernel is invisible to the counter
         with sdpa_kernel(SDPBackend.MATH), FlopCounterMode(display=False) as counter:
-            model(analysis.example_input)
+            call(model, analysis.example_input)
     finally:
         torch.backends.mha.set_fastpath_enabled(fastpath)
         model.train(was_training)

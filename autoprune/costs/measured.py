@@ -9,6 +9,7 @@ import torch
 from autoprune.analysis.architecture import Architecture
 from autoprune.analysis.groups import ModelAnalysis
 from autoprune.costs.base import LatencyCostModel
+from autoprune.inputs import Signature
 from autoprune.latency import LatencySettings, measure_latencies, measure_latency
 from autoprune.pruning.physical import prune_physically
 from autoprune.records import CostModelRecord
@@ -64,8 +65,8 @@ class MeasuredLatencyCostModel(LatencyCostModel):
         return int(max(2, min(1024, memory_bytes // max(2 * weight_bytes, 1))))
 
     @property
-    def _shape(self) -> tuple[int, ...]:
-        return tuple(self.analysis.example_input.shape[1:])
+    def _shape(self) -> Signature:
+        return self.analysis.signature
 
     def _key(self, arch: Architecture) -> tuple[int, ...]:
         return tuple(int(arch.get(g.name, g.channels)) for g in self.analysis.groups)

@@ -18,6 +18,7 @@ from autoprune.costs.layer_graphs import layer_graph, layer_input
 from autoprune.costs.lut import LatencyTable, LayerTable, channel_levels
 from autoprune.devices import device_info
 from autoprune.errors import ConfigError
+from autoprune.inputs import signature_json
 from autoprune.latency import LatencySettings, interleaved_ms
 from autoprune.onnx_export import ort_session
 from autoprune.progress import bar_disabled
@@ -76,7 +77,7 @@ def profile_latency_table(analysis: ModelAnalysis, model_name: str | None = None
     table = LatencyTable({name: measured[key] for name, key in plans.items()})
     table.meta = {
         "model": model_name, "fingerprint": model_fingerprint(analysis.model),
-        "input_shape": list(analysis.example_input.shape[1:]), "settings": settings.__dict__,
+        "input_shape": signature_json(analysis.signature), "settings": settings.__dict__,
         "round_to": round_to, "device": device_info(),
     }
     samples = default_samples(analysis.layers, round_to) if calibration_samples is None else calibration_samples

@@ -6,7 +6,8 @@ from __future__ import annotations
 from autoprune.data.batches import AUGMENTATIONS, Batches, DataSplits, Splits, parse_augment
 from autoprune.data.fashion_mnist import ENV_VAR, fashion_mnist_splits, find_fashion_mnist, read_idx
 from autoprune.data.streams import StreamSplits
-from autoprune.data.synthetic import synthetic_splits
+from autoprune.data.synthetic import synthetic_input_splits, synthetic_splits
+from autoprune.inputs import InputSpec, Signature
 
 __all__ = ["AUGMENTATIONS", "Batches", "DataSplits", "ENV_VAR", "Splits", "StreamSplits", "fashion_mnist_splits",
            "find_fashion_mnist", "read_idx", "synthetic_splits", "load_splits", "parse_augment", "BUILTIN_DATA"]
@@ -15,7 +16,7 @@ BUILTIN_DATA = ("fashion-mnist", "synthetic")
 
 
 def load_splits(name: str = "fashion-mnist", data_dir: str | None = None, augment: str | None = None,
-                input_shape: tuple[int, ...] | None = None, **kwargs) -> Splits:
+                input_shape: Signature | None = None, **kwargs) -> Splits:
     """Load a data set by name or reference.
 
     ``fashion-mnist`` (IDX files, from ``data_dir`` when given), ``synthetic``, ``imagefolder:DIR``
@@ -23,12 +24,17 @@ def load_splits(name: str = "fashion-mnist", data_dir: str | None = None, augmen
     ``package.module:factory``: a function returning ``(train, val)`` or ``(train, val, test)``
     Datasets or DataLoaders. ``augment`` (``crop,flip`` / ``none``) overrides the data's default:
     on for the built-ins, off for data by reference unless the factory declares
-    ``factory.augment = "crop,flip"``. ``input_shape`` resizes image folders.
+    ``factory.augment = "crop,flip"``. ``input_shape`` resizes image folders;
+    synthetic data follows it (several inputs: random ones of their spec, two classes).
     """
     from autoprune.errors import ConfigError
     from autoprune.references import is_reference, resolve
 
     ops = parse_augment(augment)
+    if isinstance(input_shape, InputSpec):
+        if name == "synthetic":
+            return synthetic_input_splits(input_shape, **kwargs)
+        input_shape = None  # several inputs: nothing to resize
     if name == "fashion-mnist":
         splits = fashion_mnist_splits(**({"path": data_dir} if data_dir else {}), **kwargs)
     elif name == "synthetic":

@@ -82,7 +82,7 @@ class Batches:
 def augmented(x: torch.Tensor, ops: Augment, generator: torch.Generator, pad: int = 2) -> torch.Tensor:
     """``x`` with the light augmentations ``ops``: pad-and-crop by up to ``pad`` pixels, a random
     horizontal flip. Only images (N, C, H, W) are augmented; other inputs pass unchanged."""
-    if not ops or x.dim() != 4:
+    if not ops or not isinstance(x, torch.Tensor) or x.dim() != 4:
         return x
     n, _, h, w = x.shape
     if "crop" in ops:

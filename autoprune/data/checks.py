@@ -11,12 +11,13 @@ from torch import nn
 from autoprune.data.batches import Splits
 from autoprune.data.guard import guarded
 from autoprune.errors import DataError
+from autoprune.inputs import Signature, call, describe_signature, signature_of, to_device
 from autoprune.outputs import scored_output
 
 PROBE = 8  # samples of each split read by the check
 
 
-def check_training_data(splits: Splits, model: nn.Module, shape: tuple[int, ...], classification: bool,
+def check_training_data(splits: Splits, model: nn.Module, shape: Signature, classification: bool,
                         source: str) -> None:
     """Both splits non-empty; their inputs of ``shape`` and accepted by ``model``; for classification
     (the default cross-entropy) integer labels within the model's outputs and at least two classes.
@@ -31,9 +32,9 @@ def check_training_data(splits: Splits, model: nn.Module, shape: tuple[int, ...]
         if first is None:
             raise DataError(f"the {name} split is empty; give the data {name} samples")
         x, y = first
-        if isinstance(x, torch.Tensor) and tuple(x.shape[1:]) != tuple(shape):
-            raise DataError(f"the {name} inputs have shape {list(x.shape[1:])}, but {source} takes {list(shape)}; "
-                            f"pass data of that shape")
+        if describe_signature(signature_of(x)) != describe_signature(shape):
+            raise DataError(f"the {name} inputs have {describe_signature(signature_of(x))}, but {source} takes "
+                            f"{describe_signature(shape)}; pass data of that shape")
         if classification and not (isinstance(y, torch.Tensor) and not y.is_floating_point() and y.dim() == 1):
             raise DataError(f"the {name} labels are {_describe(y)}, not class indices (one integer per sample); "
                             f"convert them, or pass --loss for another task")
@@ -57,7 +58,7 @@ def _forward(model: nn.Module, x: Any, name: str, source: str) -> Any:
     model.eval()
     try:
         device = next(model.parameters()).device
-        return model(x.to(device) if isinstance(x, torch.Tensor) else x)
+        return call(model, to_device(x, device))
     except Exception as exc:  # noqa: BLE001 - any mismatch between data and model, one line
         raise DataError(f"{source} cannot take the {name} inputs ({type(exc).__name__}: "
                         f"{str(exc).splitlines()[0][:160]}); pass data the model was built for") from None

@@ -13,6 +13,15 @@ from torch.utils.data import DataLoader, Dataset, IterableDataset, Subset
 
 from autoprune.data.batches import Augment, augmented, parse_augment
 from autoprune.errors import ConfigError
+from autoprune.inputs import (
+    InputSpec,
+    ModelInput,
+    Signature,
+    batch_len,
+    check_tensors,
+    rows,
+    signature_of,
+)
 
 Source = Dataset | DataLoader
 
@@ -65,21 +74,31 @@ class StreamBatches:
             if self.limit:
                 if seen >= self.limit:
                     return
-                x, y = x[:self.limit - seen], y[:self.limit - seen] if hasattr(y, "__getitem__") else y
-            seen += len(x)
+                x, y = rows(x, self.limit - seen), y[:self.limit - seen] if hasattr(y, "__getitem__") else y
+            seen += batch_len(x)
             yield augmented(x, self.augment, generator), y
 
 
-def _pair(batch: Any, name: str) -> tuple[torch.Tensor, Any]:
-    if isinstance(batch, (tuple, list)) and len(batch) >= 2 and isinstance(batch[0], torch.Tensor):
-        return batch[0], batch[1]
-    if isinstance(batch, (tuple, list)) and len(batch) >= 2 and isinstance(batch[0], (tuple, list, dict)):
-        kind = "dict" if isinstance(batch[0], dict) else f"{type(batch[0]).__name__} of {len(batch[0])}"
-        raise ConfigError(f"the {name} data yields several inputs per sample (a {kind}); autoprune prunes models "
-                          f"called as model(x) with one tensor: wrap the model in a module that takes one tensor "
-                          f"(e.g. the inputs concatenated) and yield that from the data")
-    raise ConfigError(f"the {name} data must yield (input, target) pairs with a tensor input, got "
-                      f"{type(batch).__name__}; return (x, y) from your Dataset's __getitem__")
+LABEL_KEYS = ("labels", "label")  # the target's key in a batch given as one dict (Hugging Face's convention)
+
+
+def _pair(batch: Any, name: str) -> tuple[ModelInput, Any]:
+    """``(inputs, target)`` of one batch: ``(x, y)`` with ``x`` a tensor, a tuple of tensors (passed
+    positionally) or a dict of tensors (passed as keywords); or one dict holding the inputs and a
+    ``labels`` entry."""
+    if isinstance(batch, dict):
+        key = next((k for k in LABEL_KEYS if k in batch), None)
+        if key is None:
+            raise ConfigError(f"the {name} data yields dicts without a 'labels' entry (keys: {', '.join(map(str, batch))}); "
+                              f"add the targets under 'labels', or yield (inputs, target) pairs")
+        x, y = {k: v for k, v in batch.items() if k != key}, batch[key]
+    elif isinstance(batch, (tuple, list)) and len(batch) >= 2:
+        x, y = batch[0], batch[1]
+    else:
+        raise ConfigError(f"the {name} data must yield (input, target) pairs, got {type(batch).__name__}; "
+                          f"return (x, y) from your Dataset's __getitem__")
+    check_tensors(x, f"the {name} data's inputs")
+    return (tuple(x) if isinstance(x, list) else x), y
 
 
 class StreamSplits:
@@ -89,7 +108,7 @@ class StreamSplits:
     """
 
     def __init__(self, train: Source, val: Source, test: Source | None = None, num_classes: int | None = None,
-                 augment: Augment | str | None = None, input_shape: tuple[int, ...] | None = None) -> None:
+                 augment: Augment | str | None = None, input_shape: Signature | None = None) -> None:
         for name, source in (("train", train), ("val", val), ("test", test)):
             if source is not None and not isinstance(source, (Dataset, DataLoader)):
                 raise ConfigError(f"the {name} data must be a torch Dataset or DataLoader, got {type(source).__name__}")
@@ -97,7 +116,7 @@ class StreamSplits:
         self.has_test = test is not None
         self.augment: Augment = parse_augment(augment) or ()
         self._classes = num_classes if num_classes is not None else _declared_classes(train)
-        self._shape = tuple(input_shape) if input_shape else None
+        self._shape = input_shape if isinstance(input_shape, InputSpec) or not input_shape else tuple(input_shape)
 
     @property
     def num_classes(self) -> int | None:
@@ -113,11 +132,12 @@ class StreamSplits:
         return self._classes
 
     @property
-    def input_shape(self) -> tuple[int, ...]:
-        """One input's shape, from the first validation sample (or as given)."""
+    def input_shape(self) -> Signature:
+        """One input's shape (or several inputs' :class:`~autoprune.inputs.InputSpec`), from the first
+        validation sample (or as given)."""
         if self._shape is None:
             x, _ = next(iter(self.val(batch_size=1, limit=1)))
-            self._shape = tuple(x.shape[1:])
+            self._shape = signature_of(x)
         return self._shape
 
     def train(self, batch_size: int = 128, shuffle: bool = True, augment: Augment | bool | None = False,

@@ -21,9 +21,9 @@ from autoprune.devices import check_torch_device
 from autoprune.dynamic.model import DynamicModel
 from autoprune.finetune import FinetuneConfig
 from autoprune.finetune.distill import distillation_loss
+from autoprune.inputs import batch_len, call, to_device
 from autoprune.outputs import scored_output
 from autoprune.progress import bar_disabled
-from autoprune.scoring import to_device
 from autoprune.training import cosine_lr, create_optimizer, evaluate
 
 
@@ -60,10 +60,10 @@ def joint_finetune(model: DynamicModel, train_batches: Callable[[int], Iterable]
                          disable=bar_disabled(progress), leave=False):
             for group in opt.param_groups:
                 group["lr"] = cosine_lr(step, total, cfg.lr)
-            x, y = x.to(device), to_device(y, device)
+            x, y = to_device(x, device), to_device(y, device)
             opt.zero_grad(set_to_none=True)
             model.set_variant(widest, statistics=False)
-            out = model(x)
+            out = call(model, x)
             logits = scored_output(out)
             loss = loss_fn(out, y, x) if loss_fn else F.cross_entropy(logits, y)
             loss.backward()
@@ -71,11 +71,11 @@ def joint_finetune(model: DynamicModel, train_batches: Callable[[int], Iterable]
             picks = list(rng.choice(middle, size=min(sampled, len(middle)), replace=False)) if middle else []
             for label in [narrowest, *picks] if narrowest != widest else []:
                 model.set_variant(label, statistics=False)
-                F.kl_div(F.log_softmax(scored_output(model(x)), dim=1), soft, reduction="batchmean").backward()
+                F.kl_div(F.log_softmax(scored_output(call(model, x)), dim=1), soft, reduction="batchmean").backward()
             opt.step()
             step += 1
-            running += loss.item() * len(x)
-            seen += len(x)
+            running += loss.item() * batch_len(x)
+            seen += batch_len(x)
         model.recalibrate(bn_batches, len(bn_batches))
         record: dict[str, float] = {"epoch": epoch + 1, "loss": running / max(seen, 1)}
         for label in order:

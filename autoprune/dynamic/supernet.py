@@ -36,9 +36,10 @@ from autoprune.dynamic.model import DynamicModel
 from autoprune.errors import ConfigError
 from autoprune.finetune import FinetuneConfig
 from autoprune.finetune.distill import distillation_loss
+from autoprune.inputs import batch_len, call, to_device
 from autoprune.progress import bar_disabled
 from autoprune.pruning.widths import WidthChoices
-from autoprune.scoring import ScoreFn, accuracy, to_device
+from autoprune.scoring import ScoreFn, accuracy
 from autoprune.training import check_loss, cosine_lr, create_optimizer, evaluate, recalibrate_bn
 
 FORMAT, VERSION = "autoprune-supernet", 1
@@ -110,19 +111,19 @@ def train_supernet(supernet: DynamicModel, widest: Arch, narrowest: Arch, sample
                                         desc=f"supernet epoch {epoch + 1}/{settings.epochs}")):
             for group in opt.param_groups:
                 group["lr"] = cosine_lr(epoch * steps + i, settings.epochs * steps, settings.lr)
-            x, y = x.to(dev), to_device(y, dev)
+            x, y = to_device(x, dev), to_device(y, dev)
             opt.zero_grad(set_to_none=True)
-            logits = supernet.set_widths(widest)(x)
+            logits = call(supernet.set_widths(widest), x)
             loss = kd(logits, y, x)
             check_loss(loss, f"supernet epoch {epoch + 1}, step {i + 1}")
             loss.backward()
             soft = F.softmax(logits.detach(), dim=1)  # in-place distillation target
             for arch in [narrowest, *(sample(rng) for _ in range(settings.sampled))]:
-                out = supernet.set_widths(arch)(x)
+                out = call(supernet.set_widths(arch), x)
                 F.kl_div(F.log_softmax(out, dim=1), soft, reduction="batchmean").backward()
             opt.step()
-            running += loss.item() * len(x)
-            seen += len(x)
+            running += loss.item() * batch_len(x)
+            seen += batch_len(x)
         history.append({"epoch": epoch + 1, "loss_widest": running / max(seen, 1)})
         _save(supernet, opt, folder, key, settings, history)
     supernet.set_widths(widest).eval()

@@ -9,6 +9,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from autoprune.inputs import call
 from autoprune.outputs import scored_output
 
 
@@ -27,7 +28,7 @@ def distillation_loss(teacher: nn.Module, alpha: float = 0.5, temperature: float
     def loss(output: Any, y: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         logits = scored_output(output)
         with torch.no_grad():
-            soft_targets = F.log_softmax(scored_output(teacher(x)) / temperature, dim=1)
+            soft_targets = F.log_softmax(scored_output(call(teacher, x)) / temperature, dim=1)
         soft = F.kl_div(F.log_softmax(logits / temperature, dim=1), soft_targets, reduction="batchmean",
                         log_target=True) * temperature ** 2
         return alpha * soft + (1.0 - alpha) * F.cross_entropy(logits, y)

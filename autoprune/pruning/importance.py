@@ -14,6 +14,7 @@ import torch
 import torch_pruning as tp
 from torch import nn
 
+from autoprune.inputs import call
 from autoprune.outputs import scored_output
 from autoprune.registry import Registry
 
@@ -69,7 +70,7 @@ class TaylorImportance(_TPImportance):
         for i, (x, y) in enumerate(batches):
             if i >= self.batches:
                 break
-            nn.functional.cross_entropy(scored_output(model(x)), y).backward()
+            nn.functional.cross_entropy(scored_output(call(model, x)), y).backward()
         model.train(was_training)
 
 

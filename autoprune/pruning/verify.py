@@ -17,6 +17,7 @@ from torch import nn
 from autoprune.analysis.groups import ModelAnalysis
 from autoprune.analysis.layers import CONVS
 from autoprune.errors import AnalysisError
+from autoprune.inputs import call
 from autoprune.outputs import output_tensors
 from autoprune.pruning.masked import MaskedPruner
 from autoprune.pruning.physical import prune_physically
@@ -131,7 +132,7 @@ def _trial(analysis: ModelAnalysis, kept: dict[str, int], ranking: dict[str, tor
             return f"asked to keep {want} channels, layer {name!r} kept {got}"
     try:
         with torch.no_grad():
-            out = model.eval()(analysis.example_input)
+            out = call(model.eval(), analysis.example_input)
     except Exception as exc:  # noqa: BLE001 - whatever the pruned user model raises
         return f"the pruned model fails to run ({type(exc).__name__}: {str(exc)[:120]})"
     empty = next((n for n, p in model.named_parameters() if 0 in p.shape), None)
@@ -173,7 +174,7 @@ def _masked_output(analysis: ModelAnalysis, ranking: dict[str, torch.Tensor], ke
     model.eval()
     try:
         with MaskedPruner(analysis, ranking).applied(kept):
-            return model(analysis.example_input)
+            return call(model, analysis.example_input)
     finally:
         model.train(was_training)
 

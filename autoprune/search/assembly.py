@@ -27,7 +27,8 @@ from autoprune.dynamic.supernet import SupernetScorer
 from autoprune.envs import PruningEnv
 from autoprune.envs.budget import BudgetWall
 from autoprune.errors import ConfigError
-from autoprune.evaluation import CandidateEvaluator
+from autoprune.evaluation import CandidateEvaluator, check_scorable
+from autoprune.inputs import call, in_channels_of, signature_from_json
 from autoprune.outputs import scored_output, set_scored_output
 from autoprune.pruning import rank_channels
 from autoprune.pruning.verify import keep_unprunable_whole
@@ -58,13 +59,13 @@ def assemble(config: SearchConfig, out: Path, splits: Splits | None = None, mode
     worker skips it: the search did it already)."""
     c = config
     set_scored_output(c.output)  # this search's scored output, in its worker processes too
-    splits = splits or load_splits(c.data, c.data_dir, input_shape=c.input_shape)
+    splits = splits or load_splits(c.data, c.data_dir, input_shape=signature_from_json(c.input_shape, "the settings"))
     val_size = check_val_size(splits, c.val_size)
     source = c.model_source()
     shape = source.shape(splits.input_shape)
     # Random weights are only meaningful on synthetic data (tests, demos).
     model = model if model is not None else source.load(
-        require_weights=c.data != "synthetic", in_channels=shape[0], num_classes=splits.num_classes)
+        require_weights=c.data != "synthetic", in_channels=in_channels_of(shape) or 1, num_classes=splits.num_classes)
     example = example_input(model, shape, random=True)
     analysis = analyse_model(model, example, exclude=c.exclude)
     if not c.prune_hidden:
@@ -78,7 +79,12 @@ def assemble(config: SearchConfig, out: Path, splits: Splits | None = None, mode
                 tqdm.write(f"note: group {name!r} kept whole: {why}")
         if c.score in (None, "accuracy", "neg-loss"):  # a built-in score reads one output: which, said now
             with torch.no_grad():
-                scored_output(analysis.model.eval()(analysis.example_input))
+                scored_output(call(analysis.model.eval(), analysis.example_input))
+    score_fn, score_name = load_score(c.score, c.seed)
+    if score is not None:
+        score_fn, score_name = score, getattr(score, "__name__", "score")
+    if check:  # data that does not fit the model: said now, not as NaN scores after profiling
+        check_scorable(analysis.model, splits, score_fn, check_torch_device(c.torch_device))
     ranking = rank_channels(analysis, c.importance, batches=splits.train(64, shuffle=False))
     table = c.table or _profiled_table(c, analysis, out, progress)
     cost_model = _cost_model(c, analysis, table)
@@ -90,9 +96,6 @@ def assemble(config: SearchConfig, out: Path, splits: Splits | None = None, mode
                        f"not prune ({cost_model.fixed_parts}); the FLOPs budget counts them at their dense value")
     budgets = [Budget.from_spec(cost_model, b) for b in (c.budgets or [c.budget])]
     c.round_to = resolve_round_to(c, analysis, cost_model, budgets, progress)
-    score_fn, score_name = load_score(c.score, c.seed)
-    if score is not None:
-        score_fn, score_name = score, getattr(score, "__name__", "score")
     evaluator = CandidateEvaluator(analysis, ranking, splits, val_size, c.bn_batches, mode=c.eval_mode,
                                    score=score_fn, loss=load_loss(c.loss), device=check_torch_device(c.torch_device))
     env = PruningEnv(analysis.groups, group_features(analysis), cost_model, budgets[0], evaluator, c.min_ratio,

@@ -28,6 +28,7 @@ from autoprune.devices import check_provider, check_torch_device
 from autoprune.dynamic.supernet import SupernetSettings
 from autoprune.envs import BUDGET_RULES, create_reward
 from autoprune.errors import ConfigError
+from autoprune.inputs import InputSpec, signature_from_json
 from autoprune.latency import LatencySettings
 from autoprune.model_source import ModelSource, parse_input_shape, parse_model_args
 from autoprune.models import is_builtin
@@ -53,7 +54,8 @@ class SearchConfig:
     model: str = setting("resnet20", "a built-in name or path/to/file.py:factory / package.module:factory", cli=False)
     model_args: dict[str, Any] = setting(factory=dict, help="the factory's keyword arguments", cli=False)
     weights: str | None = setting(None, "autoprune checkpoint or plain state_dict", cli=False)
-    input_shape: list[int] | None = setting(None, "one input's shape (default: from the data)", cli=False)
+    input_shape: list[int] | dict | None = setting(None, "one input's shape, or several inputs' spec (default: "
+                                                         "from the data)", cli=False)
     data: str = setting("fashion-mnist", "fashion-mnist, synthetic, imagefolder:DIR or path/to/file.py:factory",
                         cli=False)
     data_dir: str | None = setting(None, "folder with the Fashion-MNIST IDX files", cli=False)
@@ -249,7 +251,9 @@ class SearchConfig:
             raise ConfigError(f"--data {self.data}: no such folder; give imagefolder:DIR with DIR/train and DIR/val")
         self.model = canonical(self.model)
         self.data = canonical(self.data)
-        if self.input_shape is not None:
+        if isinstance(self.input_shape, dict):
+            InputSpec.from_json(self.input_shape, "the settings' input_shape")
+        elif self.input_shape is not None:
             self.input_shape = list(parse_input_shape(",".join(str(v) for v in self.input_shape)))
         if self.model_args and is_builtin(self.model):
             raise ConfigError(f"--model-args is for models given as file.py:factory; built-in {self.model!r} "
@@ -283,7 +287,7 @@ class SearchConfig:
     def model_source(self) -> ModelSource:
         """The model these settings name."""
         return ModelSource(self.model, dict(self.model_args), self.weights,
-                           tuple(self.input_shape) if self.input_shape else None)
+                           signature_from_json(self.input_shape, "the settings' input_shape"))
 
     def latency_settings(self) -> LatencySettings:
         """How latency is profiled and timed (the export measures the same way)."""

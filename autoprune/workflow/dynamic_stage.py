@@ -19,6 +19,7 @@ from autoprune.dynamic.variants import export_variants, save_dynamic
 from autoprune.errors import ConfigError
 from autoprune.evaluation import search_bn_batches
 from autoprune.finetune import FinetuneConfig
+from autoprune.inputs import InputSpec, in_channels_of
 from autoprune.latency import LatencySettings
 from autoprune.model_source import ModelSource
 from autoprune.policy import PruningPolicy
@@ -53,8 +54,11 @@ def dynamic_stage(policies: Sequence[str | Path], source: ModelSource, splits: S
     if any(p.exclude != first.exclude or p.importance != first.importance for p in loaded):
         raise ConfigError("the policies differ in excluded modules or channel importance; give policies of "
                           "one model searched with the same settings")
-    shape = source.shape(tuple(first.input_shape) if first.input_shape else splits.input_shape)
-    dense = source.load(require_weights, shape[0], splits.num_classes)
+    shape = source.shape(first.signature or splits.input_shape)
+    if isinstance(shape, InputSpec):
+        raise ConfigError(f"dynamic pruning exports one ONNX variant per width for models of one input tensor; this "
+                          f"model takes several ({shape.describe()}): use autoprune apply and export per policy")
+    dense = source.load(require_weights, in_channels_of(shape) or 1, splits.num_classes)
     analysis = analyse_model(dense, example_input(dense, shape), exclude=first.exclude)
     labels = {}
     for path, policy in zip(policies, loaded):

@@ -42,6 +42,7 @@ from autoprune.finetune.iterative import (
 )
 from autoprune.finetune.rewind import rewind
 from autoprune.finetune.unstructured import sparsity_report
+from autoprune.inputs import Signature, in_channels_of
 from autoprune.latency import measure_latency
 from autoprune.policy import PruningPolicy
 from autoprune.records import FinetuneRecord
@@ -89,7 +90,7 @@ def _append_row(path: Path, row: dict[str, Any]) -> None:
     write_text_atomic(path, frame.to_csv(index=False))
 
 
-def _dense(checkpoint: str, what: str) -> tuple[nn.Module, CheckpointInfo, tuple[int, ...], str, dict[str, Any]]:
+def _dense(checkpoint: str, what: str) -> tuple[nn.Module, CheckpointInfo, Signature, str, dict[str, Any]]:
     """The dense model a stage starts from: model, checkpoint info, input shape, name, factory arguments."""
     model, info = load_model(checkpoint)
     if info.pruning is not None:
@@ -103,7 +104,7 @@ def _publish(final: Path, path: Path) -> None:
         tmp.write_bytes(final.read_bytes())
 
 
-def _measure(model: nn.Module, shape: tuple[int, ...]) -> dict[str, Any]:
+def _measure(model: nn.Module, shape: Signature) -> dict[str, Any]:
     layers = analyse_model(model, example_input(model, shape)).layers
     cost = FlopsCostModel(layers).dense_cost()
     return {"params": sum(p.numel() for p in model.parameters()), "macs": cost.flops,
@@ -147,7 +148,7 @@ def iterative_channels_stage(settings: IterativeSettings, splits: Splits, cfg: F
         row = {"step": k, "channels": json.dumps(record.kept), **_measure(model, shape),
                "val_score": evaluate(model, splits.val(limit=cfg.val_size), score),
                "test_score": evaluate(model, splits.test(), score), "seconds": round(time.perf_counter() - start, 1)}
-        save_checkpoint(out / f"step{k}" / "model.pt", model, name, shape[0], info.num_classes,
+        save_checkpoint(out / f"step{k}" / "model.pt", model, name, in_channels_of(shape) or 1, info.num_classes,
                         {"stage": "iterative", "step": k, "policy": policy.to_dict()}, pruning=record,
                         input_shape=shape, model_args=args)
         _append_row(out / "steps.csv", row)  # after the checkpoint: a row always has its model
@@ -191,7 +192,7 @@ def imp_stage(settings: IterativeSettings, splits: Splits, cfg: FinetuneConfig, 
         row = {"round": r, "target_sparsity": round(schedule[r - 1], 6), "mask_sparsity": round(mask_sparsity(masks), 6),
                "val_score": evaluate(model, splits.val(limit=cfg.val_size), score),
                "test_score": evaluate(model, splits.test(), score), "seconds": round(time.perf_counter() - start, 1)}
-        save_checkpoint(out / f"round{r}" / "model.pt", model, name, shape[0], info.num_classes,
+        save_checkpoint(out / f"round{r}" / "model.pt", model, name, in_channels_of(shape) or 1, info.num_classes,
                         {"stage": "imp", "round": r}, input_shape=shape, model_args=args)
         _append_row(out / "rounds.csv", row)
     rounds = pd.read_csv(out / "rounds.csv")

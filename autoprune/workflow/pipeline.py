@@ -18,6 +18,7 @@ from autoprune.atomic import read_json, write_json_atomic, write_text_atomic
 from autoprune.data import Splits, load_splits
 from autoprune.errors import ConfigError
 from autoprune.finetune import FinetuneConfig
+from autoprune.inputs import signature_from_json
 from autoprune.latency import LatencySettings
 from autoprune.records import PipelineRecord
 from autoprune.scoring import load_loss, load_score
@@ -41,7 +42,7 @@ def run_pipeline(search: SearchConfig, ft: FinetuneConfig, out: str | Path, dist
         raise ConfigError(f"{out} already holds a pipeline run; pass --resume to continue it or choose another --out")
     ft, distill = stage_settings(out, ft, distill, resume)
     if splits is None:
-        splits = load_splits(search.data, search.data_dir, input_shape=search.input_shape)
+        splits = load_splits(search.data, search.data_dir, input_shape=signature_from_json(search.input_shape, "the settings"))
     found = None  # the best policy, in memory when the search ran in this process
     if done < search.episodes:
         run = SearchRun(search, command, splits, progress)

@@ -22,6 +22,7 @@ from autoprune.data import StreamSplits
 from autoprune.errors import ConfigError
 from autoprune.export import export_model as _export
 from autoprune.finetune import FinetuneConfig, finetune
+from autoprune.inputs import ModelInput, in_channels_of, rows, signature_json, signature_of
 from autoprune.latency import LatencySettings
 from autoprune.model_source import ModelSource
 from autoprune.policy import PruningPolicy, SearchScore
@@ -46,18 +47,18 @@ class PruneResult:
 
 
 def as_splits(train: Data, val: Data, test: Data | None = None,
-              example_input: torch.Tensor | None = None) -> StreamSplits:
+              example_input: ModelInput | None = None) -> StreamSplits:
     """Datasets, DataLoaders or ``(x, y)`` tensor pairs as the splits the search streams."""
     def wrap(d: Data | None) -> Dataset | DataLoader | None:
         if isinstance(d, tuple) and len(d) == 2 and all(isinstance(t, torch.Tensor) for t in d):
             return TensorDataset(*d)
         return d
 
-    shape = tuple(example_input.shape[1:]) if example_input is not None else None
+    shape = signature_of(example_input) if example_input is not None else None
     return StreamSplits(wrap(train), wrap(val), wrap(test), input_shape=shape)
 
 
-def prune_to_budget(model: nn.Module | str, example_input: torch.Tensor | None, train_data: Data, val_data: Data,
+def prune_to_budget(model: nn.Module | str, example_input: ModelInput | None, train_data: Data, val_data: Data,
                     budget: str = "50%", cost_model: str = "lut", agent: str = "amc-ddpg", episodes: int = 300,
                     out: str | Path = "runs/prune", score_fn: ScoreFn | None = None, resume: bool = False,
                     progress: bool = True, **settings: Any) -> PruneResult:
@@ -66,7 +67,7 @@ def prune_to_budget(model: nn.Module | str, example_input: torch.Tensor | None, 
     Args:
         model: the trained model, or a reference (``"path/file.py:factory"``, a built-in name).
         example_input: one batch of inputs (its shape without the batch dimension is the input
-            shape); None: from the data.
+            shape): a tensor, a tuple of tensors or a dict of keyword tensors; None: from the data.
         train_data, val_data: Datasets, DataLoaders or ``(x, y)`` tensors; the search scores on a
             fixed slice of ``val_data`` and recalibrates BN on a fixed slice of ``train_data``.
         budget: ``"50%"`` of dense, ``"0.15ms"``, ``"12M"`` MACs (see :mod:`autoprune.budget`).
@@ -83,19 +84,19 @@ def prune_to_budget(model: nn.Module | str, example_input: torch.Tensor | None, 
     splits = as_splits(train_data, val_data, example_input=example_input)
     if isinstance(model, str):
         source = ModelSource(model, settings.pop("model_args", {}), settings.pop("weights", None))
-        module = source.load(in_channels=splits.input_shape[0], num_classes=splits.num_classes)
+        module = source.load(in_channels=in_channels_of(splits.input_shape) or 1, num_classes=splits.num_classes)
         name = source.ref
     else:
         module, name, source = model, type(model).__name__, None
     config = SearchConfig(model=name, data="python", budget=budget, cost_model=cost_model, agent=agent,
-                          episodes=episodes, out=str(out), input_shape=list(splits.input_shape),
+                          episodes=episodes, out=str(out), input_shape=signature_json(splits.input_shape),
                           **({"model_args": source.args} if source else {}), **settings)
     run = SearchRun(config, splits=splits, progress=progress, model=module, score=score_fn)
     summary = run.run(resume=resume)
     if summary["best"] is None:
         raise ConfigError(f"no candidate met the budget {budget}; loosen it or raise max_ratio (see {out}/history.csv)")
     policy = run.policy  # what best_policy.json holds, without reading it back
-    example = example_input[:1] if example_input is not None else make_example(module, tuple(splits.input_shape))
+    example = rows(example_input, 1) if example_input is not None else make_example(module, splits.input_shape)
     analysis = analyse_model(copy.deepcopy(module).eval(), example, exclude=policy.exclude)
     searched = policy.accuracy or SearchScore()
     bn = searched.bn_batches or config.bn_batches
@@ -113,9 +114,9 @@ def finetune_model(model: nn.Module, train_data: Data, val_data: Data, epochs: i
     return finetune(model, as_splits(train_data, val_data), cfg, teacher, score=score_fn, progress=False).model
 
 
-def export_model(model: nn.Module, out: str | Path, example_input: torch.Tensor,
+def export_model(model: nn.Module, out: str | Path, example_input: ModelInput,
                  policy: PruningPolicy | None = None, settings: LatencySettings = LatencySettings()) -> ExportRecord:
     """Write ``model.onnx`` (+ weights, + ``policy.json``) to ``out`` and measure its latency with
     ONNX Runtime; returns what ``export.json`` holds (``latency_ms``; against the policy's budget)."""
     return _export(model.cpu().eval(), policy.model if policy and policy.model else type(model).__name__, out,
-                   tuple(example_input.shape[1:]), policy=policy, settings=settings)
+                   signature_of(example_input), policy=policy, settings=settings)

@@ -42,6 +42,7 @@ from autoprune.finetune import (
     rewind,
     sparsity_report,
 )
+from autoprune.inputs import Signature, describe_signature, in_channels_of
 from autoprune.latency import LatencySettings, measure_latency
 from autoprune.model_source import ModelSource
 from autoprune.models import create_model, is_builtin, list_models
@@ -77,9 +78,9 @@ def apply_stage(policy_path: str | Path, source: ModelSource | None, splits: Spl
     out = Path(out)
     policy = policy or PruningPolicy.load(policy_path)
     source = source or policy_model_source(policy, str(policy_path))
-    shape = source.shape(tuple(policy.input_shape) if policy.input_shape else splits.input_shape)
+    shape = source.shape(policy.signature or splits.input_shape)
     check_data_shape(splits, shape, f"policy {policy_path}")
-    dense = source.load(require_weights, shape[0], splits.num_classes)
+    dense = source.load(require_weights, in_channels_of(shape) or 1, splits.num_classes)
     analysis = analyse_model(dense, example_input(dense, shape), exclude=policy.exclude)
     policy.validate_for(analysis, source=f"policy {policy_path}")
     pruned, record = apply_policy(analysis, policy, importance, splits.train(64, shuffle=False), policy.exclude)
@@ -101,7 +102,7 @@ def apply_stage(policy_path: str | Path, source: ModelSource | None, splits: Spl
         "bn_batches": bn, "test_split": test_split_name(splits), "dense_params": sum(p.numel() for p in dense.parameters()),
         "pruned_params": sum(p.numel() for p in pruned.parameters()), "channels": record.kept,
     }
-    save_checkpoint(out / "model.pt", pruned, source.ref, shape[0], splits.num_classes,
+    save_checkpoint(out / "model.pt", pruned, source.ref, in_channels_of(shape) or 1, splits.num_classes,
                     meta={"stage": "apply", "policy": policy.to_dict(), "test_acc": summary["pruned_test_acc_bn"],
                           "dense_test_acc": summary["dense_test_acc"],
                           "dense_weights": None if source.weights is None else str(source.weights)},
@@ -111,12 +112,12 @@ def apply_stage(policy_path: str | Path, source: ModelSource | None, splits: Spl
     return summary
 
 
-def check_data_shape(splits: Splits, shape: tuple[int, ...], source: str) -> None:
+def check_data_shape(splits: Splits, shape: Signature, source: str) -> None:
     """Refuse data whose inputs do not have the model's input shape, before any work."""
-    given = tuple(splits.input_shape) if getattr(splits, "input_shape", None) else None
-    if given and tuple(given) != tuple(shape):
-        raise ConfigError(f"the data's inputs have shape {list(given)}, but {source} is for inputs of shape "
-                          f"{list(shape)}; pass data of that shape (or --input-shape for image folders)")
+    given = getattr(splits, "input_shape", None) or None
+    if given and describe_signature(given) != describe_signature(shape):
+        raise ConfigError(f"the data's inputs have {describe_signature(given)}, but {source} is for inputs of "
+                          f"{describe_signature(shape)}; pass data of that shape (or --input-shape for image folders)")
 
 
 def test_split_name(splits: Splits) -> str:
@@ -132,8 +133,7 @@ def policy_model_source(policy: PruningPolicy, where: str, weights: str | None =
     if is_builtin(policy.model) and policy.model not in list_models():
         raise ConfigError(f"{where} names model {policy.model!r}, which this autoprune does not have (built-ins: "
                           f"{', '.join(list_models())}); pass --model NAME or --model file.py:factory")
-    return ModelSource(policy.model, dict(policy.model_args), weights,
-                       tuple(policy.input_shape) if policy.input_shape else None)
+    return ModelSource(policy.model, dict(policy.model_args), weights, policy.signature)
 
 
 @dataclass
@@ -208,11 +208,12 @@ def finetune_stage(checkpoint: str | Path, splits: Splits, cfg: FinetuneConfig, 
     if mode.name in ("iterative", "imp"):
         return _iterative(checkpoint, splits, cfg, out, mode, teacher_weights, distill, progress, score, loss)
     sizes = {} if source is None else {"model_name": source.ref, "model_args": source.args or None,
-                                       "in_channels": splits.input_shape[0], "num_classes": splits.num_classes}
+                                       "in_channels": in_channels_of(splits.input_shape) or 1,
+                                       "num_classes": splits.num_classes}
     model, info = load_model(checkpoint, **sizes)
     name, meta, record, args = info.model, dict(info.meta), info.pruning, dict(info.model_args)
     shape = info.shape(source.input_shape if source else None, f"checkpoint {checkpoint}") \
-        if (info.input_shape or (source and source.input_shape)) else tuple(splits.input_shape)
+        if (info.input_shape or (source and source.input_shape)) else splits.input_shape
     teacher = _teacher(name, args, teacher_weights or meta.get("dense_weights"), record, model) if distill else None
     if mode.name == "rewind":  # the trained weights only chose the channels; retrain from early ones
         model = _rewound(mode.rewind_from, name, record, shape)
@@ -261,9 +262,9 @@ def _iterative(checkpoint: str | Path, splits: Splits, cfg: FinetuneConfig, out:
                                     distill, progress, score, loss)
 
 
-def _save(path: Path, model: nn.Module, name: str, args: dict[str, Any], splits: Splits, shape: tuple[int, ...],
+def _save(path: Path, model: nn.Module, name: str, args: dict[str, Any], splits: Splits, shape: Signature,
           record: PruningRecord | None, meta: dict[str, Any]) -> None:
-    save_checkpoint(path, model, name, shape[0], splits.num_classes, meta, pruning=record, input_shape=shape,
+    save_checkpoint(path, model, name, in_channels_of(shape) or 1, splits.num_classes, meta, pruning=record, input_shape=shape,
                     model_args=args)
 
 
@@ -278,7 +279,7 @@ def _teacher(name: str, args: dict[str, Any], weights: str | Path | None, record
     return load_or_create(name, weights, require_weights=True, model_args=args or None)
 
 
-def _rewound(early_path: str, name: str, record: PruningRecord | None, shape: tuple[int, ...]) -> nn.Module:
+def _rewound(early_path: str, name: str, record: PruningRecord | None, shape: Signature) -> nn.Module:
     if record is None:
         raise ConfigError("--rewind-from needs a pruned checkpoint (from 'autoprune apply') to take the "
                           "structure from")
@@ -290,7 +291,7 @@ def _rewound(early_path: str, name: str, record: PruningRecord | None, shape: tu
 
 
 def _mode_hooks(mode: FinetuneMode, model: nn.Module, record: PruningRecord | None,
-                shape: tuple[int, ...], splits: Splits, steps: int):
+                shape: Signature, splits: Splits, steps: int):
     """The step hooks of ``mode`` and a ``finish(model, record) -> (model, record, extra)`` function."""
     end = mode.end_step if mode.end_step is not None else max(1, steps // 2)
     kind = mode.name
@@ -328,7 +329,7 @@ def export_stage(checkpoint: str | Path, out: str | Path, settings: LatencySetti
     policy = PruningPolicy.from_dict(meta.pop("policy"), "checkpoint's policy") if meta.get("policy") else None
     args = info.model_args or None
     if measure_dense:
-        dense = create_model(name, shape[0], info.num_classes, args).eval()
+        dense = create_model(name, in_channels_of(shape) or 1, info.num_classes, args).eval()
         meta["dense_latency_ms"] = round(measure_latency(dense, shape, settings), 4)
     return export_model(model, name, out, shape, info.num_classes, info.pruning, policy, meta, settings, exporter,
                         model_args=args)
@@ -341,7 +342,7 @@ def sensitivity_stage(source: ModelSource, splits: Splits, out: str | Path, rati
     """Per-group sensitivity sweep: ``sensitivity.csv`` and ``sensitivity.png`` in ``out``."""
     out = Path(out)
     shape = source.shape(splits.input_shape)
-    model = source.load(require_weights, shape[0], splits.num_classes)
+    model = source.load(require_weights, in_channels_of(shape) or 1, splits.num_classes)
     analysis = analyse_model(model, example_input(model, shape), exclude=exclude or [])
     check_prunable(analysis)
     ranking = rank_channels(analysis, importance, splits.train(64, shuffle=False))
