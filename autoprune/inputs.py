@@ -111,7 +111,7 @@ class InputSpec:
 
     @classmethod
     def of(cls, x: ModelInput) -> InputSpec:
-        """The spec of the example ``x`` (several tensors)."""
+        """The spec of the example ``x`` (several tensors, or one)."""
         check_tensors(x, "the example input")
         pairs = named_tensors(x)
         ints = [(int(t.min()), int(t.max()) + 1) if not t.is_floating_point() and t.numel() else (0, 0)
@@ -134,7 +134,9 @@ class InputSpec:
                 tensors.append(torch.randint(low, high, (batch, *shape), generator=generator).to(kind))
             else:
                 tensors.append(torch.full((batch, *shape), low).to(kind))
-        return dict(zip(self.names, tensors)) if self.keyword else tuple(tensors)
+        if self.keyword:
+            return dict(zip(self.names, tensors))
+        return tensors[0] if self.names == ("input",) else tuple(tensors)
 
     def to_json(self) -> dict[str, Any]:
         """The spec as written into policies and checkpoints (under ``input_shape``)."""
@@ -172,8 +174,11 @@ Signature = tuple[int, ...] | InputSpec  # what a model takes: one tensor's shap
 
 
 def signature_of(x: ModelInput) -> Signature:
-    """One tensor's shape without the batch axis, or the :class:`InputSpec` of several inputs."""
-    return InputSpec.of(x) if is_several(x) else tuple(x.shape[1:])
+    """One float tensor's shape without the batch axis, else the :class:`InputSpec` of the inputs
+    (several, or one of integers such as token IDs, whose range of values matters)."""
+    if is_several(x) or not x.is_floating_point():
+        return InputSpec.of(x)
+    return tuple(x.shape[1:])
 
 
 def signature_json(signature: Signature | None) -> list[int] | dict | None:
@@ -193,8 +198,11 @@ def signature_from_json(data: object, source: str) -> Signature | None:
 
 
 def describe_signature(signature: Signature) -> str:
-    """``shape [1, 28, 28]``, or each input's name, shape and dtype (value ranges left out)."""
-    return signature.describe() if isinstance(signature, InputSpec) else f"shape {list(signature)}"
+    """``shape [1, 28, 28]`` for one input (floats or integers alike), else each input's name, shape and
+    dtype (value ranges left out): equal descriptions are inputs of the same kind."""
+    if isinstance(signature, InputSpec):
+        return f"shape {list(signature.shapes[0])}" if signature.names == ("input",) else signature.describe()
+    return f"shape {list(signature)}"
 
 
 def in_channels_of(signature: Signature) -> int | None:

@@ -181,6 +181,35 @@ class Split(nn.Module):
         return self.fc(torch.cat([self.c2(a), self.c2(b)], 1).mean((2, 3)))
 
 
+class Chunk(nn.Module):
+    """Half of a chunked map through a conv, concatenated with the other half: the conv prunes (its
+    channels map to the right slice of the concatenation); the chunked conv keeps its group whole."""
+
+    def __init__(self):
+        super().__init__()
+        self.c1, self.c2 = nn.Conv2d(1, 32, 3, padding=1), nn.Conv2d(16, 16, 3, padding=1)
+        self.fc = nn.Linear(32, 10)
+
+    def forward(self, x):
+        a, b = F.relu(self.c1(x)).chunk(2, 1)
+        return self.fc(torch.cat([F.relu(self.c2(a)), b], 1).mean((2, 3)))
+
+
+class CatSplit(nn.Module):
+    """Two convs concatenated, split by literal sizes, one slice through a conv and concatenated again:
+    the literal sizes keep the first two groups whole; the third prunes."""
+
+    def __init__(self):
+        super().__init__()
+        self.a, self.b = nn.Conv2d(1, 8, 3, padding=1), nn.Conv2d(1, 8, 3, padding=1)
+        self.c = nn.Conv2d(4, 32, 3, padding=1)
+        self.fc = nn.Linear(32 + 12, 10)
+
+    def forward(self, x):
+        p, q = torch.split(torch.cat([self.a(x), self.b(x)], 1), [4, 12], 1)
+        return self.fc(torch.cat([F.relu(self.c(p)), q], 1).mean((2, 3)))
+
+
 class Shared(nn.Module):
     """A conv called twice at the same shapes: every call is priced."""
 
@@ -378,6 +407,8 @@ STRUCTURES = {
     "decoder": (_seeded(Decoder), None),
     "split": (_seeded(Split), "cannot be pruned reliably"),
     "shared": (_seeded(Shared), None),
+    "chunk": (_seeded(Chunk), None),
+    "cat_split": (_seeded(CatSplit), None),
     "shared_scales": (_seeded(SharedScales), None),
     "conv1d_tail": (_seeded(Conv1dTail), None),
     "conv1d_net": (_seeded(Conv1dNet), None),

@@ -26,7 +26,7 @@ from autoprune.outputs import output_shapes
 from autoprune.pruning import rank_channels
 from autoprune.pruning.physical import prune_physically
 from autoprune.pruning.ratios import channels_kept
-from autoprune.pruning.verify import check_prunable, pruning_problem
+from autoprune.pruning.verify import check_prunable, keep_unprunable_whole, pruning_problem
 from autoprune.references import consent
 
 
@@ -51,7 +51,8 @@ def _macs(model) -> int:
 def test_a_structure_prunes_with_every_output_of_its_dense_shape_and_equal_to_the_masked_reference(name):
     model = STRUCTURES[name][0]()
     x = _input(model)
-    analysis = analyse_model(model, x[:1])
+    analysis = keep_unprunable_whole(analyse_model(model, x[:1]),  # as the tool does: a group that fails whole
+                                     lambda extra: analyse_model(model, x[:1], exclude=extra))[0]
     check_prunable(analysis)
     ranking = rank_channels(analysis, "l1")
     dense = output_shapes(model(x))
@@ -150,6 +151,20 @@ def test_a_group_that_does_not_prune_cleanly_is_kept_whole_and_recorded_in_the_p
     _search_meets_budget_by_independent_count("split", tmp_path)
     policy = json.loads((tmp_path / "split" / "best_policy.json").read_text())
     assert policy["exclude"] == ["c1"] and "c1" not in policy["ratios"]
+
+
+@pytest.mark.parametrize("name, whole, pruned", [("chunk", {"c1"}, {"c2"}), ("cat_split", {"a", "b"}, {"c"})])
+def test_slices_of_a_split_or_chunk_map_to_their_own_layers_through_a_concatenation(name, whole, pruned):
+    """The channel sizes of the concatenations and even splits are those the forward had: the layer
+    feeding a concatenation next to a slice prunes; the split or chunked one is kept whole, named."""
+    model = STRUCTURES[name][0]()
+    example = _input(model)
+    analysis, dropped = keep_unprunable_whole(analyse_model(model, example),
+                                              lambda extra: analyse_model(model, example, exclude=extra))
+    assert set(dropped) == whole and set(analysis.group_names) == pruned
+    ranking = rank_channels(analysis, "l1")
+    kept = {g: analysis.group(g).channels // 2 for g in pruned}
+    assert pruning_problem(analysis, kept, ranking) is None
 
 
 def test_exclude_takes_a_parameter_name_and_keeps_the_groups_indexing_it_whole():

@@ -15,6 +15,7 @@ import torch
 import torch_pruning as tp
 from torch import nn
 
+import autoprune.analysis.tp_shapes  # noqa: F401 - split and concat sizes for Torch-Pruning's graph
 from autoprune.analysis.layers import (
     COMPUTE,
     CONVS,

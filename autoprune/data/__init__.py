@@ -38,7 +38,7 @@ def load_splits(name: str = "fashion-mnist", data_dir: str | None = None, augmen
     if name == "fashion-mnist":
         splits = fashion_mnist_splits(**({"path": data_dir} if data_dir else {}), **kwargs)
     elif name == "synthetic":
-        if input_shape and len(input_shape) == 3 and "shape" not in kwargs:  # images of the model's shape
+        if input_shape and "shape" not in kwargs:  # inputs of the model's shape (images, vectors, sequences)
             kwargs["shape"] = tuple(input_shape)
         splits = synthetic_splits(**kwargs)
     elif name.startswith("imagefolder:"):

@@ -10,7 +10,7 @@ from autoprune.inputs import InputSpec, rows
 
 
 def synthetic_splits(n_train: int = 512, n_val: int = 256, n_test: int = 256, num_classes: int = 10,
-                     shape: tuple[int, int, int] = (1, 28, 28), noise: float = 0.5,
+                     shape: tuple[int, ...] = (1, 28, 28), noise: float = 0.5,
                      seed: int = 0) -> DataSplits:
     """Class-template images with Gaussian noise; a small net learns them in a few steps."""
     g = torch.Generator().manual_seed(seed)
@@ -25,7 +25,7 @@ def synthetic_splits(n_train: int = 512, n_val: int = 256, n_test: int = 256, nu
 
 
 class _SpecSamples(torch.utils.data.Dataset):
-    """``n`` random samples of several inputs (an :class:`InputSpec`) with random labels."""
+    """``n`` random samples of an :class:`InputSpec`'s inputs with random labels."""
 
     def __init__(self, spec: InputSpec, n: int, num_classes: int, seed: int) -> None:
         self.inputs = spec.example(n, random=True, seed=seed)
@@ -36,8 +36,9 @@ class _SpecSamples(torch.utils.data.Dataset):
 
     def __getitem__(self, i: int) -> tuple:
         one = rows(self.inputs, i, i + 1)
-        one = {k: v[0] for k, v in one.items()} if isinstance(one, dict) else tuple(v[0] for v in one)
-        return one, self.labels[i]
+        if isinstance(one, dict):
+            return {k: v[0] for k, v in one.items()}, self.labels[i]
+        return (tuple(v[0] for v in one) if isinstance(one, tuple) else one[0]), self.labels[i]
 
 
 def synthetic_input_splits(spec: InputSpec, n_train: int = 256, n_val: int = 128, n_test: int = 128,

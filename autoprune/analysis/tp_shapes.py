@@ -1,0 +1,111 @@
+"""Channel sizes of splits and concatenations, as the traced forward saw them, for Torch-Pruning's graph.
+
+Torch-Pruning reads a split's sizes from the autograd node, looking for ``_saved_split_sizes`` or
+``_saved_self_sizes``; current torch saves an even split (``chunk``, ``split(x, 16)``) as
+``_saved_split_size`` and ``_saved_self_sym_sizes``, so it falls back to guessing the sizes from
+the consumers. A concatenation's sizes are always guessed (its autograd node keeps none), and the
+guess fails when a slice of a split feeds it, or when it feeds a split: the graph then maps
+channels to the wrong layers, or to none. Here the trace records every ``torch.cat`` along the
+channel axis as it runs, and the shape pass takes the sizes the forward really had.
+(A chunked tensor still needs every slice to lose as many channels; the prunability check keeps
+such a group whole.)
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch_pruning as tp
+from torch.overrides import TorchFunctionMode
+from torch_pruning.dependency import index_mapping, shape_infer
+from torch_pruning.dependency.index_mapping import _ConcatIndexMapping
+
+CATS = (torch.cat, torch.concat, torch.concatenate)
+
+
+class _CatSizes(TorchFunctionMode):
+    """Records, by the output's autograd node, the channel sizes of each concatenation along dim 1."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.sizes: dict[Any, list[int]] = {}
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        out = func(*args, **kwargs)
+        if func in CATS and isinstance(out, torch.Tensor) and out.grad_fn is not None:
+            tensors = args[0] if args else kwargs.get("tensors", ())
+            dim = args[1] if len(args) > 1 else kwargs.get("dim", 0)
+            if out.dim() > 1 and dim % out.dim() == 1:
+                self.sizes[out.grad_fn] = [int(t.shape[1]) for t in tensors]
+        return out
+
+
+def _even_split_sizes(grad_fn: object, outputs: int) -> list[int] | None:
+    """The sizes of an even split along dim 1 (the last slice takes the remainder), else None."""
+    size, dims, dim = (getattr(grad_fn, name, None) for name in ("_saved_split_size", "_saved_self_sym_sizes",
+                                                                 "_saved_dim"))
+    if size is None or dims is None or dim != 1 or len(dims) < 2:
+        return None
+    total, size = int(dims[1]), int(size)
+    sizes = [min(size, total - size * i) for i in range((total + size - 1) // size)]
+    return sizes if len(sizes) == outputs and all(s > 0 for s in sizes) else None
+
+
+def _offsets(sizes: list[int]) -> list[int]:
+    return [sum(sizes[:i]) for i in range(len(sizes) + 1)]
+
+
+_original_trace = tp.DependencyGraph._trace
+_original_shapes = shape_infer.init_shape_information
+_original_concat = index_mapping.update_concat_index_mapping
+
+
+def _trace(self: tp.DependencyGraph, *args: Any, **kwargs: Any) -> Any:
+    with _CatSizes() as seen:
+        result = _original_trace(self, *args, **kwargs)
+    self.autoprune_cat_sizes = seen.sizes
+    return result
+
+
+def init_shape_information(graph: tp.DependencyGraph) -> None:
+    """Torch-Pruning's shape pass, then every even split's sizes as its autograd node records them."""
+    _original_shapes(graph)
+    for node in graph.module2node.values():
+        if node.type != tp.ops.OPTYPE.SPLIT:
+            continue
+        sizes = _even_split_sizes(node.grad_fn, len(node.outputs))
+        if sizes is not None:
+            node.module.split_sizes, node.module.offsets = sizes, _offsets(sizes)
+
+
+def update_concat_index_mapping(graph: tp.DependencyGraph, cat_node: Any) -> None:
+    """Torch-Pruning's concatenation mapping (redone after every prune), starting from the sizes the
+    traced forward had when recorded."""
+    sizes = getattr(graph, "autoprune_cat_sizes", {}).get(cat_node.grad_fn)
+    if cat_node.type != tp.ops.OPTYPE.CONCAT or sizes is None or len(sizes) != len(cat_node.inputs):
+        return _original_concat(graph, cat_node)
+    if cat_node.module.concat_sizes is None:  # first seen: as traced; later (after a prune) as Torch-Pruning kept them
+        cat_node.module.concat_sizes = list(sizes)
+    cat_node.module.offsets = _offsets(list(cat_node.module.concat_sizes))
+    if not cat_node.enable_index_mapping:
+        return None
+    offsets = cat_node.module.offsets
+    for reverse in (True, False):  # the cat's dependencies on its inputs, then theirs on the cat
+        done: list[Any] = []
+        for i, in_node in enumerate(cat_node.inputs):
+            for dep in (cat_node.dependencies if reverse else in_node.dependencies):
+                if any(dep is d for d in done):
+                    continue
+                if dep.target == (in_node if reverse else cat_node):
+                    dep.index_mapping[1] = _ConcatIndexMapping(offset=offsets[i:i + 2], reverse=reverse)
+                    done.append(dep)
+                    break
+    return None
+
+
+if tp.DependencyGraph._trace is not _trace:
+    tp.DependencyGraph._trace = _trace
+    shape_infer.init_shape_information = init_shape_information
+    index_mapping.update_concat_index_mapping = update_concat_index_mapping
