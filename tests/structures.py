@@ -308,6 +308,9 @@ class ClassToken(nn.Module):
 
 
 class Attention(nn.Module):
+    """nn.MultiheadAttention in a residual block: its embedding is the hidden width, pruned evenly
+    across its heads; its projections and matmuls priced."""
+
     def __init__(self):
         super().__init__()
         self.embed = nn.Linear(28, 32)
@@ -415,7 +418,7 @@ STRUCTURES = {
     "text_bag": (_seeded(TextBag), None),
     "text_conv": (_seeded(TextConv), None),
 }
-UNPRICED = {"attention": "MultiheadAttention", "shared_scales": "called again at other shapes"}
+UNPRICED = {"shared_scales": "called again at other shapes"}
 """Structures with work the traced layers do not price: named by the coverage check (the latency
 tables refuse them; the FLOPs model counts that work at its dense value)."""
 

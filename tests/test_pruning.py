@@ -191,23 +191,38 @@ def test_linear_layers_on_tokens_prune_masked_as_physically(share):
     assert len(layer_graph(spec, 16, kept["fc1"], batch=2)) > 0
 
 
-def test_a_group_through_multihead_attention_is_kept_whole_and_the_rest_searched(tmp_path):
-    """nn.MultiheadAttention returns a tuple and packs its heads in one parameter: its group (the
-    embedding width) is not pruned, with the reason; the MLP after it is."""
-    from autoprune.pruning.verify import check_prunable
+def test_multihead_attention_prunes_its_embedding_evenly_across_heads_at_the_same_scores():
+    """nn.MultiheadAttention's embedding is one group with the layers around it (the hidden width):
+    each head loses as many channels, its queries are rescaled for the smaller head size, and the
+    pruned model equals the masked one; one with its own key/value widths is kept whole, named."""
+    from autoprune.pruning.physical import prune_physically
+    from autoprune.pruning.verify import pruning_problem
 
     class Block(nn.Module):
-        def __init__(self) -> None:
+        def __init__(self, kdim: int | None = None) -> None:
             super().__init__()
-            self.embed, self.attn = nn.Linear(16, 24), nn.MultiheadAttention(24, 4, batch_first=True)
+            self.embed, self.attn = nn.Linear(16, 24), nn.MultiheadAttention(24, 4, batch_first=True, kdim=kdim,
+                                                                            vdim=kdim)
             self.fc1, self.fc2, self.head = nn.Linear(24, 32), nn.Linear(32, 24), nn.Linear(24, 3)
+            self.kv = nn.Linear(16, kdim or 24)
 
         def forward(self, x: torch.Tensor) -> torch.Tensor:
-            t = self.embed(x)
-            t = t + self.attn(t, t, t, need_weights=False)[0]
+            t, kv = self.embed(x), self.kv(x)
+            t = t + self.attn(t, kv if self.kv.out_features != 24 else t, kv if self.kv.out_features != 24 else t,
+                              need_weights=False)[0]
             return self.head((t + self.fc2(torch.relu(self.fc1(t)))).mean(1))
 
-    analysis = analyse_model(Block().eval(), torch.randn(1, 7, 16))
-    assert [g.name for g in analysis.groups] == ["fc1"]
-    assert "MultiheadAttention 'attn'" in analysis.kept_whole["embed"]
-    check_prunable(analysis)
+    torch.manual_seed(0)
+    model = Block().eval()
+    analysis = analyse_model(model, torch.randn(1, 7, 16))
+    embed = analysis.group("embed")
+    assert embed.step == 4 and embed.interleaved and "attn" in embed.members
+    assert {s.name for s in analysis.layers if s.module == "attn"} == {
+        "attn", "attn.q_proj", "attn.k_proj", "attn.v_proj", "attn.out_proj"}
+    ranking = rank_channels(analysis, "l1")
+    for kept in ({"embed": 16, "fc1": 20}, {"embed": 8, "fc1": 8}):
+        assert pruning_problem(analysis, kept, ranking) is None
+        pruned = prune_physically(analysis, ranking, kept)
+        assert pruned.attn.embed_dim == kept["embed"] and pruned.attn.head_dim == kept["embed"] // 4
+    other = analyse_model(Block(kdim=12).eval(), torch.randn(1, 7, 16))
+    assert "MultiheadAttention 'attn'" in other.kept_whole["embed"] and "key/value" in other.kept_whole["embed"]

@@ -88,14 +88,16 @@ def test_a_structure_that_cannot_be_pruned_as_traced_is_refused_with_the_reason(
         check_prunable(analyse_model(model, _input(model, 1)))
 
 
-def test_output_layers_and_attention_are_kept_whole_with_the_reason_and_a_class_token_is_pruned_along():
+def test_output_layers_are_kept_whole_with_the_reason_attention_and_a_class_token_pruned_along():
     kept = {n: analyse_model(STRUCTURES[n][0](), _input(STRUCTURES[n][0](), 1)).kept_whole
             for n in ("tuple_out", "class_token", "attention")}
     assert "part of the model's output" in kept["tuple_out"]["c2"]
     assert not kept["class_token"]  # the class token is pruned with the embedding channels it indexes
     token = analyse_model(STRUCTURES["class_token"][0](), _input(STRUCTURES["class_token"][0](), 1))
     assert token.group("embed").parameters == ("cls",)
-    assert "MultiheadAttention" in kept["attention"]["embed"]
+    assert not kept["attention"]  # the embedding of nn.MultiheadAttention prunes, as many channels per head
+    attention = analyse_model(STRUCTURES["attention"][0](), _input(STRUCTURES["attention"][0](), 1))
+    assert attention.group("embed").step == 4 and "attn" in attention.group("embed").members
     dict_out = analyse_model(STRUCTURES["dict_out"][0](), _input(STRUCTURES["dict_out"][0](), 1))
     assert set(dict_out.output_layers) == {"feat", "head"} and dict_out.group_names == ["c1"]
 

@@ -140,7 +140,15 @@ def _parameter_name(model: nn.Module, pseudo: object) -> str:
     return next((n for n, p in model.named_parameters() if p is tensor), "a parameter")
 
 
-_UNPRUNABLE = (nn.MultiheadAttention, nn.RNNBase)  # several outputs; heads and gates need their own rules
+_UNPRUNABLE = (nn.RNNBase,)  # gates need their own rules
+
+
+def _unprunable(m: nn.Module) -> bool:
+    """A recurrent layer, or an ``nn.MultiheadAttention`` of separate key/value widths or extra
+    key/value biases (only one whose q, k, v and output share the embedding width prunes)."""
+    if isinstance(m, nn.MultiheadAttention):
+        return not m._qkv_same_embed_dim or m.bias_k is not None
+    return isinstance(m, _UNPRUNABLE)
 
 
 def _is_grouped(m: nn.Module) -> bool:
@@ -214,8 +222,9 @@ def analyse_model(model: nn.Module, example_input: ModelInput,
     groups = [_describe(g, graph, names, order) for g in tp_groups]
     kept_whole = {g.name: f"indexes parameter {p!r}, excluded" for g in groups for p in g.parameters if p in exclude}
     kept_whole.update({g.name: f"touches {type(model.get_submodule(n)).__name__} {n!r}, whose channels autoprune "
-                               f"does not prune (nn.MultiheadAttention's fused projection and recurrent layers are kept whole)"
-                       for g in groups for n in g.members if isinstance(model.get_submodule(n), _UNPRUNABLE)})
+                               f"does not prune (recurrent layers, and nn.MultiheadAttention with its own key/value "
+                               f"widths or biases, are kept whole)"
+                       for g in groups for n in g.members if _unprunable(model.get_submodule(n))})
     groups = [g for g in groups if g.channels > 1 and g.name not in kept_whole]
     groups, unblocked = _channel_units(groups, model)
     kept_whole.update(unblocked)
@@ -229,7 +238,7 @@ def analyse_model(model: nn.Module, example_input: ModelInput,
     if not groups:
         raise AnalysisError("nothing to prune: the model has no Conv1d/Conv2d/Linear layer whose output "
                             "channels can be removed (the output layer never is)")
-    layers = _link_layers(layers, groups) + _attention_layers(layers, groups)
+    layers = _link_mha(_link_layers(layers, groups), groups, model) + _attention_layers(layers, groups)
     return ModelAnalysis(model, example_input, groups, layers, output_layer, graph, kept_whole,
                          tuple(trace.output_layers))
 
@@ -284,6 +293,12 @@ def _channel_units(groups: list[PrunableGroup], model: nn.Module) -> tuple[list[
                     whole[g.name] = f"GroupNorm {name!r} has one group: removing any channel changes every statistic"
                 else:
                     blocks.add(m.num_channels // m.num_groups)
+            elif isinstance(m, nn.MultiheadAttention):  # its embedding: as many channels from each head
+                if m.embed_dim != g.channels:
+                    whole[g.name] = (f"MultiheadAttention {name!r} embeds {m.embed_dim} channels, of which this group "
+                                     f"holds {g.channels}")
+                else:
+                    interleaved.add(m.num_heads)
             elif _is_grouped(m):
                 width = m.out_channels if name in g.producers else m.in_channels
                 if width != g.channels:
@@ -306,7 +321,17 @@ def hidden_width_groups(analysis: ModelAnalysis) -> list[str]:
     """Groups that feed the queries, keys and values of attention pruned in heads: a transformer's
     hidden width (its residual stream), which every block reads and writes."""
     projections = {p for g in analysis.groups if g.heads for p in g.producers}
-    return [g.name for g in analysis.groups if not g.heads and projections.intersection(g.consumers)]
+    model = analysis.model
+    return [g.name for g in analysis.groups if not g.heads and (projections.intersection(g.consumers) or any(
+        isinstance(model.get_submodule(n), nn.MultiheadAttention) for n in g.members))]
+
+
+def _link_mha(layers: list[LayerSpec], groups: list[PrunableGroup], model: nn.Module) -> list[LayerSpec]:
+    """nn.MultiheadAttention's parts priced with the group of its embedding (dense when it is kept whole)."""
+    owner = {n: g.name for g in groups for n in g.members if isinstance(model.get_submodule(n), nn.MultiheadAttention)}
+    return [replace(s, in_group=owner.get(s.module), out_group=owner.get(s.module),
+                    in_slices=((owner[s.module], s.in_channels, s.in_channels),) if s.module in owner else ())
+            if s.module else s for s in layers]
 
 
 def _attention_layers(layers: list[LayerSpec], groups: list[PrunableGroup]) -> list[LayerSpec]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 
 import torch
@@ -36,13 +38,15 @@ class LayerSpec:
     out_slices: tuple[tuple[str, int], ...] = ()
     calls: int = 1  # times one forward runs the layer at these shapes (a shared module called in a loop)
     head_dim: int = 0  # "attention": the matmuls of multi-head attention over in_hw[0] tokens, heads of this size
+    heads: int = 0  # "attention" of nn.MultiheadAttention: this many heads, whose size shrinks with the channels
+    module: str = ""  # the module whose forward does this work, when not ``name`` (nn.MultiheadAttention's parts)
 
     def macs(self, c_in: int | None = None, c_out: int | None = None) -> int:
         """Multiply-accumulates of every call with ``c_in``/``c_out`` channels (default: the dense widths)."""
         c_in = self.in_channels if c_in is None else c_in
         c_out = self.out_channels if c_out is None else c_out
         if self.kind == "attention":  # queries x keys, then weights x values: tokens^2 x channels each
-            return 2 * self.in_hw[0] * self.in_hw[0] * c_out * self.calls
+            return 2 * self.in_hw[0] * self.out_hw[0] * c_out * self.calls
         groups = c_in if self.kind == "depthwise" else self.groups
         # a transposed convolution multiplies every input position by the whole kernel
         hw = self.in_hw if self.kind == "transpose" else self.out_hw
@@ -62,6 +66,7 @@ class LayerSpec:
 TRANSPOSED = (nn.ConvTranspose1d, nn.ConvTranspose2d)
 CONVS = (nn.Conv1d, nn.Conv2d, *TRANSPOSED)  # convolutions whose output channels are pruned (1-d as Hx1)
 COMPUTE = (*CONVS, nn.Linear)  # the layers groups are rooted at and cost models price
+MHA = nn.MultiheadAttention  # its projections and matmuls are priced as parts (see :func:`mha_specs`)
 
 
 def _hw(t: torch.Tensor) -> tuple[int, int]:
@@ -158,7 +163,8 @@ def executed_modules(model: nn.Module, example: ModelInput) -> list[str]:
     was_training = model.training
     model.eval()
     try:
-        run_example(model, example)
+        with no_fastpath():
+            run_example(model, example)
     finally:
         for h in hooks:
             h.remove()
@@ -175,6 +181,42 @@ class Trace:
     all_direct: bool  # every output tensor is a layer's own output (no functional op after it)
 
 
+@contextmanager
+def no_fastpath() -> Iterator[None]:
+    """``nn.MultiheadAttention`` and ``nn.TransformerEncoderLayer`` on their plain path: in inference
+    their fused kernels skip the submodules (hooks, masks and counters would see nothing)."""
+    before = torch.backends.mha.get_fastpath_enabled()
+    torch.backends.mha.set_fastpath_enabled(False)
+    try:
+        yield
+    finally:
+        torch.backends.mha.set_fastpath_enabled(before)
+
+
+def _query_key(args: tuple, kwargs: dict) -> tuple[torch.Tensor, torch.Tensor]:
+    query = args[0] if args else kwargs["query"]
+    key = args[1] if len(args) > 1 else kwargs.get("key", query)
+    return query, key
+
+
+def mha_specs(name: str, m: nn.MultiheadAttention, query: torch.Tensor, key: torch.Tensor) -> list[LayerSpec]:
+    """``nn.MultiheadAttention``'s work as layers: the query, key and value projections and the output
+    projection (``E x E`` over the tokens), and the matmuls over its heads (whose size shrinks as
+    the embedding is pruned), all under the module's name for the coverage count."""
+    axis = 1 if m.batch_first or query.dim() == 2 else 0
+    q_tokens = int(query.shape[axis]) if query.dim() == 3 else int(query.shape[0])
+    k_tokens = int(key.shape[axis]) if key.dim() == 3 else int(key.shape[0])
+    e = m.embed_dim
+
+    def linear(part: str, tokens: int, c_in: int) -> LayerSpec:
+        return LayerSpec(f"{name}.{part}", "linear", c_in, e, 1, (1, 1), 1, (tokens, 1), (tokens, 1), module=name)
+
+    return [linear("q_proj", q_tokens, e), linear("k_proj", k_tokens, m.kdim), linear("v_proj", k_tokens, m.vdim),
+            LayerSpec(name, "attention", e, e, 1, (1, 1), 1, (q_tokens, 1), (k_tokens, 1),
+                      head_dim=m.head_dim, heads=m.num_heads, module=name),
+            linear("out_proj", q_tokens, e)]
+
+
 @torch.no_grad()
 def trace_layers(model: nn.Module, example: ModelInput) -> Trace:
     """Specs of every Conv/Linear in execution order, and the layers producing the model's outputs.
@@ -184,19 +226,24 @@ def trace_layers(model: nn.Module, example: ModelInput) -> Trace:
     functional op, the last compute layer executed stands for it.
     """
     records: list[tuple[str, nn.Module, torch.Tensor, torch.Tensor]] = []
+    attention: list[tuple[str, nn.MultiheadAttention, torch.Tensor, torch.Tensor]] = []
     hooks = [m.register_forward_hook(lambda mod, inp, out, n=n: records.append((n, mod, inp[0], out)))
              for n, m in model.named_modules() if isinstance(m, COMPUTE)]
+    hooks += [m.register_forward_hook(lambda mod, args, kwargs, out, n=n: attention.append(
+        (n, mod, *_query_key(args, kwargs))), with_kwargs=True) for n, m in model.named_modules() if isinstance(m, MHA)]
     was_training = model.training
     model.eval()
     try:
-        output = run_example(model, example)
+        with no_fastpath():  # the fused kernels skip the submodules' hooks
+            output = run_example(model, example)
     finally:
         for h in hooks:
             h.remove()
         model.train(was_training)
     specs: dict[str, LayerSpec] = {}
-    for name, mod, x, y in records:
-        spec = _spec(name, mod, x, y)
+    parts = [(name, _spec(name, mod, x, y)) for name, mod, x, y in records]
+    parts += [(spec.name, spec) for name, mod, q, k in attention for spec in mha_specs(name, mod, q, k)]
+    for name, spec in parts:
         if name not in specs:
             specs[name] = spec
         elif replace(spec, calls=specs[name].calls) == specs[name]:  # called again at the same shapes: priced per call

@@ -74,7 +74,9 @@ def coverage(analysis: ModelAnalysis) -> Coverage:
         name = "" if key == root else key.removeprefix(root + ".")
         per_module[name] = sum(ops.values()) // 2  # a multiply-accumulate is two FLOPs
     total = int(counter.get_total_flops()) // 2
-    counted = {spec.name: spec.macs() for spec in analysis.layers}
+    counted: dict[str, int] = {}
+    for spec in analysis.layers:  # nn.MultiheadAttention's parts count toward the module itself
+        counted[spec.module or spec.name] = counted.get(spec.module or spec.name, 0) + spec.macs()
     modules = dict(model.named_modules())
     uncounted = []
     for name, macs in per_module.items():

@@ -53,11 +53,13 @@ def layer_graph(spec: LayerSpec, c_in: int, c_out: int, batch: int = 1, relu: bo
 
 
 def _attention_graph(spec: LayerSpec, channels: int, batch: int) -> bytes:
-    """Multi-head attention's matmuls on ``channels / head_dim`` heads: the tokens' features split into
-    heads, softmax(q k^T / sqrt(d)) v with q = k = v (what the projections would feed it)."""
-    tokens, heads = spec.in_hw[0], channels // spec.head_dim
-    shape = numpy_helper.from_array(np.array([batch, tokens, heads, spec.head_dim], dtype=np.int64), "shape")
-    scale = numpy_helper.from_array(np.array(1.0 / np.sqrt(spec.head_dim), dtype=np.float32), "scale")
+    """Multi-head attention's matmuls on ``channels / head_dim`` heads (``spec.heads`` heads of
+    ``channels / heads`` for nn.MultiheadAttention): the tokens' features split into heads,
+    softmax(q k^T / sqrt(d)) v with q = k = v (what the projections would feed it)."""
+    tokens = spec.in_hw[0]
+    heads, head_dim = (spec.heads, channels // spec.heads) if spec.heads else (channels // spec.head_dim, spec.head_dim)
+    shape = numpy_helper.from_array(np.array([batch, tokens, heads, head_dim], dtype=np.int64), "shape")
+    scale = numpy_helper.from_array(np.array(1.0 / np.sqrt(head_dim), dtype=np.float32), "scale")
     nodes = [helper.make_node("Reshape", ["x", "shape"], ["h"]),
              helper.make_node("Transpose", ["h"], ["q"], perm=[0, 2, 1, 3]),
              helper.make_node("Transpose", ["h"], ["kt"], perm=[0, 2, 3, 1]),
@@ -65,7 +67,7 @@ def _attention_graph(spec: LayerSpec, channels: int, batch: int) -> bytes:
              helper.make_node("Softmax", ["s"], ["p"], axis=-1), helper.make_node("MatMul", ["p", "q"], ["y"])]
     graph = helper.make_graph(
         nodes, "attention", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [batch, tokens, channels])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [batch, heads, tokens, spec.head_dim])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [batch, heads, tokens, head_dim])],
         initializer=[shape, scale])
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)])
     model.ir_version = 8

@@ -47,7 +47,8 @@ def profile_latency_table(analysis: ModelAnalysis, model_name: str | None = None
     plans, unique = {}, {}
     for spec in analysis.layers:
         every = math.lcm(round_to, spec.groups) if spec.kind in ("conv", "transpose") else round_to  # whole groups
-        every = math.lcm(every, spec.head_dim) if spec.kind == "attention" else every  # whole heads
+        if spec.kind == "attention":  # whole heads; nn.MultiheadAttention: as many channels from each head
+            every = math.lcm(every, spec.heads or spec.head_dim)
         same = spec.kind in ("depthwise", "attention")  # input channels are the output's: a table over c_out
         ins = channel_levels(spec.in_channels, spec.in_group is not None and not same, every)
         outs = channel_levels(spec.out_channels, spec.out_group is not None, every)

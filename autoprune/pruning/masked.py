@@ -5,7 +5,10 @@ linears and their norms). Downstream layers then see zeros, which is exactly wha
 computes, so masked and physical models give the same outputs for the same policy. Channels are
 dimension 1 of a conv's or batch norm's output and the last dimension of a linear layer's or layer
 norm's (a ``Linear`` on tokens, ``(batch, tokens, features)``); a layer norm is recomputed over
-the kept features only, as the physically pruned one normalises.
+the kept features only, as the physically pruned one normalises. An ``nn.MultiheadAttention``'s
+embedding channels are masked in its weights instead (the query, key, value and output rows
+zeroed), and its fused inference kernels are switched off while masks are applied (they would
+skip the hooks of the layers around it).
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ class MaskedPruner:
         self._members = {g.name: self._out_members(g.name) for g in analysis.groups}
         self._params = {g.name: self._param_members(g.name) for g in analysis.groups}
         self._saved_params: list[tuple[torch.Tensor, torch.Tensor]] = []
+        self._fastpath: bool | None = None  # the fused-attention setting while masks are applied
 
     def _out_members(self, group: str) -> dict[str, torch.Tensor]:
         """Modules whose output channels belong to ``group`` (producers and their norms), each with
@@ -50,6 +54,8 @@ class MaskedPruner:
         modules = dict(self.analysis.model.named_modules())
         for dep, idxs in tp_group:
             name = graph._module2name.get(dep.target.module)
+            if isinstance(modules.get(name), nn.MultiheadAttention):  # masked in its weights (_param_members)
+                continue
             if name in modules and graph.is_out_channel_pruning_fn(dep.handler) and name not in members:
                 members[name] = torch.as_tensor([int(i) for i in idxs], dtype=torch.long)
         return members
@@ -58,11 +64,15 @@ class MaskedPruner:
         """Parameters used directly in forward that the group indexes (a class token, a layer
         scale): each with its channel dimension and its index for every channel of the group."""
         dims = {id(p): dim for p, dim in self.analysis.graph.unwrapped_parameters}
-        found = []
+        found, seen = [], set()
         for dep, idxs in self.analysis.tp_group(group):
             param = dep.target.module
+            index = torch.as_tensor([int(i) for i in idxs], dtype=torch.long)
             if isinstance(param, torch.Tensor) and id(param) in dims:
-                found.append((param, dims[id(param)], torch.as_tensor([int(i) for i in idxs], dtype=torch.long)))
+                found.append((param, dims[id(param)], index))
+            elif isinstance(param, nn.MultiheadAttention) and id(param) not in seen:
+                seen.add(id(param))
+                found.extend(_attention_rows(param, index))
         return found
 
     def apply(self, kept: Mapping[str, int]) -> None:
@@ -80,6 +90,9 @@ class MaskedPruner:
                 self._saved_params.append((param, param.data.clone()))
                 param.data.index_fill_(dim, index[dropped].to(param.device), 0.0)
         model = self.analysis.model
+        if self._fastpath is None:
+            self._fastpath = torch.backends.mha.get_fastpath_enabled()
+            torch.backends.mha.set_fastpath_enabled(False)
         for name, parts in removed.items():
             module = model.get_submodule(name)
             hook = _layer_norm_hook if _exact_layer_norm(module) else _mask_hook
@@ -93,6 +106,9 @@ class MaskedPruner:
         for h in self._handles:
             h.remove()
         self._handles.clear()
+        if self._fastpath is not None:
+            torch.backends.mha.set_fastpath_enabled(self._fastpath)
+            self._fastpath = None
         for param, saved in reversed(self._saved_params):
             param.data.copy_(saved)
         self._saved_params.clear()
@@ -115,6 +131,20 @@ class _Applied:
 
     def __exit__(self, *exc) -> None:
         self.pruner.remove()
+
+
+def _attention_rows(m: nn.MultiheadAttention, index: torch.Tensor) -> list[tuple[torch.Tensor, int, torch.Tensor]]:
+    """The rows an embedding channel owns in ``m``: its query, key and value projection rows (and
+    biases) and its output projection row (and bias); zeroed, they remove the channel from every
+    head's dot products and from the output, as the physically pruned module computes."""
+    e = m.embed_dim
+    rows = [(m.in_proj_weight, 0, index + k * e) for k in range(3)]
+    if m.in_proj_bias is not None:
+        rows += [(m.in_proj_bias, 0, index + k * e) for k in range(3)]
+    rows.append((m.out_proj.weight, 0, index))
+    if m.out_proj.bias is not None:
+        rows.append((m.out_proj.bias, 0, index))
+    return rows
 
 
 def _channel_dim(module: nn.Module) -> int:

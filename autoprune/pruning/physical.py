@@ -26,6 +26,7 @@ def prune_physically(analysis: ModelAnalysis, ranking: Mapping[str, torch.Tensor
         warnings.simplefilter("ignore")
         graph = tp.DependencyGraph().build_dependency(model, example_inputs=analysis.example_input,
                                                       verbose=False, output_transform=flat_outputs)
+    head_sizes = {m: m.head_dim for m in model.modules() if isinstance(m, nn.MultiheadAttention)}
     for g in analysis.groups:
         n_remove = g.channels - int(kept.get(g.name, g.channels))
         if n_remove <= 0:
@@ -45,4 +46,19 @@ def prune_physically(analysis: ModelAnalysis, ranking: Mapping[str, torch.Tensor
                 norm = model.get_submodule(name)
                 if isinstance(norm, nn.GroupNorm):
                     norm.num_groups = norm.num_channels // g.step
+    for attention, size in head_sizes.items():
+        _keep_temperature(attention, size)
     return model
+
+
+@torch.no_grad()
+def _keep_temperature(m: nn.MultiheadAttention, head_size: int) -> None:
+    """Scale the queries of an ``nn.MultiheadAttention`` whose heads shrank from ``head_size``: it divides
+    the dot products by the square root of the new head size, and the scores must stay those of the
+    unpruned heads over the kept channels (what masking the removed channels computes)."""
+    if m.head_dim == head_size:
+        return
+    scale = (m.head_dim / head_size) ** 0.5
+    m.in_proj_weight[:m.embed_dim].mul_(scale)
+    if m.in_proj_bias is not None:
+        m.in_proj_bias[:m.embed_dim].mul_(scale)

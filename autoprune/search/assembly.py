@@ -18,7 +18,7 @@ from tqdm.auto import tqdm
 from autoprune.analysis import ModelAnalysis, analyse_model, group_features
 from autoprune.analysis.groups import hidden_width_groups
 from autoprune.analysis.layers import example_input
-from autoprune.budget import Budget
+from autoprune.budget import Budget, BudgetSpec
 from autoprune.costs import CostModel, create_cost_model, profile_latency_table
 from autoprune.costs.coverage import check_coverage
 from autoprune.data import Splits, load_splits
@@ -111,15 +111,39 @@ def assemble(config: SearchConfig, out: Path, splits: Splits | None = None, mode
 
 def _hidden_width_kept(config: SearchConfig, analysis: ModelAnalysis, reanalyse, limit: int = 8) -> ModelAnalysis:
     """``analysis`` with a transformer's hidden width kept whole (added to the config's exclude, so
-    the policy records it); a coupled group that surfaces rooted at another layer goes too."""
+    the policy records it); a coupled group that surfaces rooted at another layer goes too. When
+    the budget (a share of dense, or MACs) cannot be met by MACs with it kept whole but can with it
+    searched, it is searched, said in a note."""
+    full, excluded = analysis, list(config.exclude)
     for _ in range(limit):
         hidden = hidden_width_groups(analysis)
         if not hidden:
             break
         config.exclude = [*config.exclude, *hidden]
-        tqdm.write(f"note: the hidden width (group {hidden[0]!r}) kept whole; --prune-hidden searches it too")
         analysis = reanalyse()
+    if config.exclude == excluded:
+        return analysis
+    if _reachable_by_macs(config, full) and not _reachable_by_macs(config, analysis):
+        config.exclude = excluded
+        tqdm.write(f"note: the hidden width (group {hidden_width_groups(full)[0]!r}) is searched too: the budget "
+                   f"cannot be met with it kept whole")
+        return full
+    kept = [e for e in config.exclude if e not in excluded]
+    tqdm.write(f"note: the hidden width (group {kept[0]!r}) kept whole; --prune-hidden searches it too")
     return analysis
+
+
+def _reachable_by_macs(config: SearchConfig, analysis: ModelAnalysis) -> bool:
+    """Whether every budget that is a share of dense or MACs is met, by MACs, at the narrowest widths
+    (channels in multiples of 1); latency budgets are not judged here (True)."""
+    specs = [BudgetSpec.parse(b) for b in (config.budgets or [config.budget])]
+    if any(s.unit == "ms" for s in specs):
+        return True
+    flops = create_cost_model("flops", analysis)
+    n = len(analysis.groups)
+    walls = [BudgetWall(analysis.groups, flops, Budget.from_spec(flops, s), [config.min_ratio] * n,
+                        [config.max_ratio] * n, 1) for s in specs]
+    return all(w.budget.fits(w.smallest_cost()) for w in walls)
 
 
 def resolve_round_to(config: SearchConfig, analysis: ModelAnalysis, cost_model: CostModel, budgets: list[Budget],
