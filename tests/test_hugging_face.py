@@ -9,7 +9,6 @@ transformers = pytest.importorskip("transformers")
 
 from autoprune.analysis import analyse_model  # noqa: E402
 from autoprune.analysis.layers import example_input  # noqa: E402
-from autoprune.errors import AnalysisError  # noqa: E402
 from autoprune.outputs import output_shapes, scored_output  # noqa: E402
 from autoprune.pruning import rank_channels  # noqa: E402
 from autoprune.pruning.physical import prune_physically  # noqa: E402
@@ -89,11 +88,23 @@ def test_bert_takes_token_ids_and_its_attention_is_pruned_in_whole_heads():
     assert (attention.num_attention_heads, attention.all_head_size, attention.query.out_features) == (2, 16, 16)
 
 
-def test_gpt2_is_refused_in_one_line_naming_its_conv1d():
+def test_gpt2_prunes_its_mlp_and_hidden_width_through_its_transposed_linear_layers():
+    """GPT-2's Conv1D (a Linear stored transposed) roots groups and prunes; the fused query/key/value
+    projection, split by a fixed size, keeps its group whole (named); the rest equals the masked model."""
+    from autoprune.pruning.verify import keep_unprunable_whole
+
     model, shape = _built(_gpt2)
-    with pytest.raises(AnalysisError, match="is a Hugging Face Conv1D") as error:
-        check_prunable(analyse_model(model, example_input(model, shape, random=True)))
-    assert "\n" not in str(error.value)
+    x = example_input(model, shape, batch=2, random=True)
+    analysis, dropped = keep_unprunable_whole(analyse_model(model, x[:1]),
+                                              lambda extra: analyse_model(model, x[:1], exclude=extra))
+    assert set(dropped) == {"transformer.h.0.attn.c_attn", "transformer.h.1.attn.c_attn"}
+    assert {"transformer.h.0.mlp.c_fc", "transformer.h.1.mlp.c_fc"} <= set(analysis.group_names)
+    fc = next(s for s in analysis.layers if s.name == "transformer.h.0.mlp.c_fc")
+    assert (fc.kind, fc.in_channels, fc.out_channels, fc.in_hw) == ("linear", 32, 128, (16, 1))
+    _prunes_like_the_masked_reference(analysis, x)
+    pruned = prune_physically(analysis, rank_channels(analysis, "l1"), {"transformer.h.0.mlp.c_fc": 40})
+    c_fc, c_proj = pruned.transformer.h[0].mlp.c_fc, pruned.transformer.h[0].mlp.c_proj
+    assert (c_fc.nf, tuple(c_fc.weight.shape), tuple(c_proj.weight.shape)) == (40, (32, 40), (40, 32))
 
 
 FACTORY = '''

@@ -22,9 +22,11 @@ from autoprune.analysis.layers import (
     TRANSPOSED,
     LayerSpec,
     executed_modules,
+    is_compute,
     other_inputs,
     trace_layers,
 )
+from autoprune.analysis.transposed_linear import is_transposed_linear, transposed_linear_types
 from autoprune.errors import AnalysisError
 from autoprune.inputs import ModelInput, Signature, call, check_tensors, signature_of
 from autoprune.outputs import flat_outputs, output_shapes
@@ -94,7 +96,7 @@ class ModelAnalysis:
 
 
 def _compute_layers(model: nn.Module) -> dict[nn.Module, str]:
-    return {m: n for n, m in model.named_modules() if isinstance(m, COMPUTE)}
+    return {m: n for n, m in model.named_modules() if is_compute(m)}
 
 
 def _describe(tp_group: tp.Group, graph: tp.DependencyGraph, names: dict[nn.Module, str],
@@ -124,7 +126,7 @@ def _describe(tp_group: tp.Group, graph: tp.DependencyGraph, names: dict[nn.Modu
     root_module = graph.model.get_submodule(root)
     if len(producers) - len(depthwise) > 1:
         kind = "residual"
-    elif isinstance(root_module, nn.Linear):
+    elif isinstance(root_module, nn.Linear) or is_transposed_linear(root_module):
         kind = "linear"
     else:
         kind = "depthwise" if depthwise else "conv"
@@ -209,13 +211,8 @@ def analyse_model(model: nn.Module, example_input: ModelInput,
             graph = tp.DependencyGraph().build_dependency(model, example_inputs=example_input, verbose=False,
                                                           output_transform=flat_outputs)
             tp_groups = list(graph.get_all_groups(ignored_layers=ignored,
-                                                  root_module_types=list(COMPUTE)))
+                                                  root_module_types=[*COMPUTE, *transposed_linear_types(model)]))
     except Exception as exc:  # tracing errors from arbitrary user models
-        conv1d = next((n for n, m in model.named_modules() if type(m).__name__ == "Conv1D"), None)
-        if conv1d is not None:  # transformers' GPT-2 layer: a Linear stored transposed, which Torch-Pruning cannot trace
-            raise AnalysisError(f"cannot trace the model for pruning: {conv1d!r} is a Hugging Face Conv1D (GPT-2's "
-                                f"transposed Linear), which Torch-Pruning does not follow; such models are not "
-                                f"supported yet") from exc
         raise AnalysisError(f"cannot trace the model for pruning: {type(exc).__name__}: {exc}") from exc
     names = _compute_layers(model)
     order = {n: i for i, (n, _) in enumerate(model.named_modules())}

@@ -9,6 +9,7 @@ from dataclasses import dataclass, replace
 import torch
 from torch import nn
 
+from autoprune.analysis.transposed_linear import in_features, is_transposed_linear, out_features
 from autoprune.errors import AnalysisError
 from autoprune.inputs import InputSpec, ModelInput, Signature, call, describe, is_several, perturbed
 from autoprune.outputs import output_tensors
@@ -69,6 +70,12 @@ COMPUTE = (*CONVS, nn.Linear)  # the layers groups are rooted at and cost models
 MHA = nn.MultiheadAttention  # its projections and matmuls are priced as parts (see :func:`mha_specs`)
 
 
+def is_compute(m: nn.Module) -> bool:
+    """A layer groups are rooted at and cost models price: a convolution, a Linear, or a Linear
+    stored transposed (Hugging Face's ``Conv1D``)."""
+    return isinstance(m, COMPUTE) or is_transposed_linear(m)
+
+
 def _hw(t: torch.Tensor) -> tuple[int, int]:
     if t.dim() == 3:  # a Conv1d's (batch, channels, length): length x 1
         return (int(t.shape[-1]), 1)
@@ -84,6 +91,8 @@ def _spec(name: str, m: nn.Module, x: torch.Tensor, y: torch.Tensor) -> LayerSpe
         return LayerSpec(name, kind, m.in_channels, m.out_channels,
                          m.groups, kernel, int(m.stride[0]), _hw(x), _hw(y), pad if len(pad) == 2 else (pad[0], 0))
     tokens = int(x.shape[1:-1].numel()) if x.dim() > 2 else 1  # a Linear on (batch, tokens, features)
+    if is_transposed_linear(m):
+        return LayerSpec(name, "linear", in_features(m), out_features(m), 1, (1, 1), 1, (tokens, 1), (tokens, 1))
     return LayerSpec(name, "linear", m.in_features, m.out_features, 1, (1, 1), 1, (tokens, 1), (tokens, 1))
 
 
@@ -159,7 +168,7 @@ def executed_modules(model: nn.Module, example: ModelInput) -> list[str]:
     """Names of the Conv/Linear modules ``model(example)`` runs, in order."""
     names: list[str] = []
     hooks = [m.register_forward_hook(lambda *_, n=n: names.append(n))
-             for n, m in model.named_modules() if isinstance(m, COMPUTE)]
+             for n, m in model.named_modules() if is_compute(m)]
     was_training = model.training
     model.eval()
     try:
@@ -228,7 +237,7 @@ def trace_layers(model: nn.Module, example: ModelInput) -> Trace:
     records: list[tuple[str, nn.Module, torch.Tensor, torch.Tensor]] = []
     attention: list[tuple[str, nn.MultiheadAttention, torch.Tensor, torch.Tensor]] = []
     hooks = [m.register_forward_hook(lambda mod, inp, out, n=n: records.append((n, mod, inp[0], out)))
-             for n, m in model.named_modules() if isinstance(m, COMPUTE)]
+             for n, m in model.named_modules() if is_compute(m)]
     hooks += [m.register_forward_hook(lambda mod, args, kwargs, out, n=n: attention.append(
         (n, mod, *_query_key(args, kwargs))), with_kwargs=True) for n, m in model.named_modules() if isinstance(m, MHA)]
     was_training = model.training

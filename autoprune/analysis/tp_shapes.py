@@ -6,7 +6,7 @@ Torch-Pruning reads a split's sizes from the autograd node, looking for ``_saved
 the consumers. A concatenation's sizes are always guessed (its autograd node keeps none), and the
 guess fails when a slice of a split feeds it, or when it feeds a split: the graph then maps
 channels to the wrong layers, or to none. Here the trace records every ``torch.cat`` along the
-channel axis as it runs, and the shape pass takes the sizes the forward really had.
+channel axis of a feature map as it runs, and the shape pass takes the sizes the forward really had.
 (A chunked tensor still needs every slice to lose as many channels; the prunability check keeps
 such a group whole.)
 """
@@ -37,7 +37,9 @@ class _CatSizes(TorchFunctionMode):
         if func in CATS and isinstance(out, torch.Tensor) and out.grad_fn is not None:
             tensors = args[0] if args else kwargs.get("tensors", ())
             dim = args[1] if len(args) > 1 else kwargs.get("dim", 0)
-            if out.dim() > 1 and dim % out.dim() == 1:
+            # dim 1 is the channel axis of a feature map (N, C, H, W) or of features (N, C); of a
+            # sequence (N, T, E) or (N, C, L) it may be the tokens: left to Torch-Pruning's own rules
+            if out.dim() in (2, 4) and dim % out.dim() == 1:
                 self.sizes[out.grad_fn] = [int(t.shape[1]) for t in tensors]
         return out
 
@@ -85,7 +87,10 @@ def update_concat_index_mapping(graph: tp.DependencyGraph, cat_node: Any) -> Non
     traced forward had when recorded."""
     sizes = getattr(graph, "autoprune_cat_sizes", {}).get(cat_node.grad_fn)
     if cat_node.type != tp.ops.OPTYPE.CONCAT or sizes is None or len(sizes) != len(cat_node.inputs):
-        return _original_concat(graph, cat_node)
+        try:
+            return _original_concat(graph, cat_node)
+        except TypeError:  # an input whose channels it cannot tell (None in its sum): no mapping, as it intends
+            return None
     if cat_node.module.concat_sizes is None:  # first seen: as traced; later (after a prune) as Torch-Pruning kept them
         cat_node.module.concat_sizes = list(sizes)
     cat_node.module.offsets = _offsets(list(cat_node.module.concat_sizes))

@@ -17,6 +17,11 @@ from torch import nn
 
 from autoprune.analysis.groups import ModelAnalysis
 from autoprune.analysis.layers import COMPUTE, CONVS
+from autoprune.analysis.transposed_linear import (
+    is_transposed_linear,
+    out_features,
+    transposed_linear_types,
+)
 from autoprune.outputs import flat_outputs
 
 
@@ -36,7 +41,7 @@ def global_magnitude_kept(analysis: ModelAnalysis, ratio: float, max_ratio: floa
             model, analysis.example_input, importance=tp.importance.GroupMagnitudeImportance(p=p),
             global_pruning=True, pruning_ratio=float(ratio), max_pruning_ratio=float(max_ratio),
             ignored_layers=ignored, round_to=round_to if round_to > 1 else None,
-            root_module_types=list(COMPUTE), output_transform=flat_outputs)
+            root_module_types=[*COMPUTE, *transposed_linear_types(model)], output_transform=flat_outputs)
         if ratio > 0:
             pruner.step()
     # Torch-Pruning thins a GroupNorm's groups evenly; autoprune removes them whole: the same count, rounded down
@@ -86,4 +91,6 @@ def _out_width(module: nn.Module) -> int:
         return module.out_channels
     if isinstance(module, nn.Linear):
         return module.out_features
+    if is_transposed_linear(module):
+        return out_features(module)
     raise TypeError(f"group root {type(module).__name__} is neither a convolution nor Linear")

@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from autoprune.analysis.groups import ModelAnalysis
+from autoprune.analysis.transposed_linear import is_transposed_linear
 
 
 class MaskedPruner:
@@ -149,7 +150,7 @@ def _attention_rows(m: nn.MultiheadAttention, index: torch.Tensor) -> list[tuple
 
 def _channel_dim(module: nn.Module) -> int:
     """Where a module's output keeps its channels: last for linear layers, layer norms and embeddings."""
-    return -1 if isinstance(module, (nn.Linear, nn.LayerNorm, nn.Embedding)) else 1
+    return -1 if isinstance(module, (nn.Linear, nn.LayerNorm, nn.Embedding)) or is_transposed_linear(module) else 1
 
 
 def _exact_layer_norm(module: nn.Module) -> bool:

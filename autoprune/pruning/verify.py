@@ -16,6 +16,7 @@ from torch import nn
 
 from autoprune.analysis.groups import ModelAnalysis
 from autoprune.analysis.layers import CONVS
+from autoprune.analysis.transposed_linear import is_transposed_linear, out_features
 from autoprune.errors import AnalysisError
 from autoprune.inputs import call
 from autoprune.outputs import output_tensors
@@ -184,4 +185,6 @@ def _out_channels(module: nn.Module) -> int | None:
         return module.out_channels
     if isinstance(module, nn.Linear):
         return module.out_features
+    if is_transposed_linear(module):
+        return out_features(module)
     return None
