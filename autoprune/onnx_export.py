@@ -12,6 +12,7 @@ import onnxruntime as ort
 import torch
 from torch import nn
 
+from autoprune.analysis.layers import no_fastpath
 from autoprune.atomic import write_bytes_atomic
 from autoprune.errors import AutopruneError
 from autoprune.inputs import ModelInput, call, is_several, named_tensors
@@ -39,15 +40,21 @@ def to_onnx_bytes(model: nn.Module, example_input: ModelInput, exporter: str = "
     names (a dict's keys; ``input_0``... for positional ones).
 
     The TorchScript exporter is the default: ~10x faster than the dynamo one for small CNNs, which
-    matters when hundreds of candidates are measured.
+    matters when hundreds of candidates are measured. Attention runs on its plain path (the fused
+    inference kernels have no ONNX form) and a Hugging Face model without its key/value cache (an
+    output for generation, not a tensor). A failing export is one line naming the cause.
     """
     if exporter not in EXPORTERS:
         raise AutopruneError(f"unknown ONNX exporter {exporter!r}; use one of {', '.join(EXPORTERS)}")
     was_training = model.training
     model.eval()
     buf = io.BytesIO()
+    config = getattr(model, "config", None)
+    cache = getattr(config, "use_cache", None)
     try:
-        with warnings.catch_warnings(), torch.no_grad():
+        if cache:
+            config.use_cache = False
+        with warnings.catch_warnings(), torch.no_grad(), no_fastpath():
             warnings.simplefilter("ignore")
             names = output_names(call(model, example_input))
             inputs = [n for n, _ in named_tensors(example_input)]
@@ -58,7 +65,16 @@ def to_onnx_bytes(model: nn.Module, example_input: ModelInput, exporter: str = "
                               dynamic_axes={**{n: {0: "batch"} for n in inputs}, **{n: {0: "batch"} for n in names}},
                               opset_version=opset if exporter == "torchscript" else max(opset, 18),
                               dynamo=exporter == "dynamo")
+    except AutopruneError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - an op or output the exporter cannot write: one line
+        first = (str(exc).strip().splitlines() or [""])[0][:200]
+        other = "dynamo" if exporter == "torchscript" else "torchscript"
+        raise AutopruneError(f"the ONNX export of {type(model).__name__} failed ({type(exc).__name__}: {first}); "
+                             f"try --exporter {other}") from None
     finally:
+        if cache:
+            config.use_cache = cache
         model.train(was_training)
     return buf.getvalue()
 
@@ -77,10 +93,11 @@ def export_onnx(model: nn.Module, example_input: ModelInput, path: str | Path,
 
 def output_names(out: object) -> list[str]:
     """The ONNX output names: ``output`` for one tensor, else each tensor's path (``logits``,
-    ``0``, ``hidden_1``), in the order the exporter flattens them."""
+    ``hidden_1``; ``output_0`` for a tuple's first), in the order the exporter flattens them."""
     if isinstance(out, torch.Tensor):
         return ["output"]
-    return [path.replace(".", "_") or f"output_{i}" for i, (path, _) in enumerate(output_tensors(out))]
+    names = [path.replace(".", "_") for path, _ in output_tensors(out)]
+    return [f"output_{n or i}" if not n or n[0].isdigit() else n for i, n in enumerate(names)]
 
 
 def onnx_feed(session: ort.InferenceSession, example: ModelInput) -> dict[str, np.ndarray]:

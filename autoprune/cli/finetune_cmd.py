@@ -5,7 +5,13 @@ from __future__ import annotations
 import argparse
 
 from autoprune.cli.common import add_overwrite_arg, prepare_out
-from autoprune.cli.loading import add_data_args, model_source, resolve_splits, torch_device
+from autoprune.cli.loading import (
+    add_data_args,
+    model_source,
+    recorded_signature,
+    resolve_splits,
+    torch_device,
+)
 from autoprune.data import parse_augment
 from autoprune.finetune import FinetuneConfig
 from autoprune.scoring import load_loss, load_score
@@ -24,6 +30,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="the model, when CHECKPOINT is a plain state_dict (built-in name or file.py:factory)")
     p.add_argument("--model-args", default=None, metavar="JSON|YAML", help="keyword arguments of your model factory")
     p.add_argument("--input-shape", default=None, metavar="C,H,W", help="one input's shape (default: the checkpoint's)")
+    p.add_argument("--example", default=None, metavar="FILE.py:function",
+                   help="a function returning one batch of the model's inputs (default: as the checkpoint records)")
     add_data_args(p)
     add_training_args(p)
     add_task_args(p)
@@ -71,7 +79,8 @@ def run(args: argparse.Namespace) -> int:
     (score, score_name), cfg, loss = load_score(args.score), training_config(args), load_loss(args.loss)
     out = prepare_out(args.out, overwrite=args.overwrite, finished=("model.pt",))
     source = model_source(args) if args.model else None
-    s = finetune_stage(args.checkpoint, resolve_splits(args), cfg, out, mode, args.teacher, args.distill,
+    s = finetune_stage(args.checkpoint, resolve_splits(args, recorded_signature(args.checkpoint)), cfg, out, mode,
+                       args.teacher, args.distill,
                        source=source, score=score, loss=loss)
     if s["mode"] in ("iterative", "imp"):
         rows = s["steps" if s["mode"] == "iterative" else "rounds"]

@@ -8,10 +8,11 @@ from torch import nn
 
 from autoprune.analysis import ModelAnalysis, analyse_model
 from autoprune.analysis.layers import example_input
+from autoprune.checkpoint import read_checkpoint
 from autoprune.data import BUILTIN_DATA, Splits, load_splits
 from autoprune.devices import check_torch_device
 from autoprune.errors import ConfigError
-from autoprune.inputs import Signature, in_channels_of
+from autoprune.inputs import Signature, in_channels_of, signature_from_json
 from autoprune.model_source import ModelSource, load_example, parse_input_shape, parse_model_args
 from autoprune.pruning.verify import keep_unprunable_whole
 
@@ -87,6 +88,11 @@ def resolve_splits(args: argparse.Namespace, shape: Signature | None = None) -> 
     ``--input-shape``, else to ``shape``: the one a policy or checkpoint records)."""
     return load_splits(args.data, args.data_dir, getattr(args, "augment", None),
                        input_signature(args) or shape)
+
+
+def recorded_signature(checkpoint: str) -> Signature | None:
+    """What a checkpoint records its model takes (None when it records nothing: a plain state dict)."""
+    return signature_from_json(read_checkpoint(checkpoint).get("input_shape"), f"checkpoint {checkpoint}")
 
 
 def torch_device(args: argparse.Namespace) -> str:

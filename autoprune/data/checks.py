@@ -41,6 +41,9 @@ def check_training_data(splits: Splits, model: nn.Module, shape: Signature, clas
         out = _forward(model, x, name, source)
         if classification:
             out = scored_output(out)
+        if classification and isinstance(out, torch.Tensor) and out.dim() != 2:
+            raise DataError(f"{source} outputs {list(out.shape)}, not (batch, classes): the default cross-entropy "
+                            f"trains classifiers; pass --loss FILE.py:function (and --score) for this task")
         if classification and isinstance(out, torch.Tensor) and out.dim() == 2 and y.numel():
             low, high = int(y.min()), int(y.max())
             if low < 0 or high >= out.shape[1]:
