@@ -191,6 +191,35 @@ def test_linear_layers_on_tokens_prune_masked_as_physically(share):
     assert len(layer_graph(spec, 16, kept["fc1"], batch=2)) > 0
 
 
+def test_a_transformer_encoder_layer_prunes_its_mlp_and_embedding_and_exports_off_its_fused_path():
+    """nn.TransformerEncoderLayer runs fused kernels in inference: tracing, masks and the export use
+    the plain path, so its MLP and embedding groups are found, equal the masked model, and export."""
+    from autoprune.onnx_export import max_output_difference, to_onnx_bytes
+    from autoprune.pruning.physical import prune_physically
+    from autoprune.pruning.verify import pruning_problem
+
+    class Encoder(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.proj = nn.Linear(16, 32)
+            self.enc = nn.TransformerEncoder(nn.TransformerEncoderLayer(32, 4, 64, batch_first=True, dropout=0.0), 2,
+                                             enable_nested_tensor=False)
+            self.head = nn.Linear(32, 5)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.head(self.enc(self.proj(x)).mean(1))
+
+    torch.manual_seed(0)
+    model, x = Encoder().eval(), torch.randn(2, 6, 16)
+    analysis = analyse_model(model, x[:1])
+    assert set(analysis.group_names) == {"proj", "enc.layers.0.linear1", "enc.layers.1.linear1"}
+    ranking = rank_channels(analysis, "l1")
+    kept = {"proj": 16, "enc.layers.0.linear1": 24, "enc.layers.1.linear1": 40}
+    assert pruning_problem(analysis, kept, ranking) is None
+    pruned = prune_physically(analysis, ranking, kept)
+    assert max_output_difference(to_onnx_bytes(pruned, x), pruned, x) < 1e-4
+
+
 def test_multihead_attention_prunes_its_embedding_evenly_across_heads_at_the_same_scores():
     """nn.MultiheadAttention's embedding is one group with the layers around it (the hidden width):
     each head loses as many channels, its queries are rescaled for the smaller head size, and the
@@ -224,5 +253,8 @@ def test_multihead_attention_prunes_its_embedding_evenly_across_heads_at_the_sam
         assert pruning_problem(analysis, kept, ranking) is None
         pruned = prune_physically(analysis, ranking, kept)
         assert pruned.attn.embed_dim == kept["embed"] and pruned.attn.head_dim == kept["embed"] // 4
+    from autoprune.onnx_export import max_output_difference, to_onnx_bytes
+
+    assert max_output_difference(to_onnx_bytes(pruned, torch.randn(2, 7, 16)), pruned, torch.randn(2, 7, 16)) < 1e-4
     other = analyse_model(Block(kdim=12).eval(), torch.randn(1, 7, 16))
     assert "MultiheadAttention 'attn'" in other.kept_whole["embed"] and "key/value" in other.kept_whole["embed"]

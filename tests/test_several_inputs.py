@@ -142,3 +142,21 @@ def test_python_api_takes_a_dict_example(tmp_path):
                                        val_size=32, bn_batches=1, rerank_top=0)
     assert result.policy.signature.describe() == signature_of(example).describe()
     assert call(result.model, example).shape == (1, 2)
+
+
+def test_finetune_takes_the_checkpoints_inputs_and_refuses_a_map_output_with_the_class_loss(tmp_path, capsys):
+    from autoprune.data import synthetic_splits
+    from autoprune.data.checks import check_training_data
+    from autoprune.errors import DataError
+
+    model = f"{FILE}:masked_text"
+    assert main(["search", "--model", model, "--example", f"{FILE}:text_example", "--data", "synthetic", *SEARCH,
+                 "--out", str(tmp_path / "s")]) == 0
+    assert main(["apply", str(tmp_path / "s" / "best_policy.json"), "--model", model, "--data", "synthetic",
+                 "--out", str(tmp_path / "a")]) == 0
+    # synthetic data of the inputs the checkpoint records (token IDs and a mask), not images
+    assert main(["finetune", str(tmp_path / "a" / "model.pt"), "--model", model, "--data", "synthetic",
+                 "--epochs", "1", "--out", str(tmp_path / "f")]) == 0
+    conv = torch.nn.Conv2d(1, 1, 3, padding=1)
+    with pytest.raises(DataError, match=r"outputs \[8, 1, 28, 28\], not \(batch, classes\).*--loss"):
+        check_training_data(synthetic_splits(), conv, (1, 28, 28), True, "the model")
