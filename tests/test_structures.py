@@ -169,6 +169,19 @@ def test_slices_of_a_split_or_chunk_map_to_their_own_layers_through_a_concatenat
     assert pruning_problem(analysis, kept, ranking) is None
 
 
+def test_an_embedding_width_is_a_group_priced_through_the_layers_it_feeds():
+    """An nn.Embedding roots a group (a lookup: no MACs of its own); the layer it feeds loses inputs."""
+    model = STRUCTURES["text_bag"][0]()
+    analysis = analyse_model(model, _input(model, 1))
+    embed = analysis.group("embed")
+    assert (embed.channels, embed.consumers) == (32, ("fc1",))
+    flops = create_cost_model("flops", analysis)
+    fc1 = next(s for s in analysis.layers if s.name == "fc1")
+    assert flops.dense_cost().flops - flops.cost({"embed": 16}).flops == 16 * fc1.out_channels * fc1.in_hw[0]
+    pruned = prune_physically(analysis, rank_channels(analysis, "l1"), {"embed": 16})
+    assert (pruned.embed.embedding_dim, pruned.fc1.in_features) == (16, 16)
+
+
 def test_exclude_takes_a_parameter_name_and_keeps_the_groups_indexing_it_whole():
     model = STRUCTURES["class_token"][0]()
     analysis = analyse_model(model, _input(model, 1), exclude=["cls"])

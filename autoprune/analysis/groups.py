@@ -17,8 +17,8 @@ from torch import nn
 
 import autoprune.analysis.tp_shapes  # noqa: F401 - split and concat sizes for Torch-Pruning's graph
 from autoprune.analysis.layers import (
-    COMPUTE,
     CONVS,
+    ROOTS,
     TRANSPOSED,
     LayerSpec,
     executed_modules,
@@ -96,7 +96,7 @@ class ModelAnalysis:
 
 
 def _compute_layers(model: nn.Module) -> dict[nn.Module, str]:
-    return {m: n for n, m in model.named_modules() if is_compute(m)}
+    return {m: n for n, m in model.named_modules() if is_compute(m) or isinstance(m, nn.Embedding)}
 
 
 def _describe(tp_group: tp.Group, graph: tp.DependencyGraph, names: dict[nn.Module, str],
@@ -126,7 +126,7 @@ def _describe(tp_group: tp.Group, graph: tp.DependencyGraph, names: dict[nn.Modu
     root_module = graph.model.get_submodule(root)
     if len(producers) - len(depthwise) > 1:
         kind = "residual"
-    elif isinstance(root_module, nn.Linear) or is_transposed_linear(root_module):
+    elif isinstance(root_module, (nn.Linear, nn.Embedding)) or is_transposed_linear(root_module):
         kind = "linear"
     else:
         kind = "depthwise" if depthwise else "conv"
@@ -211,7 +211,7 @@ def analyse_model(model: nn.Module, example_input: ModelInput,
             graph = tp.DependencyGraph().build_dependency(model, example_inputs=example_input, verbose=False,
                                                           output_transform=flat_outputs)
             tp_groups = list(graph.get_all_groups(ignored_layers=ignored,
-                                                  root_module_types=[*COMPUTE, *transposed_linear_types(model)]))
+                                                  root_module_types=[*ROOTS, *transposed_linear_types(model)]))
     except Exception as exc:  # tracing errors from arbitrary user models
         raise AnalysisError(f"cannot trace the model for pruning: {type(exc).__name__}: {exc}") from exc
     names = _compute_layers(model)

@@ -68,6 +68,7 @@ TRANSPOSED = (nn.ConvTranspose1d, nn.ConvTranspose2d)
 CONVS = (nn.Conv1d, nn.Conv2d, *TRANSPOSED)  # convolutions whose output channels are pruned (1-d as Hx1)
 COMPUTE = (*CONVS, nn.Linear)  # the layers groups are rooted at and cost models price
 MHA = nn.MultiheadAttention  # its projections and matmuls are priced as parts (see :func:`mha_specs`)
+ROOTS = (*COMPUTE, nn.Embedding)  # groups are rooted at these: an embedding's width is a group (a lookup: no MACs)
 
 
 def is_compute(m: nn.Module) -> bool:

@@ -16,7 +16,7 @@ import torch_pruning as tp
 from torch import nn
 
 from autoprune.analysis.groups import ModelAnalysis
-from autoprune.analysis.layers import COMPUTE, CONVS
+from autoprune.analysis.layers import CONVS, ROOTS
 from autoprune.analysis.transposed_linear import (
     is_transposed_linear,
     out_features,
@@ -41,7 +41,7 @@ def global_magnitude_kept(analysis: ModelAnalysis, ratio: float, max_ratio: floa
             model, analysis.example_input, importance=tp.importance.GroupMagnitudeImportance(p=p),
             global_pruning=True, pruning_ratio=float(ratio), max_pruning_ratio=float(max_ratio),
             ignored_layers=ignored, round_to=round_to if round_to > 1 else None,
-            root_module_types=[*COMPUTE, *transposed_linear_types(model)], output_transform=flat_outputs)
+            root_module_types=[*ROOTS, *transposed_linear_types(model)], output_transform=flat_outputs)
         if ratio > 0:
             pruner.step()
     # Torch-Pruning thins a GroupNorm's groups evenly; autoprune removes them whole: the same count, rounded down
@@ -93,4 +93,6 @@ def _out_width(module: nn.Module) -> int:
         return module.out_features
     if is_transposed_linear(module):
         return out_features(module)
+    if isinstance(module, nn.Embedding):
+        return module.embedding_dim
     raise TypeError(f"group root {type(module).__name__} is neither a convolution nor Linear")

@@ -187,4 +187,6 @@ def _out_channels(module: nn.Module) -> int | None:
         return module.out_features
     if is_transposed_linear(module):
         return out_features(module)
+    if isinstance(module, nn.Embedding):
+        return module.embedding_dim
     return None
