@@ -32,6 +32,7 @@ WHAT = {
     "head_to_head_quick_mobilenetv2_verified": "the same with on-machine verification",
     "main_command": "the README's main command from a fresh clone (pipeline at 50 % latency)",
     "iterative_resnet20": "one-shot vs gradual vs iterative pruning, one-shot sparsity vs IMP, ResNet-20",
+    "outside_structures": "39 structures nobody on the project wrote (Torch-Pruning's test models, common blocks, Hugging Face configs): search, apply, fine-tune, export; budget by an independent count",
     "own_model": "the whole pipeline on a model and data that are not built in (a CNN in a file, Fashion-MNIST as PNG folders)",
     "proxy_quality": "search scores (BN-recalibrated; short fine-tune) vs accuracy after fine-tuning",
     "supernet_proxy": "supernet scores (1, 2, 4 epochs) vs accuracy after the protocol fine-tune, 31 ResNet-20 architectures at 30 %",
