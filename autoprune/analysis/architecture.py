@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 
 from autoprune.analysis.layers import LayerSpec
 
 Architecture = Mapping[str, int]  # group name -> channels kept
+
+
+def architecture_key(arch: Architecture | str) -> str:
+    """One text per architecture, whatever the order of its groups (a mapping, or the JSON a
+    history row holds): how searches tell candidates apart and pool their scores."""
+    return json.dumps(json.loads(arch) if isinstance(arch, str) else dict(arch), sort_keys=True)
 
 
 def layer_channels(layer: LayerSpec, arch: Architecture) -> tuple[int, int]:

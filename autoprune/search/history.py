@@ -12,6 +12,7 @@ from typing import Any
 
 import pandas as pd
 
+from autoprune.analysis.architecture import architecture_key
 from autoprune.atomic import atomic_path, open_append, write_bytes_atomic
 from autoprune.envs import EpisodeResult
 from autoprune.errors import ConfigError
@@ -199,16 +200,18 @@ def scored_feasible(history: pd.DataFrame) -> pd.DataFrame:
 
 
 def by_architecture(history: pd.DataFrame) -> pd.DataFrame:
-    """The feasible, scored rows with ``mean_score``: the mean of every score their architecture got
-    (a noisy score asked again gives it several; a deterministic one, the same value)."""
+    """The feasible, scored rows with ``arch`` (:func:`architecture_key`) and ``mean_score``: the mean
+    of every score their architecture got (a noisy score asked again gives it several; a
+    deterministic one, the same value)."""
     ok = scored_feasible(history)
-    return ok.assign(mean_score=ok.groupby("kept")["accuracy"].transform("mean"))
+    ok = ok.assign(arch=ok["kept"].map(architecture_key))
+    return ok.assign(mean_score=ok.groupby("arch")["accuracy"].transform("mean"))
 
 
 def top_candidates(history: pd.DataFrame, top: int) -> pd.DataFrame:
     """The ``top`` best feasible architectures by mean score (their first episode), plus the seed
     rules' candidates (``source`` ``seed:…``) wherever they rank: the pool a search's best is chosen from."""
     ok = by_architecture(history).sort_values(["mean_score", "episode"], ascending=[False, True])
-    ok = ok.drop_duplicates("kept")
+    ok = ok.drop_duplicates("arch")
     seeds = ok[ok["source"].astype(str).str.startswith("seed:")] if "source" in ok else ok.iloc[:0]
     return pd.concat([ok.head(top), seeds]).drop_duplicates("episode")

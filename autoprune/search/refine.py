@@ -22,6 +22,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
+from autoprune.analysis.architecture import architecture_key
 from autoprune.pruning.widths import WidthChoices
 from autoprune.search.history import scored_feasible
 
@@ -48,7 +49,7 @@ def arch_stats(history: pd.DataFrame) -> dict[str, ArchStats]:
     stats: dict[str, ArchStats] = {}
     for kept, score, episode in zip(*(scored_feasible(history)[c] for c in ("kept", "accuracy", "episode"))):
         arch = json.loads(kept)
-        key = json.dumps(arch, sort_keys=True)
+        key = architecture_key(arch)
         if key in stats:
             stats[key].total += float(score)
             stats[key].count += 1
@@ -60,7 +61,7 @@ def arch_stats(history: pd.DataFrame) -> dict[str, ArchStats]:
 def noise_sd(stats: Mapping[str, ArchStats], history: pd.DataFrame) -> float | None:
     """Pooled standard deviation of repeated scores of one architecture (None: none repeated yet)."""
     ok = scored_feasible(history)
-    keys = [json.dumps(json.loads(k), sort_keys=True) for k in ok["kept"]]
+    keys = [architecture_key(k) for k in ok["kept"]]
     frame = pd.DataFrame({"key": keys, "score": ok["accuracy"].astype(float)})
     repeated = frame.groupby("key").filter(lambda g: len(g) > 1)
     if repeated.empty:
@@ -96,7 +97,7 @@ def next_query(history: pd.DataFrame, choices: WidthChoices, fits: Callable[[Arc
         options += [(s.mean + sd / math.sqrt(s.count), -i, s.kept) for i, s in enumerate(ranked)]
     for i, parent in enumerate(ranked[:PARENTS]):
         for j, arch in enumerate(neighbours(parent.kept, choices, fits)):
-            if json.dumps(arch, sort_keys=True) not in stats:
+            if architecture_key(arch) not in stats:
                 options.append((parent.mean + sd, -(len(ranked) + 100 * i + j), arch))
     if not options:
         return ranked[0].kept

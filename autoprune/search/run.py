@@ -29,6 +29,7 @@ from tqdm.auto import tqdm
 from autoprune.agents import ALIASES, ONE_SHOT, SeededSearcher, create_searcher
 from autoprune.agents.sb3 import SB3Searcher
 from autoprune.agents.vector import PooledVecEnv
+from autoprune.analysis.architecture import architecture_key
 from autoprune.atomic import write_json_atomic, write_text_atomic
 from autoprune.budget import MEASURED_TOLERANCE, Budget
 from autoprune.data import Splits
@@ -222,7 +223,7 @@ class SearchRun:
         choice = final_choice(history)
         if choice is not None:
             rows = by_architecture(history)
-            rows = rows[[json.dumps(json.loads(k), sort_keys=True) == choice for k in rows["kept"]]]
+            rows = rows[rows["arch"] == choice]
             self.best = Candidate.from_row(rows.iloc[0])
             self.best.accuracy, self.best.key = float(rows.iloc[0]["mean_score"]), choice
             self._save_best()
@@ -275,10 +276,10 @@ class SearchRun:
         c = self.config
         if c.rerank_by == "finetune":
             return lambda kept, steps: self.evaluator.finetuned(kept, steps, c.seed)
-        earlier = by_architecture(history).groupby("kept")["accuracy"].apply(list).to_dict()
+        earlier = by_architecture(history).groupby("arch")["accuracy"].apply(list).to_dict()
 
         def requery(kept: Mapping[str, int], steps: int) -> float:
-            scores = earlier.get(json.dumps(dict(kept)), []) + [self.evaluator(kept) for _ in range(c.rerank_repeats)]
+            scores = earlier.get(architecture_key(kept), []) + [self.evaluator(kept) for _ in range(c.rerank_repeats)]
             return float(sum(scores) / len(scores))
 
         return requery
@@ -314,7 +315,7 @@ class SearchRun:
         acc = result.accuracy
         if math.isnan(acc) or not result.feasible or (self.is_front and not self.budget.matches(result.budget)):
             return
-        key = json.dumps(result.kept, sort_keys=True)
+        key = architecture_key(result.kept)
         total, count, first = self._scores.get(key, (0.0, 0, episode))
         self._scores[key] = (total + acc, count + 1, first)
         mean = (total + acc) / (count + 1)
@@ -377,14 +378,13 @@ class SearchRun:
         """The best architecture by mean score in ``history`` (its first episode), and the scores so far."""
         ok = by_architecture(episodes_at(history, self.budget) if self.is_front else history)
         self._scores = {}
-        for kept, group in ok.groupby("kept", sort=False):
-            key = json.dumps(json.loads(kept), sort_keys=True)
+        for key, group in ok.groupby("arch", sort=False):
             self._scores[key] = (float(group["accuracy"].sum()), len(group), int(group["episode"].min()))
         if len(ok):
             ranked = ok.sort_values(["mean_score", "episode"], ascending=[False, True])
             self.best = Candidate.from_row(ranked.iloc[0])
             self.best.accuracy = float(ranked.iloc[0]["mean_score"])
-            self.best.key = json.dumps(json.loads(ranked.iloc[0]["kept"]), sort_keys=True)
+            self.best.key = ranked.iloc[0]["arch"]
 
     def _save_best(self) -> None:
         """The best candidate's policy as :attr:`policy` and ``best_policy.json`` (written atomically)."""
