@@ -171,7 +171,8 @@ def test_ray_search_gives_the_local_history_when_a_worker_is_killed_by_pid(ray_r
         "import os, signal\nfrom pathlib import Path\nfrom autoprune.scoring import accuracy\n"
         "def score(model, batches):\n"
         f"    flag = Path({str(tmp_path / 'killed')!r})\n"
-        "    if not flag.exists():  # the first candidate a worker scores kills it, once\n"
+        # the search's own process scores the unpruned model first (the data check): never killed
+        f"    if os.getpid() != {os.getpid()} and not flag.exists():  # a worker's first candidate kills it, once\n"
         "        flag.write_text(str(os.getpid()))\n"
         "        os.kill(os.getpid(), signal.SIGKILL)\n"
         "    return accuracy(model, batches)\n")
