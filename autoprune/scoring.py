@@ -17,6 +17,8 @@ from autoprune.outputs import scored_output
 from autoprune.references import resolve
 
 ScoreFn = Callable[[nn.Module, Iterable[tuple[torch.Tensor, Any]]], float]
+SCORE_HELP = ("FUNCTION(model, batches) -> float, higher is better, or neg-loss (minus the cross-entropy) "
+              "(default: accuracy)")  # what --score takes, in every command
 
 
 def model_device(model: nn.Module) -> torch.device:

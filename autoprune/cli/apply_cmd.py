@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from autoprune.cli.common import add_overwrite_arg, prepare_out
+from autoprune.cli.common import add_overwrite_arg, add_score_arg, prepare_out
 from autoprune.cli.loading import add_data_args, add_model_args, model_source, resolve_splits
 from autoprune.errors import ConfigError
 from autoprune.policy import PruningPolicy
@@ -19,9 +19,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     add_model_args(p, default=None, exclude=False)  # the policy says which modules were excluded
     add_data_args(p)
     p.add_argument("--importance", default=None, help="channel criterion (default: the policy's)")
-    p.add_argument("--score", default=None, metavar="FILE.py:FUNCTION",
-                   help="report FUNCTION(model, batches) -> float, or neg-loss, instead of accuracy (the "
-                        "search's --score)")
+    add_score_arg(p, "report test and validation scores (the search's --score)")
     p.add_argument("--bn-batches", type=int, default=None,
                    help="BN recalibration batches after pruning (default: the search's, so the score matches)")
     p.add_argument("--init", default="dense", choices=["dense", "supernet"],

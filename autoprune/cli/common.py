@@ -7,7 +7,11 @@ import shlex
 import sys
 from pathlib import Path
 
+from autoprune.devices import check_provider
+from autoprune.errors import ConfigError
+from autoprune.latency import LatencySettings
 from autoprune.run_folder import MIN_FREE_BYTES, ensure_writable, prepare_run_folder
+from autoprune.scoring import SCORE_HELP
 
 
 def command_line() -> str:
@@ -29,3 +33,38 @@ def ensure_writable_dir(path: str | Path, min_free: int = MIN_FREE_BYTES) -> Pat
     """Create ``path`` and check it is writable and has room, before any work is spent."""
     return ensure_writable(path, "--out", min_free)
 
+
+
+class _Renamed(argparse.Action):
+    """Stores the value; the old spelling of an option still works, with a note naming the new one."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        if option_string != self.option_strings[0]:
+            print(f"note: {option_string} is now {self.option_strings[0]}", file=sys.stderr)
+        setattr(namespace, self.dest, values)
+
+
+def add_latency_args(p: argparse.ArgumentParser, what: str) -> None:
+    """How latency is measured, spelled as in ``search``: ``--latency-threads``, ``--latency-batch``,
+    ``--provider`` (``--threads`` and ``--batch-size``, the old spellings, still read)."""
+    p.add_argument("--latency-threads", "--threads", type=int, default=1, action=_Renamed,
+                   help=f"ONNX Runtime threads when {what}")
+    p.add_argument("--latency-batch", "--batch-size", type=int, default=1, action=_Renamed,
+                   help="batch size latency is measured at")
+    p.add_argument("--provider", default=None, metavar="NAME",
+                   help=f"ONNX Runtime execution provider when {what} (cpu, cuda, tensorrt, openvino, coreml, ...; "
+                        f"default: cpu)")
+
+
+def latency_settings(args: argparse.Namespace, **timing: int) -> LatencySettings:
+    """The :class:`LatencySettings` of :func:`add_latency_args`' options, checked (``timing``:
+    warm-up and repeat counts where a command wants its own)."""
+    if not 1 <= args.latency_threads <= 1024 or not 1 <= args.latency_batch <= 65536:
+        raise ConfigError("--latency-threads and --latency-batch must be positive (at most 1024 and 65536)")
+    return LatencySettings(batch_size=args.latency_batch, threads=args.latency_threads,
+                           provider=check_provider(args.provider), **timing)
+
+
+def add_score_arg(p: argparse.ArgumentParser, what: str) -> None:
+    """``--score``, with the one description every command shares."""
+    p.add_argument("--score", default=None, metavar="FILE.py:FUNCTION", help=f"{what} with {SCORE_HELP}")

@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import argparse
 
-from autoprune.cli.common import add_overwrite_arg, prepare_out
+from autoprune.cli.common import add_latency_args, add_overwrite_arg, latency_settings, prepare_out
 from autoprune.cli.loading import add_data_args, add_model_args, model_source, resolve_splits
 from autoprune.data import parse_augment
-from autoprune.devices import check_provider
 from autoprune.errors import ConfigError
 from autoprune.finetune import FinetuneConfig
-from autoprune.latency import LatencySettings
 from autoprune.policy import PruningPolicy
 from autoprune.workflow.dynamic_stage import dynamic_stage
 from autoprune.workflow.stages import policy_model_source
@@ -23,8 +21,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     add_model_args(p, default=None, exclude=False)  # the policies say which modules were excluded
     add_data_args(p)
     p.add_argument("--bn-batches", type=int, default=20, help="BN recalibration batches per variant")
-    p.add_argument("--latency-threads", type=int, default=1, help="ONNX Runtime threads when timing variants")
-    p.add_argument("--provider", default=None, metavar="NAME", help="ONNX Runtime execution provider (default: cpu)")
+    add_latency_args(p, "timing the variants")
     p.add_argument("--epochs", type=int, default=0,
                    help="fine-tune every width jointly, shared weights (sandwich rule, in-place distillation)")
     p.add_argument("--lr", type=float, default=0.01, help="learning rate of that fine-tune")
@@ -42,7 +39,7 @@ def run(args: argparse.Namespace) -> int:
     for path in args.policies[1:]:
         PruningPolicy.load(path)  # every file checked before any work
     source = model_source(args) if args.model else policy_model_source(first, f"policy {args.policies[0]}", args.weights)
-    settings = LatencySettings(threads=args.latency_threads, provider=check_provider(args.provider))
+    settings = latency_settings(args)
     splits = resolve_splits(args)
     out = prepare_out(args.out, overwrite=args.overwrite, finished=("dynamic.pt",))
     finetune = FinetuneConfig(epochs=args.epochs, lr=args.lr, augment=parse_augment(args.augment),

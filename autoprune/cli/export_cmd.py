@@ -5,9 +5,7 @@ from __future__ import annotations
 import argparse
 
 from autoprune.budget import MEASURED_TOLERANCE
-from autoprune.cli.common import add_overwrite_arg, prepare_out
-from autoprune.devices import check_provider
-from autoprune.latency import LatencySettings
+from autoprune.cli.common import add_latency_args, add_overwrite_arg, latency_settings, prepare_out
 from autoprune.onnx_export import EXPORTERS
 from autoprune.workflow import export_stage
 
@@ -18,18 +16,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--model", default=None, metavar="FILE.py:FACTORY",
                    help="the factory the checkpoint names, when it is your code: naming it consents to running it")
     p.add_argument("--exporter", default="torchscript", choices=EXPORTERS)
-    p.add_argument("--threads", type=int, default=1, help="ONNX Runtime threads for the latency figure")
-    p.add_argument("--batch-size", type=int, default=1)
-    p.add_argument("--provider", default=None, metavar="NAME",
-                   help="ONNX Runtime execution provider that times the model (cpu, cuda, tensorrt, openvino, "
-                        "coreml, ...; default: cpu)")
+    add_latency_args(p, "timing the exported model")
     p.add_argument("--out", default="runs/export", help="output folder")
     add_overwrite_arg(p)
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    settings = LatencySettings(batch_size=args.batch_size, threads=args.threads, provider=check_provider(args.provider))
+    settings = latency_settings(args)
     out = prepare_out(args.out, overwrite=args.overwrite, finished=("model.onnx", "model.pt"))
     s = export_stage(args.checkpoint, out, settings, args.exporter)
     print(report(s, str(out)))

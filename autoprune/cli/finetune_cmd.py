@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from autoprune.cli.common import add_overwrite_arg, prepare_out
+from autoprune.cli.common import add_overwrite_arg, add_score_arg, prepare_out
 from autoprune.cli.loading import (
     add_data_args,
     model_source,
@@ -59,9 +59,7 @@ def add_training_args(p: argparse.ArgumentParser, epochs: int = D.epochs) -> Non
 
 def add_task_args(p: argparse.ArgumentParser) -> None:
     """``--score`` and ``--loss``: what is maximised and what is trained, for tasks beyond classification."""
-    p.add_argument("--score", default=None, metavar="FILE.py:FUNCTION",
-                   help="validation score FUNCTION(model, batches) -> float, higher is better, or neg-loss "
-                        "(default: accuracy)")
+    add_score_arg(p, "pick the best epoch")
     p.add_argument("--loss", default=None, metavar="FILE.py:FUNCTION",
                    help="training loss FUNCTION(output, target) (default: cross-entropy)")
 

@@ -6,12 +6,10 @@ import argparse
 import time
 from pathlib import Path
 
-from autoprune.cli.common import ensure_writable_dir
+from autoprune.cli.common import add_latency_args, ensure_writable_dir, latency_settings
 from autoprune.cli.loading import add_model_args, resolve_analysis, resolve_model
 from autoprune.costs import LatencyTable, profile_latency_table
-from autoprune.devices import check_provider
 from autoprune.errors import ConfigError
-from autoprune.latency import LatencySettings
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -22,33 +20,28 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", default=None, help="table file (default: runs/tables/MODEL.csv)")
     p.add_argument("--round-to", type=int, default=8,
                    help="profile channel counts that are multiples of this (use the search's --round-to)")
-    p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--batch-size", type=int, default=1)
-    p.add_argument("--provider", default=None, metavar="NAME",
-                   help="ONNX Runtime execution provider to profile on (cpu, cuda, tensorrt, openvino, coreml, ...; "
-                        "default: cpu)")
+    add_latency_args(p, "profiling")
     p.add_argument("--calibration", type=int, default=None,
                    help="whole-model measurements for calibration (default: 2 per fitted term, at least 80)")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.round_to < 1 or args.threads < 1 or args.batch_size < 1 or (args.calibration or 0) < 0:
-        raise ConfigError("--round-to must be >= 1, --threads and --batch-size >= 1, --calibration >= 0")
+    if args.round_to < 1 or (args.calibration or 0) < 0:
+        raise ConfigError("--round-to must be >= 1 and --calibration >= 0")
+    settings = latency_settings(args, warmup=10, repeats=50)
     if args.model_name is not None:
         if args.model not in ("resnet20", args.model_name):
             raise ConfigError(f"two models given ({args.model_name!r} and --model {args.model!r}); give one")
         args.model = args.model_name
-    provider = check_provider(args.provider)
     model, source = resolve_model(args)
     name = source.ref
     out = Path(args.out or f"runs/tables/{Path(name.split(':')[-1] if not source.is_builtin else name).name}.csv")
     analysis = resolve_analysis(model, args, source)
     ensure_writable_dir(out.parent)
     start = time.perf_counter()
-    table = profile_latency_table(analysis, name, round_to=args.round_to, settings=LatencySettings(
-        batch_size=args.batch_size, threads=args.threads, warmup=10, repeats=50, provider=provider),
-        calibration_samples=args.calibration)
+    table = profile_latency_table(analysis, name, round_to=args.round_to, settings=settings,
+                                  calibration_samples=args.calibration)
     table.save(out)
     print(f"profiled {len(table.tables)} layers of {name} in {time.perf_counter() - start:.1f} s "
           f"(calibration scale {table.scale:.3f}, offset {table.offset:.4f} ms); saved {out}")

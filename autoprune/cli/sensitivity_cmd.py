@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from autoprune.cli.common import prepare_out
+from autoprune.cli.common import add_score_arg, prepare_out
 from autoprune.cli.loading import add_data_args, add_model_args, model_source, resolve_splits
 from autoprune.errors import ConfigError
 from autoprune.scoring import load_score
@@ -21,9 +21,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--bn-batches", type=int, default=5)
     p.add_argument("--round-to", type=int, default=1)
     p.add_argument("--importance", default="l1")
-    p.add_argument("--score", default=None, metavar="FILE.py:FUNCTION",
-                   help="score with FUNCTION(model, batches) -> float, higher is better, or neg-loss "
-                        "(default: accuracy)")
+    add_score_arg(p, "score")
     p.add_argument("--out", default="runs/sensitivity", help="output folder")
     p.set_defaults(func=run)
 

@@ -10,7 +10,7 @@ import torch
 
 from autoprune.atomic import write_json_atomic
 from autoprune.checkpoint import save_checkpoint
-from autoprune.cli.common import add_overwrite_arg, command_line, prepare_out
+from autoprune.cli.common import add_overwrite_arg, add_score_arg, command_line, prepare_out
 from autoprune.cli.loading import (
     MODEL_HELP,
     add_data_args,
@@ -35,8 +35,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     add_data_args(p)
     p.add_argument("--loss", default=None, metavar="FILE.py:FUNCTION",
                    help="training loss FUNCTION(output, target) (default: cross-entropy)")
-    p.add_argument("--score", default=None, metavar="FILE.py:FUNCTION",
-                   help="validation score FUNCTION(model, batches) -> float (default: accuracy)")
+    add_score_arg(p, "pick the best epoch")
     add_settings(p.add_argument_group("training"), TrainConfig)
     p.add_argument("--no-augment", action="store_true", help="no augmentation (the same as --augment none)")
     p.add_argument("--save-epochs", default="", metavar="N,M",

@@ -36,7 +36,7 @@ from autoprune.parallel import check_executor
 from autoprune.pruning.importance import IMPORTANCES
 from autoprune.pruning.widths import parse_widths
 from autoprune.references import CODE_OPTIONS, canonical, require_consent
-from autoprune.scoring import load_loss, load_score
+from autoprune.scoring import SCORE_HELP, load_loss, load_score
 from autoprune.settings import setting
 from autoprune.yaml_io import dump_yaml, load_yaml
 
@@ -62,9 +62,7 @@ class SearchConfig:
     torch_device: str | None = setting(None, "where candidates are scored (default: cuda when available)", cli=False)
     exclude: list[str] = setting(factory=list, help="module names whose channels must not be pruned", cli=False)
     # What is searched for, and how candidates are scored.
-    score: str | None = setting(None, "score candidates with FUNCTION(model, batches) -> float, higher is "
-                                      "better, or neg-loss (minus the cross-entropy) (default: accuracy)",
-                                metavar="FILE.py:FUNCTION")
+    score: str | None = setting(None, f"score candidates with {SCORE_HELP}", metavar="FILE.py:FUNCTION")
     loss: str | None = setting(None, "training loss FUNCTION(output, target) for the short fine-tunes "
                                      "(default: cross-entropy)", metavar="FILE.py:FUNCTION")
     cost_model: str = setting("lut", "lut (profiled on this machine when no --table), flops, roofline, "
