@@ -8,6 +8,7 @@ The export folder holds ``model.onnx``, ``model.pt`` (reloadable with ``weights_
 from __future__ import annotations
 
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +32,7 @@ WINDOWS = 5
 PAUSE_S = 0.3
 
 
-def export_model(model: nn.Module, model_name: str, out: str | Path, input_shape: Signature,
+def export_folder(model: nn.Module, model_name: str, out: str | Path, input_shape: Signature,
                  num_classes: int | None = None, record: PruningRecord | None = None,
                  policy: PruningPolicy | None = None, meta: dict[str, Any] | None = None,
                  settings: LatencySettings = LatencySettings(), exporter: str = "torchscript",
@@ -68,3 +69,9 @@ def export_model(model: nn.Module, model_name: str, out: str | Path, input_shape
             summary["budget_share_of_dense"] = round(budget.value / budget.dense, 4)
     write_json_atomic(out / "export.json", summary)
     return summary
+
+
+def export_model(*args: Any, **kwargs: Any) -> ExportRecord:
+    """Deprecated name of :func:`export_folder` (``autoprune.export_model`` is the Python API's call)."""
+    warnings.warn("autoprune.export.export_model is now export_folder", DeprecationWarning, stacklevel=2)
+    return export_folder(*args, **kwargs)

@@ -43,7 +43,7 @@ from autoprune.checkpoint import load_or_create, shipped_weights
 from autoprune.costs import create_cost_model, profile_latency_table
 from autoprune.data import DataSplits, load_splits
 from autoprune.errors import ConfigError
-from autoprune.export import export_model
+from autoprune.export import export_folder
 from autoprune.finetune import FinetuneConfig, finetune
 from autoprune.latency import LatencySettings, measure_latency
 from autoprune.models import create_model
@@ -381,7 +381,7 @@ class Bench:
         teacher = dense.eval() if self.prof.distill else None
         tuned = finetune(pruned, self.ft_splits, cfg, teacher, progress=False).model.cpu()
         ft_s = time.perf_counter() - start
-        exported = export_model(tuned, model, export_dir, self.splits.input_shape, self.splits.num_classes,
+        exported = export_folder(tuned, model, export_dir, self.splits.input_shape, self.splits.num_classes,
                                 record, policy)
         if not self.keep:
             for name in ("model.onnx", "model.pt"):

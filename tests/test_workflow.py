@@ -15,7 +15,7 @@ from autoprune.checkpoint import load_model, save_checkpoint
 from autoprune.cli.main import main
 from autoprune.errors import ConfigError, PolicyError
 from autoprune.evaluation import CandidateEvaluator
-from autoprune.export import export_model
+from autoprune.export import export_folder
 from autoprune.model_source import ModelSource
 from autoprune.models import create_model
 from autoprune.policy import PruningPolicy
@@ -65,7 +65,7 @@ def test_sensitivity_sweep_one_group_at_a_time(tiny_analysis, splits, tmp_path):
 def test_export_writes_checked_onnx_weights_policy_and_latency(tmp_path):
     analysis, policy = resnet_policy(budget={"metric": "latency_ms", "value": 10.0, "fraction": 0.5})
     pruned, record = apply_policy(analysis, policy)
-    export_model(pruned, "resnet20", tmp_path, (1, 28, 28), record=record, policy=policy)
+    export_folder(pruned, "resnet20", tmp_path, (1, 28, 28), record=record, policy=policy)
     assert {p.name for p in tmp_path.iterdir()} >= {"model.onnx", "model.pt", "policy.json", "export.json"}
     onnx.checker.check_model(onnx.load(tmp_path / "model.onnx"))
     x = torch.randn(3, 1, 28, 28)
@@ -227,6 +227,6 @@ def test_export_records_the_share_of_dense_next_to_the_budget(tmp_path):
     analysis = analyse_model(model, torch.randn(1, 1, 28, 28))
     policy = PruningPolicy.for_model(analysis, {"body.0": 0.0, "body.2": 0.0}, "mlp",
                                      budget={"metric": "latency_ms", "value": 1e-6, "fraction": 0.5, "dense": 2e-6})
-    saved = export_model(model, "mlp", tmp_path / "x", (1, 28, 28), policy=policy, meta={"dense_latency_ms": 0.2})
+    saved = export_folder(model, "mlp", tmp_path / "x", (1, 28, 28), policy=policy, meta={"dense_latency_ms": 0.2})
     assert saved["share_of_dense"] == pytest.approx(saved["latency_ms"] / 0.2, abs=1e-3)  # latency_ms is rounded
     assert saved["budget_share_of_dense"] == 0.5

@@ -20,7 +20,7 @@ from autoprune.analysis.layers import example_input as make_example
 from autoprune.apply import apply_and_recalibrate
 from autoprune.data import StreamSplits
 from autoprune.errors import ConfigError
-from autoprune.export import export_model as _export
+from autoprune.export import export_folder
 from autoprune.finetune import FinetuneConfig, finetune
 from autoprune.inputs import ModelInput, in_channels_of, rows, signature_json, signature_of
 from autoprune.latency import LatencySettings
@@ -118,5 +118,5 @@ def export_model(model: nn.Module, out: str | Path, example_input: ModelInput,
                  policy: PruningPolicy | None = None, settings: LatencySettings = LatencySettings()) -> ExportRecord:
     """Write ``model.onnx`` (+ weights, + ``policy.json``) to ``out`` and measure its latency with
     ONNX Runtime; returns what ``export.json`` holds (``latency_ms``; against the policy's budget)."""
-    return _export(model.cpu().eval(), policy.model if policy and policy.model else type(model).__name__, out,
+    return export_folder(model.cpu().eval(), policy.model if policy and policy.model else type(model).__name__, out,
                    signature_of(example_input), policy=policy, settings=settings)

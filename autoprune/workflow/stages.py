@@ -32,7 +32,7 @@ from autoprune.dynamic.model import DynamicModel
 from autoprune.dynamic.supernet import load_supernet
 from autoprune.errors import ConfigError
 from autoprune.evaluation import CandidateEvaluator
-from autoprune.export import export_model
+from autoprune.export import export_folder
 from autoprune.finetune import (
     FinetuneConfig,
     GradualChannelPruning,
@@ -331,7 +331,7 @@ def export_stage(checkpoint: str | Path, out: str | Path, settings: LatencySetti
     if measure_dense:
         dense = create_model(name, in_channels_of(shape) or 1, info.num_classes, args).eval()
         meta["dense_latency_ms"] = round(measure_latency(dense, shape, settings), 4)
-    return export_model(model, name, out, shape, info.num_classes, info.pruning, policy, meta, settings, exporter,
+    return export_folder(model, name, out, shape, info.num_classes, info.pruning, policy, meta, settings, exporter,
                         model_args=args)
 
 
