@@ -5,7 +5,7 @@ from torch import nn
 from autoprune.analysis import analyse_model, group_features, layer_channels, model_fingerprint
 from autoprune.errors import AnalysisError
 from autoprune.models import create_model
-from autoprune.pruning.verify import check_prunable
+from autoprune.pruning.prunability import check_prunable
 
 
 @pytest.fixture(scope="module")

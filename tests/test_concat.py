@@ -119,7 +119,7 @@ class Chunked(nn.Module):
 
 def test_a_channel_split_that_cannot_be_pruned_is_refused_before_the_search():
     from autoprune.errors import AnalysisError
-    from autoprune.pruning.verify import check_prunable
+    from autoprune.pruning.prunability import check_prunable
 
     torch.manual_seed(0)
     model = Chunked().eval()

@@ -12,8 +12,8 @@ from autoprune.analysis.layers import example_input  # noqa: E402
 from autoprune.outputs import output_shapes, scored_output  # noqa: E402
 from autoprune.pruning import rank_channels  # noqa: E402
 from autoprune.pruning.physical import prune_physically  # noqa: E402
+from autoprune.pruning.prunability import check_prunable, pruning_problem  # noqa: E402
 from autoprune.pruning.ratios import channels_kept  # noqa: E402
-from autoprune.pruning.verify import check_prunable, pruning_problem  # noqa: E402
 
 
 def _resnet():
@@ -91,7 +91,7 @@ def test_bert_takes_token_ids_and_its_attention_is_pruned_in_whole_heads():
 def test_gpt2_prunes_its_mlp_and_hidden_width_through_its_transposed_linear_layers():
     """GPT-2's Conv1D (a Linear stored transposed) roots groups and prunes; the fused query/key/value
     projection, split by a fixed size, keeps its group whole (named); the rest equals the masked model."""
-    from autoprune.pruning.verify import keep_unprunable_whole
+    from autoprune.pruning.prunability import keep_unprunable_whole
 
     model, shape = _built(_gpt2)
     x = example_input(model, shape, batch=2, random=True)

@@ -48,7 +48,7 @@ def test_vit_tiny_prunes_whole_heads_mlp_and_hidden_widths():
     from autoprune.analysis import analyse_model
     from autoprune.pruning import rank_channels
     from autoprune.pruning.physical import prune_physically
-    from autoprune.pruning.verify import keep_unprunable_whole
+    from autoprune.pruning.prunability import keep_unprunable_whole
 
     model = create_model("vit_tiny").eval()
     x = torch.randn(1, 1, 28, 28)

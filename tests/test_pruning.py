@@ -167,7 +167,7 @@ def test_linear_layers_on_tokens_prune_masked_as_physically(share):
     and the FLOPs model counts every token."""
     from autoprune.costs import FlopsCostModel
     from autoprune.costs.layer_graphs import layer_graph, layer_input
-    from autoprune.pruning.verify import check_prunable
+    from autoprune.pruning.prunability import check_prunable
 
     torch.manual_seed(0)
     model = TokenMLP().eval()
@@ -196,7 +196,7 @@ def test_a_transformer_encoder_layer_prunes_its_mlp_and_embedding_and_exports_of
     the plain path, so its MLP and embedding groups are found, equal the masked model, and export."""
     from autoprune.onnx_export import max_output_difference, to_onnx_bytes
     from autoprune.pruning.physical import prune_physically
-    from autoprune.pruning.verify import pruning_problem
+    from autoprune.pruning.prunability import pruning_problem
 
     class Encoder(nn.Module):
         def __init__(self) -> None:
@@ -225,7 +225,7 @@ def test_multihead_attention_prunes_its_embedding_evenly_across_heads_at_the_sam
     each head loses as many channels, its queries are rescaled for the smaller head size, and the
     pruned model equals the masked one; one with its own key/value widths is kept whole, named."""
     from autoprune.pruning.physical import prune_physically
-    from autoprune.pruning.verify import pruning_problem
+    from autoprune.pruning.prunability import pruning_problem
 
     class Block(nn.Module):
         def __init__(self, kdim: int | None = None) -> None:

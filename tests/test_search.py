@@ -175,7 +175,7 @@ def table_budget(table) -> str:
 
 
 def test_best_candidate_over_budget_on_this_machine_is_replaced(tmp_path, splits, mlp_table, monkeypatch):
-    import autoprune.search.verify as verify
+    import autoprune.search.timing as verify
 
     class Measured:  # this machine: the most accurate candidate is slow, every other one fast
         def __init__(self, analysis, settings):
@@ -208,7 +208,7 @@ def test_best_candidate_over_budget_on_this_machine_is_replaced(tmp_path, splits
 
 def test_a_machine_slow_during_verification_does_not_veto_the_candidates(tmp_path, splits, mlp_table,
                                                                        monkeypatch):
-    import autoprune.search.verify as verify
+    import autoprune.search.timing as verify
     from autoprune.costs import LookupTableCostModel
 
     class Busy:  # this machine runs 40 % slow for the whole verification: every reading, dense too

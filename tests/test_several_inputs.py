@@ -19,7 +19,7 @@ from autoprune.inputs import InputSpec, call, perturbed, signature_of
 from autoprune.outputs import output_shapes
 from autoprune.pruning import rank_channels
 from autoprune.pruning.physical import prune_physically
-from autoprune.pruning.verify import pruning_problem
+from autoprune.pruning.prunability import pruning_problem
 from autoprune.references import consent
 
 FILE = Path(__file__).parent / "several_inputs.py"

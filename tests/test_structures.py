@@ -25,8 +25,8 @@ from autoprune.errors import AutopruneError
 from autoprune.outputs import output_shapes
 from autoprune.pruning import rank_channels
 from autoprune.pruning.physical import prune_physically
+from autoprune.pruning.prunability import check_prunable, keep_unprunable_whole, pruning_problem
 from autoprune.pruning.ratios import channels_kept
-from autoprune.pruning.verify import check_prunable, keep_unprunable_whole, pruning_problem
 from autoprune.references import consent
 
 

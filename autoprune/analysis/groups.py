@@ -358,7 +358,7 @@ def output_bound(model: nn.Module, example: ModelInput, groups: list[PrunableGro
 
 def _shapes_after(model: nn.Module, example: ModelInput, cut: list[PrunableGroup]) -> list | None:
     """The output shapes of a copy of ``model`` with half of each group in ``cut`` removed (None when
-    the cut fails: that is for :func:`~autoprune.pruning.verify.check_prunable` to explain)."""
+    the cut fails: that is for :func:`~autoprune.pruning.prunability.check_prunable` to explain)."""
     trial = copy.deepcopy(model).eval()
     try:
         with warnings.catch_warnings():

@@ -14,7 +14,7 @@ from autoprune.devices import check_torch_device
 from autoprune.errors import ConfigError
 from autoprune.inputs import Signature, in_channels_of, signature_from_json
 from autoprune.model_source import ModelSource, load_example, parse_input_shape, parse_model_args
-from autoprune.pruning.verify import keep_unprunable_whole
+from autoprune.pruning.prunability import keep_unprunable_whole
 
 MODEL_HELP = "built-in name (resnet20, ...) or your own: path/to/file.py:factory or package.module:factory"
 

@@ -31,7 +31,7 @@ from autoprune.evaluation import CandidateEvaluator, check_scorable
 from autoprune.inputs import call, in_channels_of, signature_from_json
 from autoprune.outputs import scored_output, set_scored_output
 from autoprune.pruning import rank_channels
-from autoprune.pruning.verify import keep_unprunable_whole
+from autoprune.pruning.prunability import keep_unprunable_whole
 from autoprune.pruning.widths import WidthChoices
 from autoprune.scoring import ScoreFn, load_loss, load_score
 from autoprune.search.config import DEFAULT_ROUND_TO, SearchConfig

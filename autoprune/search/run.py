@@ -58,7 +58,7 @@ from autoprune.search.history import (
 from autoprune.search.refine import final_choice, next_query
 from autoprune.search.report import write_report
 from autoprune.search.rerank import rerank_candidates
-from autoprune.search.verify import measure_top_candidates, skip_reason, verdict
+from autoprune.search.timing import measure_top_candidates, skip_reason, verdict
 from autoprune.yaml_io import dump_yaml
 
 TRIM_EVERY = 50  # episodes between returning freed heap memory to the OS (see autoprune.memory)

@@ -48,8 +48,8 @@ from autoprune.model_source import ModelSource
 from autoprune.models import create_model, is_builtin, list_models
 from autoprune.policy import PruningPolicy, SearchScore
 from autoprune.pruning import rank_channels
+from autoprune.pruning.prunability import check_prunable
 from autoprune.pruning.record import PruningRecord
-from autoprune.pruning.verify import check_prunable
 from autoprune.records import ApplyRecord, ExportRecord, FinetuneRecord
 from autoprune.references import require_consent
 from autoprune.scoring import LossFn, ScoreFn, accuracy
