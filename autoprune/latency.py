@@ -31,6 +31,10 @@ class LatencySettings:
     rounds: int = 5    # latency = the smallest of the rounds' medians
     provider: str = "CPUExecutionProvider"  # ONNX Runtime execution provider (--provider)
 
+    def __post_init__(self) -> None:
+        if not 1 <= self.threads <= 1024 or not 1 <= self.batch_size <= 65536:
+            raise ConfigError("--latency-threads and --latency-batch must be positive (at most 1024 and 65536)")
+
 
 def median_ms(fn: Callable[[], object], warmup: int, repeats: int) -> float:
     """Median wall time of ``fn()`` in milliseconds after ``warmup`` untimed calls."""

@@ -23,12 +23,12 @@ from autoprune.analysis.layers import (
     LayerSpec,
     executed_modules,
     is_compute,
-    other_inputs,
+    out_width,
     trace_layers,
 )
 from autoprune.analysis.transposed_linear import is_transposed_linear, transposed_linear_types
 from autoprune.errors import AnalysisError
-from autoprune.inputs import ModelInput, Signature, call, check_tensors, signature_of
+from autoprune.inputs import ModelInput, Signature, call, check_tensors, perturbed, signature_of
 from autoprune.outputs import flat_outputs, output_shapes
 
 
@@ -167,7 +167,7 @@ def check_static_paths(model: nn.Module, example: ModelInput, tries: int = 2) ->
     """Refuse a model whose forward runs different layers for different inputs (data-dependent
     control flow): the traced graph would describe one path only, and pruning would break the others."""
     first = executed_modules(model, example)
-    for other in other_inputs(example, tries):
+    for other in perturbed(example, tries):
         path = executed_modules(model, other)
         if path != first:
             odd = next((n for n in path + first if (n in path) != (n in first)), path[0] if path else "?")
@@ -394,16 +394,12 @@ def _distinct_names(groups: list[PrunableGroup], model: nn.Module) -> list[Pruna
         if len(by_name[g.name]) == 1:
             out.append(g)
             continue
-        own = [p for p in g.producers if counts[p] == 1 and _out_width(model.get_submodule(p)) == g.channels]
+        own = [p for p in g.producers if counts[p] == 1 and out_width(model.get_submodule(p)) == g.channels]
         if not own:
             raise AnalysisError(f"the output of {g.name!r} is split into slices that no single layer produces "
                                 f"whole ({', '.join(sorted(shared))}); exclude {g.name!r} with --exclude")
         out.append(replace(g, name=own[0], producers=(own[0], *(p for p in g.producers if p != own[0]))))
     return out
-
-
-def _out_width(m: nn.Module) -> int:
-    return m.out_channels if isinstance(m, CONVS) else m.out_features
 
 
 def _link_layers(layers: list[LayerSpec], groups: list[PrunableGroup]) -> list[LayerSpec]:

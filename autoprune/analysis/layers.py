@@ -11,7 +11,7 @@ from torch import nn
 
 from autoprune.analysis.transposed_linear import in_features, is_transposed_linear, out_features
 from autoprune.errors import AnalysisError
-from autoprune.inputs import InputSpec, ModelInput, Signature, call, describe, is_several, perturbed
+from autoprune.inputs import InputSpec, ModelInput, Signature, call, describe, is_several
 from autoprune.outputs import output_tensors
 
 
@@ -69,6 +69,20 @@ CONVS = (nn.Conv1d, nn.Conv2d, *TRANSPOSED)  # convolutions whose output channel
 COMPUTE = (*CONVS, nn.Linear)  # the layers groups are rooted at and cost models price
 MHA = nn.MultiheadAttention  # its projections and matmuls are priced as parts (see :func:`mha_specs`)
 ROOTS = (*COMPUTE, nn.Embedding)  # groups are rooted at these: an embedding's width is a group (a lookup: no MACs)
+
+
+def out_width(m: nn.Module) -> int | None:
+    """The output channels of a layer groups are rooted at (a convolution, a Linear, a ``Conv1D``,
+    an embedding's width); None for any other module."""
+    if isinstance(m, CONVS):
+        return m.out_channels
+    if isinstance(m, nn.Linear):
+        return m.out_features
+    if is_transposed_linear(m):
+        return out_features(m)
+    if isinstance(m, nn.Embedding):
+        return m.embedding_dim
+    return None
 
 
 def is_compute(m: nn.Module) -> bool:
@@ -134,11 +148,6 @@ def example_input(model: nn.Module, shape: Signature, batch: int = 1, random: bo
         vocab = min(m.num_embeddings for m in model.modules() if isinstance(m, nn.Embedding))
         return torch.randint(0, vocab, (batch, *shape)) if random else torch.zeros(batch, *shape, dtype=torch.long)
     return torch.randn(batch, *shape) if random else torch.zeros(batch, *shape)
-
-
-def other_inputs(example: ModelInput, count: int, seed: int = 0) -> list[ModelInput]:
-    """``count`` (or more) inputs of ``example``'s shapes and kinds that differ from it."""
-    return perturbed(example, count, seed)
 
 
 def run_example(model: nn.Module, example: ModelInput) -> object:

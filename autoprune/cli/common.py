@@ -8,7 +8,6 @@ import sys
 from pathlib import Path
 
 from autoprune.devices import check_provider
-from autoprune.errors import ConfigError
 from autoprune.latency import LatencySettings
 from autoprune.run_folder import MIN_FREE_BYTES, ensure_writable, prepare_run_folder
 from autoprune.scoring import SCORE_HELP
@@ -59,8 +58,6 @@ def add_latency_args(p: argparse.ArgumentParser, what: str) -> None:
 def latency_settings(args: argparse.Namespace, **timing: int) -> LatencySettings:
     """The :class:`LatencySettings` of :func:`add_latency_args`' options, checked (``timing``:
     warm-up and repeat counts where a command wants its own)."""
-    if not 1 <= args.latency_threads <= 1024 or not 1 <= args.latency_batch <= 65536:
-        raise ConfigError("--latency-threads and --latency-batch must be positive (at most 1024 and 65536)")
     return LatencySettings(batch_size=args.latency_batch, threads=args.latency_threads,
                            provider=check_provider(args.provider), **timing)
 

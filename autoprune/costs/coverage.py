@@ -16,6 +16,7 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.flop_counter import FlopCounterMode
 
 from autoprune.analysis.groups import ModelAnalysis
+from autoprune.analysis.layers import no_fastpath
 from autoprune.errors import ConfigError
 from autoprune.inputs import call
 
@@ -57,14 +58,12 @@ def coverage(analysis: ModelAnalysis) -> Coverage:
     model = analysis.model
     was_training = model.training
     model.eval()
-    fastpath = torch.backends.mha.get_fastpath_enabled()
-    torch.backends.mha.set_fastpath_enabled(False)  # the fused attention kernel is invisible to the counter
     try:
-        # the math kernel of scaled_dot_product_attention: the fused CPU kernel is invisible to the counter
-        with sdpa_kernel(SDPBackend.MATH), FlopCounterMode(display=False) as counter:
+        # attention's plain path and the math kernel of scaled_dot_product_attention: the fused
+        # kernels are invisible to the counter
+        with no_fastpath(), sdpa_kernel(SDPBackend.MATH), FlopCounterMode(display=False) as counter:
             call(model, analysis.example_input)
     finally:
-        torch.backends.mha.set_fastpath_enabled(fastpath)
         model.train(was_training)
     root = type(model).__name__
     per_module = {}

@@ -13,13 +13,10 @@ import warnings
 from collections.abc import Callable
 
 import torch_pruning as tp
-from torch import nn
 
 from autoprune.analysis.groups import ModelAnalysis
-from autoprune.analysis.layers import CONVS, ROOTS
+from autoprune.analysis.layers import ROOTS, out_width
 from autoprune.analysis.transposed_linear import (
-    is_transposed_linear,
-    out_features,
     transposed_linear_types,
 )
 from autoprune.outputs import flat_outputs
@@ -45,7 +42,7 @@ def global_magnitude_kept(analysis: ModelAnalysis, ratio: float, max_ratio: floa
         if ratio > 0:
             pruner.step()
     # Torch-Pruning thins a GroupNorm's groups evenly; autoprune removes them whole: the same count, rounded down
-    return {g.name: max(g.step, _out_width(model.get_submodule(g.name)) // g.step * g.step) for g in analysis.groups}
+    return {g.name: max(g.step, out_width(model.get_submodule(g.name)) // g.step * g.step) for g in analysis.groups}
 
 
 def size_global_magnitude(analysis: ModelAnalysis, fits: Callable[[dict[str, int]], bool], max_ratio: float = 0.8,
@@ -84,15 +81,3 @@ def _fixed_roots(analysis: ModelAnalysis) -> list[str]:
     """Layers whose output channels no group prunes (output layers, excluded, kept whole)."""
     touched = {n for g in analysis.groups for n in g.producers}
     return [layer.name for layer in analysis.layers if layer.name not in touched and layer.kind != "attention"]
-
-
-def _out_width(module: nn.Module) -> int:
-    if isinstance(module, CONVS):
-        return module.out_channels
-    if isinstance(module, nn.Linear):
-        return module.out_features
-    if is_transposed_linear(module):
-        return out_features(module)
-    if isinstance(module, nn.Embedding):
-        return module.embedding_dim
-    raise TypeError(f"group root {type(module).__name__} is neither a convolution nor Linear")

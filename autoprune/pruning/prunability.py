@@ -12,11 +12,9 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import torch
-from torch import nn
 
 from autoprune.analysis.groups import ModelAnalysis
-from autoprune.analysis.layers import CONVS
-from autoprune.analysis.transposed_linear import is_transposed_linear, out_features
+from autoprune.analysis.layers import out_width
 from autoprune.errors import AnalysisError
 from autoprune.inputs import call
 from autoprune.outputs import output_tensors
@@ -128,7 +126,7 @@ def _trial(analysis: ModelAnalysis, kept: dict[str, int], ranking: dict[str, tor
         for name in g.producers:
             expected[name] = expected.get(name, 0) + kept.get(g.name, g.channels)
     for name, want in expected.items():
-        got = _out_channels(model.get_submodule(name))
+        got = out_width(model.get_submodule(name))
         if got != want:
             return f"asked to keep {want} channels, layer {name!r} kept {got}"
     try:
@@ -178,15 +176,3 @@ def _masked_output(analysis: ModelAnalysis, ranking: dict[str, torch.Tensor], ke
             return call(model, analysis.example_input)
     finally:
         model.train(was_training)
-
-
-def _out_channels(module: nn.Module) -> int | None:
-    if isinstance(module, CONVS):
-        return module.out_channels
-    if isinstance(module, nn.Linear):
-        return module.out_features
-    if is_transposed_linear(module):
-        return out_features(module)
-    if isinstance(module, nn.Embedding):
-        return module.embedding_dim
-    return None

@@ -181,8 +181,7 @@ class SearchConfig:
         if self.val_size < 1 or self.bn_batches < 0 or (self.round_to is not None and self.round_to < 1) \
                 or self.verify_top < 0:
             raise ConfigError("--val-size and --round-to must be >= 1, --bn-batches and --verify-top >= 0")
-        if not 1 <= self.latency_threads <= 1024 or not 1 <= self.latency_batch <= 65536:
-            raise ConfigError("--latency-threads and --latency-batch must be positive (at most 1024 and 65536)")
+        LatencySettings(batch_size=self.latency_batch, threads=self.latency_threads)  # bounds checked there
         if self.rerank_top < 0 or self.rerank_steps < 1:
             raise ConfigError("--rerank-top must be >= 0 and --rerank-steps >= 1")
         check_executor(self.executor, self.workers)
