@@ -16,7 +16,7 @@ from torch import nn
 from autoprune.analysis.layers import example_input
 from autoprune.errors import ConfigError
 from autoprune.inputs import InputSpec, ModelInput, Signature, call, rows
-from autoprune.onnx_export import onnx_feed, ort_session, to_onnx_bytes
+from autoprune.onnx_export import onnx_feed, ort_session, timing_onnx
 
 
 @dataclass(frozen=True)
@@ -108,7 +108,7 @@ def measure_latencies(models: Iterable[nn.Module], input_shape: Signature,
     models = itertools.chain([first], models)
     x = example_input(first, input_shape, settings.batch_size, random=True)  # token IDs for a text model
     if settings.backend == "onnxruntime":
-        runners = [_session_runner(ort_session(to_onnx_bytes(m, rows(x, 1)), settings.threads, settings.provider), x)
+        runners = [_session_runner(ort_session(timing_onnx(m, rows(x, 1)), settings.threads, settings.provider), x)
                    for m in models]
         return _time_runners(runners, settings, interleaved, progress)
     if settings.backend == "torch":

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
+import logging
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -54,7 +57,7 @@ def to_onnx_bytes(model: nn.Module, example_input: ModelInput, exporter: str = "
     try:
         if cache:
             config.use_cache = False
-        with warnings.catch_warnings(), torch.no_grad(), no_fastpath():
+        with warnings.catch_warnings(), torch.no_grad(), no_fastpath(), _quiet_exporter():
             warnings.simplefilter("ignore")
             names = output_names(call(model, example_input))
             inputs = [n for n, _ in named_tensors(example_input)]
@@ -64,7 +67,7 @@ def to_onnx_bytes(model: nn.Module, example_input: ModelInput, exporter: str = "
                               input_names=inputs, output_names=names,
                               dynamic_axes={**{n: {0: "batch"} for n in inputs}, **{n: {0: "batch"} for n in names}},
                               opset_version=opset if exporter == "torchscript" else max(opset, 18),
-                              dynamo=exporter == "dynamo")
+                              dynamo=exporter == "dynamo", verbose=False)
     except AutopruneError:
         raise
     except Exception as exc:  # noqa: BLE001 - an op or output the exporter cannot write: one line
@@ -77,6 +80,36 @@ def to_onnx_bytes(model: nn.Module, example_input: ModelInput, exporter: str = "
             config.use_cache = cache
         model.train(was_training)
     return buf.getvalue()
+
+
+@contextlib.contextmanager
+def _quiet_exporter() -> Iterator[None]:
+    """The exporters' own chatter held back (a failing TorchScript export prints its whole graph;
+    the dynamo one logs every op library it does not find): a failure is reported in one line."""
+    logger, log = logging.getLogger("torch.onnx"), getattr(torch._C, "_jit_onnx_log", None)
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    if log is not None:  # torch switches its exporter's log on whatever it is asked
+        torch._C._jit_onnx_log = lambda *_: None
+    try:
+        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+            yield
+    finally:
+        logger.setLevel(level)
+        if log is not None:
+            torch._C._jit_onnx_log = log
+
+
+def timing_onnx(model: nn.Module, example_input: ModelInput) -> bytes:
+    """``model`` as ONNX to be timed: the TorchScript exporter's, or the dynamo one's where the
+    TorchScript exporter has no form for an op (GPT-2's ``aten::diff``); the first error when both fail."""
+    try:
+        return to_onnx_bytes(model, example_input)
+    except AutopruneError as first:
+        try:
+            return to_onnx_bytes(model, example_input, "dynamo")
+        except AutopruneError:
+            raise first from None
 
 
 def export_onnx(model: nn.Module, example_input: ModelInput, path: str | Path,

@@ -88,29 +88,54 @@ def test_bert_takes_token_ids_and_its_attention_is_pruned_in_whole_heads():
     assert (attention.num_attention_heads, attention.all_head_size, attention.query.out_features) == (2, 16, 16)
 
 
-def test_gpt2_prunes_its_mlp_and_hidden_width_through_its_transposed_linear_layers():
-    """GPT-2's Conv1D (a Linear stored transposed) roots groups and prunes; the fused query/key/value
-    projection, split by a fixed size, keeps its group whole (named); the rest equals the masked model."""
-    from autoprune.pruning.prunability import keep_unprunable_whole
+def test_gpt2_prunes_whole_heads_of_its_fused_projection_its_mlp_and_hidden_width():
+    """GPT-2's Conv1D (a Linear stored transposed) roots groups, prunes and is scored by magnitude;
+    its fused query/key/value projection, split in three, is one head group whose channel c is query,
+    key and value c: whole heads go from all three slices, the module runs fewer heads of the same
+    size; pruned, it equals the masked model, counts the MACs the cost model prices, and exports."""
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from autoprune.costs import create_cost_model
+    from autoprune.errors import AutopruneError
+    from autoprune.latency import LatencySettings, measure_latency
+    from autoprune.onnx_export import max_output_difference, to_onnx_bytes
 
     model, shape = _built(_gpt2)
     x = example_input(model, shape, batch=2, random=True)
-    analysis, dropped = keep_unprunable_whole(analyse_model(model, x[:1]),
-                                              lambda extra: analyse_model(model, x[:1], exclude=extra))
-    assert set(dropped) == {"transformer.h.0.attn.c_attn", "transformer.h.1.attn.c_attn"}
-    assert {"transformer.h.0.mlp.c_fc", "transformer.h.1.mlp.c_fc"} <= set(analysis.group_names)
+    analysis = analyse_model(model, x[:1])
+    check_prunable(analysis)
+    attn = analysis.group("transformer.h.0.attn.c_attn")
+    assert (attn.channels, attn.fold, attn.step, attn.heads) == (32, 3, 8, ("transformer.h.0.attn",))  # 4 heads of 8
+    assert {"transformer.h.0.mlp.c_fc", "transformer.wte"} <= set(analysis.group_names)
     fc = next(s for s in analysis.layers if s.name == "transformer.h.0.mlp.c_fc")
     assert (fc.kind, fc.in_channels, fc.out_channels, fc.in_hw) == ("linear", 32, 128, (16, 1))
+    ranking = rank_channels(analysis, "l1")
+    assert not torch.equal(ranking["transformer.h.0.mlp.c_fc"], torch.arange(128))  # scored, not index order
     _prunes_like_the_masked_reference(analysis, x)
-    pruned = prune_physically(analysis, rank_channels(analysis, "l1"), {"transformer.h.0.mlp.c_fc": 40})
-    c_fc, c_proj = pruned.transformer.h[0].mlp.c_fc, pruned.transformer.h[0].mlp.c_proj
-    assert (c_fc.nf, tuple(c_fc.weight.shape), tuple(c_proj.weight.shape)) == (40, (32, 40), (40, 32))
-    from autoprune.onnx_export import max_output_difference, to_onnx_bytes
+    kept = {attn.name: 16, "transformer.h.0.mlp.c_fc": 40, "transformer.wte": 24}
+    pruned = prune_physically(analysis, ranking, kept).eval()
+    block = pruned.transformer.h[0]
+    assert (block.attn.num_heads, block.attn.head_dim, block.attn.split_size) == (2, 8, 16)
+    assert (tuple(block.attn.c_attn.weight.shape), tuple(block.attn.c_proj.weight.shape)) == ((24, 48), (16, 24))
+    assert (block.mlp.c_fc.nf, tuple(block.mlp.c_proj.weight.shape)) == (40, (40, 24))
+    heads = ranking[attn.name][:16].view(-1, 8)  # the two heads removed: whole ones
+    assert all(int(h[0]) % 8 == 0 and torch.equal(h, torch.arange(int(h[0]), int(h[0]) + 8)) for h in heads)
 
+    def macs(m):  # the attention's matmuls counted too (the math kernel, not the fused one)
+        with torch.no_grad(), sdpa_kernel(SDPBackend.MATH), FlopCounterMode(display=False) as counter:
+            m(x[:1])
+        return counter.get_total_flops() // 2
+
+    flops = create_cost_model("flops", analysis)
+    assert flops.cost(kept).flops / flops.cost({}).flops == pytest.approx(macs(pruned) / macs(model), rel=0.02)
     # with its attention mask (as Hugging Face models are called) the TorchScript exporter writes it;
     # from token IDs alone GPT-2 finds its last token with aten::diff, which needs --exporter dynamo
     inputs = {"input_ids": x, "attention_mask": torch.ones_like(x)}
     assert max_output_difference(to_onnx_bytes(pruned, inputs), pruned, inputs) < 1e-4  # the logits, no cache
+    with pytest.raises(AutopruneError, match=r"aten::diff.*try --exporter dynamo$"):
+        to_onnx_bytes(pruned, x)
+    assert measure_latency(pruned, shape, LatencySettings(warmup=1, repeats=3)) > 0  # timed as dynamo exports it
 
 
 FACTORY = '''

@@ -47,6 +47,9 @@ class PrunableGroup:
     step: int = 1  # channels go in units of this many, kept and removed whole (see units())
     interleaved: bool = False  # a unit takes one channel of each of ``step`` blocks (a grouped convolution's)
     heads: tuple[str, ...] = ()  # attention modules whose heads (``step`` channels each) this group's units are
+    # each channel is this many output channels of the producer, one in each of its equal slices (a
+    # fused query/key/value projection split in three: channel c is query c, key c and value c)
+    fold: int = 1
 
     def units(self) -> torch.Tensor:
         """The channel indices of each unit, one row per unit: ``step`` consecutive channels (a
@@ -136,6 +139,23 @@ def _describe(tp_group: tp.Group, graph: tp.DependencyGraph, names: dict[nn.Modu
                          tuple(widths[c] for c in consumers), tuple(sorted(set(params))))
 
 
+def _folded(g: PrunableGroup, graph: tp.DependencyGraph, model: nn.Module) -> PrunableGroup:
+    """``g`` as ``fold`` equal slices of its producer's output when one channel of it takes a channel
+    from each slice with it (a fused query/key/value projection split into three, each slice's
+    channel tied to the others' by the attention that multiplies them): its channels are then one
+    slice's, each standing for itself in every slice."""
+    root = model.get_submodule(g.name)
+    if len(g.producers) != 1 or not any(out.type == tp.ops.OPTYPE.SPLIT for out in graph.module2node[root].outputs):
+        return g
+    taken = sorted(int(i) for dep, idxs in graph.get_pruning_group(root, graph.get_pruner_of_module(root)
+                                                                   .prune_out_channels, [0])
+                   if dep.target.module is root for i in idxs)
+    fold = len(taken)
+    if fold < 2 or g.channels % fold or taken != list(range(0, g.channels, g.channels // fold)):
+        return g
+    return replace(g, channels=g.channels // fold, fold=fold)
+
+
 def _parameter_name(model: nn.Module, pseudo: object) -> str:
     """The model's name for the parameter behind Torch-Pruning's pseudo-module ``pseudo``."""
     tensor = pseudo if isinstance(pseudo, torch.Tensor) else getattr(pseudo, "parameters", None)
@@ -222,7 +242,7 @@ def analyse_model(model: nn.Module, example_input: ModelInput,
                                f"does not prune (recurrent layers, and nn.MultiheadAttention with its own key/value "
                                f"widths or biases, are kept whole)"
                        for g in groups for n in g.members if _unprunable(model.get_submodule(n))})
-    groups = [g for g in groups if g.channels > 1 and g.name not in kept_whole]
+    groups = [_folded(g, graph, model) for g in groups if g.channels > 1 and g.name not in kept_whole]
     groups, unblocked = _channel_units(groups, model)
     kept_whole.update(unblocked)
     groups = [g for g in groups if g.name not in unblocked]
@@ -254,10 +274,11 @@ def head_attributes(module: nn.Module) -> tuple[str, str] | None:
 def _attention_heads(g: PrunableGroup, model: nn.Module) -> tuple[int, tuple[str, ...]]:
     """The head size and the attention modules when ``g`` is the query/key/value projections of
     multi-head attention: several producers (query, key, value) under one module that declares heads
-    tiling the group's channels (an output projection alone under it is not a head group)."""
+    tiling the group's channels, or one fused producer folded into its slices (an output projection
+    alone under it is not a head group)."""
     found, size = [], 0
     parents = [p.rpartition(".")[0] for p in g.producers]
-    for parent in [p for p in dict.fromkeys(parents) if parents.count(p) > 1]:
+    for parent in [p for p in dict.fromkeys(parents) if parents.count(p) > 1 or g.fold > 1]:
         module = model.get_submodule(parent)
         names = head_attributes(module)
         if names and parent and getattr(module, names[0]) > 1 \
@@ -410,7 +431,7 @@ def _link_layers(layers: list[LayerSpec], groups: list[PrunableGroup]) -> list[L
     for g in groups:
         for p in g.producers:
             out_of.setdefault(p, g.name)
-            split.setdefault(p, []).append((g.name, g.channels))
+            split.setdefault(p, []).extend([(g.name, g.channels)] * g.fold)
     feeds: dict[str, list[tuple[str, int, int]]] = {}
     for g in groups:
         for consumer, width in zip(g.consumers, g.consumer_widths or [g.channels] * len(g.consumers)):

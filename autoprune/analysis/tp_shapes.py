@@ -17,9 +17,12 @@ from typing import Any
 
 import torch
 import torch_pruning as tp
+from torch import nn
 from torch.overrides import TorchFunctionMode
 from torch_pruning.dependency import index_mapping, shape_infer
-from torch_pruning.dependency.index_mapping import _ConcatIndexMapping
+from torch_pruning.dependency.index_mapping import _ConcatIndexMapping, _SplitIndexMapping
+
+from autoprune.analysis.transposed_linear import is_transposed_linear
 
 CATS = (torch.cat, torch.concat, torch.concatenate)
 
@@ -44,13 +47,17 @@ class _CatSizes(TorchFunctionMode):
         return out
 
 
-def _even_split_sizes(grad_fn: object, outputs: int) -> list[int] | None:
-    """The sizes of an even split along dim 1 (the last slice takes the remainder), else None."""
+def _even_split_sizes(grad_fn: object, outputs: int, features_last: bool = False) -> list[int] | None:
+    """The sizes of an even split along dim 1, or along the features of a token sequence when
+    ``features_last`` (the last slice takes the remainder), else None."""
     size, dims, dim = (getattr(grad_fn, name, None) for name in ("_saved_split_size", "_saved_self_sym_sizes",
                                                                  "_saved_dim"))
-    if size is None or dims is None or dim != 1 or len(dims) < 2:
+    if size is None or dims is None or len(dims) < 2:
         return None
-    total, size = int(dims[1]), int(size)
+    axis = len(dims) - 1 if features_last and len(dims) == 3 else 1
+    if dim is None or dim % len(dims) != axis:
+        return None
+    total, size = int(dims[axis]), int(size)
     sizes = [min(size, total - size * i) for i in range((total + size - 1) // size)]
     return sizes if len(sizes) == outputs and all(s > 0 for s in sizes) else None
 
@@ -62,6 +69,7 @@ def _offsets(sizes: list[int]) -> list[int]:
 _original_trace = tp.DependencyGraph._trace
 _original_shapes = shape_infer.init_shape_information
 _original_concat = index_mapping.update_concat_index_mapping
+_original_split = index_mapping.update_split_index_mapping
 
 
 def _trace(self: tp.DependencyGraph, *args: Any, **kwargs: Any) -> Any:
@@ -77,9 +85,40 @@ def init_shape_information(graph: tp.DependencyGraph) -> None:
     for node in graph.module2node.values():
         if node.type != tp.ops.OPTYPE.SPLIT:
             continue
-        sizes = _even_split_sizes(node.grad_fn, len(node.outputs))
+        features_last = _splits_linear_features(node)
+        sizes = _even_split_sizes(node.grad_fn, len(node.outputs), features_last)
         if sizes is not None:
             node.module.split_sizes, node.module.offsets = sizes, _offsets(sizes)
+            node.module.autoprune_features_last = features_last and _even_split_sizes(node.grad_fn, len(node.outputs))\
+                is None
+
+
+def _splits_linear_features(node: Any) -> bool:
+    """Whether a split node cuts the features of a linear layer's output on tokens, ``(N, T, C)``
+    split along C (GPT-2's fused query/key/value): its channels, as the linear layer produces them."""
+    producer = node.inputs[0].module if len(node.inputs) == 1 else None
+    return isinstance(producer, nn.Linear) or is_transposed_linear(producer)
+
+
+def update_split_index_mapping(graph: tp.DependencyGraph, split_node: Any) -> None:
+    """Torch-Pruning's split mapping, which follows dim 1 only, also for a split of a linear layer's
+    features on tokens (the last dim of ``(N, T, C)``)."""
+    if not getattr(split_node.module, "autoprune_features_last", False):
+        return _original_split(graph, split_node)
+    offsets = split_node.module.offsets
+    if not split_node.enable_index_mapping:
+        return None
+    for reverse in (False, True):  # the split's dependencies on its outputs, then theirs on the split
+        done: list[Any] = []
+        for i, out_node in enumerate(split_node.outputs):
+            for dep in (out_node.dependencies if reverse else split_node.dependencies):
+                if any(dep is d for d in done):
+                    continue
+                if dep.target == (split_node if reverse else out_node):
+                    dep.index_mapping[0] = _SplitIndexMapping(offset=offsets[i:i + 2], reverse=reverse)
+                    done.append(dep)
+                    break
+    return None
 
 
 def update_concat_index_mapping(graph: tp.DependencyGraph, cat_node: Any) -> None:
@@ -114,3 +153,4 @@ if tp.DependencyGraph._trace is not _trace:
     tp.DependencyGraph._trace = _trace
     shape_infer.init_shape_information = init_shape_information
     index_mapping.update_concat_index_mapping = update_concat_index_mapping
+    index_mapping.update_split_index_mapping = update_split_index_mapping

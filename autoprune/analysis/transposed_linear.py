@@ -55,6 +55,49 @@ class TransposedLinearPruner(tp.pruner.function.BasePruningFunc):
         return in_features(layer)
 
 
+class _LinearView(nn.Linear):
+    """A ``Conv1D`` shown to Torch-Pruning's importance criteria as the transposed layer it is (its
+    parameters shared, not copied): they read a transposed layer's weight as ``(in, out)``."""
+
+    def __init__(self, layer: nn.Module) -> None:
+        nn.Module.__init__(self)
+        self.weight, self.bias, self.transposed = layer.weight, getattr(layer, "bias", None), True
+
+
+class _Dependency:
+    """A dependency as Torch-Pruning's importance criteria read it, on a :class:`_LinearView`."""
+
+    def __init__(self, view: nn.Linear, out: bool) -> None:
+        fn = tp.pruner.function.prune_linear_out_channels if out else tp.pruner.function.prune_linear_in_channels
+        self.layer, self.pruning_fn, self.handler = view, fn, fn
+        self.target = type("Target", (), {"module": view})()
+
+
+class _Item(tuple):
+    root_idxs: list | None = None
+
+
+def linear_view(group: tp.Group) -> Any:
+    """``group`` with each ``Conv1D`` seen as a transposed Linear, so Torch-Pruning's importance
+    criteria (which skip layers they do not know) score its channels; ``group`` itself when it has none."""
+    if not any(is_transposed_linear(dep.target.module) for dep, _ in group):
+        return group
+    items, views = [], {}
+    for item in group:
+        dep, idxs = item
+        module = dep.target.module
+        if is_transposed_linear(module):
+            view = views.setdefault(id(module), _LinearView(module))
+            out = isinstance(dep.handler.__self__, TransposedLinearPruner) and \
+                dep.handler.__func__ is TransposedLinearPruner.prune_out_channels
+            new = _Item((_Dependency(view, out), list(idxs)))
+        else:
+            new = _Item((dep, idxs))
+        new.root_idxs = item.root_idxs
+        items.append(new)
+    return items
+
+
 def transposed_linear_types(model: nn.Module) -> list[type]:
     """The ``Conv1D`` classes in ``model``."""
     return list(dict.fromkeys(type(m) for m in model.modules() if is_transposed_linear(m)))

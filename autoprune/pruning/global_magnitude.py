@@ -20,6 +20,7 @@ from autoprune.analysis.transposed_linear import (
     transposed_linear_types,
 )
 from autoprune.outputs import flat_outputs
+from autoprune.pruning.importance import GroupMagnitude
 
 
 def global_magnitude_kept(analysis: ModelAnalysis, ratio: float, max_ratio: float = 0.8, round_to: int = 1,
@@ -35,14 +36,15 @@ def global_magnitude_kept(analysis: ModelAnalysis, ratio: float, max_ratio: floa
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         pruner = tp.pruner.MagnitudePruner(
-            model, analysis.example_input, importance=tp.importance.GroupMagnitudeImportance(p=p),
+            model, analysis.example_input, importance=GroupMagnitude(p=p),
             global_pruning=True, pruning_ratio=float(ratio), max_pruning_ratio=float(max_ratio),
             ignored_layers=ignored, round_to=round_to if round_to > 1 else None,
             root_module_types=[*ROOTS, *transposed_linear_types(model)], output_transform=flat_outputs)
         if ratio > 0:
             pruner.step()
     # Torch-Pruning thins a GroupNorm's groups evenly; autoprune removes them whole: the same count, rounded down
-    return {g.name: max(g.step, out_width(model.get_submodule(g.name)) // g.step * g.step) for g in analysis.groups}
+    return {g.name: max(g.step, out_width(model.get_submodule(g.name)) // g.fold // g.step * g.step)
+            for g in analysis.groups}
 
 
 def size_global_magnitude(analysis: ModelAnalysis, fits: Callable[[dict[str, int]], bool], max_ratio: float = 0.8,

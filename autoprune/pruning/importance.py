@@ -14,6 +14,7 @@ import torch
 import torch_pruning as tp
 from torch import nn
 
+from autoprune.analysis.transposed_linear import linear_view
 from autoprune.inputs import call
 from autoprune.outputs import scored_output
 from autoprune.registry import Registry
@@ -37,7 +38,14 @@ class _TPImportance(Importance):
         self.impl = impl
 
     def __call__(self, group: tp.Group) -> torch.Tensor:
-        return self.impl(group)
+        return self.impl(linear_view(group))
+
+
+class GroupMagnitude(tp.importance.GroupMagnitudeImportance):
+    """Torch-Pruning's group magnitude that also scores ``Conv1D`` layers (see ``linear_view``)."""
+
+    def __call__(self, group: tp.Group) -> torch.Tensor | None:
+        return super().__call__(linear_view(group))
 
 
 class MagnitudeImportance(_TPImportance):
@@ -94,6 +102,8 @@ def channel_scores(analysis, importance: str | Importance = "l1",
     scores = {}
     for g in analysis.groups:
         s = imp(analysis.tp_group(g.name))
+        if s is not None and g.fold > 1 and s.numel() == g.channels * g.fold:  # by root channel: the first slice's
+            s = s[:g.channels]
         if s is None or s.numel() != g.channels or not torch.isfinite(s).all():
             s = torch.zeros(g.channels)  # no usable signal: fall back to index order
         scores[g.name] = s.detach().float()

@@ -47,18 +47,20 @@ class MaskedPruner:
 
     def _out_members(self, group: str) -> dict[str, torch.Tensor]:
         """Modules whose output channels belong to ``group`` (producers and their norms), each with
-        the index of its output channel for every channel of the group (a slice of a wider output
-        when a concatenation splits it over several groups)."""
+        the indices of its output channels for every channel of the group, one row per channel (a
+        slice of a wider output when a concatenation splits it over several groups; one index in
+        each slice of a fused projection, see ``PrunableGroup.fold``)."""
         tp_group = self.analysis.tp_group(group)
         graph = self.analysis.graph
         members: dict[str, torch.Tensor] = {}
         modules = dict(self.analysis.model.named_modules())
-        for dep, idxs in tp_group:
+        for item in tp_group:
+            dep, idxs = item
             name = graph._module2name.get(dep.target.module)
             if isinstance(modules.get(name), nn.MultiheadAttention):  # masked in its weights (_param_members)
                 continue
             if name in modules and graph.is_out_channel_pruning_fn(dep.handler) and name not in members:
-                members[name] = torch.as_tensor([int(i) for i in idxs], dtype=torch.long)
+                members[name] = _by_channel(idxs, getattr(item, "root_idxs", None))
         return members
 
     def _param_members(self, group: str) -> list[tuple[torch.Tensor, int, torch.Tensor]]:
@@ -86,7 +88,7 @@ class MaskedPruner:
                 continue
             dropped = self.ranking[g.name][: g.channels - n_keep]
             for member, index in self._members[g.name].items():
-                removed.setdefault(member, []).append(index[dropped])
+                removed.setdefault(member, []).append(index[dropped].reshape(-1))
             for param, dim, index in self._params[g.name]:  # zeroed in place, restored by remove()
                 self._saved_params.append((param, param.data.clone()))
                 param.data.index_fill_(dim, index[dropped].to(param.device), 0.0)
@@ -132,6 +134,16 @@ class _Applied:
 
     def __exit__(self, *exc) -> None:
         self.pruner.remove()
+
+
+def _by_channel(idxs: list, roots: list | None) -> torch.Tensor:
+    """A member's output indices as rows, one per channel of the group (its root index): a single
+    column unless the member holds several slices of each channel."""
+    index = torch.as_tensor([int(i) for i in idxs], dtype=torch.long)
+    if roots is None or len(roots) != len(index) or len(set(roots)) in (0, len(index)):
+        return index.view(-1, 1)
+    order = sorted(range(len(index)), key=lambda k: (int(roots[k]), int(index[k])))
+    return index[order].view(len(set(roots)), -1)
 
 
 def _attention_rows(m: nn.MultiheadAttention, index: torch.Tensor) -> list[tuple[torch.Tensor, int, torch.Tensor]]:

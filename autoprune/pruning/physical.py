@@ -41,6 +41,8 @@ def prune_physically(analysis: ModelAnalysis, ranking: Mapping[str, torch.Tensor
             setattr(attention, count, int(kept[g.name]) // g.step)
             if isinstance(getattr(attention, "all_head_size", None), int):
                 attention.all_head_size = int(kept[g.name])
+            if g.fold > 1 and getattr(attention, "split_size", None) == g.channels:  # GPT-2 splits its fused q/k/v so
+                attention.split_size = int(kept[g.name])
         if g.step > 1 and not g.interleaved:  # whole norm groups removed: each keeps its size, not their count
             for name in g.members:
                 norm = model.get_submodule(name)

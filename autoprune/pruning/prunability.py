@@ -124,7 +124,7 @@ def _trial(analysis: ModelAnalysis, kept: dict[str, int], ranking: dict[str, tor
     expected: dict[str, int] = {}  # a layer whose output several groups share keeps their sum
     for g in analysis.groups:
         for name in g.producers:
-            expected[name] = expected.get(name, 0) + kept.get(g.name, g.channels)
+            expected[name] = expected.get(name, 0) + kept.get(g.name, g.channels) * g.fold
     for name, want in expected.items():
         got = out_width(model.get_submodule(name))
         if got != want:
