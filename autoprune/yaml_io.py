@@ -53,3 +53,12 @@ def load_yaml(text: str, source: str) -> Any:
 def dump_yaml(data: Any) -> str:
     """``data`` as YAML without anchors or aliases, keys in their order."""
     return yaml.dump(data, Dumper=_NoAliasDumper, sort_keys=False)
+
+
+def plain(value: Any) -> Any:
+    """``value`` as YAML-safe plain data (tuples as lists, anything else exotic as its text)."""
+    if isinstance(value, dict):
+        return {str(k): plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [plain(v) for v in value]
+    return value if isinstance(value, (str, int, float, bool, type(None))) else str(value)

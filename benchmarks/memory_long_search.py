@@ -31,10 +31,14 @@ class SampledRun(SearchRun):
     samples: list[dict] = []
     every = 100
 
-    def _consider(self, episode, info):
-        super()._consider(episode, info)
-        if (episode + 1) % self.every == 0 or episode == 0:
-            self.samples.append({"episode": episode + 1, "rss_mib": round(rss_mib(), 1),
+    def recorder(self, done):
+        record = super().recorder(done)
+        record.listeners.append(self.sample)
+        return record
+
+    def sample(self, record):
+        if record.episode % self.every == 0 or record.episode == 1:
+            self.samples.append({"episode": record.episode, "rss_mib": round(rss_mib(), 1),
                                  "seconds": round(time.perf_counter() - self.started, 1)})
 
 

@@ -199,13 +199,46 @@ def scored_feasible(history: pd.DataFrame) -> pd.DataFrame:
     return history[history["feasible"].astype(bool) & history["accuracy"].notna()]
 
 
+@dataclass
+class ArchStats:
+    """The scores one architecture got: their sum and count, and its first episode."""
+
+    kept: dict[str, int]
+    total: float
+    count: int
+    first: int
+
+    @property
+    def mean(self) -> float:
+        """The mean of its scores: what a search ranks it by (a noisy score asked again is averaged,
+        so one lucky draw does not win; a deterministic one gives the same value every time)."""
+        return self.total / self.count
+
+    def add(self, score: float) -> None:
+        self.total += float(score)
+        self.count += 1
+
+
+def arch_stats(history: pd.DataFrame) -> dict[str, ArchStats]:
+    """Per architecture (:func:`architecture_key`) of the feasible, scored episodes, in episode order."""
+    stats: dict[str, ArchStats] = {}
+    for kept, score, episode in zip(*(scored_feasible(history)[c] for c in ("kept", "accuracy", "episode"))):
+        arch = json.loads(kept)
+        key = architecture_key(arch)
+        if key in stats:
+            stats[key].add(score)
+        else:
+            stats[key] = ArchStats(arch, float(score), 1, int(episode))
+    return stats
+
+
 def by_architecture(history: pd.DataFrame) -> pd.DataFrame:
-    """The feasible, scored rows with ``arch`` (:func:`architecture_key`) and ``mean_score``: the mean
-    of every score their architecture got (a noisy score asked again gives it several; a
-    deterministic one, the same value)."""
+    """The feasible, scored rows with ``arch`` (:func:`architecture_key`) and ``mean_score``
+    (:attr:`ArchStats.mean` of their architecture)."""
     ok = scored_feasible(history)
     ok = ok.assign(arch=ok["kept"].map(architecture_key))
-    return ok.assign(mean_score=ok.groupby("arch")["accuracy"].transform("mean"))
+    means = {key: s.mean for key, s in arch_stats(ok).items()}
+    return ok.assign(mean_score=ok["arch"].map(means).astype(float))
 
 
 def top_candidates(history: pd.DataFrame, top: int) -> pd.DataFrame:

@@ -15,59 +15,37 @@ The next query is a function of the history alone: an interrupted refinement res
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 
 import pandas as pd
 
 from autoprune.analysis.architecture import architecture_key
+from autoprune.envs import EpisodeResult
 from autoprune.pruning.widths import WidthChoices
-from autoprune.search.history import scored_feasible
+from autoprune.search.history import (
+    ArchStats,
+    Candidate,
+    arch_stats,
+    by_architecture,
+    scored_feasible,
+)
+from autoprune.search.incumbent import Incumbent
+from autoprune.search.recorder import EpisodeRecorder
 
 PARENTS = 5  # the best architectures whose neighbours are candidates (5 beat 3 on the MobileNet table at 50 %)
 Arch = dict[str, int]
-
-
-@dataclass
-class ArchStats:
-    """The scores one architecture got: their sum and count, and its first episode."""
-
-    kept: Arch
-    total: float
-    count: int
-    first: int
-
-    @property
-    def mean(self) -> float:
-        return self.total / self.count
-
-
-def arch_stats(history: pd.DataFrame) -> dict[str, ArchStats]:
-    """Per architecture (its JSON, sorted keys) of the feasible, scored episodes."""
-    stats: dict[str, ArchStats] = {}
-    for kept, score, episode in zip(*(scored_feasible(history)[c] for c in ("kept", "accuracy", "episode"))):
-        arch = json.loads(kept)
-        key = architecture_key(arch)
-        if key in stats:
-            stats[key].total += float(score)
-            stats[key].count += 1
-        else:
-            stats[key] = ArchStats(arch, float(score), 1, int(episode))
-    return stats
 
 
 def noise_sd(stats: Mapping[str, ArchStats], history: pd.DataFrame) -> float | None:
     """Pooled standard deviation of repeated scores of one architecture (None: none repeated yet)."""
     ok = scored_feasible(history)
     keys = [architecture_key(k) for k in ok["kept"]]
-    frame = pd.DataFrame({"key": keys, "score": ok["accuracy"].astype(float)})
-    repeated = frame.groupby("key").filter(lambda g: len(g) > 1)
-    if repeated.empty:
+    repeated = [(key, float(score)) for key, score in zip(keys, ok["accuracy"]) if stats[key].count > 1]
+    if not repeated:
         return None
-    squares = repeated.groupby("key")["score"].apply(lambda s: ((s - s.mean()) ** 2).sum()).sum()
-    dof = len(repeated) - repeated["key"].nunique()
+    squares = sum((score - stats[key].mean) ** 2 for key, score in repeated)
+    dof = len(repeated) - len({key for key, _ in repeated})
     return math.sqrt(squares / dof)
 
 
@@ -102,6 +80,33 @@ def next_query(history: pd.DataFrame, choices: WidthChoices, fits: Callable[[Arc
     if not options:
         return ranked[0].kept
     return max(options, key=lambda o: (o[0], o[1]))[2]
+
+
+def refine(recorder: EpisodeRecorder, play: Callable[[Arch], EpisodeResult],
+           history: Callable[[], pd.DataFrame], choices: WidthChoices, fits: Callable[[Arch], bool],
+           incumbent: Incumbent) -> None:
+    """Play the refinement episodes until the recorder has them all (``play``: one architecture
+    scored exactly), then make the :func:`final_candidate` the incumbent."""
+    while not recorder.finished:
+        kept = next_query(history(), choices, fits)
+        if kept is None:
+            break
+        recorder(play(kept).tagged("refine"))
+    best = final_candidate(history())
+    if best is not None:
+        incumbent.choose(best)
+
+
+def final_candidate(history: pd.DataFrame) -> Candidate | None:
+    """The candidate refinement ends with: the :func:`final_choice`'s first episode, at its mean score."""
+    choice = final_choice(history)
+    if choice is None:
+        return None
+    rows = by_architecture(history)
+    row = rows[rows["arch"] == choice].iloc[0]
+    best = Candidate.from_row(row)
+    best.accuracy, best.key = float(row["mean_score"]), choice
+    return best
 
 
 def final_choice(history: pd.DataFrame) -> str | None:
