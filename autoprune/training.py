@@ -16,7 +16,7 @@ from autoprune.devices import check_torch_device
 from autoprune.errors import ConfigError, DataError, TrainingError
 from autoprune.inputs import ModelInput, batch_len, call, named_tensors, to_device
 from autoprune.outputs import scored_output
-from autoprune.progress import bar_disabled
+from autoprune.progress import bar_disabled, plain_lines
 from autoprune.scoring import ScoreFn, accuracy, model_device
 from autoprune.settings import setting
 
@@ -124,6 +124,7 @@ def train(model: nn.Module, make_batches: Callable[[int], Batches], cfg: TrainCo
     ce = nn.CrossEntropyLoss()
     device = torch.device(check_torch_device(cfg.device))
     model.to(device)
+    every = max(1, steps_per_epoch // 4) if plain_lines(progress) else 0  # output piped to a log: a line a quarter
     for epoch in range(cfg.epochs):
         model.train()
         running, seen = 0.0, 0
@@ -150,6 +151,9 @@ def train(model: nn.Module, make_batches: Callable[[int], Batches], cfg: TrainCo
             running += loss.item() * batch_len(x)
             seen += batch_len(x)
             bar.set_postfix(loss=f"{running / seen:.3f}")
+            if every and (step - epoch * steps_per_epoch) % every == 0:
+                tqdm.write(f"epoch {epoch + 1}/{cfg.epochs}: step {step - epoch * steps_per_epoch}/{steps_per_epoch}, "
+                           f"loss {running / seen:.3f}")
         record = {"epoch": epoch + 1, "loss": running / max(seen, 1)}
         if evaluate_fn:
             record["val_acc"] = evaluate_fn(model)

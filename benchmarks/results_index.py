@@ -47,8 +47,14 @@ WHAT = {
 }
 
 
+INDEX = "## Every folder"  # results/README.md keeps what is written above this heading (the headline numbers)
+
+
 def main() -> None:
-    lines = ["# Results", "", "Each folder holds what a benchmark script wrote; `command.txt` is the command (run from the",
+    readme = ROOT / "results" / "README.md"
+    text = readme.read_text() if readme.is_file() else ""
+    head = text[:text.index(INDEX)].rstrip("\n").splitlines() if INDEX in text else ["# Results"]
+    lines = [*head, "", INDEX, "", "Each folder holds what a benchmark script wrote; `command.txt` is the command (run from the",
              "repository root), `machine.json` the machine and date. Commit: the last one that changed the folder's results.", "",
              "| folder | what | command | commit | date | machine |", "|---|---|---|---|---|---|"]
     tops = sorted(p for p in (ROOT / "results").iterdir() if p.is_dir())
@@ -67,7 +73,7 @@ def main() -> None:
         where = f"{machine['cpu']}, {machine['cores']} cores" if "cpu" in machine else unrecorded
         lines.append(f"| [{name}]({name}/) | {WHAT.get(name, '')} | {f'`{command}`' if command else unrecorded} | "
                      f"{commit} | {date} | {where} |")
-    (ROOT / "results" / "README.md").write_text("\n".join(lines) + "\n")
+    readme.write_text("\n".join(lines) + "\n")
 
 
 if __name__ == "__main__":

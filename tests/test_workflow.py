@@ -230,3 +230,23 @@ def test_export_records_the_share_of_dense_next_to_the_budget(tmp_path):
     saved = export_folder(model, "mlp", tmp_path / "x", (1, 28, 28), policy=policy, meta={"dense_latency_ms": 0.2})
     assert saved["share_of_dense"] == pytest.approx(saved["latency_ms"] / 0.2, abs=1e-3)  # latency_ms is rounded
     assert saved["budget_share_of_dense"] == 0.5
+
+
+def test_a_pipeline_piped_to_a_log_says_what_it_is_doing_at_every_stage(tmp_path):
+    """Output to a file (no terminal, no bars): a line per stage and within each fine-tune epoch,
+    not silence between the search's last episode and the end."""
+    import subprocess
+    import sys
+
+    command = [sys.executable, "-m", "autoprune.cli.main", "pipeline", "--model", "mlp", "--data", "synthetic",
+               "--cost-model", "flops", "--budget", "50%", "--agent", "random", "--episodes", "3", "--val-size", "64",
+               "--bn-batches", "1", "--rerank-top", "1", "--rerank-steps", "2", "--epochs", "1", "--out",
+               str(tmp_path / "run")]
+    env = {k: v for k, v in __import__("os").environ.items() if k != "TQDM_DISABLE"}
+    done = subprocess.run(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=300, env=env)
+    log = done.stdout  # both streams, in the order written
+    assert done.returncode == 0, log[-2000:]
+    order = ["search: episode 3/3", "re-ranking: candidate 1/", "apply: ", "fine-tune: 1 epoch", "epoch 1/1: step 4/4",
+             "export: ", "exported "]
+    positions = [log.find(line) for line in order]
+    assert -1 not in positions and positions == sorted(positions), log[-3000:]

@@ -20,6 +20,7 @@ from autoprune.errors import ConfigError
 from autoprune.finetune import FinetuneConfig
 from autoprune.inputs import signature_from_json
 from autoprune.latency import LatencySettings
+from autoprune.progress import bar_disabled
 from autoprune.records import PipelineRecord
 from autoprune.scoring import load_loss, load_score
 from autoprune.search import SearchConfig, SearchRun
@@ -54,11 +55,15 @@ def run_pipeline(search: SearchConfig, ft: FinetuneConfig, out: str | Path, dist
                           f"loosen --budget or --max-ratio")
     source = search.model_source()
     score, score_name = load_score(search.score)
+    say = (lambda line: None) if bar_disabled(progress) else tqdm.write  # a line per stage, also in a log
+    say("apply: removing the best policy's channels, then scoring the dense and pruned models on the test split")
     apply = _stage(out / "apply" / "apply.json", resume, lambda: apply_stage(
         policy, source, splits, out / "apply", require_weights=search.data != "synthetic", score=score, policy=found))
+    say(f"fine-tune: {ft.epochs} epoch{'s' if ft.epochs != 1 else ''}" + (" with distillation from the dense model" if distill else ""))
     tuned = _stage(out / "finetune" / "finetune.json", resume, lambda: finetune_stage(
         out / "apply" / "model.pt", splits, ft, out / "finetune", teacher_weights=source.weights,
         distill=distill, progress=progress, score=score, loss=load_loss(search.loss)))
+    say("export: ONNX, checked against torch, timed on this machine next to the dense model")
     export = _stage(out / "export" / "export.json", resume,
                     lambda: export_stage(out / "finetune" / "model.pt", out / "export", settings))
     summary = {"score": score_name, "dense_test_acc": apply["dense_test_acc"], "pruned_test_acc_bn": apply["pruned_test_acc_bn"],
