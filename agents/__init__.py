@@ -7,6 +7,7 @@ factories take ``(seed, preset, overrides, preset_file)``; plug-in searchers reg
 
 from __future__ import annotations
 
+from autoprune.agents.aging_evolution import AgingEvolution
 from autoprune.agents.amc import AMCDDPG, AMCSAC, AMCTD3, AMCMixin
 from autoprune.agents.base import Searcher
 from autoprune.agents.baselines import (
@@ -46,7 +47,8 @@ def _sb3(algo: str):
     return make
 
 
-for _cls in (RandomSearcher, UniformSearcher, GlobalMagnitudeSearcher, KnapsackSearcher, CMAESSearcher):
+for _cls in (RandomSearcher, UniformSearcher, GlobalMagnitudeSearcher, KnapsackSearcher, CMAESSearcher,
+             AgingEvolution):
     SEARCHERS.add(_cls.name, _baseline(_cls))
 for _algo in ALGORITHMS:
     SEARCHERS.add(_algo, _sb3(_algo))
@@ -73,7 +75,7 @@ def _make(name: str, seed: int, preset: str, overrides: AgentParams | None, pres
     return SEARCHERS.get(name)(seed, preset, overrides, preset_file)
 
 
-__all__ = ["ALGORITHMS", "AMCDDPG", "AMCMixin", "AMCSAC", "AMCTD3", "AgentParams", "CMAESSearcher", "DEFAULT_SEEDS",
+__all__ = ["ALGORITHMS", "AMCDDPG", "AgingEvolution", "AMCMixin", "AMCSAC", "AMCTD3", "AgentParams", "CMAESSearcher", "DEFAULT_SEEDS",
            "ParamValue", "DecayingTruncatedNormalNoise", "GlobalMagnitudeSearcher", "KnapsackSearcher", "ONE_SHOT",
            "RandomSearcher", "SB3Searcher", "SEED_RULES", "Searcher", "SeededSearcher", "UniformSearcher",
            "SEARCHERS", "list_searchers", "load_preset", "create_searcher", "parse_overrides"]

@@ -267,3 +267,59 @@ def test_an_agent_without_a_run_folder_writes_nothing_to_the_temp_directory(agen
     create_searcher(agent, seed=0, preset="quick", overrides={"warmup_episodes": 2} if agent != "ppo" else {}).run(
         env, 4, infos.append)
     assert len(infos) >= 4 and not list(tmp_path.glob("SB3-*"))
+
+
+def table_problem(seed=0):
+    """Channel-Bench-Macro's MobileNet space (7 groups, 4 listed widths each) with a made-up score of
+    known optimum (brute force over its 16,384 architectures): log-width terms of random weight per
+    group plus pairwise interactions, at 50 % of the FLOPs."""
+    from autoprune.models import create_model
+    from autoprune.pruning.widths import WidthChoices
+
+    torch.manual_seed(0)
+    a = analyse_model(create_model("cbm_mobilenet", in_channels=3).eval(), torch.randn(1, 3, 32, 32))
+    cost, names = FlopsCostModel(a.layers), a.group_names
+    budget = Budget.from_spec(cost, "50%")
+    choices = WidthChoices.listing(a.groups, [0.25, 0.5, 0.75, 1.0])
+    rng = np.random.default_rng(seed)
+    weight, pair = rng.uniform(0.2, 2.0, len(names)), rng.normal(0, 0.3, (len(names), len(names)))
+    width = np.array([g.channels for g in a.groups], float)
+
+    def score(kept):
+        x = np.array([kept[n] for n in names]) / width
+        return float(0.5 + 0.05 * (weight @ np.log(x) + x @ pair @ x / len(names)))
+
+    optimum = max(score(k) for k in (dict(zip(names, ks)) for ks in itertools.product(*choices.levels.values()))
+                  if cost.cost(k).flops <= budget.value)
+    return PruningEnv(a.groups, group_features(a), cost, budget, score, analysis=a, choices=choices,
+                      max_ratio=0.75), optimum
+
+
+def test_evolution_beats_random_proposals_on_a_table_with_a_known_optimum():
+    """At 100 queries over 8 seeds, regularized evolution's mean regret is below random search's
+    (measured: 0.0105 vs 0.0148; AMC-DDPG, the default before it, 0.0253: worse than random)."""
+    env, optimum = table_problem()
+    regret = {}
+    for agent in ("random", "evolution"):
+        best = []
+        for seed in range(8):
+            found = []
+            create_searcher(agent, seed=seed).run(env, 100, lambda r: found.append(r.accuracy))
+            assert all(r <= optimum + 1e-9 for r in found)  # nothing beats the brute-force optimum
+            best.append(max(found))
+        regret[agent] = optimum - float(np.mean(best))
+    assert regret["evolution"] < 0.8 * regret["random"], regret
+
+
+def test_evolution_resumes_exactly_and_keeps_to_the_budget(tmp_path):
+    env = toy_problem()[0]
+    full, part = [], []
+    params = {"population": 6, "sample": 3}
+    create_searcher("evolution", seed=4, overrides=params).run(env, 20, full.append, state_dir=tmp_path / "a")
+    create_searcher("evolution", seed=4, overrides=params).run(env, 9, part.append, state_dir=tmp_path / "b")
+    create_searcher("evolution", seed=4, overrides=params).run(env, 20, part.append, start_episode=9,
+                                                               state_dir=tmp_path / "b")
+    assert [i.kept for i in part] == [i.kept for i in full]
+    assert all(i.feasible and i.cost <= env.budget.value for i in full)
+    with pytest.raises(ConfigError, match="sample <= population"):
+        create_searcher("evolution", overrides={"population": 4, "sample": 5}).run(env, 1, full.append)
