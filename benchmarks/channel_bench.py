@@ -113,6 +113,25 @@ def run_cell(cell: Cell, json_path: str, queries: int) -> tuple[dict, list[dict]
     return row, curve(load_table(json_path), cell, history).to_dict("records")
 
 
+PAIRED_AT = 200  # queries at which searchers are compared with random search, seed by seed (before refinement)
+
+
+def paired_lines(curves: pd.DataFrame, at: int) -> list[str]:
+    """Each method's regret at ``at`` queries against random search's, paired by seed: the mean
+    difference (random - method; positive: better than random) and its standard error."""
+    here = curves[curves.queries == at].pivot_table(index="seed", columns="method", values="regret")
+    if "random" not in here:
+        return []
+    lines = [f"Against random search at {at} queries, paired by seed (random - method; positive: better):", "",
+             "| method | seeds | mean difference | paired SE | > 2 SE better |", "|---|---|---|---|---|"]
+    for method in (m for m in here.columns if m != "random"):
+        diff = (here["random"] - here[method]).dropna()
+        se = float(diff.std(ddof=1) / np.sqrt(len(diff))) if len(diff) > 1 else float("nan")
+        lines.append(f"| {method} | {len(diff)} | {diff.mean():+.3f} | {se:.3f} | "
+                     f"{'yes' if diff.mean() > 2 * se else 'no'} |")
+    return lines
+
+
 def summarise(runs: pd.DataFrame, curves: pd.DataFrame, table: ChannelBenchTable, out: Path, queries: int) -> None:
     """summary.md and one regret-versus-queries plot per budget."""
     import matplotlib
@@ -138,7 +157,7 @@ def summarise(runs: pd.DataFrame, curves: pd.DataFrame, table: ChannelBenchTable
             wins = int((m.chosen_mean > table.entries[uniform].mean).sum())
             lines.append(f"| {method} | {len(m)} | {m.regret.mean():.3f} | {m.regret.std(ddof=0):.3f} | "
                          f"{early[0]:.3f} / {early[1]:.3f} | {wins}/{len(m)} | {m.rank_percentile.median():.2f} |")
-        lines.append("")
+        lines += ["", *paired_lines(curves[curves.budget == budget], PAIRED_AT), ""]
         fig, ax = plt.subplots(figsize=(6, 4))
         for method, m in curves[curves.budget == budget].groupby("method"):
             mean = m.groupby("queries").regret.mean()

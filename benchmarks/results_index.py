@@ -43,6 +43,10 @@ WHAT = {
     "sensitivity_resnet20": "per-group sensitivity of the shipped ResNet-20",
     "train_mobilenetv2_small": "training the shipped MobileNetV2-small",
     "train_resnet20": "training the shipped ResNet-20",
+    "agent_diagnosis/mobilenet": "why the agents do not learn: reward, distinct architectures, projection, sigma and critic loss per 50 episodes (MobileNet table, 50 %)",
+    "agent_diagnosis/resnet": "the same on the ResNet table",
+    "channel_bench_evolution/mobilenet": "regularized evolution against random search, 20 seeds, 30/50/70 % (MobileNet table), paired at 200 queries",
+    "channel_bench_evolution/resnet": "the same on the ResNet table",
     "train_vit_tiny": "training the shipped ViT-tiny (90.78 % test accuracy)",
 }
 
