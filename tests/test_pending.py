@@ -7,10 +7,8 @@ import textwrap
 from pathlib import Path
 
 import pandas as pd
+import pending  # benchmarks/pending.py (pytest's pythonpath)
 import pytest
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-import pending  # noqa: E402
 
 
 def _head_to_head(folder: Path, rows: list[dict]) -> pending.HeadToHead:
