@@ -19,6 +19,7 @@ from autoprune.agents.baselines import (
 from autoprune.agents.evolution import CMAESSearcher
 from autoprune.agents.noise import DecayingTruncatedNormalNoise
 from autoprune.agents.presets_io import AgentParams, ParamValue, load_preset, parse_overrides
+from autoprune.agents.reinforce import ReinforceSearcher
 from autoprune.agents.sb3 import ALGORITHMS, SB3Searcher
 from autoprune.agents.seeded import DEFAULT_SEEDS, SEED_RULES, SeededSearcher
 from autoprune.errors import ConfigError
@@ -48,7 +49,7 @@ def _sb3(algo: str):
 
 
 for _cls in (RandomSearcher, UniformSearcher, GlobalMagnitudeSearcher, KnapsackSearcher, CMAESSearcher,
-             AgingEvolution):
+             AgingEvolution, ReinforceSearcher):
     SEARCHERS.add(_cls.name, _baseline(_cls))
 for _algo in ALGORITHMS:
     SEARCHERS.add(_algo, _sb3(_algo))
@@ -77,5 +78,5 @@ def _make(name: str, seed: int, preset: str, overrides: AgentParams | None, pres
 
 __all__ = ["ALGORITHMS", "AMCDDPG", "AgingEvolution", "AMCMixin", "AMCSAC", "AMCTD3", "AgentParams", "CMAESSearcher", "DEFAULT_SEEDS",
            "ParamValue", "DecayingTruncatedNormalNoise", "GlobalMagnitudeSearcher", "KnapsackSearcher", "ONE_SHOT",
-           "RandomSearcher", "SB3Searcher", "SEED_RULES", "Searcher", "SeededSearcher", "UniformSearcher",
+           "RandomSearcher", "ReinforceSearcher", "SB3Searcher", "SEED_RULES", "Searcher", "SeededSearcher", "UniformSearcher",
            "SEARCHERS", "list_searchers", "load_preset", "create_searcher", "parse_overrides"]

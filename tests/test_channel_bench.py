@@ -107,7 +107,7 @@ def test_table_scores_are_noisy_reproducible_draws(fake_table):
     assert TableScore(table, seed=3)(pruned, []) == table.run("4444444", 3, 0) / 100
 
 
-@pytest.mark.parametrize("agent", ["random", "evolution", pytest.param("cmaes", marks=pytest.mark.slow)])
+@pytest.mark.parametrize("agent", ["random", "evolution", "reinforce", pytest.param("cmaes", marks=pytest.mark.slow)])
 def test_a_seeded_table_search_is_deterministic_and_resumes_exactly(fake_table, tmp_path, agent):
     assert _search(fake_table, tmp_path / "a", agent, 30) == 0
     assert _search(fake_table, tmp_path / "b", agent, 30) == 0
@@ -120,8 +120,8 @@ def test_a_seeded_table_search_is_deterministic_and_resumes_exactly(fake_table, 
     assert policies[0] == policies[1] == policies[2]
 
 
-@pytest.mark.parametrize("agent", ["random", "cmaes", "evolution", "uniform", "knapsack", "global-magnitude",
-                                   "amc-ddpg", "td3", "sac", "ppo"])
+@pytest.mark.parametrize("agent", ["random", "cmaes", "evolution", "reinforce", "uniform", "knapsack",
+                                   "global-magnitude", "amc-ddpg", "td3", "sac", "ppo"])
 def test_every_searcher_keeps_to_the_listed_widths_and_the_budget(tmp_path, agent):
     extra = ["--preset", "quick", "--agent-param", "warmup_episodes=4"] if agent in ("amc-ddpg", "td3", "sac") else []
     extra += ["--preset", "quick"] if agent == "ppo" else []
