@@ -28,6 +28,7 @@ from autoprune.registry import Registry
 SEARCHERS: Registry[Searcher] = Registry("agent", entry_point_group="autoprune.searchers")
 ONE_SHOT = frozenset(SEED_RULES)  # one candidate from a rule, no search: never seeded
 ALIASES = {"ddpg": "amc-ddpg", "tp-global": "global-magnitude"}
+WARM_STARTED = frozenset({AgingEvolution.name, ReinforceSearcher.name})  # start from an earlier search's scores
 
 
 def _baseline(cls: type[Searcher]):
@@ -79,4 +80,4 @@ def _make(name: str, seed: int, preset: str, overrides: AgentParams | None, pres
 __all__ = ["ALGORITHMS", "AMCDDPG", "AgingEvolution", "AMCMixin", "AMCSAC", "AMCTD3", "AgentParams", "CMAESSearcher", "DEFAULT_SEEDS",
            "ParamValue", "DecayingTruncatedNormalNoise", "GlobalMagnitudeSearcher", "KnapsackSearcher", "ONE_SHOT",
            "RandomSearcher", "ReinforceSearcher", "SB3Searcher", "SEED_RULES", "Searcher", "SeededSearcher", "UniformSearcher",
-           "SEARCHERS", "list_searchers", "load_preset", "create_searcher", "parse_overrides"]
+           "SEARCHERS", "WARM_STARTED", "list_searchers", "load_preset", "create_searcher", "parse_overrides"]

@@ -5,7 +5,8 @@ members of the population (its last ``population`` episodes: the oldest leaves a
 which is what regularizes it), takes the one of highest reward as parent and proposes it with one
 group moved to another allowed width, other groups narrowed at random to pay for a move over the
 budget (the environment then fills it up to the budget, as it does every proposal). On NAS-Bench-101/201 this
-rule beats random search clearly at equal queries. Every decision of episode ``e`` is drawn from
+rule beats random search clearly at equal queries. With a warm start the first generation is an
+earlier search's best architectures near this budget, at no query. Every decision of episode ``e`` is drawn from
 its own random stream and the episodes before it, so a resume replays the recorded results
 (``agent/evolution.json``) and continues exactly.
 """
@@ -43,6 +44,7 @@ class AgingEvolution(Searcher):
 
     def run(self, env, episodes, on_episode, start_episode=0, state_dir=None) -> None:
         population, sample = self._sizes()
+        warm = _warm_generation(self.warm, env, population)
         members = _load(state_dir, start_episode)
         step = batch_size(env)
         episode = start_episode
@@ -50,11 +52,12 @@ class AgingEvolution(Searcher):
             base = episode - episode % step  # every child of this batch descends from the population at ``base``
             stop = min(base + step, episodes)
             rngs = [np.random.default_rng([self.seed, e]) for e in range(episode, stop)]
-            if base < population:  # the first generation: random proposals
+            pool = warm + members[:base]
+            if len(pool) < population:  # the first generation: random proposals
                 plays = [(lambda t, rng=rng: float(rng.uniform(-1, 1)), self.seed + e)
                          for e, rng in zip(range(episode, stop), rngs)]
             else:  # the env fills a child up to the budget, as it does a random proposal
-                alive = members[base - population:base]
+                alive = pool[len(pool) - population:]
                 plays = [(_actions(env, _mutated(_parent(alive, sample, rng), env, rng)), self.seed + e)
                          for e, rng in zip(range(episode, stop), rngs)]
             for result in play_batch(self, env, plays):
@@ -63,6 +66,19 @@ class AgingEvolution(Searcher):
                     _save(state_dir, members, population + step)
                 on_episode(result)
             episode = stop
+
+
+WARM_REACH = 1.25  # a warm start's parents may cost up to this much of the budget: the projection trims them
+
+
+def _warm_generation(scored: list[Member], env: PruningEnv, population: int) -> list[Member]:
+    """A warm start's first generation: the ``population`` best of an earlier search's architectures
+    that cost at most :data:`WARM_REACH` times this budget (those of a wider budget next to it are the
+    best parents; their children are projected onto this one), in the order they were scored."""
+    limit = WARM_REACH * env.budget.value
+    near = [(i, m) for i, m in enumerate(scored) if math.isfinite(m[1]) and env.wall.cost_of(m[0]) <= limit]
+    best = sorted(near, key=lambda im: -im[1][1])[:population]
+    return [m for _, m in sorted(best, key=lambda im: im[0])]
 
 
 def _parent(alive: list[Member], sample: int, rng: np.random.Generator) -> dict[str, int]:

@@ -28,6 +28,11 @@ class Searcher(abc.ABC):
 
     def __init__(self, seed: int = 0, **params: Any) -> None:
         self.seed, self.params = seed, params
+        self.warm: list[tuple[dict[str, int], float]] = []  # an earlier search's scored architectures (warm start)
+
+    def warm_start(self, scored: list[tuple[dict[str, int], float]]) -> None:
+        """Start from an earlier search's ``(widths kept, reward)`` (searchers that can; see ``WARM_STARTED``)."""
+        self.warm = list(scored)
 
     @abc.abstractmethod
     def run(self, env: PruningEnv, episodes: int, on_episode: EpisodeHook, start_episode: int = 0,

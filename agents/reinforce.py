@@ -77,6 +77,9 @@ class ReinforceSearcher(Searcher):
 
     def run(self, env, episodes, on_episode, start_episode=0, state_dir=None) -> None:
         controller = self._controller(env)
+        for kept, reward in self.warm:  # a warm start: an earlier search's architectures that fit this budget
+            if env.wall.fits(kept):
+                controller.update(kept, reward)
         for kept, reward in _replayed(state_dir, start_episode):
             controller.update(kept, reward)
         for episode in range(start_episode, episodes):

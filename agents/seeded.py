@@ -34,6 +34,9 @@ class SeededSearcher(Searcher):
         self.seed_env = seed_env  # a single env for the seeds when ``inner`` runs a vector of them
         self.name = inner.name
 
+    def warm_start(self, scored: list[tuple[dict[str, int], float]]) -> None:
+        self.inner.warm_start(scored)
+
     @property
     def model(self) -> Any:
         return getattr(self.inner, "model", None)

@@ -159,3 +159,34 @@ def test_widths_options_are_checked(capsys, tmp_path):
     for widths, message in (("0.5,abc", "--widths takes"), ("0,0.5", "fraction in (0, 1]"), ("2.5", "whole")):
         assert main(["search", "--data", "synthetic", "--widths", widths, "--out", str(tmp_path / "o")]) == 2
         assert message in capsys.readouterr().err
+
+
+def test_a_warm_start_begins_from_the_earlier_searchs_best_architectures(fake_table, tmp_path, capsys):
+    """Evolution warm-started from a front search proposes children of its best architectures near
+    the new budget from the first episode (no random generation), and resumes exactly; a searcher
+    that cannot start from scores, a folder that is not a search, or another score is refused."""
+    common = ["--model", "cbm_mobilenet", "--score", f"channel-bench:{fake_table}", "--cost-model", "flops",
+              "--widths", "0.25,0.5,0.75,1.0", "--rerank-top", "0", "--verify-top", "0", "--max-ratio", "0.75",
+              "--seeds", "uniform"]
+    assert main(["-q", "search", *common, "--budgets", "30%", "50%", "--agent", "evolution", "--episodes", "20",
+                 "--out", str(tmp_path / "front")]) == 0
+    warm = ["--budget", "40%", "--agent", "evolution", "--agent-param", "population=6", "--warm-start",
+            str(tmp_path / "front")]
+    assert main(["-q", "search", *common, *warm, "--episodes", "12", "--out", str(tmp_path / "w")]) == 0
+    assert main(["-q", "search", *common, *warm, "--episodes", "5", "--out", str(tmp_path / "r")]) == 0
+    assert main(["-q", "search", "--resume", "--episodes", "12", "--out", str(tmp_path / "r")]) == 0
+    cold = ["--budget", "40%", "--agent", "evolution", "--agent-param", "population=6"]
+    assert main(["-q", "search", *common, *cold, "--episodes", "12", "--out", str(tmp_path / "c")]) == 0
+    warmed, resumed, coldly = (read_history(tmp_path / run / "history.csv") for run in "wrc")
+    timing = ["score_s", "wall_s"]
+    pd.testing.assert_frame_equal(warmed.drop(columns=timing), resumed.drop(columns=timing))
+    first = [h[h["source"] == "evolution"]["accuracy"].head(6).mean() for h in (warmed, coldly)]
+    assert first[0] > first[1], first  # children of the earlier best, not a random first generation
+    front = str(tmp_path / "front")
+    for bad, message in ((["--agent", "random", "--warm-start", front], "needs a searcher that starts from scored"),
+                         (["--agent", "evolution", "--warm-start", str(tmp_path)], "is not a search's run folder"),
+                         (["--agent", "evolution", "--warm-start", front, "--model", "cbm_resnet"],
+                          "searched with another model")):
+        assert main(["-q", "search", *common, "--budget", "40%", "--episodes", "5", *bad,
+                     "--out", str(tmp_path / "bad")]) == 2
+        assert message in capsys.readouterr().err

@@ -13,8 +13,10 @@ from typing import Any
 import yaml
 
 from autoprune.agents import (
+    ALIASES,
     DEFAULT_SEEDS,
     SEED_RULES,
+    WARM_STARTED,
     AgentParams,
     ParamValue,
     SB3Searcher,
@@ -121,6 +123,10 @@ class SearchConfig:
     refine: int = setting(0, "of the --episodes, this many refine the search's best at its end: the best "
                              "candidates asked again (noisy scores) and their one-step neighbours, most "
                              "promising first (an upper-confidence rule)")
+    warm_start: str | None = setting(None, "an earlier search of the same model, data and score (its run folder): "
+                                           "evolution and reinforce start from the architectures it scored that "
+                                           "fit this budget, so a new budget costs a fraction of the queries",
+                                     metavar="RUN_DIR")
     scorer: str = setting("bn", "how a candidate is scored: bn (pruned from the trained model, BN recalibrated: "
                                 "EagleEye) or supernet (sliced from a once-for-all supernet trained first, BN "
                                 "recalibrated: ranks better at aggressive budgets)", choices=["bn", "supernet"])
@@ -208,8 +214,28 @@ class SearchConfig:
         if self.rerank_repeats < 1:
             raise ConfigError(f"--rerank-repeats must be >= 1, got {self.rerank_repeats}")
         self._check_names()
+        if self.warm_start:
+            self.warm_start_config()
         self._validated = asdict(self)  # not a field: copies made with replace() are validated again
         return self
+
+    def warm_start_config(self) -> SearchConfig:
+        """The earlier search ``--warm-start`` names, checked: a searcher that starts from scored
+        architectures, and the same model, arguments, data and score (else its scores mean nothing here)."""
+        if ALIASES.get(self.agent, self.agent) not in WARM_STARTED:
+            raise ConfigError(f"--warm-start needs a searcher that starts from scored architectures "
+                              f"({', '.join(sorted(WARM_STARTED))}), not {self.agent}")
+        folder = Path(self.warm_start)
+        if not (folder / "history.csv").is_file() or not (folder / "config.yaml").is_file():
+            raise ConfigError(f"--warm-start {folder} is not a search's run folder (no history.csv and config.yaml); "
+                              f"name the --out of an earlier search")
+        earlier = SearchConfig(**SearchConfig.read_settings(folder / "config.yaml"))
+        for name in ("model", "model_args", "weights", "data", "score", "input_shape"):
+            if getattr(earlier, name) != getattr(self, name):
+                raise ConfigError(f"--warm-start {folder} searched with another {name.replace('_', '-')} "
+                                  f"({getattr(earlier, name)!r}, here {getattr(self, name)!r}); its scores do not "
+                                  f"carry over")
+        return earlier
 
     def _check_names(self) -> None:
         """Budget text, names, agent hyper-parameters and files: refused here, before any work."""

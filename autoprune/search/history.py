@@ -232,6 +232,12 @@ def arch_stats(history: pd.DataFrame) -> dict[str, ArchStats]:
     return stats
 
 
+def scored_architectures(history: pd.DataFrame) -> list[tuple[dict[str, int], float]]:
+    """The feasible, scored episodes' ``(widths kept, reward)``, in episode order (a warm start's)."""
+    ok = scored_feasible(history)
+    return [(json.loads(k), float(r)) for k, r in zip(ok["kept"], ok["reward"])]
+
+
 def by_architecture(history: pd.DataFrame) -> pd.DataFrame:
     """The feasible, scored rows with ``arch`` (:func:`architecture_key`) and ``mean_score``
     (:attr:`ArchStats.mean` of their architecture)."""

@@ -37,6 +37,7 @@ from autoprune.search.history import (
     HistoryWriter,
     count_episodes,
     read_history,
+    scored_architectures,
     truncate_history,
 )
 from autoprune.search.incumbent import Incumbent
@@ -64,7 +65,8 @@ class SearchRun:
         self.parts: Assembled | None = None  # model, cost model, budgets, evaluator, env: built by prepare()
         self.search_env = self.executor = None  # what the searcher plays, and the scoring workers
         self.writer: HistoryWriter | None = None
-        self.incumbent = Incumbent(self._history, self._save_best, None)
+        self._frame = lambda: self.writer.frame()  # the history so far (the writer's, once running)
+        self.incumbent = Incumbent(self._frame, self._save_best, None)
         self.policy: PruningPolicy | None = None  # the best candidate's policy, as best_policy.json holds it
 
     analysis = property(lambda self: self.parts.analysis, doc="The model's analysis (groups, layers).")
@@ -84,7 +86,9 @@ class SearchRun:
         self.search_env, self.executor = searched_env(c, self.parts, self.searcher, self._splits, self._model,
                                                       self._score)
         if self.is_front:
-            self.incumbent = Incumbent(self._history, self._save_best, self.budget)
+            self.incumbent = Incumbent(self._frame, self._save_best, self.budget)
+        if c.warm_start:
+            self.searcher.warm_start(scored_architectures(read_history(Path(c.warm_start) / "history.csv")))
         return self.env
 
     def run(self, resume: bool = False) -> SearchSummary:
@@ -183,9 +187,6 @@ class SearchRun:
         """A progress line (not with ``-q``), also when the output is piped to a log."""
         if not bar_disabled(self.progress):
             tqdm.write(line)
-
-    def _history(self) -> pd.DataFrame:
-        return self.writer.frame()
 
     def _save_best(self, best: Candidate) -> None:
         """The best candidate's policy as :attr:`policy` and ``best_policy.json`` (written atomically)."""
