@@ -190,16 +190,7 @@ class SearchConfig:
         LatencySettings(batch_size=self.latency_batch, threads=self.latency_threads)  # bounds checked there
         if self.rerank_top < 0 or self.rerank_steps < 1:
             raise ConfigError("--rerank-top must be >= 0 and --rerank-steps >= 1")
-        check_executor(self.executor, self.workers)
-        if self.executor == "local" and self.workers != 1:
-            raise ConfigError("--workers needs --executor processes or ray (local scores in this process)")
-        if not 0 < self.worker_cpus <= 1024 or not 0 <= self.worker_gpus <= 64:
-            raise ConfigError(f"--worker-cpus must be in (0, 1024] and --worker-gpus in [0, 64], got "
-                              f"{self.worker_cpus} and {self.worker_gpus}")
-        if self.worker_gpus and self.executor != "ray":
-            raise ConfigError("--worker-gpus places Ray actors; use it with --executor ray")
-        if self.worker_timeout is not None and not self.worker_timeout > 0:
-            raise ConfigError(f"--worker-timeout must be positive seconds, got {self.worker_timeout}")
+        self._check_workers()
         self.widths = parse_widths(",".join(str(w) for w in self.widths))
         if self.group_widths and not self.widths:
             raise ConfigError("group_widths overrides --widths for some groups; give --widths for the others too")
@@ -218,6 +209,19 @@ class SearchConfig:
             self.warm_start_config()
         self._validated = asdict(self)  # not a field: copies made with replace() are validated again
         return self
+
+    def _check_workers(self) -> None:
+        """Where candidates are scored: the executor, its workers and their resources."""
+        check_executor(self.executor, self.workers)
+        if self.executor == "local" and self.workers != 1:
+            raise ConfigError("--workers needs --executor processes or ray (local scores in this process)")
+        if not 0 < self.worker_cpus <= 1024 or not 0 <= self.worker_gpus <= 64:
+            raise ConfigError(f"--worker-cpus must be in (0, 1024] and --worker-gpus in [0, 64], got "
+                              f"{self.worker_cpus} and {self.worker_gpus}")
+        if self.worker_gpus and self.executor != "ray":
+            raise ConfigError("--worker-gpus places Ray actors; use it with --executor ray")
+        if self.worker_timeout is not None and not self.worker_timeout > 0:
+            raise ConfigError(f"--worker-timeout must be positive seconds, got {self.worker_timeout}")
 
     def warm_start_config(self) -> SearchConfig:
         """The earlier search ``--warm-start`` names, checked: a searcher that starts from scored
