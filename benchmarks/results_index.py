@@ -47,6 +47,8 @@ WHAT = {
     "agent_diagnosis/resnet": "the same on the ResNet table",
     "channel_bench_evolution/mobilenet": "regularized evolution against random search, 20 seeds, 30/50/70 % (MobileNet table), paired at 200 queries",
     "channel_bench_evolution/resnet": "the same on the ResNet table",
+    "warm_start/mobilenet": "a new budget (40 %, 60 %) in 50 queries, warm-started from a 30/50/70 % search and cold, 10 seeds (MobileNet table)",
+    "warm_start/resnet": "the same on the ResNet table",
     "train_vit_tiny": "training the shipped ViT-tiny (90.78 % test accuracy)",
 }
 
