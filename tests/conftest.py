@@ -71,3 +71,11 @@ def tiny_analysis(tiny_model):
 @pytest.fixture(scope="session")
 def splits():
     return synthetic_splits(n_train=256, n_val=128, n_test=128, seed=0)
+
+
+def tiny_search(budget: str = "50%", finish: bool = False) -> list[str]:
+    """The command-line settings of a search that takes seconds: the MLP on synthetic data, a FLOPs
+    budget, 64 validation samples; ``finish``: with the finishing stages (re-ranking, verification)."""
+    args = ["--model", "mlp", "--data", "synthetic", "--cost-model", "flops", "--budget", budget,
+            "--val-size", "64", "--bn-batches", "1"]
+    return args if finish else [*args, "--rerank-top", "0", "--verify-top", "0"]

@@ -7,6 +7,7 @@ import textwrap
 import pytest
 import torch
 import yaml
+from conftest import tiny_search
 
 import autoprune
 from autoprune.checkpoint import load_model, save_checkpoint
@@ -15,8 +16,7 @@ from autoprune.dynamic import load_dynamic
 from autoprune.errors import ConfigError
 from autoprune.models import create_model
 
-TINY = ["--model", "mlp", "--data", "synthetic", "--cost-model", "flops", "--budget", "50%",
-        "--val-size", "64", "--bn-batches", "1", "--rerank-top", "0", "--verify-top", "0"]
+TINY = tiny_search("50%")
 
 
 @pytest.fixture

@@ -11,6 +11,7 @@ import zlib
 import numpy as np
 import pytest
 import torch
+from conftest import tiny_search
 from PIL import Image
 
 from autoprune.checkpoint import save_checkpoint
@@ -18,8 +19,7 @@ from autoprune.cli.main import main
 from autoprune.errors import ConfigError
 from autoprune.models import create_model
 
-TINY = ["--model", "mlp", "--data", "synthetic", "--cost-model", "flops", "--budget", "50%",
-        "--val-size", "64", "--bn-batches", "1", "--rerank-top", "0", "--verify-top", "0"]
+TINY = tiny_search("50%")
 
 DATA = textwrap.dedent("""
     import math

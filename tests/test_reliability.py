@@ -11,13 +11,13 @@ from collections import namedtuple
 
 import pandas as pd
 import pytest
+from conftest import tiny_search
 
 from autoprune import run_folder
 from autoprune.cli.main import main
 from autoprune.search import SearchConfig, SearchRun, read_history
 
-TINY = ["--model", "mlp", "--data", "synthetic", "--cost-model", "flops", "--budget", "40%",
-        "--val-size", "64", "--bn-batches", "1"]
+TINY = tiny_search("40%", finish=True)
 
 
 @pytest.mark.slow  # the several-points test below kills the default agent in the default run

@@ -11,14 +11,14 @@ import time
 
 import pytest
 import torch
+from conftest import tiny_search
 from PIL import Image
 
 from autoprune.checkpoint import save_checkpoint
 from autoprune.cli.main import main
 from autoprune.models import create_model
 
-TINY = ["--model", "mlp", "--data", "synthetic", "--cost-model", "flops", "--budget", "50%",
-        "--val-size", "64", "--bn-batches", "1", "--rerank-top", "0", "--verify-top", "0"]
+TINY = tiny_search("50%")
 
 USER = textwrap.dedent("""
     import math

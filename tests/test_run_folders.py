@@ -7,6 +7,7 @@ import os
 
 import pytest
 import torch
+from conftest import tiny_search
 
 from autoprune.checkpoint import load_model, save_checkpoint
 from autoprune.cli.main import main
@@ -14,8 +15,7 @@ from autoprune.errors import ConfigError
 from autoprune.models import create_model
 from autoprune.run_folder import MARKER, prepare_run_folder
 
-TINY = ["--model", "mlp", "--data", "synthetic", "--cost-model", "flops", "--budget", "50%",
-        "--val-size", "64", "--bn-batches", "1", "--rerank-top", "0", "--verify-top", "0"]
+TINY = tiny_search("50%")
 
 
 def _one_line(capsys) -> str:

@@ -5,13 +5,13 @@ from types import SimpleNamespace
 
 import pandas as pd
 import pytest
+from conftest import tiny_search
 
 from autoprune.cli.main import main
 from autoprune.policy import PruningPolicy
 from autoprune.search import SearchConfig, SearchRun, read_history
 
-TINY = ["--model", "mlp", "--data", "synthetic", "--cost-model", "flops", "--budget", "40%",
-        "--val-size", "64", "--bn-batches", "1"]
+TINY = tiny_search("40%", finish=True)
 
 
 def run_cli(*args):
