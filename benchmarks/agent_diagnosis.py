@@ -8,7 +8,8 @@ many channels it moved, and for AMC-DDPG its exploration sigma and critic loss (
 Writes ``DIR/windows.csv`` (one row per searcher, seed and window) and ``DIR/summary.md``.
 
 Usage: python benchmarks/agent_diagnosis.py --json .../Results_MobileNet.json --space mobilenet [--budget 0.5]
-       [--seeds 3] [--agents amc-ddpg random evolution "amc-ddpg:noise_min_sigma=0.2"] [--out DIR]
+       [--seeds 3] [--agents amc-ddpg random evolution "amc-ddpg:noise_min_sigma=0.2"] [--budget-rule wall]
+       [--out DIR]
 """
 
 from __future__ import annotations
@@ -32,20 +33,22 @@ from autoprune.search import SearchConfig, SearchRun
 EPISODES, WINDOW = 300, 50
 
 
-def run(space: str, json_path: str, budget: float, agent: str, seed: int) -> pd.DataFrame:
+def run(space: str, json_path: str, budget: float, agent: str, seed: int, rule: str = "project") -> pd.DataFrame:
     """``agent``: a searcher's name, or ``name:key=value,...`` with hyper-parameters overridden."""
     name, _, params = agent.partition(":")
     overrides = parse_overrides(params.split(",")) if params else None
-    return _run(space, json_path, budget, name, overrides, seed).assign(agent=agent)
+    return _run(space, json_path, budget, name, overrides, seed, rule).assign(agent=agent)
 
 
-def _run(space: str, json_path: str, budget: float, agent: str, overrides: dict | None, seed: int) -> pd.DataFrame:
+def _run(space: str, json_path: str, budget: float, agent: str, overrides: dict | None, seed: int,
+         rule: str) -> pd.DataFrame:
     """One search's episodes: reward, proposal, projection, and (DDPG) sigma and critic loss."""
     with tempfile.TemporaryDirectory() as tmp:
         config = SearchConfig(model=SPACES[space].model, data="synthetic", input_shape=[3, 32, 32],
                               score=f"channel-bench:{json_path}", cost_model="flops", budget=str(budget),
                               widths=[0.25, 0.5, 0.75, 1.0], agent=agent, episodes=EPISODES, seed=seed, seeds=[],
-                              rerank_top=0, verify_top=0, max_ratio=0.75, out=str(Path(tmp) / "run"))
+                              rerank_top=0, verify_top=0, max_ratio=0.75, budget_rule=rule,
+                              out=str(Path(tmp) / "run"))
         env = SearchRun(config, progress=False).prepare()
         searcher = create_searcher(agent, seed=seed, overrides=overrides)
         rows: list[dict] = []
@@ -87,6 +90,7 @@ def main() -> None:
     p.add_argument("--budget", type=float, default=0.5)
     p.add_argument("--seeds", type=int, default=3)
     p.add_argument("--agents", nargs="+", default=["amc-ddpg", "random", "evolution"])
+    p.add_argument("--budget-rule", default="project", choices=["project", "wall"])
     p.add_argument("--out", default=None)
     args = p.parse_args()
     torch.set_num_threads(1)
@@ -96,13 +100,13 @@ def main() -> None:
     frames = []
     for agent in args.agents:
         for seed in range(args.seeds):
-            frames.append(run(args.space, json_path, args.budget, agent, seed))
+            frames.append(run(args.space, json_path, args.budget, agent, seed, args.budget_rule))
             print(f"{agent} seed {seed}: done", flush=True)
     table = windows(pd.concat(frames, ignore_index=True))
     write_text_atomic(out / "windows.csv", table.to_csv(index=False))
     mean = table.groupby(["agent", "window"]).mean(numeric_only=True).drop(columns="seed").reset_index()
     lines = [f"# Searcher diagnosis: {SPACES[args.space].model}, {args.budget:.0%} FLOPs, {EPISODES} episodes, "
-             f"{args.seeds} seeds", "", "Per window of 50 episodes, mean over seeds: reward (mean, sd), best score, distinct "
+             f"{args.seeds} seeds, budget rule {args.budget_rule}", "", "Per window of 50 episodes, mean over seeds: reward (mean, sd), best score, distinct "
              "architectures proposed, share of proposals the budget projection changed, channels it moved (share "
              "of all), AMC-DDPG's exploration sigma and critic loss.", "",
              "| agent | episodes | reward mean | reward sd | best score | distinct | projected | moved | sigma | "
