@@ -33,7 +33,8 @@ class Incumbent:
     def consider(self, episode: int, result: EpisodeResult) -> None:
         """Count one finished episode; the best changes when its architecture's mean is higher."""
         score = result.accuracy
-        if math.isnan(score) or not result.feasible or (self._budget and not self._budget.matches(result.budget)):
+        if math.isnan(score) or not result.feasible or \
+                (self._budget is not None and not self._budget.matches(result.budget)):
             return
         key = architecture_key(result.kept)
         stats = self._stats.get(key)
