@@ -19,12 +19,13 @@ from pathlib import Path
 
 import numpy as np
 
-from autoprune.agents.base import Searcher, batch_size, play_batch
+from autoprune.agents.base import Searcher, batch_size, play_batch, widths_actions
+from autoprune.agents.state import Scored, read_state, scored_from, scored_row
 from autoprune.atomic import write_json_atomic
 from autoprune.envs.pruning_env import PruningEnv
 from autoprune.errors import ConfigError
 
-Member = tuple[dict[str, int], float]  # (widths kept, reward)
+Member = Scored  # (widths kept, reward)
 
 
 class AgingEvolution(Searcher):
@@ -58,7 +59,7 @@ class AgingEvolution(Searcher):
                          for e, rng in zip(range(episode, stop), rngs)]
             else:  # the env fills a child up to the budget, as it does a random proposal
                 alive = pool[len(pool) - population:]
-                plays = [(_actions(env, _mutated(_parent(alive, sample, rng), env, rng)), self.seed + e)
+                plays = [(widths_actions(env, _mutated(_parent(alive, sample, rng), env, rng)), self.seed + e)
                          for e, rng in zip(range(episode, stop), rngs)]
             for result in play_batch(self, env, plays):
                 members.append((dict(result.kept), float(result.reward)))
@@ -107,11 +108,6 @@ def _mutated(kept: dict[str, int], env: PruningEnv, rng: np.random.Generator, tr
     return child
 
 
-def _actions(env: PruningEnv, kept: dict[str, int]):
-    actions = [env.action_for(t, kept[g.name]) for t, g in enumerate(env.groups)]
-    return lambda t: actions[t]
-
-
 def _finite(reward: float) -> float:
     return reward if math.isfinite(reward) else -math.inf
 
@@ -121,26 +117,21 @@ def _load(state_dir: Path | None, start: int) -> list[Member]:
     earlier ones are placeholders), to continue exactly."""
     if start == 0:
         return []
-    if state_dir is None:
-        raise ConfigError("resuming evolution needs the run folder's agent state; pass state_dir")
-    path = state_dir / "evolution.json"
-    try:
+
+    def parse(path: Path) -> tuple[list[Member], int]:
         data = json.loads(path.read_text())
         first = int(data["first"])
-        rows = [({str(k): int(v) for k, v in kept.items()}, float("nan") if r is None else float(r))
-                for kept, r in data["members"]]
-    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
-        raise ConfigError(f"cannot resume evolution from {path} ({type(exc).__name__}); delete the run folder's "
-                          f"agent/ to restart the search") from exc
-    if first < 0 or first + len(rows) < start:
-        raise ConfigError(f"{path} holds episodes up to {first + len(rows)} but the history {start}; "
-                          f"delete the run folder's agent/ to restart the search")
-    return ([({}, float("nan"))] * first + rows)[:start]
+        if first < 0:
+            raise ValueError("a negative first episode")
+        rows = [scored_from(row) for row in data["members"]]
+        return ([({}, float("nan"))] * first + rows)[:start], first + len(rows)
+
+    return read_state(state_dir, "evolution.json", "evolution", start, parse)
 
 
 def _save(state_dir: Path, members: list[Member], keep: int) -> None:
     """The last ``keep`` episodes (the population and a batch: what any later decision reads)."""
     state_dir.mkdir(parents=True, exist_ok=True)
     first = max(0, len(members) - keep)
-    write_json_atomic(state_dir / "evolution.json", {"first": first, "members": [
-        [kept, r if math.isfinite(r) else None] for kept, r in members[first:]]})
+    write_json_atomic(state_dir / "evolution.json",
+                      {"first": first, "members": [scored_row(*m) for m in members[first:]]})

@@ -59,8 +59,13 @@ class Searcher(abc.ABC):
 
     def play_widths(self, env: PruningEnv, kept: dict[str, int], exact: bool = True) -> EpisodeResult:
         """One episode proposing the widths ``kept`` (one-shot rules: scored as made when they fit)."""
-        actions = [env.action_for(t, kept[g.name]) for t, g in enumerate(env.groups)]
-        return self.play(env, lambda t: actions[t], exact=exact)
+        return self.play(env, widths_actions(env, kept), exact=exact)
+
+
+def widths_actions(env: PruningEnv, kept: dict[str, int]) -> Callable[[int], float]:
+    """The actions that propose the widths ``kept``, step by step."""
+    actions = [env.action_for(t, kept[g.name]) for t, g in enumerate(env.groups)]
+    return lambda t: actions[t]
 
 
 def play_batch(searcher: Searcher, env: PruningEnv, plays: list[tuple[Callable[[int], float], int]]

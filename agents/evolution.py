@@ -15,6 +15,7 @@ import numpy as np
 from cmaes import CMA
 
 from autoprune.agents.base import Searcher, batch_size, play_batch
+from autoprune.agents.state import read_state
 from autoprune.atomic import write_json_atomic
 from autoprune.errors import ConfigError
 
@@ -62,18 +63,12 @@ def _load(state_dir: Path | None, start: int) -> list[float]:
     """The rewards of the first ``start`` episodes, recorded in ``state_dir`` (to replay on resume)."""
     if start == 0:
         return []
-    if state_dir is None:
-        raise ConfigError("resuming CMA-ES needs the run folder's agent state; pass state_dir")
-    path = state_dir / "cmaes.json"
-    try:
-        rewards = [float(r) for r in json.loads(path.read_text())["rewards"]][:start]
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise ConfigError(f"cannot resume CMA-ES from {path} ({type(exc).__name__}); delete the run folder's "
-                          f"agent/ to restart the search") from exc
-    if len(rewards) < start:
-        raise ConfigError(f"{path} holds {len(rewards)} rewards but the history {start} episodes; "
-                          f"delete the run folder's agent/ to restart the search")
-    return rewards
+
+    def parse(path: Path) -> tuple[list[float], int]:
+        rewards = [float(r) for r in json.loads(path.read_text())["rewards"]]
+        return rewards[:start], len(rewards)
+
+    return read_state(state_dir, "cmaes.json", "CMA-ES", start, parse)
 
 
 def _save(state_dir: Path, rewards: list[float]) -> None:

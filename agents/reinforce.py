@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from autoprune.agents.base import Searcher
+from autoprune.agents.state import Scored, read_state, scored_from, scored_row
 from autoprune.atomic import open_append, write_text_atomic
 from autoprune.envs.pruning_env import PruningEnv
 from autoprune.errors import ConfigError
@@ -96,31 +97,23 @@ def _softmax(z: np.ndarray) -> np.ndarray:
     return e / e.sum()
 
 
-def _replayed(state_dir: Path | None, start: int) -> list[tuple[dict[str, int], float]]:
+def _replayed(state_dir: Path | None, start: int) -> list[Scored]:
     """The first ``start`` episodes recorded in ``state_dir`` (the file cut back to them)."""
     if start == 0:
         if state_dir is not None and (state_dir / STATE).is_file():
             (state_dir / STATE).unlink()
         return []
-    if state_dir is None:
-        raise ConfigError("resuming reinforce needs the run folder's agent state; pass state_dir")
-    path = state_dir / STATE
-    try:
+
+    def parse(path: Path) -> tuple[tuple[list[str], list[Scored]], int]:
         lines = path.read_text().splitlines()
-        rows = [json.loads(line) for line in lines[:start]]
-        episodes = [({str(k): int(v) for k, v in row["kept"].items()},
-                     float("nan") if row["reward"] is None else float(row["reward"])) for row in rows]
-    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
-        raise ConfigError(f"cannot resume reinforce from {path} ({type(exc).__name__}); delete the run folder's "
-                          f"agent/ to restart the search") from exc
-    if len(episodes) < start:
-        raise ConfigError(f"{path} holds {len(episodes)} episodes but the history {start}; "
-                          f"delete the run folder's agent/ to restart the search")
-    write_text_atomic(path, "".join(line + "\n" for line in lines[:start]))
+        return (lines[:start], [scored_from(json.loads(line)) for line in lines[:start]]), len(lines)
+
+    kept_lines, episodes = read_state(state_dir, STATE, "reinforce", start, parse)
+    write_text_atomic(state_dir / STATE, "".join(line + "\n" for line in kept_lines))
     return episodes
 
 
 def _append(state_dir: Path, kept: dict[str, int], reward: float) -> None:
     state_dir.mkdir(parents=True, exist_ok=True)
     with open_append(state_dir / STATE) as f:
-        f.write(json.dumps({"kept": kept, "reward": reward if math.isfinite(reward) else None}) + "\n")
+        f.write(json.dumps(scored_row(kept, reward)) + "\n")
