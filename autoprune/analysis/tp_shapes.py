@@ -47,9 +47,9 @@ class _CatSizes(TorchFunctionMode):
         return out
 
 
-def _even_split_sizes(grad_fn: object, outputs: int, features_last: bool = False) -> list[int] | None:
+def _even_split_sizes(grad_fn: object, outputs: int, features_last: bool = False) -> tuple[list[int], int] | None:
     """The sizes of an even split along dim 1, or along the features of a token sequence when
-    ``features_last`` (the last slice takes the remainder), else None."""
+    ``features_last`` (the last slice takes the remainder), and the axis split; else None."""
     size, dims, dim = (getattr(grad_fn, name, None) for name in ("_saved_split_size", "_saved_self_sym_sizes",
                                                                  "_saved_dim"))
     if size is None or dims is None or len(dims) < 2:
@@ -59,7 +59,7 @@ def _even_split_sizes(grad_fn: object, outputs: int, features_last: bool = False
         return None
     total, size = int(dims[axis]), int(size)
     sizes = [min(size, total - size * i) for i in range((total + size - 1) // size)]
-    return sizes if len(sizes) == outputs and all(s > 0 for s in sizes) else None
+    return (sizes, axis) if len(sizes) == outputs and all(s > 0 for s in sizes) else None
 
 
 def _offsets(sizes: list[int]) -> list[int]:
@@ -85,12 +85,11 @@ def init_shape_information(graph: tp.DependencyGraph) -> None:
     for node in graph.module2node.values():
         if node.type != tp.ops.OPTYPE.SPLIT:
             continue
-        features_last = _splits_linear_features(node)
-        sizes = _even_split_sizes(node.grad_fn, len(node.outputs), features_last)
-        if sizes is not None:
+        found = _even_split_sizes(node.grad_fn, len(node.outputs), _splits_linear_features(node))
+        if found is not None:
+            sizes, axis = found
             node.module.split_sizes, node.module.offsets = sizes, _offsets(sizes)
-            node.module.autoprune_features_last = features_last and _even_split_sizes(node.grad_fn, len(node.outputs))\
-                is None
+            node.module.autoprune_features_last = axis != 1  # mapped by update_split_index_mapping below
 
 
 def _splits_linear_features(node: Any) -> bool:
@@ -105,19 +104,8 @@ def update_split_index_mapping(graph: tp.DependencyGraph, split_node: Any) -> No
     features on tokens (the last dim of ``(N, T, C)``)."""
     if not getattr(split_node.module, "autoprune_features_last", False):
         return _original_split(graph, split_node)
-    offsets = split_node.module.offsets
-    if not split_node.enable_index_mapping:
-        return None
-    for reverse in (False, True):  # the split's dependencies on its outputs, then theirs on the split
-        done: list[Any] = []
-        for i, out_node in enumerate(split_node.outputs):
-            for dep in (out_node.dependencies if reverse else split_node.dependencies):
-                if any(dep is d for d in done):
-                    continue
-                if dep.target == (split_node if reverse else out_node):
-                    dep.index_mapping[0] = _SplitIndexMapping(offset=offsets[i:i + 2], reverse=reverse)
-                    done.append(dep)
-                    break
+    if split_node.enable_index_mapping:
+        _map_slices(split_node, split_node.outputs, 0, _SplitIndexMapping, outward_reverse=False)
     return None
 
 
@@ -133,20 +121,27 @@ def update_concat_index_mapping(graph: tp.DependencyGraph, cat_node: Any) -> Non
     if cat_node.module.concat_sizes is None:  # first seen: as traced; later (after a prune) as Torch-Pruning kept them
         cat_node.module.concat_sizes = list(sizes)
     cat_node.module.offsets = _offsets(list(cat_node.module.concat_sizes))
-    if not cat_node.enable_index_mapping:
-        return None
-    offsets = cat_node.module.offsets
-    for reverse in (True, False):  # the cat's dependencies on its inputs, then theirs on the cat
+    if cat_node.enable_index_mapping:
+        _map_slices(cat_node, cat_node.inputs, 1, _ConcatIndexMapping, outward_reverse=True)
+    return None
+
+
+def _map_slices(node: Any, parts: list[Any], slot: int, mapping: type, outward_reverse: bool) -> None:
+    """Torch-Pruning's offset mapping for each slice ``i`` of ``node`` (a split's outputs, a
+    concatenation's inputs), at ``node.module.offsets[i:i + 2]``: on the node's first dependency on
+    the slice (``reverse=outward_reverse``), then on the slice's first dependency on the node."""
+    offsets = node.module.offsets
+    for outward in (True, False):
         done: list[Any] = []
-        for i, in_node in enumerate(cat_node.inputs):
-            for dep in (cat_node.dependencies if reverse else in_node.dependencies):
+        for i, part in enumerate(parts):
+            for dep in (node.dependencies if outward else part.dependencies):
                 if any(dep is d for d in done):
                     continue
-                if dep.target == (in_node if reverse else cat_node):
-                    dep.index_mapping[1] = _ConcatIndexMapping(offset=offsets[i:i + 2], reverse=reverse)
+                if dep.target == (part if outward else node):
+                    dep.index_mapping[slot] = mapping(offset=offsets[i:i + 2],
+                                                      reverse=outward_reverse if outward else not outward_reverse)
                     done.append(dep)
                     break
-    return None
 
 
 if tp.DependencyGraph._trace is not _trace:
