@@ -232,6 +232,13 @@ def arch_stats(history: pd.DataFrame) -> dict[str, ArchStats]:
     return stats
 
 
+def first_scored(history: pd.DataFrame, key: str, stats: dict[str, ArchStats]) -> Candidate:
+    """Architecture ``key`` as the candidate of its first episode in ``history``, at its mean score."""
+    best = Candidate.from_row(history.loc[history["episode"] == stats[key].first].iloc[0])
+    best.accuracy, best.key = stats[key].mean, key
+    return best
+
+
 def scored_architectures(history: pd.DataFrame) -> list[tuple[dict[str, int], float]]:
     """The feasible, scored episodes' ``(widths kept, reward)``, in episode order (a warm start's)."""
     ok = scored_feasible(history)

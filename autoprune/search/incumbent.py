@@ -16,7 +16,7 @@ from autoprune.analysis.architecture import architecture_key
 from autoprune.budget import Budget
 from autoprune.envs import EpisodeResult
 from autoprune.search.front import episodes_at
-from autoprune.search.history import ArchStats, Candidate, arch_stats, by_architecture
+from autoprune.search.history import ArchStats, Candidate, arch_stats, first_scored
 
 
 class Incumbent:
@@ -57,13 +57,9 @@ class Incumbent:
         """The best architecture by mean score in ``history`` (its first episode), and the scores so far."""
         if self._budget is not None:
             history = episodes_at(history, self._budget)
-        self._stats = arch_stats(history)
-        ok = by_architecture(history)
-        if len(ok):
-            ranked = ok.sort_values(["mean_score", "episode"], ascending=[False, True])
-            self.best = Candidate.from_row(ranked.iloc[0])
-            self.best.accuracy = float(ranked.iloc[0]["mean_score"])
-            self.best.key = ranked.iloc[0]["arch"]
+        self._stats = stats = arch_stats(history)
+        if stats:
+            self.best = first_scored(history, max(stats, key=lambda k: (stats[k].mean, -stats[k].first)), stats)
 
     def choose(self, candidate: Candidate) -> None:
         """Make ``candidate`` the best (a later stage chose it: refinement, verification, re-ranking)."""

@@ -27,7 +27,7 @@ from autoprune.search.history import (
     ArchStats,
     Candidate,
     arch_stats,
-    by_architecture,
+    first_scored,
     scored_feasible,
 )
 from autoprune.search.incumbent import Incumbent
@@ -98,22 +98,12 @@ def refine(recorder: EpisodeRecorder, play: Callable[[Arch], EpisodeResult],
 
 
 def final_candidate(history: pd.DataFrame) -> Candidate | None:
-    """The candidate refinement ends with: the :func:`final_choice`'s first episode, at its mean score."""
-    choice = final_choice(history)
-    if choice is None:
-        return None
-    rows = by_architecture(history)
-    row = rows[rows["arch"] == choice].iloc[0]
-    best = Candidate.from_row(row)
-    best.accuracy, best.key = float(row["mean_score"]), choice
-    return best
-
-
-def final_choice(history: pd.DataFrame) -> str | None:
-    """The architecture (JSON, sorted keys) with the best lower confidence bound: its mean minus one
-    noise deviation over the square root of its queries (the best mean when scores are not noisy)."""
+    """The candidate refinement ends with: the architecture with the best lower confidence bound
+    (its mean minus one noise deviation over the square root of its queries; the best mean when
+    scores are not noisy), at its first episode and its mean score."""
     stats = arch_stats(history)
     if not stats:
         return None
     sd = noise_sd(stats, history) or 0.0
-    return max(stats, key=lambda k: (stats[k].mean - sd / math.sqrt(stats[k].count), -stats[k].first))
+    choice = max(stats, key=lambda k: (stats[k].mean - sd / math.sqrt(stats[k].count), -stats[k].first))
+    return first_scored(history, choice, stats)
