@@ -22,13 +22,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
+from channel_bench import table_search
 from common import result_dir
 
 from autoprune.agents import create_searcher, parse_overrides
 from autoprune.analysis.architecture import architecture_key
 from autoprune.atomic import write_text_atomic
 from autoprune.models.channel_bench import SPACES
-from autoprune.search import SearchConfig, SearchRun
+from autoprune.search import SearchRun
 
 EPISODES, WINDOW = 300, 50
 
@@ -44,11 +45,8 @@ def _run(space: str, json_path: str, budget: float, agent: str, overrides: dict 
          rule: str) -> pd.DataFrame:
     """One search's episodes: reward, proposal, projection, and (DDPG) sigma and critic loss."""
     with tempfile.TemporaryDirectory() as tmp:
-        config = SearchConfig(model=SPACES[space].model, data="synthetic", input_shape=[3, 32, 32],
-                              score=f"channel-bench:{json_path}", cost_model="flops", budget=str(budget),
-                              widths=[0.25, 0.5, 0.75, 1.0], agent=agent, episodes=EPISODES, seed=seed, seeds=[],
-                              rerank_top=0, verify_top=0, max_ratio=0.75, budget_rule=rule,
-                              out=str(Path(tmp) / "run"))
+        config = table_search(space, json_path, budget=str(budget), agent=agent, episodes=EPISODES, seed=seed,
+                              seeds=[], budget_rule=rule, out=str(Path(tmp) / "run"))
         env = SearchRun(config, progress=False).prepare()
         searcher = create_searcher(agent, seed=seed, overrides=overrides)
         rows: list[dict] = []

@@ -59,15 +59,21 @@ class Cell:
     seed: int
 
 
+def table_search(space: str, json_path: str, **settings) -> SearchConfig:
+    """A search of a Channel-Bench-Macro table as the benchmarks here run it: the built-in model on
+    synthetic inputs, the table's score, FLOPs, the listed widths, no re-ranking or timing."""
+    return SearchConfig(model=SPACES[space].model, data="synthetic", input_shape=[3, 32, 32],
+                        score=f"channel-bench:{json_path}", cost_model="flops", widths=list(WIDTHS), rerank_top=0,
+                        verify_top=0, max_ratio=0.75, **settings)
+
+
 def search(cell: Cell, json_path: str, queries: int, folder: Path) -> tuple[dict, pd.DataFrame]:
     """One search of ``cell`` within ``queries`` table queries; its row and its history."""
     agent = DEFAULT_AGENT if cell.method == "default" else cell.method
     one_shot = agent in ONE_SHOT
-    config = SearchConfig(
-        model=SPACES[cell.space].model, data="synthetic", input_shape=[3, 32, 32],
-        score=f"channel-bench:{json_path}", cost_model="flops", budget=str(cell.budget), widths=list(WIDTHS),
-        agent=agent, episodes=1 if one_shot else queries, refine=0 if one_shot else REFINE, seed=cell.seed,
-        seeds=[] if one_shot else SEEDS, rerank_top=0, verify_top=0, max_ratio=0.75, out=str(folder))
+    config = table_search(cell.space, json_path, budget=str(cell.budget), agent=agent,
+                          episodes=1 if one_shot else queries, refine=0 if one_shot else REFINE, seed=cell.seed,
+                          seeds=[] if one_shot else SEEDS, out=str(folder))
     start = time.perf_counter()
     SearchRun(config, progress=False).run()
     seconds = time.perf_counter() - start

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import pandas as pd
 import torch
+from channel_bench import table_search
 from common import result_dir
 
 from autoprune.atomic import write_text_atomic
@@ -33,10 +34,8 @@ FRONT, NEW, QUERIES, REFINE, FRONT_QUERIES = [0.3, 0.5, 0.7], [0.4, 0.6], 50, 15
 
 
 def config(space: str, json_path: str, agent: str, seed: int, out: Path, **settings) -> SearchConfig:
-    return SearchConfig(model=SPACES[space].model, data="synthetic", input_shape=[3, 32, 32],
-                        score=f"channel-bench:{json_path}", cost_model="flops", widths=[0.25, 0.5, 0.75, 1.0],
-                        agent=agent, seed=seed, seeds=["uniform", "knapsack"], rerank_top=0, verify_top=0,
-                        max_ratio=0.75, out=str(out), **settings)
+    return table_search(space, json_path, agent=agent, seed=seed, seeds=["uniform", "knapsack"], out=str(out),
+                        **settings)
 
 
 def seed_rows(space: str, json_path: str, agent: str, seed: int) -> list[dict]:
