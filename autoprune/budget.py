@@ -3,7 +3,9 @@
 A budget is written as a share of the dense model's cost (``50%`` or ``0.5``) or as an absolute
 value with its unit (``0.15ms`` for latency, ``12M`` MACs for FLOPs). :class:`BudgetSpec` is the
 parsed text, checked before any model is loaded; :meth:`BudgetSpec.resolve` turns it into a
-:class:`Budget` once the cost model has priced the dense model. "Within budget" has one meaning,
+:class:`Budget` once the cost model has priced the dense model. A share is a share of the dense
+model as *measured* where the cost model holds a measurement (a latency table records the dense
+model timed among its calibration samples), else of the cost model's price for it. "Within budget" has one meaning,
 :meth:`Budget.fits`; a measured latency may exceed the budget by :data:`MEASURED_TOLERANCE`.
 """
 
@@ -60,26 +62,30 @@ class BudgetSpec:
             raise ConfigError(f"budget {text!r} is more than the dense model costs; give at most 100%")
         return out
 
-    def resolve(self, metric: str, dense: float, cost_model: str = "the cost model") -> Budget:
-        """The absolute budget for a cost model that prices the dense model at ``dense`` ``metric``."""
+    def resolve(self, metric: str, dense: float, cost_model: str = "the cost model",
+                dense_measured: bool = False) -> Budget:
+        """The absolute budget for a cost model that prices the dense model at ``dense`` ``metric``
+        (``dense_measured``: that figure is a measurement, not the cost model's prediction)."""
         if self.fraction is not None:
-            return Budget(metric, dense * self.fraction, dense)
+            return Budget(metric, dense * self.fraction, dense, dense_measured)
         if _METRIC_UNITS.get(metric) != self.unit:
             raise ConfigError(f"budget {self.text!r} is in {self.unit} but {cost_model} predicts {metric}; "
                               f"give a share of the dense cost like 50%")
         if self.value > dense:
             raise ConfigError(f"budget {self.text!r} is above the dense model's cost ({dense:.6g} "
                               f"{self.unit}); nothing would be pruned, give a smaller budget")
-        return Budget(metric, float(self.value), dense)
+        return Budget(metric, float(self.value), dense, dense_measured)
 
 
 @dataclass(frozen=True)
 class Budget:
-    """A ceiling on one cost metric: ``value`` in the metric's unit, ``dense`` the unpruned cost."""
+    """A ceiling on one cost metric: ``value`` in the metric's unit, ``dense`` the unpruned cost
+    (``dense_measured``: measured, see the module note; else the cost model's prediction)."""
 
     metric: str
     value: float
     dense: float
+    dense_measured: bool = False
 
     @classmethod
     def parse(cls, spec: str | float, metric: str, dense: float, cost_model: str = "the cost model") -> Budget:
@@ -94,7 +100,13 @@ class Budget:
         if not (isinstance(dense, numbers.Real) and math.isfinite(dense) and dense > 0):
             raise ConfigError(f"cost model {cost_model.name!r} prices the dense model at {dense!r}; a cost "
                               f"must be a positive, finite number; fix the cost model")
-        return parsed.resolve(cost_model.metric, dense, f"cost model {cost_model.name!r}")
+        measured = getattr(cost_model, "measured_dense", lambda: None)()
+        if measured is not None and not (isinstance(measured, numbers.Real) and math.isfinite(measured)
+                                         and measured > 0):
+            raise ConfigError(f"cost model {cost_model.name!r} gives the dense model's measured cost as "
+                              f"{measured!r}; it must be a positive, finite number; fix the cost model")
+        return parsed.resolve(cost_model.metric, float(dense if measured is None else measured),
+                              f"cost model {cost_model.name!r}", measured is not None)
 
     @property
     def fraction(self) -> float:
@@ -115,8 +127,10 @@ class Budget:
         return _METRIC_UNITS.get(self.metric, self.metric)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"metric": self.metric, "value": self.value, "fraction": round(self.fraction, 6),
-                "dense": self.dense}
+        out = {"metric": self.metric, "value": self.value, "fraction": round(self.fraction, 6), "dense": self.dense}
+        if self.dense_measured:
+            out["dense_measured"] = True
+        return out
 
     @classmethod
     def from_dict(cls, data: Any, source: str = "budget") -> Budget:
@@ -125,7 +139,7 @@ class Budget:
         try:
             value = float(data["value"])
             dense = float(data["dense"]) if "dense" in data else value / float(data["fraction"])
-            out = cls(str(data["metric"]), value, dense)
+            out = cls(str(data["metric"]), value, dense, data.get("dense_measured") is True)
         except (TypeError, KeyError, ValueError, ZeroDivisionError) as exc:
             raise ConfigError(f"{source}: malformed budget ({type(exc).__name__}: {exc})") from None
         if not (math.isfinite(out.value) and math.isfinite(out.dense) and out.value > 0 and out.dense > 0):

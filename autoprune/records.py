@@ -35,7 +35,7 @@ class VerificationRecord(TypedDict, total=False):
     chosen_adjusted_ms: float | None
     budget_ms: float
     tolerance: float
-    dense_predicted_ms: float
+    dense_table_ms: float  # the dense model on the table's clock: measured when profiled (older tables: predicted)
     dense_measured_ms: float
     machine_speed: float | None
     worst_measured_over_predicted: float

@@ -21,7 +21,7 @@ from autoprune.costs import (
     profile_latency_table,
 )
 from autoprune.costs.layer_graphs import check_graph, layer_graph
-from autoprune.costs.lut import LayerTable, channel_levels
+from autoprune.costs.lut import Calibration, LayerTable, channel_levels
 from autoprune.errors import ConfigError
 from autoprune.latency import LatencySettings
 from autoprune.models import create_model
@@ -338,6 +338,7 @@ def test_a_broken_plugin_fails_only_when_named_and_plugins_get_their_options(tmp
     from autoprune.cli.main import main
 
     monkeypatch.syspath_prepend(str(_plugin_dist(tmp_path)))  # installed beside: found by its entry points
+    monkeypatch.setattr(COST_MODELS, "_factories", dict(COST_MODELS._factories))  # loaded for this test only
     base = ["-q", "search", "--model", "mlp", "--data", "synthetic", "--agent", "uniform", "--val-size", "64",
             "--bn-batches", "1"]
     assert main([*base, "--cost-model", "flops", "--out", str(tmp_path / "a")]) == 0  # the broken one does not matter
@@ -350,3 +351,39 @@ def test_a_broken_plugin_fails_only_when_named_and_plugins_get_their_options(tmp
     policy = json.loads((tmp_path / "c" / "best_policy.json").read_text())
     macs = FlopsCostModel(analyse_model(create_model("mlp"), torch.randn(1, 1, 28, 28)).layers).dense_cost().flops
     assert policy["budget"]["dense"] == pytest.approx(2.0 * macs / 1e6)  # the plug-in priced with --hardware-profile 2.0
+
+
+def test_a_share_budget_is_a_share_of_the_dense_model_measured_when_the_table_was_profiled(
+        tmp_path, monkeypatch, tiny_table):
+    import autoprune.costs.calibration as calibration
+    from autoprune.budget import Budget
+
+    a, table = tiny_table
+
+    class DenseOffTheLine:  # the fit's line through the pruned models misses the dense model by 5 %
+        def __init__(self, analysis, settings):
+            self.settings = settings
+
+        def latencies(self, archs, progress=None):
+            line = [0.9 * table.layer_sum(a.layers, arch) + 0.05 for arch in archs]
+            return [0.95 * ms if arch == {} else ms for ms, arch in zip(line, archs)]
+
+    monkeypatch.setattr(calibration, "MeasuredLatencyCostModel", DenseOffTheLine)
+    fitted = calibration.calibrate(table, a, FAST, samples=60, seed=0, progress=False, tolls=False)
+    measured = 0.95 * (0.9 * table.layer_sum(a.layers, {}) + 0.05)
+    assert fitted.dense_ms == pytest.approx(measured)
+    recorded = LatencyTable(table.tables, {**table.meta, "calibration": fitted.to_dict()})
+    lut = LookupTableCostModel(a, recorded.save(tmp_path / "t.csv"))  # through the file
+    assert lut.dense_cost().latency_ms > 1.02 * measured  # the table's own dense figure is off
+    budget = Budget.from_spec(lut, "50%")
+    assert budget.value == pytest.approx(0.5 * measured) and budget.dense_measured
+    assert Budget.from_dict(budget.to_dict()) == budget
+    with pytest.raises(ConfigError, match="above the dense model's cost"):  # absolute budgets: the same dense
+        Budget.from_spec(lut, f"{1.01 * measured:.6f}ms")
+    older = {k: v for k, v in fitted.to_dict().items() if k != "dense_ms"}  # a table from before the record
+    old = LookupTableCostModel(a, LatencyTable(table.tables, {**table.meta, "calibration": older}))
+    assert Budget.from_spec(old, "50%").value == pytest.approx(0.5 * old.dense_cost().latency_ms)
+    assert not Budget.from_spec(old, "50%").dense_measured
+    broken = {**fitted.to_dict(), "dense_ms": -1.0}
+    with pytest.raises(ConfigError, match="dense_ms must be"):
+        Calibration.from_dict(broken)

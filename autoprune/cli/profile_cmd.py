@@ -43,9 +43,11 @@ def run(args: argparse.Namespace) -> int:
     table = profile_latency_table(analysis, name, round_to=args.round_to, settings=settings,
                                   calibration_samples=args.calibration)
     table.save(out)
+    dense = table.predict(analysis.layers, {})
     print(f"profiled {len(table.tables)} layers of {name} in {time.perf_counter() - start:.1f} s "
-          f"(calibration scale {table.scale:.3f}, offset {table.offset:.4f} ms); saved {out}")
-    hint = alignment_hint(table, table.predict(analysis.layers, {}), args.round_to)
+          f"(calibration scale {table.scale:.3f}, offset {table.offset:.4f} ms; dense model "
+          f"{table.calibration.dense_ms:.4f} ms measured, {dense:.4f} ms predicted); saved {out}")
+    hint = alignment_hint(table, dense, args.round_to)
     if hint:
         print(hint)
     return 0

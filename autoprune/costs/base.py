@@ -84,6 +84,11 @@ class CostModel(abc.ABC):
         """The cost of the unpruned model."""
         return self.cost({})
 
+    def measured_dense(self) -> float | None:
+        """The unpruned model's measured ``metric`` when this model holds a measurement of it (a
+        budget given as a share is then a share of it); None: shares of :meth:`dense_cost`."""
+        return None
+
     def describe(self) -> CostModelRecord:
         """Settings that identify this cost model, recorded in policies and run folders."""
         return {"name": self.name, "metric": self.metric}

@@ -55,12 +55,14 @@ def calibrate(table: LatencyTable, analysis: ModelAnalysis, settings: LatencySet
         ys = measured.latencies(archs, progress=bar.update)
     x, y = np.asarray([table.layer_terms(analysis.layers, arch) for arch in archs]), np.asarray(ys)
     sums = x.sum(axis=1)
+    dense_ms = float(y[0])
     if len(archs) < 3:
-        return Calibration(float(y[0] / max(sums[0], 1e-9)), 0.0, len(archs))
+        return Calibration(float(y[0] / max(sums[0], 1e-9)), 0.0, len(archs), dense_ms=dense_ms)
     scale, offset = np.polyfit(sums, y, 1)
     if scale <= 0:  # a degenerate fit; fall back to a pure ratio
         scale, offset = float(np.mean(y) / np.mean(sums)), 0.0
-    result: dict[str, Any] = {"scale": float(scale), "offset": float(offset), "samples": len(archs)}
+    result: dict[str, Any] = {"scale": float(scale), "offset": float(offset), "samples": len(archs),
+                              "dense_ms": dense_ms}
     keys = alignment_keys(analysis.layers) if tolls else []
     flags = np.asarray([misaligned(analysis.layers, arch, keys) for arch in archs]).reshape(len(archs), -1)
     varying = [j for j in range(len(keys)) if 0 < flags[:, j].sum() < len(archs)]

@@ -99,18 +99,25 @@ class CalibrationRecord(TypedDict, total=False):
     samples: int
     layer_weights: dict[str, float]
     alignment_tolls: dict[str, dict[str, float]]
+    dense_ms: float
 
 
 @dataclass(frozen=True)
 class Calibration:
     """How a table's layer sums become whole-model latency (see :mod:`autoprune.costs.calibration`):
-    ``offset + sum_l w_l * term_l + tolls``, ``w_l`` the layer's weight or the shared ``scale``."""
+    ``offset + sum_l w_l * term_l + tolls``, ``w_l`` the layer's weight or the shared ``scale``.
+
+    ``dense_ms`` is the dense model as measured among the calibration samples: what a budget given
+    as a share is a share of (the fit's own prediction of the dense model, an end point of the
+    sampled range, can miss it by a few per cent). None in tables profiled before it was recorded.
+    """
 
     scale: float = 1.0
     offset: float = 0.0
     samples: int = 0
     layer_weights: dict[str, float] | None = None
     alignment_tolls: dict[str, dict[str, float]] = field(default_factory=dict)  # group -> block -> ms
+    dense_ms: float | None = None
 
     @classmethod
     def from_dict(cls, data: Any, source: str = "latency table") -> Calibration:
@@ -120,18 +127,20 @@ class Calibration:
 
         tolls = data.get("alignment_tolls", {}) if isinstance(data, dict) else None
         weights = data.get("layer_weights") if isinstance(data, dict) else None
+        dense = data.get("dense_ms") if isinstance(data, dict) else None
         ok = isinstance(data, dict) and all(number(data.get(k, 0.0)) for k in ("scale", "offset")) and (
-            data.get("scale", 1.0) > 0) and (
+            data.get("scale", 1.0) > 0) and (dense is None or number(dense) and dense > 0) and (
             weights is None or isinstance(weights, dict) and all(number(w) and w >= 0 for w in weights.values())) and (
             isinstance(tolls, dict) and all(isinstance(per, dict) and all(
                 str(b).isdigit() and int(b) > 0 and number(t) and t >= 0 for b, t in per.items())
                 for per in tolls.values()))
         if not ok:
-            raise ConfigError(f"{source}: its calibration metadata is malformed (scale must be a positive number, "
-                              f"offset and tolls finite); profile the table again")
+            raise ConfigError(f"{source}: its calibration metadata is malformed (scale and dense_ms must be "
+                              f"positive numbers, offset and tolls finite); profile the table again")
         return cls(float(data.get("scale", 1.0)), float(data.get("offset", 0.0)), int(data.get("samples", 0)),
                    None if weights is None else {str(k): float(v) for k, v in weights.items()},
-                   {str(g): {str(b): float(t) for b, t in per.items()} for g, per in tolls.items()})
+                   {str(g): {str(b): float(t) for b, t in per.items()} for g, per in tolls.items()},
+                   None if dense is None else float(dense))
 
     def to_dict(self) -> CalibrationRecord:
         """As a table's metadata records it."""
@@ -140,6 +149,8 @@ class Calibration:
             out["layer_weights"] = dict(self.layer_weights)
         if self.alignment_tolls:
             out["alignment_tolls"] = {g: dict(per) for g, per in self.alignment_tolls.items()}
+        if self.dense_ms is not None:
+            out["dense_ms"] = self.dense_ms
         return out
 
 
@@ -300,6 +311,10 @@ class LookupTableCostModel(LatencyCostModel):
     def latency(self, arch: Architecture) -> float:
         """Predicted latency (ms) of ``arch``."""
         return self.table.predict(self.layers, arch)
+
+    def measured_dense(self) -> float | None:
+        """The dense model measured when the table was profiled (ms; None in older tables)."""
+        return self.table.calibration.dense_ms
 
     def describe(self) -> CostModelRecord:
         return {**super().describe(), "table": self.path, "device": self.table.meta.get("device"),

@@ -38,6 +38,10 @@ class MeasuredLatencyCostModel(LatencyCostModel):
             self._cache[key] = measure_latency(self._build(arch), self._shape, self.settings)
         return self._cache[key]
 
+    def measured_dense(self) -> float:
+        """Every cost this model gives is a measurement, the dense model's included."""
+        return self.latency({})
+
     def latencies(self, archs: Sequence[Architecture], progress: Callable[[], None] | None = None) -> list[float]:
         """Latencies of many architectures measured round-robin, ``settings.rounds`` passes (cached).
 

@@ -55,7 +55,8 @@ def _markdown(config: dict, policy: PruningPolicy, budget: Budget | None, histor
              f"model `{policy.model}`, cost model `{policy.cost_model}`.", ""]
     if budget is not None:
         lines += [f"Budget: {budget.value:.6g} {budget.unit} ({budget.fraction:.1%} of dense "
-                  f"{budget.dense:.6g} {budget.unit}).", ""]
+                  f"{budget.dense:.6g} {budget.unit}"
+                  f"{', measured' if budget.dense_measured else ''}).", ""]
     lines += [f"Best policy: episode {acc.get('episode')}, validation {score} {acc.get('val', float('nan')):.4f}"
               + (f", {acc['val_finetuned']:.4f} after {acc.get('finetune_steps')} fine-tuning steps"
                  if "val_finetuned" in acc else "")

@@ -7,6 +7,7 @@ needs the search's budget projection (sampling architectures that meet a budget)
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -34,8 +35,8 @@ class ArchitectureSampler:
                  high: float) -> None:
         self.groups, self.cost_model, self.choices = analysis.groups, cost_model, choices
         self.metric = cost_model.metric
-        self.dense = checked_cost(cost_model, {}).value(self.metric)
-        narrowest = checked_cost(cost_model, self.narrowest()).value(self.metric) / self.dense
+        self.whole = Budget.from_spec(cost_model, 1.0)  # shares are of what budgets take as dense
+        narrowest = checked_cost(cost_model, self.narrowest()).value(self.metric) / self.whole.dense
         self.low, self.high = max(low, narrowest), max(high, narrowest)
 
     def widest(self) -> Arch:
@@ -46,7 +47,7 @@ class ArchitectureSampler:
 
     def sample(self, rng: np.random.Generator) -> Arch:
         fraction = float(rng.uniform(self.low, self.high))
-        budget = Budget(self.metric, fraction * self.dense, self.dense)
+        budget = replace(self.whole, value=fraction * self.whole.dense)
         n = len(self.groups)
         wall = BudgetWall(self.groups, self.cost_model, budget, [0.0] * n, [0.99] * n, choices=self.choices)
         proposal = {g.name: self.choices.pick(g.name, float(rng.uniform())) for g in self.groups}
