@@ -18,7 +18,7 @@ from autoprune.inputs import ModelInput, batch_len, call, named_tensors, to_devi
 from autoprune.outputs import scored_output
 from autoprune.progress import bar_disabled, plain_lines
 from autoprune.scoring import ScoreFn, accuracy, model_device
-from autoprune.settings import setting
+from autoprune.settings import check_settings, setting
 
 OPTIMIZERS = ("sgd", "adamw")
 
@@ -60,12 +60,12 @@ def recalibrate_bn(model: nn.Module, batches: Batches, max_batches: int = 10) ->
 class TrainConfig:
     """Hyper-parameters of a supervised training or fine-tuning run (``autoprune train``'s options)."""
 
-    epochs: int = setting(10, "training epochs")
-    lr: float = setting(0.1, "peak learning rate (cosine decay to 0)")
-    momentum: float = setting(0.9, "SGD momentum (Nesterov)", cli=False)
-    weight_decay: float = setting(5e-4, "weight decay (weights only, not BN or biases)")
+    epochs: int = setting(10, "training epochs", at_least=1)
+    lr: float = setting(0.1, "peak learning rate (cosine decay to 0)", above=0.0)
+    momentum: float = setting(0.9, "SGD momentum (Nesterov)", cli=False, at_least=0.0, below=1.0)
+    weight_decay: float = setting(5e-4, "weight decay (weights only, not BN or biases)", at_least=0.0)
     optimizer: str = setting("sgd", "optimiser", choices=OPTIMIZERS)
-    batch_size: int = setting(128, "images per step")
+    batch_size: int = setting(128, "images per step", at_least=1)
     # None: the data's default (see autoprune.data); set from --augment / --no-augment
     augment: tuple[str, ...] | bool | None = setting(None, cli=False)
     seed: int = setting(0, "training seed")
@@ -73,11 +73,8 @@ class TrainConfig:
     device: str | None = setting(None, cli=False)
 
     def check(self) -> TrainConfig:
-        """One-line errors for impossible values, before any training starts."""
-        if self.epochs < 1 or self.lr <= 0 or self.batch_size < 1:
-            raise ConfigError("--epochs and --batch-size must be >= 1 and --lr > 0")
-        if self.weight_decay < 0:
-            raise ConfigError("--weight-decay must be >= 0")
+        """One-line errors for impossible values (as the fields declare them), before any training starts."""
+        check_settings(self)
         return self
 
 

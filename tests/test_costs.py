@@ -385,5 +385,5 @@ def test_a_share_budget_is_a_share_of_the_dense_model_measured_when_the_table_wa
     assert Budget.from_spec(old, "50%").value == pytest.approx(0.5 * old.dense_cost().latency_ms)
     assert not Budget.from_spec(old, "50%").dense_measured
     broken = {**fitted.to_dict(), "dense_ms": -1.0}
-    with pytest.raises(ConfigError, match="dense_ms must be"):
+    with pytest.raises(ConfigError, match="dense_ms too when given"):
         Calibration.from_dict(broken)

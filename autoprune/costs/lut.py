@@ -135,8 +135,8 @@ class Calibration:
                 str(b).isdigit() and int(b) > 0 and number(t) and t >= 0 for b, t in per.items())
                 for per in tolls.values()))
         if not ok:
-            raise ConfigError(f"{source}: its calibration metadata is malformed (scale and dense_ms must be "
-                              f"positive numbers, offset and tolls finite); profile the table again")
+            raise ConfigError(f"{source}: its calibration metadata is malformed (scale must be a positive number, "
+                              f"dense_ms too when given, offset and tolls finite); profile the table again")
         return cls(float(data.get("scale", 1.0)), float(data.get("offset", 0.0)), int(data.get("samples", 0)),
                    None if weights is None else {str(k): float(v) for k, v in weights.items()},
                    {str(g): {str(b): float(t) for b, t in per.items()} for g, per in tolls.items()},

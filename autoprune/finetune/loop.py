@@ -11,7 +11,6 @@ from torch import nn
 
 from autoprune.data.batches import Splits
 from autoprune.devices import check_torch_device
-from autoprune.errors import ConfigError
 from autoprune.finetune.distill import distillation_loss
 from autoprune.scoring import LossFn, ScoreFn, accuracy
 from autoprune.settings import setting
@@ -30,21 +29,14 @@ class StepHook(Protocol):
 class FinetuneConfig(TrainConfig):
     """Fine-tuning hyper-parameters: a smaller learning rate than training, plus distillation."""
 
-    epochs: int = setting(5, "fine-tuning epochs")
-    lr: float = setting(0.01, "peak learning rate (cosine decay to 0)")
+    epochs: int = setting(5, "fine-tuning epochs", at_least=1)
+    lr: float = setting(0.01, "peak learning rate (cosine decay to 0)", above=0.0)
     seed: int = setting(0, "fine-tuning seed", option="--ft-seed")
-    kd_alpha: float = setting(0.5, "weight of the distillation term when a teacher is given")
-    kd_temperature: float = setting(4.0, "distillation temperature")
-    val_size: int | None = setting(None, "validation images per epoch (default: all)", option="--ft-val-size")
-
-    def check(self) -> FinetuneConfig:
-        """One-line errors for impossible values, before any training starts."""
-        super().check()
-        if not 0.0 <= self.kd_alpha <= 1.0 or self.kd_temperature <= 0:
-            raise ConfigError("--kd-alpha must be in [0, 1] and --kd-temperature > 0")
-        if self.val_size is not None and self.val_size < 1:
-            raise ConfigError("--ft-val-size must be >= 1")
-        return self
+    kd_alpha: float = setting(0.5, "weight of the distillation term when a teacher is given", at_least=0.0,
+                              at_most=1.0)
+    kd_temperature: float = setting(4.0, "distillation temperature", above=0.0)
+    val_size: int | None = setting(None, "validation images per epoch (default: all)", option="--ft-val-size",
+                                   at_least=1)
 
 
 @dataclass

@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import json
-import sys
-import types
-import typing
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -39,7 +36,7 @@ from autoprune.pruning.importance import IMPORTANCES
 from autoprune.pruning.widths import parse_widths
 from autoprune.references import CODE_OPTIONS, canonical, require_consent
 from autoprune.scoring import SCORE_HELP, load_loss, load_score
-from autoprune.settings import setting
+from autoprune.settings import check_settings, setting
 from autoprune.yaml_io import dump_yaml, load_yaml
 
 MAX_SETTINGS_BYTES = 1024 * 1024
@@ -92,18 +89,19 @@ class SearchConfig:
                                      "to learn)")
     agent_params: AgentParams = setting(factory=dict, help="preset overrides (--agent-param KEY=VALUE)",
                                            cli=False)
-    episodes: int = setting(300, "candidates evaluated (seed rules included)")
+    episodes: int = setting(300, "candidates evaluated (seed rules included)", at_least=1, at_most=MAX_EPISODES)
     seed: int = setting(0, "random seed (same seed: same history)")
-    n_envs: int = setting(1, "score candidates in this many parallel worker processes (SB3 agents)")
-    val_size: int = setting(2000, "validation images per candidate")
-    bn_batches: int = setting(5, "BN recalibration batches")
+    n_envs: int = setting(1, "score candidates in this many parallel worker processes (SB3 agents)", at_least=1,
+                          at_most=64)
+    val_size: int = setting(2000, "validation images per candidate", at_least=1)
+    bn_batches: int = setting(5, "BN recalibration batches", at_least=0)
     eval_mode: str = setting("physical", "score candidates on a pruned copy (default) or with masks on the "
                                          "dense model; same scores", choices=["physical", "masked"])
-    min_ratio: float = setting(0.0, "least share of a group pruned")
-    max_ratio: float = setting(0.8, "largest share of a group pruned")
+    min_ratio: float = setting(0.0, "least share of a group pruned", at_least=0.0, below=1.0)
+    max_ratio: float = setting(0.8, "largest share of a group pruned", at_least=0.0, below=1.0)
     round_to: int | None = setting(None, "keep channel counts a multiple of this (default 8: ONNX Runtime's CPU "
                                          "kernels are fast for multiples of 8; 4, 2 or 1 when the budget needs "
-                                         "finer widths, said in a note)")
+                                         "finer widths, said in a note)", at_least=1)
     widths: list[float] = setting(factory=list, metavar="W,W,...",
                                   help="the widths every group may take: fractions (0.25,0.5,0.75,1.0) or channel "
                                        "counts (16,32,64); the search picks among them (default: every multiple "
@@ -116,13 +114,14 @@ class SearchConfig:
                                           "position bias); wall: AMC's per-step action wall",
                                choices=list(BUDGET_RULES))
     budget_fill: float = setting(0.95, "with --budget-rule project: a candidate that fits but uses less of the "
-                                       "budget is filled up to it (0: a feasible proposal is kept as proposed)")
+                                       "budget is filled up to it (0: a feasible proposal is kept as proposed)",
+                               at_least=0.0, at_most=1.0)
     seeds: list[str] = setting(factory=lambda: list(DEFAULT_SEEDS), metavar="RULE",
                                help=f"one-shot rules played as the first episodes ({', '.join(SEED_RULES)}; "
                                     f"none: --seeds)")
     refine: int = setting(0, "of the --episodes, this many refine the search's best at its end: the best "
                              "candidates asked again (noisy scores) and their one-step neighbours, most "
-                             "promising first (an upper-confidence rule)")
+                             "promising first (an upper-confidence rule)", at_least=0)
     warm_start: str | None = setting(None, "an earlier search of the same model, data and score (its run folder): "
                                            "evolution and reinforce start from the architectures it scored that "
                                            "fit this budget, so a new budget costs a fraction of the queries",
@@ -133,63 +132,54 @@ class SearchConfig:
     supernet: str | None = setting(None, "folder of the supernet (--scorer supernet): reused when it holds one for "
                                          "this model, space and settings, else trained into it, resuming a partial "
                                          "one (default: <out>/supernet)", metavar="DIR")
-    supernet_epochs: int = setting(2, "epochs the supernet is trained (sandwich rule, in-place distillation)")
-    supernet_sampled: int = setting(2, "architectures per supernet step besides the widest and the narrowest")
+    supernet_epochs: int = setting(2, "epochs the supernet is trained (sandwich rule, in-place distillation)",
+                                   at_least=1)
+    supernet_sampled: int = setting(2, "architectures per supernet step besides the widest and the narrowest",
+                                    at_least=0)
     rerank_top: int = setting(6, "after the search, fine-tune this many best candidates briefly and keep the "
-                                 "best by that second score (0: off)")
-    rerank_steps: int = setting(100, "SGD steps of that short fine-tune (~9 s a ResNet-20 candidate on 2 cores)")
+                                 "best by that second score (0: off)", at_least=0)
+    rerank_steps: int = setting(100, "SGD steps of that short fine-tune (~9 s a ResNet-20 candidate on 2 cores)",
+                                at_least=1)
     rerank_by: str = setting("finetune", "the second score: finetune (a short fine-tune) or requery (the score "
                                          "asked again --rerank-repeats times and averaged: for noisy scores)",
                              choices=["finetune", "requery"])
-    rerank_repeats: int = setting(2, "with --rerank-by requery: further queries of each re-ranked candidate")
+    rerank_repeats: int = setting(2, "with --rerank-by requery: further queries of each re-ranked candidate",
+                                  at_least=1)
     verify_top: int = setting(10, "after the search, time this many best candidates here and keep the best "
-                                  "within budget (lut tables profiled on this machine; 0: off)")
+                                  "within budget (lut tables profiled on this machine; 0: off)", at_least=0)
     executor: str = setting("local", "where candidates are scored: local (this process), processes or ray "
                                      "(random and cmaes score --workers candidates at once; SB3 agents the "
                                      "candidates of their --n-envs episodes)",
                             choices=["local", "processes", "ray"])
     workers: int = setting(1, "scoring workers of --executor processes or ray")
-    worker_cpus: float = setting(1.0, "CPUs per worker (its torch threads; a Ray actor's num_cpus)")
-    worker_gpus: float = setting(0.0, "GPUs per Ray worker (fractions share one: 0.25 puts four on a GPU)")
+    worker_cpus: float = setting(1.0, "CPUs per worker (its torch threads; a Ray actor's num_cpus)", above=0.0,
+                                 at_most=1024.0)
+    worker_gpus: float = setting(0.0, "GPUs per Ray worker (fractions share one: 0.25 puts four on a GPU)",
+                                 at_least=0.0, at_most=64.0)
     ray_address: str | None = setting(None, "Ray cluster to join ('auto': the one this machine belongs to; "
                                             "default: start a local Ray runtime)", metavar="ADDRESS")
     worker_timeout: float | None = setting(None, "seconds a candidate may take before its worker is replaced "
-                                                 "and it is scored again (default: no limit)")
+                                                 "and it is scored again (default: no limit)", above=0.0)
     out: str = setting("runs/search", "run folder", cli=False)
 
     def validate(self) -> SearchConfig:
-        """One-line errors for values of the wrong type or out of range.
+        """One-line errors for settings of the wrong type, outside what their fields declare, or
+        that do not go together; values normalised (:meth:`normalise`), nothing printed.
 
         Validating an unchanged config again returns at once: the command line validates before it
         names a folder, the search when it starts, and the checks build the agent once.
         """
         if getattr(self, "_validated", None) == asdict(self):
             return self
+        self._notes: list[str] = []  # not a field: what normalising changed, for the run to say
         if isinstance(self.budget, (int, float)) and not isinstance(self.budget, bool):
             self.budget = str(self.budget)  # "budget: 0.5" in a YAML file
-        for name, accepted in _TYPES.items():
-            value = getattr(self, name)
-            if isinstance(value, bool) and bool not in accepted or not isinstance(value, accepted):
-                raise ConfigError(f"setting {name!r} must be {' or '.join(t.__name__ for t in accepted)}, "
-                                  f"got {type(value).__name__}")
+        check_settings(self)  # types, choices and bounds, as the fields declare them
         if any(not isinstance(e, str) for e in self.exclude) or any(not isinstance(k, str) for k in self.agent_params):
             raise ConfigError("'exclude' must list module names and 'agent_params' be keyed by name")
-        if isinstance(self.min_ratio, int) or isinstance(self.max_ratio, int):
-            self.min_ratio, self.max_ratio = float(self.min_ratio), float(self.max_ratio)
-        if not 1 <= self.episodes <= MAX_EPISODES:
-            raise ConfigError(f"--episodes must be between 1 and {MAX_EPISODES:,}, got {self.episodes}")
-        if not 0.0 <= self.min_ratio <= self.max_ratio < 1.0:
-            raise ConfigError(f"need 0 <= --min-ratio <= --max-ratio < 1, got {self.min_ratio}, {self.max_ratio}")
-        if self.eval_mode not in ("physical", "masked"):
-            raise ConfigError(f"--eval-mode must be physical or masked, got {self.eval_mode!r}")
-        if not 1 <= self.n_envs <= 64:
-            raise ConfigError(f"--n-envs must be between 1 and 64, got {self.n_envs}")
-        if self.val_size < 1 or self.bn_batches < 0 or (self.round_to is not None and self.round_to < 1) \
-                or self.verify_top < 0:
-            raise ConfigError("--val-size and --round-to must be >= 1, --bn-batches and --verify-top >= 0")
+        if self.min_ratio > self.max_ratio:
+            raise ConfigError(f"need --min-ratio <= --max-ratio, got {self.min_ratio}, {self.max_ratio}")
         LatencySettings(batch_size=self.latency_batch, threads=self.latency_threads)  # bounds checked there
-        if self.rerank_top < 0 or self.rerank_steps < 1:
-            raise ConfigError("--rerank-top must be >= 0 and --rerank-steps >= 1")
         self._check_workers()
         self.widths = parse_widths(",".join(str(w) for w in self.widths))
         if self.group_widths and not self.widths:
@@ -202,8 +192,6 @@ class SearchConfig:
             raise ConfigError("--refine refines one budget's best; it does not go with --budgets")
         if self.scorer == "supernet":
             self.supernet_settings()
-        if self.rerank_repeats < 1:
-            raise ConfigError(f"--rerank-repeats must be >= 1, got {self.rerank_repeats}")
         self._check_names()
         if self.warm_start:
             self.warm_start_config()
@@ -215,13 +203,8 @@ class SearchConfig:
         check_executor(self.executor, self.workers)
         if self.executor == "local" and self.workers != 1:
             raise ConfigError("--workers needs --executor processes or ray (local scores in this process)")
-        if not 0 < self.worker_cpus <= 1024 or not 0 <= self.worker_gpus <= 64:
-            raise ConfigError(f"--worker-cpus must be in (0, 1024] and --worker-gpus in [0, 64], got "
-                              f"{self.worker_cpus} and {self.worker_gpus}")
         if self.worker_gpus and self.executor != "ray":
             raise ConfigError("--worker-gpus places Ray actors; use it with --executor ray")
-        if self.worker_timeout is not None and not self.worker_timeout > 0:
-            raise ConfigError(f"--worker-timeout must be positive seconds, got {self.worker_timeout}")
 
     def warm_start_config(self) -> SearchConfig:
         """The earlier search ``--warm-start`` names, checked: a searcher that starts from scored
@@ -250,15 +233,12 @@ class SearchConfig:
         merged = {_budget_key(b): b for b in reversed(self.budgets)}  # the first spelling of each is kept
         if len(merged) < len(self.budgets):
             kept = [b for b in self.budgets if merged[_budget_key(b)] == b]
-            print(f"note: --budgets {' '.join(self.budgets)} repeats a budget; searching {' '.join(kept)}",
-                  file=sys.stderr)
+            self._notes.append(f"--budgets {' '.join(self.budgets)} repeats a budget; searching {' '.join(kept)}")
             self.budgets = list(dict.fromkeys(kept))
         if len(self.budgets) > 1 and self.n_envs > 1:
             raise ConfigError("--budgets searches in one process; use --n-envs 1")
         if len(self.budgets) == 1:
             self.budget, self.budgets = self.budgets[0], []
-        if self.budget_rule not in BUDGET_RULES:
-            raise ConfigError(f"--budget-rule must be one of {', '.join(BUDGET_RULES)}, got {self.budget_rule!r}")
         bad_seed = [s for s in self.seeds if s not in SEED_RULES]
         if bad_seed:
             raise ConfigError(f"unknown seed rule {bad_seed[0]!r}; known: {', '.join(SEED_RULES)}")
@@ -303,9 +283,15 @@ class SearchConfig:
             raise ConfigError("--score channel-bench: is a table lookup (microseconds a candidate): use "
                               "--executor local and --n-envs 1")
         if self.data == "fashion-mnist":
-            print("note: --score channel-bench: scores from its table; the model sees synthetic 3x32x32 inputs "
-                  "(no data set is read)", file=sys.stderr)
+            self._notes.append("--score channel-bench: scores from its table; the model sees synthetic 3x32x32 "
+                               "inputs (no data set is read)")
             self.data, self.input_shape = "synthetic", self.input_shape or [3, 32, 32]
+
+    @property
+    def notes(self) -> list[str]:
+        """What :meth:`validate` changed and the user should hear (a repeated budget merged, the
+        data a table score does not need replaced); the search prints them when it starts."""
+        return list(getattr(self, "_notes", []))
 
     def supernet_settings(self) -> SupernetSettings:
         """The supernet's training settings (--scorer supernet), checked."""
@@ -373,17 +359,3 @@ def _budget_key(text: str) -> tuple[float | None, float | None, str | None]:
     """What a budget means (``50%`` and ``0.5`` are one budget)."""
     spec = BudgetSpec.parse(text)
     return (None if spec.fraction is None else round(spec.fraction, 12), spec.value, spec.unit)
-
-
-def _field_types() -> dict[str, tuple[type, ...]]:
-    """The types each setting accepts, read from the dataclass annotations (defined once, there):
-    ``str | None`` -> ``(str, NoneType)``, ``list[str]`` -> ``(list,)``, a float also takes an int."""
-    out = {}
-    for name, hint in typing.get_type_hints(SearchConfig).items():
-        options = typing.get_args(hint) if isinstance(hint, types.UnionType) else (hint,)
-        accepted = tuple(typing.get_origin(o) or o for o in options)
-        out[name] = accepted + ((int,) if float in accepted else ())
-    return out
-
-
-_TYPES = _field_types()

@@ -1,7 +1,6 @@
 """A search run: builds model, data, cost model, env and agent from a config; writes its folder
-(``config.yaml``, ``command.txt``, ``history.csv`` written as episodes finish, ``best_policy.json``
-rewritten whenever the best changes, ``agent/`` for ``--resume``, ``sb3_log/``, ``agent_params.yaml``,
-``verification.csv``, ``rerank.csv``, ``summary.json``, ``report.md``; see docs/formats.md).
+(``config.yaml``, ``history.csv`` written as episodes finish, ``best_policy.json`` rewritten whenever
+the best changes, ``agent/`` for ``--resume``, ``summary.json``, ...; see docs/formats.md).
 
 The jobs live apart: :mod:`~autoprune.search.assembly` builds the pieces, the searcher plays the
 episodes, :class:`~autoprune.search.recorder.EpisodeRecorder` records each one,
@@ -12,6 +11,7 @@ refines it and :class:`~autoprune.search.finish.Finisher` verifies, re-ranks or 
 from __future__ import annotations
 
 import json
+import sys
 from dataclasses import asdict
 from pathlib import Path
 
@@ -51,12 +51,12 @@ from autoprune.yaml_io import dump_yaml, plain
 class SearchRun:
     """Prepare once, then :meth:`run`; resumable from its folder."""
 
-    def __init__(self, config: SearchConfig, command: str = "", splits: Splits | None = None,
-                 progress: bool = True, model: torch.nn.Module | None = None,
-                 score: ScoreFn | None = None) -> None:
+    def __init__(self, config: SearchConfig, command: str = "", splits: Splits | None = None, progress: bool = True,
+                 model: torch.nn.Module | None = None, score: ScoreFn | None = None) -> None:
         """``splits``/``model``/``score``: data, model and score function given as objects (Python
         API) instead of by the config's names; the config still records what they were called."""
         self.config = config.validate()
+        print(*(f"note: {n}\n" for n in config.notes), end="", sep="", file=sys.stderr)
         self.out = Path(config.out)
         self.command, self.progress = command, progress
         self._splits, self._model, self._score = splits, model, score
