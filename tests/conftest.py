@@ -73,6 +73,14 @@ def splits():
     return synthetic_splits(n_train=256, n_val=128, n_test=128, seed=0)
 
 
+def one_line(capsys) -> str:
+    """What a command printed to stderr, asserted to be one line and no traceback (how every
+    refusal of bad input reads)."""
+    err = capsys.readouterr().err.strip()
+    assert "Traceback" not in err and len(err.splitlines()) == 1, err
+    return err
+
+
 def tiny_search(budget: str = "50%", finish: bool = False) -> list[str]:
     """The command-line settings of a search that takes seconds: the MLP on synthetic data, a FLOPs
     budget, 64 validation samples; ``finish``: with the finishing stages (re-ranking, verification)."""

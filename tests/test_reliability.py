@@ -185,27 +185,6 @@ def test_resumed_agent_continues_its_counters_and_buffer(tmp_path, splits):
     assert model.action_noise.rng.bit_generator.state == saved["noise_rng"]
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--model", "resnet99"], "unknown model 'resnet99'"),
-    (["--data", "cifar"], "unknown data set 'cifar'"),
-    (["--weights", "{tmp}/nope.pt"], "does not exist"),
-    (["--weights", "{tmp}/junk.pt"], "cannot read checkpoint"),
-    (["--cost-model", "lut", "--table", "{tmp}/junk.pt"], "not an autoprune latency table"),
-    (["--cost-model", "lut", "--table", "{tmp}/missing.csv"], "does not exist"),
-    (["--cost-model", "roofline", "--hardware-profile", "{tmp}/junk.pt"], "device"),
-    (["--exclude", "no.such.layer"], "no such module"),
-    (["--importance", "magic"], "unknown importance 'magic'"),
-    (["--min-ratio", "0.9", "--max-ratio", "0.5"], "--min-ratio"),
-])
-def test_hostile_search_inputs_are_one_line(tmp_path, capsys, args, message):
-    (tmp_path / "junk.pt").write_bytes(b"\x00garbage\xff" * 10)
-    args = [a.replace("{tmp}", str(tmp_path)) for a in args]
-    code = main(["search", *TINY, "--episodes", "2", "--out", str(tmp_path / "run"), *args])
-    err = capsys.readouterr().err.strip()
-    assert code == 2 and message in err and len(err.splitlines()) == 1, err
-    assert not (tmp_path / "run" / "history.csv").exists()
-
-
 def test_damaged_run_config_is_one_line(tmp_path, capsys):
     run = tmp_path / "run"
     run.mkdir()

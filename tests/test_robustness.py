@@ -11,7 +11,7 @@ import time
 
 import pytest
 import torch
-from conftest import tiny_search
+from conftest import one_line, tiny_search
 from PIL import Image
 
 from autoprune.checkpoint import save_checkpoint
@@ -100,11 +100,6 @@ def user(tmp_path, monkeypatch):
     (tmp_path / "user.py").write_text(USER)
     return tmp_path
 
-
-def one_line(capsys) -> str:
-    err = capsys.readouterr().err.strip()
-    assert "Traceback" not in err and len(err.splitlines()) == 1, err
-    return err
 
 
 def _checkpoint(tmp_path):
@@ -281,15 +276,6 @@ def test_repeated_budgets_are_merged_and_budgets_without_a_policy_reported(tmp_p
                  "--agent", "random", "--episodes", "9", "--rerank-top", "0", "--out", str(tmp_path / "f")]) == 0
     captured = capsys.readouterr()
     assert "no feasible candidate for budget" in captured.out + captured.err
-
-
-@pytest.mark.parametrize("text,message", [
-    ('{"a": "' + "x" * 70_000 + '"}', "over the 64 KiB limit"),
-    ('{"a": ' * 100_000 + "1" + "}" * 100_000, "model-args"),
-    ('{"a": ' * 20 + "1" + "}" * 20, "nested more than")])
-def test_model_args_are_bounded(tmp_path, capsys, text, message):
-    assert main(["analyse", "--model", "x.py:build", "--model-args", text]) == 2
-    assert message in one_line(capsys)
 
 
 def test_a_policy_with_a_huge_input_shape_is_refused_at_once(tmp_path, capsys):

@@ -7,7 +7,7 @@ import os
 
 import pytest
 import torch
-from conftest import tiny_search
+from conftest import one_line, tiny_search
 
 from autoprune.checkpoint import load_model, save_checkpoint
 from autoprune.cli.main import main
@@ -17,11 +17,6 @@ from autoprune.run_folder import MARKER, prepare_run_folder
 
 TINY = tiny_search("50%")
 
-
-def _one_line(capsys) -> str:
-    err = capsys.readouterr().err.strip()
-    assert "Traceback" not in err and len(err.splitlines()) == 1, err
-    return err
 
 
 # -- planted plug-ins --------------------------------------------------------------------------
@@ -62,7 +57,7 @@ def test_a_plugin_planted_beside_a_policy_runs_no_code(planted, tmp_path, capsys
     capsys.readouterr()
     code = main(["apply", pol, "--data", "synthetic", "--score", "metrics:score", "--out", str(tmp_path / "a")])
     assert code == 2
-    assert "pwn" in _one_line(capsys)
+    assert "pwn" in one_line(capsys)
     assert not marker.exists()
 
 
@@ -75,7 +70,7 @@ def test_a_plugin_planted_beside_a_checkpoint_runs_no_code(planted, tmp_path, ca
     with pytest.raises(ConfigError, match="pwnmodel"):
         load_model(path)
     assert main(["export", str(path), "--out", str(tmp_path / "e")]) == 2
-    _one_line(capsys)
+    one_line(capsys)
     assert not marker.exists()
 
 
@@ -127,9 +122,9 @@ def test_a_symlink_in_a_run_folder_is_refused_and_nothing_outside_changes(tmp_pa
     target = outside / "keep" if entry == "agent" else outside / "authorized_keys"
     os.symlink(target, run / entry)
     assert main(["-q", "search", *TINY, "--agent", "random", "--episodes", "2", "--out", str(run)]) == 2
-    assert "symbolic link" in _one_line(capsys)
+    assert "symbolic link" in one_line(capsys)
     assert main(["-q", "search", *TINY, "--agent", "random", "--episodes", "2", "--resume", "--out", str(run)]) == 2
-    _one_line(capsys)
+    one_line(capsys)
     assert _snapshot(outside) == before
 
 
@@ -140,7 +135,7 @@ def test_a_symlink_planted_in_a_finished_run_is_refused_on_resume(tmp_path, outs
     (run / "history.csv").unlink()
     os.symlink(outside / "authorized_keys", run / "history.csv")
     assert main(["-q", "search", "--resume", "--episodes", "5", "--out", str(run)]) == 2
-    assert "history.csv is a symbolic link" in _one_line(capsys)
+    assert "history.csv is a symbolic link" in one_line(capsys)
     assert _snapshot(outside) == before
 
 
@@ -174,7 +169,7 @@ def test_search_into_a_folder_autoprune_did_not_make_is_refused(tmp_path, capsys
     (foreign / "config.yaml").write_text("my: settings\n")
     before = _snapshot(foreign)
     assert main(["-q", "search", *TINY, "--agent", "uniform", "--out", str(foreign)]) == 2
-    assert "was not made by autoprune" in _one_line(capsys)
+    assert "was not made by autoprune" in one_line(capsys)
     assert _snapshot(foreign) == before and (foreign / "agent" / "notes").is_dir()
 
 
@@ -190,7 +185,7 @@ def test_a_finished_model_is_replaced_only_with_overwrite(tmp_path, capsys, comm
     first = (out / "model.pt").read_bytes()
     capsys.readouterr()
     assert main(["-q", *args, "--out", str(out)]) == 2
-    assert "--overwrite" in _one_line(capsys) and (out / "model.pt").read_bytes() == first
+    assert "--overwrite" in one_line(capsys) and (out / "model.pt").read_bytes() == first
     assert main(["-q", *args, "--out", str(out), "--overwrite"]) == 0
 
 
@@ -200,5 +195,5 @@ def test_a_foreign_model_pt_is_never_replaced(tmp_path, capsys):
     (out / "model.pt").write_bytes(b"their model")
     ckpt = save_checkpoint(tmp_path / "dense.pt", create_model("mlp"), "mlp", input_shape=(1, 28, 28))
     assert main(["-q", "export", str(ckpt), "--out", str(out), "--overwrite"]) == 2
-    assert "not made by autoprune" in _one_line(capsys)
+    assert "not made by autoprune" in one_line(capsys)
     assert (out / "model.pt").read_bytes() == b"their model"

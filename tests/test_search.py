@@ -86,20 +86,6 @@ def test_interrupted_history_line_is_repaired(tmp_path, splits):
     assert list(read_history(path)["episode"]) == list(range(7))
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--agent", "a2c"], "unknown agent 'a2c'"),
-    (["--budget", "fast"], "cannot read budget"),
-    (["--budget", "1%"], "cannot be met"),
-    (["--cost-model", "npu"], "unknown cost model 'npu'"),
-    (["--episodes", "0"], "--episodes must be between 1 and"),
-    (["--agent-param", "tau"], "key=value"),
-])
-def test_bad_search_input_is_one_line_exit_2(tmp_path, capsys, args, message):
-    code = main(["search", *TINY, "--out", str(tmp_path / "bad"), *args])
-    err = capsys.readouterr().err
-    assert code == 2 and message in err and len(err.strip().splitlines()) == 1
-
-
 def test_resume_without_a_run_says_so(tmp_path, capsys):
     assert main(["search", "--resume", "--out", str(tmp_path / "none")]) == 2
     assert "no search to resume" in capsys.readouterr().err

@@ -77,28 +77,3 @@ def test_fine_tune_options_reach_the_settings() -> None:
     with pytest.raises(ConfigError, match="--kd-alpha"):
         training_config(build_parser().parse_args(["finetune", "m.pt", "--kd-alpha", "2"]))
 
-
-@pytest.mark.parametrize("cls, name, value, message", [
-    (SearchConfig, "episodes", 0, "--episodes must be between 1 and 10,000,000, got 0"),
-    (SearchConfig, "max_ratio", 1.0, "--max-ratio must be >= 0 and < 1, got 1.0"),
-    (SearchConfig, "worker_cpus", 0, "--worker-cpus must be > 0 and <= 1024, got 0.0"),
-    (SearchConfig, "eval_mode", "fast", "--eval-mode must be one of physical, masked, got 'fast'"),
-    (SearchConfig, "budget_fill", 1.5, "--budget-fill must be between 0.0 and 1.0, got 1.5"),
-    (FinetuneConfig, "kd_temperature", 0.0, "--kd-temperature must be > 0, got 0.0"),
-    (FinetuneConfig, "val_size", 0, "--ft-val-size must be >= 1, got 0"),
-    (TrainConfig, "optimizer", "lbfgs", "--optimizer must be one of sgd, adamw, got 'lbfgs'"),
-    (TrainConfig, "epochs", "3", "setting 'epochs' must be int, got str"),
-])
-def test_ranges_and_choices_are_enforced_as_the_fields_declare_them(cls, name, value, message) -> None:
-    config = dataclasses.replace(cls(), **{name: value})
-    check = config.validate if cls is SearchConfig else config.check
-    with pytest.raises(ConfigError) as caught:
-        check()
-    assert str(caught.value) == message
-
-
-def test_an_int_given_for_a_float_setting_becomes_a_float_and_none_means_not_given() -> None:
-    config = SearchConfig(min_ratio=0, worker_timeout=None, round_to=None).validate()
-    assert isinstance(config.min_ratio, float) and config.worker_timeout is None
-    with pytest.raises(ConfigError, match="--min-ratio <= --max-ratio"):  # a rule across fields stays in validate
-        SearchConfig(min_ratio=0.5, max_ratio=0.4).validate()
