@@ -17,7 +17,6 @@ from autoprune.data import DataSplits
 from autoprune.devices import device_info
 
 ROOT = Path(__file__).resolve().parents[1]
-BN_BATCHES = 20  # the protocol: BN statistics recalibrated on 20 seeded batches of 128 before every fine-tune
 
 
 def trimmed(splits: DataSplits, images: int | None) -> DataSplits:

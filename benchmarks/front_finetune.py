@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import functools
 import io
 import json
 import time
@@ -32,11 +33,10 @@ from pathlib import Path
 
 import pandas as pd
 import torch
-import torch.multiprocessing as mp
-from common import BN_BATCHES, ROOT, trimmed
+from common import ROOT, trimmed
+from protocol import BN_BATCHES, FT_LR, per_process, protocol_finetune
 
 from autoprune.analysis import analyse_model
-from autoprune.apply import recalibrate_pruned
 from autoprune.atomic import write_json_atomic, write_text_atomic
 from autoprune.budget import Budget
 from autoprune.checkpoint import load_or_create, shipped_weights
@@ -44,10 +44,11 @@ from autoprune.data import load_splits
 from autoprune.dynamic import load_dynamic
 from autoprune.dynamic.joint import joint_finetune
 from autoprune.evaluation import search_bn_batches
-from autoprune.finetune import FinetuneConfig, finetune
+from autoprune.finetune import FinetuneConfig
 from autoprune.policy import PruningPolicy
 from autoprune.pruning import rank_channels
 from autoprune.pruning.physical import prune_physically
+from autoprune.sweep import run_tasks
 from autoprune.training import evaluate
 
 JOINT = "joint"
@@ -81,47 +82,40 @@ def _label(policy: PruningPolicy) -> str:
     return f"{round(100 * Budget.from_dict(policy.budget).fraction)}%"
 
 
-class Worker:
-    """Loads the data, the dense model, the channel ranking and the dynamic model once per process."""
+def _setup(front: str, epochs: int, device: str, threads: int, ft_images: int | None) -> dict:
+    """What a worker loads once: the data, the dense model and the channel ranking."""
+    torch.set_num_threads(threads)
+    splits = trimmed(load_splits("fashion-mnist"), ft_images)
+    dense = load_or_create("resnet20", shipped_weights("resnet20"), require_weights=True).eval()
+    analysis = analyse_model(dense, torch.zeros(1, 1, 28, 28))
+    ranking = rank_channels(analysis, "l1", batches=splits.train(64, shuffle=False))
+    return {"splits": splits, "teacher": copy.deepcopy(dense).to(device), "analysis": analysis,
+            "ranking": ranking, "front": Path(front), "epochs": epochs, "device": device}
 
-    state: dict = {}
 
-    @classmethod
-    def init(cls, front: str, epochs: int, device: str, threads: int, ft_images: int | None) -> None:
-        torch.set_num_threads(threads)
-        splits = load_splits("fashion-mnist")
-        splits = trimmed(splits, ft_images)
-        dense = load_or_create("resnet20", shipped_weights("resnet20"), require_weights=True).eval()
-        analysis = analyse_model(dense, torch.zeros(1, 1, 28, 28))
-        ranking = rank_channels(analysis, "l1", batches=splits.train(64, shuffle=False))
-        cls.state = {"splits": splits, "teacher": copy.deepcopy(dense).to(device), "analysis": analysis,
-                     "ranking": ranking, "front": Path(front), "epochs": epochs, "device": device}
-
-    @classmethod
-    def run(cls, job: Job) -> list[dict]:
-        s = cls.state
-        splits, start = s["splits"], time.perf_counter()
-        cfg = FinetuneConfig(epochs=s["epochs"], lr=0.01, seed=job.seed, device=s["device"])
+def run_job(init: tuple, job: Job) -> list[dict]:
+    """The nested family fine-tuned jointly (``job.kept`` JOINT), or one architecture's protocol fine-tune."""
+    s = per_process(_setup, *init)
+    splits, start = s["splits"], time.perf_counter()
+    cfg = FinetuneConfig(epochs=s["epochs"], lr=FT_LR, seed=job.seed, device=s["device"])
+    if job.kept == JOINT:
         torch.manual_seed(job.seed)
-        if job.kept == JOINT:
-            model = load_dynamic(s["front"] / "variants" / "dynamic.pt")
-            bn = search_bn_batches(splits, 20)
-            history = joint_finetune(model, lambda e: splits.train(cfg.batch_size, augment=cfg.augment,
-                                                                    seed=cfg.seed * 1000 + e),
-                                     splits.val(), bn, cfg, s["teacher"], sampled=len(model.variants),
-                                     progress=False).history
-            seconds = time.perf_counter() - start
-            return [{"kept": JOINT, "width": label, "seed": job.seed, "steps": len(model.variants) * _steps(splits, cfg),
-                     "test_ft": evaluate(model.set_variant(label).eval(), splits.test()),
-                     "val_last": history[-1][f"val_{label}"], "seconds": round(seconds, 1)}
-                    for label in model.variants]
-        model = prune_physically(s["analysis"], s["ranking"], json.loads(job.kept)).to(s["device"])
-        recalibrate_pruned(model, splits, BN_BATCHES, job.seed)
-        before = evaluate(model, splits.test())
-        result = finetune(model, splits, cfg, s["teacher"], progress=False)
-        return [{"kept": job.kept, "width": "", "seed": job.seed, "steps": _steps(splits, cfg), "test_bn": before,
-                 "test_ft": evaluate(result.model, splits.test()), "val_best": result.best_val,
-                 "best_epoch": result.best_epoch, "seconds": round(time.perf_counter() - start, 1)}]
+        model = load_dynamic(s["front"] / "variants" / "dynamic.pt")
+        bn = search_bn_batches(splits, 20)
+        history = joint_finetune(model, lambda e: splits.train(cfg.batch_size, augment=cfg.augment,
+                                                                seed=cfg.seed * 1000 + e),
+                                 splits.val(), bn, cfg, s["teacher"], sampled=len(model.variants),
+                                 progress=False).history
+        seconds = time.perf_counter() - start
+        return [{"kept": JOINT, "width": label, "seed": job.seed, "steps": len(model.variants) * _steps(splits, cfg),
+                 "test_ft": evaluate(model.set_variant(label).eval(), splits.test()),
+                 "val_last": history[-1][f"val_{label}"], "seconds": round(seconds, 1)}
+                for label in model.variants]
+    model = prune_physically(s["analysis"], s["ranking"], json.loads(job.kept))
+    tuned = protocol_finetune(model, splits, s["epochs"], job.seed, s["teacher"], s["device"])
+    return [{"kept": job.kept, "width": "", "seed": job.seed, "steps": _steps(splits, cfg), "test_bn": tuned.test_bn,
+             "test_ft": tuned.test_ft, "val_best": tuned.best_val, "best_epoch": tuned.best_epoch,
+             "seconds": round(time.perf_counter() - start, 1)}]
 
 
 def _steps(splits, cfg: FinetuneConfig) -> int:
@@ -210,7 +204,7 @@ def main() -> None:
     args = parser.parse_args()
     out = args.front / "finetune"
     out.mkdir(parents=True, exist_ok=True)
-    config = {"epochs": args.epochs, "lr": 0.01, "distillation": "dense model", "bn_recalibration_batches": 20}
+    config = {"epochs": args.epochs, "lr": FT_LR, "distillation": "dense model", "bn_recalibration_batches": BN_BATCHES}
     saved = out / "config.json"
     if saved.is_file() and json.loads(saved.read_text())["epochs"] != args.epochs:
         raise SystemExit(f"{out} holds fine-tunes of {json.loads(saved.read_text())['epochs']} epochs; "
@@ -225,14 +219,14 @@ def main() -> None:
     jobs = [Job(k, s) for s in (int(x) for x in args.seeds.split(",")) for k in dict.fromkeys(order)
             if (k, s) not in done]
     print(f"{len(jobs)} fine-tunes to run on {args.device} with {args.workers} workers", flush=True)
-    if jobs:
-        with mp.get_context("spawn").Pool(args.workers, initializer=Worker.init,
-                                          initargs=(str(args.front), args.epochs, args.device, args.threads,
-                                                    args.ft_images)) as pool:
-            for result in pool.imap(Worker.run, jobs):
-                rows += result
-                write_text_atomic(csv, pd.DataFrame(rows).to_csv(index=False))
-                print(json.dumps(result), flush=True)
+    init = (str(args.front), args.epochs, args.device, args.threads, args.ft_images)
+    executor = "processes" if args.workers > 1 else "local"
+    for done in run_tasks(functools.partial(run_job, init), jobs, executor, args.workers):
+        if done.error is not None:
+            raise done.error
+        rows += done.result
+        write_text_atomic(csv, pd.DataFrame(rows).to_csv(index=False))
+        print(json.dumps(done.result), flush=True)
     table_a, table_b = compare(archs, pd.DataFrame(rows))
     write_text_atomic(out / "compare_a.csv", table_a.to_csv(index=False))
     write_text_atomic(out / "compare_b.csv", table_b.to_csv(index=False))

@@ -33,18 +33,18 @@ from typing import Any
 
 import pandas as pd
 import torch
-from common import BN_BATCHES, result_dir, trimmed
+from common import result_dir, trimmed
 from head_to_head_report import write_report
+from protocol import FT_LR, protocol_finetune
 
 from autoprune.analysis import analyse_model
-from autoprune.apply import apply_and_recalibrate
+from autoprune.apply import apply_policy
 from autoprune.atomic import write_json_atomic, write_text_atomic
 from autoprune.checkpoint import load_or_create, shipped_weights
 from autoprune.costs import create_cost_model, profile_latency_table
 from autoprune.data import DataSplits, load_splits
 from autoprune.errors import ConfigError
 from autoprune.export import export_folder
-from autoprune.finetune import FinetuneConfig, finetune
 from autoprune.latency import LatencySettings, measure_latency
 from autoprune.models import create_model
 from autoprune.policy import PruningPolicy
@@ -137,7 +137,7 @@ def main() -> None:
     default = {"protocol": "head_to_head", "session": "head_to_head_1epoch"}.get(args.profile, f"head_to_head_{args.profile}")
     out = result_dir(args.name or default)
     searched = list(prof.searched)
-    write_json_atomic(out / "config.json", {"profile": args.profile, **asdict(prof), "ft_lr": 0.01,
+    write_json_atomic(out / "config.json", {"profile": args.profile, **asdict(prof), "ft_lr": FT_LR,
                                             "max_ratio": MAX_RATIO, "round_to": ROUND_TO,
                                             "methods": ONE_SHOT + searched,
                                             "selection_seed": SELECTION_SEED, "amc_ddpg": AMC_AS_PUBLISHED,
@@ -370,23 +370,19 @@ class Bench:
         return row
 
     def finish(self, model: str, policy: PruningPolicy, seed: int, export_dir: Path) -> dict[str, Any]:
-        """Apply for real, recalibrate BN, fine-tune (seeded), export and measure."""
+        """Apply for real, the protocol's fine-tune (seeded), export and measure."""
         dense = load_or_create(model, self.weights(model))
         analysis = analyse_model(dense, torch.zeros(1, *self.splits.input_shape), exclude=policy.exclude)
-        pruned, record = apply_and_recalibrate(analysis, policy, self.splits, BN_BATCHES, seed=seed)
-        acc_bn = evaluate(pruned, self.splits.test())
-        start = time.perf_counter()
-        torch.manual_seed(seed)
-        cfg = FinetuneConfig(epochs=self.prof.ft_epochs, lr=0.01, seed=seed, device=self.device)
-        teacher = dense.eval() if self.prof.distill else None
-        tuned = finetune(pruned, self.ft_splits, cfg, teacher, progress=False).model.cpu()
-        ft_s = time.perf_counter() - start
+        pruned, record = apply_policy(analysis, policy, batches=self.splits.train(64, shuffle=False))
+        done = protocol_finetune(pruned, self.splits, self.prof.ft_epochs, seed, dense.eval() if self.prof.distill
+                                 else None, self.device, self.ft_splits)
+        tuned = done.model.cpu()
         exported = export_folder(tuned, model, export_dir, self.splits.input_shape, self.splits.num_classes,
                                 record, policy)
         if not self.keep:
             for name in ("model.onnx", "model.pt"):
                 (export_dir / name).unlink(missing_ok=True)
-        return {"test_acc_bn": acc_bn, "test_acc_ft": evaluate(tuned, self.splits.test()), "finetune_s": ft_s,
+        return {"test_acc_bn": done.test_bn, "test_acc_ft": done.test_ft, "finetune_s": done.seconds,
                 "measured_ms": exported["latency_ms"], "params": exported["params"], "device": self.device}
 
 

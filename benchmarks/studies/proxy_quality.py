@@ -7,7 +7,7 @@ validation accuracy), then applied for real and fine-tuned (``--epochs`` on the 
 split, distillation from the dense model) and tested. Spearman between each stage and the final
 test accuracy, per budget. Resumes: finished candidates are kept in ``candidates.csv``.
 
-Usage: python benchmarks/proxy_quality.py [--candidates 12] [--epochs 1] [--name proxy_quality]
+Usage: python benchmarks/studies/proxy_quality.py [--candidates 12] [--epochs 1] [--name proxy_quality]
 """
 
 from __future__ import annotations
@@ -15,24 +15,24 @@ from __future__ import annotations
 import argparse
 import json
 
+import _path  # noqa: F401 - benchmarks/ on the import path (studies/_path.py)
 import numpy as np
 import pandas as pd
 import torch
-from common import BN_BATCHES, result_dir
+from common import result_dir
+from protocol import protocol_finetune
 from scipy.stats import spearmanr
 
 from autoprune.agents import SEED_RULES
 from autoprune.analysis import analyse_model
-from autoprune.apply import apply_policy, recalibrate_pruned
+from autoprune.apply import apply_policy
 from autoprune.atomic import write_json_atomic, write_text_atomic
 from autoprune.checkpoint import load_or_create, shipped_weights
 from autoprune.costs import profile_latency_table
 from autoprune.data import load_splits
 from autoprune.envs import EpisodeResult
-from autoprune.finetune import FinetuneConfig, finetune
 from autoprune.policy import PruningPolicy
 from autoprune.search import SearchConfig, SearchRun
-from autoprune.training import evaluate
 
 MODEL, ROUND_TO, MAX_RATIO, STEPS = "resnet20", 8, 0.9, SearchConfig().rerank_steps
 
@@ -103,10 +103,8 @@ def score(run: SearchRun, kept: dict, splits, weights: str, epochs: int) -> dict
     dense = load_or_create(MODEL, weights)
     analysis = analyse_model(dense, torch.zeros(1, *splits.input_shape))
     pruned, _ = apply_policy(analysis, policy)
-    recalibrate_pruned(pruned, splits, BN_BATCHES, 0)
-    tuned = finetune(pruned, splits, FinetuneConfig(epochs=epochs, lr=0.01, seed=0), dense.eval(),
-                     progress=False).model
-    return {"stage1": stage1, "stage2": stage2, "final_test": evaluate(tuned, splits.test())}
+    tuned = protocol_finetune(pruned, splits, epochs, 0, dense.eval())
+    return {"stage1": stage1, "stage2": stage2, "final_test": tuned.test_ft}
 
 
 if __name__ == "__main__":

@@ -3,7 +3,7 @@
 same episodes, same lookup table. Reports wall time, episodes per second and the best accuracy.
 
 Writes results/parallel_n_envs/: n_envs_<k>/ (run folders), summary.json.
-Usage: python benchmarks/parallel_n_envs.py [--episodes 60] [--n-envs 1 2]
+Usage: python benchmarks/studies/parallel_n_envs.py [--episodes 60] [--n-envs 1 2]
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import shutil
 
+import _path  # noqa: F401 - benchmarks/ on the import path (studies/_path.py)
 import torch
 from common import ROOT, result_dir
 
@@ -32,7 +33,7 @@ def main() -> None:
         shutil.rmtree(folder, ignore_errors=True)
         config = SearchConfig(table=args.table, episodes=args.episodes, n_envs=n,
                               agent_params={"warmup_episodes": 20}, out=str(folder))
-        s = SearchRun(config, "python benchmarks/parallel_n_envs.py", progress=False).run()
+        s = SearchRun(config, "python benchmarks/studies/parallel_n_envs.py", progress=False).run()
         rows[n] = {"wall_s": s["wall_s"], "episodes_per_s": round(args.episodes / s["wall_s"], 3),
                    "scoring_s_summed_over_envs": s["scoring_s"], "best_val_accuracy": s["best"]["accuracy"]}
         print(n, rows[n])

@@ -7,7 +7,7 @@ many channels it moved, and for AMC-DDPG its exploration sigma and critic loss (
 
 Writes ``DIR/windows.csv`` (one row per searcher, seed and window) and ``DIR/summary.md``.
 
-Usage: python benchmarks/agent_diagnosis.py --json .../Results_MobileNet.json --space mobilenet [--budget 0.5]
+Usage: python benchmarks/studies/agent_diagnosis.py --json .../Results_MobileNet.json --space mobilenet [--budget 0.5]
        [--seeds 3] [--agents amc-ddpg random evolution "amc-ddpg:noise_min_sigma=0.2"] [--budget-rule wall]
        [--out DIR]
 """
@@ -19,6 +19,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+import _path  # noqa: F401 - benchmarks/ on the import path (studies/_path.py)
 import numpy as np
 import pandas as pd
 import torch

@@ -9,6 +9,7 @@ from __future__ import annotations
 import copy
 import statistics
 
+import _path  # noqa: F401 - benchmarks/ on the import path (studies/_path.py)
 import torch
 from common import result_dir
 

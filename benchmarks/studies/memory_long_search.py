@@ -6,7 +6,7 @@ handed back to the OS every 50 episodes (autoprune.memory). RSS is sampled every
 A first run without that trim grew 91.5 MiB from episode 200 to 2,000 (kept as before_fix_*).
 
 Writes results/memory_long_search/: memory.csv (episode, rss_mib), summary.json, run/ (the run folder).
-Usage: python benchmarks/memory_long_search.py [--episodes 2000] [--model mlp]
+Usage: python benchmarks/studies/memory_long_search.py [--episodes 2000] [--model mlp]
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ import argparse
 import shutil
 import time
 
+import _path  # noqa: F401 - benchmarks/ on the import path (studies/_path.py)
 import pandas as pd
 import torch
 from common import result_dir
@@ -52,7 +53,7 @@ def main() -> None:
     torch.set_num_threads(2)
     config = SearchConfig(model=args.model, data="synthetic", cost_model="flops", budget="50%", agent="amc-ddpg",
                           episodes=args.episodes, val_size=256, bn_batches=1, out=str(out / "run"))
-    run = SampledRun(config, "python benchmarks/memory_long_search.py", synthetic_splits(), progress=False)
+    run = SampledRun(config, "python benchmarks/studies/memory_long_search.py", synthetic_splits(), progress=False)
     run.started = time.perf_counter()
     summary = run.run()
     frame = pd.DataFrame(run.samples)

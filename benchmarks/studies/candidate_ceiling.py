@@ -12,7 +12,7 @@ above the uniform seed rule: whether a better score would let a search beat the 
 Writes ``--out``: candidates.csv, scores.csv (one row per job, appended as jobs finish, so a
 rerun resumes), summary.json.
 
-Usage: python benchmarks/candidate_ceiling.py --searches results/head_to_head/runs/resnet20/30pct
+Usage: python benchmarks/studies/candidate_ceiling.py --searches results/head_to_head/runs/resnet20/30pct
        [--model resnet20] [--top 15] [--others 15] [--seeds 0,1] [--workers 2] [--device cpu]
 """
 
@@ -20,25 +20,25 @@ from __future__ import annotations
 
 import argparse
 import copy
+import functools
 import json
 from dataclasses import dataclass
 from pathlib import Path
 
+import _path  # noqa: F401 - benchmarks/ on the import path (studies/_path.py)
 import pandas as pd
 import torch
-import torch.multiprocessing as mp
-from common import BN_BATCHES, trimmed
+from common import trimmed
+from protocol import per_process, protocol_finetune
 
 from autoprune.analysis import analyse_model
-from autoprune.apply import recalibrate_pruned
 from autoprune.atomic import write_json_atomic, write_text_atomic
 from autoprune.checkpoint import load_or_create, shipped_weights
 from autoprune.data import load_splits
 from autoprune.evaluation import CandidateEvaluator
-from autoprune.finetune import FinetuneConfig, finetune
 from autoprune.pruning.importance import rank_channels
 from autoprune.pruning.physical import prune_physically
-from autoprune.training import evaluate
+from autoprune.sweep import run_tasks
 
 
 @dataclass(frozen=True)
@@ -69,42 +69,32 @@ def pick_candidates(searches: Path, top: int, others: int, sample_seed: int = 0)
     return picked[cols].rename(columns={"accuracy": "search_score"}).reset_index(drop=True)
 
 
-class Worker:
-    """Loads data, dense model, ranking and scorer once per process, then runs jobs."""
+def _setup(model: str, device: str, short_steps: tuple[int, ...], epochs: int, threads: int,
+           ft_images: int | None) -> dict:
+    """What a worker loads once: data, dense model, ranking and the search's scorer."""
+    torch.set_num_threads(threads)
+    splits = trimmed(load_splits("fashion-mnist"), ft_images)
+    dense = load_or_create(model, str(shipped_weights(model)), require_weights=True).eval()
+    analysis = analyse_model(dense, torch.zeros(1, *splits.input_shape))
+    ranking = rank_channels(analysis, "l1", batches=splits.train(64, shuffle=False))
+    scorer = CandidateEvaluator(analysis, ranking, splits, device=device)
+    teacher = copy.deepcopy(dense).to(device)  # the analysis keeps its own modules untouched
+    return {"splits": splits, "teacher": teacher, "analysis": analysis, "ranking": ranking,
+            "scorer": scorer, "device": device, "short": short_steps, "epochs": epochs}
 
-    state: dict = {}
 
-    @classmethod
-    def init(cls, model: str, device: str, short_steps: tuple[int, ...], epochs: int, threads: int,
-             ft_images: int | None) -> None:
-        torch.set_num_threads(threads)
-        splits = load_splits("fashion-mnist")
-        splits = trimmed(splits, ft_images)
-        dense = load_or_create(model, str(shipped_weights(model)), require_weights=True).eval()
-        analysis = analyse_model(dense, torch.zeros(1, *splits.input_shape))
-        ranking = rank_channels(analysis, "l1", batches=splits.train(64, shuffle=False))
-        scorer = CandidateEvaluator(analysis, ranking, splits, device=device)
-        teacher = copy.deepcopy(dense).to(device)  # the analysis keeps its own modules untouched
-        cls.state = {"splits": splits, "teacher": teacher, "analysis": analysis, "ranking": ranking,
-                     "scorer": scorer, "device": device, "short": short_steps, "epochs": epochs}
-
-    @classmethod
-    def run(cls, job: Job) -> dict:
-        s = cls.state
-        kept = json.loads(job.kept)
-        if job.seed is None:
-            row = {"index": job.index, "seed": -1, "bn_score": s["scorer"](kept)}
-            for steps in s["short"]:
-                row[f"short_{steps}"] = s["scorer"].finetuned(kept, steps)
-            return row
-        model = prune_physically(s["analysis"], s["ranking"], kept).to(s["device"])
-        splits = s["splits"]
-        recalibrate_pruned(model, splits, BN_BATCHES, job.seed)
-        before = evaluate(model, splits.test())
-        torch.manual_seed(job.seed)
-        cfg = FinetuneConfig(epochs=s["epochs"], lr=0.01, seed=job.seed, device=s["device"])
-        tuned = finetune(model, splits, cfg, s["teacher"], progress=False).model
-        return {"index": job.index, "seed": job.seed, "test_bn": before, "test_ft": evaluate(tuned, splits.test())}
+def run_job(init: tuple, job: Job) -> dict:
+    """A candidate's proxies (``job.seed`` None) or its protocol fine-tune with a seed."""
+    s = per_process(_setup, *init)
+    kept = json.loads(job.kept)
+    if job.seed is None:
+        row = {"index": job.index, "seed": -1, "bn_score": s["scorer"](kept)}
+        for steps in s["short"]:
+            row[f"short_{steps}"] = s["scorer"].finetuned(kept, steps)
+        return row
+    model = prune_physically(s["analysis"], s["ranking"], kept)
+    tuned = protocol_finetune(model, s["splits"], s["epochs"], job.seed, s["teacher"], s["device"])
+    return {"index": job.index, "seed": job.seed, "test_bn": tuned.test_bn, "test_ft": tuned.test_ft}
 
 
 def summarise(cands: pd.DataFrame, scores: pd.DataFrame) -> dict:
@@ -182,12 +172,13 @@ def main() -> None:
           flush=True)
     init = (args.model, args.device, tuple(int(s) for s in args.short_steps.split(",")), args.epochs, args.threads,
             args.ft_images)
-    if jobs:
-        with mp.get_context("spawn").Pool(args.workers, initializer=Worker.init, initargs=init) as pool:
-            for row in pool.imap_unordered(Worker.run, jobs):
-                rows.append(row)
-                write_text_atomic(csv, pd.DataFrame(rows).to_csv(index=False))
-                print(json.dumps(row), flush=True)
+    executor = "processes" if args.workers > 1 else "local"
+    for done in run_tasks(functools.partial(run_job, init), jobs, executor, args.workers):
+        if done.error is not None:
+            raise done.error
+        rows.append(done.result)
+        write_text_atomic(csv, pd.DataFrame(rows).to_csv(index=False))
+        print(json.dumps(done.result), flush=True)
     summary = summarise(cands, pd.DataFrame(rows))
     summary.update(epochs=args.epochs, seeds=seeds)
     write_json_atomic(args.out / "summary.json", summary)

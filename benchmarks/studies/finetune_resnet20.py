@@ -4,7 +4,7 @@ measured ONNX Runtime latency (1 thread, batch 1) of the exported model next to 
 
 Writes results/finetune_resnet20/: apply/, finetune/ (model.pt, finetune.json), export/ (model.onnx,
 model.pt, policy.json, export.json), summary.json.
-Usage: python benchmarks/finetune_resnet20.py [--epochs 8] [--distill]
+Usage: python benchmarks/studies/finetune_resnet20.py [--epochs 8] [--distill]
        [--policy results/search_resnet20/amc-ddpg/best_policy.json]
 """
 
@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 
+import _path  # noqa: F401 - benchmarks/ on the import path (studies/_path.py)
 import torch
 from common import ROOT, result_dir
 

@@ -8,6 +8,7 @@ Writes results/channel_rounding/summary.json.
 
 from __future__ import annotations
 
+import _path  # noqa: F401 - benchmarks/ on the import path (studies/_path.py)
 import numpy as np
 import torch
 from common import result_dir

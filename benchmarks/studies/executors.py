@@ -4,7 +4,7 @@ overhead per candidate, and an estimate for 16 and 64 workers from the measured 
 overhead (wall = candidates x (scoring / workers + overhead)). Every run must give the same history.
 
 Writes results/parallel_eval/: runs.csv, summary.json, runs/ (each search's folder).
-Usage: python benchmarks/executors.py [--candidates 100] [--skip-ray]
+Usage: python benchmarks/studies/executors.py [--candidates 100] [--skip-ray]
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ import importlib.util
 import shutil
 import time
 
+import _path  # noqa: F401 - benchmarks/ on the import path (studies/_path.py)
 import pandas as pd
 import torch
 from common import ROOT, result_dir

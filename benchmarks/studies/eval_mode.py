@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import time
 
+import _path  # noqa: F401 - benchmarks/ on the import path (studies/_path.py)
 import pandas as pd
 import torch
 from common import ROOT, result_dir

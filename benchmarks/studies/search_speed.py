@@ -3,13 +3,14 @@
 candidate scoring, environment and agent, and the best validation accuracy found.
 
 Writes results/search_resnet20/: <agent>/ (full run folders), summary.json.
-Usage: python benchmarks/search_speed.py [--episodes 300] [--table results/cost_fidelity/resnet20_table.csv]
+Usage: python benchmarks/studies/search_speed.py [--episodes 300] [--table results/cost_fidelity/resnet20_table.csv]
 """
 
 from __future__ import annotations
 
 import argparse
 
+import _path  # noqa: F401 - benchmarks/ on the import path (studies/_path.py)
 import torch
 from common import ROOT, result_dir
 
@@ -36,7 +37,7 @@ def main() -> None:
             (run_dir / "history.csv").unlink()
         cfg = SearchConfig(model="resnet20", cost_model="lut", table=args.table, budget=args.budget, agent=agent,
                            episodes=args.episodes, seed=args.seed, out=str(run_dir))
-        summary = SearchRun(cfg, command=f"benchmarks/search_speed.py ({agent})", splits=splits).run()
+        summary = SearchRun(cfg, command=f"benchmarks/studies/search_speed.py ({agent})", splits=splits).run()
         wall = summary["wall_s"]
         rows.append({"agent": agent, "episodes": args.episodes, "wall_s": wall, "scoring_s": summary["scoring_s"],
                      "env_s": summary["env_s"], "agent_s": summary["agent_s"],

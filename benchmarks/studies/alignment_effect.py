@@ -4,13 +4,14 @@ ResNet-20 and MobileNetV2-small, set to the largest multiple of 16 up to its wid
 1 thread, batch 1, best of 10 pass medians), next to the lookup table's prediction.
 
 Writes results/alignment_effect/: <model>.csv (one row per group), summary.json.
-Usage: python benchmarks/alignment_effect.py [--models resnet20 mobilenetv2_small] [--tables results/cost_fidelity]
+Usage: python benchmarks/studies/alignment_effect.py [--models resnet20 mobilenetv2_small] [--tables results/cost_fidelity]
 """
 
 from __future__ import annotations
 
 import argparse
 
+import _path  # noqa: F401 - benchmarks/ on the import path (studies/_path.py)
 import pandas as pd
 import torch
 from common import ROOT, result_dir
