@@ -11,7 +11,9 @@ Schema (version 1), every key but ``ratios`` and ``schema_version`` optional::
      "widths": {"conv1": [4, 8, 12, 16], …},               # optional: the widths the search allowed
      "budget": {"metric": "latency_ms", "value": 0.15, "fraction": 0.5},
      "cost_model": "ort-lut", "predicted_cost": {"latency_ms": 0.149, "flops": …, "params": …},
-     "accuracy": {"val": 0.91}, "created": "…", "tool_version": "0.1.0", "torch_version": "…"}
+     "score": {"val": 0.91}, "created": "…", "tool_version": "0.1.0", "torch_version": "…"}
+
+Files written before ``score`` had its name hold the same object as ``accuracy``; both are read.
 """
 
 from __future__ import annotations
@@ -41,7 +43,7 @@ MAX_BYTES = 10 * 1024 * 1024
 
 @dataclass(frozen=True)
 class SearchScore:
-    """What the search measured of a policy's candidate (the policy file's ``accuracy`` object).
+    """What the search measured of a policy's candidate (the policy file's ``score`` object).
 
     ``val``: its first-stage score on ``val_images`` validation images after BN recalibration on
     ``bn_batches`` training batches; ``val_finetuned``: the re-ranking score after
@@ -61,11 +63,11 @@ class SearchScore:
             return None
         unknown = sorted(set(data) - {f.name for f in fields(cls)})
         if unknown:
-            raise PolicyError(f"{source}: 'accuracy' has an unknown field {unknown[0]!r}")
+            raise PolicyError(f"{source}: 'score' has an unknown field {unknown[0]!r}")
         for key, value in data.items():
             if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
                                       or not math.isfinite(value)):
-                raise PolicyError(f"{source}: accuracy field {key!r} must be a finite number, got {value!r}")
+                raise PolicyError(f"{source}: score field {key!r} must be a finite number, got {value!r}")
         ints = {"val_images", "episode", "bn_batches", "finetune_steps"}
         return cls(**{k: (int(v) if k in ints and v is not None else v) for k, v in data.items()})
 
@@ -88,7 +90,7 @@ class PruningPolicy:
     budget: dict[str, Any] | None = None
     cost_model: str | None = None
     predicted_cost: dict[str, float] | None = None
-    accuracy: SearchScore | None = None
+    score: SearchScore | None = None
     channels: dict[str, int] = field(default_factory=dict)
     widths: dict[str, list[int]] | None = None  # channels each group could keep (a listed search space)
     created: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
@@ -97,8 +99,8 @@ class PruningPolicy:
     schema_version: int = SCHEMA_VERSION
 
     def __post_init__(self) -> None:
-        if isinstance(self.accuracy, dict):  # the JSON form, as older code and the Python API pass it
-            self.accuracy = SearchScore.from_dict(self.accuracy)
+        if isinstance(self.score, dict):  # the JSON form, as older code and the Python API pass it
+            self.score = SearchScore.from_dict(self.score)
 
     @property
     def signature(self) -> Signature | None:
@@ -141,7 +143,7 @@ class PruningPolicy:
     def to_dict(self) -> dict[str, Any]:
         """The JSON document (``format`` first)."""
         data = asdict(self)
-        data["accuracy"] = None if self.accuracy is None else self.accuracy.to_dict()
+        data["score"] = None if self.score is None else self.score.to_dict()
         return {"format": FORMAT, **data}
 
     def save(self, path: str | Path) -> Path:
@@ -169,9 +171,11 @@ class PruningPolicy:
                 raise PolicyError(f"{source}: ratio of group {name!r} is {r}, outside [0, 1); "
                                   f"1.0 would remove every channel")
         kwargs = {k: data[k] for k in cls.__dataclass_fields__ if k in data}
+        if "score" not in data and "accuracy" in data:  # the name older files give it
+            kwargs["score"] = data["accuracy"]
         kwargs["ratios"] = {str(k): float(v) for k, v in ratios.items()}
         _check_types(kwargs, source)
-        kwargs["accuracy"] = SearchScore.from_dict(kwargs.get("accuracy"), source)
+        kwargs["score"] = SearchScore.from_dict(kwargs.get("score"), source)
         return cls(**kwargs)
 
     @classmethod
@@ -208,7 +212,7 @@ MAX_ROUND_TO = 1 << 16  # wider than any layer: a larger multiple would keep eve
 _TYPES = {"model": (str, type(None)), "fingerprint": (str, type(None)), "round_to": int,
           "model_args": dict, "input_shape": (list, dict, type(None)),
           "importance": str, "exclude": list, "budget": (dict, type(None)), "cost_model": (str, type(None)),
-          "predicted_cost": (dict, type(None)), "accuracy": (dict, type(None)), "channels": dict,
+          "predicted_cost": (dict, type(None)), "score": (dict, type(None)), "channels": dict,
           "widths": (dict, type(None)),
           "created": str, "tool_version": str, "torch_version": str}
 

@@ -16,7 +16,7 @@ class CandidateRecord(TypedDict, total=False):
     """A search's best candidate (fields of :class:`autoprune.search.history.Candidate`)."""
 
     episode: int
-    accuracy: float
+    score: float
     ratios: dict[str, float]
     cost: float
     latency_ms: float | None

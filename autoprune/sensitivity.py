@@ -24,10 +24,10 @@ DEFAULT_RATIOS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
 def sensitivity_sweep(analysis: ModelAnalysis, score: Callable[[Mapping[str, int]], float],
                       ratios: Sequence[float] = DEFAULT_RATIOS, round_to: int = 1,
                       progress: bool = True) -> pd.DataFrame:
-    """One row per (group, ratio): channels kept, accuracy, and the drop from the dense score.
+    """One row per (group, ratio): channels kept, score, and the drop from the dense score.
 
     Args:
-        score: channels kept per group -> accuracy (a ``CandidateEvaluator``).
+        score: channels kept per group -> score (a ``CandidateEvaluator``: accuracy unless told otherwise).
     """
     dense_kept = {g.name: g.channels for g in analysis.groups}
     dense = score(dense_kept)
@@ -41,16 +41,16 @@ def sensitivity_sweep(analysis: ModelAnalysis, score: Callable[[Mapping[str, int
                 scored[kept] = score({**dense_kept, g.name: kept})
             acc = scored[kept]
             rows.append({"group": g.name, "kind": g.kind, "channels": g.channels, "ratio": r,
-                         "kept": kept, "accuracy": acc, "drop": dense - acc})
+                         "kept": kept, "score": acc, "drop": dense - acc})
             bar.update()
     bar.close()
     frame = pd.DataFrame(rows)
-    frame.attrs["dense_accuracy"] = dense
+    frame.attrs["dense_score"] = dense
     return frame
 
 
 def plot_sensitivity(frame: pd.DataFrame, path: str | Path, title: str = "") -> Path:
-    """Accuracy vs ratio, one line per group, with the dense accuracy as a dashed line (PNG)."""
+    """Score vs ratio, one line per group, with the dense score as a dashed line (PNG)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -60,12 +60,12 @@ def plot_sensitivity(frame: pd.DataFrame, path: str | Path, title: str = "") -> 
     colours = plt.get_cmap("tab10").colors
     styles, markers = ["-", "--", ":", "-."], "osD^v<>ph*"
     for i, (name, rows) in enumerate(frame.groupby("group", sort=False)):  # no two lines look alike
-        ax.plot(rows["ratio"], rows["accuracy"], color=colours[i % 10], ls=styles[(i // 10) % 4],
+        ax.plot(rows["ratio"], rows["score"], color=colours[i % 10], ls=styles[(i // 10) % 4],
                 marker=markers[(i // 40) % len(markers)], ms=3, label=name)
-    if "dense_accuracy" in frame.attrs:
-        ax.axhline(frame.attrs["dense_accuracy"], color="k", ls="--", lw=1, label="dense")
+    if "dense_score" in frame.attrs:
+        ax.axhline(frame.attrs["dense_score"], color="k", ls="--", lw=1, label="dense")
     ax.set_xlabel("pruning ratio of the group (others dense)")
-    ax.set_ylabel("validation accuracy (after BN recalibration)")
+    ax.set_ylabel("validation score (accuracy unless --score; after BN recalibration)")
     ax.set_title(title or "per-group sensitivity")
     ax.legend(fontsize=6, ncol=2)
     fig.tight_layout()

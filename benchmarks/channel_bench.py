@@ -100,7 +100,7 @@ def curve(table: ChannelBenchTable, cell: Cell, history: pd.DataFrame) -> pd.Dat
     best = table.best(cell.budget)[1]
     sums: dict[str, list[float]] = {}
     rows, chosen = [], None
-    for q, (kept, acc, ok) in enumerate(zip(history["kept"], history["accuracy"], history["feasible"]), 1):
+    for q, (kept, acc, ok) in enumerate(zip(history["kept"], history["score"], history["feasible"]), 1):
         if ok:
             key = table.space.key(json.loads(kept))
             sums.setdefault(key, []).append(float(acc))

@@ -71,7 +71,7 @@ def main() -> None:
                         episodes=args.evaluations // len(BUDGETS), **common)
         best = single["best"] or {}
         rows.append({"budget": label, "conditioned_score": point["score"], "conditioned_finetuned": point["finetuned"],
-                     "conditioned_cost_ms": point["cost"], "separate_score": best.get("accuracy"),
+                     "conditioned_cost_ms": point["cost"], "separate_score": best.get("score", best.get("accuracy")),
                      "separate_finetuned": best.get("finetuned"), "separate_cost_ms": best.get("cost"),
                      "uniform_score": point["uniform_score"], "budget_ms": point["budget"],
                      "evaluations_conditioned": args.evaluations,

@@ -273,7 +273,7 @@ class Bench:
             summary = self.search(model, budget, agent, SELECTION_SEED, self.out / "runs" / "selection" / agent,
                                   episodes)
             rows.append({"agent": agent, "model": model, "budget": budget, "seed": SELECTION_SEED,
-                         "episodes": episodes, "best_val_acc": summary["best"]["accuracy"],
+                         "episodes": episodes, "best_val_acc": summary["best"]["score"],
                          "search_s": summary["wall_s"]})
             write_text_atomic(path, pd.DataFrame(rows).to_csv(index=False))
         return max(rows, key=lambda r: r["best_val_acc"])["agent"]
@@ -325,7 +325,10 @@ class Bench:
         """A search (resumed if its folder holds a partial one); returns its summary."""
         done = folder / "summary.json"
         if done.is_file() and json.loads(done.read_text()).get("complete"):
-            return json.loads(done.read_text())
+            summary = json.loads(done.read_text())
+            if summary.get("best") and "score" not in summary["best"]:  # written before the field had its name
+                summary["best"]["score"] = summary["best"]["accuracy"]
+            return summary
         cfg = SearchConfig(model=model, weights=self.weights(model), cost_model=cost_model,
                            table=self.table(model) if cost_model == "lut" else None, budget=f"{budget:.0%}",
                            agent=agent, preset=self.prof.preset, episodes=episodes, seed=seed,
@@ -361,7 +364,7 @@ class Bench:
         print(f"{tag} seed {seed}: searched in {time.perf_counter() - start:.0f} s", flush=True)
         policy = PruningPolicy.load(folder / "best_policy.json")
         row = {**key, "agent": agent, "evaluations": summary["episodes_this_session"] if not one_shot
-               else 1, "search_s": summary["wall_s"], "best_val_acc": summary["best"]["accuracy"],
+               else 1, "search_s": summary["wall_s"], "best_val_acc": summary["best"]["score"],
                "best_val_finetuned": (summary.get("best") or {}).get("finetuned"),
                "predicted_ms": self.predicted_ms(policy, model), **self.dense_stats(model),
                **self.finish(model, policy, seed, self.out / "runs" / tag / f"seed{seed}" / "export")}

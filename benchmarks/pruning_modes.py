@@ -254,7 +254,7 @@ def _sensitivity_widths(analysis, ranking, data: dict, limit: float, weights_of)
     def score(kept):
         return accuracy(prune_physically(analysis, ranking, kept), x, y)
     frame = sensitivity_sweep(analysis, score, ratios, 1, progress=False)
-    options = {g: sorted(set(zip(rows["kept"].astype(int), rows["accuracy"].astype(float))))
+    options = {g: sorted(set(zip(rows["kept"].astype(int), rows["score"].astype(float))))
                for g, rows in frame.groupby("group", sort=False)}
     best, best_loss = None, math.inf
     for combo in itertools.product(*options.values()):

@@ -22,7 +22,7 @@ class EpisodeResult:
     latency_ms: float | None    # None when the cost model predicts no latency
     flops: int
     params: int
-    accuracy: float             # the score (accuracy unless the search names another); NaN on failure
+    score: float                # the candidate's score (accuracy unless the search names another); NaN on failure
     reward: float
     feasible: bool
     score_seconds: float = 0.0  # time spent scoring the candidate

@@ -22,7 +22,7 @@ from autoprune.envs.observation import OBS_NAMES, observation, static_features
 from autoprune.envs.projection import BudgetProjection
 from autoprune.envs.rewards import SOFT_BUDGET_REWARDS, Reward, create_reward
 from autoprune.errors import ConfigError
-from autoprune.pruning.ratios import group_kept
+from autoprune.pruning.ratios import DEFAULT_MAX_RATIO, group_kept
 from autoprune.pruning.widths import WidthChoices
 
 Evaluator = Callable[[Mapping[str, int]], float]
@@ -75,9 +75,9 @@ class PruningEnv(gym.Env):
     | 12  | slack            | budget headroom if all undecided groups took their max ratio |
 
     ## Rewards
-    0 on every step but the last; then ``reward(accuracy, cost, budget)`` from
+    0 on every step but the last; then ``reward(score, cost, budget)`` from
     :mod:`autoprune.envs.rewards` (default: validation accuracy). A candidate whose score is NaN
-    (failed forward pass) gets reward 0 and an ``accuracy`` of NaN.
+    (failed forward pass) gets reward 0 and a ``score`` of NaN.
 
     ## Episode End
     Terminates after the last group. Never truncates. ``reset(options={"exact": True})`` keeps a
@@ -85,7 +85,7 @@ class PruningEnv(gym.Env):
 
     ## Arguments
     ``groups``, ``features`` (from :func:`autoprune.analysis.group_features`), ``cost_model``,
-    ``budget``, ``evaluator`` (kept channels -> accuracy), ``min_ratio``/``max_ratio`` (a float
+    ``budget``, ``evaluator`` (kept channels -> score), ``min_ratio``/``max_ratio`` (a float
     or a group -> float mapping), ``round_to``, ``reward`` (name or callable)
     ``budget_rule`` (``project`` or ``wall``), ``enforce_budget`` (False = soft budget: no
     projection or clipping; default: False for the ``penalty`` reward, else True) and, optionally,
@@ -109,7 +109,7 @@ class PruningEnv(gym.Env):
 
     def __init__(self, groups: list[PrunableGroup], features: pd.DataFrame, cost_model: CostModel,
                  budget: Budget, evaluator: Evaluator, min_ratio: float | Mapping[str, float] = 0.0,
-                 max_ratio: float | Mapping[str, float] = 0.8, round_to: int = 1,
+                 max_ratio: float | Mapping[str, float] = DEFAULT_MAX_RATIO, round_to: int = 1,
                  reward: str | Reward = "accuracy", enforce_budget: bool | None = None,
                  analysis: ModelAnalysis | None = None, budget_rule: str = "project",
                  budgets: Sequence[Budget] | None = None, budget_seed: int = 0,
@@ -168,7 +168,7 @@ class PruningEnv(gym.Env):
         (in a batch, by parallel workers): the score, its time and the reward under its budget."""
         budget = next((b for b in self.budgets if b.matches(result.budget)), self.budget)
         reward = 0.0 if math.isnan(score) else float(self.reward_fn(score, result.cost, budget))
-        return dataclasses.replace(result, accuracy=float(score), reward=reward, score_seconds=seconds)
+        return dataclasses.replace(result, score=float(score), reward=reward, score_seconds=seconds)
 
     def clone(self) -> PruningEnv:
         """Another environment over the same groups, cost model, budgets and scorer (shared, read
@@ -256,18 +256,18 @@ class PruningEnv(gym.Env):
         cost = checked_cost(self.cost_model, self._kept)
         value = cost.value(self.budget.metric)
         s0 = time.perf_counter()
-        accuracy = math.nan if self._defer else float(self.evaluator(dict(self._kept)))
+        score = math.nan if self._defer else float(self.evaluator(dict(self._kept)))
         score_seconds = time.perf_counter() - s0
-        reward = 0.0 if math.isnan(accuracy) else float(self.reward_fn(accuracy, value, self.budget))
+        reward = 0.0 if math.isnan(score) else float(self.reward_fn(score, value, self.budget))
         return EpisodeResult(
             kept=dict(self._kept), proposed=proposed,
             ratios={g.name: 1.0 - self._kept[g.name] / g.channels for g in self.groups},
-            cost=value, latency_ms=cost.latency_ms, flops=cost.flops, params=cost.params, accuracy=accuracy,
+            cost=value, latency_ms=cost.latency_ms, flops=cost.flops, params=cost.params, score=score,
             reward=reward, feasible=self.budget.fits(value), score_seconds=score_seconds, budget=self.budget.value)
 
 
 def _per_group(value: float | Mapping[str, float], groups: list[PrunableGroup], what: str) -> list[float]:
-    values = [float(value.get(g.name, 0.0 if what == "min_ratio" else 0.8)) if isinstance(value, Mapping)
+    values = [float(value.get(g.name, 0.0 if what == "min_ratio" else DEFAULT_MAX_RATIO)) if isinstance(value, Mapping)
               else float(value) for g in groups]
     if any(not 0.0 <= v < 1.0 for v in values):
         raise ConfigError(f"{what} must be in [0, 1), got {value}")

@@ -43,7 +43,7 @@ def test_agent_solves_toy_problem_with_known_optimum(agent, rule):
     env, optimum = toy_problem(rule)
     searcher = create_searcher(agent, seed=0, preset="quick", overrides={"warmup_episodes": 20})
     found = []
-    searcher.run(env, 200, lambda info: found.append(info.accuracy))
+    searcher.run(env, 200, lambda info: found.append(info.score))
     # what the search returns, its best candidate, is within 1.5 points of the brute-force optimum
     assert max(found) >= optimum - 0.015, (max(found), optimum)
     # and, under AMC's wall, the learned noise-free policy has escaped the "keep everything, let
@@ -55,7 +55,7 @@ def test_agent_solves_toy_problem_with_known_optimum(agent, rule):
     while not done:
         action, _ = searcher.model.predict(obs, deterministic=True)
         obs, _, done, _, info = env.step(action)
-    assert EpisodeResult.of(info).accuracy >= 0.9, info
+    assert EpisodeResult.of(info).score >= 0.9, info
 
 
 def test_random_and_uniform_share_the_interface():
@@ -64,7 +64,7 @@ def test_random_and_uniform_share_the_interface():
         infos = []
         create_searcher(name, seed=1).run(env, episodes, infos.append)
         assert len(infos) == (episodes if name == "random" else 1)
-        assert all(i.feasible and i.accuracy <= optimum + 1e-9 for i in infos)
+        assert all(i.feasible and i.score <= optimum + 1e-9 for i in infos)
     ratios = list(infos[0].ratios.values())
     assert max(ratios) - min(ratios) < 0.15  # uniform: one ratio everywhere (up to rounding)
 
@@ -149,7 +149,7 @@ def test_global_magnitude_searcher_meets_the_budget_with_one_candidate():
     env, optimum = toy_problem()
     infos = []
     create_searcher("tp-global", seed=0).run(env, 10, infos.append)
-    assert len(infos) == 1 and infos[0].feasible and infos[0].accuracy <= optimum + 1e-9
+    assert len(infos) == 1 and infos[0].feasible and infos[0].score <= optimum + 1e-9
     kept = infos[0].kept
     # the episode applied a Torch-Pruning global allocation unchanged (within the env's bounds)
     assert any(kept == {g.name: int(np.clip(k[g.name], env.wall.min_keep[t], env.wall.max_keep[t]))
@@ -206,7 +206,7 @@ def test_cmaes_resumes_exactly_and_beats_its_start(tmp_path):
     create_searcher("cmaes", seed=3).run(env, 24, part.append, start_episode=10, state_dir=tmp_path / "b")
     assert [i.kept for i in part] == [i.kept for i in full]
     assert all(i.feasible for i in full)
-    assert max(i.accuracy for i in full[12:]) >= max(i.accuracy for i in full[:6])
+    assert max(i.score for i in full[12:]) >= max(i.score for i in full[:6])
 
 
 @pytest.mark.parametrize("override", ["warmup_episodes=abc", "noise_sigma=[1,2]", "tau=nan", "tau=.nan",
@@ -311,8 +311,8 @@ def test_a_searcher_that_learns_beats_random_proposals_on_a_table_with_a_known_o
         for seed in range(8):
             found = []
             create_searcher(name, seed=seed).run(env, 100, found.append)
-            assert all(r.accuracy <= optimum + 1e-9 for r in found)  # nothing beats the brute-force optimum
-            best.append(max(r.accuracy for r in found))
+            assert all(r.score <= optimum + 1e-9 for r in found)  # nothing beats the brute-force optimum
+            best.append(max(r.score for r in found))
         regret[name] = optimum - float(np.mean(best))
     assert regret[agent] < 0.8 * regret["random"], regret
 

@@ -180,7 +180,7 @@ def test_a_warm_start_begins_from_the_earlier_searchs_best_architectures(fake_ta
     warmed, resumed, coldly = (read_history(tmp_path / run / "history.csv") for run in "wrc")
     timing = ["score_s", "wall_s"]
     pd.testing.assert_frame_equal(warmed.drop(columns=timing), resumed.drop(columns=timing))
-    first = [h[h["source"] == "evolution"]["accuracy"].head(6).mean() for h in (warmed, coldly)]
+    first = [h[h["source"] == "evolution"]["score"].head(6).mean() for h in (warmed, coldly)]
     assert first[0] > first[1], first  # children of the earlier best, not a random first generation
     front = str(tmp_path / "front")
     for bad, message in ((["--agent", "random", "--warm-start", front], "needs a searcher that starts from scored"),

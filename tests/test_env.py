@@ -126,7 +126,7 @@ def test_observation_is_in_bounds_and_tracks_progress(resnet):
 def test_failed_candidate_gets_zero_reward(resnet):
     env = make_env(resnet, evaluator=lambda kept: math.nan)
     info = rollout(env, lambda t: 0.0)
-    assert math.isnan(info.accuracy) and info.reward == 0.0
+    assert math.isnan(info.score) and info.reward == 0.0
 
 
 def test_rewards():
@@ -246,6 +246,6 @@ def test_a_clone_plays_its_own_episodes_and_deferred_ones_complete_as_played_her
     for t in range(len(resnet.groups)):
         _, _, done, _, info = other.step(np.array([0.3 * (t % 3) - 0.2], np.float32))
         pending = EpisodeResult.of(info) if done else None
-    assert math.isnan(pending.accuracy) and env._t == 1 and env._kept  # the original's episode untouched
-    done = other.complete(pending, alone.accuracy, 0.0)
+    assert math.isnan(pending.score) and env._t == 1 and env._kept  # the original's episode untouched
+    done = other.complete(pending, alone.score, 0.0)
     assert done.kept == alone.kept and done.reward == alone.reward and done.cost == alone.cost

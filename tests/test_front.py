@@ -69,7 +69,7 @@ def test_front_search_writes_a_policy_per_budget_that_meets_it_and_resumes(tmp_p
         assert budget.fraction == pytest.approx(row.fraction)
         assert budget.fits(cost.cost(policy.architecture(analysis)).flops)  # each meets its own budget
         at = full[(full["budget"] - budget.value).abs() < 1e-6]
-        assert policy.accuracy.episode in set(at["episode"])  # chosen among that budget's episodes
+        assert policy.score.episode in set(at["episode"])  # chosen among that budget's episodes
     summary = json.loads((tmp_path / "full" / "summary.json").read_text())
     assert [p["label"] for p in summary["front"]] == ["30%", "50%", "70%"]
 

@@ -187,7 +187,7 @@ def test_an_image_folder_is_checked_before_decoding(tmp_path, capsys, case, mess
 
 # -- files read back on resume --------------------------------------------------------------------
 @pytest.mark.parametrize("damage, message", [
-    (lambda t: t.replace("accuracy", "acc", 1), "no accuracy column"),
+    (lambda t: t.replace("score", "scr", 1), "no score column"),
     (lambda t: t.replace("\n1,", "\nlots,", 1), "not a number"),
     (lambda t: t.replace('{"', '["', 1), "ratios or kept cell"),
 ])

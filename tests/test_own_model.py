@@ -133,7 +133,7 @@ def test_own_model_and_data_go_through_analyse_search_apply_export(user, tmp_pat
     applied = json.loads((tmp_path / "a" / "apply.json").read_text())
     assert applied["test_split"].startswith("val")  # the data factory gave no test split, and it says so
     # BN recalibrated on the search's batches: the applied model reproduces the search's score
-    assert applied["val_score"] == pytest.approx(policy["accuracy"]["val"], abs=1e-6)
+    assert applied["val_score"] == pytest.approx(policy["score"]["val"], abs=1e-6)
     assert main(["export", str(tmp_path / "a" / "model.pt"), "--model", model, "--out", str(tmp_path / "e")]) == 0
     exported = json.loads((tmp_path / "e" / "export.json").read_text())
     assert exported["latency_ms"] > 0 and exported["model"] == policy["model"]
@@ -184,7 +184,7 @@ def test_search_streams_dataloaders(user, tmp_path):
     assert main(["search", "--model", f"{user}/ownnet.py:build", "--data", f"{user}/owndata.py:loaders",
                  *QUICK, "--out", str(run)]) == 0
     history = pd.read_csv(run / "history.csv")
-    assert len(history) == 4 and history["accuracy"].between(0, 1).all()
+    assert len(history) == 4 and history["score"].between(0, 1).all()
 
 
 def _png_tree(root, size=(12, 10), classes=("cat", "dog"), per_class=6):
@@ -221,9 +221,9 @@ def test_a_custom_score_drives_the_search(user, tmp_path):
     assert summary["score"] == "fewest_params" and "validation fewest_params" in (run / "report.md").read_text()
     # the score is the function's value (a pruned copy's weights, biases and BN included), and the
     # best policy is the candidate that maximises it
-    assert (history["accuracy"] < 0).all()
-    assert summary["best"]["episode"] == int(history.loc[history["accuracy"].idxmax(), "episode"])
-    assert history["params"].iloc[history["accuracy"].argmax()] == history["params"].min()
+    assert (history["score"] < 0).all()
+    assert summary["best"]["episode"] == int(history.loc[history["score"].idxmax(), "episode"])
+    assert history["params"].iloc[history["score"].argmax()] == history["params"].min()
 
 
 def test_a_non_image_model_on_vectors(user, tmp_path):

@@ -87,7 +87,7 @@ def test_a_worker_killed_mid_search_loses_no_episode(tmp_path, monkeypatch):
                  "--workers", "2", "--out", str(tmp_path / "pool")]) == 0
     assert main([*SEARCH, "--agent", "random", "--out", str(tmp_path / "local")]) == 0
     history = _history(tmp_path / "pool")
-    assert len(history) == 9 and history["accuracy"].notna().all()
+    assert len(history) == 9 and history["score"].notna().all()
     assert history.equals(_history(tmp_path / "local"))
     made = sorted((int(p.name.split("-")[1]), p.name.split("-")[0]) for p in calls.iterdir())
     killed = next(pid for n, pid in made if n >= 4)
@@ -181,7 +181,7 @@ def test_ray_search_gives_the_local_history_when_a_worker_is_killed_by_pid(ray_r
     assert (tmp_path / "killed").read_text().isdigit()
     assert main([*ray_search, "--out", str(tmp_path / "local")]) == 0
     history = _history(tmp_path / "ray")
-    assert len(history) == 9 and history["accuracy"].notna().all()
+    assert len(history) == 9 and history["score"].notna().all()
     assert history.equals(_history(tmp_path / "local"))
 
 

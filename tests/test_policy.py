@@ -13,7 +13,7 @@ from autoprune.policy import SCHEMA_VERSION, PruningPolicy
 def policy(tiny_analysis):
     return PruningPolicy.for_model(tiny_analysis, {"stem.0": 0.5, "expand.0": 0.25}, model_name="tiny",
                                    budget={"metric": "latency_ms", "value": 1.0},
-                                   predicted_cost={"latency_ms": 0.9}, accuracy={"val": 0.8})
+                                   predicted_cost={"latency_ms": 0.9}, score={"val": 0.8})
 
 
 def test_roundtrip_keeps_everything(tmp_path, policy, tiny_analysis):
@@ -21,6 +21,14 @@ def test_roundtrip_keeps_everything(tmp_path, policy, tiny_analysis):
     assert loaded == policy
     assert loaded.architecture(tiny_analysis)["stem.0"] == 4 and loaded.channels["expand.0"] == 12
     assert set(loaded.ratios) == set(tiny_analysis.group_names)
+
+
+def test_a_policy_from_before_the_score_had_its_name_still_loads(tmp_path, policy, tiny_analysis):
+    data = policy.to_dict()
+    assert data["score"] == {"val": 0.8} and "accuracy" not in data
+    data["accuracy"] = data.pop("score")  # how earlier versions wrote it
+    loaded = PruningPolicy.load(write(tmp_path, data), tiny_analysis)
+    assert loaded.score.val == 0.8 and loaded.to_dict()["score"] == {"val": 0.8}
 
 
 def write(tmp_path, data):

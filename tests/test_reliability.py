@@ -93,8 +93,8 @@ def test_failing_candidates_are_recorded_and_skipped(tmp_path, splits, monkeypat
                           episodes=9, val_size=64, bn_batches=1, out=str(tmp_path / "run"))
     summary = SearchRun(config, splits=splits, progress=False).run()
     history = read_history(tmp_path / "run" / "history.csv")
-    assert len(history) == 9 and history["accuracy"].isna().sum() == 3
-    assert summary["best"]["accuracy"] == history["accuracy"].max() and not math.isnan(summary["best"]["accuracy"])
+    assert len(history) == 9 and history["score"].isna().sum() == 3
+    assert summary["best"]["score"] == history["score"].max() and not math.isnan(summary["best"]["score"])
 
 
 def test_full_disk_is_refused_before_any_work(tmp_path, monkeypatch, capsys):

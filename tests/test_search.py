@@ -44,9 +44,9 @@ def test_cli_search_completes_and_resumes(tmp_path):
     assert list(history["episode"]) == list(range(10))
     policy = json.loads((out / "best_policy.json").read_text())
     reranked = pd.read_csv(out / "rerank.csv")  # the best policy is the best after the short fine-tune
-    assert policy["accuracy"]["episode"] == reranked.loc[0, "episode"]
-    assert policy["accuracy"]["val_finetuned"] == reranked["finetuned"].max()
-    assert reranked.loc[0, "accuracy"] == history.loc[history["episode"] == reranked.loc[0, "episode"], "accuracy"].item()
+    assert policy["score"]["episode"] == reranked.loc[0, "episode"]
+    assert policy["score"]["val_finetuned"] == reranked["finetuned"].max()
+    assert reranked.loc[0, "score"] == history.loc[history["episode"] == reranked.loc[0, "episode"], "score"].item()
     assert policy["budget"]["fraction"] == pytest.approx(0.4)
     assert all(history["cost"] <= policy["budget"]["value"])
 
@@ -56,6 +56,20 @@ def config(tmp_path, agent, name, **kw):
                         preset="quick", agent_params={} if agent in ("random", "uniform", "cmaes") else {"warmup_episodes": 2},
                         episodes=5, val_size=64,
                         bn_batches=1, out=str(tmp_path / name), **kw)
+
+
+def test_a_history_from_before_the_score_column_had_its_name_resumes_as_it_is(tmp_path, splits):
+    cfg = config(tmp_path, "random", "old")
+    SearchRun(cfg, splits=splits, progress=False).run()
+    path = tmp_path / "old" / "history.csv"
+    header, rest = path.read_text().split("\n", 1)
+    path.write_text(header.replace("episode,score,", "episode,accuracy,") + "\n" + rest)  # an earlier version's file
+    cfg.episodes = 8
+    summary = SearchRun(cfg, splits=splits, progress=False).run(resume=True)
+    assert path.read_text().startswith("episode,accuracy,")  # its header kept, its new rows under it
+    history = read_history(path)
+    assert len(history) == 8 and history["score"].notna().all() and "accuracy" not in history
+    assert summary["best"]["score"] == pytest.approx(history["score"].max())
 
 
 @pytest.mark.parametrize("agent", ["random", "amc-ddpg"])
@@ -178,10 +192,10 @@ def test_best_candidate_over_budget_on_this_machine_is_replaced(tmp_path, splits
     checked = pd.read_csv(tmp_path / "v" / "verification.csv")
     history = read_history(tmp_path / "v" / "history.csv")
     assert len(checked) >= 2 and list(checked["fits"]) == [False] + [True] * (len(checked) - 1)
-    assert checked["accuracy"].is_monotonic_decreasing and checked.loc[0, "accuracy"] == history["accuracy"].max()
+    assert checked["score"].is_monotonic_decreasing and checked.loc[0, "score"] == history["score"].max()
     assert summary["verification"]["chosen_episode"] == checked.loc[1, "episode"] == summary["best"]["episode"]
     policy = json.loads((tmp_path / "v" / "best_policy.json").read_text())
-    assert policy["accuracy"]["episode"] == checked.loc[1, "episode"]
+    assert policy["score"]["episode"] == checked.loc[1, "episode"]
     # with the second stage on, the re-ranked best is still one that measured within budget
     cfg = config(tmp_path, "random", "v2")
     cfg.cost_model, cfg.table, cfg.budget, cfg.episodes = "lut", str(mlp_table), table_budget(mlp_table), 12
@@ -235,7 +249,7 @@ def test_search_best_is_never_worse_than_its_seeds(tmp_path, splits):
     history = read_history(tmp_path / "seeded" / "history.csv")
     seeds = history[history["source"].str.startswith("seed:")]
     assert list(seeds["episode"]) == [0, 1, 2]
-    assert summary["best"]["accuracy"] >= seeds["accuracy"].max()
+    assert summary["best"]["score"] >= seeds["score"].max()
 
 
 def test_second_stage_ranks_a_known_better_candidate_first(splits):

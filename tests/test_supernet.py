@@ -105,7 +105,7 @@ def test_a_search_scores_with_the_supernet_and_reuses_it(tmp_path, capsys):
     trained = (tmp_path / "sn" / "supernet.pt").stat().st_mtime_ns
     assert main([*common, "--out", str(tmp_path / "b")]) == 0  # the same supernet, reused: the same scores
     assert (tmp_path / "sn" / "supernet.pt").stat().st_mtime_ns == trained
-    a, b = (read_history(tmp_path / r / "history.csv")["accuracy"].tolist() for r in "ab")
+    a, b = (read_history(tmp_path / r / "history.csv")["score"].tolist() for r in "ab")
     assert a == b and all(0 <= v <= 1 for v in a)
     assert main([*common[:-10], "--supernet-epochs", "2", "--agent", "random", "--episodes", "2", "--val-size", "64",
                  "--bn-batches", "2", "--rerank-top", "0", "--out", str(tmp_path / "c")]) == 2  # other settings
@@ -149,7 +149,7 @@ def test_one_supernet_serves_a_front_of_an_agent_and_a_resumed_search(tmp_path):
     assert main([*SN_SEARCH[:2], "--resume", "--episodes", "8", "--out", str(out)]) == 0
     after = read_history(out / "history.csv")
     assert (sn / "supernet.pt").stat().st_mtime_ns == trained
-    assert list(after["episode"]) == list(range(8)) and after["accuracy"].iloc[:4].tolist() == first["accuracy"].tolist()
+    assert list(after["episode"]) == list(range(8)) and after["score"].iloc[:4].tolist() == first["score"].tolist()
     assert (after["cost"] <= after["budget"] * (1 + 1e-9)).all() and after["budget"].nunique() == 2
     assert len(list(out.glob("policies/*.json"))) == 2 and len(pd.read_csv(out / "front.csv")) == 2
 
@@ -161,4 +161,4 @@ def test_supernet_scores_are_the_same_on_worker_processes(tmp_path):
     assert main([*common, "--out", str(tmp_path / "local")]) == 0
     assert main([*common, "--executor", "processes", "--workers", "2", "--out", str(tmp_path / "workers")]) == 0
     local, workers = (read_history(tmp_path / r / "history.csv") for r in ("local", "workers"))
-    assert local["accuracy"].tolist() == workers["accuracy"].tolist()
+    assert local["score"].tolist() == workers["score"].tolist()

@@ -48,7 +48,7 @@ def test_neg_loss_score_is_minus_the_cross_entropy_and_drives_a_search(tmp_path,
                  "--agent", "random", "--episodes", "4", "--val-size", "64", "--bn-batches", "1", "--rerank-top", "0",
                  "--score", "neg-loss", "--out", str(run)]) == 0
     history = pd.read_csv(run / "history.csv")
-    assert (history["accuracy"] < 0).all() and json.loads((run / "summary.json").read_text())["score"] == "neg-loss"
+    assert (history["score"] < 0).all() and json.loads((run / "summary.json").read_text())["score"] == "neg-loss"
     capsys.readouterr()
     assert main(["apply", str(run / "best_policy.json"), "--data", "synthetic", "--score", "neg-loss",
                  "--out", str(tmp_path / "a")]) == 0

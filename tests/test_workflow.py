@@ -57,7 +57,7 @@ def test_sensitivity_sweep_one_group_at_a_time(tiny_analysis, splits, tmp_path):
         assert sum(kept[g.name] < g.channels for g in groups) <= 1
     assert len(calls) == 1 + len(groups)  # dense once; ratio 0 keeps every channel and is not rescored
     zero = frame[frame["ratio"] == 0.0]
-    assert np.allclose(zero["accuracy"], frame.attrs["dense_accuracy"]) and np.allclose(zero["drop"], 0)
+    assert np.allclose(zero["score"], frame.attrs["dense_score"]) and np.allclose(zero["drop"], 0)
     png = plot_sensitivity(frame, tmp_path / "s.png")
     assert png.read_bytes()[:4] == b"\x89PNG"
 

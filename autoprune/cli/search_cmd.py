@@ -77,7 +77,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"no feasible candidate found; see {config.out}/history.csv")
         return 1
     cost = f"{best['latency_ms']:.4f} ms" if best.get("latency_ms") is not None else f"{best['flops'] / 1e6:.2f} M MACs"
-    print(f"best: val {summary.get('score', 'accuracy')} {best['accuracy']:.4f} at {cost} (budget {summary['budget']['value']:.4g} "
+    print(f"best: val {summary.get('score', 'accuracy')} {best['score']:.4f} at {cost} (budget {summary['budget']['value']:.4g} "
           f"{summary['budget']['metric']}); policy saved to {config.out}/best_policy.json")
     check = summary.get("verification") or {}
     if check.get("skipped"):

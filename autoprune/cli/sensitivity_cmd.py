@@ -44,7 +44,7 @@ def run(args: argparse.Namespace) -> int:
     frame = sensitivity_stage(source, splits, out, ratios, args.val_size, args.bn_batches, args.round_to,
                               args.importance, args.exclude, require_weights=args.data != "synthetic", score=score)
     worst = frame.groupby("group", sort=False)["drop"].mean().sort_values(ascending=False)
-    print(f"dense {frame.attrs['dense_accuracy']:.4f}; most sensitive: "
+    print(f"dense {frame.attrs['dense_score']:.4f}; most sensitive: "
           + ", ".join(f"{g} ({d:+.3f} mean drop)" for g, d in worst.head(3).items()))
     print(f"saved {out / 'sensitivity.csv'} and {out / 'sensitivity.png'}")
     return 0

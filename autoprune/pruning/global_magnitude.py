@@ -21,9 +21,10 @@ from autoprune.analysis.transposed_linear import (
 )
 from autoprune.outputs import flat_outputs
 from autoprune.pruning.importance import GroupMagnitude
+from autoprune.pruning.ratios import DEFAULT_MAX_RATIO
 
 
-def global_magnitude_kept(analysis: ModelAnalysis, ratio: float, max_ratio: float = 0.8, round_to: int = 1,
+def global_magnitude_kept(analysis: ModelAnalysis, ratio: float, max_ratio: float = DEFAULT_MAX_RATIO, round_to: int = 1,
                           p: int = 1) -> dict[str, int]:
     """Channels kept per group after Torch-Pruning's global magnitude pruning at ``ratio``.
 
@@ -47,7 +48,7 @@ def global_magnitude_kept(analysis: ModelAnalysis, ratio: float, max_ratio: floa
             for g in analysis.groups}
 
 
-def size_global_magnitude(analysis: ModelAnalysis, fits: Callable[[dict[str, int]], bool], max_ratio: float = 0.8,
+def size_global_magnitude(analysis: ModelAnalysis, fits: Callable[[dict[str, int]], bool], max_ratio: float = DEFAULT_MAX_RATIO,
                           round_to: int = 1, p: int = 1, grid: int = 40,
                           iters: int = 8) -> tuple[float, dict[str, int]]:
     """The smallest global ratio whose architecture ``fits`` (the budget), and that architecture.

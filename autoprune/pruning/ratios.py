@@ -7,6 +7,8 @@ from collections.abc import Mapping
 
 from autoprune.analysis.groups import PrunableGroup
 
+DEFAULT_MAX_RATIO = 0.8  # the largest share of one group a search or a global rule removes, unless told
+
 
 def multiple(round_to: int = 1, step: int = 1) -> int:
     """The multiple a group's channel count is kept in: ``round_to`` and the group's unit size both."""

@@ -33,6 +33,7 @@ from autoprune.model_source import ModelSource, parse_input_shape, parse_model_a
 from autoprune.models import is_builtin
 from autoprune.parallel import check_executor
 from autoprune.pruning.importance import IMPORTANCES
+from autoprune.pruning.ratios import DEFAULT_MAX_RATIO
 from autoprune.pruning.widths import parse_widths
 from autoprune.references import CODE_OPTIONS, canonical, require_consent
 from autoprune.scoring import SCORE_HELP, load_loss, load_score
@@ -98,7 +99,7 @@ class SearchConfig:
     eval_mode: str = setting("physical", "score candidates on a pruned copy (default) or with masks on the "
                                          "dense model; same scores", choices=["physical", "masked"])
     min_ratio: float = setting(0.0, "least share of a group pruned", at_least=0.0, below=1.0)
-    max_ratio: float = setting(0.8, "largest share of a group pruned", at_least=0.0, below=1.0)
+    max_ratio: float = setting(DEFAULT_MAX_RATIO, "largest share of a group pruned", at_least=0.0, below=1.0)
     round_to: int | None = setting(None, "keep channel counts a multiple of this (default 8: ONNX Runtime's CPU "
                                          "kernels are fast for multiples of 8; 4, 2 or 1 when the budget needs "
                                          "finer widths, said in a note)", at_least=1)

@@ -36,7 +36,7 @@ def candidate_policy(config: SearchConfig, parts: Assembled, best: Candidate, bu
         importance=c.importance, exclude=list(c.exclude), budget=budget.to_dict(),
         widths=parts.env.choices.to_dict() if parts.env.choices.listed else None,
         cost_model=parts.cost_model.name, predicted_cost=best.predicted_cost(),
-        accuracy=SearchScore(best.accuracy, c.val_size, best.episode, c.bn_batches,
+        score=SearchScore(best.score, c.val_size, best.episode, c.bn_batches,
                              best.finetuned, c.rerank_steps if best.finetuned is not None else None))
 
 
@@ -88,7 +88,7 @@ class Finisher:
         elif chosen != self.incumbent.best.episode:
             row = history.loc[history["episode"] == chosen].iloc[0]
             tqdm.write(f"verification: the best candidate measured over budget on this machine; episode "
-                       f"{chosen} (val {row['accuracy']:.4f}) is within it and becomes best_policy.json")
+                       f"{chosen} (val {row['score']:.4f}) is within it and becomes best_policy.json")
             self.incumbent.choose(Candidate.from_row(row))
         return result
 
@@ -147,17 +147,17 @@ class Finisher:
         for spec, budget in zip(c.budgets, parts.budgets):
             at = episodes_at(history, budget)
             ok, uniform = scored_feasible(at), at[at["source"].astype(str) == "seed:uniform"]
-            uni = (float(uniform["accuracy"].iloc[0]), float(uniform["cost"].iloc[0])) if len(uniform) else (None, None)
+            uni = (float(uniform["score"].iloc[0]), float(uniform["cost"].iloc[0])) if len(uniform) else (None, None)
             if ok.empty:
                 points.append(FrontPoint(spec, budget.value, budget.fraction, None, None, None, None, *uni, None))
                 continue
-            best = Candidate.from_row(ok.loc[ok["accuracy"].idxmax()])
+            best = Candidate.from_row(ok.loc[ok["score"].idxmax()])
             if c.rerank_top > 0 and not self.one_shot:
                 best = self.pick(at, history, self.second_stage(at))[1] or best
             file = policy_file(spec)
             (self.out / "policies").mkdir(exist_ok=True)
             candidate_policy(c, parts, best, budget).save(self.out / file)
-            points.append(FrontPoint(spec, budget.value, budget.fraction, best.episode, best.accuracy, best.finetuned,
+            points.append(FrontPoint(spec, budget.value, budget.fraction, best.episode, best.score, best.finetuned,
                                      best.cost, *uni, file))
             firsts.append(best)
         missing = [p.label for p in points if not p.found]

@@ -17,8 +17,9 @@ from autoprune.atomic import atomic_path, open_append, write_bytes_atomic
 from autoprune.envs import EpisodeResult
 from autoprune.errors import ConfigError
 
-COLUMNS = ["episode", "accuracy", "reward", "cost", "budget", "latency_ms", "flops", "params", "feasible",
+COLUMNS = ["episode", "score", "reward", "cost", "budget", "latency_ms", "flops", "params", "feasible",
            "score_s", "wall_s", "ratios", "kept", "source"]
+LEGACY_COLUMNS = {"accuracy": "score"}  # histories written before the score column had its name
 
 
 class HistoryWriter:
@@ -57,6 +58,7 @@ class HistoryWriter:
 
     def append(self, episode: int, result: EpisodeResult, wall_s: float) -> None:
         row = {k: getattr(result, k, None) for k in COLUMNS}
+        row["accuracy"] = result.score  # written only where an older history's header names it
         row.update(episode=episode, wall_s=round(wall_s, 4), score_s=round(result.score_seconds, 4),
                    ratios=json.dumps({k: round(v, 6) for k, v in result.ratios.items()}),
                    kept=json.dumps(result.kept))
@@ -75,7 +77,7 @@ class HistoryWriter:
                 self._frame = self._earlier
             else:
                 header = ",".join(self._writer.fieldnames) + "\n"
-                new = pd.read_csv(io.StringIO(header + "".join(self._rows)))
+                new = pd.read_csv(io.StringIO(header + "".join(self._rows))).rename(columns=LEGACY_COLUMNS)
                 self._frame = new if self._earlier.empty else pd.concat([self._earlier, new], ignore_index=True)
         return self._frame
 
@@ -105,7 +107,7 @@ def read_history(path: str | Path) -> pd.DataFrame:
     if not data.strip():
         return pd.DataFrame(columns=COLUMNS)
     try:
-        frame = pd.read_csv(io.BytesIO(data))
+        frame = pd.read_csv(io.BytesIO(data)).rename(columns=LEGACY_COLUMNS)
     except (ValueError, pd.errors.ParserError) as exc:
         raise ConfigError(f"{path} is damaged ({str(exc).splitlines()[0][:80]}); {_DAMAGED}") from None
     check_history(frame, path)
@@ -113,8 +115,8 @@ def read_history(path: str | Path) -> pd.DataFrame:
 
 
 _DAMAGED = "restore it, or start a new search in another folder"
-REQUIRED = ("episode", "accuracy", "cost", "latency_ms", "flops", "params", "ratios", "kept")
-NUMERIC = ("episode", "accuracy", "reward", "cost", "budget", "latency_ms", "flops", "params")
+REQUIRED = ("episode", "score", "cost", "latency_ms", "flops", "params", "ratios", "kept")
+NUMERIC = ("episode", "score", "reward", "cost", "budget", "latency_ms", "flops", "params")
 
 
 def check_history(frame: pd.DataFrame, path: str | Path) -> None:
@@ -156,7 +158,7 @@ class Candidate:
     """One scored candidate as the history records it: the value a search's best travels as."""
 
     episode: int
-    accuracy: float  # the first-stage score (accuracy unless --score says otherwise)
+    score: float  # the first-stage score (accuracy unless --score says otherwise)
     ratios: dict[str, float]
     cost: float
     latency_ms: float | None
@@ -168,13 +170,13 @@ class Candidate:
     @classmethod
     def from_result(cls, episode: int, r: EpisodeResult) -> Candidate:
         """From an environment's episode result."""
-        return cls(episode, float(r.accuracy), dict(r.ratios), float(r.cost), r.latency_ms, int(r.flops), int(r.params))
+        return cls(episode, float(r.score), dict(r.ratios), float(r.cost), r.latency_ms, int(r.flops), int(r.params))
 
     @classmethod
     def from_row(cls, row: Any) -> Candidate:
         """From a ``history.csv`` row."""
         latency = row["latency_ms"]
-        return cls(int(row["episode"]), float(row["accuracy"]), json.loads(row["ratios"]), float(row["cost"]),
+        return cls(int(row["episode"]), float(row["score"]), json.loads(row["ratios"]), float(row["cost"]),
                    None if latency is None or latency != latency else float(latency), int(row["flops"]),
                    int(row["params"]))
 
@@ -195,8 +197,8 @@ def truncate_history(path: str | Path, rows: int) -> None:
 
 
 def scored_feasible(history: pd.DataFrame) -> pd.DataFrame:
-    """The rows a best policy may come from: feasible, with an accuracy (failed candidates have NaN)."""
-    return history[history["feasible"].astype(bool) & history["accuracy"].notna()]
+    """The rows a best policy may come from: feasible, with a score (failed candidates have NaN)."""
+    return history[history["feasible"].astype(bool) & history["score"].notna()]
 
 
 @dataclass
@@ -222,7 +224,7 @@ class ArchStats:
 def arch_stats(history: pd.DataFrame) -> dict[str, ArchStats]:
     """Per architecture (:func:`architecture_key`) of the feasible, scored episodes, in episode order."""
     stats: dict[str, ArchStats] = {}
-    for kept, score, episode in zip(*(scored_feasible(history)[c] for c in ("kept", "accuracy", "episode"))):
+    for kept, score, episode in zip(*(scored_feasible(history)[c] for c in ("kept", "score", "episode"))):
         arch = json.loads(kept)
         key = architecture_key(arch)
         if key in stats:
@@ -235,7 +237,7 @@ def arch_stats(history: pd.DataFrame) -> dict[str, ArchStats]:
 def first_scored(history: pd.DataFrame, key: str, stats: dict[str, ArchStats]) -> Candidate:
     """Architecture ``key`` as the candidate of its first episode in ``history``, at its mean score."""
     best = Candidate.from_row(history.loc[history["episode"] == stats[key].first].iloc[0])
-    best.accuracy, best.key = stats[key].mean, key
+    best.score, best.key = stats[key].mean, key
     return best
 
 

@@ -32,7 +32,7 @@ class Incumbent:
 
     def consider(self, episode: int, result: EpisodeResult) -> None:
         """Count one finished episode; the best changes when its architecture's mean is higher."""
-        score = result.accuracy
+        score = result.score
         if math.isnan(score) or not result.feasible or \
                 (self._budget is not None and not self._budget.matches(result.budget)):
             return
@@ -43,14 +43,14 @@ class Incumbent:
         else:
             stats.add(score)
         if self.best is not None and self.best.key == key:  # the best's own mean moved
-            self.best.accuracy = stats.mean
+            self.best.score = stats.mean
             if stats.count > 1 and stats.mean < max(s.mean for s in self._stats.values()):
                 self.restore(self._history())
                 self._on_change(self.best)
             return
-        if self.best is None or stats.mean > self.best.accuracy:
+        if self.best is None or stats.mean > self.best.score:
             self.best = Candidate.from_result(stats.first, result)
-            self.best.accuracy, self.best.key = stats.mean, key
+            self.best.score, self.best.key = stats.mean, key
             self._on_change(self.best)
 
     def restore(self, history: pd.DataFrame) -> None:

@@ -53,7 +53,7 @@ class EpisodeRecorder:
         if self.episode % TRIM_EVERY == 0:
             release_free_memory()
         self.bar.update()
-        best = self.incumbent.best.accuracy if self.incumbent.best else float("nan")
+        best = self.incumbent.best.score if self.incumbent.best else float("nan")
         unit = "ms" if self.budget.metric == "latency_ms" else ""
         self.bar.set_postfix(best=f"{best:.4f}", budget=f"{self.budget.value:.4g}{unit}")
         if self.every and self.episode % self.every == 0:

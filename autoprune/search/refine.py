@@ -41,7 +41,7 @@ def noise_sd(stats: Mapping[str, ArchStats], history: pd.DataFrame) -> float | N
     """Pooled standard deviation of repeated scores of one architecture (None: none repeated yet)."""
     ok = scored_feasible(history)
     keys = [architecture_key(k) for k in ok["kept"]]
-    repeated = [(key, float(score)) for key, score in zip(keys, ok["accuracy"]) if stats[key].count > 1]
+    repeated = [(key, float(score)) for key, score in zip(keys, ok["score"]) if stats[key].count > 1]
     if not repeated:
         return None
     squares = sum((score - stats[key].mean) ** 2 for key, score in repeated)

@@ -50,7 +50,7 @@ def write_report(folder: str | Path, history: pd.DataFrame | None = None) -> Pat
 
 def _markdown(config: dict, policy: PruningPolicy, budget: Budget | None, history: pd.DataFrame,
               summary: dict, plots: list[str], score: str = "accuracy") -> str:
-    acc = (policy.accuracy or SearchScore()).to_dict()
+    acc = (policy.score or SearchScore()).to_dict()
     lines = ["# Search report", "", f"{len(history)} episodes, agent `{config.get('agent')}`, "
              f"model `{policy.model}`, cost model `{policy.cost_model}`.", ""]
     if budget is not None:
@@ -87,8 +87,8 @@ def _save(fig, path: Path) -> Path:
 def _progress(history: pd.DataFrame, folder: Path, agent: str, score: str = "accuracy") -> Path:
     fig, ax = plt.subplots(figsize=(6.5, 3.8))
     ok = history[history["feasible"].astype(bool)]
-    ax.scatter(ok["episode"], ok["accuracy"], s=8, alpha=0.4, color="tab:blue", label=f"{agent}: each candidate")
-    ax.plot(ok["episode"], ok["accuracy"].cummax(), color="tab:red", lw=2, label="best so far")
+    ax.scatter(ok["episode"], ok["score"], s=8, alpha=0.4, color="tab:blue", label=f"{agent}: each candidate")
+    ax.plot(ok["episode"], ok["score"].cummax(), color="tab:red", lw=2, label="best so far")
     ax.set_xlabel("episode")
     ax.set_ylabel(f"validation {score} (first stage)")
     ax.legend(fontsize=8)
@@ -99,9 +99,9 @@ def _candidates(history: pd.DataFrame, folder: Path, budget: Budget | None, poli
                 score: str = "accuracy") -> Path:
     fig, ax = plt.subplots(figsize=(6.5, 3.8))
     unit = budget.unit if budget else ""
-    ax.scatter(history["cost"], history["accuracy"], s=8, alpha=0.5, label="candidates")
-    best = history[history["episode"] == (policy.accuracy or SearchScore()).episode]
-    ax.scatter(best["cost"], best["accuracy"], s=80, marker="*", color="tab:red", label="best policy")
+    ax.scatter(history["cost"], history["score"], s=8, alpha=0.5, label="candidates")
+    best = history[history["episode"] == (policy.score or SearchScore()).episode]
+    ax.scatter(best["cost"], best["score"], s=80, marker="*", color="tab:red", label="best policy")
     if budget is not None:
         ax.axvline(budget.value, color="k", ls="--", lw=1, label=f"budget {budget.value:.4g} {unit}")
     ax.set_xlabel(f"predicted cost ({unit})")

@@ -22,13 +22,13 @@ Scorer = Callable[[Mapping[str, int], int], float]  # (kept, steps) -> second-st
 
 def rerank_candidates(history: pd.DataFrame, score: Scorer, top: int, steps: int,
                       allowed: set[int] | None = None) -> pd.DataFrame:
-    """Columns: episode, source, accuracy (first stage), finetuned (second stage), best first.
+    """Columns: episode, source, score (first stage), finetuned (second stage), best first.
 
     ``allowed``: episodes that may be chosen (e.g. those measured within budget); None = all.
     """
     pool = top_candidates(history if allowed is None else history[history["episode"].isin(allowed)], top)
-    cols = [c for c in ("episode", "source", "accuracy") if c in pool]
+    cols = [c for c in ("episode", "source", "score") if c in pool]
     frame = pool[cols].reset_index(drop=True)
     frame["finetuned"] = [score(json.loads(k), steps) for k in pool["kept"]]
-    return frame.sort_values(["finetuned", "accuracy", "episode"], ascending=[False, False, True],
+    return frame.sort_values(["finetuned", "score", "episode"], ascending=[False, False, True],
                              na_position="last").reset_index(drop=True)

@@ -47,7 +47,7 @@ def measure_top_candidates(history: pd.DataFrame, analysis: ModelAnalysis, table
     """The ``top`` most accurate feasible candidates (one per architecture) and the seed rules'
     candidates, measured round-robin.
 
-    Columns: episode, accuracy, latency_ms (predicted), measured_ms, dense_measured_ms (the dense
+    Columns: episode, score, latency_ms (predicted), measured_ms, dense_measured_ms (the dense
     model in the same passes), adjusted_ms (measured on the table's clock, see the module note),
     fits (adjusted_ms within the budget + the export tolerance), most accurate first.
     """
@@ -56,7 +56,7 @@ def measure_top_candidates(history: pd.DataFrame, analysis: ModelAnalysis, table
     measured = MeasuredLatencyCostModel(analysis, LatencySettings(
         "onnxruntime", int(settings.get("batch_size", 1)), int(settings.get("threads", 1)),
         provider=str(settings.get("provider", "CPUExecutionProvider"))))
-    frame = ok[["episode", "accuracy", "latency_ms"]].reset_index(drop=True)
+    frame = ok[["episode", "score", "latency_ms"]].reset_index(drop=True)
     *times, dense_ms = measured.latencies([json.loads(k) for k in ok["kept"]] + [{}])
     frame["measured_ms"] = times
     frame["dense_measured_ms"] = dense_ms

@@ -98,7 +98,7 @@ def prune_to_budget(model: nn.Module | str, example_input: ModelInput | None, tr
     policy = run.policy  # what best_policy.json holds, without reading it back
     example = rows(example_input, 1) if example_input is not None else make_example(module, splits.input_shape)
     analysis = analyse_model(copy.deepcopy(module).eval(), example, exclude=policy.exclude)
-    searched = policy.accuracy or SearchScore()
+    searched = policy.score or SearchScore()
     bn = searched.bn_batches or config.bn_batches
     pruned, record = apply_and_recalibrate(analysis, policy, splits, bn)
     return PruneResult(pruned.eval(), policy, record, float("nan") if searched.val is None else searched.val, Path(out))

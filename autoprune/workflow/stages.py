@@ -89,7 +89,7 @@ def apply_stage(policy_path: str | Path, source: ModelSource | None, splits: Spl
         sliced = load_supernet(supernet, DynamicModel(analysis, ranking, {})).pruned_widths(record.kept)
         pruned.load_state_dict(sliced.state_dict())
     raw_test = evaluate(pruned, splits.test(), score)
-    searched = policy.accuracy or SearchScore()
+    searched = policy.score or SearchScore()
     bn = bn_batches if bn_batches is not None else (searched.bn_batches or 5)
     recalibrate_pruned(pruned, splits, bn)
     val_images = searched.val_images or None

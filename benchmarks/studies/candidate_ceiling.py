@@ -38,6 +38,7 @@ from autoprune.data import load_splits
 from autoprune.evaluation import CandidateEvaluator
 from autoprune.pruning.importance import rank_channels
 from autoprune.pruning.physical import prune_physically
+from autoprune.search import read_history
 from autoprune.sweep import run_tasks
 
 
@@ -53,12 +54,12 @@ class Job:
 def pick_candidates(searches: Path, top: int, others: int, sample_seed: int = 0) -> pd.DataFrame:
     """Distinct feasible architectures of every ``history.csv`` under ``searches``: the seed rules,
     the ``top`` by first-stage score and ``others`` drawn at random from the rest."""
-    frames = [pd.read_csv(p).assign(search=str(p.parent.relative_to(searches)))
+    frames = [read_history(p).assign(search=str(p.parent.relative_to(searches)))
               for p in sorted(searches.rglob("history.csv"))]
     if not frames:
         raise SystemExit(f"no history.csv under {searches}")
     hist = pd.concat(frames, ignore_index=True)
-    hist = hist[hist["feasible"].astype(bool) & hist["accuracy"].notna()]
+    hist = hist[hist["feasible"].astype(bool) & hist["score"].notna()]
     hist = hist.sort_values(["accuracy", "episode"], ascending=[False, True]).drop_duplicates("kept")
     rule = hist["source"].astype(str).str.startswith("seed:")
     best = hist[~rule].head(top)

@@ -8,7 +8,6 @@ import json
 import time
 
 import _path  # noqa: F401 - benchmarks/ on the import path (studies/_path.py)
-import pandas as pd
 import torch
 from common import ROOT, result_dir
 
@@ -18,6 +17,7 @@ from autoprune.checkpoint import load_model, shipped_weights
 from autoprune.data import load_splits
 from autoprune.evaluation import CandidateEvaluator
 from autoprune.pruning import rank_channels
+from autoprune.search import read_history
 
 
 def main() -> None:
@@ -26,8 +26,8 @@ def main() -> None:
     model, _ = load_model(shipped_weights("resnet20"))
     analysis = analyse_model(model, torch.randn(1, 1, 28, 28))
     ranking = rank_channels(analysis)
-    history = pd.read_csv(ROOT / "results/search_resnet20/amc-ddpg/history.csv")
-    kept = json.loads(history.loc[history["accuracy"].idxmax(), "kept"])
+    history = read_history(ROOT / "results/search_resnet20/amc-ddpg/history.csv")
+    kept = json.loads(history.loc[history["score"].idxmax(), "kept"])
     result = {"kept": kept}
     for mode in ("masked", "physical"):
         evaluator = CandidateEvaluator(analysis, ranking, splits, mode=mode)

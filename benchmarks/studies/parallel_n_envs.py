@@ -35,7 +35,7 @@ def main() -> None:
                               agent_params={"warmup_episodes": 20}, out=str(folder))
         s = SearchRun(config, "python benchmarks/studies/parallel_n_envs.py", progress=False).run()
         rows[n] = {"wall_s": s["wall_s"], "episodes_per_s": round(args.episodes / s["wall_s"], 3),
-                   "scoring_s_summed_over_envs": s["scoring_s"], "best_val_accuracy": s["best"]["accuracy"]}
+                   "scoring_s_summed_over_envs": s["scoring_s"], "best_val_accuracy": s["best"]["score"]}
         print(n, rows[n])
     write_json_atomic(out / "summary.json", {"episodes": args.episodes, "warmup_episodes": 20, "runs": rows})
 

@@ -42,7 +42,7 @@ def main() -> None:
         rows.append({"agent": agent, "episodes": args.episodes, "wall_s": wall, "scoring_s": summary["scoring_s"],
                      "env_s": summary["env_s"], "agent_s": summary["agent_s"],
                      "agent_plus_env_share": (summary["agent_s"] + summary["env_s"]) / wall,
-                     "best_val_acc": summary["best"]["accuracy"], "best_episode": summary["best"]["episode"],
+                     "best_val_acc": summary["best"]["score"], "best_episode": summary["best"]["episode"],
                      "best_latency_ms": summary["best"]["latency_ms"], "budget_ms": summary["budget"]["value"],
                      "dense_ms": summary["budget"]["dense"]})
         print(rows[-1])
