@@ -33,7 +33,7 @@ from autoprune.analysis.groups import ModelAnalysis
 from autoprune.atomic import write_json_atomic
 from autoprune.errors import ConfigError, PolicyError
 from autoprune.inputs import InputSpec, Signature, signature_from_json, signature_json
-from autoprune.limits import MAX_INPUT_ELEMENTS, MAX_MODEL_ARGS_BYTES
+from autoprune.limits import MAX_INPUT_ELEMENTS, MAX_MODEL_ARGS_BYTES, checked_file
 from autoprune.pruning.ratios import architecture_for
 
 FORMAT = "autoprune-policy"
@@ -181,12 +181,7 @@ class PruningPolicy:
     @classmethod
     def load(cls, path: str | Path, analysis: ModelAnalysis | None = None) -> PruningPolicy:
         """Read, validate and (given ``analysis``) check the policy against a model."""
-        path = Path(path)
-        if not path.is_file():
-            raise PolicyError(f"policy file {path} does not exist")
-        if path.stat().st_size > MAX_BYTES:
-            raise PolicyError(f"policy file {path} is {path.stat().st_size} bytes, over the "
-                              f"{MAX_BYTES // 2**20} MiB limit; is it the right file?")
+        path = checked_file(path, "policy file", MAX_BYTES, "", PolicyError)
         try:
             data = json.loads(path.read_text(encoding="utf-8"), parse_constant=_reject_constant)
         except json.JSONDecodeError as exc:

@@ -31,6 +31,7 @@ from autoprune.atomic import write_text_atomic
 from autoprune.costs.alignment import alignment_toll
 from autoprune.costs.base import LatencyCostModel
 from autoprune.errors import ConfigError
+from autoprune.limits import checked_file
 from autoprune.records import CostModelRecord
 
 FORMAT = "autoprune-latency-table"
@@ -240,12 +241,7 @@ class LatencyTable:
     @classmethod
     def load(cls, path: str | Path) -> LatencyTable:
         """Read a table written by :meth:`save`; one-line errors for anything else."""
-        path = Path(path)
-        if not path.is_file():
-            raise ConfigError(f"latency table {path} does not exist; create it with 'autoprune profile'")
-        if path.stat().st_size > MAX_TABLE_BYTES:
-            raise ConfigError(f"latency table {path} is {path.stat().st_size} bytes, over the "
-                              f"{MAX_TABLE_BYTES // 2**20} MiB limit; is it the right file?")
+        path = checked_file(path, "latency table", MAX_TABLE_BYTES, "create it with 'autoprune profile'")
         try:
             with path.open() as f:
                 first = f.readline()

@@ -29,6 +29,7 @@ from autoprune.envs import BUDGET_RULES, create_reward
 from autoprune.errors import ConfigError
 from autoprune.inputs import InputSpec, signature_from_json
 from autoprune.latency import LatencySettings
+from autoprune.limits import checked_file
 from autoprune.model_source import ModelSource, parse_input_shape, parse_model_args
 from autoprune.models import is_builtin
 from autoprune.parallel import check_executor
@@ -328,12 +329,7 @@ class SearchConfig:
     def read_settings(cls, path: str | Path) -> dict[str, ParamValue]:
         """The settings a YAML file holds (a run's ``config.yaml`` or a user's ``--config`` file),
         names checked; values are checked by :meth:`validate`."""
-        path = Path(path)
-        if not path.is_file():
-            raise ConfigError(f"settings file {path} does not exist; check the path")
-        if path.stat().st_size > MAX_SETTINGS_BYTES:
-            raise ConfigError(f"settings file {path} is {path.stat().st_size} bytes, over the "
-                              f"{MAX_SETTINGS_BYTES // 1024} KiB a settings file needs; is it the right file?")
+        path = checked_file(path, "settings file", MAX_SETTINGS_BYTES, "check the path")
         try:
             data = load_yaml(path.read_text(encoding="utf-8"), f"settings file {path}")
         except UnicodeDecodeError:
