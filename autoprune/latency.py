@@ -18,6 +18,10 @@ from autoprune.errors import ConfigError
 from autoprune.inputs import InputSpec, ModelInput, Signature, call, rows
 from autoprune.onnx_export import onnx_feed, ort_session, timing_onnx
 
+# The latency options' help, shared by ``search`` (its settings) and every command that times.
+PROVIDERS_HELP = "cpu, cuda, tensorrt, openvino, coreml, ...; default: cpu"
+LATENCY_BATCH_HELP = "batch size latency is measured at"
+
 
 @dataclass(frozen=True)
 class LatencySettings:

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from autoprune.devices import check_provider
-from autoprune.latency import LatencySettings
+from autoprune.latency import LATENCY_BATCH_HELP, PROVIDERS_HELP, LatencySettings
 from autoprune.run_folder import MIN_FREE_BYTES, ensure_writable, prepare_run_folder
 from autoprune.scoring import SCORE_HELP
 
@@ -49,10 +49,9 @@ def add_latency_args(p: argparse.ArgumentParser, what: str) -> None:
     p.add_argument("--latency-threads", "--threads", type=int, default=1, action=_Renamed,
                    help=f"ONNX Runtime threads when {what}")
     p.add_argument("--latency-batch", "--batch-size", type=int, default=1, action=_Renamed,
-                   help="batch size latency is measured at")
+                   help=LATENCY_BATCH_HELP)
     p.add_argument("--provider", default=None, metavar="NAME",
-                   help=f"ONNX Runtime execution provider when {what} (cpu, cuda, tensorrt, openvino, coreml, ...; "
-                        f"default: cpu)")
+                   help=f"ONNX Runtime execution provider when {what} ({PROVIDERS_HELP})")
 
 
 def latency_settings(args: argparse.Namespace, **timing: int) -> LatencySettings:

@@ -28,7 +28,7 @@ from autoprune.dynamic.supernet import SupernetSettings
 from autoprune.envs import BUDGET_RULES, create_reward
 from autoprune.errors import ConfigError
 from autoprune.inputs import InputSpec, signature_from_json
-from autoprune.latency import LatencySettings
+from autoprune.latency import LATENCY_BATCH_HELP, PROVIDERS_HELP, LatencySettings
 from autoprune.limits import checked_file
 from autoprune.model_source import ModelSource, parse_input_shape, parse_model_args
 from autoprune.models import is_builtin
@@ -77,11 +77,11 @@ class SearchConfig:
                                            "over 1 percent of the model's MACs lie in layers it does not price")
     hardware_profile: str | None = setting(None, "device class for --cost-model roofline (cortex-a53, ..., "
                                                  "or a YAML file)")
-    provider: str | None = setting(None, "ONNX Runtime execution provider that profiles and times (cpu, cuda, "
-                                         "tensorrt, openvino, coreml, ...; default: cpu)", metavar="NAME")
+    provider: str | None = setting(None, f"ONNX Runtime execution provider that profiles and times "
+                                         f"({PROVIDERS_HELP})", metavar="NAME")
     latency_threads: int = setting(1, "ONNX Runtime threads when profiling and timing (and exporting, in "
                                       "pipeline)")
-    latency_batch: int = setting(1, "batch size latency is measured at")
+    latency_batch: int = setting(1, LATENCY_BATCH_HELP)
     budget: str = setting("50%", "fraction of dense (50%% or 0.5) or absolute (0.15ms)")
     budgets: list[str] = setting(factory=list, metavar="BUDGET",
                                  help="several budgets, one budget-conditioned search (a front): e.g. 30%% 50%% "
