@@ -28,8 +28,8 @@ def setting(default: Any = dataclasses.MISSING, help: str = "", *,  # noqa: A002
     ``option``: a flag other than the field's name, e.g. ``--ft-seed`` beside a search's ``--seed``).
 
     ``choices`` and the bounds ``at_least``, ``above``, ``at_most``, ``below`` (``above`` and
-    ``below`` exclusive) are the values it accepts,
-    enforced by :func:`check_settings` (None values pass: "not given")."""
+    ``below`` exclusive) are the values it accepts, enforced by :func:`check_settings` (None
+    passes: "not given")."""
     meta = {"help": help, "metavar": metavar, "choices": list(choices) if choices else None, "cli": cli,
             "option": option, "at_least": at_least, "above": above, "at_most": at_most, "below": below}
     if factory is not None:
