@@ -83,3 +83,22 @@ def test_an_int_given_for_a_float_setting_becomes_a_float_and_none_means_not_giv
     assert isinstance(config.min_ratio, float) and config.worker_timeout is None
     with pytest.raises(ConfigError, match="--min-ratio <= --max-ratio"):  # a rule across fields stays in validate
         SearchConfig(min_ratio=0.5, max_ratio=0.4).validate()
+
+
+def test_a_control_character_from_a_file_does_not_break_the_error_line(tmp_path, capsys):
+    import json
+
+    import torch
+
+    from autoprune.analysis import analyse_model
+    from autoprune.models import create_model
+    from autoprune.policy import PruningPolicy
+
+    analysis = analyse_model(create_model("mlp"), torch.zeros(1, 1, 28, 28))
+    data = PruningPolicy.for_model(analysis, {g: 0.5 for g in analysis.group_names}, model_name="mlp").to_dict()
+    data["fingerprint"] = "sha256:\x1e\x1b[2J"  # a record separator and a terminal escape
+    (tmp_path / "p.json").write_text(json.dumps(data))
+    assert main(["apply", str(tmp_path / "p.json"), "--model", "mlp", "--data", "synthetic",
+                 "--out", str(tmp_path / "o")]) == 2
+    err = one_line(capsys)
+    assert "made for another model" in err and "\\x1e\\x1b[2J" in err and "\x1b" not in err

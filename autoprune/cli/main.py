@@ -95,19 +95,25 @@ def _run(args: argparse.Namespace) -> int:
     except AutopruneError as exc:
         if new_out:
             _remove_if_empty(Path(out))  # a refused command leaves no folder behind
-        print(f"autoprune: error: {exc}", file=sys.stderr)
+        print(f"autoprune: error: {one_line(str(exc))}", file=sys.stderr)
         return 2
     except BrokenPipeError:  # output piped into `head` and the like
         sys.stderr.close()
         return 0
     except OSError as exc:  # disk full, folder removed mid-run: files already written are complete
         where = f" ({exc.filename})" if exc.filename else ""
-        print(f"autoprune: error: {exc.strerror or exc}{where}; every file written before this is intact "
+        print(f"autoprune: error: {one_line(str(exc.strerror or exc) + where)}; every file written before this is intact "
               f"(writes are atomic), free space or fix the path and rerun with --resume", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("autoprune: interrupted; everything finished so far is saved", file=sys.stderr)
         return 130
+
+
+def one_line(text: str) -> str:
+    """``text`` with control characters escaped (``\\x1e``): a name a file gave (a fingerprint, a
+    group) must not break an error message into several lines or drive the terminal."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 def _join_negative_values(argv: list[str]) -> list[str]:
