@@ -31,6 +31,7 @@ WHAT = {
     "head_to_head_quick_mobilenetv2": "head-to-head smoke run, MobileNetV2-small",
     "head_to_head_quick_mobilenetv2_verified": "the same with on-machine verification",
     "main_command": "the README's main command from a fresh clone (pipeline at 50 % latency)",
+    "main_job_searchers": "the main job's search per searcher (AMC-DDPG vs evolution, ResNet-20, 50 % latency, 300 episodes)",
     "iterative_resnet20": "one-shot vs gradual vs iterative pruning, one-shot sparsity vs IMP, ResNet-20",
     "outside_structures": "39 structures nobody on the project wrote (Torch-Pruning's test models, common blocks, Hugging Face configs): search, apply, fine-tune, export; budget by an independent count",
     "own_model": "the whole pipeline on a model and data that are not built in (a CNN in a file, Fashion-MNIST as PNG folders)",
