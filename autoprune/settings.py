@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import types
 import typing
 from collections.abc import Callable, Iterable, Mapping
@@ -91,9 +92,10 @@ def settings_from_args(cls: type, args: argparse.Namespace, skip: Iterable[str] 
     return out
 
 
+@functools.cache
 def field_types(cls: type) -> dict[str, tuple[type, ...]]:
-    """The types each field of ``cls`` accepts, read from its annotations: ``str | None`` ->
-    ``(str, NoneType)``, ``list[str]`` -> ``(list,)``; a float also takes an int."""
+    """The types each field of ``cls`` accepts, read from its annotations once per class: ``str |
+    None`` -> ``(str, NoneType)``, ``list[str]`` -> ``(list,)``; a float also takes an int."""
     out = {}
     for name, hint in typing.get_type_hints(cls).items():
         options = typing.get_args(hint) if isinstance(hint, types.UnionType) else (hint,)
