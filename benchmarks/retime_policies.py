@@ -36,8 +36,9 @@ def main() -> None:
         found = []
         for policy in sorted(model_dir.glob("*/*/**/best_policy.json")):
             budget, method = policy.relative_to(model_dir).parts[:2]
-            export = next(policy.parent.parent.glob("seed*/export/export.json"), None) or \
-                next(policy.parent.glob("export/export.json"), None)
+            # a searched method's seed folder holds its own export; a one-shot rule's search/ serves every seed
+            export = next(policy.parent.glob("export/export.json"), None) or \
+                next(policy.parent.parent.glob("seed*/export/export.json"), None)
             found.append((budget, method, json.loads(policy.read_text())["channels"],
                           json.loads(export.read_text()) if export else {}))
         measured = MeasuredLatencyCostModel(analysis, LatencySettings("onnxruntime", 1, 1, repeats=20, rounds=10))
