@@ -22,13 +22,14 @@ from autoprune.agents.presets_io import AgentParams, ParamValue, load_preset, pa
 from autoprune.agents.reinforce import ReinforceSearcher
 from autoprune.agents.sb3 import ALGORITHMS, SB3Searcher
 from autoprune.agents.seeded import DEFAULT_SEEDS, SEED_RULES, SeededSearcher
+from autoprune.agents.thompson import ThompsonSearcher
 from autoprune.errors import ConfigError
 from autoprune.registry import Registry
 
 SEARCHERS: Registry[Searcher] = Registry("agent", entry_point_group="autoprune.searchers")
 ONE_SHOT = frozenset(SEED_RULES)  # one candidate from a rule, no search: never seeded
 ALIASES = {"ddpg": "amc-ddpg", "tp-global": "global-magnitude"}
-WARM_STARTED = frozenset({AgingEvolution.name, ReinforceSearcher.name})  # start from an earlier search's scores
+WARM_STARTED = frozenset({AgingEvolution.name, ReinforceSearcher.name, ThompsonSearcher.name})  # start from an earlier search's scores
 
 
 def _baseline(cls: type[Searcher]):
@@ -50,7 +51,7 @@ def _sb3(algo: str):
 
 
 for _cls in (RandomSearcher, UniformSearcher, GlobalMagnitudeSearcher, KnapsackSearcher, CMAESSearcher,
-             AgingEvolution, ReinforceSearcher):
+             AgingEvolution, ReinforceSearcher, ThompsonSearcher):
     SEARCHERS.add(_cls.name, _baseline(_cls))
 for _algo in ALGORITHMS:
     SEARCHERS.add(_algo, _sb3(_algo))
@@ -79,5 +80,6 @@ def _make(name: str, seed: int, preset: str, overrides: AgentParams | None, pres
 
 __all__ = ["ALGORITHMS", "AMCDDPG", "AgingEvolution", "AMCMixin", "AMCSAC", "AMCTD3", "AgentParams", "CMAESSearcher", "DEFAULT_SEEDS",
            "ParamValue", "DecayingTruncatedNormalNoise", "GlobalMagnitudeSearcher", "KnapsackSearcher", "ONE_SHOT",
-           "RandomSearcher", "ReinforceSearcher", "SB3Searcher", "SEED_RULES", "Searcher", "SeededSearcher", "UniformSearcher",
+           "RandomSearcher", "ReinforceSearcher", "SB3Searcher", "SEED_RULES", "Searcher", "SeededSearcher", "ThompsonSearcher",
+           "UniformSearcher",
            "SEARCHERS", "WARM_STARTED", "list_searchers", "load_preset", "create_searcher", "parse_overrides"]

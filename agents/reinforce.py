@@ -11,15 +11,12 @@ differ by points or by hundredths. Every episode's widths and reward are appende
 
 from __future__ import annotations
 
-import json
 import math
-from pathlib import Path
 
 import numpy as np
 
 from autoprune.agents.base import Searcher
-from autoprune.agents.state import Scored, read_state, scored_from, scored_row
-from autoprune.atomic import open_append, write_text_atomic
+from autoprune.agents.state import append_log, replay_log
 from autoprune.envs.pruning_env import PruningEnv
 from autoprune.errors import ConfigError
 
@@ -81,39 +78,17 @@ class ReinforceSearcher(Searcher):
         for kept, reward in self.warm:  # a warm start: an earlier search's architectures that fit this budget
             if env.wall.fits(kept):
                 controller.update(kept, reward)
-        for kept, reward in _replayed(state_dir, start_episode):
+        for kept, reward in replay_log(state_dir, STATE, self.name, start_episode):
             controller.update(kept, reward)
         for episode in range(start_episode, episodes):
             proposal = controller.sample(np.random.default_rng([self.seed, episode]))
             result = self.play_widths(env, proposal, exact=False)  # filled up to the budget
             controller.update(result.kept, result.reward)
             if state_dir:
-                _append(state_dir, result.kept, result.reward)
+                append_log(state_dir, STATE, result.kept, result.reward)
             on_episode(result)
 
 
 def _softmax(z: np.ndarray) -> np.ndarray:
     e = np.exp(z - z.max())
     return e / e.sum()
-
-
-def _replayed(state_dir: Path | None, start: int) -> list[Scored]:
-    """The first ``start`` episodes recorded in ``state_dir`` (the file cut back to them)."""
-    if start == 0:
-        if state_dir is not None and (state_dir / STATE).is_file():
-            (state_dir / STATE).unlink()
-        return []
-
-    def parse(path: Path) -> tuple[tuple[list[str], list[Scored]], int]:
-        lines = path.read_text().splitlines()
-        return (lines[:start], [scored_from(json.loads(line)) for line in lines[:start]]), len(lines)
-
-    kept_lines, episodes = read_state(state_dir, STATE, "reinforce", start, parse)
-    write_text_atomic(state_dir / STATE, "".join(line + "\n" for line in kept_lines))
-    return episodes
-
-
-def _append(state_dir: Path, kept: dict[str, int], reward: float) -> None:
-    state_dir.mkdir(parents=True, exist_ok=True)
-    with open_append(state_dir / STATE) as f:
-        f.write(json.dumps(scored_row(kept, reward)) + "\n")

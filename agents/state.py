@@ -1,14 +1,17 @@
 """What a searcher records in the run folder's ``agent/`` to resume exactly: one reader with the
-one-line errors every searcher gives, and the ``(widths kept, reward)`` rows evolution and
-REINFORCE record (a failed candidate's reward, NaN, stored as null)."""
+one-line errors every searcher gives, the ``(widths kept, reward)`` rows evolution, REINFORCE and
+Thompson sampling record (a failed candidate's reward, NaN, stored as null), and the episode log
+(one such row per line) the last two replay."""
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
+from autoprune.atomic import open_append, write_text_atomic
 from autoprune.errors import ConfigError
 
 T = TypeVar("T")
@@ -42,3 +45,27 @@ def scored_from(row: list[Any]) -> Scored:
     """A ``(widths, reward)`` from :func:`scored_row`'s data."""
     kept, reward = row
     return {str(k): int(v) for k, v in kept.items()}, float("nan") if reward is None else float(reward)
+
+
+def replay_log(state_dir: Path | None, name: str, searcher: str, start: int) -> list[Scored]:
+    """The first ``start`` episodes of the log ``name`` in ``state_dir``, the file cut back to them
+    (``start`` 0: a fresh search, any old log removed)."""
+    if start == 0:
+        if state_dir is not None and (state_dir / name).is_file():
+            (state_dir / name).unlink()
+        return []
+
+    def parse(path: Path) -> tuple[tuple[list[str], list[Scored]], int]:
+        lines = path.read_text().splitlines()
+        return (lines[:start], [scored_from(json.loads(line)) for line in lines[:start]]), len(lines)
+
+    kept_lines, episodes = read_state(state_dir, name, searcher, start, parse)
+    write_text_atomic(state_dir / name, "".join(line + "\n" for line in kept_lines))
+    return episodes
+
+
+def append_log(state_dir: Path, name: str, kept: dict[str, int], reward: float) -> None:
+    """One episode appended to the log ``name``."""
+    state_dir.mkdir(parents=True, exist_ok=True)
+    with open_append(state_dir / name) as f:
+        f.write(json.dumps(scored_row(kept, reward)) + "\n")

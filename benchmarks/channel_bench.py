@@ -16,7 +16,7 @@ regret, rank_percentile), ``DIR/curves.csv`` (regret of the best-so-far by queri
 and ``DIR/regret_<budget>.png``; finished rows are kept, so a rerun resumes.
 
 Usage: python benchmarks/channel_bench.py --json .../Results_MobileNet.json --space mobilenet
-       [--budgets 0.3 0.5 0.7] [--queries 300] [--seeds 10] [--methods random cmaes ...] [--out DIR]
+       [--budgets 0.3 0.5 0.7] [--queries 300] [--seeds 10] [--methods random thompson:intensify=0 ...] [--out DIR]
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ import pandas as pd
 import torch
 from common import ROOT, result_dir
 
-from autoprune.agents import ONE_SHOT, list_searchers
+from autoprune.agents import ONE_SHOT, list_searchers, parse_overrides
 from autoprune.atomic import write_text_atomic
 from autoprune.channel_bench import ChannelBenchTable, load_table
 from autoprune.models.channel_bench import SPACES
@@ -67,11 +67,18 @@ def table_search(space: str, json_path: str, **settings) -> SearchConfig:
                         verify_top=0, max_ratio=0.75, **settings)
 
 
+def method_agent(method: str) -> tuple[str, dict]:
+    """A method label as the agent and its parameters: ``thompson:intensify=0,top=3`` (``default``:
+    the default searcher)."""
+    name, _, params = method.partition(":")
+    return DEFAULT_AGENT if name == "default" else name, parse_overrides(params.split(",")) if params else {}
+
+
 def search(cell: Cell, json_path: str, queries: int, folder: Path) -> tuple[dict, pd.DataFrame]:
     """One search of ``cell`` within ``queries`` table queries; its row and its history."""
-    agent = DEFAULT_AGENT if cell.method == "default" else cell.method
+    agent, params = method_agent(cell.method)
     one_shot = agent in ONE_SHOT
-    config = table_search(cell.space, json_path, budget=str(cell.budget), agent=agent,
+    config = table_search(cell.space, json_path, budget=str(cell.budget), agent=agent, agent_params=params,
                           episodes=1 if one_shot else queries, refine=0 if one_shot else REFINE, seed=cell.seed,
                           seeds=[] if one_shot else SEEDS, out=str(folder))
     start = time.perf_counter()
@@ -185,7 +192,8 @@ def main() -> None:
     p.add_argument("--queries", type=int, default=300)
     p.add_argument("--seeds", type=int, default=10)
     p.add_argument("--methods", nargs="+", default=None,
-                   help="names as --agent takes them, plus 'default' (all when omitted)")
+                   help="names as --agent takes them, plus 'default', each optionally with parameters "
+                        "(thompson:intensify=0); all when omitted")
     p.add_argument("--workers", type=int, default=2, help="cells at a time (processes)")
     p.add_argument("--out", default=None, help="results folder (default: results/channel_bench/<space>)")
     args = p.parse_args()

@@ -34,7 +34,7 @@ from autoprune.costs import profile_latency_table
 from autoprune.search import SearchConfig, SearchRun, read_history
 
 MODEL, BUDGET = "resnet20", "50%"
-WARMUP = {"amc-ddpg": 100, "evolution": 20}  # episodes of random proposals before the rule takes over
+WARMUP = {"amc-ddpg": 100, "evolution": 20, "thompson": 20}  # episodes of random proposals before the rule takes over
 
 
 def table(out: Path) -> Path:

@@ -300,17 +300,18 @@ def table():
     return table_problem()
 
 
-@pytest.mark.parametrize("agent", ["evolution", "reinforce"])
-def test_a_searcher_that_learns_beats_random_proposals_on_a_table_with_a_known_optimum(table, agent):
+@pytest.mark.parametrize("agent,params", [("evolution", {}), ("reinforce", {}), ("thompson", {"candidates": 16})])
+def test_a_searcher_that_learns_beats_random_proposals_on_a_table_with_a_known_optimum(table, agent, params):
     """At 100 queries over 8 seeds, the mean regret is well below random search's (measured:
-    evolution 0.0105, reinforce 0.0111, random 0.0148; AMC-DDPG, the default, 0.0253)."""
+    thompson 0.0091 with 16 candidates, 0.0027 with its default 64, evolution 0.0105, reinforce
+    0.0111, random 0.0148; AMC-DDPG 0.0253)."""
     env, optimum = table
     regret = {}
     for name in ("random", agent):
         best = []
         for seed in range(8):
             found = []
-            create_searcher(name, seed=seed).run(env, 100, found.append)
+            create_searcher(name, seed=seed, overrides=params if name == agent else None).run(env, 100, found.append)
             assert all(r.score <= optimum + 1e-9 for r in found)  # nothing beats the brute-force optimum
             best.append(max(r.score for r in found))
         regret[name] = optimum - float(np.mean(best))
@@ -320,7 +321,9 @@ def test_a_searcher_that_learns_beats_random_proposals_on_a_table_with_a_known_o
 @pytest.mark.parametrize("agent,params,bad", [("evolution", {"population": 6, "sample": 3},
                                                 ({"population": 4, "sample": 5}, "sample <= population")),
                                                ("reinforce", {"learning_rate": 0.2},
-                                                ({"learning_rate": -1}, "0 < learning_rate"))])
+                                                ({"learning_rate": -1}, "0 < learning_rate")),
+                                               ("thompson", {"warmup": 5, "candidates": 8, "intensify": 3},
+                                                ({"top": 0}, "top >= 1"))])
 def test_a_learning_searcher_resumes_exactly_and_keeps_to_the_budget(tmp_path, agent, params, bad):
     env = toy_problem()[0]
     full, part = [], []
@@ -332,3 +335,76 @@ def test_a_learning_searcher_resumes_exactly_and_keeps_to_the_budget(tmp_path, a
     assert all(i.feasible and i.cost <= env.budget.value for i in full)
     with pytest.raises(ConfigError, match=bad[1]):
         create_searcher(agent, overrides=bad[0]).run(env, 1, full.append)
+
+
+class NoisyScore:
+    """The table's made-up score plus noise of sd ``sd``, drawn from the architecture and how often
+    it was asked (like Channel-Bench-Macro's three runs per architecture: reproducible, noisy)."""
+
+    def __init__(self, score, sd: float) -> None:
+        self.score, self.sd, self.asked = score, sd, {}
+
+    def __call__(self, kept):
+        key = tuple(sorted(kept.items()))
+        n = self.asked[key] = self.asked.get(key, 0) + 1
+        return self.score(kept) + self.sd * np.random.default_rng([*(w for _, w in key), n]).standard_normal()
+
+
+def best_by_mean(found):
+    """The architecture a search returns under noise: the best mean over its queries."""
+    scores = {}
+    for r in found:
+        scores.setdefault(tuple(sorted(r.kept.items())), []).append(r.score)
+    return dict(max(scores, key=lambda k: np.mean(scores[k])))
+
+
+def test_thompson_beats_random_search_under_a_noisy_score_by_asking_its_leaders_again(table):
+    """With noise as large as the differences near the optimum, random search returns a lucky single
+    query; Thompson sampling's model and its re-queries of the leaders return a better architecture
+    (true score) over 8 seeds at 100 queries (measured: regret 0.0116 against random's 0.0158;
+    without the re-queries 0.0202, evolution 0.0196: the winner's curse)."""
+    env, optimum = table
+    clean = env.evaluator
+    regret = {}
+    try:
+        for name in ("random", "thompson"):
+            chosen = []
+            for seed in range(8):
+                env.evaluator, found = NoisyScore(clean, 0.01), []
+                create_searcher(name, seed=seed, overrides={"candidates": 16} if name == "thompson" else None).run(
+                    env, 100, found.append)
+                chosen.append(clean(best_by_mean(found)))
+                if name == "thompson":  # the leaders were asked again; random search asks (almost) never twice
+                    assert max(np.unique([str(r.kept) for r in found], return_counts=True)[1]) >= 3
+            regret[name] = optimum - float(np.mean(chosen))
+    finally:
+        env.evaluator = clean
+    assert regret["thompson"] < 0.8 * regret["random"], regret
+
+
+def test_thompson_asks_a_deterministic_score_at_most_once_again(table):
+    """The first re-query learns the score is deterministic: after the warm-up one architecture is
+    asked twice (the best, to learn it), none a third time, whereas a noisy score is asked again."""
+    env = table[0]
+    found = []
+    create_searcher("thompson", seed=1, overrides={"warmup": 5, "candidates": 8, "intensify": 2}).run(
+        env, 30, found.append)
+    counts = np.unique([str(r.kept) for r in found[5:]] + [str(max(found[:5], key=lambda r: r.score).kept)],
+                       return_counts=True)[1]
+    assert counts.max() == 2 and (counts == 2).sum() == 1
+
+
+def test_thompson_warm_start_skips_the_random_warm_up(table):
+    """An earlier search's scores train the model at once: the first proposal is the model's, one of
+    the best the earlier search's data predict, not a random one."""
+    env, optimum = table
+    earlier = []
+    create_searcher("random", seed=3).run(env, 60, earlier.append)
+    searcher = create_searcher("thompson", seed=3, overrides={"candidates": 16})
+    searcher.warm_start([(r.kept, r.reward) for r in earlier])
+    first = []
+    searcher.run(env, 5, first.append)
+    cold = []
+    create_searcher("thompson", seed=3, overrides={"candidates": 16}).run(env, 5, cold.append)
+    assert np.mean([r.score for r in first]) > np.mean([r.score for r in cold])
+    assert max(r.score for r in first) >= np.quantile([r.score for r in earlier], 0.9)
