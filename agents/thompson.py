@@ -23,7 +23,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -36,6 +36,7 @@ from autoprune.envs.pruning_env import PruningEnv
 from autoprune.errors import ConfigError
 
 STATE = "thompson.jsonl"
+Projection = Callable[[dict[str, int]], dict[str, int]]  # proposed widths -> feasible widths
 NOISE_FLOOR = 0.05  # the least residual variance (in units of the scores' variance): the draws never freeze
 
 
@@ -99,23 +100,23 @@ class AdditiveModel:
 
 
 class Projections:
-    """The environment's budget projection for the searcher's candidates, memoised: per budget, each
+    """The environment's budget projections for the searcher's candidates, memoised: per budget, each
     proposal's projection and each architecture's cost (a projection asks the cost of the same
     architectures again and again; the environment still projects and checks what is played)."""
 
     def __init__(self, env: PruningEnv) -> None:
         self.env = env
-        self.rules: dict[float, BudgetProjection] = {}
-        self.done: dict[tuple[float, str], dict[str, int]] = {}
+        self.rules: dict[int, BudgetProjection] = {}
+        self.done: dict[tuple[int, str], dict[str, int]] = {}
 
-    def wall(self) -> BudgetWall:
-        return self._rule().wall
+    def wall(self, budget: int) -> BudgetWall:
+        """Budget ``budget``'s wall (an index into the environment's budgets), its costs memoised."""
+        return self._rule(budget).wall
 
-    def _rule(self) -> BudgetProjection:
-        budget = self.env.budget.value
+    def _rule(self, budget: int) -> BudgetProjection:
         if budget not in self.rules:
-            wall, costs = copy.copy(self.env.wall), {}
-            measure = wall.cost_of
+            wall, projection = self.env.rules(budget)
+            wall, costs, measure = copy.copy(wall), {}, wall.cost_of
 
             def cost_of(kept: dict[str, int]) -> float:
                 key = tuple(sorted(kept.items()))
@@ -124,13 +125,14 @@ class Projections:
                 return costs[key]
 
             wall.cost_of = cost_of  # type: ignore[method-assign]  # fits() reads it too
-            self.rules[budget] = BudgetProjection(wall, fill_target=self.env.fill)
+            self.rules[budget] = BudgetProjection(wall, fill_target=projection.fill_target)
         return self.rules[budget]
 
-    def __call__(self, proposal: dict[str, int]) -> dict[str, int]:
-        key = (self.env.budget.value, architecture_key(proposal))
+    def __call__(self, budget: int, proposal: dict[str, int]) -> dict[str, int]:
+        """``proposal`` projected onto budget ``budget``."""
+        key = (budget, architecture_key(proposal))
         if key not in self.done:
-            self.done[key] = self._rule().project(proposal)
+            self.done[key] = self._rule(budget).project(proposal)
         return self.done[key]
 
 
@@ -155,7 +157,8 @@ class ThompsonSearcher(Searcher):
             base = episode - episode % step  # every episode of a batch is decided from the episodes before it
             stop = min(base + step, episodes)
             known = members[:base]
-            plays = [(self._actions(env, settings, model, projected, warm, known, e), self.seed + e) for e in range(episode, stop)]
+            plays = [(self._actions(env, settings, model, projected, warm, known, e,
+                                    env.upcoming_budget(e - episode)), self.seed + e) for e in range(episode, stop)]
             for result in play_batch(self, env, plays):
                 members.append((dict(result.kept), float(result.reward)))
                 if state_dir:
@@ -163,20 +166,22 @@ class ThompsonSearcher(Searcher):
                 on_episode(result)
             episode = stop
 
-    def _actions(self, env: PruningEnv, settings: ThompsonSettings, model: AdditiveModel,
-                 projected: Projections, warm: list[Scored], known: list[Scored],
-                 episode: int):
-        """Episode ``episode``'s actions: a random proposal, a re-query or the posterior draw's best."""
+    def _actions(self, env: PruningEnv, settings: ThompsonSettings, model: AdditiveModel, projected: Projections,
+                 warm: list[Scored], known: list[Scored], episode: int, budget: int):
+        """Episode ``episode``'s actions under the environment's budget ``budget`` (an index): a random
+        proposal, a re-query or the posterior draw's best."""
         rng = np.random.default_rng([self.seed, episode])
         scored = warm + [(k, r) for k, r in known if math.isfinite(r)]
         if len(scored) < settings.warmup:
             return lambda t: float(rng.uniform(-1, 1))
         means = _means(known)
         if settings.intensify and episode % settings.intensify == 0:
-            again = _requery(means, settings.top)
+            wall = projected.wall(budget)
+            again = _requery({k: v for k, v in means.items() if wall.fits(v[0])}, settings.top)
             if again is not None:
                 return widths_actions(env, again)
-        return widths_actions(env, _best_of_draw(env, settings, model, projected, scored, means, rng))
+        return widths_actions(env, _best_of_draw(env, settings, model, lambda kept: projected(budget, kept),
+                                                 projected.wall(budget), scored, means, rng))
 
 
 def _means(known: list[Scored]) -> dict[str, tuple[dict[str, int], list[float]]]:
@@ -202,11 +207,12 @@ def _requery(means: dict[str, tuple[dict[str, int], list[float]]], top: int) -> 
     return min(ranked, key=lambda v: len(v[1]))[0]  # ties: the better mean (sorted is stable)
 
 
-def _best_of_draw(env: PruningEnv, settings: ThompsonSettings, model: AdditiveModel,
-                  projected: Projections, scored: list[Scored], means: Mapping[str, object],
-                  rng: np.random.Generator) -> dict[str, int]:
-    """The unasked candidate a posterior draw scores highest, among random proposals and the
-    neighbours of the architectures the posterior mean ranks highest (all projected onto the budget)."""
+def _best_of_draw(env: PruningEnv, settings: ThompsonSettings, model: AdditiveModel, project: Projection,
+                  wall: BudgetWall, scored: list[Scored], means: Mapping[str, object], rng: np.random.Generator
+                  ) -> dict[str, int]:
+    """The unasked candidate a posterior draw scores highest, among random proposals, the neighbours
+    of the architectures the posterior mean ranks highest and the draw's knapsack (all ``project``ed
+    onto the episode's budget)."""
     archs = [k for k, _ in scored]
     mean, drawn = model.draw(model.features(archs), np.array([r for _, r in scored]), settings.prior, rng)
     ranked = np.argsort(-(model.features(archs) @ mean), kind="stable")
@@ -222,13 +228,13 @@ def _best_of_draw(env: PruningEnv, settings: ThompsonSettings, model: AdditiveMo
             for width in (env.choices.narrower(name, parent[name]), env.choices.wider(name, parent[name])):
                 if width != parent[name]:
                     pool.append({**parent, name: width})
-    pool.append(_greedy(projected.wall(), model, drawn))
-    candidates = _unasked(pool, projected, means)
+    pool.append(_greedy(wall, model, drawn))
+    candidates = _unasked(pool, project, means)
     for _ in range(4):  # a small space, every candidate asked already: more random proposals
         if candidates:
             break
-        candidates = _unasked([_random_widths(model, rng) for _ in range(settings.candidates)], projected, means)
-    chosen = list(candidates.values()) or [projected(pool[0])]
+        candidates = _unasked([_random_widths(model, rng) for _ in range(settings.candidates)], project, means)
+    chosen = list(candidates.values()) or [project(pool[0])]
     return chosen[int(np.argmax(model.features(chosen) @ drawn))]
 
 
@@ -236,12 +242,12 @@ def _random_widths(model: AdditiveModel, rng: np.random.Generator) -> dict[str, 
     return {name: int(widths[rng.integers(len(widths))]) for name, widths in model.levels.items()}
 
 
-def _unasked(pool: list[dict[str, int]], projected: Projections,
-             asked: Mapping[str, object]) -> dict[str, dict[str, int]]:
+def _unasked(pool: list[dict[str, int]], project: Projection, asked: Mapping[str, object]
+             ) -> dict[str, dict[str, int]]:
     """The proposals of ``pool`` projected onto the budget (memoised), those not asked yet, by key."""
     out: dict[str, dict[str, int]] = {}
     for proposal in pool:
-        kept = projected(proposal)
+        kept = project(proposal)
         key = architecture_key(kept)
         if key not in asked:
             out.setdefault(key, kept)

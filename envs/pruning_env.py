@@ -185,11 +185,25 @@ class PruningEnv(gym.Env):
         if i is not None:
             self._use_budget(i)
 
+    def upcoming_budget(self, ahead: int = 0) -> int:
+        """The index of the budget the episode ``ahead`` resets from now will use (drawn from its
+        number, so known before it is played)."""
+        if len(self.budgets) == 1 or self._pinned is not None:
+            return self.budget_index
+        return int(np.random.default_rng([self.budget_seed, self.episode_index + ahead]).integers(len(self.budgets)))
+
+    def rules(self, i: int) -> tuple[BudgetWall, BudgetProjection]:
+        """Budget ``i``'s wall and projection."""
+        if i not in self._rules:
+            current = self.budget_index
+            self._use_budget(i)
+            self._use_budget(current)
+        return self._rules[i]
+
     def reset(self, *, seed: int | None = None, options: dict | None = None) -> tuple[np.ndarray, dict]:
         super().reset(seed=seed)
         if len(self.budgets) > 1 and self._pinned is None:  # a function of the episode number: resumable
-            draw = np.random.default_rng([self.budget_seed, self.episode_index]).integers(len(self.budgets))
-            self._use_budget(int(draw))
+            self._use_budget(self.upcoming_budget())
         self.episode_index += 1
         self._t, self._kept, self._prev, self._episode_env_seconds = 0, {}, 0.0, 0.0
         self._exact = bool((options or {}).get("exact", False))

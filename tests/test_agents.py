@@ -408,3 +408,24 @@ def test_thompson_warm_start_skips_the_random_warm_up(table):
     create_searcher("thompson", seed=3, overrides={"candidates": 16}).run(env, 5, cold.append)
     assert np.mean([r.score for r in first]) > np.mean([r.score for r in cold])
     assert max(r.score for r in first) >= np.quantile([r.score for r in earlier], 0.9)
+
+
+def test_thompson_makes_each_candidate_for_the_budget_its_episode_draws():
+    """Several budgets at once (a front): each episode's proposal is made for the budget it draws
+    (known ahead from the episode number), so the environment plays it as proposed, and re-queries
+    ask a leader that fits that budget."""
+    torch.manual_seed(0)
+    a = analyse_model(TinyResNet().eval(), torch.randn(1, 1, 28, 28))
+    cost = FlopsCostModel(a.layers)
+    budgets = [Budget.from_spec(cost, b) for b in ("30%", "50%", "70%")]
+    noisy = NoisyScore(lambda kept: sum(kept.values()) / 100, 0.01)
+    env = PruningEnv(a.groups, group_features(a), cost, budgets[0], noisy, analysis=a, budgets=budgets, budget_seed=2)
+    ahead = [env.upcoming_budget(i) for i in range(40)]
+    found = []
+    create_searcher("thompson", seed=0, overrides={"warmup": 6, "candidates": 8, "intensify": 3}).run(
+        env, 40, found.append)
+    assert [b.value for b in budgets].index(found[0].budget) == ahead[0]
+    assert [r.budget for r in found] == [budgets[i].value for i in ahead]
+    assert all(r.feasible for r in found)
+    assert all(r.kept == r.proposed for r in found[6:])  # made for its budget: the projection left it alone
+    assert len({str(r.kept) for r in found}) < len(found)  # the noisy leaders were asked again
