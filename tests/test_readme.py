@@ -62,7 +62,7 @@ def test_plugin_example_installs_and_searches_as_written(tmp_path):
 @pytest.mark.slow  # the one-call API also runs in the default run (test_own_model.py::test_one_python_call)
 def test_one_call_python_example_runs_as_written(tmp_path):
     code = block_after("## Your own model and data", "python")
-    knobs = 'COST, AGENT, EPISODES, EPOCHS = "lut", "amc-ddpg", 300, 5'
+    knobs = 'COST, AGENT, EPISODES, EPOCHS = "lut", "thompson", 300, 5'
     assert knobs in code  # the one line the test changes: FLOPs, a random search, few episodes, one epoch
     code = code.replace(knobs, 'COST, AGENT, EPISODES, EPOCHS = "flops", "random", 4, 1')
     done = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=300)

@@ -47,6 +47,9 @@ MAX_EPISODES = 10_000_000  # far beyond any search (AMC: 400); larger is a typo
 
 DEFAULT_ROUND_TO = 8  # channel multiples when --round-to is not given (ONNX Runtime's CPU blocks)
 
+DEFAULT_AGENT = "thompson"  # chosen by measurement: Channel-Bench-Macro and the README main job (docs/search.md)
+
+
 @dataclass
 class SearchConfig:
     """Everything that defines a search; a run folder's ``config.yaml`` reproduces it."""
@@ -86,7 +89,7 @@ class SearchConfig:
     budgets: list[str] = setting(factory=list, metavar="BUDGET",
                                  help="several budgets, one budget-conditioned search (a front): e.g. 30%% 50%% "
                                       "70%%; writes policies/<budget>.json, front.csv and front.png")
-    agent: str = setting("amc-ddpg", "searcher: " + ", ".join(list_searchers()))
+    agent: str = setting(DEFAULT_AGENT, "searcher: " + ", ".join(list_searchers()))
     preset: str = setting("default", "hyper-parameter preset of the agent (quick: smoke tests only, too short "
                                      "to learn)")
     agent_params: AgentParams = setting(factory=dict, help="preset overrides (--agent-param KEY=VALUE)",

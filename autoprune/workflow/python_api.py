@@ -30,6 +30,7 @@ from autoprune.pruning.record import PruningRecord
 from autoprune.records import ExportRecord
 from autoprune.scoring import ScoreFn, accuracy
 from autoprune.search import SearchConfig, SearchRun
+from autoprune.search.config import DEFAULT_AGENT
 
 Data = Dataset | DataLoader | tuple[torch.Tensor, torch.Tensor]
 
@@ -59,7 +60,7 @@ def as_splits(train: Data, val: Data, test: Data | None = None,
 
 
 def prune_to_budget(model: nn.Module | str, example_input: ModelInput | None, train_data: Data, val_data: Data,
-                    budget: str = "50%", cost_model: str = "lut", agent: str = "amc-ddpg", episodes: int = 300,
+                    budget: str = "50%", cost_model: str = "lut", agent: str = DEFAULT_AGENT, episodes: int = 300,
                     out: str | Path = "runs/prune", score_fn: ScoreFn | None = None, resume: bool = False,
                     progress: bool = True, **settings: Any) -> PruneResult:
     """Search per-group pruning ratios for ``budget`` and prune ``model`` to the best policy.
