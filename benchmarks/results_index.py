@@ -31,7 +31,7 @@ WHAT = {
     "head_to_head_quick_mobilenetv2": "head-to-head smoke run, MobileNetV2-small",
     "head_to_head_quick_mobilenetv2_verified": "the same with on-machine verification",
     "main_command": "the README's main command from a fresh clone (pipeline at 50 % latency)",
-    "main_job_searchers": "the main job's search per searcher (AMC-DDPG vs evolution, ResNet-20, 50 % latency, 300 episodes)",
+    "main_job_searchers": "the main job's search per searcher (AMC-DDPG, evolution, Thompson sampling; ResNet-20, 50 % latency, 300 episodes)",
     "iterative_resnet20": "one-shot vs gradual vs iterative pruning, one-shot sparsity vs IMP, ResNet-20",
     "outside_structures": "39 structures nobody on the project wrote (Torch-Pruning's test models, common blocks, Hugging Face configs): search, apply, fine-tune, export; budget by an independent count",
     "own_model": "the whole pipeline on a model and data that are not built in (a CNN in a file, Fashion-MNIST as PNG folders)",
@@ -47,10 +47,12 @@ WHAT = {
     "agent_diagnosis/mobilenet": "why the agents do not learn: reward, distinct architectures, projection, sigma and critic loss per 50 episodes (MobileNet table, 50 %)",
     "agent_diagnosis/resnet": "the same on the ResNet table",
     "agent_diagnosis/mobilenet_wall": "the same under AMC's per-step budget wall (AMC-DDPG and random search)",
-    "channel_bench_evolution/mobilenet": "regularized evolution against random search, 20 seeds, 30/50/70 % (MobileNet table), paired at 200 queries",
+    "channel_bench_evolution/mobilenet": "Thompson sampling, regularized evolution, REINFORCE and AMC-DDPG against random search, 20 seeds, 30/50/70 % (MobileNet table), paired at 200 queries",
     "channel_bench_evolution/resnet": "the same on the ResNet table",
     "warm_start/mobilenet": "a new budget (40 %, 60 %) in 50 queries, warm-started from a 30/50/70 % search and cold, 10 seeds (MobileNet table)",
     "warm_start/resnet": "the same on the ResNet table",
+    "warm_start_thompson/mobilenet": "the same warm start with Thompson sampling (MobileNet table)",
+    "warm_start_thompson/resnet": "the same on the ResNet table",
     "train_vit_tiny": "training the shipped ViT-tiny (90.78 % test accuracy)",
 }
 

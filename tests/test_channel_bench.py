@@ -107,11 +107,13 @@ def test_table_scores_are_noisy_reproducible_draws(fake_table):
     assert TableScore(table, seed=3)(pruned, []) == table.run("4444444", 3, 0) / 100
 
 
-@pytest.mark.parametrize("agent", ["random", "evolution", "reinforce", pytest.param("cmaes", marks=pytest.mark.slow)])
+@pytest.mark.parametrize("agent", ["random", "evolution", "reinforce", "thompson",
+                                   pytest.param("cmaes", marks=pytest.mark.slow)])
 def test_a_seeded_table_search_is_deterministic_and_resumes_exactly(fake_table, tmp_path, agent):
-    assert _search(fake_table, tmp_path / "a", agent, 30) == 0
-    assert _search(fake_table, tmp_path / "b", agent, 30) == 0
-    assert _search(fake_table, tmp_path / "c", agent, 14) == 0  # stopped part-way, then resumed
+    extra = ["--agent-param", "warmup=6"] if agent == "thompson" else []  # re-queries and the model before 14
+    assert _search(fake_table, tmp_path / "a", agent, 30, *extra) == 0
+    assert _search(fake_table, tmp_path / "b", agent, 30, *extra) == 0
+    assert _search(fake_table, tmp_path / "c", agent, 14, *extra) == 0  # stopped part-way, then resumed
     assert main(["-q", "search", "--resume", "--episodes", "30", "--out", str(tmp_path / "c")]) == 0
     histories = [read_history(tmp_path / run / "history.csv").drop(columns=["score_s", "wall_s"]) for run in "abc"]
     pd.testing.assert_frame_equal(histories[0], histories[1])
@@ -120,11 +122,12 @@ def test_a_seeded_table_search_is_deterministic_and_resumes_exactly(fake_table, 
     assert policies[0] == policies[1] == policies[2]
 
 
-@pytest.mark.parametrize("agent", ["random", "cmaes", "evolution", "reinforce", "uniform", "knapsack",
+@pytest.mark.parametrize("agent", ["random", "cmaes", "evolution", "reinforce", "thompson", "uniform", "knapsack",
                                    "global-magnitude", "amc-ddpg", "td3", "sac", "ppo"])
 def test_every_searcher_keeps_to_the_listed_widths_and_the_budget(tmp_path, agent):
     extra = ["--preset", "quick", "--agent-param", "warmup_episodes=4"] if agent in ("amc-ddpg", "td3", "sac") else []
     extra += ["--preset", "quick"] if agent == "ppo" else []
+    extra += ["--agent-param", "warmup=4"] if agent == "thompson" else []
     assert main(["-q", "search", "--model", "mlp", "--data", "synthetic", "--cost-model", "flops", "--budget", "45%",
                  "--widths", "0.25,0.5,0.75,1.0", "--agent", agent, "--episodes", "12", "--val-size", "64",
                  "--bn-batches", "1", "--rerank-top", "2", "--verify-top", "0", *extra, "--out", str(tmp_path / "s")]) == 0
