@@ -4,9 +4,10 @@ The model: an architecture's score is a sum of one value per (group, allowed wid
 first-order model (Baptista & Poloczek 2018) as a Bayesian linear regression on one-hot widths,
 fitted to every architecture scored (an earlier search's too: the model does not depend on the
 budget). After ``warmup`` random proposals, each episode draws one model from the posterior and
-proposes, among ``candidates`` random proposals and the one-step neighbours of the ``top``
-architectures the model ranks highest (each projected onto the budget, none asked before), the
-one that draw scores highest. Every query informs every later proposal, not one parent's children.
+proposes, among ``candidates`` random proposals, the one-step neighbours of the ``top``
+architectures the model ranks highest and the draw's knapsack (each projected onto the episode's
+budget, none asked before), the one that draw scores highest. Every query informs every later
+proposal, not one parent's children.
 
 Re-queries: the search returns the best architecture by mean score, so with a noisy score one
 lucky query of a mediocre architecture wins (the winner's curse). Every ``intensify``-th episode
