@@ -39,6 +39,7 @@ from autoprune.errors import ConfigError
 STATE = "thompson.jsonl"
 Projection = Callable[[dict[str, int]], dict[str, int]]  # proposed widths -> feasible widths
 NOISE_FLOOR = 0.05  # the least residual variance (in units of the scores' variance): the draws never freeze
+MAX_BINS = 8  # features per group at most: wider grids share a feature between consecutive widths
 
 
 @dataclasses.dataclass(frozen=True)
@@ -66,18 +67,28 @@ class ThompsonSettings:
 
 
 class AdditiveModel:
-    """One-hot features of the allowed widths per group, and the Bayesian regression on them."""
+    """One-hot features of the allowed widths per group, and the Bayesian regression on them.
+
+    A group of more than :data:`MAX_BINS` allowed widths (a wide layer on a fine grid) has one
+    feature per run of consecutive widths, so the regression stays small on any model."""
 
     def __init__(self, levels: Mapping[str, Sequence[int]]) -> None:
         self.index: dict[tuple[str, int], int] = {}
-        for name, widths in levels.items():
-            for width in widths:
-                self.index[(name, int(width))] = len(self.index)
-        self.levels = {name: np.asarray(widths) for name, widths in levels.items()}
+        self.levels = {name: np.asarray(sorted(int(w) for w in widths)) for name, widths in levels.items()}
+        self.steps: dict[str, list[int]] = {}  # per group, the narrowest width of each feature's run
+        features = 0
+        for name, widths in self.levels.items():
+            runs = np.array_split(widths, min(len(widths), MAX_BINS))
+            self.steps[name] = [int(run[0]) for run in runs]
+            for run in runs:
+                for width in run:
+                    self.index[(name, int(width))] = features
+                features += 1
+        self.size = features
 
     def features(self, archs: Sequence[Mapping[str, int]]) -> np.ndarray:
         """One row per architecture (a width between listed ones counts as the nearest)."""
-        x = np.zeros((len(archs), len(self.index)))
+        x = np.zeros((len(archs), self.size))
         for row, kept in enumerate(archs):
             for name, widths in self.levels.items():
                 nearest = int(widths[np.abs(widths - kept[name]).argmin()])
@@ -177,8 +188,9 @@ class ThompsonSearcher(Searcher):
             return lambda t: float(rng.uniform(-1, 1))
         means = _means(known)
         if settings.intensify and episode % settings.intensify == 0:
-            wall = projected.wall(budget)
-            again = _requery({k: v for k, v in means.items() if wall.fits(v[0])}, settings.top)
+            # one budget: every architecture was played under it; several: those the env would play as they are
+            here = {k: v for k, v in means.items() if len(env.budgets) == 1 or projected(budget, v[0]) == v[0]}
+            again = _requery(here, settings.top)
             if again is not None:
                 return widths_actions(env, again)
         return widths_actions(env, _best_of_draw(env, settings, model, lambda kept: projected(budget, kept),
@@ -257,14 +269,15 @@ def _unasked(pool: list[dict[str, int]], project: Projection, asked: Mapping[str
 
 def _greedy(wall: BudgetWall, model: AdditiveModel, values: np.ndarray) -> dict[str, int]:
     """The drawn model's knapsack: from the narrowest widths, the move of one group to a wider
-    width of most value per unit of cost while the budget holds (moves of no value are not taken)."""
+    feature's narrowest width of most value per unit of cost while the budget holds (moves of no
+    value are not taken)."""
     kept = {name: int(widths[0]) for name, widths in model.levels.items()}
     cost = wall.cost_of(kept)
     while True:
         best, best_ratio, best_cost = None, 0.0, cost
-        for name, widths in model.levels.items():
+        for name, steps in model.steps.items():
             here = values[model.index[(name, kept[name])]]
-            for width in (int(w) for w in widths if w > kept[name]):
+            for width in (w for w in steps if w > kept[name]):
                 gain = values[model.index[(name, width)]] - here
                 if gain <= 0:
                     continue

@@ -430,3 +430,16 @@ def test_thompson_makes_each_candidate_for_the_budget_its_episode_draws():
     assert all(r.feasible for r in found)
     assert all(r.kept == r.proposed for r in found[6:])  # made for its budget: the projection left it alone
     assert len({str(r.kept) for r in found}) < len(found)  # the noisy leaders were asked again
+
+
+def test_the_additive_model_keeps_a_few_features_per_group_on_a_fine_grid():
+    """A wide layer on a grid of every channel count shares one feature between consecutive widths
+    (at most 8 per group), so the regression stays small; a short list keeps one per width."""
+    from autoprune.agents.thompson import MAX_BINS, AdditiveModel
+
+    model = AdditiveModel({"wide": list(range(1, 1025)), "short": [4, 8, 12]})
+    assert model.size == MAX_BINS + 3 and model.steps["short"] == [4, 8, 12] and len(model.steps["wide"]) == MAX_BINS
+    x = model.features([{"wide": 1, "short": 8}, {"wide": 2, "short": 8}, {"wide": 1024, "short": 12}])
+    assert x.shape == (3, MAX_BINS + 3) and (x.sum(axis=1) == 2).all()
+    assert (x[0] == x[1]).all() and not (x[0] == x[2]).all()  # neighbouring widths share a feature
+    assert [model.index[("wide", w)] for w in model.steps["wide"]] == list(range(MAX_BINS))  # a run each
