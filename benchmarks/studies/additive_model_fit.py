@@ -13,9 +13,9 @@ Usage: python benchmarks/studies/additive_model_fit.py
 
 from __future__ import annotations
 
-import _path  # noqa: F401  (benchmarks/ on the import path)
 import json
 
+import _path  # noqa: F401  (benchmarks/ on the import path)
 import numpy as np
 import pandas as pd
 from common import ROOT
