@@ -87,10 +87,10 @@ PROFILES: dict[str, Profile] = {
     # distillation from the dense model, 3 seeds; the 30 % budget first (where the margin matters most)
     "protocol": Profile(models=("resnet20", "mobilenetv2_small"), budgets=(0.3, 0.5), seeds=(0, 1, 2), episodes=200,
                         preset="default", candidates=("cmaes",), select_episodes=0, ft_epochs=4, ft_images=None,
-                        hardware_aware=(), distill=True, searched=("random", "cmaes", "amc-ddpg"),
+                        hardware_aware=(), distill=True, searched=("random", "cmaes", "amc-ddpg", "thompson"),
                         # The smaller protocol (docs/head-to-head.md): the costliest searchers as published
                         # at one seed; the one-shot rules are searched once and fine-tuned at every seed.
-                        method_seeds={"random": (0,), "amc-ddpg": (0,)}),
+                        method_seeds={"random": (0,), "amc-ddpg": (0,), "thompson": (0,)}),
     # the protocol as written: AMC's 300 episodes (100 warm-up), 8 fine-tuning epochs on 55k images
     "full": Profile(models=("resnet20", "mobilenetv2_small"), budgets=(0.5, 0.3), seeds=(0, 1, 2), episodes=300,
                     preset="default", candidates=("td3", "sac", "ppo"), select_episodes=300, ft_epochs=8,

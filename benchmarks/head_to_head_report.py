@@ -17,10 +17,10 @@ import pandas as pd  # noqa: E402
 
 from autoprune.atomic import write_text_atomic  # noqa: E402
 
-METHODS = ["uniform", "global-magnitude", "knapsack", "random", "cmaes", "amc-ddpg", "best-agent"]
+METHODS = ["uniform", "global-magnitude", "knapsack", "random", "cmaes", "amc-ddpg", "thompson", "best-agent"]
 LABELS = {"uniform": "uniform ratio", "global-magnitude": "TP global magnitude", "random": "random + BN recal",
           "amc-ddpg": "AMC-DDPG", "best-agent": "best agent", "knapsack": "knapsack (HALP-style)",
-          "cmaes": "CMA-ES"}
+          "cmaes": "CMA-ES", "thompson": "Thompson sampling"}
 
 
 def write_report(out: Path) -> None:

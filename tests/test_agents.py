@@ -301,7 +301,8 @@ def table():
     return table_problem()
 
 
-@pytest.mark.parametrize("agent,params", [("evolution", {}), ("reinforce", {}), (DEFAULT_AGENT, {})])
+@pytest.mark.parametrize("agent,params", [("evolution", {}), ("reinforce", {}),
+                                          pytest.param(DEFAULT_AGENT, {}, marks=pytest.mark.slow)])  # 13 s
 def test_a_searcher_that_learns_beats_random_proposals_on_a_table_with_a_known_optimum(table, agent, params):
     """At 100 queries over 8 seeds, the mean regret is well below random search's (measured:
     thompson, the default searcher, 0.0027 (0.0091 with 16 candidates), evolution 0.0105,
