@@ -227,16 +227,15 @@ def _best_of_draw(env: PruningEnv, settings: ThompsonSettings, model: AdditiveMo
     of the architectures the posterior mean ranks highest and the draw's knapsack (all ``project``ed
     onto the episode's budget)."""
     archs = [k for k, _ in scored]
-    mean, drawn = model.draw(model.features(archs), np.array([r for _, r in scored]), settings.prior, rng)
-    ranked = np.argsort(-(model.features(archs) @ mean), kind="stable")
-    leaders: list[dict[str, int]] = []
-    for i in ranked:
+    x = model.features(archs)
+    mean, drawn = model.draw(x, np.array([r for _, r in scored]), settings.prior, rng)
+    leaders: dict[str, dict[str, int]] = {}  # the top distinct architectures by the posterior mean
+    for i in np.argsort(-(x @ mean), kind="stable"):
         if len(leaders) == settings.top:
             break
-        if architecture_key(archs[i]) not in {architecture_key(a) for a in leaders}:
-            leaders.append(archs[i])
+        leaders.setdefault(architecture_key(archs[i]), archs[i])
     pool = [_random_widths(model, rng) for _ in range(settings.candidates)]
-    for parent in leaders:
+    for parent in leaders.values():
         for name in model.levels:
             for width in (env.choices.narrower(name, parent[name]), env.choices.wider(name, parent[name])):
                 if width != parent[name]:
@@ -283,8 +282,9 @@ def _greedy(wall: BudgetWall, model: AdditiveModel, values: np.ndarray) -> dict[
                     continue
                 trial = {**kept, name: width}
                 trial_cost = wall.cost_of(trial)
-                if gain / max(trial_cost - cost, 1e-12) > best_ratio and wall.budget.fits(trial_cost):
-                    best, best_ratio, best_cost = trial, gain / max(trial_cost - cost, 1e-12), trial_cost
+                ratio = gain / max(trial_cost - cost, 1e-12)
+                if ratio > best_ratio and wall.budget.fits(trial_cost):
+                    best, best_ratio, best_cost = trial, ratio, trial_cost
         if best is None:
             return kept
         kept, cost = best, best_cost

@@ -40,9 +40,9 @@ from autoprune.atomic import write_text_atomic
 from autoprune.channel_bench import ChannelBenchTable, load_table
 from autoprune.models.channel_bench import SPACES
 from autoprune.search import SearchConfig, SearchRun, read_history
+from autoprune.search.config import DEFAULT_AGENT
 from autoprune.sweep import run_tasks
 
-DEFAULT_AGENT = SearchConfig().agent
 CURVE_EVERY = 5  # the regret curve is kept at the first query and every 5th
 WIDTHS = [0.25, 0.5, 0.75, 1.0]
 REFINE = 100  # of the queries, the refinement stage's (measured: 100 of 300 beat 0, 8 x 2 re-queries and 150)

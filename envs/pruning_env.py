@@ -156,12 +156,8 @@ class PruningEnv(gym.Env):
                            self.budget.fraction, slack)
 
     def _use_budget(self, i: int) -> None:
-        if i not in self._rules:
-            wall = BudgetWall(self.groups, self.cost_model, self.budgets[i], self.min_ratio, self.max_ratio,
-                              self.round_to, self.choices)
-            self._rules[i] = (wall, BudgetProjection(wall, fill_target=self.fill))
         self.budget_index, self.budget = i, self.budgets[i]
-        self.wall, self.projection = self._rules[i]
+        self.wall, self.projection = self.rules(i)
 
     def complete(self, result: EpisodeResult, score: float, seconds: float) -> EpisodeResult:
         """An episode played with ``reset(options={"defer": True})``, once its candidate is scored
@@ -193,11 +189,11 @@ class PruningEnv(gym.Env):
         return int(np.random.default_rng([self.budget_seed, self.episode_index + ahead]).integers(len(self.budgets)))
 
     def rules(self, i: int) -> tuple[BudgetWall, BudgetProjection]:
-        """Budget ``i``'s wall and projection."""
+        """Budget ``i``'s wall and projection (made once per budget)."""
         if i not in self._rules:
-            current = self.budget_index
-            self._use_budget(i)
-            self._use_budget(current)
+            wall = BudgetWall(self.groups, self.cost_model, self.budgets[i], self.min_ratio, self.max_ratio,
+                              self.round_to, self.choices)
+            self._rules[i] = (wall, BudgetProjection(wall, fill_target=self.fill))
         return self._rules[i]
 
     def reset(self, *, seed: int | None = None, options: dict | None = None) -> tuple[np.ndarray, dict]:
