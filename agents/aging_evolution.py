@@ -37,6 +37,9 @@ class AgingEvolution(Searcher):
     name = "evolution"
     accepts = frozenset({"population", "sample"})
 
+    def check(self) -> None:
+        self._sizes()
+
     def _sizes(self) -> tuple[int, int]:
         population, sample = self.params.get("population", 20), self.params.get("sample", 5)
         if not (isinstance(population, int) and isinstance(sample, int) and 2 <= population and 1 <= sample <= population):

@@ -34,6 +34,11 @@ class Searcher(abc.ABC):
         """Start from an earlier search's ``(widths kept, reward)`` (searchers that can; see ``WARM_STARTED``)."""
         self.warm = list(scored)
 
+    def check(self) -> None:
+        """Refuse bad parameters in one line (a ConfigError) before any model, data or table is
+        loaded; a search calls it when its settings are validated. Nothing to check by default."""
+        return None
+
     @abc.abstractmethod
     def run(self, env: PruningEnv, episodes: int, on_episode: EpisodeHook, start_episode: int = 0,
             state_dir: Path | None = None) -> None:

@@ -30,14 +30,20 @@ class CMAESSearcher(Searcher):
     name = "cmaes"
     accepts = frozenset({"sigma", "population", "mean"})
 
-    def _optimizer(self, dims: int) -> CMA:
+    def check(self) -> None:
+        self._settings()
+
+    def _settings(self) -> tuple[float, float, int | None]:
         sigma, mean = float(self.params.get("sigma", 0.4)), float(self.params.get("mean", 0.0))
         population = self.params.get("population")
         if not (0 < sigma <= 2 and -1 <= mean <= 1) or (population is not None and int(population) < 2):
             raise ConfigError("cmaes needs 0 < sigma <= 2, -1 <= mean <= 1 and population >= 2")
+        return sigma, mean, None if population is None else int(population)
+
+    def _optimizer(self, dims: int) -> CMA:
+        sigma, mean, population = self._settings()
         bounds = np.tile([-1.0, 1.0], (dims, 1))
-        return CMA(mean=np.full(dims, mean), sigma=sigma, bounds=bounds, seed=self.seed,
-                   population_size=None if population is None else int(population))
+        return CMA(mean=np.full(dims, mean), sigma=sigma, bounds=bounds, seed=self.seed, population_size=population)
 
     def run(self, env, episodes, on_episode, start_episode=0, state_dir=None) -> None:
         opt = self._optimizer(len(env.groups))

@@ -67,11 +67,17 @@ class ReinforceSearcher(Searcher):
     name = "reinforce"
     accepts = frozenset({"learning_rate", "baseline_decay"})
 
-    def _controller(self, env: PruningEnv) -> CategoricalController:
+    def check(self) -> None:
+        self._rates()
+
+    def _rates(self) -> tuple[float, float]:
         lr, decay = self.params.get("learning_rate", 0.1), self.params.get("baseline_decay", 0.9)
         if not (isinstance(lr, (int, float)) and 0 < lr <= 10 and isinstance(decay, (int, float)) and 0 <= decay < 1):
             raise ConfigError("reinforce needs 0 < learning_rate <= 10 and 0 <= baseline_decay < 1")
-        return CategoricalController(env.choices.levels, float(lr), float(decay))
+        return float(lr), float(decay)
+
+    def _controller(self, env: PruningEnv) -> CategoricalController:
+        return CategoricalController(env.choices.levels, *self._rates())
 
     def run(self, env, episodes, on_episode, start_episode=0, state_dir=None) -> None:
         controller = self._controller(env)

@@ -37,6 +37,9 @@ class SeededSearcher(Searcher):
     def warm_start(self, scored: list[tuple[dict[str, int], float]]) -> None:
         self.inner.warm_start(scored)
 
+    def check(self) -> None:
+        self.inner.check()
+
     @property
     def model(self) -> Any:
         return getattr(self.inner, "model", None)

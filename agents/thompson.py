@@ -157,6 +157,9 @@ class ThompsonSearcher(Searcher):
     name = "thompson"
     accepts = frozenset(f.name for f in dataclasses.fields(ThompsonSettings))
 
+    def check(self) -> None:
+        ThompsonSettings.of(self.params)
+
     def run(self, env, episodes, on_episode, start_episode=0, state_dir=None) -> None:
         settings = ThompsonSettings.of(self.params)
         model = AdditiveModel(env.choices.levels)

@@ -251,9 +251,8 @@ class SearchConfig:
         IMPORTANCES.get(self.importance)
         COST_MODELS.get(self.cost_model)
         searcher = create_searcher(self.agent, self.seed, self.preset, self.agent_params)
-        if isinstance(searcher, SB3Searcher):
-            searcher.check()
-        elif self.n_envs > 1:
+        searcher.check()  # bad hyper-parameters: refused here, before any model, data or table
+        if self.n_envs > 1 and not isinstance(searcher, SB3Searcher):
             raise ConfigError(f"--n-envs > 1 runs SB3 agents in parallel; {self.agent!r} plays one episode at a "
                               f"time (use --executor processes|ray --workers N to score its candidates in parallel)")
         for option, path in (("--weights", self.weights), ("--table", self.table), ("--data-dir", self.data_dir)):
