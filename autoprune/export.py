@@ -19,8 +19,8 @@ from autoprune.atomic import write_json_atomic
 from autoprune.budget import MEASURED_TOLERANCE, Budget
 from autoprune.checkpoint import save_checkpoint
 from autoprune.inputs import Signature, in_channels_of
-from autoprune.latency import LatencySettings, measure_onnx_latency
-from autoprune.onnx_export import export_onnx
+from autoprune.latency import LatencySettings, measure_onnx_latencies, measure_onnx_latency
+from autoprune.onnx_export import export_onnx, timing_onnx
 from autoprune.policy import PruningPolicy
 from autoprune.pruning.record import PruningRecord
 from autoprune.records import ExportRecord
@@ -36,8 +36,9 @@ def export_folder(model: nn.Module, model_name: str, out: str | Path, input_shap
                  num_classes: int | None = None, record: PruningRecord | None = None,
                  policy: PruningPolicy | None = None, meta: dict[str, Any] | None = None,
                  settings: LatencySettings = LatencySettings(), exporter: str = "torchscript",
-                 model_args: dict[str, Any] | None = None) -> ExportRecord:
-    """Write the export folder and return what ``export.json`` holds (``model_args``: the factory's)."""
+                 model_args: dict[str, Any] | None = None, dense: nn.Module | None = None) -> ExportRecord:
+    """Write the export folder and return what ``export.json`` holds (``model_args``: the factory's;
+    ``dense``: the unpruned model, timed in the same passes so the budget is judged on one clock)."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     model.eval()
@@ -47,10 +48,17 @@ def export_folder(model: nn.Module, model_name: str, out: str | Path, input_shap
                     pruning=record, input_shape=input_shape, model_args=model_args)
     if policy is not None:
         policy.save(out / "policy.json")
-    samples = []
-    for i in range(WINDOWS):
+    shipped = onnx_path.read_bytes()
+    dense_bytes = timing_onnx(dense.eval(), example) if dense is not None else None
+    samples, dense_samples = [], []
+    for i in range(WINDOWS):  # the dense model, when given, is timed in the same passes: one clock for both
         time.sleep(PAUSE_S if i else 0.0)
-        samples.append(measure_onnx_latency(onnx_path.read_bytes(), input_shape, settings))
+        if dense_bytes is None:
+            samples.append(measure_onnx_latency(shipped, input_shape, settings))
+        else:
+            dense_ms, pruned_ms = measure_onnx_latencies([dense_bytes, shipped], input_shape, settings)
+            samples.append(pruned_ms)
+            dense_samples.append(dense_ms)
     latency = min(samples)
     summary: ExportRecord = {
         "model": model_name, "pruned": record is not None, "params": sum(p.numel() for p in model.parameters()),
@@ -58,17 +66,41 @@ def export_folder(model: nn.Module, model_name: str, out: str | Path, input_shap
         "latency_windows_ms": [round(x, 4) for x in samples],
         "latency_settings": settings.__dict__, **(meta or {}),
     }
+    if dense_samples:
+        summary["dense_latency_ms"] = round(min(dense_samples), 4)
+        summary["dense_timed_alongside"] = True
     budget = Budget.from_dict(policy.budget, "the policy's budget") if policy and policy.budget else None
     if budget is not None and budget.metric == "latency_ms":
-        summary["budget_ms"] = budget.value
-        summary["latency_over_budget"] = round(latency / budget.value, 4)
-        summary["within_budget_tolerance"] = budget.fits(latency, MEASURED_TOLERANCE)
-        dense_ms = summary.get("dense_latency_ms")
-        if dense_ms:  # the same check on this machine's clock: robust to a machine busy right now
-            summary["share_of_dense"] = round(latency / dense_ms, 4)
-            summary["budget_share_of_dense"] = round(budget.value / budget.dense, 4)
+        summary.update(budget_verdict(budget, latency, min(dense_samples) if dense_samples else None,
+                                      summary.get("dense_latency_ms")))
     write_json_atomic(out / "export.json", summary)
     return summary
+
+
+def budget_verdict(budget: Budget, latency: float, dense_alongside: float | None,
+                   dense_other: float | None = None) -> dict[str, Any]:
+    """The measured ``latency`` against a latency budget, as ``export.json`` records it.
+
+    With the dense model timed in the same passes (``dense_alongside``) the verdict is its share of
+    that dense time against the budget's share of the dense time it was set from: the speed of a
+    shared machine drifts by 15-25 % over minutes (a dense model read 0.568 ms, then 0.656 ms a minute
+    later), which an absolute comparison would call a budget miss or hide one. Without it, the
+    absolute time is compared (``dense_other``, timed some other time, is recorded as a share only).
+    """
+    out: dict[str, Any] = {"budget_ms": budget.value, "latency_over_budget": round(latency / budget.value, 4)}
+    dense = dense_alongside or dense_other
+    if dense:
+        out["share_of_dense"] = round(latency / dense, 4)
+        out["budget_share_of_dense"] = round(budget.fraction, 4)
+    if dense_alongside:
+        over = (latency / dense_alongside) / budget.fraction
+        out["share_over_budget"] = round(over, 4)
+        out["within_budget_tolerance"] = bool(over <= 1 + MEASURED_TOLERANCE)
+        out["budget_judged_by"] = "share_of_dense"
+    else:
+        out["within_budget_tolerance"] = budget.fits(latency, MEASURED_TOLERANCE)
+        out["budget_judged_by"] = "absolute"
+    return out
 
 
 def export_model(*args: Any, **kwargs: Any) -> ExportRecord:

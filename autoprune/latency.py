@@ -154,13 +154,26 @@ def _time_runners(runners: list[Callable[[], object]], settings: LatencySettings
 def measure_onnx_latency(onnx_bytes: bytes, input_shape: Signature,
                          settings: LatencySettings = LatencySettings()) -> float:
     """Latency (ms) of an exported ONNX model under ONNX Runtime (the file a user ships)."""
+    return robust_median_ms(_onnx_runner(onnx_bytes, input_shape, settings), settings)
+
+
+def measure_onnx_latencies(models: Sequence[bytes], input_shape: Signature,
+                           settings: LatencySettings = LatencySettings()) -> list[float]:
+    """Latencies (ms) of several ONNX models measured round-robin in the same passes
+    (:func:`interleaved_ms`), so that their ratio does not depend on the machine's speed drifting."""
+    runners = [_onnx_runner(m, input_shape, settings) for m in models]
+    return interleaved_ms(runners, settings.warmup, settings.repeats, settings.rounds)
+
+
+def _onnx_runner(onnx_bytes: bytes, input_shape: Signature, settings: LatencySettings) -> Callable[[], object]:
+    """One ONNX Runtime call of ``onnx_bytes`` at ``settings.batch_size`` on a fixed input."""
     session = ort_session(onnx_bytes, settings.threads, settings.provider)
     if isinstance(input_shape, InputSpec):
         feed = onnx_feed(session, input_shape.example(settings.batch_size, random=True))
-        return robust_median_ms(lambda: session.run(None, feed), settings)
+        return lambda: session.run(None, feed)
     shape = (settings.batch_size, *input_shape)
     if session.get_inputs()[0].type == "tensor(int64)":  # token IDs: zeros are in every vocabulary
         feed = {"input": np.zeros(shape, dtype=np.int64)}
     else:
         feed = {"input": np.random.default_rng(0).standard_normal(shape).astype(np.float32)}
-    return robust_median_ms(lambda: session.run(None, feed), settings)
+    return lambda: session.run(None, feed)

@@ -144,6 +144,9 @@ class ExportRecord(TypedDict, total=False):
     within_budget_tolerance: bool
     share_of_dense: float
     budget_share_of_dense: float
+    share_over_budget: float  # share_of_dense / budget_share_of_dense, when the dense model was timed alongside
+    budget_judged_by: str  # "share_of_dense" (dense timed in the same passes) or "absolute"
+    dense_timed_alongside: bool
     test_acc: float
 
 
@@ -161,3 +164,7 @@ class PipelineRecord(TypedDict, total=False):
     budget_ms: float
     latency_over_budget: float
     within_budget_tolerance: bool
+    share_of_dense: float
+    budget_share_of_dense: float
+    share_over_budget: float
+    budget_judged_by: str

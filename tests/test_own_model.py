@@ -252,8 +252,9 @@ def test_one_python_call(user):
     assert widths == [result.policy.channels["body.0"], result.policy.channels["body.3"]] and widths != [16, 32]
     assert autoprune.evaluation.evaluate(result.model, [(x[96:], y[96:])]) == pytest.approx(result.val_score)
     tuned = autoprune.finetune_model(result.model, (x[:96], y[:96]), (x[96:], y[96:]), epochs=1)
-    exported = autoprune.export_model(tuned, user / "onnx", x[:1], result.policy)
+    exported = autoprune.export_model(tuned, user / "onnx", x[:1], result.policy, dense=ownnet.build())
     assert exported["latency_ms"] > 0 and (user / "onnx" / "model.onnx").is_file()
+    assert exported["dense_timed_alongside"] is True and exported["dense_latency_ms"] > 0
 
 
 @pytest.mark.parametrize("args, message", [

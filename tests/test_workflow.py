@@ -218,7 +218,44 @@ def test_export_report_states_the_verdict_and_what_to_do_when_over():
     assert within.endswith("1.00x, within budget + 5 %")
     busy = report({**base, "latency_over_budget": 1.25, "within_budget_tolerance": False, "share_of_dense": 0.5,
                    "budget_share_of_dense": 0.5}, "out")  # over in ms while the machine is slow, not relative to dense
-    assert "50% of the dense model timed now, budget 50%" in busy
+    assert "50% of the dense model timed at another time, budget 50%" in busy
+    alongside = report({**base, "latency_ms": 0.3437, "dense_latency_ms": 0.6556, "budget_ms": 0.2822,
+                        "latency_over_budget": 1.218, "within_budget_tolerance": True, "share_of_dense": 0.5243,
+                        "budget_share_of_dense": 0.5, "share_over_budget": 1.0486, "budget_judged_by": "share_of_dense"},
+                       "out")
+    assert "timed in the same passes): 52.4% of the dense model against a budget of 50.0%: 1.05x, within" in alongside
+    assert "1.22x on this machine's speed now" in alongside and "search again" not in alongside
+
+
+def test_a_budget_is_judged_on_one_clock_when_the_dense_model_is_timed_alongside():
+    from autoprune.budget import Budget
+    from autoprune.export import budget_verdict
+
+    budget = Budget("latency_ms", 0.2822, 0.5644, True)  # 50 % of the dense time measured at search time
+    slower_now = budget_verdict(budget, 0.3437, dense_alongside=0.6556)  # the whole machine 16 % slower
+    assert slower_now["latency_over_budget"] > 1.2 and slower_now["within_budget_tolerance"] is True
+    assert slower_now["budget_judged_by"] == "share_of_dense" and slower_now["share_over_budget"] == pytest.approx(1.0486, abs=1e-3)
+    faster_now = budget_verdict(budget, 0.2800, dense_alongside=0.4600)  # 61 % of dense: a miss the fast clock hid
+    assert faster_now["latency_over_budget"] < 1.0 and faster_now["within_budget_tolerance"] is False
+    alone = budget_verdict(budget, 0.3437, dense_alongside=None, dense_other=0.6556)  # no common clock: absolute
+    assert alone["within_budget_tolerance"] is False and alone["budget_judged_by"] == "absolute"
+    assert "share_over_budget" not in alone and alone["share_of_dense"] == pytest.approx(0.5243, abs=1e-4)
+
+
+def test_export_times_the_dense_model_alongside_and_judges_the_share(tmp_path):
+    torch.manual_seed(0)
+    model = create_model("mlp").eval()
+    analysis = analyse_model(model, torch.randn(1, 1, 28, 28))
+    # nothing pruned against a 50 % budget whose absolute value (10 ms) this small model meets anyway
+    policy = PruningPolicy.for_model(analysis, {"body.0": 0.0, "body.2": 0.0}, "mlp",
+                                     budget={"metric": "latency_ms", "value": 10.0, "fraction": 0.5, "dense": 20.0})
+    saved = export_folder(model, "mlp", tmp_path / "x", (1, 28, 28), policy=policy, dense=create_model("mlp"))
+    assert saved["dense_timed_alongside"] is True and saved["budget_judged_by"] == "share_of_dense"
+    assert saved["latency_over_budget"] < 1.0  # in ms it "fits": the absolute check would have passed it
+    assert 0.7 < saved["share_of_dense"] < 1.4 and saved["within_budget_tolerance"] is False
+    assert saved["share_over_budget"] == pytest.approx(saved["share_of_dense"] / 0.5, rel=1e-3)
+    on_disk = json.loads((tmp_path / "x" / "export.json").read_text())
+    assert on_disk["within_budget_tolerance"] is False and on_disk["dense_latency_ms"] == saved["dense_latency_ms"]
 
 
 def test_export_records_the_share_of_dense_next_to_the_budget(tmp_path):
@@ -229,7 +266,7 @@ def test_export_records_the_share_of_dense_next_to_the_budget(tmp_path):
                                      budget={"metric": "latency_ms", "value": 1e-6, "fraction": 0.5, "dense": 2e-6})
     saved = export_folder(model, "mlp", tmp_path / "x", (1, 28, 28), policy=policy, meta={"dense_latency_ms": 0.2})
     assert saved["share_of_dense"] == pytest.approx(saved["latency_ms"] / 0.2, abs=1e-3)  # latency_ms is rounded
-    assert saved["budget_share_of_dense"] == 0.5
+    assert saved["budget_share_of_dense"] == 0.5 and saved["budget_judged_by"] == "absolute"
 
 
 def test_a_pipeline_piped_to_a_log_says_what_it_is_doing_at_every_stage(tmp_path):

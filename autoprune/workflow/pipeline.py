@@ -69,7 +69,8 @@ def run_pipeline(search: SearchConfig, ft: FinetuneConfig, out: str | Path, dist
     summary = {"score": score_name, "dense_test_acc": apply["dense_test_acc"], "pruned_test_acc_bn": apply["pruned_test_acc_bn"],
                "finetuned_test_acc": tuned["test_acc"], "finetune_epochs": ft.epochs,
                "params": [apply["dense_params"], apply["pruned_params"]], **{k: export.get(k) for k in (
-                   "latency_ms", "dense_latency_ms", "budget_ms", "latency_over_budget", "within_budget_tolerance")}}
+                   "latency_ms", "dense_latency_ms", "budget_ms", "latency_over_budget", "within_budget_tolerance",
+                   "share_of_dense", "budget_share_of_dense", "share_over_budget", "budget_judged_by")}}
     write_json_atomic(out / "pipeline.json", summary)
     return summary
 

@@ -116,8 +116,11 @@ def finetune_model(model: nn.Module, train_data: Data, val_data: Data, epochs: i
 
 
 def export_model(model: nn.Module, out: str | Path, example_input: ModelInput,
-                 policy: PruningPolicy | None = None, settings: LatencySettings = LatencySettings()) -> ExportRecord:
+                 policy: PruningPolicy | None = None, settings: LatencySettings = LatencySettings(),
+                 dense: nn.Module | None = None) -> ExportRecord:
     """Write ``model.onnx`` (+ weights, + ``policy.json``) to ``out`` and measure its latency with
-    ONNX Runtime; returns what ``export.json`` holds (``latency_ms``; against the policy's budget)."""
+    ONNX Runtime; returns what ``export.json`` holds (``latency_ms``; against the policy's budget,
+    judged as a share of ``dense``'s latency timed in the same passes when the dense model is given)."""
     return export_folder(model.cpu().eval(), policy.model if policy and policy.model else type(model).__name__, out,
-                   signature_of(example_input), policy=policy, settings=settings)
+                         signature_of(example_input), policy=policy, settings=settings,
+                         dense=None if dense is None else copy.deepcopy(dense).cpu().eval())

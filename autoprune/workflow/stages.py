@@ -43,7 +43,7 @@ from autoprune.finetune import (
     sparsity_report,
 )
 from autoprune.inputs import Signature, describe_signature, in_channels_of
-from autoprune.latency import LatencySettings, measure_latency
+from autoprune.latency import LatencySettings
 from autoprune.model_source import ModelSource
 from autoprune.models import create_model, is_builtin, list_models
 from autoprune.policy import PruningPolicy, SearchScore
@@ -328,11 +328,9 @@ def export_stage(checkpoint: str | Path, out: str | Path, settings: LatencySetti
     shape = info.shape(source=f"checkpoint {checkpoint}")
     policy = PruningPolicy.from_dict(meta.pop("policy"), "checkpoint's policy") if meta.get("policy") else None
     args = info.model_args or None
-    if measure_dense:
-        dense = create_model(name, in_channels_of(shape) or 1, info.num_classes, args).eval()
-        meta["dense_latency_ms"] = round(measure_latency(dense, shape, settings), 4)
+    dense = create_model(name, in_channels_of(shape) or 1, info.num_classes, args).eval() if measure_dense else None
     return export_folder(model, name, out, shape, info.num_classes, info.pruning, policy, meta, settings, exporter,
-                        model_args=args)
+                        model_args=args, dense=dense)
 
 
 def sensitivity_stage(source: ModelSource, splits: Splits, out: str | Path, ratios=DEFAULT_RATIOS,
