@@ -50,8 +50,8 @@ class ThompsonSettings:
 
     warmup: int = 20
     candidates: int = 64
-    top: int = 5
-    intensify: int = 4
+    top: int = 3
+    intensify: int = 2
     prior: float = 1.0
 
     @classmethod

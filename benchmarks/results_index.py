@@ -53,6 +53,7 @@ WHAT = {
     "warm_start/resnet": "the same on the ResNet table",
     "warm_start_thompson/mobilenet": "the same warm start with Thompson sampling (MobileNet table)",
     "warm_start_thompson/resnet": "the same on the ResNet table",
+    "requery_share": "where Thompson sampling loses at 200 queries (finding or choosing) and its re-query share, both tables, seeds 100-109",
     "train_vit_tiny": "training the shipped ViT-tiny (90.78 % test accuracy)",
 }
 
