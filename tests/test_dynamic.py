@@ -106,6 +106,7 @@ def test_variants_export_run_in_onnx_runtime_and_the_loader_picks_by_latency(tmp
     dynamic = DynamicModel(analysis, ranking, variants).eval()
     found = export_variants(dynamic, tmp_path, (1, 28, 28), accuracy={"70%": 0.9, "40%": 0.8})
     loaded = VariantSet.load(tmp_path)
+    assert found.dense_latency_ms is None and loaded.dense_latency_ms is None  # no dense model given
     assert [v.label for v in loaded.variants] == [v.label for v in found.variants]
     fast, slow = sorted(loaded.variants, key=lambda v: v.latency_ms)
     assert fast.label == "40%" and slow.label == "70%" and slow.params > fast.params
@@ -162,6 +163,9 @@ def test_dynamic_command_nests_searched_policies_and_exports_each_width(tmp_path
     assert [set(r) >= {"val_70%", "val_40%"} for r in report["joint_finetune"]] == [True]  # one joint epoch
     assert [v["label"] for v in report["variants"]] == ["70%", "40%"]
     variants = VariantSet.load(tmp_path / "d")
+    assert variants.dense_latency_ms > 0  # the dense model timed in the same passes as the variants
+    for v in report["variants"]:  # a FLOPs policy: no latency verdict
+        assert v["budget_ms"] is None and v["within_budget"] is None and v["share_of_dense"] is None
     large, small = (v.kept for v in variants.variants)
     assert all(small[g] <= large[g] for g in large)  # nested, group by group
     assert load_dynamic(tmp_path / "d" / "dynamic.pt").set_budget("40%").active == "40%"
@@ -207,3 +211,16 @@ def test_joint_finetuning_trains_every_width_of_the_shared_weights():
         x = torch.randn(3, 1, 28, 28)
         with torch.no_grad():
             assert torch.allclose(dynamic(x), separate(x), atol=1e-5)
+
+
+def test_a_variant_is_judged_against_its_budget_as_a_share_of_the_dense_model_timed_alongside():
+    from autoprune.budget import Budget
+    from autoprune.workflow.dynamic_stage import _report
+
+    budget = Budget("latency_ms", 0.35, 0.875, True)  # 40 % of the dense time when the policy was searched
+    fast_now = _report("40%", "p.json", budget, 0.30, 0.60, 0.9, {"g": 8}, {"g": 8})  # meets 0.35 ms, but is 50 %
+    assert fast_now.within_budget is False and fast_now.share_of_dense == 0.5 and fast_now.budget_share_of_dense == 0.4
+    slow_now = _report("40%", "p.json", budget, 0.40, 1.00, 0.9, {"g": 8}, {"g": 6})  # over 0.35 ms, but 40 %
+    assert slow_now.within_budget is True and slow_now.channels_cut_by_nesting == {"g": 2}
+    alone = _report("40%", "p.json", budget, 0.40, None, 0.9, {"g": 8}, {"g": 8})  # no dense timing: in ms
+    assert alone.within_budget is False and alone.share_of_dense is None

@@ -48,7 +48,10 @@ def run(args: argparse.Namespace) -> int:
                             require_weights=args.data != "synthetic", finetune=finetune,
                             distill=not args.no_distill, progress=not args.quiet)
     for r in reports:
-        budget = "" if r.budget_ms is None else f" (budget {r.budget_ms:.4f} ms: {'within' if r.within_budget else 'OVER'})"
+        budget = "" if r.budget_ms is None else f" (budget {r.budget_ms:.4f} ms: {'within' if r.within_budget else 'OVER'}"
+        if r.share_of_dense is not None and r.budget_share_of_dense is not None:
+            budget += f", {r.share_of_dense:.1%} of the dense model timed alongside, budget {r.budget_share_of_dense:.1%}"
+        budget += ")" if budget else ""
         cut = f"; nesting cut {sum(r.channels_cut_by_nesting.values())} channels" if r.channels_cut_by_nesting else ""
         print(f"{r.label:>6}: test accuracy {r.test_acc:.4f}, {r.measured_ms:.4f} ms{budget}{cut}")
     print(f"variants in {out}/variants.json; weights once in {out}/dynamic.pt "

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch import nn
 
 from autoprune.analysis import analyse_model
 from autoprune.analysis.layers import example_input
@@ -18,10 +19,10 @@ from autoprune.budget import file_label
 from autoprune.checkpoint import load_state_into
 from autoprune.dynamic.model import DynamicModel
 from autoprune.errors import ConfigError
-from autoprune.latency import LatencySettings, measure_onnx_latency
+from autoprune.latency import LatencySettings, measure_onnx_latencies
 from autoprune.limits import MAX_CLASSES, check_input_size
 from autoprune.models import create_model
-from autoprune.onnx_export import export_onnx, ort_session
+from autoprune.onnx_export import export_onnx, ort_session, timing_onnx
 from autoprune.references import require_consent
 
 VARIANTS_FORMAT, DYNAMIC_FORMAT, VERSION = "autoprune-variants", "autoprune-dynamic", 1
@@ -48,6 +49,7 @@ class VariantSet:
     variants: list[Variant]
     input_shape: tuple[int, ...]
     latency_settings: dict[str, Any]
+    dense_latency_ms: float | None = None  # the unpruned model, timed in the same passes as the variants
 
     def pick(self, latency_ms: float) -> Variant:
         """The largest (slowest) variant measured within ``latency_ms``."""
@@ -65,6 +67,8 @@ class VariantSet:
     def save(self) -> Path:
         data = {"format": VARIANTS_FORMAT, "version": VERSION, "input_shape": list(self.input_shape),
                 "latency_settings": self.latency_settings, "variants": [asdict(v) for v in self.variants]}
+        if self.dense_latency_ms is not None:
+            data["dense_latency_ms"] = self.dense_latency_ms
         return write_json_atomic(self.folder / "variants.json", data)
 
     @classmethod
@@ -96,29 +100,41 @@ class VariantSet:
                 raise ConfigError(f"{path}: variant {v.label!r} names {v.file}, which is missing")
             if isinstance(v.latency_ms, bool) or not isinstance(v.latency_ms, (int, float)) or not v.latency_ms > 0:
                 raise ConfigError(f"{path}: variant {v.label!r} has latency {v.latency_ms!r}; must be positive")
-        return cls(path.parent, variants, tuple(data["input_shape"]), dict(data.get("latency_settings") or {}))
+        dense = data.get("dense_latency_ms")
+        if dense is not None and (isinstance(dense, bool) or not isinstance(dense, (int, float)) or not dense > 0):
+            raise ConfigError(f"{path}: dense_latency_ms is {dense!r}; must be positive")
+        return cls(path.parent, variants, tuple(data["input_shape"]), dict(data.get("latency_settings") or {}),
+                   None if dense is None else float(dense))
 
 
 def export_variants(model: DynamicModel, out: str | Path, input_shape: tuple[int, ...],
                     settings: LatencySettings = LatencySettings(), accuracy: Mapping[str, float] | None = None,
-                    budgets_ms: Mapping[str, float] | None = None) -> VariantSet:
-    """Export every variant as its own (physically pruned) ONNX file, measure it, and write
+                    budgets_ms: Mapping[str, float] | None = None, dense: nn.Module | None = None) -> VariantSet:
+    """Export every variant as its own (physically pruned) ONNX file, measure them all round-robin
+    (with ``dense``, the unpruned model, when given: one clock for the shares of it), and write
     ``variants.json``; the measured latencies become ``model.latency_ms``."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    variants = []
-    for label, kept in model.variants.items():
+    files, params = {}, {}
+    for label in model.variants:
         pruned = model.pruned(label)
-        file = f"variant-{file_label(label)}.onnx"
-        path = export_onnx(pruned, example_input(pruned, tuple(input_shape), random=True), out / file)
-        ms = measure_onnx_latency(path.read_bytes(), input_shape, settings)
+        files[label] = f"variant-{file_label(label)}.onnx"
+        export_onnx(pruned, example_input(pruned, tuple(input_shape), random=True), out / files[label])
+        params[label] = sum(p.numel() for p in pruned.parameters())
+    onnx = [(out / files[label]).read_bytes() for label in model.variants]
+    if dense is not None:
+        onnx.append(timing_onnx(dense.eval(), example_input(dense, tuple(input_shape), random=True)))
+    times = measure_onnx_latencies(onnx, input_shape, settings)
+    variants = []
+    for (label, kept), ms in zip(model.variants.items(), times):
         model.latency_ms[label] = round(ms, 4)
-        variants.append(Variant(label, file, round(ms, 4), dict(kept), sum(p.numel() for p in pruned.parameters()),
+        variants.append(Variant(label, files[label], round(ms, 4), dict(kept), params[label],
                                 None if accuracy is None else accuracy.get(label),
                                 None if budgets_ms is None else budgets_ms.get(label)))
     # widest first, as they nest (not by the measured times, which a busy machine can swap)
     found = VariantSet(out, sorted(variants, key=lambda v: (-v.params, -v.latency_ms)), tuple(input_shape),
-                       {"batch_size": settings.batch_size, "threads": settings.threads, "provider": settings.provider})
+                       {"batch_size": settings.batch_size, "threads": settings.threads, "provider": settings.provider},
+                       round(times[-1], 4) if dense is not None else None)
     found.save()
     return found
 

@@ -3,6 +3,7 @@ exported to ONNX and measured, the weights stored once."""
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -18,6 +19,7 @@ from autoprune.dynamic.joint import joint_finetune
 from autoprune.dynamic.variants import export_variants, save_dynamic
 from autoprune.errors import ConfigError
 from autoprune.evaluation import search_bn_batches
+from autoprune.export import budget_verdict
 from autoprune.finetune import FinetuneConfig
 from autoprune.inputs import InputSpec, in_channels_of
 from autoprune.latency import LatencySettings
@@ -35,9 +37,11 @@ class VariantReport:
     policy: str
     budget_ms: float | None
     measured_ms: float
-    within_budget: bool | None
+    within_budget: bool | None  # judged as a share of the dense model timed alongside (see export.budget_verdict)
     test_acc: float
     channels_cut_by_nesting: dict[str, int]
+    share_of_dense: float | None = None
+    budget_share_of_dense: float | None = None
 
 
 def dynamic_stage(policies: Sequence[str | Path], source: ModelSource, splits: Splits, out: str | Path,
@@ -59,6 +63,7 @@ def dynamic_stage(policies: Sequence[str | Path], source: ModelSource, splits: S
         raise ConfigError(f"dynamic pruning exports one ONNX variant per width for models of one input tensor; this "
                           f"model takes several ({shape.describe()}): use autoprune apply and export per policy")
     dense = source.load(require_weights, in_channels_of(shape) or 1, splits.num_classes)
+    timed_dense = copy.deepcopy(dense).eval()  # the unpruned architecture, timed beside the variants
     analysis = analyse_model(dense, example_input(dense, shape), exclude=first.exclude)
     labels = {}
     for path, policy in zip(policies, loaded):
@@ -79,11 +84,12 @@ def dynamic_stage(policies: Sequence[str | Path], source: ModelSource, splits: S
     accuracy = {}
     for label in nested:
         accuracy[label] = evaluate(model.set_variant(label), splits.test())
-    budgets = {label: _budget_ms(policy) for label, (_, policy) in labels.items()}
-    found = export_variants(model, out, shape, settings, accuracy, budgets)
+    budgets = {label: _latency_budget(policy) for label, (_, policy) in labels.items()}
+    found = export_variants(model, out, shape, settings, accuracy,
+                            {label: None if b is None else b.value for label, b in budgets.items()}, dense=timed_dense)
     save_dynamic(out / "dynamic.pt", model, source.ref, shape, splits.num_classes, source.args)
-    reports = [_report(v.label, labels[v.label][0], budgets[v.label], v.latency_ms, accuracy[v.label],
-                       wanted[v.label], nested[v.label]) for v in found.variants]
+    reports = [_report(v.label, labels[v.label][0], budgets[v.label], v.latency_ms, found.dense_latency_ms,
+                       accuracy[v.label], wanted[v.label], nested[v.label]) for v in found.variants]
     write_json_atomic(out / "dynamic.json", {"model": source.ref, "variants": [asdict(r) for r in reports],
                                              "tolerance": MEASURED_TOLERANCE, "joint_finetune": joint,
                                              "finetune": None if finetune is None else asdict(finetune)})
@@ -98,13 +104,16 @@ def _label(policy: PruningPolicy, path: str | Path, taken: dict) -> str:
     return label
 
 
-def _budget_ms(policy: PruningPolicy) -> float | None:
+def _latency_budget(policy: PruningPolicy) -> Budget | None:
     budget = Budget.from_dict(policy.budget) if policy.budget else None
-    return budget.value if budget is not None and budget.metric == "latency_ms" else None
+    return budget if budget is not None and budget.metric == "latency_ms" else None
 
 
-def _report(label: str, policy: str, budget_ms: float | None, measured: float, acc: float, wanted: dict[str, int],
-            nested: dict[str, int]) -> VariantReport:
-    within = None if budget_ms is None else Budget("latency_ms", budget_ms, budget_ms).fits(measured, MEASURED_TOLERANCE)
+def _report(label: str, policy: str, budget: Budget | None, measured: float, dense_ms: float | None, acc: float,
+            wanted: dict[str, int], nested: dict[str, int]) -> VariantReport:
     cut = {g: wanted[g] - nested[g] for g in wanted if nested[g] < wanted[g]}
-    return VariantReport(label, policy, budget_ms, measured, within, acc, cut)
+    if budget is None:
+        return VariantReport(label, policy, None, measured, None, acc, cut)
+    judged = budget_verdict(budget, measured, dense_ms)
+    return VariantReport(label, policy, budget.value, measured, judged["within_budget_tolerance"], acc, cut,
+                         judged.get("share_of_dense"), judged.get("budget_share_of_dense"))
