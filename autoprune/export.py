@@ -68,6 +68,7 @@ def export_folder(model: nn.Module, model_name: str, out: str | Path, input_shap
     }
     if dense_samples:
         summary["dense_latency_ms"] = round(min(dense_samples), 4)
+        summary["dense_latency_windows_ms"] = [round(x, 4) for x in dense_samples]
         summary["dense_timed_alongside"] = True
     budget = Budget.from_dict(policy.budget, "the policy's budget") if policy and policy.budget else None
     if budget is not None and budget.metric == "latency_ms":

@@ -147,6 +147,7 @@ class ExportRecord(TypedDict, total=False):
     share_over_budget: float  # share_of_dense / budget_share_of_dense, when the dense model was timed alongside
     budget_judged_by: str  # "share_of_dense" (dense timed in the same passes) or "absolute"
     dense_timed_alongside: bool
+    dense_latency_windows_ms: list[float]  # the dense model's time in each window, beside latency_windows_ms
     test_acc: float
 
 

@@ -256,6 +256,8 @@ def test_export_times_the_dense_model_alongside_and_judges_the_share(tmp_path):
     assert saved["share_over_budget"] == pytest.approx(saved["share_of_dense"] / 0.5, rel=1e-3)
     on_disk = json.loads((tmp_path / "x" / "export.json").read_text())
     assert on_disk["within_budget_tolerance"] is False and on_disk["dense_latency_ms"] == saved["dense_latency_ms"]
+    assert len(on_disk["dense_latency_windows_ms"]) == len(on_disk["latency_windows_ms"]) == 5
+    assert min(on_disk["dense_latency_windows_ms"]) == on_disk["dense_latency_ms"]
 
 
 def test_export_records_the_share_of_dense_next_to_the_budget(tmp_path):
