@@ -1,5 +1,6 @@
 """The README's examples, run as written (with small settings where the text says so)."""
 
+import json
 import os
 import re
 import shlex
@@ -33,6 +34,8 @@ def test_lower_level_python_api_example_runs_as_written(tmp_path):
 
     model, payload = load_model(tmp_path / "runs/api/export/model.pt")  # reloads: the record kept its exclusions
     assert (tmp_path / "runs/api/export/model.onnx").is_file() and payload.pruning is not None
+    exported = json.loads((tmp_path / "runs/api/export/export.json").read_text())
+    assert exported["dense_timed_alongside"] is True and exported["dense_latency_ms"] > 0
 
 
 @pytest.mark.slow
