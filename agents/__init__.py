@@ -22,7 +22,7 @@ from autoprune.agents.presets_io import AgentParams, ParamValue, load_preset, pa
 from autoprune.agents.reinforce import ReinforceSearcher
 from autoprune.agents.sb3 import ALGORITHMS, SB3Searcher
 from autoprune.agents.seeded import DEFAULT_SEEDS, SEED_RULES, SeededSearcher
-from autoprune.agents.thompson import ThompsonSearcher
+from autoprune.agents.thompson import RoarSearcher, ThompsonSearcher
 from autoprune.errors import ConfigError
 from autoprune.registry import Registry
 
@@ -51,7 +51,7 @@ def _sb3(algo: str):
 
 
 for _cls in (RandomSearcher, UniformSearcher, GlobalMagnitudeSearcher, KnapsackSearcher, CMAESSearcher,
-             AgingEvolution, ReinforceSearcher, ThompsonSearcher):
+             AgingEvolution, ReinforceSearcher, ThompsonSearcher, RoarSearcher):
     SEARCHERS.add(_cls.name, _baseline(_cls))
 for _algo in ALGORITHMS:
     SEARCHERS.add(_algo, _sb3(_algo))

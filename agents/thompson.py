@@ -16,7 +16,7 @@ therefore asks again the leader by mean, among the ``top`` leaders the one with 
 noisy at all; a score that gave the same value twice is deterministic and never asked again.
 
 Every decision of episode ``e`` is a function of the seed, ``e`` and the episodes before its
-batch; the episodes are logged in ``agent/thompson.jsonl`` and replayed on resume.
+batch; the episodes are logged in ``agent/thompson.jsonl`` (``roar.jsonl``) and replayed on resume.
 """
 
 from __future__ import annotations
@@ -36,7 +36,6 @@ from autoprune.envs.projection import BudgetProjection
 from autoprune.envs.pruning_env import PruningEnv
 from autoprune.errors import ConfigError
 
-STATE = "thompson.jsonl"
 Projection = Callable[[dict[str, int]], dict[str, int]]  # proposed widths -> feasible widths
 NOISE_FLOOR = 0.05  # the least residual variance (in units of the scores' variance): the draws never freeze
 MAX_BINS = 8  # features per group at most: wider grids share a feature between consecutive widths
@@ -156,6 +155,12 @@ class ThompsonSearcher(Searcher):
 
     name = "thompson"
     accepts = frozenset(f.name for f in dataclasses.fields(ThompsonSettings))
+    model_proposals = True  # False: random proposals between the re-queries (ROAR)
+
+    @property
+    def state_file(self) -> str:
+        """The episode log under the run's ``agent/`` folder, replayed on resume."""
+        return f"{self.name}.jsonl"
 
     def check(self) -> None:
         ThompsonSettings.of(self.params)
@@ -165,7 +170,7 @@ class ThompsonSearcher(Searcher):
         model = AdditiveModel(env.choices.levels)
         projected = Projections(env)
         warm = [(k, r) for k, r in self.warm if math.isfinite(r)]
-        members = replay_log(state_dir, STATE, self.name, start_episode)
+        members = replay_log(state_dir, self.state_file, self.name, start_episode)
         step = batch_size(env)
         episode = start_episode
         while episode < episodes:
@@ -177,7 +182,7 @@ class ThompsonSearcher(Searcher):
             for result in play_batch(self, env, plays):
                 members.append((dict(result.kept), float(result.reward)))
                 if state_dir:
-                    append_log(state_dir, STATE, result.kept, result.reward)
+                    append_log(state_dir, self.state_file, result.kept, result.reward)
                 on_episode(result)
             episode = stop
 
@@ -196,8 +201,22 @@ class ThompsonSearcher(Searcher):
             again = _requery(here, settings.top)
             if again is not None:
                 return widths_actions(env, again)
+        if not self.model_proposals:
+            return lambda t: float(rng.uniform(-1, 1))
         return widths_actions(env, _best_of_draw(env, settings, model, lambda kept: projected(budget, kept),
                                                  projected.wall(budget), scored, means, rng))
+
+
+class RoarSearcher(ThompsonSearcher):
+    """Random proposals with the same re-queries of the leaders: SMAC's ROAR (random online
+    aggressive racing, Hutter et al. 2011), Thompson sampling without its model. The ablation that
+    says how much of Thompson sampling's lead over random search is the model's and how much the
+    re-queries'. Parameters: ``warmup``, ``top``, ``intensify`` as Thompson sampling's (the others
+    are not used).
+    """
+
+    name = "roar"
+    model_proposals = False
 
 
 def _means(known: list[Scored]) -> dict[str, tuple[dict[str, int], list[float]]]:

@@ -325,7 +325,9 @@ def test_a_searcher_that_learns_beats_random_proposals_on_a_table_with_a_known_o
                                                ("reinforce", {"learning_rate": 0.2},
                                                 ({"learning_rate": -1}, "0 < learning_rate")),
                                                ("thompson", {"warmup": 5, "candidates": 8, "intensify": 3},
-                                                ({"top": 0}, "top >= 1"))])
+                                                ({"top": 0}, "top >= 1")),
+                                               ("roar", {"warmup": 5, "intensify": 2},
+                                                ({"intensify": -1}, "intensify >= 0"))])
 def test_a_learning_searcher_resumes_exactly_and_keeps_to_the_budget(tmp_path, agent, params, bad):
     env = toy_problem()[0]
     full, part = [], []
@@ -382,6 +384,27 @@ def test_thompson_beats_random_search_under_a_noisy_score_by_asking_its_leaders_
     finally:
         env.evaluator = clean
     assert regret["thompson"] < 0.8 * regret["random"], regret
+
+
+def test_roar_is_random_search_with_the_re_queries_and_no_model(table):
+    """ROAR proposes what random search proposes (the same per-episode draws) except on its
+    re-query episodes, which ask a leader again under a noisy score."""
+    env, _ = table
+    clean = env.evaluator
+    try:
+        runs = {}
+        for name in ("random", "roar"):
+            env.evaluator, found = NoisyScore(clean, 0.01), []
+            create_searcher(name, seed=3, overrides={"warmup": 10, "intensify": 2} if name == "roar" else None).run(
+                env, 40, found.append)
+            runs[name] = [r.kept for r in found]
+    finally:
+        env.evaluator = clean
+    random_, roar = runs["random"], runs["roar"]
+    assert roar[:10] == random_[:10]  # the warm-up: random search's own proposals
+    assert all(roar[e] == random_[e] for e in range(11, 40, 2))  # between re-queries, still random search's
+    assert all(str(roar[e]) in {str(k) for k in roar[:e]} for e in range(10, 40, 2))  # re-queries: asked before
+    assert sum(str(random_[e]) in {str(k) for k in random_[:e]} for e in range(10, 40, 2)) < 5  # random's: new ones
 
 
 def test_thompson_asks_a_deterministic_score_at_most_once_again(table):
