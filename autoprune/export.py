@@ -93,10 +93,10 @@ def budget_verdict(budget: Budget, latency: float, dense_alongside: float | None
     if dense:
         out["share_of_dense"] = round(latency / dense, 4)
         out["budget_share_of_dense"] = round(budget.fraction, 4)
-    if dense_alongside:
-        over = (latency / dense_alongside) / budget.fraction
-        out["share_over_budget"] = round(over, 4)
-        out["within_budget_tolerance"] = bool(over <= 1 + MEASURED_TOLERANCE)
+    if dense_alongside:  # on the budget's own clock, as the search's verification judges (search.timing)
+        adjusted = latency * budget.dense / dense_alongside
+        out["share_over_budget"] = round(adjusted / budget.value, 4)
+        out["within_budget_tolerance"] = budget.fits(adjusted, MEASURED_TOLERANCE)
         out["budget_judged_by"] = "share_of_dense"
     else:
         out["within_budget_tolerance"] = budget.fits(latency, MEASURED_TOLERANCE)
