@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import statistics
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -73,21 +74,69 @@ def interleaved_ms(fns: Sequence[Callable[[], object]], warmup: int, repeats: in
     ``calls_per_sample`` back-to-back calls (use > 1 for microsecond layers, below timer noise).
     ``progress`` is called once per candidate measured in a pass.
     """
-    best = [float("inf")] * len(fns)
-    for p in range(passes):
-        for i, fn in enumerate(fns):
-            for _ in range(warmup if p == 0 else min(warmup, 2)):
+    return [min(column) for column in zip(*interleaved_passes(fns, warmup, repeats, passes, calls_per_sample,
+                                                               progress))]
+
+
+def interleaved_passes(fns: Sequence[Callable[[], object]], warmup: int, repeats: int, passes: int,
+                       calls_per_sample: int = 1, progress: Callable[[], None] | None = None) -> list[list[float]]:
+    """The median (ms) of each ``fns[i]`` in each of ``passes`` round-robin passes (one list per pass).
+
+    A function may appear more than once in ``fns`` (a reference timed between candidates); it gets
+    its full ``warmup`` only the first time it is called.
+    """
+    warmed: set[int] = set()
+    out = []
+    for _ in range(passes):
+        medians = []
+        for fn in fns:
+            for _ in range(min(warmup, 2) if id(fn) in warmed else warmup):
                 fn()
+            warmed.add(id(fn))
             samples = []
             for _ in range(repeats):
                 start = time.perf_counter()
                 for _ in range(calls_per_sample):
                     fn()
                 samples.append((time.perf_counter() - start) / calls_per_sample)
-            best[i] = min(best[i], statistics.median(samples) * 1e3)
+            medians.append(statistics.median(samples) * 1e3)
             if progress is not None:
                 progress()
-    return best
+        out.append(medians)
+    return out
+
+
+@dataclass(frozen=True)
+class Alongside:
+    """Models timed against a reference timed between every two of them, in every pass.
+
+    ``shares``: each model's time over the mean of the reference readings on either side of it,
+    the median over passes; ``best_ms``: each model's best pass; ``reference_ms``: the reference's.
+    """
+
+    shares: list[float]
+    best_ms: list[float]
+    reference_ms: float
+
+
+def against_reference(fns: Sequence[Callable[[], object]], reference: Callable[[], object], warmup: int,
+                      repeats: int, passes: int, progress: Callable[[], None] | None = None) -> Alongside:
+    """Each of ``fns`` as a share of ``reference`` timed just before and just after it in every pass.
+
+    For models of about the same size this ratio holds when the machine's speed changes: this VM
+    switches for seconds at a time between two speeds that differ by about 30 % for a 0.3 ms model
+    and 10 % for a 0.6 ms one, and a pass a switch crossed once read ten searched candidates 1.31x
+    slower than three seed rules of the same predicted latency timed after them. The median over
+    passes discards a pass a switch crossed.
+    """
+    order = [reference]
+    for fn in fns:
+        order += [fn, reference]
+    per_pass = interleaved_passes(order, warmup, repeats, passes, progress=progress)
+    shares = [statistics.median(p[2 * i + 1] / ((p[2 * i] + p[2 * i + 2]) / 2) for p in per_pass)
+              for i in range(len(fns))]
+    best = [min(p[2 * i + 1] for p in per_pass) for i in range(len(fns))]
+    return Alongside(shares, best, min(min(p[0::2]) for p in per_pass))
 
 
 def measure_latency(model: nn.Module, input_shape: Signature,
@@ -105,29 +154,48 @@ def measure_latencies(models: Iterable[nn.Module], input_shape: Signature,
     of interference on a shared machine spoil one candidate's every round. With ONNX Runtime each
     model is exported as it is drawn, so a generator of models is never all in memory at once.
     """
+    with _runners(models, input_shape, settings) as runners:
+        return _time_runners(runners, settings, interleaved, progress) if runners else []
+
+
+def measure_against(models: Iterable[nn.Module], reference: nn.Module, input_shape: Signature,
+                    settings: LatencySettings = LatencySettings(),
+                    progress: Callable[[], None] | None = None) -> Alongside:
+    """``models`` timed as shares of ``reference`` (the dense model) timed beside each of them
+    (:func:`against_reference`): what a budget set as a share of the dense model is judged by."""
+    with _runners(itertools.chain([reference], models), input_shape, settings) as runners:
+        return against_reference(runners[1:], runners[0], settings.warmup, settings.repeats, settings.rounds,
+                                 progress)
+
+
+@contextlib.contextmanager
+def _runners(models: Iterable[nn.Module], input_shape: Signature,
+             settings: LatencySettings) -> Iterator[list[Callable[[], object]]]:
+    """One call of each model on the same input, under ``settings``' backend and threads."""
     models = iter(models)
     first = next(models, None)
     if first is None:
-        return []
+        yield []
+        return
     models = itertools.chain([first], models)
     x = example_input(first, input_shape, settings.batch_size, random=True)  # token IDs for a text model
     if settings.backend == "onnxruntime":
-        runners = [_session_runner(ort_session(timing_onnx(m, rows(x, 1)), settings.threads, settings.provider), x)
-                   for m in models]
-        return _time_runners(runners, settings, interleaved, progress)
-    if settings.backend == "torch":
-        models = list(models)
-        previous = torch.get_num_threads()
-        torch.set_num_threads(settings.threads)
-        modes = [m.training for m in models]
-        try:
-            with torch.inference_mode():
-                return _time_runners([_module_runner(m.eval(), x) for m in models], settings, interleaved, progress)
-        finally:
-            torch.set_num_threads(previous)
-            for m, mode in zip(models, modes):
-                m.train(mode)
-    raise ConfigError(f"unknown latency backend {settings.backend!r}; use onnxruntime or torch")
+        yield [_session_runner(ort_session(timing_onnx(m, rows(x, 1)), settings.threads, settings.provider), x)
+               for m in models]
+        return
+    if settings.backend != "torch":
+        raise ConfigError(f"unknown latency backend {settings.backend!r}; use onnxruntime or torch")
+    models = list(models)
+    previous = torch.get_num_threads()
+    torch.set_num_threads(settings.threads)
+    modes = [m.training for m in models]
+    try:
+        with torch.inference_mode():
+            yield [_module_runner(m.eval(), x) for m in models]
+    finally:
+        torch.set_num_threads(previous)
+        for m, mode in zip(models, modes):
+            m.train(mode)
 
 
 def _session_runner(session: ort.InferenceSession, x: ModelInput) -> Callable[[], object]:

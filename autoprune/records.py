@@ -39,6 +39,7 @@ class VerificationRecord(TypedDict, total=False):
     dense_measured_ms: float
     machine_speed: float | None
     worst_measured_over_predicted: float
+    retimed: int  # candidates timed again beside the best that fitted (search.timing.retime_rejected)
     seconds: float
 
 

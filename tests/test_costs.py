@@ -198,6 +198,38 @@ def test_interleaved_timing_keeps_each_candidates_best_pass(monkeypatch):
     assert calls == {"a": 1 + 3 + 2 * (1 + 3), "b": 1 + 3 + 2 * (1 + 3)} and len(passes) == 6
 
 
+def test_shares_against_a_reference_hold_when_the_speed_switches_mid_pass(monkeypatch):
+    import autoprune.latency as latency
+
+    clock, calls = [0.0], [0]
+    monkeypatch.setattr(latency.time, "perf_counter", lambda: clock[0])
+
+    def timed(ms):  # a call costs ``ms``; the machine runs 1.5x slow until the middle of the first pass
+        def fn():
+            calls[0] += 1
+            clock[0] += ms / 1e3 * (1.5 if calls[0] <= 10 else 1.0)
+        return fn
+
+    a, b, reference = timed(1.0), timed(1.0), timed(2.0)
+    got = latency.against_reference([a, b], reference, warmup=1, repeats=3, passes=3)
+    # the first pass read ``a`` slow beside a reference read slow then fast (share 0.6): outvoted
+    assert got.shares == [pytest.approx(0.5), pytest.approx(0.5)] and calls[0] == 3 * 5 * 4
+    assert got.best_ms == [pytest.approx(1.0), pytest.approx(1.0)] and got.reference_ms == pytest.approx(2.0)
+    calls[0] = 0
+    slow_then_fast = latency.interleaved_passes([a, b], warmup=1, repeats=3, passes=2)
+    assert slow_then_fast == [[pytest.approx(1.5), pytest.approx(1.5)], [pytest.approx(1.0), pytest.approx(1.0)]]
+
+
+def test_measured_shares_of_a_reference_on_a_real_model(tiny_analysis):
+    from autoprune.costs import MeasuredLatencyCostModel
+
+    m = MeasuredLatencyCostModel(tiny_analysis, LatencySettings(warmup=2, repeats=10, rounds=3))
+    smallest = {g.name: 1 for g in tiny_analysis.groups}
+    timed = m.shares_of([smallest, {}], {})
+    assert 0 < timed.shares[0] < 1 and timed.shares[1] == pytest.approx(1.0, rel=0.5)
+    assert len(timed.best_ms) == 2 and timed.reference_ms > 0 and not m._cache  # not cached: a fresh reading
+
+
 def test_measured_latencies_are_interleaved_cached_and_shrink(tiny_analysis, monkeypatch):
     import autoprune.costs.measured as measured_module
     from autoprune.costs import MeasuredLatencyCostModel

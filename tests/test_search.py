@@ -8,6 +8,7 @@ import pytest
 from conftest import tiny_search
 
 from autoprune.cli.main import main
+from autoprune.latency import Alongside
 from autoprune.policy import PruningPolicy
 from autoprune.search import SearchConfig, SearchRun, read_history
 
@@ -181,9 +182,16 @@ def test_best_candidate_over_budget_on_this_machine_is_replaced(tmp_path, splits
         def __init__(self, analysis, settings):
             pass
 
+        slow = None
+
         def latencies(self, archs):
             assert archs[-1] == {}  # the dense model, timed in the same passes
-            return [1e9] + [0.0] * (len(archs) - 2) + [1.0]
+            Measured.slow = archs[0]
+            return [1e9] + [1e-6] * (len(archs) - 2) + [1.0]
+
+        def shares_of(self, archs, reference):  # timed again beside the one that fits: still slow
+            assert archs == [Measured.slow] and reference != Measured.slow
+            return Alongside([1e9], [1e9], 0.0)
 
     monkeypatch.setattr(verify, "MeasuredLatencyCostModel", Measured)
     cfg = config(tmp_path, "random", "v", rerank_top=0)
@@ -194,6 +202,7 @@ def test_best_candidate_over_budget_on_this_machine_is_replaced(tmp_path, splits
     assert len(checked) >= 2 and list(checked["fits"]) == [False] + [True] * (len(checked) - 1)
     assert checked["score"].is_monotonic_decreasing and checked.loc[0, "score"] == history["score"].max()
     assert summary["verification"]["chosen_episode"] == checked.loc[1, "episode"] == summary["best"]["episode"]
+    assert summary["verification"]["retimed"] == 1 and checked.loc[0, "retimed_against"] == checked.loc[1, "episode"]
     policy = json.loads((tmp_path / "v" / "best_policy.json").read_text())
     assert policy["score"]["episode"] == checked.loc[1, "episode"]
     # with the second stage on, the re-ranked best is still one that measured within budget
@@ -226,6 +235,38 @@ def test_a_machine_slow_during_verification_does_not_veto_the_candidates(tmp_pat
     assert (checked["measured_ms"] > summary["verification"]["budget_ms"] * 1.05).any()  # raw readings over
     assert checked["fits"].all() and summary["verification"]["machine_speed"] == pytest.approx(1 / 1.4, rel=1e-3)
     assert summary["verification"]["chosen_episode"] == checked.loc[0, "episode"]
+
+
+def test_a_speed_switch_during_verification_does_not_reject_the_best_candidates(tmp_path, splits, mlp_table,
+                                                                              monkeypatch):
+    import autoprune.search.timing as verify
+    from autoprune.costs import LookupTableCostModel
+
+    class Switching:  # 1.6x slow while the first half of the candidates is timed, back to speed after
+        def __init__(self, analysis, settings):
+            self.table = LookupTableCostModel(analysis, mlp_table)
+
+        def latencies(self, archs):
+            *archs, dense = archs
+            slow = (len(archs) + 1) // 2
+            return [(1.6 if i < slow else 1.0) * self.table.latency(a) for i, a in enumerate(archs)] + [
+                self.table.measured_dense()]
+
+        def shares_of(self, archs, reference):  # beside the reference, each as fast as the table says
+            shares = [self.table.latency(a) / self.table.latency(reference) for a in archs]
+            return Alongside(shares, [self.table.latency(a) for a in archs], self.table.latency(reference))
+
+    monkeypatch.setattr(verify, "MeasuredLatencyCostModel", Switching)
+    cfg = config(tmp_path, "random", "switch", rerank_top=0, verify_top=4)
+    cfg.cost_model, cfg.table, cfg.budget, cfg.episodes = "lut", str(mlp_table), table_budget(mlp_table), 10
+    summary = SearchRun(cfg, splits=splits, progress=False).run()
+    checked = pd.read_csv(tmp_path / "switch" / "verification.csv")
+    first_half = checked.iloc[:(len(checked) + 1) // 2]
+    assert len(checked) >= 3 and (first_half["measured_ms"] > 1.55 * first_half["latency_ms"]).all()
+    again = checked[checked["retimed_against"].notna()]
+    assert 0 in again.index and summary["verification"]["retimed"] == len(again)  # the best one read over
+    assert checked["fits"].all() and summary["verification"]["chosen_episode"] == checked.loc[0, "episode"]
+    assert summary["best"]["episode"] == checked.loc[0, "episode"]
 
 
 def test_verification_is_skipped_where_it_cannot_hold(tmp_path, splits, mlp_table):

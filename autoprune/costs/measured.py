@@ -10,7 +10,7 @@ from autoprune.analysis.architecture import Architecture
 from autoprune.analysis.groups import ModelAnalysis
 from autoprune.costs.base import LatencyCostModel
 from autoprune.inputs import Signature
-from autoprune.latency import LatencySettings, measure_latencies, measure_latency
+from autoprune.latency import Alongside, LatencySettings, measure_against, measure_latencies, measure_latency
 from autoprune.pruning.physical import prune_physically
 from autoprune.records import CostModelRecord
 
@@ -58,6 +58,17 @@ class MeasuredLatencyCostModel(LatencyCostModel):
                                       self.settings, progress=progress)
             self._cache.update(zip(chunk, times))
         return [self._cache[self._key(a)] for a in archs]
+
+    def shares_of(self, archs: Sequence[Architecture], reference: Architecture) -> Alongside:
+        """Each of ``archs`` as a share of ``reference`` timed just before and after it in every pass
+        (:func:`~autoprune.latency.against_reference`; not cached)."""
+        shares, best, ref = [], [], float("inf")
+        step = max(1, self._chunk() - 1)  # the reference travels with every chunk
+        for i in range(0, len(archs), step):
+            timed = measure_against((self._build(a) for a in archs[i:i + step]), self._build(reference),
+                                    self._shape, self.settings)
+            shares, best, ref = shares + timed.shares, best + timed.best_ms, min(ref, timed.reference_ms)
+        return Alongside(shares, best, ref)
 
     def _chunk(self, memory_bytes: float = 1e9) -> int:
         """Candidates measured together: all of them for small models, fewer for big ones (~1 GB).

@@ -81,6 +81,10 @@ class Finisher:
         frame.to_csv(self.out / "verification.csv", index=False)
         result = {**verdict(frame, budget), "seconds": round(time.perf_counter() - start, 2)}
         chosen = result["chosen_episode"]
+        if result["retimed"]:
+            again = frame[frame["retimed_against"].notna()]
+            self.say(f"verification: {len(again)} more accurate candidates read over budget, timed again beside "
+                     f"episode {int(again['retimed_against'].iloc[0])}: {int(again['fits'].sum())} within it")
         if chosen is None:
             tqdm.write(f"warning: none of the {len(frame)} best candidates measured within the budget + "
                        f"{MEASURED_TOLERANCE:.0%} on this machine (best: {frame['adjusted_ms'].min():.4g} ms vs "
