@@ -51,20 +51,26 @@ class Searcher(abc.ABC):
 
     def play(self, env: PruningEnv, actions: Callable[[int], float], seed: int | None = None,
              exact: bool = False, defer: bool = False) -> EpisodeResult:
-        """One episode with ``actions(step) -> action``; returns its result.
-
-        ``exact``: a feasible proposal is scored as it is (one-shot baselines), not filled up.
-        """
-        env.reset(seed=seed, options={"exact": exact, "defer": defer})
-        t, done, info = 0, False, {}
-        while not done:
-            _, _, done, _, info = env.step(np.array([actions(t)], np.float32))
-            t += 1
-        return EpisodeResult.of(info)
+        """One episode with ``actions(step) -> action`` (:func:`play_episode`)."""
+        return play_episode(env, actions, seed, exact, defer)
 
     def play_widths(self, env: PruningEnv, kept: dict[str, int], exact: bool = True) -> EpisodeResult:
         """One episode proposing the widths ``kept`` (one-shot rules: scored as made when they fit)."""
         return self.play(env, widths_actions(env, kept), exact=exact)
+
+
+def play_episode(env: PruningEnv, actions: Callable[[int], float], seed: int | None = None,
+                 exact: bool = False, defer: bool = False) -> EpisodeResult:
+    """One episode with ``actions(step) -> action``; returns its result.
+
+    ``exact``: a feasible proposal is scored as it is (one-shot baselines), not filled up.
+    """
+    env.reset(seed=seed, options={"exact": exact, "defer": defer})
+    t, done, info = 0, False, {}
+    while not done:
+        _, _, done, _, info = env.step(np.array([actions(t)], np.float32))
+        t += 1
+    return EpisodeResult.of(info)
 
 
 def widths_actions(env: PruningEnv, kept: dict[str, int]) -> Callable[[int], float]:

@@ -45,7 +45,7 @@ RULES: dict[str, tuple[type, float, float]] = {
     "baseline_decay": (float, 0, 1), "policy_delay": (int, 1, 1000), "target_policy_noise": (float, 0, 2),
     "target_noise_clip": (float, 0, 2), "n_episodes_per_update": (int, 1, 1e5), "n_epochs": (int, 1, 1e4),
     "gae_lambda": (float, 0, 1), "broadcast_reward": (bool, 0, 1), "reward_baseline": (bool, 0, 1),
-    "reward_scale": (bool, 0, 1),
+    "reward_scale": (bool, 0, 1), "intensify": (int, 0, 1e6), "top": (int, 1, 1e6), "intensify_after": (int, 2, 1e6),
 }
 MAX_LAYERS, MAX_UNITS = 8, 4096  # net_arch: a policy network far larger than a pruning MDP needs is refused
 

@@ -28,7 +28,9 @@ from stable_baselines3.common.vec_env import VecEnv
 from autoprune.agents.amc import AMCDDPG, AMCSAC, AMCTD3
 from autoprune.agents.base import EpisodeHook, Searcher
 from autoprune.agents.noise import DecayingTruncatedNormalNoise
+from autoprune.agents.racing import RaceSettings, RacingEnv
 from autoprune.agents.sb3_state import BUFFER_ARRAYS, counters, fill_buffer, set_counters, set_noise
+from autoprune.agents.state import replay_log
 from autoprune.atomic import write_json_atomic
 from autoprune.envs.episode import EpisodeResult
 from autoprune.envs.observation import OBS_NAMES
@@ -48,10 +50,11 @@ class _EpisodeCallback(BaseCallback):
     """
 
     def __init__(self, on_episode: EpisodeHook, target: int, done: int, save: Callable[[int], None] | None,
-                 stop_at_target: bool, on_start: Callable[[], None] | None = None) -> None:
+                 stop_at_target: bool, on_start: Callable[[], None] | None = None,
+                 racing: RacingEnv | None = None) -> None:
         super().__init__()
         self.on_episode, self.target, self.count, self.save = on_episode, target, done, save
-        self.stop_at_target, self.on_start = stop_at_target, on_start
+        self.stop_at_target, self.on_start, self.racing = stop_at_target, on_start, racing
 
     def _on_training_start(self) -> None:
         if self.on_start:  # after SB3's own set-up, which resets the action noise once more
@@ -59,9 +62,13 @@ class _EpisodeCallback(BaseCallback):
 
     def _on_step(self) -> bool:
         for done, info in zip(self.locals["dones"], self.locals["infos"]):
-            if done and self.count < self.target:
-                self.count += 1
-                self.on_episode(EpisodeResult.of(info))
+            if not done:
+                continue
+            # with re-queries: every episode since the last report, in the order played
+            for result in self.racing.take() if self.racing else [EpisodeResult.of(info)]:
+                if self.count < self.target:
+                    self.count += 1
+                    self.on_episode(result)
         return not (self.stop_at_target and self.count >= self.target)
 
     def _on_rollout_start(self) -> None:
@@ -69,6 +76,7 @@ class _EpisodeCallback(BaseCallback):
             self.save(self.count)
 
 
+RACE_LOG = "race.jsonl"  # every episode of an agent with re-queries, replayed on resume
 ALGORITHMS: dict[str, type[BaseAlgorithm]] = {"amc-ddpg": AMCDDPG, "td3": AMCTD3, "sac": AMCSAC, "ppo": PPO}
 
 
@@ -85,6 +93,7 @@ class SB3Searcher(Searcher):
     def build(self, env: PruningEnv | VecEnv) -> BaseAlgorithm:
         """Create the SB3 model for ``env`` (one env, or a vector of them) from the preset parameters."""
         p = dict(self.params)
+        RaceSettings.pop(p)  # the re-queries' settings are the searcher's, not SB3's
         steps = episode_length(env)
         net_arch = p.pop("net_arch", [64, 64])
         common = dict(policy="MlpPolicy", env=env, seed=self.seed, verbose=0, device="cpu",
@@ -109,6 +118,7 @@ class SB3Searcher(Searcher):
         """Build the agent once on a stand-in env of the same spaces: bad hyper-parameters fail here,
         in one line, before any model, data or latency table is loaded."""
         try:
+            self._race_settings()
             self.build(_SpacesOnly())
         except ConfigError:
             raise
@@ -116,6 +126,8 @@ class SB3Searcher(Searcher):
             raise ConfigError(f"bad hyper-parameter for {self.algo}: {exc}") from None
 
     def run(self, env, episodes, on_episode, start_episode=0, state_dir=None) -> None:
+        racing = self._racing(env, episodes, start_episode, state_dir)
+        env = racing or env
         model = self._restore(env, state_dir, start_episode) or self.build(env)
         self.model = model
         # SB3's own log (losses, entropy, episode rewards) next to the agent state; without a run
@@ -128,13 +140,33 @@ class SB3Searcher(Searcher):
         saved = getattr(model, "_autoprune_counters", None)
         callback = _EpisodeCallback(on_episode, episodes, start_episode, save,
                                     stop_at_target=isinstance(model, OnPolicyAlgorithm),
-                                    on_start=None if saved is None else lambda: set_noise(model, saved))
+                                    on_start=None if saved is None else lambda: set_noise(model, saved),
+                                    racing=racing)
         model.learn(total_timesteps=remaining * episode_length(env), callback=callback,
                     reset_num_timesteps=start_episode == 0, progress_bar=False)
         if save and not isinstance(model, OnPolicyAlgorithm):
             save(callback.count)  # off-policy learn() ends after its last update: a complete state
         # (an on-policy run is stopped inside a rollout: its last rollout start stays the state, and a
         # longer resumed run replays the episodes since then)
+
+    def _racing(self, env: PruningEnv | VecEnv, episodes: int, start: int, state_dir: Path | None) -> RacingEnv | None:
+        """``env`` with the re-queries of the leaders played between the agent's episodes
+        (:class:`~autoprune.agents.racing.RacingEnv`), or None when ``intensify`` is not set."""
+        race = self._race_settings()
+        if not race.intensify:
+            return None
+        if _num_envs(env) > 1:
+            raise ConfigError("re-queries (intensify) need one environment; drop --n-envs or intensify")
+        known = replay_log(state_dir, RACE_LOG, self.name, start)
+        return RacingEnv(env, race, self.seed, known, start, episodes, (state_dir, RACE_LOG) if state_dir else None)
+
+    def _race_settings(self) -> RaceSettings:
+        """The re-queries' settings among the hyper-parameters; only an on-policy agent takes them."""
+        race = RaceSettings.pop(dict(self.params))
+        if race.intensify and self.algo != "ppo":
+            raise ConfigError(f"re-queries (intensify) are for ppo, whose updates use only its own episodes; "
+                              f"{self.algo} learns from a replay buffer of every step: drop intensify")
+        return race
 
     def resume_point(self, state_dir: Path | None, done: int) -> int:
         """Episodes the saved agent state covers (the history beyond it is replayed on resume)."""

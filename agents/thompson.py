@@ -29,6 +29,7 @@ from collections.abc import Callable, Mapping, Sequence
 import numpy as np
 
 from autoprune.agents.base import Searcher, batch_size, play_batch, widths_actions
+from autoprune.agents.racing import leaders, requery
 from autoprune.agents.state import Scored, append_log, replay_log
 from autoprune.analysis.architecture import architecture_key
 from autoprune.envs.budget import BudgetWall
@@ -194,11 +195,11 @@ class ThompsonSearcher(Searcher):
         scored = warm + [(k, r) for k, r in known if math.isfinite(r)]
         if len(scored) < settings.warmup:
             return lambda t: float(rng.uniform(-1, 1))
-        means = _means(known)
+        means = leaders(known)
         if settings.intensify and episode % settings.intensify == 0:
             # one budget: every architecture was played under it; several: those the env would play as they are
             here = {k: v for k, v in means.items() if len(env.budgets) == 1 or projected(budget, v[0]) == v[0]}
-            again = _requery(here, settings.top)
+            again = requery(here, settings.top)
             if again is not None:
                 return widths_actions(env, again)
         if not self.model_proposals:
@@ -217,29 +218,6 @@ class RoarSearcher(ThompsonSearcher):
 
     name = "roar"
     model_proposals = False
-
-
-def _means(known: list[Scored]) -> dict[str, tuple[dict[str, int], list[float]]]:
-    """Each architecture asked in this search: its widths and its scores (failed queries included as NaN)."""
-    out: dict[str, tuple[dict[str, int], list[float]]] = {}
-    for kept, reward in known:
-        out.setdefault(architecture_key(kept), (kept, []))[1].append(reward)
-    return out
-
-
-def _requery(means: dict[str, tuple[dict[str, int], list[float]]], top: int) -> dict[str, int] | None:
-    """The leader to ask again: the best by mean when no architecture was asked twice yet (to learn
-    whether the score is noisy), else among the ``top`` best the least asked; None when the score is
-    deterministic (every repeated query gave its first value)."""
-    finite = {key: (kept, [r for r in rewards if math.isfinite(r)]) for key, (kept, rewards) in means.items()}
-    finite = {key: value for key, value in finite.items() if value[1]}
-    if not finite:
-        return None
-    repeated = [rewards for _, rewards in finite.values() if len(rewards) > 1]
-    if repeated and all(max(r) - min(r) <= 1e-12 * max(1.0, abs(r[0])) for r in repeated):
-        return None
-    ranked = sorted(finite.values(), key=lambda v: -float(np.mean(v[1])))[:top if repeated else 1]
-    return min(ranked, key=lambda v: len(v[1]))[0]  # ties: the better mean (sorted is stable)
 
 
 def _best_of_draw(env: PruningEnv, settings: ThompsonSettings, model: AdditiveModel, project: Projection,

@@ -75,7 +75,9 @@ def test_front_search_writes_a_policy_per_budget_that_meets_it_and_resumes(tmp_p
 
 
 @pytest.mark.parametrize("extra,message", [(["--budgets", "30%,50%", "--n-envs", "2"], "n-envs 1"),
-                                           (["--budgets", "30%,lots"], "budget")])
+                                           (["--budgets", "30%,lots"], "budget"),
+                                           (["--budgets", "30%,50%", "--agent", "ppo", "--agent-param", "intensify=2"],
+                                            "intensify (re-queries) needs one budget")])
 def test_bad_budget_lists_are_refused_in_one_line(tmp_path, capsys, extra, message):
     assert main(["search", "--data", "synthetic", *extra, "--out", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err.strip().splitlines()

@@ -252,6 +252,9 @@ class SearchConfig:
         COST_MODELS.get(self.cost_model)
         searcher = create_searcher(self.agent, self.seed, self.preset, self.agent_params)
         searcher.check()  # bad hyper-parameters: refused here, before any model, data or table
+        if isinstance(searcher, SB3Searcher) and searcher.params.get("intensify") and (self.budgets or self.n_envs > 1):
+            raise ConfigError("--agent-param intensify (re-queries) needs one budget and one environment; "
+                              "drop --budgets / --n-envs, or intensify")
         if self.n_envs > 1 and not isinstance(searcher, SB3Searcher):
             raise ConfigError(f"--n-envs > 1 runs SB3 agents in parallel; {self.agent!r} plays one episode at a "
                               f"time (use --executor processes|ray --workers N to score its candidates in parallel)")
