@@ -23,6 +23,7 @@ import gymnasium as gym
 import numpy as np
 
 from autoprune.agents.base import play_episode, widths_actions
+from autoprune.agents.presets_io import AgentParams
 from autoprune.agents.state import Scored, append_log
 from autoprune.analysis.architecture import architecture_key
 from autoprune.envs.episode import EpisodeResult
@@ -65,7 +66,7 @@ class RaceSettings:
     intensify_after: int = 20
 
     @classmethod
-    def pop(cls, params: dict[str, Any]) -> RaceSettings:
+    def pop(cls, params: AgentParams) -> RaceSettings:
         """The settings among an agent's hyper-parameters, removed from ``params``."""
         out = cls(**{f.name: params.pop(f.name) for f in dataclasses.fields(cls) if f.name in params})
         if out.intensify < 0 or out.intensify == 1 or out.top < 1 or out.intensify_after < 2:

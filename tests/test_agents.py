@@ -1,3 +1,4 @@
+import functools
 import itertools
 import json
 
@@ -429,7 +430,8 @@ def test_ppo_with_re_queries_asks_its_leaders_again_between_its_own_episodes(tab
     # killed after 17 episodes, resumed from the agent's saved state: the same 30 episodes
     try:
         env.evaluator, part = NoisyScore(clean, 0.01), []
-        again = lambda: create_searcher("ppo", seed=2, preset="quick", overrides={"intensify": 2, "intensify_after": 10})
+        again = functools.partial(create_searcher, "ppo", seed=2, preset="quick",
+                                  overrides={"intensify": 2, "intensify_after": 10})
         again().run(env, 17, part.append, state_dir=tmp_path / "b")
         point = again().resume_point(tmp_path / "b", 17)
         assert 10 < point < 17  # a rollout start after the first re-queries

@@ -10,7 +10,13 @@ from autoprune.analysis.architecture import Architecture
 from autoprune.analysis.groups import ModelAnalysis
 from autoprune.costs.base import LatencyCostModel
 from autoprune.inputs import Signature
-from autoprune.latency import Alongside, LatencySettings, measure_against, measure_latencies, measure_latency
+from autoprune.latency import (
+    Alongside,
+    LatencySettings,
+    measure_against,
+    measure_latencies,
+    measure_latency,
+)
 from autoprune.pruning.physical import prune_physically
 from autoprune.records import CostModelRecord
 
