@@ -161,8 +161,8 @@ def measure_latencies(models: Iterable[nn.Module], input_shape: Signature,
 def measure_against(models: Iterable[nn.Module], reference: nn.Module, input_shape: Signature,
                     settings: LatencySettings = LatencySettings(),
                     progress: Callable[[], None] | None = None) -> Alongside:
-    """``models`` timed as shares of ``reference`` (the dense model) timed beside each of them
-    (:func:`against_reference`): what a budget set as a share of the dense model is judged by."""
+    """``models`` timed as shares of ``reference`` timed just before and after each of them
+    (:func:`against_reference`): a comparison that a change of the machine's speed leaves alone."""
     with _runners(itertools.chain([reference], models), input_shape, settings) as runners:
         return against_reference(runners[1:], runners[0], settings.warmup, settings.repeats, settings.rounds,
                                  progress)

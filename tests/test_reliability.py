@@ -55,11 +55,16 @@ def _search(out, *extra):
     return [sys.executable, "-m", "autoprune.cli.main", "-q", "search", *extra, "--out", str(out)]
 
 
-@pytest.mark.parametrize("agent", ["thompson", *(pytest.param(a, marks=pytest.mark.slow) for a in ("amc-ddpg", "random", "sac", "ppo"))])
+EXTRA = {"thompson": ["--agent-param", "warmup=5"],  # its model and re-queries too
+         "ppo+requeries": ["--agent-param", "intensify=2", "--agent-param", "intensify_after=4"]}
+
+
+@pytest.mark.parametrize("agent", ["thompson", *(pytest.param(a, marks=pytest.mark.slow)
+                                                 for a in ("amc-ddpg", "random", "sac", "ppo", "ppo+requeries"))])
 def test_kill_9_at_several_points_then_resume_gives_the_uninterrupted_history(tmp_path, agent):
     """A resume after kill -9 at any point continues exactly: the same history as a run never stopped."""
-    settings = [*TINY, "--agent", agent, "--preset", "quick", "--rerank-top", "0", "--episodes", "20",
-                *(["--agent-param", "warmup=5"] if agent == "thompson" else [])]  # its model and re-queries too
+    settings = [*TINY, "--agent", agent.split("+")[0], "--preset", "quick", "--rerank-top", "0", "--episodes", "20",
+                *EXTRA.get(agent, [])]
     reference = subprocess.run(_search(tmp_path / "ref", *settings), capture_output=True, text=True, timeout=300)
     assert reference.returncode == 0, reference.stderr
     out = tmp_path / "killed"

@@ -84,7 +84,7 @@ def retime_rejected(frame: pd.DataFrame, history: pd.DataFrame, analysis: ModelA
     chosen, rejected = fitting[0], frame.index[:fitting[0]]
     kept = history.set_index("episode")["kept"]
     timed = _measured(analysis, table).shares_of([json.loads(kept[frame.loc[i, "episode"]]) for i in rejected],
-                                       json.loads(kept[frame.loc[chosen, "episode"]]))
+                                                 json.loads(kept[frame.loc[chosen, "episode"]]))
     for i, share in zip(rejected, timed.shares):
         frame.loc[i, ["share_of_chosen", "retimed_against"]] = share, frame.loc[chosen, "episode"]
         frame.loc[i, "adjusted_ms"] = share * frame.loc[chosen, "adjusted_ms"]
