@@ -161,11 +161,13 @@ class SB3Searcher(Searcher):
         return RacingEnv(env, race, self.seed, known, start, episodes, (state_dir, RACE_LOG) if state_dir else None)
 
     def _race_settings(self) -> RaceSettings:
-        """The re-queries' settings among the hyper-parameters; only an on-policy agent takes them."""
+        """The re-queries' settings among the hyper-parameters. Only PPO takes them: it is stopped at
+        its episode count, while an off-policy agent runs its exact step count (and saves its state
+        after its last update), which re-query episodes among its own would change."""
         race = RaceSettings.pop(dict(self.params))
         if race.intensify and self.algo != "ppo":
-            raise ConfigError(f"re-queries (intensify) are for ppo, whose updates use only its own episodes; "
-                              f"{self.algo} learns from a replay buffer of every step: drop intensify")
+            raise ConfigError(f"re-queries (intensify) are for ppo; {self.algo} runs an exact number of steps, "
+                              f"which re-query episodes among them would change: drop intensify")
         return race
 
     def resume_point(self, state_dir: Path | None, done: int) -> int:
