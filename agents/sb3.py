@@ -138,13 +138,15 @@ class SB3Searcher(Searcher):
             return
         save = (lambda count: self._save(model, state_dir, count)) if state_dir else None
         saved = getattr(model, "_autoprune_counters", None)
-        callback = _EpisodeCallback(on_episode, episodes, start_episode, save,
-                                    stop_at_target=isinstance(model, OnPolicyAlgorithm),
+        # stopped at the episode count: an on-policy run (fixed rollouts), or any run with re-queries
+        # (their episodes take no steps); its last rollout start stays the state
+        stopped = isinstance(model, OnPolicyAlgorithm) or racing is not None
+        callback = _EpisodeCallback(on_episode, episodes, start_episode, save, stop_at_target=stopped,
                                     on_start=None if saved is None else lambda: set_noise(model, saved),
                                     racing=racing)
         model.learn(total_timesteps=remaining * episode_length(env), callback=callback,
                     reset_num_timesteps=start_episode == 0, progress_bar=False)
-        if save and not isinstance(model, OnPolicyAlgorithm):
+        if save and not stopped:
             save(callback.count)  # off-policy learn() ends after its last update: a complete state
         # (an on-policy run is stopped inside a rollout: its last rollout start stays the state, and a
         # longer resumed run replays the episodes since then)
@@ -161,14 +163,8 @@ class SB3Searcher(Searcher):
         return RacingEnv(env, race, self.seed, known, start, episodes, (state_dir, RACE_LOG) if state_dir else None)
 
     def _race_settings(self) -> RaceSettings:
-        """The re-queries' settings among the hyper-parameters. Only PPO takes them: it is stopped at
-        its episode count, while an off-policy agent runs its exact step count (and saves its state
-        after its last update), which re-query episodes among its own would change."""
-        race = RaceSettings.pop(dict(self.params))
-        if race.intensify and self.algo != "ppo":
-            raise ConfigError(f"re-queries (intensify) are for ppo; {self.algo} runs an exact number of steps, "
-                              f"which re-query episodes among them would change: drop intensify")
-        return race
+        """The re-queries' settings among the hyper-parameters (see :mod:`autoprune.agents.racing`)."""
+        return RaceSettings.pop(dict(self.params))
 
     def resume_point(self, state_dir: Path | None, done: int) -> int:
         """Episodes the saved agent state covers (the history beyond it is replayed on resume)."""

@@ -409,46 +409,47 @@ def test_roar_is_random_search_with_the_re_queries_and_no_model(table):
     assert sum(str(random_[e]) in {str(k) for k in random_[:e]} for e in range(10, 40, 2)) < 5  # random's: new ones
 
 
-def test_ppo_with_re_queries_asks_its_leaders_again_between_its_own_episodes(table, tmp_path):
+@pytest.mark.parametrize("agent,params", [("ppo", {}), ("amc-ddpg", {"warmup_episodes": 5})])
+def test_an_sb3_agent_with_re_queries_asks_its_leaders_again_between_its_own_episodes(table, tmp_path, agent,
+                                                                                       params):
     """With ``intensify``, every second episode from ``intensify_after`` on asks a leader again,
-    played inside the environment's reset: PPO learns from its own episodes only (its rollouts hold
-    none of the re-queries), and every episode is reported in the order played."""
+    played inside the environment's reset: the agent learns from its own episodes only (its
+    rollouts and replay buffer hold none of the re-queries), every episode is reported in the order
+    played, and a resume from the agent's saved state gives the same episodes."""
     env, _ = table
     clean = env.evaluator
+    make = functools.partial(create_searcher, agent, seed=2, preset="quick",
+                             overrides={**params, "intensify": 2, "intensify_after": 10})
     try:
         env.evaluator, found = NoisyScore(clean, 0.01), []
-        searcher = create_searcher("ppo", seed=2, preset="quick", overrides={"intensify": 2, "intensify_after": 10})
-        searcher.run(env, 30, found.append, state_dir=tmp_path)
+        searcher = make()
+        searcher.run(env, 30, found.append, state_dir=tmp_path / "a")
     finally:
         env.evaluator = clean
     kept = [str(r.kept) for r in found]
     assert len(found) == 30 and all(kept[e] in set(kept[:e]) for e in range(10, 30, 2))  # re-queries: asked before
-    assert [json.loads(line)[0] for line in (tmp_path / "race.jsonl").read_text().splitlines()] == [
+    assert [json.loads(line)[0] for line in (tmp_path / "a" / "race.jsonl").read_text().splitlines()] == [
         r.kept for r in found]  # the log the resume replays: every episode, in order
     steps = len(env.groups)
     assert searcher.model.num_timesteps == (30 - 10) // 2 * steps + 10 * steps  # the agent stepped its own only
     # killed after 17 episodes, resumed from the agent's saved state: the same 30 episodes
     try:
         env.evaluator, part = NoisyScore(clean, 0.01), []
-        again = functools.partial(create_searcher, "ppo", seed=2, preset="quick",
-                                  overrides={"intensify": 2, "intensify_after": 10})
-        again().run(env, 17, part.append, state_dir=tmp_path / "b")
-        point = again().resume_point(tmp_path / "b", 17)
+        make().run(env, 17, part.append, state_dir=tmp_path / "b")
+        point = make().resume_point(tmp_path / "b", 17)
         assert 10 < point < 17  # a rollout start after the first re-queries
         env.evaluator = NoisyScore(clean, 0.01)
         for r in part[:point]:  # the score's own state (how often each was asked) as it was then
             env.evaluator(r.kept)
         part = part[:point]
-        again().run(env, 30, part.append, start_episode=point, state_dir=tmp_path / "b")
+        make().run(env, 30, part.append, start_episode=point, state_dir=tmp_path / "b")
     finally:
         env.evaluator = clean
     assert [r.kept for r in part] == [r.kept for r in found]
-    with pytest.raises(ConfigError, match="for ppo"):
-        create_searcher("td3", overrides={"intensify": 2}).check()
     with pytest.raises(ConfigError, match=r"intensify_after=1 must be an integer in \[2"):
-        create_searcher("ppo", overrides={"intensify": 2, "intensify_after": 1}).check()
+        create_searcher(agent, overrides={"intensify": 2, "intensify_after": 1}).check()
     with pytest.raises(ConfigError, match="leave the agent no episode"):
-        create_searcher("ppo", overrides={"intensify": 1}).check()
+        create_searcher(agent, overrides={"intensify": 1}).check()
 
 
 def test_thompson_asks_a_deterministic_score_at_most_once_again(table):

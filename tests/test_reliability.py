@@ -56,11 +56,13 @@ def _search(out, *extra):
 
 
 EXTRA = {"thompson": ["--agent-param", "warmup=5"],  # its model and re-queries too
-         "ppo+requeries": ["--agent-param", "intensify=2", "--agent-param", "intensify_after=4"]}
+         "ppo+requeries": ["--agent-param", "intensify=2", "--agent-param", "intensify_after=4"],
+         "amc-ddpg+requeries": ["--agent-param", "intensify=2", "--agent-param", "intensify_after=4"]}
 
 
 @pytest.mark.parametrize("agent", ["thompson", *(pytest.param(a, marks=pytest.mark.slow)
-                                                 for a in ("amc-ddpg", "random", "sac", "ppo", "ppo+requeries"))])
+                                                 for a in ("amc-ddpg", "random", "sac", "ppo", "ppo+requeries",
+                                                           "amc-ddpg+requeries"))])
 def test_kill_9_at_several_points_then_resume_gives_the_uninterrupted_history(tmp_path, agent):
     """A resume after kill -9 at any point continues exactly: the same history as a run never stopped."""
     settings = [*TINY, "--agent", agent.split("+")[0], "--preset", "quick", "--rerank-top", "0", "--episodes", "20",
