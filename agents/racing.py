@@ -1,5 +1,5 @@
-"""Re-queries of the leaders (SMAC's intensification) for any searcher, and for SB3 agents through
-their environment.
+"""Re-queries of the leaders (SMAC's intensification): Thompson sampling's and ROAR's, and the SB3
+agents' through their environment.
 
 A search returns the best architecture by mean score, so with a noisy score one lucky query of a
 mediocre architecture wins (the winner's curse). Every ``intensify``-th episode therefore asks
@@ -8,8 +8,8 @@ such episode repeats the best one to learn whether the score is noisy at all; a 
 the same value twice is deterministic and never asked again.
 
 An SB3 agent walks its environment itself, so its re-queries are played inside the environment's
-``reset`` (:class:`RacingEnv`): the agent never sees them and learns only from its own episodes,
-which keeps an on-policy update (PPO) on its own actions.
+``reset`` (:class:`RacingEnv`): the agent never sees them and learns only from its own episodes
+(PPO's rollouts and the off-policy agents' replay buffers hold only its own steps).
 """
 
 from __future__ import annotations
