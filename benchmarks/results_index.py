@@ -47,13 +47,13 @@ WHAT = {
     "agent_diagnosis/mobilenet": "why the agents do not learn: reward, distinct architectures, projection, sigma and critic loss per 50 episodes (MobileNet table, 50 %)",
     "agent_diagnosis/resnet": "the same on the ResNet table",
     "agent_diagnosis/mobilenet_wall": "the same under AMC's per-step budget wall (AMC-DDPG and random search)",
-    "channel_bench_evolution/mobilenet": "Thompson sampling, ROAR, regularized evolution, REINFORCE, AMC-DDPG and PPO against random search, 20 seeds, 30/50/70 % (MobileNet table), paired at 200 queries",
+    "channel_bench_evolution/mobilenet": "Thompson sampling, ROAR, regularized evolution, REINFORCE, AMC-DDPG, PPO, and PPO and AMC-DDPG with re-queries against random search, 20 seeds, 30/50/70 % (MobileNet table), paired at 200 queries",
     "channel_bench_evolution/resnet": "the same on the ResNet table",
     "warm_start/mobilenet": "a new budget (40 %, 60 %) in 50 queries, warm-started from a 30/50/70 % search and cold, 10 seeds (MobileNet table)",
     "warm_start/resnet": "the same on the ResNet table",
     "warm_start_thompson/mobilenet": "the same warm start with Thompson sampling (MobileNet table)",
     "warm_start_thompson/resnet": "the same on the ResNet table",
-    "requery_share": "where Thompson sampling loses at 200 queries (finding or choosing) and its re-query share, both tables, seeds 100-109",
+    "requery_share": "where Thompson sampling loses at 200 queries (finding or choosing) and its re-query share, both tables, seeds 100-109; PPO's re-query settings; AMC-DDPG with re-queries as a check",
     "train_vit_tiny": "training the shipped ViT-tiny (90.78 % test accuracy)",
 }
 
