@@ -61,11 +61,11 @@ def measure_top_candidates(history: pd.DataFrame, analysis: ModelAnalysis, table
     frame["dense_measured_ms"] = dense_ms
     frame["adjusted_ms"] = frame["measured_ms"] * (budget.dense / dense_ms)
     frame["fits"] = [budget.fits(ms, MEASURED_TOLERANCE) for ms in frame["adjusted_ms"]]
-    return retime_rejected(frame, history, analysis, table, budget)
+    return retime_rejected(frame, history, measured, budget)
 
 
-def retime_rejected(frame: pd.DataFrame, history: pd.DataFrame, analysis: ModelAnalysis,
-                    table: LookupTableCostModel, budget: Budget) -> pd.DataFrame:
+def retime_rejected(frame: pd.DataFrame, history: pd.DataFrame, measured: MeasuredLatencyCostModel,
+                    budget: Budget) -> pd.DataFrame:
     """Candidates more accurate than the best that fits, but measured over budget, timed again each
     beside that one (:meth:`~MeasuredLatencyCostModel.shares_of`) and judged by their share of it.
 
@@ -83,8 +83,8 @@ def retime_rejected(frame: pd.DataFrame, history: pd.DataFrame, analysis: ModelA
         return frame
     chosen, rejected = fitting[0], frame.index[:fitting[0]]
     kept = history.set_index("episode")["kept"]
-    timed = _measured(analysis, table).shares_of([json.loads(kept[frame.loc[i, "episode"]]) for i in rejected],
-                                                 json.loads(kept[frame.loc[chosen, "episode"]]))
+    timed = measured.shares_of([json.loads(kept[frame.loc[i, "episode"]]) for i in rejected],
+                               json.loads(kept[frame.loc[chosen, "episode"]]))
     for i, share in zip(rejected, timed.shares):
         frame.loc[i, ["share_of_chosen", "retimed_against"]] = share, frame.loc[chosen, "episode"]
         frame.loc[i, "adjusted_ms"] = share * frame.loc[chosen, "adjusted_ms"]
