@@ -68,6 +68,7 @@ def test_processes_give_the_history_of_the_local_search(tmp_path, agent):
     assert _history(tmp_path / "local").equals(_history(tmp_path / "pool"))
 
 
+@pytest.mark.slow  # 14 s: kept out of the README's 3-minute default run; .ci/run runs it
 def test_a_worker_killed_mid_search_loses_no_episode(tmp_path, monkeypatch):
     score = tmp_path / "score.py"
     score.write_text(
