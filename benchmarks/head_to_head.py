@@ -87,10 +87,7 @@ PROFILES: dict[str, Profile] = {
     # distillation from the dense model, 3 seeds; the 30 % budget first (where the margin matters most)
     "protocol": Profile(models=("resnet20", "mobilenetv2_small"), budgets=(0.3, 0.5), seeds=(0, 1, 2), episodes=200,
                         preset="default", candidates=("cmaes",), select_episodes=0, ft_epochs=4, ft_images=None,
-                        hardware_aware=(), distill=True, searched=("random", "cmaes", "amc-ddpg", "thompson"),
-                        # The smaller protocol (docs/head-to-head.md): the costliest searchers as published
-                        # at one seed; the one-shot rules are searched once and fine-tuned at every seed.
-                        method_seeds={"random": (0,), "amc-ddpg": (0,), "thompson": (0,)}),
+                        hardware_aware=(), distill=True, searched=("random", "cmaes", "amc-ddpg", "thompson")),
     # the protocol as written: AMC's 300 episodes (100 warm-up), 8 fine-tuning epochs on 55k images
     "full": Profile(models=("resnet20", "mobilenetv2_small"), budgets=(0.5, 0.3), seeds=(0, 1, 2), episodes=300,
                     preset="default", candidates=("td3", "sac", "ppo"), select_episodes=300, ft_epochs=8,
@@ -112,6 +109,7 @@ def main() -> None:
     parser.add_argument("--models", help="comma-separated models, overriding the profile's")
     parser.add_argument("--budgets", help="run only these budgets now (e.g. 0.5; the config keeps the profile's)")
     parser.add_argument("--seeds", help="run only these seeds now")
+    parser.add_argument("--methods", help="run only these methods now (e.g. thompson; the config keeps the profile's)")
     parser.add_argument("--episodes", type=int, help="candidate evaluations per search, overriding the profile's")
     parser.add_argument("--executor", default="local", choices=["local", "processes", "ray"],
                         help="where random search and CMA-ES score candidates (same results; see docs/search.md)")
@@ -158,6 +156,8 @@ def main() -> None:
         if model == prof.models[0]:
             cells += [Cell(model, budget, "amc-ddpg", prof.seeds[0], best_agent, "flops")
                       for budget in prof.hardware_aware]
+    if args.methods:
+        cells = [c for c in cells if c.method in args.methods.split(",")]
     cells = [c for c in cells if not bench.finished(c)]
     if args.cells == "local":
         for cell in cells:

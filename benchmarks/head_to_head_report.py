@@ -17,10 +17,12 @@ import pandas as pd  # noqa: E402
 
 from autoprune.atomic import write_text_atomic  # noqa: E402
 
-METHODS = ["uniform", "global-magnitude", "knapsack", "random", "cmaes", "amc-ddpg", "thompson", "best-agent"]
+METHODS = ["uniform", "global-magnitude", "knapsack", "random", "cmaes", "amc-ddpg", "thompson", "thompson-v1",
+           "best-agent"]
 LABELS = {"uniform": "uniform ratio", "global-magnitude": "TP global magnitude", "random": "random + BN recal",
           "amc-ddpg": "AMC-DDPG", "best-agent": "best agent", "knapsack": "knapsack (HALP-style)",
-          "cmaes": "CMA-ES", "thompson": "Thompson sampling"}
+          "cmaes": "CMA-ES", "thompson": "Thompson sampling",
+          "thompson-v1": "Thompson sampling, first version"}
 
 
 def write_report(out: Path) -> None:
