@@ -4,8 +4,9 @@ agents' through their environment.
 A search returns the best architecture by mean score, so with a noisy score one lucky query of a
 mediocre architecture wins (the winner's curse). Every ``intensify``-th episode therefore asks
 again the leader by mean, among the ``top`` leaders the one with the fewest queries. The first
-such episode repeats the best one to learn whether the score is noisy at all; a score that gave
-the same value twice is deterministic and never asked again.
+such episode repeats the best one to learn whether the score is noisy at all; a score whose
+first three repeated queries all gave their first value is deterministic and never asked again
+(one match is not enough: a score of few values, a table of three runs, matches by chance).
 
 An SB3 agent walks its environment itself, so its re-queries are played inside the environment's
 ``reset`` (:class:`RacingEnv`): the agent never sees them and learns only from its own episodes
@@ -29,6 +30,7 @@ from autoprune.analysis.architecture import architecture_key
 from autoprune.envs.episode import EpisodeResult
 from autoprune.envs.pruning_env import PruningEnv
 from autoprune.errors import ConfigError
+from autoprune.repeats import pooled_noise
 
 Leaders = dict[str, tuple[dict[str, int], list[float]]]  # architecture key -> (widths, every score it got)
 
@@ -44,14 +46,12 @@ def leaders(known: list[Scored]) -> Leaders:
 def requery(means: Leaders, top: int) -> dict[str, int] | None:
     """The leader to ask again: the best by mean when no architecture was asked twice yet (to learn
     whether the score is noisy), else among the ``top`` best the least asked; None when the score is
-    deterministic (every repeated query gave its first value)."""
+    deterministic (:func:`~autoprune.repeats.pooled_noise`: enough repeated queries, all matching)."""
     finite = {key: (kept, [r for r in rewards if math.isfinite(r)]) for key, (kept, rewards) in means.items()}
     finite = {key: value for key, value in finite.items() if value[1]}
-    if not finite:
+    if not finite or pooled_noise(rewards for _, rewards in finite.values()) == 0.0:
         return None
-    repeated = [rewards for _, rewards in finite.values() if len(rewards) > 1]
-    if repeated and all(max(r) - min(r) <= 1e-12 * max(1.0, abs(r[0])) for r in repeated):
-        return None
+    repeated = any(len(rewards) > 1 for _, rewards in finite.values())
     ranked = sorted(finite.values(), key=lambda v: -float(np.mean(v[1])))[:top if repeated else 1]
     return min(ranked, key=lambda v: len(v[1]))[0]  # ties: the better mean (sorted is stable)
 

@@ -6,9 +6,10 @@ best architecture is often one step from the best one found (one group one allow
 narrower or wider). Each refinement query goes to the highest upper confidence bound: a known
 architecture's mean plus one noise standard deviation over the square root of its queries, or an
 unqueried neighbour of one of the best five at its parent's mean plus one deviation. The noise
-is the pooled spread of repeated queries (the first refinement query repeats the best one to
-measure it); a score without noise (the same candidate, the same score) is never asked twice, so
-refinement is then a greedy walk through the best candidates' neighbours (NetAdapt's local steps).
+is the pooled spread of repeated queries (until it is known, refinement asks the leaders again,
+the best first); a score without noise (three repeated queries that all gave their first value)
+is not asked again, so refinement is then a greedy walk through the best candidates' neighbours
+(NetAdapt's local steps).
 
 The next query is a function of the history alone: an interrupted refinement resumes exactly.
 """
@@ -16,15 +17,15 @@ The next query is a function of the history alone: an interrupted refinement res
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 
 import pandas as pd
 
 from autoprune.analysis.architecture import architecture_key
 from autoprune.envs import EpisodeResult
 from autoprune.pruning.widths import WidthChoices
+from autoprune.repeats import pooled_noise
 from autoprune.search.history import (
-    ArchStats,
     Candidate,
     arch_stats,
     first_scored,
@@ -37,16 +38,14 @@ PARENTS = 5  # the best architectures whose neighbours are candidates (5 beat 3 
 Arch = dict[str, int]
 
 
-def noise_sd(stats: Mapping[str, ArchStats], history: pd.DataFrame) -> float | None:
-    """Pooled standard deviation of repeated scores of one architecture (None: none repeated yet)."""
+def noise_sd(history: pd.DataFrame) -> float | None:
+    """Pooled standard deviation of repeated scores of one architecture (0: a deterministic score;
+    None: not known yet, see :func:`~autoprune.repeats.pooled_noise`)."""
     ok = scored_feasible(history)
-    keys = [architecture_key(k) for k in ok["kept"]]
-    repeated = [(key, float(score)) for key, score in zip(keys, ok["score"]) if stats[key].count > 1]
-    if not repeated:
-        return None
-    squares = sum((score - stats[key].mean) ** 2 for key, score in repeated)
-    dof = len(repeated) - len({key for key, _ in repeated})
-    return math.sqrt(squares / dof)
+    scores: dict[str, list[float]] = {}
+    for kept, score in zip(ok["kept"], ok["score"]):
+        scores.setdefault(architecture_key(kept), []).append(float(score))
+    return pooled_noise(scores.values())
 
 
 def neighbours(kept: Arch, choices: WidthChoices, fits: Callable[[Arch], bool]) -> list[Arch]:
@@ -67,9 +66,9 @@ def next_query(history: pd.DataFrame, choices: WidthChoices, fits: Callable[[Arc
     if not stats:
         return None
     ranked = sorted(stats.values(), key=lambda s: (-s.mean, s.first))
-    sd = noise_sd(stats, history)
-    if sd is None:  # is the score noisy? ask the best again to find out
-        return ranked[0].kept
+    sd = noise_sd(history)
+    if sd is None:  # is the score noisy? ask a leader again to find out (the best first)
+        return min(ranked[:PARENTS], key=lambda s: s.count).kept
     options: list[tuple[float, int, Arch]] = []
     if sd > 0:
         options += [(s.mean + sd / math.sqrt(s.count), -i, s.kept) for i, s in enumerate(ranked)]
@@ -104,6 +103,6 @@ def final_candidate(history: pd.DataFrame) -> Candidate | None:
     stats = arch_stats(history)
     if not stats:
         return None
-    sd = noise_sd(stats, history) or 0.0
+    sd = noise_sd(history) or 0.0
     choice = max(stats, key=lambda k: (stats[k].mean - sd / math.sqrt(stats[k].count), -stats[k].first))
     return first_scored(history, choice, stats)
