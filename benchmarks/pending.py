@@ -110,8 +110,12 @@ class HeadToHead(Source):
     def expected(self) -> list[Key]:
         config = json.loads((self.folder / "config.json").read_text())
         seeds = config.get("method_seeds", {})
+        refused = self.folder / "skipped.json"  # cells the tool refused (a budget out of reach): not jobs
+        skip = {(m, float(b), meth, int(s)) for (m, b, meth, s) in
+                (entry["run"] for entry in (json.loads(refused.read_text()) if refused.is_file() else []))}
         return [(m, float(b), meth, int(s)) for m in config["models"] for b in config["budgets"]
-                for meth in config["methods"] for s in seeds.get(meth, config["seeds"])]
+                for meth in config["methods"] for s in seeds.get(meth, config["seeds"])
+                if (m, float(b), meth, int(s)) not in skip]
 
     def key(self, row: dict) -> Key:
         return (row["model"], float(row["budget"]), row["method"], int(row["seed"]))

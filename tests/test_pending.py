@@ -30,6 +30,14 @@ def test_finished_rows_are_not_pending_and_the_smaller_protocol_is_followed(tmp_
     assert "3 pending of 4" in pending.report([source])
 
 
+def test_cells_the_tool_refused_are_not_pending(tmp_path):
+    source = _head_to_head(tmp_path / "h2h", [{"model": "resnet20", "budget": 0.3, "method": "random", "seed": 0,
+                                               "finetune_s": 500.0}])
+    (tmp_path / "h2h" / "skipped.json").write_text(json.dumps([
+        {"run": ["resnet20", "0.3", "uniform", "1"], "cost_model": "lut", "reason": "budget out of reach"}]))
+    assert source.pending() == [("resnet20", 0.3, "uniform", 0), ("resnet20", 0.3, "uniform", 2)]
+
+
 class Appending(pending.Source):
     """A folder whose runner appends one row per pending job and, while ``crash`` exists, dies
     after its first job (an interruption)."""
