@@ -203,12 +203,19 @@ def scored_feasible(history: pd.DataFrame) -> pd.DataFrame:
 
 @dataclass
 class ArchStats:
-    """The scores one architecture got: their sum and count, and its first episode."""
+    """The scores one architecture got, in episode order, and its first episode."""
 
     kept: dict[str, int]
-    total: float
-    count: int
+    scores: list[float]
     first: int
+
+    @property
+    def total(self) -> float:
+        return sum(self.scores)
+
+    @property
+    def count(self) -> int:
+        return len(self.scores)
 
     @property
     def mean(self) -> float:
@@ -217,8 +224,7 @@ class ArchStats:
         return self.total / self.count
 
     def add(self, score: float) -> None:
-        self.total += float(score)
-        self.count += 1
+        self.scores.append(float(score))
 
 
 def arch_stats(history: pd.DataFrame) -> dict[str, ArchStats]:
@@ -230,7 +236,7 @@ def arch_stats(history: pd.DataFrame) -> dict[str, ArchStats]:
         if key in stats:
             stats[key].add(score)
         else:
-            stats[key] = ArchStats(arch, float(score), 1, int(episode))
+            stats[key] = ArchStats(arch, [float(score)], int(episode))
     return stats
 
 

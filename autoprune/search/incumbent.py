@@ -39,7 +39,7 @@ class Incumbent:
         key = architecture_key(result.kept)
         stats = self._stats.get(key)
         if stats is None:
-            stats = self._stats[key] = ArchStats(dict(result.kept), float(score), 1, episode)
+            stats = self._stats[key] = ArchStats(dict(result.kept), [float(score)], episode)
         else:
             stats.add(score)
         if self.best is not None and self.best.key == key:  # the best's own mean moved

@@ -17,7 +17,7 @@ The next query is a function of the history alone: an interrupted refinement res
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 import pandas as pd
 
@@ -26,10 +26,10 @@ from autoprune.envs import EpisodeResult
 from autoprune.pruning.widths import WidthChoices
 from autoprune.repeats import pooled_noise
 from autoprune.search.history import (
+    ArchStats,
     Candidate,
     arch_stats,
     first_scored,
-    scored_feasible,
 )
 from autoprune.search.incumbent import Incumbent
 from autoprune.search.recorder import EpisodeRecorder
@@ -38,14 +38,10 @@ PARENTS = 5  # the best architectures whose neighbours are candidates (5 beat 3 
 Arch = dict[str, int]
 
 
-def noise_sd(history: pd.DataFrame) -> float | None:
+def noise_sd(stats: Mapping[str, ArchStats]) -> float | None:
     """Pooled standard deviation of repeated scores of one architecture (0: a deterministic score;
     None: not known yet, see :func:`~autoprune.repeats.pooled_noise`)."""
-    ok = scored_feasible(history)
-    scores: dict[str, list[float]] = {}
-    for kept, score in zip(ok["kept"], ok["score"]):
-        scores.setdefault(architecture_key(kept), []).append(float(score))
-    return pooled_noise(scores.values())
+    return pooled_noise(s.scores for s in stats.values())
 
 
 def neighbours(kept: Arch, choices: WidthChoices, fits: Callable[[Arch], bool]) -> list[Arch]:
@@ -66,7 +62,7 @@ def next_query(history: pd.DataFrame, choices: WidthChoices, fits: Callable[[Arc
     if not stats:
         return None
     ranked = sorted(stats.values(), key=lambda s: (-s.mean, s.first))
-    sd = noise_sd(history)
+    sd = noise_sd(stats)
     if sd is None:  # is the score noisy? ask a leader again to find out (the best first)
         return min(ranked[:PARENTS], key=lambda s: s.count).kept
     options: list[tuple[float, int, Arch]] = []
@@ -103,6 +99,6 @@ def final_candidate(history: pd.DataFrame) -> Candidate | None:
     stats = arch_stats(history)
     if not stats:
         return None
-    sd = noise_sd(history) or 0.0
+    sd = noise_sd(stats) or 0.0
     choice = max(stats, key=lambda k: (stats[k].mean - sd / math.sqrt(stats[k].count), -stats[k].first))
     return first_scored(history, choice, stats)
