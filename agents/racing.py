@@ -5,7 +5,7 @@ A search returns the best architecture by mean score, so with a noisy score one 
 mediocre architecture wins (the winner's curse). Every ``intensify``-th episode therefore asks
 again the leader by mean, among the ``top`` leaders the one with the fewest queries. The first
 such episode repeats the best one to learn whether the score is noisy at all; a score whose
-first three repeated queries all gave their first value is deterministic and never asked again
+first five repeated queries all gave their first value is deterministic and never asked again
 (one match is not enough: a score of few values, a table of three runs, matches by chance).
 
 An SB3 agent walks its environment itself, so its re-queries are played inside the environment's

@@ -13,7 +13,7 @@ Re-queries: the search returns the best architecture by mean score, so with a no
 lucky query of a mediocre architecture wins (the winner's curse). Every ``intensify``-th episode
 therefore asks again the leader by mean, among the ``top`` leaders the one with the fewest queries
 (SMAC's intensification). The first such episode repeats the best one to learn whether the score is
-noisy at all; a score whose first three repeated queries all gave their first value is
+noisy at all; a score whose first five repeated queries all gave their first value is
 deterministic and never asked again (``autoprune/repeats.py``).
 
 Every decision of episode ``e`` is a function of the seed, ``e`` and the episodes before its

@@ -4,11 +4,11 @@ A source is one results folder and its own resumable runner: the jobs the folder
 asks for, the rows its CSV already holds, and the command that runs the rest (each runner appends
 a row as soon as a job finishes and skips rows it holds, so nothing finished runs twice and an
 interruption loses at most the job in progress). With no argument, this prints what is pending
-and the estimate (jobs, CPU-hours on this machine from the finished rows' times, minutes on one
-GPU); ``--run`` runs it, ``--device cuda --workers N`` on a lent accelerator (several workers
-share the GPU), on this CPU otherwise; ``--retime`` measures the exported architectures' latency
-here, each model alone (latency does not depend on the weights, so rows fine-tuned elsewhere are
-timed on this machine afterwards).
+and the estimate (jobs; CPU-hours on this machine from the finished rows run on a CPU, a job's
+search and fine-tune together; minutes on one GPU); ``--run`` runs it, ``--device cuda --workers
+N`` on a lent accelerator (several workers share the GPU), on this CPU otherwise; ``--retime``
+measures the exported architectures' latency here, each model alone (latency does not depend on
+the weights, so rows fine-tuned elsewhere are timed on this machine afterwards).
 
 Usage: python benchmarks/pending.py [--run] [--device cpu|cuda] [--workers N] [--only NAME] [--retime]
 """
@@ -68,7 +68,7 @@ class Source(abc.ABC):
     def command(self, device: str, workers: int) -> list[str]:
         """The folder's runner: runs every pending job, skipping finished ones."""
 
-    seconds_column = "seconds"
+    seconds_columns: tuple[str, ...] = ("seconds",)  # what one job took, summed per row
 
     def row_key(self, row: dict) -> Key:
         """What makes a row unique (a job may write several rows, one per part)."""
@@ -85,8 +85,11 @@ class Source(abc.ABC):
         return [k for k in self.expected() if k not in done]
 
     def estimate(self, workers: int = 1) -> Estimate:
-        seconds = [float(r[self.seconds_column]) for r in self.rows()
-                   if pd.notna(r.get(self.seconds_column)) and float(r[self.seconds_column]) > 0]
+        """From the median job of the rows run on a CPU (rows a lent GPU ran say nothing of this machine)."""
+        seconds = [sum(float(r[c]) for c in self.seconds_columns) for r in self.rows()
+                   if str(r.get("device", "cpu")) in ("cpu", "nan")
+                   and all(pd.notna(r.get(c)) for c in self.seconds_columns)]
+        seconds = [s for s in seconds if s > 0]
         each = statistics.median(seconds) if seconds else self.default_seconds
         jobs = len(self.pending())
         gpu = jobs * each / CPU_JOB_S * GPU_JOB_MIN * GPU_WORKERS / min(max(workers, 1), GPU_WORKERS)
@@ -97,7 +100,7 @@ class HeadToHead(Source):
     """``results/head_to_head`` (and ``results/vit_fmnist``, the same protocol on the shipped ViT): one
     row per (model, budget, method, seed) of the protocol profile."""
 
-    seconds_column = "finetune_s"
+    seconds_columns = ("search_s", "finetune_s")
 
     @property
     def name(self) -> str:  # type: ignore[override]

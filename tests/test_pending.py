@@ -22,12 +22,20 @@ def _head_to_head(folder: Path, rows: list[dict]) -> pending.HeadToHead:
 
 def test_finished_rows_are_not_pending_and_the_smaller_protocol_is_followed(tmp_path):
     source = _head_to_head(tmp_path / "h2h", [{"model": "resnet20", "budget": 0.3, "method": "uniform", "seed": 0,
-                                               "finetune_s": 500.0}])
+                                               "search_s": 100.0, "finetune_s": 500.0, "device": "cpu"}])
     assert source.pending() == [("resnet20", 0.3, "uniform", 1), ("resnet20", 0.3, "uniform", 2),
                                 ("resnet20", 0.3, "random", 0)]
-    estimate = source.estimate()
-    assert estimate.jobs == 3 and estimate.cpu_hours == pytest.approx(3 * 500 / 3600, abs=0.01)
+    estimate = source.estimate()  # a job is its search and its fine-tune
+    assert estimate.jobs == 3 and estimate.cpu_hours == pytest.approx(3 * 600 / 3600, abs=0.01)
     assert "3 pending of 4" in pending.report([source])
+
+
+def test_the_cpu_estimate_is_not_taken_from_rows_a_gpu_ran(tmp_path):
+    row = {"model": "resnet20", "budget": 0.3, "method": "uniform", "search_s": 100.0, "finetune_s": 500.0}
+    source = _head_to_head(tmp_path / "h2h", [{**row, "seed": 0, "device": "cpu"},
+                                              *({**row, "seed": s, "search_s": 2.0, "finetune_s": 40.0,
+                                                 "device": "cuda"} for s in (1, 2))])
+    assert source.estimate().cpu_hours == pytest.approx(600 / 3600, abs=0.01)  # one job pending, at the CPU row's pace
 
 
 def test_cells_the_tool_refused_are_not_pending(tmp_path):

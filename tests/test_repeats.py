@@ -1,5 +1,5 @@
 """The noise rule repeated queries follow (re-queries and refinement): one matching repeat is not
-proof of a deterministic score; three are."""
+proof of a deterministic score; five are."""
 
 import json
 import math
@@ -13,11 +13,12 @@ from autoprune.repeats import DETERMINISTIC_AFTER, pooled_noise
 from autoprune.search.refine import final_candidate, next_query
 
 
-def test_one_matching_repeat_leaves_the_noise_unknown_three_make_it_zero():
+def test_one_matching_repeat_leaves_the_noise_unknown_five_make_it_zero():
     assert pooled_noise([[0.5], [0.7]]) is None  # nothing repeated
     assert pooled_noise([[0.5, 0.5], [0.7]]) is None  # one match: a three-run table does that by chance
-    assert pooled_noise([[0.5, 0.5, 0.5], [0.7, 0.7]]) == 0.0  # three repeated queries, all matching
-    assert DETERMINISTIC_AFTER == 3
+    assert pooled_noise([[0.5, 0.5, 0.5], [0.7, 0.7]]) is None  # three: 4 % of the time on such a table
+    assert pooled_noise([[0.5, 0.5, 0.5, 0.5], [0.7, 0.7, 0.7]]) == 0.0  # five repeated queries, all matching
+    assert DETERMINISTIC_AFTER == 5
 
 
 def test_the_noise_is_the_pooled_spread_of_repeated_queries():
@@ -39,7 +40,8 @@ def test_refinement_asks_the_leaders_again_until_the_noise_is_known():
     choices = WidthChoices({"g": (8, 16, 24, 32)})
     history = _history([(a, 0.70), (b, 0.80), (c, 0.75), (b, 0.80)])  # b asked twice, same value
     assert next_query(history, choices, lambda kept: True) == c  # the next leader, asked once
-    history = _history([(a, 0.70), (b, 0.80), (c, 0.75), (b, 0.80), (c, 0.75), (a, 0.70)])  # three matches
+    history = _history([(a, 0.70), (b, 0.80), (c, 0.75), (b, 0.80), (c, 0.75), (a, 0.70), (b, 0.80),
+                        (c, 0.75)])  # five matches
     assert next_query(history, choices, lambda kept: True) == {"g": 32}  # deterministic: b's unasked neighbour
     best = final_candidate(history)
     assert best.key == architecture_key(b) and best.score == pytest.approx(0.80)

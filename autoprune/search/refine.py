@@ -7,7 +7,7 @@ narrower or wider). Each refinement query goes to the highest upper confidence b
 architecture's mean plus one noise standard deviation over the square root of its queries, or an
 unqueried neighbour of one of the best five at its parent's mean plus one deviation. The noise
 is the pooled spread of repeated queries (until it is known, refinement asks the leaders again,
-the best first); a score without noise (three repeated queries that all gave their first value)
+the best first); a score without noise (five repeated queries that all gave their first value)
 is not asked again, so refinement is then a greedy walk through the best candidates' neighbours
 (NetAdapt's local steps).
 
