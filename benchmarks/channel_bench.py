@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-from common import ROOT, result_dir
+from common import ROOT, output_dir
 
 from autoprune.agents import ONE_SHOT, list_searchers, parse_overrides
 from autoprune.atomic import write_text_atomic
@@ -202,7 +202,7 @@ def main() -> None:
         sys.exit(f"{args.json} is the {table.space.model} table, not --space {args.space}")
     methods = args.methods or ["default", *(m for m in list_searchers() if m not in ("global-magnitude", "ddpg",
                                                                                       "tp-global"))]
-    out = Path(args.out) if args.out else result_dir(f"channel_bench/{args.space}")
+    out = output_dir(args.out, f"channel_bench/{args.space}")
     out.mkdir(parents=True, exist_ok=True)
     runs_path, curves_path = out / "runs.csv", out / "curves.csv"
     runs = pd.read_csv(runs_path, dtype={"chosen_arch": str}) if runs_path.is_file() else pd.DataFrame(columns=COLUMNS)

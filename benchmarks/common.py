@@ -28,7 +28,16 @@ def trimmed(splits: DataSplits, images: int | None) -> DataSplits:
 
 def result_dir(name: str) -> Path:
     """``results/<name>/`` with ``command.txt`` and ``machine.json`` written."""
-    out = ROOT / "results" / name
+    return _stamped(ROOT / "results" / name)
+
+
+def output_dir(out: str | None, name: str) -> Path:
+    """The folder the user named (``--out``), else ``results/<name>/``; either way with
+    ``command.txt`` and ``machine.json`` written, so every results folder says how it was made."""
+    return _stamped(Path(out)) if out else result_dir(name)
+
+
+def _stamped(out: Path) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     script = Path(sys.argv[0]).resolve().relative_to(ROOT)
     args = " ".join(shlex.quote(a) for a in [str(script), *sys.argv[1:]])

@@ -48,7 +48,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-from common import ROOT, result_dir
+from common import ROOT, output_dir
 from torch import nn
 
 from autoprune.analysis import analyse_model
@@ -333,7 +333,7 @@ def main(argv: list[str] | None = None) -> None:
                              "time theirs beside the other jobs)")
     parser.add_argument("--work", default=str(ROOT / "runs" / "pruning_modes"), help="dense models and searches")
     args = parser.parse_args(argv)
-    out = Path(args.out) if args.out else result_dir(args.name)
+    out = output_dir(args.out, args.name)
     out.mkdir(parents=True, exist_ok=True)
     path = out / "runs.csv"
     rows = pd.read_csv(path).to_dict("records") if path.is_file() else []

@@ -23,7 +23,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 from channel_bench import table_search
-from common import result_dir
+from common import output_dir
 
 from autoprune.atomic import write_text_atomic
 from autoprune.channel_bench import load_table
@@ -66,7 +66,7 @@ def main() -> None:
     p.add_argument("--out", default=None)
     args = p.parse_args()
     torch.set_num_threads(1)
-    out = Path(args.out) if args.out else result_dir(f"warm_start/{args.space}")
+    out = output_dir(args.out, f"warm_start/{args.space}")
     out.mkdir(parents=True, exist_ok=True)
     path = out / "runs.csv"
     runs = pd.read_csv(path, dtype={"chosen_arch": str}) if path.is_file() else pd.DataFrame()

@@ -109,3 +109,14 @@ def test_supernet_settings_are_pending_until_their_candidates_are_scored(tmp_pat
     estimate = source.estimate()  # 2 + 4 epochs at the finished supernet's 1,000 s per epoch
     assert estimate.jobs == 2 and estimate.cpu_hours == pytest.approx(6000 / 3600, abs=0.01)
     assert source.command("cuda", 1)[-4:] == ["2", "4", "--device", "cuda"]
+
+
+def test_a_results_folder_named_with_out_says_how_it_was_made(tmp_path, monkeypatch):
+    import common  # benchmarks/common.py
+
+    monkeypatch.setattr(sys, "argv", [str(common.ROOT / "benchmarks" / "channel_bench.py"), "--seeds", "2"])
+    out = common.output_dir(str(tmp_path / "named"), "unused")
+    assert out == tmp_path / "named"  # the folder the user named, not results/
+    assert (out / "command.txt").read_text().startswith("python benchmarks/channel_bench.py --seeds 2")
+    assert json.loads((out / "machine.json").read_text())["torch"]
+    assert not (common.ROOT / "results" / "unused").exists()

@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 import torch
 from channel_bench import table_search
-from common import result_dir
+from common import output_dir
 
 from autoprune.agents import create_searcher, parse_overrides
 from autoprune.analysis.architecture import architecture_key
@@ -93,7 +93,7 @@ def main() -> None:
     p.add_argument("--out", default=None)
     args = p.parse_args()
     torch.set_num_threads(1)
-    out = Path(args.out) if args.out else result_dir(f"agent_diagnosis/{args.space}")
+    out = output_dir(args.out, f"agent_diagnosis/{args.space}")
     out.mkdir(parents=True, exist_ok=True)
     json_path = str(Path(args.json).resolve())
     frames = []

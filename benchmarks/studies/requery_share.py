@@ -30,7 +30,7 @@ import numpy as np
 import pandas as pd
 import torch
 from channel_bench import Cell, search
-from common import result_dir
+from common import output_dir
 
 from autoprune.atomic import write_text_atomic
 from autoprune.channel_bench import load_table
@@ -91,7 +91,7 @@ def main() -> None:
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--out", default=None)
     args = p.parse_args()
-    out = Path(args.out) if args.out else result_dir("requery_share")
+    out = output_dir(args.out, "requery_share")
     out.mkdir(parents=True, exist_ok=True)
     path = out / "runs.csv"
     rows = pd.read_csv(path).to_dict("records") if path.is_file() else []
