@@ -203,7 +203,6 @@ def main() -> None:
     methods = args.methods or ["default", *(m for m in list_searchers() if m not in ("global-magnitude", "ddpg",
                                                                                       "tp-global"))]
     out = output_dir(args.out, f"channel_bench/{args.space}")
-    out.mkdir(parents=True, exist_ok=True)
     runs_path, curves_path = out / "runs.csv", out / "curves.csv"
     runs = pd.read_csv(runs_path, dtype={"chosen_arch": str}) if runs_path.is_file() else pd.DataFrame(columns=COLUMNS)
     curves = pd.read_csv(curves_path) if curves_path.is_file() else pd.DataFrame()

@@ -334,7 +334,6 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--work", default=str(ROOT / "runs" / "pruning_modes"), help="dense models and searches")
     args = parser.parse_args(argv)
     out = output_dir(args.out, args.name)
-    out.mkdir(parents=True, exist_ok=True)
     path = out / "runs.csv"
     rows = pd.read_csv(path).to_dict("records") if path.is_file() else []
     if args.retime:

@@ -67,7 +67,6 @@ def main() -> None:
     args = p.parse_args()
     torch.set_num_threads(1)
     out = output_dir(args.out, f"warm_start/{args.space}")
-    out.mkdir(parents=True, exist_ok=True)
     path = out / "runs.csv"
     runs = pd.read_csv(path, dtype={"chosen_arch": str}) if path.is_file() else pd.DataFrame()
     json_path = str(Path(args.json).resolve())

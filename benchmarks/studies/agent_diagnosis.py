@@ -94,7 +94,6 @@ def main() -> None:
     args = p.parse_args()
     torch.set_num_threads(1)
     out = output_dir(args.out, f"agent_diagnosis/{args.space}")
-    out.mkdir(parents=True, exist_ok=True)
     json_path = str(Path(args.json).resolve())
     frames = []
     for agent in args.agents:

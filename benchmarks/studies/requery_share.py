@@ -92,7 +92,6 @@ def main() -> None:
     p.add_argument("--out", default=None)
     args = p.parse_args()
     out = output_dir(args.out, "requery_share")
-    out.mkdir(parents=True, exist_ok=True)
     path = out / "runs.csv"
     rows = pd.read_csv(path).to_dict("records") if path.is_file() else []
     done = {(r["space"], r["budget"], r["method"], r["seed"]) for r in rows}
