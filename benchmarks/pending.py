@@ -87,7 +87,7 @@ class Source(abc.ABC):
     def estimate(self, workers: int = 1) -> Estimate:
         """From the median job of the rows run on a CPU (rows a lent GPU ran say nothing of this machine)."""
         seconds = [sum(float(r[c]) for c in self.seconds_columns) for r in self.rows()
-                   if str(r.get("device", "cpu")) in ("cpu", "nan")
+                   if pd.isna(r.get("device")) or r["device"] == "cpu"  # rows from before the column: here
                    and all(pd.notna(r.get(c)) for c in self.seconds_columns)]
         seconds = [s for s in seconds if s > 0]
         each = statistics.median(seconds) if seconds else self.default_seconds
