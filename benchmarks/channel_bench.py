@@ -16,7 +16,7 @@ regret, rank_percentile), ``DIR/curves.csv`` (regret of the best-so-far by queri
 and ``DIR/regret_<budget>.png``; finished rows are kept, so a rerun resumes.
 
 Usage: python benchmarks/channel_bench.py --json .../Results_MobileNet.json --space mobilenet
-       [--budgets 0.3 0.5 0.7] [--queries 300] [--seeds 10] [--methods random thompson:intensify=0 ...] [--out DIR]
+       [--budgets 0.3 0.5 0.7] [--queries 300] [--seeds 10] [--first-seed 0] [--methods random thompson:intensify=0 ...] [--out DIR]
 """
 
 from __future__ import annotations
@@ -191,6 +191,8 @@ def main() -> None:
     p.add_argument("--budgets", type=float, nargs="+", default=[0.3, 0.5, 0.7])
     p.add_argument("--queries", type=int, default=300)
     p.add_argument("--seeds", type=int, default=10)
+    p.add_argument("--first-seed", type=int, default=0, help="seeds first-seed .. first-seed + seeds - 1 (a replication "
+                                                             "on seeds no setting was chosen on)")
     p.add_argument("--methods", nargs="+", default=None,
                    help="names as --agent takes them, plus 'default', each optionally with parameters "
                         "(thompson:intensify=0); all when omitted")
@@ -208,7 +210,8 @@ def main() -> None:
     curves = pd.read_csv(curves_path) if curves_path.is_file() else pd.DataFrame()
     done = {(r.budget, r.method, r.seed) for r in runs.itertuples()}
     alias = DEFAULT_AGENT if "default" in methods and DEFAULT_AGENT in methods else None  # one search, two names
-    cells = [Cell(args.space, b, m, s) for b in args.budgets for m in methods for s in range(args.seeds)
+    seeds = range(args.first_seed, args.first_seed + args.seeds)
+    cells = [Cell(args.space, b, m, s) for b in args.budgets for m in methods for s in seeds
              if (b, m, s) not in done and not (m == "default" and alias)]
     print(f"{len(cells)} searches to run ({len(done)} done)", flush=True)
     fn = functools.partial(run_cell, json_path=str(Path(args.json).resolve()), queries=args.queries)

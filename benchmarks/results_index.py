@@ -53,6 +53,8 @@ WHAT = {
     "channel_bench_repeats/resnet": "the same on the ResNet table",
     "channel_bench_five_repeats/mobilenet": "Thompson sampling against random search after the five-repeat noise rule, 20 seeds (MobileNet table)",
     "channel_bench_five_repeats/resnet": "the same on the ResNet table",
+    "channel_bench_seeds_20_39/mobilenet": "a replication on seeds 20-39: Thompson sampling against random search, paired at 200 queries (MobileNet table); the folder's pooled_0_39.md: seeds 0-39 together",
+    "channel_bench_seeds_20_39/resnet": "the same on the ResNet table",
     "warm_start/mobilenet": "a new budget (40 %, 60 %) in 50 queries, warm-started from a 30/50/70 % search and cold, 10 seeds (MobileNet table)",
     "warm_start/resnet": "the same on the ResNet table",
     "warm_start_thompson/mobilenet": "the same warm start with Thompson sampling (MobileNet table)",
