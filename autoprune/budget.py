@@ -26,6 +26,12 @@ _MAC_UNITS = {"k": 1e3, "m": 1e6, "g": 1e9}
 _METRIC_UNITS = {"latency_ms": "ms", "flops": "MACs"}
 
 
+def _floor3(x: float) -> float:
+    """``x`` rounded down to three significant digits."""
+    scale = 10.0 ** (2 - math.floor(math.log10(x)))
+    return math.floor(x * scale + 1e-9) / scale
+
+
 @dataclass(frozen=True)
 class BudgetSpec:
     """A budget as the user wrote it: a ``fraction`` of dense, or an absolute ``value`` in ``unit``."""
@@ -61,6 +67,15 @@ class BudgetSpec:
         if out.fraction is not None and out.fraction > 1.0:
             raise ConfigError(f"budget {text!r} is more than the dense model costs; give at most 100%")
         return out
+
+    def tightened(self, factor: float) -> str:
+        """This budget divided by ``factor``, written as the user wrote it (a share or an absolute
+        amount), rounded down: what to ask for where the costs run ``factor`` times the prediction."""
+        if self.fraction is not None:
+            return f"{_floor3(self.fraction / factor * 100):g}%"
+        if self.unit == "ms":
+            return f"{_floor3(self.value / factor):g}ms"
+        return f"{_floor3(self.value / factor / 1e6):g}M"
 
     def resolve(self, metric: str, dense: float, cost_model: str = "the cost model",
                 dense_measured: bool = False) -> Budget:

@@ -39,6 +39,9 @@ class VerificationRecord(TypedDict, total=False):
     dense_measured_ms: float
     machine_speed: float | None
     worst_measured_over_predicted: float
+    measured_over_predicted: float  # none fitted: the candidates' median ratio (on the table's clock)
+    suggested_budget: str  # none fitted: the budget as given, divided by that ratio: searched with this
+    # table, it yields candidates these timings put within the budget as given
     retimed: int  # candidates timed again beside the best that fitted (search.timing.retime_rejected)
     seconds: float
 

@@ -172,6 +172,15 @@ def test_bad_budgets_are_refused_from_the_text_alone(spec, message):
         BudgetSpec.parse(spec)
 
 
+@pytest.mark.parametrize("spec,factor,expected", [("30%", 1.1, "27.2%"), ("0.3", 1.1, "27.2%"), ("50%", 1.0, "50%"),
+                                                     ("0.2848ms", 1.1, "0.258ms"), ("12M", 1.1, "10.9M")])
+def test_a_tightened_budget_is_written_as_given_and_rounded_down(spec, factor, expected):
+    tight = BudgetSpec.parse(spec).tightened(factor)
+    assert tight == expected
+    given, out = BudgetSpec.parse(spec), BudgetSpec.parse(tight)
+    assert (out.fraction or out.value) <= (given.fraction or given.value) / factor + 1e-12  # never above
+
+
 def test_absolute_budget_above_dense_and_in_the_wrong_unit_is_refused(resnet):
     cost = FlopsCostModel(resnet.layers)
     with pytest.raises(ConfigError, match="above the dense"):

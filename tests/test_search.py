@@ -269,6 +269,34 @@ def test_a_speed_switch_during_verification_does_not_reject_the_best_candidates(
     assert summary["best"]["episode"] == checked.loc[0, "episode"]
 
 
+def test_when_no_candidate_fits_this_machine_the_warning_names_a_budget_that_would(tmp_path, splits, mlp_table,
+                                                                                   monkeypatch, capsys):
+    import autoprune.search.timing as verify
+    from autoprune.budget import BudgetSpec
+    from autoprune.costs import LookupTableCostModel
+
+    class Slow:  # a stale table: this machine runs every pruned candidate 1.15x its prediction
+        def __init__(self, analysis, settings):
+            self.table = LookupTableCostModel(analysis, mlp_table)
+
+        def latencies(self, archs):
+            return [self.table.measured_dense() if a == {} else 1.15 * self.table.latency(a) for a in archs]
+
+    monkeypatch.setattr(verify, "MeasuredLatencyCostModel", Slow)
+    cfg = config(tmp_path, "random", "stale", rerank_top=0)
+    cfg.cost_model, cfg.table, cfg.budget, cfg.episodes = "lut", str(mlp_table), table_budget(mlp_table), 8
+    found = SearchRun(cfg, splits=splits, progress=False).run()["verification"]
+    assert found["chosen_episode"] is None and found["measured_over_predicted"] == pytest.approx(1.15, rel=1e-3)
+    assert found["suggested_budget"] == BudgetSpec.parse(cfg.budget).tightened(1.15)
+    assert float(found["suggested_budget"][:-1]) < float(cfg.budget[:-1]) / 1.15
+    printed = capsys.readouterr()
+    assert f"search with --budget {found['suggested_budget']}" in printed.out + printed.err
+    cfg.budget, cfg.out = found["suggested_budget"], str(tmp_path / "again")  # the advice, on the same machine
+    SearchRun(cfg, splits=splits, progress=False).run()
+    timed = pd.read_csv(tmp_path / "again" / "verification.csv")  # on the table's clock, as the first search's
+    assert (timed["adjusted_ms"] <= found["budget_ms"]).all()  # within the budget first asked for, no tolerance
+
+
 def test_verification_is_skipped_where_it_cannot_hold(tmp_path, splits, mlp_table):
     flops = SearchRun(config(tmp_path, "random", "f"), splits=splits, progress=False).run()
     assert "not measured latency" in flops["verification"]["skipped"]

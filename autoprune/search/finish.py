@@ -16,7 +16,7 @@ from tqdm.auto import tqdm
 
 from autoprune.agents import ALIASES, ONE_SHOT
 from autoprune.analysis.architecture import architecture_key
-from autoprune.budget import MEASURED_TOLERANCE, Budget
+from autoprune.budget import MEASURED_TOLERANCE, Budget, BudgetSpec
 from autoprune.policy import PruningPolicy, SearchScore
 from autoprune.records import RerankRecord, VerificationRecord
 from autoprune.search.assembly import Assembled
@@ -79,16 +79,21 @@ class Finisher:
         frame = self.timed = measure_top_candidates(history, self.parts.analysis, self.parts.cost_model, budget,
                                                     c.verify_top)
         frame.to_csv(self.out / "verification.csv", index=False)
-        result = {**verdict(frame, budget), "seconds": round(time.perf_counter() - start, 2)}
+        result = {**verdict(frame, budget, BudgetSpec.parse(c.budget)),
+                  "seconds": round(time.perf_counter() - start, 2)}
         chosen = result["chosen_episode"]
         if result["retimed"]:
             again = frame[frame["retimed_against"].notna()]
             self.say(f"verification: {len(again)} more accurate candidates read over budget, timed again beside "
                      f"episode {int(again['retimed_against'].iloc[0])}: {int(again['fits'].sum())} within it")
         if chosen is None:
+            miss = result["measured_over_predicted"]
+            keep = (f", or keep it and search with --budget {result['suggested_budget']}, which these timings "
+                    f"put within {c.budget} here" if result.get("suggested_budget") else "")
             tqdm.write(f"warning: none of the {len(frame)} best candidates measured within the budget + "
                        f"{MEASURED_TOLERANCE:.0%} on this machine (best: {frame['adjusted_ms'].min():.4g} ms vs "
-                       f"{budget.value:.4g} ms); search again with a tighter budget")
+                       f"{budget.value:.4g} ms; they run {miss:.3g}x the table's prediction); the policy saved is "
+                       f"over budget here. Profile the table again on this machine (autoprune profile){keep}")
         elif chosen != self.incumbent.best.episode:
             row = history.loc[history["episode"] == chosen].iloc[0]
             tqdm.write(f"verification: the best candidate measured over budget on this machine; episode "

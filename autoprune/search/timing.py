@@ -20,7 +20,7 @@ import json
 import pandas as pd
 
 from autoprune.analysis.groups import ModelAnalysis
-from autoprune.budget import MEASURED_TOLERANCE, Budget
+from autoprune.budget import MEASURED_TOLERANCE, Budget, BudgetSpec
 from autoprune.costs import CostModel, LookupTableCostModel, MeasuredLatencyCostModel
 from autoprune.devices import device_info
 from autoprune.latency import LatencySettings
@@ -100,13 +100,22 @@ def _measured(analysis: ModelAnalysis, table: LookupTableCostModel) -> MeasuredL
         provider=str(settings.get("provider", "CPUExecutionProvider"))))
 
 
-def verdict(frame: pd.DataFrame, budget: Budget) -> VerificationRecord:
-    """What the verification found, for ``summary.json``."""
+def verdict(frame: pd.DataFrame, budget: Budget, spec: BudgetSpec) -> VerificationRecord:
+    """What the verification found, for ``summary.json``. When no candidate fits: by how much the
+    machine runs them over the table's prediction (the median ratio, on the table's clock) and the
+    budget ``spec`` (the user's) divided by it, which a search again would need."""
     fitting = frame[frame["fits"]]
     chosen = None if fitting.empty else fitting.iloc[0]
-    worst = float((frame["adjusted_ms"] / frame["latency_ms"]).max()) if len(frame) else float("nan")
+    ratios = frame["adjusted_ms"] / frame["latency_ms"]
+    worst = float(ratios.max()) if len(frame) else float("nan")
     dense_ms = float(frame["dense_measured_ms"].iloc[0]) if len(frame) else float("nan")
-    return {"candidates": len(frame), "chosen_episode": None if chosen is None else int(chosen["episode"]),
+    advice: VerificationRecord = {}
+    if chosen is None and len(frame):
+        miss = float(ratios.median())
+        advice = {"measured_over_predicted": round(miss, 4)}
+        if miss > 1.0:
+            advice["suggested_budget"] = spec.tightened(miss)
+    return {**advice,"candidates": len(frame), "chosen_episode": None if chosen is None else int(chosen["episode"]),
             "chosen_measured_ms": None if chosen is None else float(chosen["measured_ms"]),
             "chosen_adjusted_ms": None if chosen is None else float(chosen["adjusted_ms"]),
             "budget_ms": budget.value, "tolerance": MEASURED_TOLERANCE,
