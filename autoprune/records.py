@@ -68,6 +68,16 @@ class CostModelRecord(TypedDict, total=False):
     settings: Json     # lut, measured: the latency settings
 
 
+class TableCheckRecord(TypedDict, total=False):
+    """Before a search with a latency table profiled here: one architecture at the budget timed
+    beside the dense model against the table's prediction (``autoprune.search.timing.table_check``)."""
+
+    architecture: dict[str, int]
+    measured_over_predicted: float
+    suggested_budget: str  # only when the table is off by more than the verification's tolerance
+    seconds: float
+
+
 class SearchSummary(TypedDict, total=False):
     """``summary.json`` of a search run."""
 
@@ -82,6 +92,7 @@ class SearchSummary(TypedDict, total=False):
     budget: dict[str, Json]
     cost_model: CostModelRecord
     config: dict[str, Json]
+    table_check: TableCheckRecord
     verification: VerificationRecord
     rerank: RerankRecord
     front: list[dict[str, Json]]  # one row per budget of a budget-conditioned search (front.csv)

@@ -177,10 +177,11 @@ def table_budget(table) -> str:
 
 def test_best_candidate_over_budget_on_this_machine_is_replaced(tmp_path, splits, mlp_table, monkeypatch):
     import autoprune.search.timing as verify
+    from autoprune.costs import LookupTableCostModel
 
     class Measured:  # this machine: the most accurate candidate is slow, every other one fast
         def __init__(self, analysis, settings):
-            pass
+            self.table = LookupTableCostModel(analysis, mlp_table)
 
         slow = None
 
@@ -190,6 +191,8 @@ def test_best_candidate_over_budget_on_this_machine_is_replaced(tmp_path, splits
             return [1e9] + [1e-6] * (len(archs) - 2) + [1.0]
 
         def shares_of(self, archs, reference):  # timed again beside the one that fits: still slow
+            if reference == {}:  # the check before the search: the table holds for this machine
+                return Alongside([self.table.latency(a) / self.table.measured_dense() for a in archs], [], 0.0)
             assert archs == [Measured.slow] and reference != Measured.slow
             return Alongside([1e9], [1e9], 0.0)
 
@@ -226,6 +229,10 @@ def test_a_machine_slow_during_verification_does_not_veto_the_candidates(tmp_pat
 
         def latencies(self, archs):  # the dense model as measured when the table was profiled, 40 % slow
             return [1.4 * (self.table.measured_dense() if a == {} else self.table.latency(a)) for a in archs]
+
+        def shares_of(self, archs, reference):  # beside the dense model: both as slow, the table's shares
+            assert reference == {}
+            return Alongside([self.table.latency(a) / self.table.measured_dense() for a in archs], [], 0.0)
 
     monkeypatch.setattr(verify, "MeasuredLatencyCostModel", Busy)
     cfg = config(tmp_path, "random", "busy", rerank_top=0)
@@ -282,15 +289,24 @@ def test_when_no_candidate_fits_this_machine_the_warning_names_a_budget_that_wou
         def latencies(self, archs):
             return [self.table.measured_dense() if a == {} else 1.15 * self.table.latency(a) for a in archs]
 
+        def shares_of(self, archs, reference):
+            assert reference == {}
+            return Alongside([1.15 * self.table.latency(a) / self.table.measured_dense() for a in archs], [], 0.0)
+
     monkeypatch.setattr(verify, "MeasuredLatencyCostModel", Slow)
     cfg = config(tmp_path, "random", "stale", rerank_top=0)
     cfg.cost_model, cfg.table, cfg.budget, cfg.episodes = "lut", str(mlp_table), table_budget(mlp_table), 8
-    found = SearchRun(cfg, splits=splits, progress=False).run()["verification"]
+    summary = SearchRun(cfg, splits=splits, progress=False).run()
+    found, early = summary["verification"], summary["table_check"]
+    assert early["measured_over_predicted"] == pytest.approx(1.15, rel=1e-3)  # said before the first episode
+    assert early["suggested_budget"] == BudgetSpec.parse(cfg.budget).tightened(1.15)
     assert found["chosen_episode"] is None and found["measured_over_predicted"] == pytest.approx(1.15, rel=1e-3)
     assert found["suggested_budget"] == BudgetSpec.parse(cfg.budget).tightened(1.15)
     assert float(found["suggested_budget"][:-1]) < float(cfg.budget[:-1]) / 1.15
     printed = capsys.readouterr()
-    assert f"search with --budget {found['suggested_budget']}" in printed.out + printed.err
+    said = printed.out + printed.err
+    assert f"search with --budget {found['suggested_budget']}" in said
+    assert said.index("this machine runs an architecture at the budget 1.15x") < said.index("none of the")
     cfg.budget, cfg.out = found["suggested_budget"], str(tmp_path / "again")  # the advice, on the same machine
     SearchRun(cfg, splits=splits, progress=False).run()
     timed = pd.read_csv(tmp_path / "again" / "verification.csv")  # on the table's clock, as the first search's

@@ -39,7 +39,7 @@ from autoprune.pruning.widths import parse_widths
 from autoprune.references import CODE_OPTIONS, canonical, require_consent
 from autoprune.scoring import SCORE_HELP, load_loss, load_score
 from autoprune.settings import check_settings, setting
-from autoprune.yaml_io import dump_yaml, load_yaml
+from autoprune.yaml_io import dump_yaml, load_yaml, plain
 
 MAX_SETTINGS_BYTES = 1024 * 1024
 MAX_EPISODES = 10_000_000  # far beyond any search (AMC: 400); larger is a typo
@@ -317,6 +317,15 @@ class SearchConfig:
     def save(self, path: str | Path) -> None:
         """Write the settings as YAML (atomically)."""
         write_text_atomic(path, dump_yaml(asdict(self)))
+
+    def save_run(self, out: Path, agent: str, params: AgentParams, command: str | None = None) -> None:
+        """A run folder's settings: ``config.yaml``, ``agent_params.yaml`` (the searcher as built:
+        ``agent``, its ``params``) and ``command.txt`` (the command line, when there is one)."""
+        self.save(out / "config.yaml")
+        write_text_atomic(out / "agent_params.yaml", dump_yaml(
+            {"agent": agent, "preset": self.preset, "seed": self.seed, "params": plain(params)}))
+        if command:
+            write_text_atomic(out / "command.txt", command + "\n")
 
     @classmethod
     def load(cls, path: str | Path) -> SearchConfig:

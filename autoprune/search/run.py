@@ -2,8 +2,9 @@
 (``config.yaml``, ``history.csv`` written as episodes finish, ``best_policy.json`` rewritten whenever
 the best changes, ``agent/`` for ``--resume``, ``summary.json``, ...; see docs/formats.md).
 
-The jobs live apart: :mod:`~autoprune.search.assembly` builds the pieces, the searcher plays the
-episodes, :class:`~autoprune.search.recorder.EpisodeRecorder` records each one,
+The jobs live apart: :mod:`~autoprune.search.assembly` builds the pieces,
+:func:`~autoprune.search.timing.check_table` checks a latency table on this machine, the searcher
+plays the episodes, :class:`~autoprune.search.recorder.EpisodeRecorder` records each one,
 :class:`~autoprune.search.incumbent.Incumbent` keeps the best, :mod:`~autoprune.search.refine`
 refines it and :class:`~autoprune.search.finish.Finisher` verifies, re-ranks or builds the front.
 """
@@ -20,7 +21,7 @@ import torch
 from tqdm.auto import tqdm
 
 from autoprune.agents import create_searcher
-from autoprune.atomic import write_json_atomic, write_text_atomic
+from autoprune.atomic import write_json_atomic
 from autoprune.data import Splits
 from autoprune.envs import PruningEnv
 from autoprune.errors import ConfigError, UserCodeError
@@ -44,8 +45,8 @@ from autoprune.search.incumbent import Incumbent
 from autoprune.search.recorder import EpisodeRecorder
 from autoprune.search.refine import refine
 from autoprune.search.report import write_report
+from autoprune.search.timing import check_table
 from autoprune.search.workers import searched_env
-from autoprune.yaml_io import dump_yaml, plain
 
 
 class SearchRun:
@@ -99,7 +100,8 @@ class SearchRun:
             raise ConfigError(f"{self.out} already holds a search; pass --resume to continue it or "
                               f"choose another --out")
         self.prepare()
-        self._write_settings()
+        inner = getattr(self.searcher, "inner", self.searcher)  # a wrapped searcher's own name and settings
+        self.config.save_run(self.out, inner.name, inner.params, self.command)
         history = self._replayed(history)
         done = 0 if history is None else len(history)
         if done:
@@ -108,8 +110,10 @@ class SearchRun:
             self.evaluator.restore([json.loads(k) for k in history["kept"]])  # noisy lookups draw on
         self.env.episode_index = done  # a front draws each episode's budget from its number
         self.writer = HistoryWriter(self.out / "history.csv", history)
+        c = self.config
+        checked = None if done or self.is_front else check_table(self.parts, c.budget, c.verify_top)
         recorder = self.recorder(done)
-        summary = self._play(recorder)
+        summary = {**self._play(recorder), **({"table_check": checked} if checked else {})}
         try:
             if recorder.finished and self.best is not None:
                 summary.update(self._finish())
@@ -122,15 +126,6 @@ class SearchRun:
         """The callback every episode is recorded by (``done``: episodes already in the history)."""
         return EpisodeRecorder(self.writer, self.incumbent, self.searcher.name, done, self.config.episodes,
                                self.budget, self.progress, self.config.agent)
-
-    def _write_settings(self) -> None:
-        self.config.save(self.out / "config.yaml")
-        inner = getattr(self.searcher, "inner", self.searcher)
-        write_text_atomic(self.out / "agent_params.yaml", dump_yaml(
-            {"agent": inner.name, "preset": self.config.preset, "seed": self.config.seed,
-             "params": plain(inner.params)}))
-        if self.command:
-            write_text_atomic(self.out / "command.txt", self.command + "\n")
 
     def _replayed(self, history: pd.DataFrame | None) -> pd.DataFrame | None:
         """The history a resumed search continues from: cut back to the agent's saved state, whose

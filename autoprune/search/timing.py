@@ -16,15 +16,18 @@ one that fits is timed again beside that one before it is rejected (:func:`retim
 from __future__ import annotations
 
 import json
+import time
 
 import pandas as pd
+from tqdm.auto import tqdm
 
 from autoprune.analysis.groups import ModelAnalysis
 from autoprune.budget import MEASURED_TOLERANCE, Budget, BudgetSpec
-from autoprune.costs import CostModel, LookupTableCostModel, MeasuredLatencyCostModel
+from autoprune.costs import CostModel, LookupTableCostModel, MeasuredLatencyCostModel, checked_cost
 from autoprune.devices import device_info
 from autoprune.latency import LatencySettings
-from autoprune.records import VerificationRecord
+from autoprune.records import TableCheckRecord, VerificationRecord
+from autoprune.search.assembly import Assembled
 from autoprune.search.history import top_candidates
 
 
@@ -90,6 +93,38 @@ def retime_rejected(frame: pd.DataFrame, history: pd.DataFrame, measured: Measur
         frame.loc[i, "adjusted_ms"] = share * frame.loc[chosen, "adjusted_ms"]
         frame.loc[i, "fits"] = budget.fits(frame.loc[i, "adjusted_ms"], MEASURED_TOLERANCE)
     return frame
+
+
+def table_check(analysis: ModelAnalysis, table: LookupTableCostModel, budget: Budget,
+                kept: dict[str, int]) -> float:
+    """How much slower this machine runs ``kept`` (an architecture at the budget) than ``table``
+    predicts, on the table's clock: its share of the dense model timed beside it, times the table's
+    dense figure, over the table's prediction. Taken before a search, so that a table that is off
+    for this machine is named in seconds, not after the search's verification."""
+    share = _measured(analysis, table).shares_of([kept], {}).shares[0]
+    return share * budget.dense / checked_cost(table, kept).value(budget.metric)
+
+
+def check_table(parts: Assembled, budget_spec: str, verify_top: int) -> TableCheckRecord | None:
+    """Before the first episode, where the search's verification will time its candidates: one
+    architecture at the budget (the dense widths projected onto it) timed here beside the dense
+    model (:func:`table_check`); a warning with the fix when this machine runs it over the table's
+    prediction by more than the verification's tolerance (which would reject every candidate)."""
+    budget, env = parts.budgets[0], parts.env
+    if skip_reason(verify_top, parts.cost_model, budget):
+        return None
+    start = time.perf_counter()
+    kept = env.rules(0)[1].project({g.name: env.choices.highest(g.name) for g in env.groups})
+    miss = table_check(parts.analysis, parts.cost_model, budget, kept)
+    record: TableCheckRecord = {"architecture": kept, "measured_over_predicted": round(miss, 4)}
+    if miss > 1 + MEASURED_TOLERANCE:
+        record["suggested_budget"] = BudgetSpec.parse(budget_spec).tightened(miss)
+        tqdm.write(f"warning: this machine runs an architecture at the budget {miss:.3g}x what the latency table "
+                   f"predicts (timed beside the dense model), so the candidates the table puts within {budget_spec} "
+                   f"will measure over it here; profile the table again on this machine (autoprune profile), or "
+                   f"search with --budget {record['suggested_budget']}")
+    record["seconds"] = round(time.perf_counter() - start, 2)
+    return record
 
 
 def _measured(analysis: ModelAnalysis, table: LookupTableCostModel) -> MeasuredLatencyCostModel:
