@@ -25,7 +25,7 @@ WHAT = {
     "pruning_modes": "the guide's MLPs: one-shot (per-layer, global), gradual, iterative, lottery ticket vs random re-init, structured (magnitude, sensitivity, searched) at 50-98 %; accuracy, sizes, latency",
     "guide_mlp": "the pruning guide's run: the Keras MLP 784-128-64-10, unstructured 0 -> 50 % on TF-MOT's polynomial schedule, stripped; accuracy, gzip size, latency",
     "vit_fmnist": "the head-to-head protocol on the shipped ViT (heads, MLP and hidden widths) at 30 % and 50 %",
-    "head_to_head": "head-to-head, protocol profile: 4 epochs with distillation, 3 seeds (runs.csv; every searcher at 3 seeds since 2026-12-05, some rows pending)",
+    "head_to_head": "head-to-head, protocol profile: 4 epochs with distillation, 3 seeds (runs.csv; every searcher at 3 seeds in every cell the tool accepts)",
     "head_to_head_1epoch": "head-to-head, earlier searchers, 1 fine-tuning epoch on 20k images",
     "head_to_head_quick": "head-to-head smoke run, ResNet-20",
     "head_to_head_quick_mobilenetv2": "head-to-head smoke run, MobileNetV2-small",
