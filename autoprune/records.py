@@ -70,7 +70,7 @@ class CostModelRecord(TypedDict, total=False):
 
 class TableCheckRecord(TypedDict, total=False):
     """Before a search with a latency table profiled here: one architecture at the budget timed
-    beside the dense model against the table's prediction (``autoprune.search.timing.table_check``)."""
+    beside the dense model against the table's prediction (``autoprune.search.timing.check_table``)."""
 
     architecture: dict[str, int]
     measured_over_predicted: float

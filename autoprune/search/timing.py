@@ -95,8 +95,8 @@ def retime_rejected(frame: pd.DataFrame, history: pd.DataFrame, measured: Measur
     return frame
 
 
-def table_check(analysis: ModelAnalysis, table: LookupTableCostModel, budget: Budget,
-                kept: dict[str, int]) -> float:
+def table_miss(analysis: ModelAnalysis, table: LookupTableCostModel, budget: Budget,
+               kept: dict[str, int]) -> float:
     """How much slower this machine runs ``kept`` (an architecture at the budget) than ``table``
     predicts, on the table's clock: its share of the dense model timed beside it, times the table's
     dense figure, over the table's prediction. Taken before a search, so that a table that is off
@@ -108,14 +108,14 @@ def table_check(analysis: ModelAnalysis, table: LookupTableCostModel, budget: Bu
 def check_table(parts: Assembled, budget_spec: str, verify_top: int) -> TableCheckRecord | None:
     """Before the first episode, where the search's verification will time its candidates: one
     architecture at the budget (the dense widths projected onto it) timed here beside the dense
-    model (:func:`table_check`); a warning with the fix when this machine runs it over the table's
+    model (:func:`table_miss`); a warning with the fix when this machine runs it over the table's
     prediction by more than the verification's tolerance (which would reject every candidate)."""
     budget, env = parts.budgets[0], parts.env
     if skip_reason(verify_top, parts.cost_model, budget):
         return None
     start = time.perf_counter()
     kept = env.rules(0)[1].project({g.name: env.choices.highest(g.name) for g in env.groups})
-    miss = table_check(parts.analysis, parts.cost_model, budget, kept)
+    miss = table_miss(parts.analysis, parts.cost_model, budget, kept)
     record: TableCheckRecord = {"architecture": kept, "measured_over_predicted": round(miss, 4)}
     if miss > 1 + MEASURED_TOLERANCE:
         record["suggested_budget"] = BudgetSpec.parse(budget_spec).tightened(miss)
@@ -150,7 +150,7 @@ def verdict(frame: pd.DataFrame, budget: Budget, spec: BudgetSpec) -> Verificati
         advice = {"measured_over_predicted": round(miss, 4)}
         if miss > 1.0:
             advice["suggested_budget"] = spec.tightened(miss)
-    return {**advice,"candidates": len(frame), "chosen_episode": None if chosen is None else int(chosen["episode"]),
+    return {**advice, "candidates": len(frame), "chosen_episode": None if chosen is None else int(chosen["episode"]),
             "chosen_measured_ms": None if chosen is None else float(chosen["measured_ms"]),
             "chosen_adjusted_ms": None if chosen is None else float(chosen["adjusted_ms"]),
             "budget_ms": budget.value, "tolerance": MEASURED_TOLERANCE,
