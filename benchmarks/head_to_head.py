@@ -110,6 +110,8 @@ def main() -> None:
     parser.add_argument("--budgets", help="run only these budgets now (e.g. 0.5; the config keeps the profile's)")
     parser.add_argument("--seeds", help="run only these seeds now")
     parser.add_argument("--methods", help="run only these methods now (e.g. thompson; the config keeps the profile's)")
+    parser.add_argument("--jobs", help="run only these cells now, MODEL:BUDGET:METHOD:SEED comma-separated "
+                                       "(what benchmarks/pending.py lists)")
     parser.add_argument("--episodes", type=int, help="candidate evaluations per search, overriding the profile's")
     parser.add_argument("--executor", default="local", choices=["local", "processes", "ray"],
                         help="where random search and CMA-ES score candidates (same results; see docs/search.md)")
@@ -158,6 +160,8 @@ def main() -> None:
                       for budget in prof.hardware_aware]
     if args.methods:
         cells = [c for c in cells if c.method in args.methods.split(",")]
+    if args.jobs:
+        cells = [c for c in cells if c.job() in set(args.jobs.split(","))]
     cells = [c for c in cells if not bench.finished(c)]
     if args.cells == "local":
         for cell in cells:
@@ -188,6 +192,10 @@ class Cell:
     seed: int
     best_agent: str
     cost_model: str = "lut"
+
+    def job(self) -> str:
+        """``MODEL:BUDGET:METHOD:SEED``, as ``--jobs`` takes it."""
+        return f"{self.model}:{self.budget:g}:{self.method}:{self.seed}"
 
     def key(self) -> dict[str, Any]:
         return {"model": self.model, "budget": self.budget, "method": self.method, "seed": self.seed,

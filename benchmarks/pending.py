@@ -128,6 +128,7 @@ class HeadToHead(Source):
         return [sys.executable, str(ROOT / "benchmarks" / "head_to_head.py"), "--profile", "protocol", "--device",
                 device, "--name", self.folder.name, "--models", ",".join(config["models"]),
                 *(["--prune-hidden"] if config.get("prune_hidden") else []),
+                "--jobs", ",".join(f"{m}:{b:g}:{meth}:{s}" for m, b, meth, s in self.pending()),
                 *(["--cells", "processes", "--cell-workers", str(workers)] if workers > 1 else [])]
 
 

@@ -46,6 +46,18 @@ def test_cells_the_tool_refused_are_not_pending(tmp_path):
     assert source.pending() == [("resnet20", 0.3, "uniform", 0), ("resnet20", 0.3, "uniform", 2)]
 
 
+def test_the_head_to_head_runner_is_given_exactly_the_jobs_listed(tmp_path):
+    """The runner builds its cells from the protocol as it stands, which may ask more of a folder
+    begun under an older one (a searcher at more seeds): it runs only what the list names."""
+    source = _head_to_head(tmp_path / "h2h", [{"model": "resnet20", "budget": 0.3, "method": "uniform", "seed": 0}])
+    command = source.command("cpu", 1)
+    jobs = command[command.index("--jobs") + 1].split(",")
+    assert jobs == ["resnet20:0.3:uniform:1", "resnet20:0.3:uniform:2", "resnet20:0.3:random:0"]
+    assert [tuple(j.split(":")) for j in jobs] == [(m, f"{b:g}", meth, str(s)) for m, b, meth, s in source.pending()]
+    from head_to_head import Cell  # the runner's own cell names, which --jobs is matched against
+    assert Cell("resnet20", 0.3, "random", 0, "thompson").job() == jobs[2]
+
+
 class Appending(pending.Source):
     """A folder whose runner appends one row per pending job and, while ``crash`` exists, dies
     after its first job (an interruption)."""
