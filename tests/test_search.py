@@ -241,6 +241,8 @@ def test_a_machine_slow_during_verification_does_not_veto_the_candidates(tmp_pat
     checked = pd.read_csv(tmp_path / "busy" / "verification.csv")
     assert (checked["measured_ms"] > summary["verification"]["budget_ms"] * 1.05).any()  # raw readings over
     assert checked["fits"].all() and summary["verification"]["machine_speed"] == pytest.approx(1 / 1.4, rel=1e-3)
+    assert summary["table_check"]["measured_over_predicted"] == pytest.approx(1.0, rel=1e-3)  # a slow machine,
+    assert "suggested_budget" not in summary["table_check"]  # not a wrong table: no warning before the search
     assert summary["verification"]["chosen_episode"] == checked.loc[0, "episode"]
 
 
