@@ -161,7 +161,8 @@ def main() -> None:
     if args.methods:
         cells = [c for c in cells if c.method in args.methods.split(",")]
     if args.jobs:
-        cells = [c for c in cells if c.job() in set(args.jobs.split(","))]
+        jobs = set(args.jobs.split(","))
+        cells = [c for c in cells if c.job() in jobs]
     cells = [c for c in cells if not bench.finished(c)]
     if args.cells == "local":
         for cell in cells:

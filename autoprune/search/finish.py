@@ -25,7 +25,7 @@ from autoprune.search.front import FrontPoint, episodes_at, policy_file, write_f
 from autoprune.search.history import Candidate, arch_stats, scored_feasible, top_candidates
 from autoprune.search.incumbent import Incumbent
 from autoprune.search.rerank import Scorer, rerank_candidates
-from autoprune.search.timing import measure_top_candidates, skip_reason, verdict
+from autoprune.search.timing import measure_top_candidates, skip_reason, table_fix, verdict
 
 
 def candidate_policy(config: SearchConfig, parts: Assembled, best: Candidate, budget: Budget) -> PruningPolicy:
@@ -87,13 +87,11 @@ class Finisher:
             self.say(f"verification: {len(again)} more accurate candidates read over budget, timed again beside "
                      f"episode {int(again['retimed_against'].iloc[0])}: {int(again['fits'].sum())} within it")
         if chosen is None:
-            miss = result["measured_over_predicted"]
-            keep = (f", or keep it and search with --budget {result['suggested_budget']}, which these timings "
-                    f"put within {c.budget} here" if result.get("suggested_budget") else "")
             tqdm.write(f"warning: none of the {len(frame)} best candidates measured within the budget + "
                        f"{MEASURED_TOLERANCE:.0%} on this machine (best: {frame['adjusted_ms'].min():.4g} ms vs "
-                       f"{budget.value:.4g} ms; they run {miss:.3g}x the table's prediction); the policy saved is "
-                       f"over budget here. Profile the table again on this machine (autoprune profile){keep}")
+                       f"{budget.value:.4g} ms; they run {result['measured_over_predicted']:.3g}x the table's "
+                       f"prediction); the policy saved is over budget here: "
+                       f"{table_fix(c.budget, result.get('suggested_budget'))}")
         elif chosen != self.incumbent.best.episode:
             row = history.loc[history["episode"] == chosen].iloc[0]
             tqdm.write(f"verification: the best candidate measured over budget on this machine; episode "

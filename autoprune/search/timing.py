@@ -105,6 +105,13 @@ def table_miss(analysis: ModelAnalysis, table: LookupTableCostModel, budget: Bud
     return share * budget.dense / checked_cost(table, kept).value(budget.metric)
 
 
+def table_fix(budget_spec: str, suggested: str | None) -> str:
+    """What to do about a latency table that is off for this machine, as both warnings say it."""
+    keep = (f", or keep it and search with --budget {suggested}, which these timings put within {budget_spec} "
+            f"here" if suggested else "")
+    return f"profile the table again on this machine (autoprune profile){keep}"
+
+
 def check_table(parts: Assembled, budget_spec: str, verify_top: int) -> TableCheckRecord | None:
     """Before the first episode, where the search's verification will time its candidates: one
     architecture at the budget (the dense widths projected onto it) timed here beside the dense
@@ -121,8 +128,7 @@ def check_table(parts: Assembled, budget_spec: str, verify_top: int) -> TableChe
         record["suggested_budget"] = BudgetSpec.parse(budget_spec).tightened(miss)
         tqdm.write(f"warning: this machine runs an architecture at the budget {miss:.3g}x what the latency table "
                    f"predicts (timed beside the dense model), so the candidates the table puts within {budget_spec} "
-                   f"will measure over it here; profile the table again on this machine (autoprune profile), or "
-                   f"search with --budget {record['suggested_budget']}")
+                   f"will measure over it here; {table_fix(budget_spec, record['suggested_budget'])}")
     record["seconds"] = round(time.perf_counter() - start, 2)
     return record
 
