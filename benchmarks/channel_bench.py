@@ -199,6 +199,8 @@ def main() -> None:
     p.add_argument("--workers", type=int, default=2, help="cells at a time (processes)")
     p.add_argument("--out", default=None, help="results folder (default: results/channel_bench/<space>)")
     args = p.parse_args()
+    if args.first_seed < 0 or args.seeds < 1:
+        p.error("--first-seed must be >= 0 and --seeds >= 1")
     table = load_table(args.json)
     if table.space is not SPACES[args.space]:
         sys.exit(f"{args.json} is the {table.space.model} table, not --space {args.space}")

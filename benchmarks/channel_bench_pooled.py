@@ -25,6 +25,9 @@ from autoprune.atomic import write_text_atomic
 
 def pooled_curves(folders: list[Path]) -> pd.DataFrame:
     """The curves of ``folders`` together; an error when two folders hold one (method, seed)."""
+    missing = [str(f) for f in folders if not (f / "curves.csv").is_file()]
+    if missing:
+        raise SystemExit(f"{missing[0]} holds no curves.csv; give folders that benchmarks/channel_bench.py wrote")
     curves = pd.concat([pd.read_csv(f / "curves.csv") for f in folders], ignore_index=True)
     rows = curves[curves.queries == PAIRED_AT].groupby(["space", "budget", "method", "seed"]).size()
     if (rows > 1).any():

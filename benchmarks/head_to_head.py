@@ -162,6 +162,10 @@ def main() -> None:
         cells = [c for c in cells if c.method in args.methods.split(",")]
     if args.jobs:
         jobs = set(args.jobs.split(","))
+        unknown = sorted(jobs - {c.job() for c in cells})
+        if unknown:
+            parser.error(f"--jobs {unknown[0]} is not a cell of this protocol (MODEL:BUDGET:METHOD:SEED, "
+                         f"as benchmarks/pending.py lists them)")
         cells = [c for c in cells if c.job() in jobs]
     cells = [c for c in cells if not bench.finished(c)]
     if args.cells == "local":

@@ -34,3 +34,10 @@ def test_a_seed_in_two_folders_is_refused(tmp_path):
     b = _folder(tmp_path / "b", range(3, 6), [0.05])
     with pytest.raises(SystemExit, match="more than one"):
         channel_bench_pooled.report([[a, b]])
+
+
+def test_a_folder_without_curves_is_named(tmp_path):
+    a = _folder(tmp_path / "a", range(0, 4), [0.05])
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(SystemExit, match="empty holds no curves.csv"):
+        channel_bench_pooled.report([[a, tmp_path / "empty"]])
